@@ -1,0 +1,50 @@
+"""The one-row-per-artifact summary table printed by ``edgekd build`` (and read from a card)."""
+
+from __future__ import annotations
+
+__all__ = ["summary_rows", "format_table"]
+
+
+def summary_rows(card: dict) -> list[dict]:
+    """Model x top-1, mean |disparity|, mean DPD, mean EOD and size, from a card."""
+    rows = []
+    for name, entry in card["models"].items():
+        m = entry["metrics"]
+        rows.append({
+            "model": name,
+            "kind": entry["kind"],
+            "top1": m["top1"],
+            "mean_abs_disparity": m["mean_abs_disparity"],
+            "dpd": m["dpd"]["mean"],
+            "eod": m["eod"]["mean"],
+            "size_mb": entry["size_bytes"] / 1e6,
+        })
+    return rows
+
+
+_HEADERS = {"model": "model", "kind": "kind", "top1": "top-1", "mean_abs_disparity": "mean |disp|",
+            "dpd": "DPD", "eod": "EOD", "size_mb": "size MB"}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def format_table(rows: list[dict], headers: dict[str, str] | None = None) -> str:
+    """Plain aligned text columns; numbers right-aligned."""
+    headers = headers or _HEADERS
+    keys = [k for k in headers if any(k in r for r in rows)]
+    cells = [[headers[k] for k in keys]] + [[_cell(r.get(k)) for k in keys] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]
+    lines = []
+    for n, row in enumerate(cells):
+        parts = [c.ljust(w) if i == 0 or n == 0 else c.rjust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(parts).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)

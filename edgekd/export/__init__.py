@@ -1,0 +1,1 @@
+"""Export of deployable artifacts. ``runtime`` (onnxruntime) imports no torch; ``onnx`` does."""

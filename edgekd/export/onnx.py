@@ -1,0 +1,73 @@
+"""Export a trained classifier to ONNX with a dynamic batch axis, and check it against torch."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekd.export.runtime import OnnxClassifier
+from edgekd.train.tensors import predict_logits
+
+__all__ = ["export_onnx", "compare_with_torch"]
+
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: int,
+                exporter: str = "torchscript") -> Path:
+    """Write ``model`` (eval mode) to ``path`` as one self-contained ONNX file, batch axis dynamic.
+
+    ``exporter="torchscript"`` is torch's tracing exporter: it writes any opset from 13, and opset
+    17 is what TensorRT 8.5 on JetPack 5 parses. ``exporter="dynamo"`` uses ``torch.export`` and
+    writes opset 18 or newer (its down-conversion to 17 fails on EfficientNet's reductions).
+    """
+    model = model.eval()
+    example = torch.zeros(2, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
+    tmp = path.with_name(f".{path.name}.tmp")
+    names = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
+    try:
+        with warnings.catch_warnings(), _quiet_exporter():
+            warnings.simplefilter("ignore")
+            if exporter == "dynamo":
+                batch = torch.export.Dim("batch", min=1, max=4096)
+                program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
+                                            dynamic_shapes=({0: batch},), **names)
+                program.save(str(tmp), external_data=False)
+            elif exporter == "torchscript":
+                torch.onnx.export(model, (example,), str(tmp), dynamo=False,
+                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                                  **names)
+            else:
+                raise ValueError(f"unknown exporter {exporter!r}")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class _quiet_exporter:
+    """The exporter logs its progress at INFO through ``torch.onnx``; keep the build output clean."""
+
+    def __enter__(self):
+        self.logger = logging.getLogger("torch.onnx")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.WARNING)
+
+    def __exit__(self, *exc):
+        self.logger.setLevel(self.level)
+
+
+def compare_with_torch(model: torch.nn.Module, onnx_path: Path, images: np.ndarray, mean, std,
+                       *, threads: int | None = None) -> dict:
+    """Run the same real images through torch and onnxruntime; report how closely they agree."""
+    torch_logits = predict_logits(model, images, mean, std)
+    ort_logits = OnnxClassifier(onnx_path, threads=threads).predict_images(images, mean, std)
+    return {
+        "images": int(len(images)),
+        "max_abs_diff": float(np.abs(torch_logits - ort_logits).max()),
+        "argmax_agreement": float((torch_logits.argmax(1) == ort_logits.argmax(1)).mean()),
+    }

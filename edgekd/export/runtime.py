@@ -1,0 +1,61 @@
+"""Run an exported ONNX classifier through onnxruntime, the way the device will (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import EdgeKDError
+
+__all__ = ["OnnxClassifier", "normalise"]
+
+
+def normalise(images: np.ndarray, mean, std) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 normalised with ``preprocess.json``'s values."""
+    x = images.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
+    x -= np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    x /= np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
+    return np.ascontiguousarray(x)
+
+
+class OnnxClassifier:
+    """An onnxruntime session over an image classifier with one input and one logits output.
+
+    Parameters
+    ----------
+    path : path to the ``.onnx`` file
+    providers : execution providers in order of preference (default: CPU)
+    threads : intra-op threads (default: onnxruntime's choice)
+    """
+
+    def __init__(self, path: str | Path, *, providers: list[str] | None = None,
+                 threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise EdgeKDError(f"{path}: no such model file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own exception types
+            first = str(err).strip().splitlines()[0][:200]
+            raise EdgeKDError(f"{path}: onnxruntime cannot load it as an ONNX model ({first})") from None
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits for a normalised float32 batch (N, 3, H, W)."""
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def predict_images(self, images: np.ndarray, mean, std, batch_size: int = 256) -> np.ndarray:
+        """Logits for uint8 images (N, H, W, 3), in batches."""
+        out = [self.logits(normalise(images[i:i + batch_size], mean, std))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out)

@@ -1,0 +1,168 @@
+"""Accuracy and group-fairness metrics of one model's predictions (numpy in, plain dict out).
+
+Every group metric goes through fairlearn; the per-class view of a multi-class classifier is a
+loop of one-vs-rest problems around it (class ``c`` is the positive label):
+
+* per-class group recall ``R_g(c) = P(pred = c | y = c, group = g)`` via ``MetricFrame``;
+* per-class disparity ``D(c) = R_a(c) - R_b(c)`` for two groups ``a, b`` (in the order of the
+  data source's group names) and ``max_g R_g(c) - min_g R_g(c)`` for more;
+* demographic parity difference ``DPD(c) = max_g P(pred = c | g) - min_g P(pred = c | g)``
+  (Calders & Verwer 2010; fairlearn ``demographic_parity_difference``);
+* equalized odds difference ``EOD(c) = max(max-min TPR_g, max-min FPR_g)`` (Hardt, Price &
+  Srebro 2016; fairlearn ``equalized_odds_difference``, ``agg="worst_case"``).
+
+Summaries are the mean and the worst class. A class that has no test images in some group has an
+undefined recall there: it is reported as ``None`` and left out of the means, never divided by 0.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+from fairlearn.metrics import (
+    MetricFrame,
+    count,
+    demographic_parity_difference,
+    equalized_odds_difference,
+)
+from sklearn.metrics import precision_recall_fscore_support, recall_score
+
+__all__ = ["evaluate_predictions", "group_recalls", "per_class_disparity", "headline"]
+
+_recall = partial(recall_score, zero_division=np.nan)
+
+
+def group_recalls(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
+                  num_classes: int, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
+    """Recall and support of every (class, group) cell, shape ``(num_classes, num_groups)``.
+
+    Cells without test images hold ``nan`` recall and zero support.
+    """
+    recall = np.full((num_classes, num_groups), np.nan)
+    support = np.zeros((num_classes, num_groups), dtype=np.int64)
+    for c in range(num_classes):
+        frame = MetricFrame(
+            metrics={"recall": _recall, "support": count},
+            y_true=(y_true == c).astype(int),
+            y_pred=(y_pred == c).astype(int),
+            sensitive_features=groups,
+        )
+        for g, row in frame.by_group.iterrows():
+            positives = int(((y_true == c) & (groups == g)).sum())
+            support[c, int(g)] = positives
+            recall[c, int(g)] = row["recall"] if positives else np.nan
+    return recall, support
+
+
+def per_class_disparity(recall: np.ndarray) -> np.ndarray:
+    """``R_a - R_b`` for two groups, ``max - min`` over groups with support for more."""
+    if recall.shape[1] == 2:
+        return recall[:, 0] - recall[:, 1]
+    out = np.full(recall.shape[0], np.nan)
+    for c, row in enumerate(recall):
+        seen = row[~np.isnan(row)]
+        if len(seen) >= 2:
+            out[c] = seen.max() - seen.min()
+    return out
+
+
+def _one_vs_rest_gaps(y_true, y_pred, groups, num_classes) -> tuple[np.ndarray, np.ndarray]:
+    present = np.unique(groups)
+    dpd = np.full(num_classes, np.nan)
+    eod = np.full(num_classes, np.nan)
+    if len(present) < 2:
+        return dpd, eod
+    for c in range(num_classes):
+        t, p = (y_true == c).astype(int), (y_pred == c).astype(int)
+        dpd[c] = demographic_parity_difference(t, p, sensitive_features=groups)
+        # TPR and FPR need positives and negatives in every group; otherwise EOD is undefined.
+        if all(0 < t[groups == g].sum() < (groups == g).sum() for g in present):
+            eod[c] = equalized_odds_difference(t, p, sensitive_features=groups)
+    return dpd, eod
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _summary(values: np.ndarray, class_names: list[str], *, absolute: bool = False) -> dict:
+    vals = np.abs(values) if absolute else values
+    if np.all(np.isnan(vals)):
+        return {"mean": None, "worst": None, "worst_class": None}
+    worst = int(np.nanargmax(vals))
+    return {
+        "mean": float(np.nanmean(vals)),
+        "worst": float(vals[worst]),
+        "worst_class": class_names[worst],
+    }
+
+
+def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
+                         class_names: list[str], group_names: list[str]) -> dict:
+    """The card's metric set for one model or artifact.
+
+    Parameters
+    ----------
+    y_true, y_pred, groups : array of int, shape (n,)
+        True class, predicted class and protected group index of each test image.
+    class_names, group_names : list of str
+        Names in index order; group order fixes the sign of two-group disparities.
+
+    Returns
+    -------
+    dict
+        ``top1``, ``macro_recall``, ``macro_precision``, ``macro_f1``, ``mean_abs_disparity``,
+        ``max_abs_disparity``, ``dpd`` and ``eod`` (each ``mean``, ``worst``, ``worst_class``)
+        and ``per_class`` rows with recall by group, support by group, disparity, DPD and EOD.
+    """
+    y_true, y_pred, groups = (np.asarray(a).astype(np.int64) for a in (y_true, y_pred, groups))
+    num_classes, num_groups = len(class_names), len(group_names)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(range(num_classes)), average="macro", zero_division=0
+    )
+    cell_recall, support = group_recalls(
+        y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups
+    )
+    disparity = per_class_disparity(cell_recall)
+    dpd, eod = _one_vs_rest_gaps(y_true, y_pred, groups, num_classes)
+    per_class = []
+    for c, name in enumerate(class_names):
+        positives = y_true == c
+        per_class.append({
+            "class": name,
+            "recall": _nan_to_none(float((y_pred[positives] == c).mean()) if positives.any() else np.nan),
+            "recall_by_group": {g: _nan_to_none(cell_recall[c, k]) for k, g in enumerate(group_names)},
+            "support_by_group": {g: int(support[c, k]) for k, g in enumerate(group_names)},
+            "disparity": _nan_to_none(disparity[c]),
+            "dpd": _nan_to_none(dpd[c]),
+            "eod": _nan_to_none(eod[c]),
+        })
+    abs_disp = _summary(disparity, class_names, absolute=True)
+    return {
+        "n": int(len(y_true)),
+        "top1": float((y_true == y_pred).mean()) if len(y_true) else None,
+        "macro_recall": float(recall),
+        "macro_precision": float(precision),
+        "macro_f1": float(f1),
+        "mean_abs_disparity": abs_disp["mean"],
+        "max_abs_disparity": abs_disp["worst"],
+        "max_abs_disparity_class": abs_disp["worst_class"],
+        "dpd": _summary(dpd, class_names),
+        "eod": _summary(eod, class_names),
+        "classes_without_support": [
+            class_names[c] for c in range(num_classes) if (support[c] == 0).any()
+        ],
+        "per_class": per_class,
+    }
+
+
+def headline(metrics: dict) -> dict:
+    """The four numbers of a summary row: top-1, mean |disparity|, mean DPD, mean EOD."""
+    return {
+        "top1": metrics["top1"],
+        "mean_abs_disparity": metrics["mean_abs_disparity"],
+        "dpd": metrics["dpd"]["mean"],
+        "eod": metrics["eod"]["mean"],
+    }

@@ -1,0 +1,77 @@
+"""Networks come from timm by name: ``timm.create_model(arch, pretrained=..., num_classes=...)``.
+
+Nothing is downloaded unless a recipe says ``pretrained: true``; ``checkpoint: PATH`` loads local
+weights with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekd.errors import EdgeKDError
+
+__all__ = ["is_known_arch", "create_model", "load_weights", "count_parameters", "state_dict_bytes"]
+
+
+def is_known_arch(arch: str) -> bool:
+    """True when timm has a model called ``arch``."""
+    import timm
+
+    return timm.is_model(arch)
+
+
+def create_model(cfg, num_classes: int, *, key: str):
+    """Build the network of a recipe's ``teacher`` or ``student`` section.
+
+    ``key`` is the recipe section, named in errors (``teacher.checkpoint: ...``).
+    """
+    import timm
+    import torch
+
+    model = timm.create_model(
+        cfg.arch, pretrained=cfg.pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate
+    )
+    if cfg.checkpoint is not None:
+        load_weights(model, cfg.checkpoint, key=f"{key}.checkpoint")
+    return model.to(memory_format=torch.channels_last)
+
+
+def load_weights(model, path: Path, *, key: str) -> None:
+    """Load a state dict (or edgekd's ``{"model": state_dict}``) safely into ``model``."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise EdgeKDError(f"{key}: {path} is not a loadable torch weights file ({first})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise EdgeKDError(f"{key}: {path} holds a {type(state).__name__}, not a state dict")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        detail = (
+            f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, model has {tuple(own[wrong[0]].shape)}"
+            if wrong
+            else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+        )
+        raise EdgeKDError(
+            f"{key}: weights in {path} do not fit {type(model).__name__} with "
+            f"{model.num_classes} classes ({detail})"
+        )
+    model.load_state_dict(state)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def state_dict_bytes(model) -> int:
+    """Bytes of the weights as stored (parameters and buffers)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())

@@ -1,0 +1,212 @@
+"""``edgekd build``: recipe -> data -> teacher -> baseline -> distilled student -> ONNX -> card -> bundle.
+
+Every stage is hash-keyed (:mod:`edgekd.stages`): a stage whose inputs did not change is reused,
+an interrupted one resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.bundle import write_bundle
+from edgekd.card import build_card, summary_rows
+from edgekd.data import DataSplits, load_data
+from edgekd.errors import EdgeKDError
+from edgekd.fairness.metrics import evaluate_predictions
+from edgekd.recipe import Recipe, load_recipe
+from edgekd.stages import Stage, read_json, sha256_file, write_json
+
+__all__ = ["build", "BuildResult"]
+
+
+@dataclass
+class BuildResult:
+    """What a build produced: where, which stages ran, the card and its failed gates."""
+
+    run_dir: Path
+    bundle_dir: Path
+    stage_status: dict[str, str]
+    card: dict
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def failed_gates(self) -> list[dict]:
+        return [g for g in self.card["gates"] if not g["passed"]]
+
+
+@dataclass
+class _Trained:
+    model: object
+    stage: Stage
+    status: str
+    test_logits: np.ndarray
+    history: list[dict]
+
+
+def build(recipe_path: str | Path, *, out: str | Path = "runs", overrides: tuple[str, ...] = (),
+          log: Callable[[str], None] = print, on_epoch_end=None) -> BuildResult:
+    """Run the whole pipeline for a recipe file; see the module docstring.
+
+    ``on_epoch_end(stage, epoch, record)`` is called after every training epoch (tests use it
+    to interrupt a build).
+    """
+    recipe = load_recipe(recipe_path, overrides)
+    return build_recipe(recipe, out=out, log=log, on_epoch_end=on_epoch_end)
+
+
+def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str], None] = print,
+                 on_epoch_end=None) -> BuildResult:
+    import torch
+
+    from edgekd.distill import CrossEntropy, build_objective
+
+    torch.set_num_threads(recipe.threads or torch.get_num_threads())
+    run_dir = Path(out) / recipe.name
+    data = load_data(recipe.data, seed=recipe.seed)
+    log(f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
+        f"test {len(data.test)}")
+    data_key = {"data": recipe.data.model_dump(mode="json"), "seed": recipe.seed}
+
+    def train(name: str, cfg, objective, *, extra: dict, teacher=None) -> _Trained:
+        inputs = {**data_key, "model": _model_key(cfg), **extra}
+        return _train_stage(Stage(run_dir, name, inputs), cfg, objective, data, seed=recipe.seed,
+                            teacher=teacher, log=log, on_epoch_end=on_epoch_end)
+
+    teacher = train("teacher", recipe.teacher, CrossEntropy(), extra={})
+    baseline = train("baseline", recipe.student, CrossEntropy(), extra={})
+    student = train("student", recipe.student, build_objective(recipe.distill),
+                    extra={"distill": recipe.distill.model_dump(mode="json"),
+                           "teacher": teacher.stage.key},
+                    teacher=teacher.model)
+
+    onnx = _export_stage(run_dir, recipe, student, data, log)
+
+    evaluations = {}
+    for name, trained, cfg in (("teacher", teacher, recipe.teacher),
+                               ("baseline", baseline, recipe.student),
+                               ("student", student, recipe.student)):
+        evaluations[name] = _torch_entry(name, trained, cfg, data)
+    evaluations["onnx"] = onnx
+    card = build_card(recipe, data, evaluations)
+    bundle_dir = write_bundle(run_dir, recipe, data, card,
+                              artifacts={"model.onnx": onnx["path"]})
+    status = {name: t.status for name, t in
+              (("teacher", teacher), ("baseline", baseline), ("student", student))}
+    status["export"] = onnx["status"]
+    return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
+                       rows=summary_rows(card))
+
+
+def _model_key(cfg) -> dict:
+    key = cfg.model_dump(mode="json")
+    if cfg.checkpoint is not None:
+        key["checkpoint"] = sha256_file(cfg.checkpoint)  # the weights, not where they live
+    return key
+
+
+def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, teacher, log,
+                 on_epoch_end) -> _Trained:
+    import torch
+
+    from edgekd.models import create_model
+    from edgekd.train import fit, predict_logits
+
+    torch.manual_seed(seed)
+    model = create_model(cfg, data.num_classes, key="teacher" if stage.name == "teacher" else "student")
+    if stage.done:
+        model.load_state_dict(torch.load(stage.path("best.pt"), map_location="cpu",
+                                         weights_only=True)["model"])
+        model.eval()
+        log(f"{stage.name}: reused (inputs unchanged, key {stage.key[:12]})")
+        return _Trained(model, stage, "reused", np.load(stage.path("test_predictions.npz"))["logits"],
+                        read_json(stage.path("history.json")))
+    resumed = stage.start() and stage.path("last.pt").exists()
+    log(f"{stage.name}: training {cfg.arch} for {cfg.epochs} epochs"
+        + (" (resuming)" if resumed else ""))
+    history = fit(model, objective, data, cfg, stage, seed=seed, teacher=teacher,
+                  on_epoch_end=on_epoch_end, log=log)
+    if cfg.epochs == 0:
+        torch.save({"model": model.state_dict(), "epoch": 0}, stage.path("best.pt"))
+    logits = predict_logits(model, data.test.images, data.mean, data.std)
+    np.savez(stage.path("test_predictions.npz"), logits=logits, labels=data.test.labels,
+             groups=data.test.groups)
+    stage.finish({"epochs": cfg.epochs})
+    return _Trained(model, stage, "resumed" if resumed else "trained", logits, history)
+
+
+def _torch_entry(name: str, trained: _Trained, cfg, data: DataSplits) -> dict:
+    from edgekd.models import count_parameters, state_dict_bytes
+
+    best = max(trained.history, key=lambda r: r["val_top1"], default=None)
+    return {
+        "kind": "torch",
+        "arch": cfg.arch,
+        "parameters": count_parameters(trained.model),
+        "size_bytes": state_dict_bytes(trained.model),
+        "stage_key": trained.stage.key,
+        "training": {
+            "epochs": cfg.epochs,
+            "best_epoch": best["epoch"] if best else 0,
+            "best_val_top1": best["val_top1"] if best else None,
+        },
+        "predictions": trained.test_logits.argmax(1),
+        "metrics": _metrics(trained.test_logits.argmax(1), data),
+    }
+
+
+def _metrics(pred: np.ndarray, data: DataSplits) -> dict:
+    return evaluate_predictions(data.test.labels, pred, data.test.groups,
+                                class_names=data.class_names, group_names=data.group_names)
+
+
+def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits, log) -> dict:
+    """ONNX of the distilled student, checked against torch and evaluated through onnxruntime."""
+    from edgekd.export.onnx import compare_with_torch, export_onnx
+    from edgekd.export.runtime import OnnxClassifier
+
+    cfg = recipe.export.onnx
+    stage = Stage(run_dir, "export", {"student": student.stage.key,
+                                      "onnx": cfg.model_dump(mode="json")})
+    path = stage.path("model.onnx")
+    status = "reused"
+    if not stage.done:
+        stage.start()
+        export_onnx(student.model, path, image_size=data.image_size, opset=cfg.opset,
+                    exporter=cfg.exporter)
+        check = compare_with_torch(student.model, path, data.test.images, data.mean, data.std,
+                                   threads=recipe.threads)
+        logits = OnnxClassifier(path, threads=recipe.threads).predict_images(
+            data.test.images, data.mean, data.std)
+        np.savez(stage.path("test_predictions.npz"), logits=logits)
+        write_json(stage.path("check.json"), check)
+        stage.finish()
+        status = "trained"
+    check = read_json(stage.path("check.json"))
+    log(f"export: model.onnx ({cfg.exporter}, opset {cfg.opset}) {status}; agreement with torch "
+        f"{check['argmax_agreement']:.4f}, max |diff| {check['max_abs_diff']:.2e}")
+    if check["argmax_agreement"] < cfg.min_agreement:
+        shutil.rmtree(stage.dir)  # never reuse an export that failed its check
+        raise EdgeKDError(
+            f"export.onnx: model.onnx agrees with torch on {check['argmax_agreement']:.4%} of test "
+            f"images, below export.onnx.min_agreement {cfg.min_agreement:.4%}"
+        )
+    pred = np.load(stage.path("test_predictions.npz"))["logits"].argmax(1)
+    import onnxruntime
+
+    return {
+        "kind": "onnx",
+        "file": "model.onnx",
+        "path": path,
+        "status": status,
+        "runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
+        "precision": "fp32",
+        "size_bytes": path.stat().st_size,
+        "export": {"exporter": cfg.exporter, "opset": cfg.opset, **check},
+        "predictions": pred,
+        "metrics": _metrics(pred, data),
+    }

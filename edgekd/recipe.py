@@ -1,0 +1,315 @@
+"""The recipe: one YAML file that is the whole truth of a build.
+
+A recipe is data. It is read with ``yaml.safe_load`` (no tags, no code) and validated against
+the pydantic schema below; every mistake becomes one :class:`~edgekd.errors.EdgeKDError` line
+that names the key path, the value and what is allowed::
+
+    recipe = load_recipe("recipes/quickstart.yaml", overrides=["distill.temperature=8"])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import model_validator
+
+from edgekd.errors import EdgeKDError
+
+__all__ = [
+    "Recipe",
+    "TrifeatureData",
+    "ModelConfig",
+    "KDConfig",
+    "load_recipe",
+    "parse_recipe",
+    "apply_overrides",
+    "recipe_hash",
+    "dump_recipe",
+]
+
+
+class _Section(BaseModel):
+    """A recipe section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------- data
+class TrifeatureData(_Section):
+    """``data.source: trifeature``: the generated, deliberately biased shapes set."""
+
+    source: Literal["trifeature"] = "trifeature"
+    image_size: int = Field(64, ge=16, le=512, description="height and width in pixels")
+    num_classes: int = Field(4, ge=2, le=10, description="the first N of the 10 shapes")
+    bias: float = Field(0.9, ge=0.0, le=1.0, description="P(majority colour group) in train/val")
+    train_size: int = Field(3200, ge=8)
+    val_size: int = Field(400, ge=8)
+    test_size: int = Field(800, ge=8, description="balanced over (class, group) cells")
+    max_rotation: float = Field(180.0, ge=0.0, le=180.0, description="rotation range in degrees (+/-)")
+    fresh_train_each_epoch: bool = Field(
+        True, description="draw new training images every epoch (no overfitting to a small set)"
+    )
+
+
+DATA_SOURCES: dict[str, type[_Section]] = {"trifeature": TrifeatureData}
+DataConfig = Annotated[Union[TrifeatureData], Field(discriminator="source")]
+
+
+# ------------------------------------------------------------------------------------- models
+class ModelConfig(_Section):
+    """A network and how it is trained (``teacher`` and ``student``)."""
+
+    arch: str
+    pretrained: bool = False
+    checkpoint: Path | None = Field(None, description="local weights, loaded with weights_only")
+    epochs: int = Field(ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        from edgekd.models import is_known_arch
+
+        if not is_known_arch(arch):
+            raise ValueError(
+                f"{arch!r} is not a timm model (see timm.list_models(), e.g. efficientnet_b0)"
+            )
+        return arch
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is None:
+            return None
+        base = Path((info.context or {}).get("base_dir", "."))
+        full = (base / path.expanduser()).resolve()
+        if not full.is_file():
+            raise ValueError(f"file {str(path)!r} does not exist (relative to {base.resolve()})")
+        return full
+
+    @model_validator(mode="after")
+    def _weights_for_zero_epochs(self) -> ModelConfig:
+        if self.epochs == 0 and self.checkpoint is None and not self.pretrained:
+            raise ValueError("epochs: 0 needs a checkpoint or pretrained: true")
+        return self
+
+
+def _teacher() -> ModelConfig:
+    return ModelConfig(arch="efficientnet_b3", epochs=8)
+
+
+def _student() -> ModelConfig:
+    return ModelConfig(arch="efficientnet_b0", epochs=8)
+
+
+# -------------------------------------------------------------------------------- distillation
+class KDConfig(_Section):
+    """``distill.method: kd``: Hinton et al. (2015) soft-target distillation."""
+
+    method: Literal["kd"] = "kd"
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the KD term vs CE")
+
+
+DISTILL_METHODS: dict[str, type[_Section]] = {"kd": KDConfig}
+DistillConfig = Annotated[Union[KDConfig], Field(discriminator="method")]
+
+
+# ------------------------------------------------------------------------------------- export
+class OnnxConfig(_Section):
+    """``export.onnx``: the fp32 ONNX file every other artifact starts from."""
+
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    opset: int = Field(17, ge=13, le=23)
+    min_agreement: float = Field(
+        0.999, ge=0.0, le=1.0, description="argmax agreement with torch below which the build fails"
+    )
+
+    @model_validator(mode="after")
+    def _dynamo_opset(self) -> OnnxConfig:
+        if self.exporter == "dynamo" and self.opset < 18:
+            raise ValueError("exporter: dynamo writes opset 18 or newer; use opset >= 18 or "
+                             "exporter: torchscript")
+        return self
+
+
+class ExportConfig(_Section):
+    onnx: OnnxConfig = Field(default_factory=OnnxConfig)
+
+
+# ------------------------------------------------------------------------------------- recipe
+class Recipe(_Section):
+    """A whole build. See ``recipes/quickstart.yaml`` for an annotated example."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    version: str = Field("0.1.0", pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    seed: int = Field(0, ge=0)
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    data: DataConfig = Field(default_factory=TrifeatureData)
+    teacher: ModelConfig = Field(default_factory=_teacher)
+    student: ModelConfig = Field(default_factory=_student)
+    distill: DistillConfig = Field(default_factory=KDConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+
+# ---------------------------------------------------------------------------------- loading
+_CHOICES = {"data": ("source", DATA_SOURCES), "distill": ("method", DISTILL_METHODS)}
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read, override (``key.path=value``) and validate a recipe file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeKDError(f"recipe {str(path)!r} does not exist or is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise EdgeKDError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
+    raw = _parse_yaml(text, str(path))
+    raw = apply_overrides(raw, overrides)
+    return parse_recipe(raw, source=str(path), base_dir=path.parent)
+
+
+def _parse_yaml(text: str, source: str) -> dict:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        line = f" line {err.problem_mark.line + 1}:" if err.problem_mark else ""
+        tag = (err.problem or "").split("tag ")[-1]
+        raise EdgeKDError(
+            f"{source}:{line} YAML tag {tag} is not allowed; a recipe is plain data "
+            "(mappings, lists, strings, numbers)"
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise EdgeKDError(f"{source}: not valid YAML:{where} {problem}") from None
+    if raw is None:
+        raise EdgeKDError(f"{source}: the recipe is empty; it needs at least a 'name' key")
+    if not isinstance(raw, dict):
+        raise EdgeKDError(
+            f"{source}: the top level must be a mapping of keys (name, data, teacher, ...), "
+            f"not a {type(raw).__name__}"
+        )
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply ``--set key.path=value`` overrides; values are parsed as YAML scalars or lists."""
+    raw = json.loads(json.dumps(raw, default=str))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise EdgeKDError(
+                f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. distill.temperature=8"
+            )
+        value = _parse_yaml_value(text, key)
+        node = raw
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise EdgeKDError(f"--set {key}: {where} is a value, not a section; cannot set a key under it")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def _parse_yaml_value(text: str, key: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        raise EdgeKDError(f"--set {key}: value {text!r} is not a valid YAML value") from None
+
+
+def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".") -> Recipe:
+    """Validate plain data as a recipe, turning the first problems into one line each."""
+    for section, (tag, choices) in _CHOICES.items():
+        value = raw.get(section)
+        if isinstance(value, dict) and tag in value and value[tag] not in choices:
+            raise EdgeKDError(
+                f"{source}: {section}.{tag}: unknown value {value[tag]!r}; "
+                f"choose one of: {', '.join(sorted(choices))}"
+            )
+    try:
+        return Recipe.model_validate(raw, context={"base_dir": Path(base_dir)})
+    except ValidationError as err:
+        lines = [f"{source}: {_describe(e, raw)}" for e in err.errors()]
+        raise EdgeKDError("\n".join(lines)) from None
+
+
+def _describe(error: dict, raw: dict) -> str:
+    """One line for one pydantic error: key path, value, what is allowed."""
+    loc = _user_loc(error["loc"], raw)
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1], raw)
+        return f"{key}: unknown key; allowed here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if "input" in error and kind not in ("model_type", "dict_type"):
+        return f"{key} = {error['input']!r}: {message}"
+    return f"{key}: {message}"
+
+
+def _user_loc(loc: tuple, raw: dict) -> list:
+    """Drop the union tags pydantic inserts (``distill.kd.alpha`` -> ``distill.alpha``)."""
+    out: list = []
+    node: Any = raw
+    for part in loc:
+        if isinstance(node, dict) and part not in node:
+            tags = {v for t, _ in _CHOICES.values() for k, v in node.items() if k == t}
+            if part in tags:
+                continue
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def _allowed_keys(loc: list, raw: dict) -> list[str]:
+    model: type[BaseModel] = Recipe
+    node: Any = raw
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else None
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        if str(part) in _CHOICES and isinstance(node, dict):
+            tag, choices = _CHOICES[str(part)]
+            model = choices.get(node.get(tag), next(iter(choices.values())))
+            continue
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return list(model.model_fields)
+
+
+# ---------------------------------------------------------------------------------- output
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (what goes into the bundle)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return hashlib.sha256(canonical_json(recipe.model_dump(mode="json")).encode()).hexdigest()
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)

@@ -1,0 +1,164 @@
+"""The one training loop. Teacher, baseline and student differ only by their objective.
+
+Per epoch: draw the epoch's training split, train with AdamW and a OneCycle schedule, validate
+(top-1 and mean |disparity| on the validation split), checkpoint ``last.pt`` (model, optimiser,
+schedule, history) and keep ``best.pt`` by validation top-1. Every random draw is seeded from
+``(seed, epoch)``, so a build stopped after epoch ``k`` and resumed gives the same weights as one
+that never stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from edgekd.data.splits import DataSplits, Split
+from edgekd.distill.losses import Batch, Objective
+from edgekd.fairness.metrics import group_recalls, per_class_disparity
+from edgekd.stages import Stage, write_atomic, write_json
+from edgekd.train.tensors import predict_logits, to_input
+
+__all__ = ["fit", "EpochHook"]
+
+EpochHook = Callable[[str, int, dict], None]
+
+
+def _save(obj, path) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def _validate(model, split: Split, data: DataSplits) -> dict:
+    logits = predict_logits(model, split.images, data.mean, data.std)
+    pred = logits.argmax(1)
+    recall, _ = group_recalls(split.labels, pred, split.groups, num_classes=data.num_classes,
+                              num_groups=len(data.group_names))
+    disparity = np.abs(per_class_disparity(recall))
+    return {
+        "val_top1": float((pred == split.labels).mean()),
+        "val_mean_abs_disparity": float(np.nanmean(disparity)) if not np.all(np.isnan(disparity)) else None,
+    }
+
+
+def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, stage: Stage, *,
+        seed: int, teacher: torch.nn.Module | None = None, resume: bool = True,
+        on_epoch_end: EpochHook | None = None, log: Callable[[str], None] = print) -> list[dict]:
+    """Train ``model`` on ``objective`` for ``cfg.epochs``; leave the best epoch's weights in it.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network to train (its weights are replaced by the best epoch's at the end).
+    objective : Objective
+        The loss; its own parameters (if any) are trained with the model.
+    data : DataSplits
+        ``train_for_epoch(epoch)`` gives each epoch's images; ``val`` selects the best epoch.
+    cfg : ModelConfig
+        ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_fraction``.
+    stage : Stage
+        Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go.
+    teacher : nn.Module, optional
+        Frozen network whose logits an objective with ``uses_teacher`` receives.
+    resume : bool
+        Continue from ``last.pt`` when the stage holds one.
+
+    Returns
+    -------
+    list of dict
+        One record per epoch (losses, accuracies, validation metrics, learning rate, seconds).
+    """
+    if objective.uses_teacher and teacher is None:
+        raise ValueError(f"{type(objective).__name__} needs a teacher")
+    if teacher is not None:
+        teacher.eval().requires_grad_(False)
+    steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
+    params = list(model.parameters()) + list(objective.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
+        pct_start=cfg.warmup_fraction,
+    )
+    history: list[dict] = []
+    best_top1 = -1.0
+    last_path, best_path = stage.path("last.pt"), stage.path("best.pt")
+    if resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history, best_top1 = state["history"], state["best_top1"]
+        log(f"{stage.name}: resuming after epoch {len(history)} of {cfg.epochs}")
+
+    for epoch in range(len(history), cfg.epochs):
+        started = time.perf_counter()
+        torch.manual_seed(seed * 100_003 + epoch)
+        split = data.train_for_epoch(epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(split))
+        model.train()
+        objective.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"{stage.name} {epoch + 1}/{cfg.epochs}",
+                   leave=False, unit="batch", disable=None)
+        for step in bar:
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            batch = Batch(
+                images=to_input(split.images[idx], data.mean, data.std),
+                labels=torch.from_numpy(split.labels[idx]),
+                groups=torch.from_numpy(split.groups[idx]),
+            )
+            if objective.uses_teacher:
+                with torch.no_grad():
+                    batch.teacher_logits = teacher(batch.images)
+            logits = model(batch.images)
+            loss = objective(logits, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == batch.labels).sum())
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        bar.close()
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": total_loss / max(seen, 1),
+            "train_top1": correct / max(seen, 1),
+            **_validate(model, data.val, data),
+            "lr": schedule.get_last_lr()[0],
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(record)
+        if record["val_top1"] > best_top1:
+            best_top1 = record["val_top1"]
+            _save({"model": model.state_dict(), "epoch": epoch + 1}, best_path)
+        write_atomic(stage.path("metrics.jsonl"),
+                     "".join(_json_line(r) for r in history))
+        _save({"model": model.state_dict(), "objective": objective.state_dict(),
+               "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+               "history": history, "best_top1": best_top1}, last_path)
+        log(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
+            f"train {record['train_top1']:.3f} val {record['val_top1']:.3f} "
+            f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} ({record['seconds']:.0f}s)")
+        if on_epoch_end is not None:
+            on_epoch_end(stage.name, epoch + 1, record)
+
+    if best_path.exists():
+        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+    write_json(stage.path("history.json"), history)
+    model.eval()
+    return history
+
+
+def _json_line(record: dict) -> str:
+    import json
+
+    return json.dumps(record) + "\n"

@@ -1,0 +1,28 @@
+"""uint8 images to normalised model input, and batched inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["to_input", "predict_logits"]
+
+
+def to_input(images: np.ndarray, mean, std) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised, in channels-last memory."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return x.sub_(mean_t).div_(std_t)
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: np.ndarray, mean, std,
+                   batch_size: int = 256) -> np.ndarray:
+    """Logits of ``model`` in eval mode for uint8 images, as a float32 array."""
+    was_training = model.training
+    model.eval()
+    out = [model(to_input(images[i:i + batch_size], mean, std)).float().numpy()
+           for i in range(0, len(images), batch_size)]
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)

@@ -1,0 +1,112 @@
+"""A real end-to-end build of the tiny recipe: bundle, card, manifest, ONNX against torch."""
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from edgekd.bundle import verify_bundle
+from edgekd.cli import main
+from edgekd.export.runtime import OnnxClassifier
+
+BUNDLE_FILES = {"card.json", "card.md", "manifest.json", "model.onnx", "preprocess.json", "recipe.yaml"}
+
+
+def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
+    bundle = tiny_build.bundle_dir
+    assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
+    assert verify_bundle(bundle) == []
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) == BUNDLE_FILES - {"manifest.json"}
+    assert {"torch", "timm", "onnxruntime", "fairlearn"} <= set(manifest["versions"])
+    tar = tiny_build.run_dir / "tiny-0.1.0.tar.gz"
+    with tarfile.open(tar) as t:
+        assert sorted(t.getnames()) == sorted(f"tiny-0.1.0/{f}" for f in BUNDLE_FILES)
+
+
+def test_card_has_every_model_and_metric(tiny_build):
+    card = json.loads((tiny_build.bundle_dir / "card.json").read_text())
+    assert card["schema"] == "edgekd.card/v1"
+    assert list(card["models"]) == ["teacher", "baseline", "student", "onnx"]
+    for name, entry in card["models"].items():
+        m = entry["metrics"]
+        for key in ("top1", "macro_recall", "macro_precision", "macro_f1", "mean_abs_disparity",
+                    "max_abs_disparity"):
+            assert isinstance(m[key], float) and 0.0 <= m[key] <= 1.0, (name, key)
+        for key in ("dpd", "eod"):
+            assert set(m[key]) == {"mean", "worst", "worst_class"}
+        assert len(m["per_class"]) == 4
+        row = m["per_class"][0]
+        assert set(row["recall_by_group"]) == {"warm", "cool"}
+        assert row["disparity"] == pytest.approx(row["recall_by_group"]["warm"] - row["recall_by_group"]["cool"])
+        assert entry["size_bytes"] > 0
+    assert card["models"]["onnx"]["vs_student"]["prediction_agreement"] == 1.0
+    assert set(card["comparisons"]) == {"teacher_to_student", "baseline_to_student"}
+    assert card["provenance"]["recipe_sha256"]
+    assert all(g["passed"] for g in card["gates"])
+
+
+def test_onnx_matches_torch_on_the_test_images(tiny_build):
+    from edgekd.data import load_data
+    from edgekd.recipe import load_recipe
+
+    check = tiny_build.card["models"]["onnx"]["export"]
+    assert check["argmax_agreement"] == 1.0 and check["max_abs_diff"] < 1e-4
+    recipe = load_recipe(tiny_build.bundle_dir / "recipe.yaml")
+    data = load_data(recipe.data, seed=recipe.seed)
+    pre = json.loads((tiny_build.bundle_dir / "preprocess.json").read_text())
+    onnx_logits = OnnxClassifier(tiny_build.bundle_dir / "model.onnx").predict_images(
+        data.test.images, pre["mean"], pre["std"])
+    torch_logits = np.load(tiny_build.run_dir / "stages/student/test_predictions.npz")["logits"]
+    assert np.abs(onnx_logits - torch_logits).max() < 1e-4
+    for batch in (1, 7):  # the batch axis is dynamic
+        assert OnnxClassifier(tiny_build.bundle_dir / "model.onnx").predict_images(
+            data.test.images[:batch], pre["mean"], pre["std"]).shape == (batch, 4)
+
+
+def test_card_md_front_matter_is_yaml_with_model_index(tiny_build):
+    text = (tiny_build.bundle_dir / "card.md").read_text()
+    assert text.startswith("---\n")
+    front = yaml.safe_load(text.split("---\n")[1])
+    assert front["library_name"] == "onnx"
+    results = front["model-index"][0]["results"]
+    assert [r["task"]["name"] for r in results] == ["teacher (torch)", "baseline (torch)",
+                                                     "student (torch)", "onnx (onnx)"]
+    assert "| class | recall warm | recall cool |" in text
+    assert "synthetic" in text
+
+
+def test_build_summary_rows(tiny_build):
+    assert [r["model"] for r in tiny_build.rows] == ["teacher", "baseline", "student", "onnx"]
+    assert tiny_build.stage_status == {"teacher": "trained", "baseline": "trained",
+                                       "student": "trained", "export": "trained"}
+
+
+def test_verify_names_a_flipped_byte_a_missing_and_an_extra_file(tiny_build, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_build.bundle_dir, bundle)
+    data = bytearray((bundle / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bundle / "model.onnx").write_bytes(bytes(data))
+    (bundle / "card.md").unlink()
+    (bundle / "notes.txt").write_text("hi")
+    result = CliRunner().invoke(main, ["verify", str(bundle)])
+    assert result.exit_code == 1
+    assert "checksum mismatch: model.onnx" in result.output
+    assert "missing: card.md" in result.output
+    assert "extra file: notes.txt" in result.output
+
+
+def test_card_command_renders_and_checks(tiny_build):
+    runner = CliRunner()
+    result = runner.invoke(main, ["card", str(tiny_build.bundle_dir), "--check"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["card", str(tiny_build.bundle_dir), "--format", "json"])
+    assert json.loads(result.output)["schema"] == "edgekd.card/v1"
+    result = runner.invoke(main, ["card", str(tiny_build.bundle_dir), "--format", "pdf"])
+    assert result.exit_code == 2 and "unknown format 'pdf'" in result.output

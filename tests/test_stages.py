@@ -1,0 +1,49 @@
+"""Stage reuse (hash-keyed) and resume after an interrupted build."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from edgekd.pipeline import build
+
+
+def test_changing_only_the_student_does_not_retrain_the_teacher(tiny_build, tiny_recipe, tmp_path):
+    out = tmp_path / "runs"
+    shutil.copytree(tiny_build.run_dir, out / "tiny")
+    teacher_ckpt = out / "tiny/stages/teacher/best.pt"
+    before = teacher_ckpt.stat().st_mtime_ns
+    again = build(tiny_recipe, out=out, overrides=("student.epochs=1",), log=lambda m: None)
+    assert again.stage_status["teacher"] == "reused"
+    assert again.stage_status["student"] == "trained"
+    assert again.stage_status["baseline"] == "trained"  # the baseline is a student too
+    assert teacher_ckpt.stat().st_mtime_ns == before
+    # the original recipe is back to reusing everything but what --set changed
+    third = build(tiny_recipe, out=out, log=lambda m: None)
+    assert third.stage_status["teacher"] == "reused"
+
+
+def test_interrupted_build_resumes_from_its_last_epoch(tiny_build, tiny_recipe, tmp_path):
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop_in_student(stage, epoch, record):
+        if stage == "student" and epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        build(tiny_recipe, out=tmp_path, log=lambda m: None, on_epoch_end=stop_in_student)
+    stage = tmp_path / "tiny/stages/student"
+    assert (stage / "last.pt").exists() and not (stage / "done.json").exists()
+    assert not (tmp_path / "tiny/bundle").exists()
+
+    lines = []
+    resumed = build(tiny_recipe, out=tmp_path, log=lines.append)
+    assert resumed.stage_status["student"] == "resumed"
+    assert resumed.stage_status["teacher"] == "reused"
+    assert "student: resuming after epoch 1 of 2" in lines
+    assert not any(line.startswith("student epoch 1/2") for line in lines)
+    # the same weights as a build that was never stopped
+    ours = np.load(stage / "test_predictions.npz")["logits"]
+    reference = np.load(tiny_build.run_dir / "stages/student/test_predictions.npz")["logits"]
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
