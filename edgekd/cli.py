@@ -58,7 +58,7 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     click.echo("")
     click.echo(format_table(result.rows))
     click.echo("")
-    click.echo(f"stages: " + ", ".join(f"{k} {v}" for k, v in result.stage_status.items()))
+    click.echo("stages: " + ", ".join(f"{k} {v}" for k, v in result.stage_status.items()))
     click.echo(f"bundle: {result.bundle_dir}")
     for gate in result.failed_gates:
         click.echo(f"gate failed: {gate['name']} on {gate['artifact']}: {gate['value']} "
@@ -115,3 +115,86 @@ def verify(bundle: Path) -> None:
     if problems:
         sys.exit(1)
     click.echo(f"{bundle}: every file matches the manifest")
+
+
+@main.command()
+@click.argument("target", metavar="BUNDLE_OR_MODEL", type=click.Path(path_type=Path))
+@click.option("--backend", default="auto", show_default=True,
+              help="auto, onnxruntime, tensorrt, trtexec or torch.")
+@click.option("--providers", default=None,
+              help="onnxruntime providers in order, e.g. cuda,cpu (default: best of TensorRT, CUDA, CPU).")
+@click.option("--batch-sizes", default="1", show_default=True, help="Comma-separated, e.g. 1,8,32.")
+@click.option("--threads", type=int, default=None, help="Intra-op threads (onnxruntime, torch).")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before timing.")
+@click.option("--iterations", type=int, default=None, help="Timed calls per batch size (default 100).")
+@click.option("--duration", type=float, default=None, help="Seconds per batch size, instead of --iterations.")
+@click.option("--tegrastats", is_flag=True, help="Sample Jetson power with tegrastats while timing.")
+@click.option("--tegrastats-interval", type=int, default=100, show_default=True,
+              help="tegrastats sampling interval in ms.")
+@click.option("--eval", "evaluate", is_flag=True,
+              help="Also score top-1 and fairness on the bundle's eval_set.npz, through this backend.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the whole result to this JSON file.")
+@click.option("--update-card", "update_card_flag", is_flag=True,
+              help="Add the result to the bundle's card, re-render card.md, refresh the manifest.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress line on stderr (default: when stderr is a terminal).")
+def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, threads: int | None,
+          warmup: int, iterations: int | None, duration: float | None, tegrastats: bool,
+          tegrastats_interval: int, evaluate: bool, json_path: Path | None, update_card_flag: bool,
+          progress: bool | None) -> None:
+    """Measure latency, throughput and memory (and power, accuracy) of BUNDLE_OR_MODEL here."""
+    from edgekd.bench import run_bench, update_card
+    from edgekd.bench.report import describe_result
+    from edgekd.bench.target import resolve_target
+    from edgekd.card.bench import BENCH_HEADERS, result_rows
+    from edgekd.card.table import format_table
+    from edgekd.stages import write_json
+
+    bundle = resolve_target(target).bundle
+    if update_card_flag and bundle is None:
+        raise EdgeKDError(f"--update-card: {target} is not in a bundle; give the bundle directory or "
+                          f"a model file inside it")
+    if json_path is not None and bundle is not None and \
+            json_path.resolve().is_relative_to(bundle.resolve()):
+        raise EdgeKDError(f"--json: {json_path} is inside the bundle and would break its manifest; "
+                          f"write the result outside it")
+    result = run_bench(target, backend=backend, providers=providers, batch_sizes=batch_sizes,
+                       threads=threads, warmup=warmup, iterations=iterations, duration=duration,
+                       tegrastats=tegrastats, tegrastats_interval_ms=tegrastats_interval,
+                       evaluate=evaluate, progress=sys.stderr.isatty() if progress is None else progress,
+                       log=lambda m: click.echo(m, err=True))
+    click.echo(format_table(result_rows(result), BENCH_HEADERS))
+    for line in describe_result(result):
+        click.echo(line)
+    if update_card_flag:
+        update_card(bundle, result)
+        click.echo(f"card: {bundle / 'card.json'} updated (device {result['device']['id']}, backend "
+                   f"{result['backend']}, {result['artifact']['file']}); manifest refreshed")
+    if json_path is not None:
+        write_json(json_path, result)
+        click.echo(f"result: {json_path}")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
+              help="A recipe key and its values, e.g. --grid debias.lambda=0,0.5,1 (repeatable: "
+                   "every combination is built).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Runs directory; the sweep goes to OUT/<name>/sweep.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key for every point (repeatable).")
+def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, ...]) -> None:
+    """One build per grid point of RECIPE, sharing the teacher and the baseline."""
+    from edgekd.sweep import format_sweep_table, run_sweep
+
+    result = run_sweep(recipe, grid, out=out, overrides=overrides, log=lambda m: click.echo(m))
+    keys = [k for k in result.rows[0] if k not in ("top1", "mean_abs_disparity", "dpd", "eod",
+                                                     "bundle")]
+    click.echo("")
+    click.echo(format_sweep_table(result.rows, keys))
+    click.echo("")
+    click.echo(f"results: {result.csv_path}")
+    for path in result.plots:
+        click.echo(f"plot: {path}")

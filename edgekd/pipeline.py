@@ -46,6 +46,7 @@ class _Trained:
     status: str
     test_logits: np.ndarray
     history: list[dict]
+    objective: dict = field(default_factory=dict)
 
 
 def build(recipe_path: str | Path, *, out: str | Path = "runs", overrides: tuple[str, ...] = (),
@@ -60,29 +61,52 @@ def build(recipe_path: str | Path, *, out: str | Path = "runs", overrides: tuple
 
 
 def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str], None] = print,
-                 on_epoch_end=None) -> BuildResult:
+                 on_epoch_end=None, run_dir: Path | None = None,
+                 shared_dir: Path | None = None) -> BuildResult:
+    """Run the pipeline for a validated recipe.
+
+    The build goes to ``run_dir`` (default ``out/<name>``). The teacher, baseline and teacher
+    outputs stages live in ``shared_dir`` (default ``run_dir``): ``edgekd sweep`` points every
+    grid point at the main run's, so they are trained once for all points.
+    """
     import torch
 
-    from edgekd.distill import CrossEntropy, build_objective
+    from edgekd.debias import with_debiasing
+    from edgekd.distill import CrossEntropy, TeacherOutputs, build_objective
 
     torch.set_num_threads(recipe.threads or torch.get_num_threads())
-    run_dir = Path(out) / recipe.name
+    run_dir = Path(run_dir) if run_dir is not None else Path(out) / recipe.name
+    shared_dir = Path(shared_dir) if shared_dir is not None else run_dir
     data = load_data(recipe.data, seed=recipe.seed)
     log(f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
         f"test {len(data.test)}")
     data_key = {"data": recipe.data.model_dump(mode="json"), "seed": recipe.seed}
 
-    def train(name: str, cfg, objective, *, extra: dict, teacher=None) -> _Trained:
+    def train(name: str, cfg, objective, *, extra: dict, teacher_outputs=None,
+              cache_teacher: bool = True) -> _Trained:
         inputs = {**data_key, "model": _model_key(cfg), **extra}
-        return _train_stage(Stage(run_dir, name, inputs), cfg, objective, data, seed=recipe.seed,
-                            teacher=teacher, log=log, on_epoch_end=on_epoch_end)
+        where = run_dir if name == "student" else shared_dir
+        return _train_stage(Stage(where, name, inputs), cfg, objective, data, seed=recipe.seed,
+                            teacher_outputs=teacher_outputs, cache_teacher=cache_teacher, log=log,
+                            on_epoch_end=on_epoch_end)
+
+    def debiased(objective, stage: str) -> tuple[object, dict]:
+        if recipe.debias.method == "none" or stage not in recipe.debias.apply_to:
+            return objective, {}
+        settings = recipe.debias.model_dump(mode="json", by_alias=True, exclude={"apply_to"})
+        return with_debiasing(objective, recipe.debias), {"debias": settings}
 
     teacher = train("teacher", recipe.teacher, CrossEntropy(), extra={})
-    baseline = train("baseline", recipe.student, CrossEntropy(), extra={})
-    student = train("student", recipe.student, build_objective(recipe.distill),
+    baseline_objective, baseline_extra = debiased(CrossEntropy(), "baseline")
+    baseline = train("baseline", recipe.student, baseline_objective, extra=baseline_extra)
+    outputs_stage = Stage(shared_dir, "teacher_outputs", {**data_key, "teacher": teacher.stage.key})
+    outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
+    teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir)
+    student_objective, student_extra = debiased(build_objective(recipe.distill), "student")
+    student = train("student", recipe.student, student_objective,
                     extra={"distill": recipe.distill.model_dump(mode="json"),
-                           "teacher": teacher.stage.key},
-                    teacher=teacher.model)
+                           "teacher": teacher.stage.key, **student_extra},
+                    teacher_outputs=teacher_outputs, cache_teacher=recipe.distill.cache_teacher)
 
     onnx = _export_stage(run_dir, recipe, student, data, log)
 
@@ -93,6 +117,11 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
         evaluations[name] = _torch_entry(name, trained, cfg, data)
     evaluations["onnx"] = onnx
     card = build_card(recipe, data, evaluations)
+    card["distillation"]["learned"] = student.objective
+    card["debias"] = {**recipe.debias.model_dump(mode="json", by_alias=True),
+                      "epochs": {name: _debias_history(t.history) for name, t in
+                                 (("baseline", baseline), ("student", student))
+                                 if "adversary_top1" in (t.history[-1] if t.history else {})}}
     bundle_dir = write_bundle(run_dir, recipe, data, card,
                               artifacts={"model.onnx": onnx["path"]})
     status = {name: t.status for name, t in
@@ -102,6 +131,11 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
                        rows=summary_rows(card))
 
 
+def _debias_history(history: list[dict]) -> list[dict]:
+    keys = ("epoch", "adversary_top1", "adversary_chance", "debias_lambda", "val_mean_abs_disparity")
+    return [{k: r.get(k) for k in keys} for r in history]
+
+
 def _model_key(cfg) -> dict:
     key = cfg.model_dump(mode="json")
     if cfg.checkpoint is not None:
@@ -109,8 +143,8 @@ def _model_key(cfg) -> dict:
     return key
 
 
-def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, teacher, log,
-                 on_epoch_end) -> _Trained:
+def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, teacher_outputs,
+                 cache_teacher: bool, log, on_epoch_end) -> _Trained:
     import torch
 
     from edgekd.models import create_model
@@ -124,19 +158,21 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
         model.eval()
         log(f"{stage.name}: reused (inputs unchanged, key {stage.key[:12]})")
         return _Trained(model, stage, "reused", np.load(stage.path("test_predictions.npz"))["logits"],
-                        read_json(stage.path("history.json")))
+                        read_json(stage.path("history.json")), read_json(stage.path("objective.json")))
     resumed = stage.start() and stage.path("last.pt").exists()
     log(f"{stage.name}: training {cfg.arch} for {cfg.epochs} epochs"
         + (" (resuming)" if resumed else ""))
-    history = fit(model, objective, data, cfg, stage, seed=seed, teacher=teacher,
-                  on_epoch_end=on_epoch_end, log=log)
+    history = fit(model, objective, data, cfg, stage, seed=seed, teacher_outputs=teacher_outputs,
+                  cache_teacher=cache_teacher, on_epoch_end=on_epoch_end, log=log)
     if cfg.epochs == 0:
         torch.save({"model": model.state_dict(), "epoch": 0}, stage.path("best.pt"))
     logits = predict_logits(model, data.test.images, data.mean, data.std)
     np.savez(stage.path("test_predictions.npz"), logits=logits, labels=data.test.labels,
              groups=data.test.groups)
+    write_json(stage.path("objective.json"), objective.summary())
     stage.finish({"epochs": cfg.epochs})
-    return _Trained(model, stage, "resumed" if resumed else "trained", logits, history)
+    return _Trained(model, stage, "resumed" if resumed else "trained", logits, history,
+                    objective.summary())
 
 
 def _torch_entry(name: str, trained: _Trained, cfg, data: DataSplits) -> dict:

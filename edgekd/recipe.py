@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-from pydantic import model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from edgekd.errors import EdgeKDError
 
@@ -25,6 +32,7 @@ __all__ = [
     "TrifeatureData",
     "ModelConfig",
     "KDConfig",
+    "DISTILL_METHODS",
     "load_recipe",
     "parse_recipe",
     "apply_overrides",
@@ -57,7 +65,7 @@ class TrifeatureData(_Section):
 
 
 DATA_SOURCES: dict[str, type[_Section]] = {"trifeature": TrifeatureData}
-DataConfig = Annotated[Union[TrifeatureData], Field(discriminator="source")]
+DataConfig = Annotated[Union[TrifeatureData], Field(discriminator="source")]  # noqa: UP007
 
 
 # ------------------------------------------------------------------------------------- models
@@ -112,7 +120,13 @@ def _student() -> ModelConfig:
 
 
 # -------------------------------------------------------------------------------- distillation
-class KDConfig(_Section):
+class _DistillSection(_Section):
+    cache_teacher: bool = Field(
+        True, description="compute the teacher's outputs once per split and keep them on disk"
+    )
+
+
+class KDConfig(_DistillSection):
     """``distill.method: kd``: Hinton et al. (2015) soft-target distillation."""
 
     method: Literal["kd"] = "kd"
@@ -120,8 +134,82 @@ class KDConfig(_Section):
     alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the KD term vs CE")
 
 
-DISTILL_METHODS: dict[str, type[_Section]] = {"kd": KDConfig}
-DistillConfig = Annotated[Union[KDConfig], Field(discriminator="method")]
+class RKDConfig(_DistillSection):
+    """``distill.method: rkd``: relational KD (Park et al. 2019) on pooled features."""
+
+    method: Literal["rkd"] = "rkd"
+    distance_weight: float = Field(25.0, ge=0.0)
+    angle_weight: float = Field(50.0, ge=0.0)
+    kd_weight: float = Field(0.0, ge=0.0, description="optional classic KD term")
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="for the optional KD term")
+
+
+class CTKDConfig(_DistillSection):
+    """``distill.method: ctkd``: curriculum temperature KD (Li et al. 2023)."""
+
+    method: Literal["ctkd"] = "ctkd"
+    t_min: float = Field(1.0, gt=0.0)
+    t_range: float = Field(20.0, gt=0.0)
+    initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
+    alpha: float = Field(0.9, ge=0.0, le=1.0)
+    curriculum_epochs: int = Field(10, ge=1, description="capped at the student's epochs")
+
+    @model_validator(mode="after")
+    def _initial_inside(self) -> CTKDConfig:
+        if not self.t_min < self.initial_temperature < self.t_min + self.t_range:
+            raise ValueError(f"initial_temperature {self.initial_temperature:g} must lie strictly "
+                             f"between t_min {self.t_min:g} and t_min + t_range "
+                             f"{self.t_min + self.t_range:g}")
+        return self
+
+
+class KDPPConfig(_DistillSection):
+    """``distill.method: kdpp``: KD++ / ND loss (Wang et al. 2023)."""
+
+    method: Literal["kdpp"] = "kdpp"
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    warmup_epochs: int = Field(20, ge=0, description="KD weight = min(1, epoch / warmup)")
+    nd_weight: float = Field(2.0, ge=0.0)
+
+
+class AdaptiveConfig(_DistillSection):
+    """``distill.method: adaptive``: per-subgroup KD weights after "Teacher's pet" (2021)."""
+
+    method: Literal["adaptive"] = "adaptive"
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight where the teacher is best")
+    per: Literal["class", "cell"] = Field("class", description="class, or (class, group) cell")
+
+
+DISTILL_METHODS: dict[str, type[_Section]] = {
+    "kd": KDConfig, "rkd": RKDConfig, "ctkd": CTKDConfig, "kdpp": KDPPConfig,
+    "adaptive": AdaptiveConfig,
+}
+DistillConfig = Annotated[KDConfig | RKDConfig | CTKDConfig | KDPPConfig | AdaptiveConfig,
+                          Field(discriminator="method")]
+
+
+# ------------------------------------------------------------------------------------ debias
+class DebiasConfig(_Section):
+    """``debias``: an adversary on the protected group (Zhang, Lemoine & Mitchell 2018)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    method: Literal["none", "adversarial"] = "none"
+    lambda_: float = Field(0.5, alias="lambda", ge=0.0, le=100.0,
+                           description="weight of the reversed adversary loss")
+    criterion: Literal["demographic_parity", "equalized_odds"] = Field(
+        "demographic_parity", description="equalized_odds also gives the adversary the true label")
+    input: Literal["probabilities", "features"] = Field(
+        "probabilities", description="what the adversary sees: softmax outputs or pooled features")
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [64], max_length=4, description="adversary MLP hidden widths")
+    warmup_epochs: int = Field(0, ge=0, description="epochs that train the adversary alone")
+    schedule: Literal["constant", "linear"] = "constant"
+    ramp_epochs: int = Field(0, ge=0, description="linear: epochs to ramp lambda from 0")
+    apply_to: list[Literal["student", "baseline"]] = Field(
+        default_factory=lambda: ["student"], min_length=1,
+        description="stages trained with the adversary")
 
 
 # ------------------------------------------------------------------------------------- export
@@ -158,6 +246,7 @@ class Recipe(_Section):
     teacher: ModelConfig = Field(default_factory=_teacher)
     student: ModelConfig = Field(default_factory=_student)
     distill: DistillConfig = Field(default_factory=KDConfig)
+    debias: DebiasConfig = Field(default_factory=DebiasConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 
 
@@ -220,7 +309,8 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
-                raise EdgeKDError(f"--set {key}: {where} is a value, not a section; cannot set a key under it")
+                raise EdgeKDError(
+                    f"--set {key}: {where} is a value, not a section; cannot set a key under it")
             node = child
         node[parts[-1]] = value
     return raw
@@ -235,8 +325,11 @@ def _parse_yaml_value(text: str, key: str) -> Any:
 
 def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".") -> Recipe:
     """Validate plain data as a recipe, turning the first problems into one line each."""
+    raw = dict(raw)
     for section, (tag, choices) in _CHOICES.items():
         value = raw.get(section)
+        if isinstance(value, dict) and tag not in value:  # the default choice, as when absent
+            raw[section] = value = {tag: next(iter(choices)), **value}
         if isinstance(value, dict) and tag in value and value[tag] not in choices:
             raise EdgeKDError(
                 f"{source}: {section}.{tag}: unknown value {value[tag]!r}; "
@@ -256,6 +349,9 @@ def _describe(error: dict, raw: dict) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1], raw)
+        owner = _owner_of(loc, raw)
+        if owner:
+            return f"{key}: belongs to {owner}; allowed here: {', '.join(allowed)}"
         return f"{key}: unknown key; allowed here: {', '.join(allowed)}"
     if kind == "missing":
         return f"{key}: required key is missing"
@@ -281,6 +377,17 @@ def _user_loc(loc: tuple, raw: dict) -> list:
     return out
 
 
+def _owner_of(loc: list, raw: dict) -> str | None:
+    """For a key of a tagged section (``distill``) that another choice has: name that choice."""
+    if len(loc) != 2 or str(loc[0]) not in _CHOICES:
+        return None
+    tag, choices = _CHOICES[str(loc[0])]
+    current = (raw.get(str(loc[0])) or {}).get(tag)
+    owners = [name for name, model in choices.items()
+              if name != current and str(loc[1]) in model.model_fields]
+    return f"{loc[0]}.{tag}: {' / '.join(owners)}, not {current}" if owners else None
+
+
 def _allowed_keys(loc: list, raw: dict) -> list[str]:
     model: type[BaseModel] = Recipe
     node: Any = raw
@@ -298,17 +405,18 @@ def _allowed_keys(loc: list, raw: dict) -> list[str]:
             model = annotation
         else:
             return []
-    return list(model.model_fields)
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 # ---------------------------------------------------------------------------------- output
 def dump_recipe(recipe: Recipe) -> str:
     """The fully resolved recipe as YAML (what goes into the bundle)."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    return yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True), sort_keys=False)
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    return hashlib.sha256(canonical_json(recipe.model_dump(mode="json")).encode()).hexdigest()
+    return hashlib.sha256(
+        canonical_json(recipe.model_dump(mode="json", by_alias=True)).encode()).hexdigest()
 
 
 def canonical_json(data: Any) -> str:

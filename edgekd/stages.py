@@ -21,7 +21,7 @@ from edgekd.recipe import canonical_json
 
 __all__ = ["Stage", "write_atomic", "write_json", "read_json", "sha256_file"]
 
-STAGE_FORMAT = 1  # bump when a stage's files change meaning, so old runs are not reused
+STAGE_FORMAT = 2  # bump when a stage's files change meaning, so old runs are not reused
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

@@ -41,7 +41,8 @@ def test_card_has_every_model_and_metric(tiny_build):
         assert len(m["per_class"]) == 4
         row = m["per_class"][0]
         assert set(row["recall_by_group"]) == {"warm", "cool"}
-        assert row["disparity"] == pytest.approx(row["recall_by_group"]["warm"] - row["recall_by_group"]["cool"])
+        by_group = row["recall_by_group"]
+        assert row["disparity"] == pytest.approx(by_group["warm"] - by_group["cool"])
         assert entry["size_bytes"] > 0
     assert card["models"]["onnx"]["vs_student"]["prediction_agreement"] == 1.0
     assert set(card["comparisons"]) == {"teacher_to_student", "baseline_to_student"}

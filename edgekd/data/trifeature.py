@@ -79,7 +79,8 @@ _BACKGROUND = 128
 _NOISE = 8  # uniform integer noise in [-_NOISE, _NOISE] on every pixel
 _TEXTURE_FREQ = 3.0  # texture periods across the shape's unit box
 _CACHE_BYTES = 1 << 30  # training epochs kept in memory during a build
-_DARK = 0.6  # brightness of the texture's "off" cells relative to the colour
+_DARK = 0.8  # brightness of the texture's "off" cells relative to the colour (subtle: the shape
+# must stay visible through its texture)
 
 
 def _inside(polygons: list[Polygon], x: np.ndarray, y: np.ndarray) -> np.ndarray:

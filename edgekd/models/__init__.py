@@ -10,7 +10,8 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["is_known_arch", "create_model", "load_weights", "count_parameters", "state_dict_bytes"]
+__all__ = ["is_known_arch", "create_model", "load_weights", "pooled_features_and_logits", "feature_width",
+           "count_parameters", "state_dict_bytes"]
 
 
 def is_known_arch(arch: str) -> bool:
@@ -66,6 +67,21 @@ def load_weights(model, path: Path, *, key: str) -> None:
             f"{model.num_classes} classes ({detail})"
         )
     model.load_state_dict(state)
+
+
+def pooled_features_and_logits(model, x):
+    """The pooled penultimate features (the classifier's input) and the logits of a timm model.
+
+    One forward pass: ``forward_features`` -> ``forward_head(pre_logits=True)`` -> classifier,
+    which is exactly ``model(x)`` with the features kept (RKD and KD++ distil them).
+    """
+    features = model.forward_head(model.forward_features(x), pre_logits=True)
+    return features, model.get_classifier()(features)
+
+
+def feature_width(model) -> int:
+    """Width of the pooled features (1280 for EfficientNet-B0, 1536 for B3)."""
+    return int(model.num_features)
 
 
 def count_parameters(model) -> int:

@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 
 from edgekd.data.splits import DataSplits, Split
 from edgekd.distill.losses import Batch, Objective
+from edgekd.distill.teacher_outputs import TeacherOutputs
 from edgekd.fairness.metrics import group_recalls, per_class_disparity
+from edgekd.models import feature_width, pooled_features_and_logits
 from edgekd.stages import Stage, write_atomic, write_json
 from edgekd.train.tensors import predict_logits, to_input
 
@@ -47,9 +49,21 @@ def _validate(model, split: Split, data: DataSplits) -> dict:
     }
 
 
+def _param_groups(model: torch.nn.Module, objective: Objective, weight_decay: float) -> list[dict]:
+    """Weight decay on the model and on the objective's matrices, never on its scalars and
+    vectors (CTKD's temperature, a BatchNorm's affine terms): decay would pull them to 0."""
+    matrices = [p for p in objective.parameters() if p.ndim >= 2]
+    others = [p for p in objective.parameters() if p.ndim < 2]
+    groups = [{"params": list(model.parameters()) + matrices, "weight_decay": weight_decay}]
+    if others:
+        groups.append({"params": others, "weight_decay": 0.0})
+    return groups
+
+
 def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, stage: Stage, *,
-        seed: int, teacher: torch.nn.Module | None = None, resume: bool = True,
-        on_epoch_end: EpochHook | None = None, log: Callable[[str], None] = print) -> list[dict]:
+        seed: int, teacher_outputs: TeacherOutputs | None = None, cache_teacher: bool = True,
+        resume: bool = True, on_epoch_end: EpochHook | None = None,
+        log: Callable[[str], None] = print) -> list[dict]:
     """Train ``model`` on ``objective`` for ``cfg.epochs``; leave the best epoch's weights in it.
 
     Parameters
@@ -64,8 +78,12 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_fraction``.
     stage : Stage
         Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go.
-    teacher : nn.Module, optional
-        Frozen network whose logits an objective with ``uses_teacher`` receives.
+    teacher_outputs : TeacherOutputs, optional
+        The frozen teacher, for objectives with ``uses_teacher``: its logits (and features) are
+        put on every batch.
+    cache_teacher : bool
+        Read the teacher's outputs of each epoch from ``teacher_outputs`` (computed once, kept on
+        disk) instead of running the teacher on every batch.
     resume : bool
         Continue from ``last.pt`` when the stage holds one.
 
@@ -74,13 +92,15 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     list of dict
         One record per epoch (losses, accuracies, validation metrics, learning rate, seconds).
     """
-    if objective.uses_teacher and teacher is None:
+    if objective.uses_teacher and teacher_outputs is None:
         raise ValueError(f"{type(objective).__name__} needs a teacher")
+    teacher = teacher_outputs.teacher if teacher_outputs is not None else None
     if teacher is not None:
         teacher.eval().requires_grad_(False)
+    objective.prepare(teacher_outputs=teacher_outputs, student_features=feature_width(model),
+                      data=data)
     steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
-    params = list(model.parameters()) + list(objective.parameters())
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(_param_groups(model, objective, cfg.weight_decay), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
         pct_start=cfg.warmup_fraction,
@@ -104,6 +124,9 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         order = np.random.default_rng([seed, epoch]).permutation(len(split))
         model.train()
         objective.train()
+        objective.start_epoch(epoch, cfg.epochs)
+        cached = (teacher_outputs.for_split(split, key=teacher_outputs.epoch_key(epoch))
+                  if objective.uses_teacher and cache_teacher else None)
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"{stage.name} {epoch + 1}/{cfg.epochs}",
                    leave=False, unit="batch", disable=None)
@@ -114,10 +137,14 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
                 labels=torch.from_numpy(split.labels[idx]),
                 groups=torch.from_numpy(split.groups[idx]),
             )
-            if objective.uses_teacher:
+            if cached is not None:
+                batch.teacher_logits = torch.from_numpy(cached[0][idx])
+                batch.teacher_features = torch.from_numpy(cached[1][idx])
+            elif objective.uses_teacher:
                 with torch.no_grad():
-                    batch.teacher_logits = teacher(batch.images)
-            logits = model(batch.images)
+                    batch.teacher_features, batch.teacher_logits = pooled_features_and_logits(
+                        teacher, batch.images)
+            batch.features, logits = pooled_features_and_logits(model, batch.images)
             loss = objective(logits, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -133,6 +160,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             "train_loss": total_loss / max(seen, 1),
             "train_top1": correct / max(seen, 1),
             **_validate(model, data.val, data),
+            **objective.epoch_metrics(),
             "lr": schedule.get_last_lr()[0],
             "seconds": time.perf_counter() - started,
         }

@@ -1,0 +1,89 @@
+"""``edgekd sweep``: grid parsing, the Pareto front, a real two-point sweep and its errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from edgekd.cli import main
+from edgekd.errors import EdgeKDError
+from edgekd.sweep import grid_points, pareto_front, parse_grid
+
+
+def test_parse_grid_and_points():
+    grid = parse_grid(["debias.lambda=0,0.5", "distill.method=kd,rkd"])
+    assert grid == {"debias.lambda": [0, 0.5], "distill.method": ["kd", "rkd"]}
+    assert grid_points(grid) == [
+        {"debias.lambda": 0, "distill.method": "kd"}, {"debias.lambda": 0, "distill.method": "rkd"},
+        {"debias.lambda": 0.5, "distill.method": "kd"}, {"debias.lambda": 0.5, "distill.method": "rkd"},
+    ]
+
+
+@pytest.mark.parametrize("items, needle", [
+    ([], "--grid: give at least one"),
+    (["debias.lambda"], "expected KEY=V1,V2"),
+    (["debias.lambda=0,,1"], "empty value"),
+    (["a=1", "a=2"], "given twice"),
+])
+def test_parse_grid_errors(items, needle):
+    with pytest.raises(EdgeKDError, match=needle):
+        parse_grid(items)
+
+
+def test_pareto_front_hand_worked():
+    # (top1, mean |disparity|): B beats A on both; C is more accurate but less fair than B; D is
+    # beaten by C
+    points = [(0.80, 0.30), (0.85, 0.20), (0.90, 0.25), (0.88, 0.28)]
+    assert pareto_front(points) == [1, 2]
+
+
+def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
+    runner = CliRunner()
+    args = ["sweep", str(tiny_recipe), "--grid", "distill.temperature=2,8", "--out", str(tmp_path)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    sweep_dir = tmp_path / "tiny" / "sweep"
+    cards = sorted(sweep_dir.glob("*/bundle/card.json"))
+    assert [c.parent.parent.name for c in cards] == ["distill.temperature=2", "distill.temperature=8"]
+    temperatures = [json.loads(c.read_text())["distillation"]["temperature"] for c in cards]
+    assert temperatures == [2, 8]
+    with open(sweep_dir / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["distill.temperature"] for r in rows] == ["2", "8"]
+    assert all(0.0 <= float(r["top1"]) <= 1.0 for r in rows)
+    for name in ("accuracy_vs_disparity.png", "metrics_vs_distill.temperature.png"):
+        with Image.open(sweep_dir / name) as image:
+            assert image.format == "PNG" and image.size[0] > 100
+    assert "Pareto" in result.output and "top-1" in result.output
+    # the teacher was trained once, in the main run, for both points
+    assert (tmp_path / "tiny" / "stages" / "teacher" / "done.json").is_file()
+    assert not (sweep_dir / "distill.temperature=2" / "stages" / "teacher").exists()
+
+    again = runner.invoke(main, args)
+    assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
+
+    # a point is reproducible alone with build --set, reusing the same teacher
+    alone = runner.invoke(main, ["build", str(tiny_recipe), "--set", "distill.temperature=8",
+                                 "--out", str(tmp_path)])
+    assert alone.exit_code == 0, alone.output
+    built = json.loads((tmp_path / "tiny" / "bundle" / "card.json").read_text())
+    swept = json.loads(cards[1].read_text())
+    assert built["models"]["student"]["metrics"]["top1"] == swept["models"]["student"]["metrics"]["top1"]
+    assert "teacher reused" in alone.output
+
+
+@pytest.mark.parametrize("grid, needle", [
+    ("distill.temprature=2,8", "distill.temprature: unknown key"),
+    ("debias.lambda=0,abc", "debias.lambda = 'abc'"),
+    ("data.bias=0.5,1.5", "data.bias = 1.5"),
+])
+def test_bad_grid_key_or_value_is_one_line_and_trains_nothing(tiny_recipe, tmp_path, grid, needle):
+    result = CliRunner().invoke(main, ["sweep", str(tiny_recipe), "--grid", grid, "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("error: --grid point")
+    assert not (tmp_path / "tiny").exists()
