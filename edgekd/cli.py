@@ -55,6 +55,8 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     from edgekd.pipeline import build as run_build
 
     result = run_build(recipe, out=out, overrides=overrides, log=lambda m: click.echo(m))
+    if result is None:  # a torchrun rank other than 0: rank 0 reports for the job
+        return
     click.echo("")
     click.echo(format_table(result.rows))
     click.echo("")
@@ -137,14 +139,17 @@ def verify(bundle: Path) -> None:
               help="Write the whole result to this JSON file.")
 @click.option("--update-card", "update_card_flag", is_flag=True,
               help="Add the result to the bundle's card, re-render card.md, refresh the manifest.")
+@click.option("--from-json", "from_json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Measure nothing: print (and with --update-card merge) a result saved on a device.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress line on stderr (default: when stderr is a terminal).")
 def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, threads: int | None,
           warmup: int, iterations: int | None, duration: float | None, tegrastats: bool,
           tegrastats_interval: int, evaluate: bool, json_path: Path | None, update_card_flag: bool,
-          progress: bool | None) -> None:
+          from_json: Path | None, progress: bool | None) -> None:
     """Measure latency, throughput and memory (and power, accuracy) of BUNDLE_OR_MODEL here."""
     from edgekd.bench import run_bench, update_card
+    from edgekd.bench.card_update import load_result
     from edgekd.bench.report import describe_result
     from edgekd.bench.target import resolve_target
     from edgekd.card.bench import BENCH_HEADERS, result_rows
@@ -159,11 +164,14 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
             json_path.resolve().is_relative_to(bundle.resolve()):
         raise EdgeKDError(f"--json: {json_path} is inside the bundle and would break its manifest; "
                           f"write the result outside it")
-    result = run_bench(target, backend=backend, providers=providers, batch_sizes=batch_sizes,
-                       threads=threads, warmup=warmup, iterations=iterations, duration=duration,
-                       tegrastats=tegrastats, tegrastats_interval_ms=tegrastats_interval,
-                       evaluate=evaluate, progress=sys.stderr.isatty() if progress is None else progress,
-                       log=lambda m: click.echo(m, err=True))
+    if from_json is not None:
+        result = load_result(from_json)
+    else:
+        result = run_bench(target, backend=backend, providers=providers, batch_sizes=batch_sizes,
+                           threads=threads, warmup=warmup, iterations=iterations, duration=duration,
+                           tegrastats=tegrastats, tegrastats_interval_ms=tegrastats_interval,
+                           evaluate=evaluate, log=lambda m: click.echo(m, err=True),
+                           progress=sys.stderr.isatty() if progress is None else progress)
     click.echo(format_table(result_rows(result), BENCH_HEADERS))
     for line in describe_result(result):
         click.echo(line)

@@ -50,7 +50,7 @@ class _Trained:
 
 
 def build(recipe_path: str | Path, *, out: str | Path = "runs", overrides: tuple[str, ...] = (),
-          log: Callable[[str], None] = print, on_epoch_end=None) -> BuildResult:
+          log: Callable[[str], None] = print, on_epoch_end=None) -> BuildResult | None:
     """Run the whole pipeline for a recipe file; see the module docstring.
 
     ``on_epoch_end(stage, epoch, record)`` is called after every training epoch (tests use it
@@ -62,13 +62,39 @@ def build(recipe_path: str | Path, *, out: str | Path = "runs", overrides: tuple
 
 def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str], None] = print,
                  on_epoch_end=None, run_dir: Path | None = None,
-                 shared_dir: Path | None = None) -> BuildResult:
+                 shared_dir: Path | None = None) -> BuildResult | None:
     """Run the pipeline for a validated recipe.
 
     The build goes to ``run_dir`` (default ``out/<name>``). The teacher, baseline and teacher
     outputs stages live in ``shared_dir`` (default ``run_dir``): ``edgekd sweep`` points every
     grid point at the main run's, so they are trained once for all points.
+
+    Under ``torchrun`` every rank trains (DistributedDataParallel, see
+    :mod:`edgekd.train.distributed`); rank 0 alone writes stages, exports, evaluates and
+    writes the bundle, and the other ranks return ``None`` once it has.
     """
+    import torch
+
+    from edgekd.train.distributed import init_distributed
+
+    dist = init_distributed()
+    if not dist.is_main:
+        log = _quiet
+    try:
+        result = _build(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
+                        shared_dir=shared_dir, dist=dist)
+        dist.barrier()  # the other ranks wait until rank 0 has written the bundle
+        return result
+    finally:
+        if dist.enabled:
+            torch.distributed.destroy_process_group()
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: rank 0 speaks for the job."""
+
+
+def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist) -> BuildResult | None:
     import torch
 
     from edgekd.debias import with_debiasing
@@ -88,7 +114,7 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
         where = run_dir if name == "student" else shared_dir
         return _train_stage(Stage(where, name, inputs), cfg, objective, data, seed=recipe.seed,
                             teacher_outputs=teacher_outputs, cache_teacher=cache_teacher, log=log,
-                            on_epoch_end=on_epoch_end)
+                            on_epoch_end=on_epoch_end, dist=dist)
 
     def debiased(objective, stage: str) -> tuple[object, dict]:
         if recipe.debias.method == "none" or stage not in recipe.debias.apply_to:
@@ -100,14 +126,17 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
     baseline_objective, baseline_extra = debiased(CrossEntropy(), "baseline")
     baseline = train("baseline", recipe.student, baseline_objective, extra=baseline_extra)
     outputs_stage = Stage(shared_dir, "teacher_outputs", {**data_key, "teacher": teacher.stage.key})
-    outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
-    teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir)
+    if dist.is_main:
+        outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
+    teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir, dist=dist)
     student_objective, student_extra = debiased(build_objective(recipe.distill), "student")
     student = train("student", recipe.student, student_objective,
                     extra={"distill": recipe.distill.model_dump(mode="json"),
                            "teacher": teacher.stage.key, **student_extra},
                     teacher_outputs=teacher_outputs, cache_teacher=recipe.distill.cache_teacher)
 
+    if not dist.is_main:
+        return None
     onnx = _export_stage(run_dir, recipe, student, data, log)
 
     evaluations = {}
@@ -144,33 +173,44 @@ def _model_key(cfg) -> dict:
 
 
 def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, teacher_outputs,
-                 cache_teacher: bool, log, on_epoch_end) -> _Trained:
+                 cache_teacher: bool, log, on_epoch_end, dist) -> _Trained:
     import torch
 
     from edgekd.models import create_model
     from edgekd.train import fit, predict_logits
 
+    section = "teacher" if stage.name == "teacher" else "student"
+    if cfg.sync_batchnorm and dist.enabled and dist.device.type != "cuda":
+        raise EdgeKDError(f"{section}.sync_batchnorm: SyncBatchNorm needs CUDA GPUs; this torchrun "
+                          "job runs on CPU (gloo), so set it to false")
     torch.manual_seed(seed)
-    model = create_model(cfg, data.num_classes, key="teacher" if stage.name == "teacher" else "student")
-    if stage.done:
-        model.load_state_dict(torch.load(stage.path("best.pt"), map_location="cpu",
-                                         weights_only=True)["model"])
+    model = create_model(cfg, data.num_classes, key=section)
+    if dist.broadcast(stage.done if dist.is_main else None):
+        reused = None
+        if dist.is_main:
+            reused = (torch.load(stage.path("best.pt"), map_location="cpu", weights_only=True)["model"],
+                      np.load(stage.path("test_predictions.npz"))["logits"],
+                      read_json(stage.path("history.json")), read_json(stage.path("objective.json")))
+        weights, logits, history, summary = dist.broadcast(reused)
+        model.load_state_dict(weights)
         model.eval()
         log(f"{stage.name}: reused (inputs unchanged, key {stage.key[:12]})")
-        return _Trained(model, stage, "reused", np.load(stage.path("test_predictions.npz"))["logits"],
-                        read_json(stage.path("history.json")), read_json(stage.path("objective.json")))
-    resumed = stage.start() and stage.path("last.pt").exists()
+        return _Trained(model, stage, "reused", logits, history, summary)
+    resumed = dist.broadcast(stage.start() and stage.path("last.pt").exists() if dist.is_main else None)
     log(f"{stage.name}: training {cfg.arch} for {cfg.epochs} epochs"
-        + (" (resuming)" if resumed else ""))
+        + (" (resuming)" if resumed else "")
+        + (f" on {dist.world_size} processes" if dist.enabled else ""))
     history = fit(model, objective, data, cfg, stage, seed=seed, teacher_outputs=teacher_outputs,
-                  cache_teacher=cache_teacher, on_epoch_end=on_epoch_end, log=log)
-    if cfg.epochs == 0:
-        torch.save({"model": model.state_dict(), "epoch": 0}, stage.path("best.pt"))
-    logits = predict_logits(model, data.test.images, data.mean, data.std)
-    np.savez(stage.path("test_predictions.npz"), logits=logits, labels=data.test.labels,
-             groups=data.test.groups)
-    write_json(stage.path("objective.json"), objective.summary())
-    stage.finish({"epochs": cfg.epochs})
+                  cache_teacher=cache_teacher, on_epoch_end=on_epoch_end, log=log, dist=dist)
+    logits = np.zeros((0, data.num_classes), dtype=np.float32)
+    if dist.is_main:
+        if cfg.epochs == 0:
+            torch.save({"model": model.state_dict(), "epoch": 0}, stage.path("best.pt"))
+        logits = predict_logits(model, data.test.images, data.mean, data.std)
+        np.savez(stage.path("test_predictions.npz"), logits=logits, labels=data.test.labels,
+                 groups=data.test.groups)
+        write_json(stage.path("objective.json"), objective.summary())
+        stage.finish({"epochs": cfg.epochs, "world_size": dist.world_size})
     return _Trained(model, stage, "resumed" if resumed else "trained", logits, history,
                     objective.summary())
 

@@ -81,6 +81,8 @@ class ModelConfig(_Section):
     weight_decay: float = Field(0.05, ge=0.0)
     warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    sync_batchnorm: bool = Field(
+        False, description="under torchrun on GPUs: BatchNorm statistics over the global batch")
 
     @field_validator("arch")
     @classmethod
@@ -294,8 +296,26 @@ def _parse_yaml(text: str, source: str) -> dict:
 
 
 def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
-    """Apply ``--set key.path=value`` overrides; values are parsed as YAML scalars or lists."""
+    """Apply ``--set key.path=value`` overrides; values are parsed as YAML scalars or lists.
+
+    Switching a choice (``--set distill.method=rkd`` on a recipe written for ``kd``) keeps the
+    section's keys the new choice also has (``temperature``) and drops the ones it has not
+    (``alpha``), so a method can be swapped or swept from the command line; a key set explicitly
+    in the same command is always kept and validated.
+    """
     raw = json.loads(json.dumps(raw, default=str))  # deep copy of plain data
+    explicit = {item.partition("=")[0] for item in overrides}
+    for section, (tag, choices) in _CHOICES.items():
+        before = raw.get(section)
+        chosen = f"{section}.{tag}"
+        if chosen not in explicit or not isinstance(before, dict):
+            continue
+        new = next((_parse_yaml_value(i.partition("=")[2], chosen) for i in overrides
+                    if i.partition("=")[0] == chosen), None)
+        if new != before.get(tag) and new in choices:
+            fields = {f.alias or name for name, f in choices[new].model_fields.items()}
+            raw[section] = {k: v for k, v in before.items()
+                            if k in fields or f"{section}.{k}" in explicit}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):

@@ -1,6 +1,7 @@
 """A real end-to-end build of the tiny recipe: bundle, card, manifest, ONNX against torch."""
 
 import json
+import os
 import tarfile
 
 import numpy as np
@@ -25,6 +26,17 @@ def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
     tar = tiny_build.run_dir / "tiny-0.1.0.tar.gz"
     with tarfile.open(tar) as t:
         assert sorted(t.getnames()) == sorted(f"tiny-0.1.0/{f}" for f in BUNDLE_FILES)
+
+
+def test_bundle_files_are_readable_by_others(tiny_build):
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in tiny_build.bundle_dir.rglob("*"):
+        if path.is_file():
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == 0o666 & ~umask, f"{path.name} has mode {oct(mode)}"
 
 
 def test_card_has_every_model_and_metric(tiny_build):

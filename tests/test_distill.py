@@ -208,6 +208,16 @@ def test_a_key_of_another_method_is_rejected_by_name():
         parse_recipe({"name": "x", "distill": {"method": "ctkd", "initial_temperature": 30}})
 
 
+def test_switching_method_on_the_command_line_keeps_shared_keys_only():
+    from edgekd.recipe import apply_overrides
+
+    raw = {"name": "x", "distill": {"method": "kd", "temperature": 8, "alpha": 0.5}}
+    switched = parse_recipe(apply_overrides(raw, ["distill.method=rkd"]))
+    assert switched.distill.method == "rkd" and switched.distill.temperature == 8
+    with pytest.raises(EdgeKDError, match="distill.alpha: belongs to"):
+        parse_recipe(apply_overrides(raw, ["distill.method=rkd", "distill.alpha=0.3"]))
+
+
 def test_distill_without_method_means_kd():
     recipe = parse_recipe({"name": "x", "distill": {"temperature": 8}})
     assert recipe.distill.method == "kd" and recipe.distill.temperature == 8
@@ -244,9 +254,9 @@ def test_teacher_outputs_are_computed_once_and_read_back(tmp_path):
 def test_tiny_build_per_method(method, tiny_recipe, tiny_runs):
     from edgekd.pipeline import build
 
-    # replace the whole section: tiny.yaml's kd keys (alpha) do not all belong to every method
-    extra = ", per: cell" if method == "adaptive" else ""
-    overrides = [f"distill={{method: {method}{extra}}}"]
+    overrides = [f"distill.method={method}"]  # tiny.yaml's kd-only keys (alpha) are dropped
+    if method == "adaptive":
+        overrides.append("distill.per=cell")
     result = build(tiny_recipe, out=tiny_runs, overrides=tuple(overrides), log=lambda m: None)
     assert result.stage_status["teacher"] == "reused"  # only the student changes per method
     card = result.card

@@ -138,11 +138,20 @@ class AdversarialDebiasing(Objective):
         return task_loss + adversary_loss
 
     def epoch_metrics(self) -> dict:
-        chance = max(self._group_counts.values()) / self._seen if self._seen else None
+        """Adversary accuracy over the epoch and its chance level (the majority group's share),
+        summed over all ranks under torchrun."""
+        groups = self.adversary.net[-1].out_features if self.adversary is not None else 0
+        counts = [self._correct, self._seen] + [self._group_counts.get(g, 0) for g in range(groups)]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            on = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+            total = torch.tensor(counts, dtype=torch.float64, device=on)
+            torch.distributed.all_reduce(total)
+            counts = total.cpu().tolist()
+        correct, seen, per_group = counts[0], counts[1], counts[2:]
         return {
             **self.task.epoch_metrics(),
-            "adversary_top1": self._correct / self._seen if self._seen else None,
-            "adversary_chance": chance,
+            "adversary_top1": correct / seen if seen else None,
+            "adversary_chance": max(per_group) / seen if seen and per_group else None,
             "debias_lambda": self.strength,
         }
 

@@ -20,6 +20,7 @@ import torch
 from edgekd.data.splits import DataSplits, Split
 from edgekd.models import pooled_features_and_logits
 from edgekd.stages import write_atomic
+from edgekd.train.distributed import SINGLE, Dist
 from edgekd.train.tensors import to_input
 
 __all__ = ["TeacherOutputs", "teacher_forward"]
@@ -30,11 +31,13 @@ def teacher_forward(teacher: torch.nn.Module, images: np.ndarray, mean, std, *,
                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and pooled features ``(N, D)`` of ``teacher`` in eval mode."""
     teacher.eval()
+    device = next(teacher.parameters()).device
     logits, features = [], []
     for i in range(0, len(images), batch_size):
-        f, z = pooled_features_and_logits(teacher, to_input(images[i:i + batch_size], mean, std))
-        logits.append(z.float().numpy())
-        features.append(f.float().numpy())
+        f, z = pooled_features_and_logits(teacher,
+                                          to_input(images[i:i + batch_size], mean, std, device))
+        logits.append(z.float().cpu().numpy())
+        features.append(f.float().cpu().numpy())
     return np.concatenate(logits), np.concatenate(features)
 
 
@@ -52,9 +55,10 @@ class TeacherOutputs:
     """
 
     def __init__(self, teacher: torch.nn.Module, data: DataSplits, *,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, dist: Dist = SINGLE) -> None:
         self.teacher = teacher
         self.data = data
+        self.dist = dist
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._memory: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.computed = 0  # how many splits had to run the teacher (the rest were read)
@@ -70,6 +74,14 @@ class TeacherOutputs:
         """Logits and features of ``split``, stored under ``key``."""
         if key in self._memory:
             return self._memory[key]
+        # Under torchrun rank 0 computes (or reads) and sends; no shared filesystem needed.
+        outputs = self._compute_or_read(split, key) if self.dist.is_main else None
+        outputs = self.dist.broadcast(outputs)
+        # Keep the current split only: a long build must not hold every epoch in memory.
+        self._memory = {key: outputs}
+        return outputs
+
+    def _compute_or_read(self, split: Split, key: str) -> tuple[np.ndarray, np.ndarray]:
         path = self.cache_dir / f"{key}.npz" if self.cache_dir is not None else None
         outputs = None
         if path is not None and path.exists():
@@ -83,6 +95,4 @@ class TeacherOutputs:
                 buffer = io.BytesIO()
                 np.savez(buffer, logits=outputs[0], features=outputs[1])
                 write_atomic(path, buffer.getvalue())
-        # Keep the current split only: a long build must not hold every epoch in memory.
-        self._memory = {key: outputs}
         return outputs

@@ -9,11 +9,13 @@ that never stopped.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from edgekd.data.splits import DataSplits, Split
@@ -22,6 +24,7 @@ from edgekd.distill.teacher_outputs import TeacherOutputs
 from edgekd.fairness.metrics import group_recalls, per_class_disparity
 from edgekd.models import feature_width, pooled_features_and_logits
 from edgekd.stages import Stage, write_atomic, write_json
+from edgekd.train.distributed import SINGLE, Dist, rank_indices
 from edgekd.train.tensors import predict_logits, to_input
 
 __all__ = ["fit", "EpochHook"]
@@ -60,10 +63,25 @@ def _param_groups(model: torch.nn.Module, objective: Objective, weight_decay: fl
     return groups
 
 
+class _Step(nn.Module):
+    """The model and its objective as one module: one forward gives the loss, and under DDP the
+    objective's parameters (CTKD's temperature, KD++'s projection, the adversary) are averaged
+    across ranks together with the model's."""
+
+    def __init__(self, model: nn.Module, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        batch.features, logits = pooled_features_and_logits(self.model, batch.images)
+        return self.objective(logits, batch), logits
+
+
 def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, stage: Stage, *,
         seed: int, teacher_outputs: TeacherOutputs | None = None, cache_teacher: bool = True,
         resume: bool = True, on_epoch_end: EpochHook | None = None,
-        log: Callable[[str], None] = print) -> list[dict]:
+        log: Callable[[str], None] = print, dist: Dist = SINGLE) -> list[dict]:
     """Train ``model`` on ``objective`` for ``cfg.epochs``; leave the best epoch's weights in it.
 
     Parameters
@@ -75,9 +93,10 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     data : DataSplits
         ``train_for_epoch(epoch)`` gives each epoch's images; ``val`` selects the best epoch.
     cfg : ModelConfig
-        ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``warmup_fraction``.
+        ``epochs``, ``batch_size`` (global), ``lr``, ``weight_decay``, ``warmup_fraction``,
+        ``sync_batchnorm``.
     stage : Stage
-        Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go.
+        Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go (written by rank 0 only).
     teacher_outputs : TeacherOutputs, optional
         The frozen teacher, for objectives with ``uses_teacher``: its logits (and features) are
         put on every batch.
@@ -86,6 +105,9 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         disk) instead of running the teacher on every batch.
     resume : bool
         Continue from ``last.pt`` when the stage holds one.
+    dist : Dist
+        This process's rank under torchrun (:mod:`edgekd.train.distributed`); each rank trains
+        on its share of every batch inside DistributedDataParallel.
 
     Returns
     -------
@@ -94,13 +116,25 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     """
     if objective.uses_teacher and teacher_outputs is None:
         raise ValueError(f"{type(objective).__name__} needs a teacher")
+    device = dist.device
     teacher = teacher_outputs.teacher if teacher_outputs is not None else None
     if teacher is not None:
-        teacher.eval().requires_grad_(False)
+        teacher.eval().requires_grad_(False).to(device)
     objective.prepare(teacher_outputs=teacher_outputs, student_features=feature_width(model),
                       data=data)
+    net = model  # what trains; with SyncBatchNorm a converted copy, so ``model`` stays exportable
+    if dist.enabled and getattr(cfg, "sync_batchnorm", False):
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    step_module = _Step(net, objective).to(device)
+    runner: nn.Module = step_module
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        runner = DistributedDataParallel(
+            step_module, device_ids=[device.index] if device.type == "cuda" else None)
     steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
-    optimizer = torch.optim.AdamW(_param_groups(model, objective, cfg.weight_decay), lr=cfg.lr)
+    per_rank = max(1, cfg.batch_size // dist.world_size)
+    optimizer = torch.optim.AdamW(_param_groups(net, objective, cfg.weight_decay), lr=cfg.lr)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
         pct_start=cfg.warmup_fraction,
@@ -108,9 +142,12 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     history: list[dict] = []
     best_top1 = -1.0
     last_path, best_path = stage.path("last.pt"), stage.path("best.pt")
-    if resume and last_path.exists():
+    state = None
+    if resume and dist.is_main and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
+    state = dist.broadcast(state)  # every rank resumes from rank 0's checkpoint
+    if state is not None:
+        net.load_state_dict(state["model"])
         objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -121,31 +158,30 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         started = time.perf_counter()
         torch.manual_seed(seed * 100_003 + epoch)
         split = data.train_for_epoch(epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(len(split))
-        model.train()
-        objective.train()
+        order = rank_indices(len(split), epoch=epoch, seed=seed, dist=dist,
+                             batch_size=cfg.batch_size)
+        runner.train()
         objective.start_epoch(epoch, cfg.epochs)
         cached = (teacher_outputs.for_split(split, key=teacher_outputs.epoch_key(epoch))
                   if objective.uses_teacher and cache_teacher else None)
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"{stage.name} {epoch + 1}/{cfg.epochs}",
-                   leave=False, unit="batch", disable=None)
+                   leave=False, unit="batch", disable=None if dist.is_main else True)
         for step in bar:
-            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            idx = order[step * per_rank:(step + 1) * per_rank]
             batch = Batch(
-                images=to_input(split.images[idx], data.mean, data.std),
-                labels=torch.from_numpy(split.labels[idx]),
-                groups=torch.from_numpy(split.groups[idx]),
+                images=to_input(split.images[idx], data.mean, data.std, device=device),
+                labels=torch.from_numpy(split.labels[idx]).to(device),
+                groups=torch.from_numpy(split.groups[idx]).to(device),
             )
             if cached is not None:
-                batch.teacher_logits = torch.from_numpy(cached[0][idx])
-                batch.teacher_features = torch.from_numpy(cached[1][idx])
+                batch.teacher_logits = torch.from_numpy(cached[0][idx]).to(device)
+                batch.teacher_features = torch.from_numpy(cached[1][idx]).to(device)
             elif objective.uses_teacher:
                 with torch.no_grad():
                     batch.teacher_features, batch.teacher_logits = pooled_features_and_logits(
                         teacher, batch.images)
-            batch.features, logits = pooled_features_and_logits(model, batch.images)
-            loss = objective(logits, batch)
+            loss, logits = runner(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -155,33 +191,45 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             seen += len(idx)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": total_loss / max(seen, 1),
-            "train_top1": correct / max(seen, 1),
-            **_validate(model, data.val, data),
-            **objective.epoch_metrics(),
-            "lr": schedule.get_last_lr()[0],
-            "seconds": time.perf_counter() - started,
-        }
+        total_loss, correct, seen = dist.sum([total_loss, correct, seen])
+        extra = objective.epoch_metrics()  # reduced across ranks by the objectives that count
+        record = None
+        if dist.is_main:
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": total_loss / max(seen, 1),
+                "train_top1": correct / max(seen, 1),
+                **_validate(net, data.val, data),
+                **extra,
+                "lr": schedule.get_last_lr()[0],
+                "world_size": dist.world_size,
+                "samples_per_rank": int(seen) // dist.world_size,
+                "seconds": time.perf_counter() - started,
+            }
+        record = dist.broadcast(record)
         history.append(record)
-        if record["val_top1"] > best_top1:
-            best_top1 = record["val_top1"]
-            _save({"model": model.state_dict(), "epoch": epoch + 1}, best_path)
-        write_atomic(stage.path("metrics.jsonl"),
-                     "".join(_json_line(r) for r in history))
-        _save({"model": model.state_dict(), "objective": objective.state_dict(),
-               "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-               "history": history, "best_top1": best_top1}, last_path)
-        log(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
-            f"train {record['train_top1']:.3f} val {record['val_top1']:.3f} "
-            f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} ({record['seconds']:.0f}s)")
+        if dist.is_main:
+            if record["val_top1"] > best_top1:
+                _save({"model": net.state_dict(), "epoch": epoch + 1}, best_path)
+            write_atomic(stage.path("metrics.jsonl"), "".join(_json_line(r) for r in history))
+        best_top1 = max(best_top1, record["val_top1"])
+        if dist.is_main:
+            _save({"model": net.state_dict(), "objective": objective.state_dict(),
+                   "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                   "history": history, "best_top1": best_top1}, last_path)
+            log(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
+                f"train {record['train_top1']:.3f} val {record['val_top1']:.3f} "
+                f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} ({record['seconds']:.0f}s)")
         if on_epoch_end is not None:
             on_epoch_end(stage.name, epoch + 1, record)
 
-    if best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
-    write_json(stage.path("history.json"), history)
+    best = None
+    if dist.is_main and best_path.exists():
+        best = torch.load(best_path, map_location="cpu", weights_only=True)["model"]
+        write_json(stage.path("history.json"), history)
+    best = dist.broadcast(best)
+    if best is not None:
+        model.load_state_dict(best)  # SyncBatchNorm and BatchNorm share their state-dict keys
     model.eval()
     return history
 
