@@ -151,8 +151,13 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
                       "epochs": {name: _debias_history(t.history) for name, t in
                                  (("baseline", baseline), ("student", student))
                                  if "adversary_top1" in (t.history[-1] if t.history else {})}}
-    bundle_dir = write_bundle(run_dir, recipe, data, card,
-                              artifacts={"model.onnx": onnx["path"]})
+    artifacts = {"model.onnx": onnx["path"]}
+    if recipe.bundle.include_eval_set:  # the test split, for edgekd bench --eval on the device
+        from edgekd.bundle.eval_set import write_eval_set
+
+        artifacts["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
+                                                   data.test.images, data.test.labels, data.test.groups)
+    bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=artifacts)
     status = {name: t.status for name, t in
               (("teacher", teacher), ("baseline", baseline), ("student", student))}
     status["export"] = onnx["status"]

@@ -236,6 +236,14 @@ class ExportConfig(_Section):
     onnx: OnnxConfig = Field(default_factory=OnnxConfig)
 
 
+# ------------------------------------------------------------------------------------- bundle
+class BundleConfig(_Section):
+    """``bundle``: what goes into the release bundle besides the models and the card."""
+
+    include_eval_set: bool = Field(
+        False, description="ship the test split as eval_set.npz for edgekd bench --eval")
+
+
 # ------------------------------------------------------------------------------------- recipe
 class Recipe(_Section):
     """A whole build. See ``recipes/quickstart.yaml`` for an annotated example."""
@@ -250,6 +258,7 @@ class Recipe(_Section):
     distill: DistillConfig = Field(default_factory=KDConfig)
     debias: DebiasConfig = Field(default_factory=DebiasConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    bundle: BundleConfig = Field(default_factory=BundleConfig)
 
 
 # ---------------------------------------------------------------------------------- loading

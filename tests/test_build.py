@@ -13,7 +13,8 @@ from edgekd.bundle import verify_bundle
 from edgekd.cli import main
 from edgekd.export.runtime import OnnxClassifier
 
-BUNDLE_FILES = {"card.json", "card.md", "manifest.json", "model.onnx", "preprocess.json", "recipe.yaml"}
+BUNDLE_FILES = {"card.json", "card.md", "eval_set.npz", "manifest.json", "model.onnx", "preprocess.json",
+                "recipe.yaml"}
 
 
 def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
@@ -123,3 +124,23 @@ def test_card_command_renders_and_checks(tiny_build):
     assert json.loads(result.output)["schema"] == "edgekd.card/v1"
     result = runner.invoke(main, ["card", str(tiny_build.bundle_dir), "--format", "pdf"])
     assert result.exit_code == 2 and "unknown format 'pdf'" in result.output
+
+
+def test_bench_eval_on_the_bundle_reproduces_the_card(tiny_build, tmp_path):
+    """The device-side measurement of the shipped ONNX matches the build's, via eval_set.npz."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_build.bundle_dir, bundle)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", str(bundle), "--backend", "onnxruntime", "--eval",
+                                       "--iterations", "3", "--warmup", "1", "--json", str(out),
+                                       "--update-card"])
+    assert result.exit_code == 0, result.output
+    measured = json.loads(out.read_text())
+    expected = tiny_build.card["models"]["onnx"]["metrics"]
+    assert measured["eval"]["top1"] == pytest.approx(expected["top1"])
+    assert measured["eval"]["mean_abs_disparity"] == pytest.approx(expected["mean_abs_disparity"])
+    assert verify_bundle(bundle) == []
+    card = json.loads((bundle / "card.json").read_text())
+    assert card["bench"], "the result was merged into the card"
