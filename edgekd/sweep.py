@@ -7,7 +7,7 @@ reproducible alone with ``edgekd build RECIPE --set KEY=VALUE``. Points run in o
 ``runs/<name>/sweep/<point>/``; the teacher, baseline and teacher-outputs stages live in the
 main run ``runs/<name>/stages/`` and are trained once. A point whose bundle already holds the
 card of the same resolved recipe is skipped, so a re-run after an interruption picks up where it
-stopped. The results go to ``runs/<name>/sweep/results.csv`` and three kinds of plot:
+stopped. The results go to ``runs/<name>/sweep/<swept keys>/results.csv`` with the plots:
 accuracy against mean |disparity| with the Pareto front marked, and each metric against each
 swept key.
 """
@@ -118,8 +118,9 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
             result = build_recipe(recipe, out=out, log=log, run_dir=point_dir, shared_dir=run_dir)
             card = result.card
         rows.append(_row(point, card, point_dir))
-    csv_path = _write_csv(sweep_dir / "results.csv", rows, list(grid))
-    plots = write_sweep_plots(rows, list(grid), sweep_dir)
+    report_dir = sweep_dir / "+".join(grid)  # one report per set of swept keys
+    csv_path = _write_csv(report_dir / "results.csv", rows, list(grid))
+    plots = write_sweep_plots(rows, list(grid), report_dir)
     return SweepResult(sweep_dir=sweep_dir, rows=rows, csv_path=csv_path, plots=plots)
 
 

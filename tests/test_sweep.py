@@ -51,12 +51,13 @@ def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
     assert [c.parent.parent.name for c in cards] == ["distill.temperature=2", "distill.temperature=8"]
     temperatures = [json.loads(c.read_text())["distillation"]["temperature"] for c in cards]
     assert temperatures == [2, 8]
-    with open(sweep_dir / "results.csv") as fh:
+    report = sweep_dir / "distill.temperature"
+    with open(report / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["distill.temperature"] for r in rows] == ["2", "8"]
     assert all(0.0 <= float(r["top1"]) <= 1.0 for r in rows)
     for name in ("accuracy_vs_disparity.png", "metrics_vs_distill.temperature.png"):
-        with Image.open(sweep_dir / name) as image:
+        with Image.open(report / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
     assert "Pareto" in result.output and "top-1" in result.output
     # the teacher was trained once, in the main run, for both points
