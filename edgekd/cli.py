@@ -62,9 +62,10 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     click.echo("")
     click.echo("stages: " + ", ".join(f"{k} {v}" for k, v in result.stage_status.items()))
     click.echo(f"bundle: {result.bundle_dir}")
+    from edgekd.card.gates import describe_gate
+
     for gate in result.failed_gates:
-        click.echo(f"gate failed: {gate['name']} on {gate['artifact']}: {gate['value']} "
-                   f"(needs {gate['comparison']} {gate['threshold']})", err=True)
+        click.echo(describe_gate(gate), err=True)
     if result.failed_gates:
         sys.exit(1)
 
@@ -72,12 +73,14 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
 @main.command()
 @click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--format", "formats", default="md", show_default=True,
-              help="Comma-separated: md, json.")
+              help="Comma-separated: md, json, html (html inlines the bundle's plots).")
 @click.option("--check", is_flag=True, help="Exit non-zero when a gate fails or a file is wrong.")
 def card(bundle: Path, formats: str, check: bool) -> None:
     """Print a bundle's card, or check its gates and checksums."""
     from edgekd.bundle import verify_bundle
     from edgekd.card import render_markdown
+    from edgekd.card.gates import describe_gate, failed_gates
+    from edgekd.card.html import render_html
 
     card_path = bundle / "card.json"
     if not card_path.is_file():
@@ -87,14 +90,12 @@ def card(bundle: Path, formats: str, check: bool) -> None:
     except ValueError as err:
         raise EdgeKDError(f"{card_path}: not valid JSON ({err})") from None
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
-    allowed = ("md", "json")
+    allowed = ("md", "json", "html")
     for fmt in chosen:
         if fmt not in allowed:
             raise EdgeKDError(f"--format: unknown format {fmt!r}; choose from: {', '.join(allowed)}")
     if check:
-        problems = verify_bundle(bundle) + [
-            f"gate failed: {g['name']} on {g['artifact']}: {g['value']} (needs {g['comparison']} "
-            f"{g['threshold']})" for g in data.get("gates", []) if not g["passed"]]
+        problems = verify_bundle(bundle) + [describe_gate(g) for g in failed_gates(data)]
         for line in problems:
             click.echo(line, err=True)
         if problems:
@@ -102,7 +103,13 @@ def card(bundle: Path, formats: str, check: bool) -> None:
         click.echo(f"{bundle}: all gates pass, all checksums match")
         return
     for fmt in chosen:
-        click.echo(render_markdown(data) if fmt == "md" else json.dumps(data, indent=2))
+        if fmt == "md":
+            click.echo(render_markdown(data))
+        elif fmt == "json":
+            click.echo(json.dumps(data, indent=2))
+        else:
+            plots = [bundle / p for p in data.get("plots", []) if (bundle / p).is_file()]
+            click.echo(render_html(data, plots))
 
 
 @main.command()

@@ -236,6 +236,31 @@ class ExportConfig(_Section):
     onnx: OnnxConfig = Field(default_factory=OnnxConfig)
 
 
+# --------------------------------------------------------------------------------------- card
+class GatesConfig(_Section):
+    """``card.gates``: release thresholds on the student and every exported artifact (off when
+    unset). A failed gate makes ``edgekd build`` and ``edgekd card --check`` exit 1."""
+
+    min_top1: float | None = Field(None, ge=0.0, le=1.0)
+    max_mean_abs_disparity: float | None = Field(None, ge=0.0, le=1.0)
+    max_dpd: float | None = Field(None, ge=0.0, le=1.0)
+    max_eod: float | None = Field(None, ge=0.0, le=1.0)
+    max_disparity_increase_vs_teacher: float | None = Field(None, ge=-1.0, le=1.0)
+    min_agreement_vs_student: float | None = Field(
+        None, ge=0.0, le=1.0, description="exported artifacts: argmax agreement with the torch student")
+    max_top1_drop_vs_student: float | None = Field(
+        None, ge=0.0, le=1.0, description="exported artifacts: top-1 lost against the torch student")
+
+
+class CardConfig(_Section):
+    """``card``: the statistics on the fairness card and the release gates."""
+
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="false discovery rate of the class tests")
+    bootstrap_resamples: int = Field(1000, ge=0, le=100_000, description="0 turns intervals off")
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+
+
 # ------------------------------------------------------------------------------------- bundle
 class BundleConfig(_Section):
     """``bundle``: what goes into the release bundle besides the models and the card."""
@@ -258,6 +283,7 @@ class Recipe(_Section):
     distill: DistillConfig = Field(default_factory=KDConfig)
     debias: DebiasConfig = Field(default_factory=DebiasConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
     bundle: BundleConfig = Field(default_factory=BundleConfig)
 
 

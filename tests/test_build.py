@@ -13,7 +13,8 @@ from edgekd.bundle import verify_bundle
 from edgekd.cli import main
 from edgekd.export.runtime import OnnxClassifier
 
-BUNDLE_FILES = {"card.json", "card.md", "eval_set.npz", "manifest.json", "model.onnx", "preprocess.json",
+BUNDLE_FILES = {"card.html", "card.json", "card.md", "eval_set.npz", "plots", "manifest.json", "model.onnx",
+                "preprocess.json",
                 "recipe.yaml"}
 
 
@@ -22,11 +23,12 @@ def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
     assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
     assert verify_bundle(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert set(manifest["files"]) == BUNDLE_FILES - {"manifest.json"}
+    files = BUNDLE_FILES - {"plots"} | {"plots/disparity_by_class.png", "plots/recall_by_group.png"}
+    assert set(manifest["files"]) == files - {"manifest.json"}
     assert {"torch", "timm", "onnxruntime", "fairlearn"} <= set(manifest["versions"])
     tar = tiny_build.run_dir / "tiny-0.1.0.tar.gz"
     with tarfile.open(tar) as t:
-        assert sorted(t.getnames()) == sorted(f"tiny-0.1.0/{f}" for f in BUNDLE_FILES)
+        assert sorted(t.getnames()) == sorted(f"tiny-0.1.0/{f}" for f in files)
 
 
 def test_bundle_files_are_readable_by_others(tiny_build):

@@ -56,7 +56,8 @@ def verify_bundle(bundle: str | Path) -> list[str]:
         if not path.is_file():
             problems.append(f"missing: {rel}")
         elif path.stat().st_size != expected["size"]:
-            problems.append(f"size mismatch: {rel} is {path.stat().st_size} bytes, manifest says {expected['size']}")
+            problems.append(f"size mismatch: {rel} is {path.stat().st_size} bytes, "
+                            f"manifest says {expected['size']}")
         elif sha256_file(path) != expected["sha256"]:
             problems.append(f"checksum mismatch: {rel} (sha256 differs from the manifest)")
     for rel in _files(bundle):

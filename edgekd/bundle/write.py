@@ -7,7 +7,9 @@ import tarfile
 from pathlib import Path
 
 from edgekd.bundle.manifest import write_manifest
+from edgekd.card.html import render_html
 from edgekd.card.markdown import render_markdown
+from edgekd.card.plots import write_plots
 from edgekd.recipe import dump_recipe
 from edgekd.stages import write_atomic, write_json
 
@@ -32,8 +34,11 @@ def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str
         shutil.copyfile(source, tmp / name)
     write_atomic(tmp / "recipe.yaml", dump_recipe(recipe))
     write_json(tmp / "preprocess.json", data.preprocess())
+    plots = write_plots(card, tmp / "plots")
+    card["plots"] = [p.relative_to(tmp).as_posix() for p in plots]
     write_json(tmp / "card.json", card)
     write_atomic(tmp / "card.md", render_markdown(card))
+    write_atomic(tmp / "card.html", render_html(card, plots))
     write_manifest(tmp, name=recipe.name, version=recipe.version)
     old = run_dir / ".bundle.old"
     shutil.rmtree(old, ignore_errors=True)

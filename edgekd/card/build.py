@@ -1,8 +1,9 @@
 """Assemble the fairness card (``card.json``, schema ``edgekd.card/v1``) of a build.
 
 The card holds, per model and artifact, the metrics measured on the test split through that
-artifact's own runtime; the class-wise change from teacher and from baseline to the distilled
-student; the release gates; and provenance. It holds no timestamp, so the same recipe and seed
+artifact's own runtime with bootstrap confidence intervals; the class-wise change from teacher
+and from baseline to the distilled student with McNemar tests (Benjamini-Hochberg corrected);
+the release gates; and provenance. It holds no timestamp, so the same recipe and seed
 give the same card.
 """
 
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekd.card.gates import evaluate_gates
+from edgekd.fairness.bootstrap import bootstrap_intervals
+from edgekd.fairness.significance import classwise_mcnemar
 from edgekd.recipe import recipe_hash
 from edgekd.versions import library_versions
 
@@ -65,6 +69,21 @@ def build_card(recipe, data, evaluations: dict[str, dict]) -> dict:
             public["vs_student"] = _drift(evaluations["student"], entry)
         models[name] = public
 
+    cfg = recipe.card
+    labels, groups = data.test.labels, data.test.groups
+    if cfg.bootstrap_resamples:
+        for name, entry in evaluations.items():
+            models[name]["ci"] = bootstrap_intervals(
+                labels, entry["predictions"], groups, num_classes=data.num_classes,
+                num_groups=len(data.group_names), resamples=cfg.bootstrap_resamples,
+                level=cfg.confidence, seed=recipe.seed)
+    significance = {
+        f"{before}_to_student": classwise_mcnemar(
+            labels, evaluations[before]["predictions"], evaluations["student"]["predictions"], groups,
+            class_names=data.class_names, group_names=data.group_names, alpha=cfg.alpha)
+        for before in ("teacher", "baseline")
+    }
+
     onnx_check = evaluations["onnx"]["export"]["argmax_agreement"]
     gates = [{
         "name": "onnx_matches_torch",
@@ -76,7 +95,7 @@ def build_card(recipe, data, evaluations: dict[str, dict]) -> dict:
         "passed": onnx_check >= recipe.export.onnx.min_agreement,
     }]
     student = evaluations["student"]["metrics"]
-    return {
+    card = {
         "schema": CARD_SCHEMA,
         "name": recipe.name,
         "version": recipe.version,
@@ -96,6 +115,7 @@ def build_card(recipe, data, evaluations: dict[str, dict]) -> dict:
             "teacher_to_student": class_change(evaluations["teacher"]["metrics"], student),
             "baseline_to_student": class_change(evaluations["baseline"]["metrics"], student),
         },
+        "significance": significance,
         "bench": {},
         "gates": gates,
         "provenance": {
@@ -106,3 +126,5 @@ def build_card(recipe, data, evaluations: dict[str, dict]) -> dict:
             "stage_keys": {k: v["stage_key"] for k, v in evaluations.items() if "stage_key" in v},
         },
     }
+    card["gates"] += evaluate_gates(card, cfg.gates.model_dump())
+    return card

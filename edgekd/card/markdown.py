@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import yaml
 
+from edgekd.card.bench import BENCH_HEADERS, bench_rows
 from edgekd.card.table import format_table, summary_rows
 
 __all__ = ["render_markdown", "front_matter"]
@@ -36,9 +37,18 @@ def front_matter(card: dict) -> dict:
         "pipeline_tag": "image-classification",
         "tags": ["edgekd", "knowledge-distillation", "fairness", "image-classification"],
         "datasets": [dataset],
+        "base_model": f"timm/{card['models']['teacher'].get('arch', 'unknown')}",
         "metrics": ["accuracy", "mean_abs_recall_disparity", "mean_dpd", "mean_eod"],
         "model-index": [{"name": card["name"], "results": results}],
     }
+
+
+def _mark(test: dict) -> str:
+    return f"{test['p_adjusted']:.3g}" + (" **significant**" if test["significant"] else "")
+
+
+def _signed(value) -> str:
+    return "-" if value is None else f"{value:+.3f}"
 
 
 def _pct(value) -> str:
@@ -85,12 +95,41 @@ def render_markdown(card: dict) -> str:
         cells = [_pct(row["recall_by_group"][g]) for g in groups]
         lines.append(f"| {row['class']} | " + " | ".join(cells)
                      + f" | {_pct(row['disparity'])} | {_pct(row['dpd'])} | {_pct(row['eod'])} |")
+    intervals = [(name, entry["ci"]) for name, entry in card["models"].items() if entry.get("ci")]
+    if intervals:
+        level = intervals[0][1]["level"]
+        lines += ["", f"## {level:.0%} confidence intervals ({intervals[0][1]['method']}, "
+                      f"{intervals[0][1]['resamples']} resamples)", "",
+                  "| model | top-1 | mean \\|disp\\| | DPD | EOD |", "|---|---|---|---|---|"]
+        for name, ci in intervals:
+            cells = [f"[{ci[k]['low']:.3f}, {ci[k]['high']:.3f}]" if ci.get(k) else "-"
+                     for k in ("top1", "mean_abs_disparity", "dpd", "eod")]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "## Class-wise change from distillation", ""]
     for label, key in (("teacher -> student", "teacher_to_student"),
                        ("baseline -> student", "baseline_to_student")):
         change = card["comparisons"][key]
         lines.append(f"- {label}: top-1 {change['top1_change']:+.3f}, mean |disparity| "
                      f"{change['mean_abs_disparity_change']:+.3f}")
+    significance = card.get("significance", {})
+    for label, key in (("teacher -> student", "teacher_to_student"),
+                       ("baseline -> student", "baseline_to_student")):
+        if key not in significance:
+            continue
+        test = significance[key]
+        changed = ", ".join(test["significant_classes"]) or "none"
+        lines.append(f"- {label}: {test['share_significant']:.0%} of classes significantly changed "
+                     f"({test['test']}, alpha {test['alpha']}): {changed}")
+    if significance:
+        lines += ["", "| class | recall change teacher -> student | p (adj.) | "
+                      "recall change baseline -> student | p (adj.) |", "|---|---|---|---|---|"]
+        rows = zip(card["comparisons"]["teacher_to_student"]["per_class"],
+                   significance["teacher_to_student"]["per_class"],
+                   card["comparisons"]["baseline_to_student"]["per_class"],
+                   significance["baseline_to_student"]["per_class"])
+        for t_change, t_test, b_change, b_test in rows:
+            lines.append(f"| {t_change['class']} | {_signed(t_change['recall_change'])} | {_mark(t_test)} | "
+                         f"{_signed(b_change['recall_change'])} | {_mark(b_test)} |")
     lines += ["", "## Release gates", "", "| gate | artifact | value | threshold | result |",
               "|---|---|---|---|---|"]
     for gate in card["gates"]:
@@ -98,8 +137,12 @@ def render_markdown(card: dict) -> str:
                      f"{gate['comparison']} {gate['threshold']} | "
                      f"{'pass' if gate['passed'] else '**FAIL**'} |")
     lines += ["", "## Bench results", ""]
-    lines.append("None yet: run `edgekd bench` on the device." if not card["bench"] else
-                 "See card.json `bench`.")
+    if card["bench"]:
+        lines += ["```", format_table(bench_rows(card), BENCH_HEADERS), "```"]
+    else:
+        lines.append("None yet: run `edgekd bench BUNDLE --update-card` on the device.")
+    if card.get("plots"):
+        lines += ["", "## Plots", ""] + [f"- `{p}`" for p in card["plots"]]
     lines += ["", "## Limitations", ""]
     if data.get("synthetic"):
         lines.append("- The data is synthetic (generated shapes); the numbers show the pipeline and "

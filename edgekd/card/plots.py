@@ -1,0 +1,73 @@
+"""The card's plots (PNG, matplotlib's Agg backend: no display needed on a build server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["write_plots"]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(card: dict, out_dir: Path) -> list[Path]:
+    """``disparity_by_class.png`` (every model and artifact) and ``recall_by_group.png``
+    (teacher, baseline and distilled student side by side); returns the paths written."""
+    plt = _pyplot()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = card["task"]["classes"]
+    groups = card["data"]["groups"]
+    models = list(card["models"])
+    x = np.arange(len(classes))
+    paths = []
+
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(classes) + 2), 3.6))
+    width = 0.8 / len(models)
+    for i, name in enumerate(models):
+        values = [row["disparity"] if row["disparity"] is not None else np.nan
+                  for row in card["models"][name]["metrics"]["per_class"]]
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=name)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, classes, rotation=30, ha="right")
+    sign = f"recall({groups[0]}) - recall({groups[1]})" if len(groups) == 2 else "max - min group recall"
+    ax.set_ylabel(f"disparity: {sign}", fontsize=8)
+    ax.set_title("Per-class recall disparity")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "disparity_by_class.png"))
+    plt.close(fig)
+
+    shown = [m for m in ("teacher", "baseline", "student") if m in card["models"]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.2), sharey=True, squeeze=False)
+    width = 0.8 / len(groups)
+    for ax, name in zip(axes[0], shown):
+        rows = card["models"][name]["metrics"]["per_class"]
+        for j, group in enumerate(groups):
+            values = [r["recall_by_group"][group] if r["recall_by_group"][group] is not None else np.nan
+                      for r in rows]
+            ax.bar(x + (j - (len(groups) - 1) / 2) * width, values, width, label=group)
+        ax.set_xticks(x, classes, rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_title(name)
+    axes[0][0].set_ylabel("recall")
+    axes[0][-1].legend(fontsize=7, title=card["data"]["protected_attribute"], title_fontsize=7)
+    fig.tight_layout()
+    paths.append(_save(fig, out_dir / "recall_by_group.png"))
+    plt.close(fig)
+    return paths
+
+
+def _save(fig, path: Path) -> Path:
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    tmp.replace(path)
+    return path
