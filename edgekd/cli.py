@@ -113,12 +113,19 @@ def card(bundle: Path, formats: str, check: bool) -> None:
 
 
 @main.command()
-@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("bundle", type=click.Path(path_type=Path))
 def verify(bundle: Path) -> None:
-    """Check every file of BUNDLE against its manifest."""
-    from edgekd.bundle import verify_bundle
+    """Check every file of BUNDLE (a directory or its .tar.gz) against its manifest."""
+    import tempfile
 
-    problems = verify_bundle(bundle)
+    from edgekd.bundle import verify_bundle
+    from edgekd.bundle.extract import extract_bundle
+
+    if bundle.is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            problems = verify_bundle(extract_bundle(bundle, tmp))
+    else:
+        problems = verify_bundle(bundle)
     for line in problems:
         click.echo(line, err=True)
     if problems:

@@ -138,6 +138,7 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     if not dist.is_main:
         return None
     onnx = _export_stage(run_dir, recipe, student, data, log)
+    shipped, skipped = _artifacts_stage(run_dir, recipe, student, onnx, data, log)
 
     evaluations = {}
     for name, trained, cfg in (("teacher", teacher, recipe.teacher),
@@ -145,22 +146,28 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
                                ("student", student, recipe.student)):
         evaluations[name] = _torch_entry(name, trained, cfg, data)
     evaluations["onnx"] = onnx
+    evaluations.update(shipped)
     card = build_card(recipe, data, evaluations)
+    card["skipped_artifacts"] = skipped
     card["distillation"]["learned"] = student.objective
     card["debias"] = {**recipe.debias.model_dump(mode="json", by_alias=True),
                       "epochs": {name: _debias_history(t.history) for name, t in
                                  (("baseline", baseline), ("student", student))
                                  if "adversary_top1" in (t.history[-1] if t.history else {})}}
-    artifacts = {"model.onnx": onnx["path"]}
+    artifacts = {"model.onnx": onnx["path"], **{e["file"]: e["path"] for e in shipped.values()}}
+    engines = {e["file"]: e["engine"] for e in shipped.values() if "engine" in e}
     if recipe.bundle.include_eval_set:  # the test split, for edgekd bench --eval on the device
         from edgekd.bundle.eval_set import write_eval_set
 
         artifacts["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
                                                    data.test.images, data.test.labels, data.test.groups)
-    bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=artifacts)
+    bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=artifacts,
+                              manifest_extra={"engines": engines} if engines else None)
     status = {name: t.status for name, t in
               (("teacher", teacher), ("baseline", baseline), ("student", student))}
     status["export"] = onnx["status"]
+    if shipped or skipped:
+        status["artifacts"] = next(iter(shipped.values()))["status"] if shipped else "skipped"
     return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
                        rows=summary_rows(card))
 
@@ -291,3 +298,47 @@ def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSp
         "predictions": pred,
         "metrics": _metrics(pred, data),
     }
+
+
+def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, onnx: dict, data: DataSplits,
+                     log) -> tuple[dict[str, dict], list[dict]]:
+    """INT8 / FP16 ONNX and TensorRT engines from model.onnx, each evaluated as shipped."""
+    cfg = recipe.export
+    if not (cfg.int8.enabled or cfg.fp16.enabled or cfg.tensorrt.enabled):
+        return {}, []
+    from edgekd.export.artifacts import build_artifacts
+
+    inputs = {"onnx": sha256_file(onnx["path"]), "int8": cfg.int8.model_dump(mode="json"),
+              "fp16": cfg.fp16.model_dump(mode="json"), "tensorrt": cfg.tensorrt.model_dump(mode="json")}
+    if cfg.tensorrt.enabled:  # an engine depends on the machine: rebuild where TensorRT appears
+        from edgekd.export.tensorrt import engine_info, tensorrt_status
+
+        inputs["tensorrt_here"] = tensorrt_status() or engine_info()
+    stage = Stage(run_dir, "artifacts", inputs)
+    status = "reused"
+    if not stage.done:
+        stage.start()
+        records = build_artifacts(cfg, onnx["path"], stage.dir, student=student.model,
+                                  calibration_images=data.train_for_epoch(0).images,
+                                  test_images=data.test.images, mean=data.mean, std=data.std,
+                                  image_size=data.image_size, threads=recipe.threads, log=log)
+        for record in records:
+            if "logits" in record:
+                np.savez(stage.path(f"{record['name']}.npz"), logits=record.pop("logits"))
+                record["path"] = Path(record["path"]).name
+        write_json(stage.path("artifacts.json"), records)
+        stage.finish()
+        status = "trained"
+    shipped, skipped = {}, []
+    for record in read_json(stage.path("artifacts.json")):
+        if "skipped" in record:
+            skipped.append(record)
+            continue
+        path = stage.path(record["path"])
+        pred = np.load(stage.path(f"{record['name']}.npz"))["logits"].argmax(1)
+        shipped[record["name"]] = {**record, "path": path, "status": status,
+                                   "size_bytes": path.stat().st_size, "predictions": pred,
+                                   "metrics": _metrics(pred, data)}
+        log(f"artifact {record['file']}: top-1 {shipped[record['name']]['metrics']['top1']:.4f} "
+            f"through {record['runtime']} ({status})")
+    return shipped, skipped

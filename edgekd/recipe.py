@@ -232,8 +232,45 @@ class OnnxConfig(_Section):
         return self
 
 
+class Int8Config(_Section):
+    """``export.int8``: onnxruntime static quantization (QDQ, per-channel weights)."""
+
+    enabled: bool = False
+    calibration_samples: int = Field(256, ge=1, le=100_000, description="training images")
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+
+
+class Fp16Config(_Section):
+    """``export.fp16``: float16 weights and compute, float32 inputs and outputs."""
+
+    enabled: bool = False
+
+
+class TensorRTConfig(_Section):
+    """``export.tensorrt``: an engine for the GPU of the build machine (see edgekd.export.tensorrt)."""
+
+    enabled: bool = False
+    required: bool = Field(False, description="fail the build when TensorRT or a GPU is missing")
+    via: Literal["onnx", "torch_tensorrt"] = "onnx"
+    precision: Literal["fp32", "fp16", "int8"] = "fp16"
+    workspace_mb: int = Field(1024, ge=16)
+    min_batch: int = Field(1, ge=1)
+    opt_batch: int = Field(8, ge=1)
+    max_batch: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _batch_order(self) -> TensorRTConfig:
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(f"needs min_batch <= opt_batch <= max_batch, got {self.min_batch}, "
+                             f"{self.opt_batch}, {self.max_batch}")
+        return self
+
+
 class ExportConfig(_Section):
     onnx: OnnxConfig = Field(default_factory=OnnxConfig)
+    int8: Int8Config = Field(default_factory=Int8Config)
+    fp16: Fp16Config = Field(default_factory=Fp16Config)
+    tensorrt: TensorRTConfig = Field(default_factory=TensorRTConfig)
 
 
 # --------------------------------------------------------------------------------------- card

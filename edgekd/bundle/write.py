@@ -20,7 +20,8 @@ def tarball_path(run_dir: Path, name: str, version: str) -> Path:
     return Path(run_dir) / f"{name}-{version}.tar.gz"
 
 
-def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str, Path]) -> Path:
+def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str, Path],
+                 manifest_extra: dict | None = None) -> Path:
     """Write ``run_dir/bundle`` whole or not at all, then the tarball beside it.
 
     The bundle is assembled in a temporary sibling directory and swapped in at the end, so an
@@ -39,7 +40,7 @@ def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str
     write_json(tmp / "card.json", card)
     write_atomic(tmp / "card.md", render_markdown(card))
     write_atomic(tmp / "card.html", render_html(card, plots))
-    write_manifest(tmp, name=recipe.name, version=recipe.version)
+    write_manifest(tmp, name=recipe.name, version=recipe.version, extra=manifest_extra)
     old = run_dir / ".bundle.old"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():

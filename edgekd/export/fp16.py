@@ -1,0 +1,25 @@
+"""``model.fp16.onnx``: weights and compute in float16, inputs and outputs kept float32.
+
+Keeping fp32 I/O means the device feeds the same normalised float32 tensor to every artifact;
+Cast nodes at the edges convert. Uses onnxruntime's converter
+(``onnxruntime.transformers.float16.convert_float_to_float16``). On a CPU provider fp16 runs
+through casts and is slower than fp32; it is the precision for GPUs and Jetsons.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgekd.stages import write_atomic
+
+__all__ = ["convert_fp16"]
+
+
+def convert_fp16(onnx_path: Path, out_path: Path) -> Path:
+    """Write a float16 copy of ``onnx_path`` with float32 inputs and outputs."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+    write_atomic(Path(out_path), model.SerializeToString())
+    return Path(out_path)

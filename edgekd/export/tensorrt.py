@@ -1,0 +1,212 @@
+"""TensorRT engines: built from the ONNX file with the TensorRT Python API, run without torch.
+
+Building (``build_engine``), TensorRT 8.6 and 10:
+
+1. ``trt.Builder`` -> network (explicit batch; the flag is needed only on 8.x) -> ``trt.OnnxParser``
+   reads ``model.onnx``;
+2. builder config: workspace limit (``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``),
+   ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; for INT8 an ``IInt8EntropyCalibrator2`` over the
+   same calibration images as the INT8 ONNX, with a calibration cache;
+3. one optimisation profile for the batch range (min / opt / max);
+4. ``build_serialized_network`` -> ``model.<precision>.engine``.
+
+An engine runs only on the GPU model and TensorRT version that built it, so :func:`engine_info`
+(TensorRT version, CUDA runtime version, GPU name) goes into the manifest. Device memory goes
+through ``cuda-python`` (``cuda.bindings.runtime``, or ``cuda.cudart`` on older releases).
+
+Without TensorRT or a GPU, :func:`tensorrt_status` says why in one line and the export stage
+skips the engine (or fails with that line when the recipe says ``required: true``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.errors import EdgeKDError
+from edgekd.export.runtime import normalise
+
+__all__ = ["tensorrt_status", "engine_info", "build_engine", "TensorRTClassifier"]
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        from cuda import cudart  # older cuda-python
+    return cudart
+
+
+def _check(result):
+    """cuda-python returns ``(error, *values)``; raise on an error, return the values."""
+    error, *values = result if isinstance(result, tuple) else (result,)
+    if int(error) != 0:
+        raise RuntimeError(f"CUDA error {error}")
+    return values[0] if len(values) == 1 else values
+
+
+def tensorrt_status() -> str | None:
+    """``None`` when engines can be built here, else one line saying what is missing."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return ("TensorRT is not installed (the tensorrt Python package; on a Jetson it comes "
+                "with JetPack): no engine built")
+    try:
+        cudart = _cudart()
+    except ImportError:
+        return "cuda-python is not installed (pip install cuda-python): no engine built"
+    try:
+        count = _check(cudart.cudaGetDeviceCount())
+    except RuntimeError:
+        count = 0
+    if not count:
+        return "no CUDA GPU is visible: no TensorRT engine built"
+    return None
+
+
+def engine_info() -> dict:
+    """TensorRT version, CUDA runtime version and GPU name: where an engine can run."""
+    import tensorrt as trt
+
+    cudart = _cudart()
+    version = int(_check(cudart.cudaRuntimeGetVersion()))
+    props = _check(cudart.cudaGetDeviceProperties(0))
+    name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+    return {"tensorrt": trt.__version__, "cuda": f"{version // 1000}.{version % 1000 // 10}",
+            "gpu": name.strip("\x00 ")}
+
+
+def _calibrator(images: np.ndarray, mean, std, batch_size: int, cache: Path):
+    import tensorrt as trt
+
+    cudart = _cudart()
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        """Feeds the calibration images to TensorRT's entropy calibration, batch by batch."""
+
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.position = 0
+            self.nbytes = batch_size * 3 * images.shape[1] * images.shape[2] * 4
+            self.device = _check(cudart.cudaMalloc(self.nbytes))
+
+        def get_batch_size(self) -> int:
+            return batch_size
+
+        def get_batch(self, names):
+            if self.position + batch_size > len(images):
+                return None
+            batch = normalise(images[self.position:self.position + batch_size], mean, std)
+            self.position += batch_size
+            _check(cudart.cudaMemcpy(self.device, batch.ctypes.data, self.nbytes,
+                                     cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
+            return [int(self.device)]
+
+        def read_calibration_cache(self):
+            return cache.read_bytes() if cache.exists() else None
+
+        def write_calibration_cache(self, data) -> None:
+            cache.write_bytes(bytes(data))
+
+    return EntropyCalibrator()
+
+
+def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size: int,
+                 min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32, workspace_mb: int = 1024,
+                 calibration_images: np.ndarray | None = None, mean=None, std=None) -> Path:
+    """Serialise a TensorRT engine for ``onnx_path`` at ``precision`` (fp32, fp16 or int8)."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    major = int(trt.__version__.split(".")[0])
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EdgeKDError(f"export.tensorrt: TensorRT cannot parse {onnx_path.name}: {errors[:300]}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    input_name = network.get_input(0).name
+    profile = builder.create_optimization_profile()
+    shape = (3, image_size, image_size)
+    profile.set_shape(input_name, (min_batch, *shape), (opt_batch, *shape), (max_batch, *shape))
+    config.add_optimization_profile(profile)
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        if calibration_images is None or len(calibration_images) < opt_batch:
+            raise EdgeKDError("export.tensorrt: int8 needs at least opt_batch calibration images")
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _calibrator(calibration_images, mean, std, opt_batch,
+                                             Path(out_path).with_suffix(".calibration.cache"))
+        config.set_calibration_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EdgeKDError(f"export.tensorrt: TensorRT could not build a {precision} engine from "
+                          f"{onnx_path.name} (see its log above)")
+    from edgekd.stages import write_atomic
+
+    write_atomic(Path(out_path), bytes(serialized))
+    return Path(out_path)
+
+
+class TensorRTClassifier:
+    """An engine with one input and one logits output, run through an execution context.
+
+    ``logits(x)`` takes a normalised float32 batch (N, 3, H, W) within the engine's profile and
+    returns float32 logits; ``predict_images`` batches uint8 images like
+    :class:`~edgekd.export.runtime.OnnxClassifier`.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        status = tensorrt_status()
+        if status is not None:
+            raise EdgeKDError(f"{path}: cannot run a TensorRT engine here: {status}")
+        import tensorrt as trt
+
+        self.path = Path(path)
+        self._cudart = _cudart()
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise EdgeKDError(f"{path}: TensorRT cannot load this engine (built with another "
+                              "TensorRT version or for another GPU?)")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        mode = trt.TensorIOMode.INPUT
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
+        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
+        self.batch_size = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        self._stream = _check(self._cudart.cudaStreamCreate())
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        cudart = self._cudart
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        out = np.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=np.float32)
+        d_in = _check(cudart.cudaMalloc(x.nbytes))
+        d_out = _check(cudart.cudaMalloc(out.nbytes))
+        try:
+            to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+            to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+            _check(cudart.cudaMemcpyAsync(d_in, x.ctypes.data, x.nbytes, to_device, self._stream))
+            self.context.set_tensor_address(self.input_name, int(d_in))
+            self.context.set_tensor_address(self.output_name, int(d_out))
+            if not self.context.execute_async_v3(self._stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            _check(cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes, to_host, self._stream))
+            _check(cudart.cudaStreamSynchronize(self._stream))
+        finally:
+            cudart.cudaFree(d_in)
+            cudart.cudaFree(d_out)
+        return out
+
+    def predict_images(self, images: np.ndarray, mean, std) -> np.ndarray:
+        out = [self.logits(normalise(images[i:i + self.batch_size], mean, std))
+               for i in range(0, len(images), self.batch_size)]
+        return np.concatenate(out)

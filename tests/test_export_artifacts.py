@@ -1,0 +1,163 @@
+"""INT8 and FP16 ONNX artifacts evaluated as shipped, TensorRT's clean skip, safe tarballs."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from edgekd.bundle.extract import extract_bundle
+from edgekd.cli import main
+from edgekd.errors import EdgeKDError
+from edgekd.export.int8 import quantize_int8
+from edgekd.export.tensorrt import tensorrt_status
+
+
+@pytest.fixture(scope="module")
+def artifact_build(tmp_path_factory, tiny_recipe):
+    from edgekd.pipeline import build
+
+    out = tmp_path_factory.mktemp("artifacts")
+    return build(tiny_recipe, out=out, log=lambda m: None,
+                 overrides=("export.int8.enabled=true", "export.int8.calibration_samples=64",
+                            "export.fp16.enabled=true", "export.tensorrt.enabled=true"))
+
+
+def test_int8_graph_is_qdq_with_per_channel_weights(artifact_build):
+    model = onnx.load(str(artifact_build.bundle_dir / "model.int8.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    scales = {i.name: i for i in model.graph.initializer}
+    per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                   and n.input[1] in scales and len(scales[n.input[1]].dims) == 1
+                   and scales[n.input[1]].dims[0] > 1]
+    assert per_channel, "weights carry one scale per output channel"
+
+
+def test_fp16_graph_keeps_fp32_io(artifact_build):
+    model = onnx.load(str(artifact_build.bundle_dir / "model.fp16.onnx"))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+
+
+def test_every_artifact_is_on_the_card_with_its_drift(artifact_build):
+    card = artifact_build.card
+    for name, file in (("onnx_int8", "model.int8.onnx"), ("onnx_fp16", "model.fp16.onnx")):
+        entry = card["models"][name]
+        assert entry["file"] == file and entry["size_bytes"] > 0
+        assert 0.0 <= entry["vs_student"]["prediction_agreement"] <= 1.0
+        assert entry["metrics"]["top1"] is not None and "ci" in entry
+    # FP16 on onnxruntime CPU tracks fp32 closely; INT8 on a 2-epoch tiny model may drift more
+    assert card["models"]["onnx_fp16"]["vs_student"]["prediction_agreement"] >= 0.95
+    sizes = {n: card["models"][n]["size_bytes"] for n in ("onnx", "onnx_int8", "onnx_fp16")}
+    assert sizes["onnx_fp16"] < sizes["onnx"]
+    if tensorrt_status() is not None:  # this machine: the engine is skipped in one line
+        assert card["skipped_artifacts"][0]["name"] == "tensorrt_fp16"
+        assert "no engine built" in card["skipped_artifacts"][0]["skipped"] or \
+               "GPU" in card["skipped_artifacts"][0]["skipped"]
+
+
+def test_required_tensorrt_without_it_fails_in_one_line(tiny_recipe, tmp_path):
+    if tensorrt_status() is None:
+        pytest.skip("TensorRT and a GPU are present here")
+    result = CliRunner().invoke(main, ["build", str(tiny_recipe), "--out", str(tmp_path),
+                                       "--set", "export.tensorrt.enabled=true",
+                                       "--set", "export.tensorrt.required=true"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "export.tensorrt (required):" in lines[0]
+    assert not (tmp_path / "tiny" / "bundle").exists()
+
+
+def test_torch_tensorrt_missing_is_one_line(tiny_recipe, tmp_path):
+    try:
+        import torch_tensorrt  # noqa: F401
+        pytest.skip("Torch-TensorRT is installed here")
+    except ImportError:
+        pass
+    result = CliRunner().invoke(main, ["build", str(tiny_recipe), "--out", str(tmp_path),
+                                       "--set", "export.tensorrt.enabled=true",
+                                       "--set", "export.tensorrt.via=torch_tensorrt"])
+    assert result.exit_code == 2
+    assert 'pip install "edgekd[tensorrt]"' in result.output
+
+
+def test_tensorrt_engine_builds_and_runs_where_available(artifact_build):
+    pytest.importorskip("tensorrt")
+    if tensorrt_status() is not None:
+        pytest.skip(tensorrt_status())
+    from edgekd.export.tensorrt import TensorRTClassifier
+
+    engine = artifact_build.bundle_dir / "model.fp16.engine"
+    logits = TensorRTClassifier(engine).logits(np.zeros((2, 3, 32, 32), np.float32))
+    assert logits.shape == (2, 4)
+
+
+def test_bad_int8_method_and_batch_order_are_named():
+    from edgekd.recipe import parse_recipe
+
+    with pytest.raises(EdgeKDError, match="export.int8.method = 'kl'"):
+        parse_recipe({"name": "x", "export": {"int8": {"method": "kl"}}})
+    with pytest.raises(EdgeKDError, match="min_batch <= opt_batch <= max_batch"):
+        parse_recipe({"name": "x", "export": {"tensorrt": {"opt_batch": 64, "max_batch": 8}}})
+    with pytest.raises(EdgeKDError, match="unknown method 'kl'; choose one of: minmax, entropy"):
+        quantize_int8("x.onnx", "y.onnx", np.zeros((1, 8, 8, 3), np.uint8), (0, 0, 0), (1, 1, 1),
+                      method="kl")
+
+
+# ------------------------------------------------------------------------------- tarballs
+def _tar(tmp_path, members: list[tuple[str, str | None, str | None]]):
+    """(name, file content or None, symlink target or None)"""
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content, link in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tar.addfile(info)
+            else:
+                data = (content or "").encode()
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("members, needle", [
+    ([("b-0.1/../../evil", "x", None)], "outside"),
+    ([("/etc/evil", "x", None)], "outside"),
+    ([("b-0.1/link", None, "../../etc/passwd")], "points outside"),
+    ([("b-0.1/abs", None, "/etc/passwd")], "points outside"),
+])
+def test_extraction_refuses_members_outside_the_target(tmp_path, members, needle):
+    archive = _tar(tmp_path, members)
+    target = tmp_path / "out"
+    with pytest.raises(EdgeKDError, match=needle):
+        extract_bundle(archive, target)
+    assert not (tmp_path / "evil").exists() and not target.exists()
+
+
+def test_verify_a_tarball_and_a_tampered_one(artifact_build, tmp_path):
+    tarball = artifact_build.run_dir / "tiny-0.1.0.tar.gz"
+    ok = CliRunner().invoke(main, ["verify", str(tarball)])
+    assert ok.exit_code == 0, ok.output
+    # rebuild the archive with card.json changed and an extra file
+    bad = tmp_path / "bad.tar.gz"
+    with tarfile.open(tarball) as src, tarfile.open(bad, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name.endswith("card.json"):
+                data = json.dumps({**json.loads(data), "name": "forged"}).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+        extra = tarfile.TarInfo("tiny-0.1.0/notes.txt")
+        extra.size = 2
+        dst.addfile(extra, io.BytesIO(b"hi"))
+    result = CliRunner().invoke(main, ["verify", str(bad)])
+    assert result.exit_code == 1
+    assert "card.json" in result.output and "extra file: notes.txt" in result.output
