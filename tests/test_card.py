@@ -195,3 +195,233 @@ def test_card_has_significance_intervals_plots_and_html(tiny_build, tmp_path):
     assert json.loads(result.output[result.output.index("\n{") + 1:])["schema"] == "edgekd.card/v1"
     bad = CliRunner().invoke(main, ["card", str(copy), "--format", "pdf"])
     assert bad.exit_code == 2 and "choose from: md, json, html" in bad.output
+
+
+# ------------------------------------------------- a realistic card without a build (no torch)
+from html.parser import HTMLParser  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import yaml  # noqa: E402
+
+from edgekd.bundle.manifest import write_manifest  # noqa: E402
+from edgekd.card.build import build_card, seed_significance  # noqa: E402
+from edgekd.card.html import render_html  # noqa: E402
+from edgekd.card.markdown import render_markdown  # noqa: E402
+from edgekd.card.plots import write_plots  # noqa: E402
+from edgekd.errors import EdgeKDError  # noqa: E402
+from edgekd.recipe import parse_recipe  # noqa: E402
+
+CLASSES = ["cat", "dog", "eel", "fox"]
+
+
+class _Split(SimpleNamespace):
+    def __len__(self):
+        return len(self.labels)
+
+
+def _constructed(groups_names=("a", "b"), *, gates=None, resamples=200, seed_metrics=None):
+    """build_card on hand-made predictions: teacher good, baseline worse, student worse for group 1."""
+    rng = np.random.default_rng(3)
+    n = 400
+    y = np.repeat(np.arange(4), n // 4)
+    groups = np.tile(np.arange(len(groups_names)), n // len(groups_names) + 1)[:n]
+
+    def noisy(p_right):
+        return np.where(rng.random(n) < p_right, y, (y + 1) % 4)
+
+    preds = {"teacher": noisy(0.9), "baseline": noisy(0.8),
+             "student": np.where(groups == 1, noisy(0.5), noisy(0.85))}
+    onnx_pred = preds["student"].copy()
+    onnx_pred[:4] = (onnx_pred[:4] + 1) % 4  # 4 of 400 flipped by the export: agreement 0.99
+    preds["onnx"] = onnx_pred
+    evaluations = {}
+    for name, pred in preds.items():
+        evaluations[name] = {
+            "kind": "onnx" if name == "onnx" else "torch", "arch": "net", "size_bytes": 2_000_000,
+            "predictions": pred,
+            "metrics": evaluate_predictions(y, pred, groups, class_names=CLASSES,
+                                            group_names=list(groups_names))}
+    evaluations["onnx"].update(file="model.onnx", precision="fp32", export={"argmax_agreement": 0.99})
+    recipe = parse_recipe({"name": "made", "export": {"onnx": {"min_agreement": 0.9}},
+                           "card": {"bootstrap_resamples": resamples, "gates": gates or {}}})
+    data = SimpleNamespace(
+        test=_Split(labels=y, groups=groups), train=[0] * 10, val=[0] * 5, num_classes=4,
+        class_names=CLASSES, group_names=list(groups_names), protected_attribute="colour",
+        description={"source": "handmade", "synthetic": True, "summary": "hand-made predictions"})
+    return build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=[0, 1, 2])
+
+
+def _bundle(tmp_path, card):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir(parents=True)
+    plots = write_plots(card, bundle / "plots")
+    card["plots"] = [p.relative_to(bundle).as_posix() for p in plots]
+    (bundle / "card.json").write_text(json.dumps(card))
+    (bundle / "card.md").write_text(render_markdown(card))
+    (bundle / "card.html").write_text(render_html(card, plots))
+    write_manifest(bundle, name="made", version="0.1.0")
+    return bundle
+
+
+def test_card_check_on_a_constructed_bundle_exit_codes_and_messages(tmp_path):
+    card = _constructed(gates={"min_top1": 0.8, "max_eod": 1.0, "min_agreement_vs_student": 0.995})
+    bundle = _bundle(tmp_path, card)
+    result = CliRunner().invoke(main, ["card", str(bundle), "--check"])
+    assert result.exit_code == 1
+    student_top1 = card["models"]["student"]["metrics"]["top1"]
+    assert student_top1 < 0.8
+    assert (f"gate failed: min_top1 on student: top-1 accuracy is {student_top1:.4f}, needs >= 0.8"
+            in result.output)
+    assert ("gate failed: min_agreement_vs_student on onnx: prediction agreement with the torch "
+            "student is 0.9900, needs >= 0.995") in result.output
+    assert "max_eod" not in result.output and "on teacher" not in result.output
+
+    card["gates"] = [g for g in card["gates"] if g["passed"]]
+    passing = _bundle(tmp_path / "ok", card)
+    ok = CliRunner().invoke(main, ["card", str(passing), "--check"])
+    assert ok.exit_code == 0 and "all gates pass, all checksums match" in ok.output
+    md = passing / "card.md"
+    md.write_text(md.read_text().replace("# made 0.1.0", "# MADE 0.1.0"))  # same size, other bytes
+    tampered = CliRunner().invoke(main, ["card", str(passing), "--check"])
+    assert tampered.exit_code == 1 and "checksum mismatch: card.md" in tampered.output
+
+
+def test_evaluate_gates_rejects_unknown_names_and_fails_undefined_values():
+    card = _card()
+    card["models"]["student"]["metrics"]["mean_abs_disparity"] = None
+    with pytest.raises(EdgeKDError, match="card.gates.max_top5: unknown gate; allowed: min_top1"):
+        evaluate_gates(card, {"max_top5": 0.1})
+    gate = [g for g in evaluate_gates(card, {"max_mean_abs_disparity": 0.9})
+            if g["artifact"] == "student"][0]
+    assert gate["value"] is None and not gate["passed"]
+
+
+def test_constructed_card_keys_significance_and_gates():
+    card = _constructed(gates={"max_disparity_increase_vs_teacher": 0.05})
+    assert [g["name"] for g in card["gates"]] == ["onnx_matches_torch",
+                                                  "max_disparity_increase_vs_teacher",
+                                                  "max_disparity_increase_vs_teacher"]
+    by_artifact = {g["artifact"]: g for g in card["gates"][1:]}
+    teacher = card["models"]["teacher"]["metrics"]["mean_abs_disparity"]
+    student = card["models"]["student"]["metrics"]["mean_abs_disparity"]
+    assert by_artifact["student"]["value"] == pytest.approx(student - teacher)
+    assert not by_artifact["student"]["passed"]  # the student serves group b much worse
+    sig = card["significance"]["teacher_to_student"]
+    assert sig["share_significant"] == len(sig["significant_classes"]) / 4
+    assert card["models"]["onnx"]["vs_student"]["prediction_agreement"] == pytest.approx(0.99)
+    assert _constructed(gates={"max_disparity_increase_vs_teacher": 0.05}) == card  # deterministic
+
+
+def test_card_md_front_matter_sections_and_valid_html(tmp_path):
+    card = _constructed()
+    card["distillation"]["learned"] = {"alpha_by_class": {"cat": 0.5, "dog": 0.9}}
+    card["debias"] = {"method": "adversarial", "lambda": 0.5, "criterion": "demographic_parity",
+                      "apply_to": ["student"],
+                      "epochs": {"student": [{"epoch": 3, "adversary_top1": 0.61, "adversary_chance": 0.5}]}}
+    card["bench"] = {"jetson-orin": {"onnxruntime": {"model.onnx": {
+        "backend": "onnxruntime", "device": {"id": "jetson-orin"}, "artifact": {"file": "model.onnx"},
+        "results": [{"batch": 1, "latency_ms": {"p50": 4.25, "p90": 5.5}, "throughput_ips": 235.3,
+                     "peak_rss_mb": 310.0}]}}}}
+    bundle = _bundle(tmp_path, card)
+    md = (bundle / "card.md").read_text()
+    front = yaml.safe_load(md.split("---\n")[1])
+    assert front["library_name"] == "onnx" and front["datasets"] == ["handmade"]
+    results = front["model-index"][0]["results"]
+    assert [r["task"]["name"] for r in results] == ["teacher (torch)", "baseline (torch)",
+                                                    "student (torch)", "onnx (onnx)"]
+    assert results[2]["metrics"][0] == {"type": "accuracy", "name": "top-1 accuracy (student)",
+                                        "value": round(card["models"]["student"]["metrics"]["top1"], 6)}
+    for heading in ("## Model and intended use", "## Distillation", "## Data and protected attribute",
+                    "## Headline metrics", "## Per-class recall disparity, every model and artifact",
+                    "## Classes significantly changed by distillation", "## Release gates",
+                    "## Bench results", "## Plots", "## Limitations", "## Provenance"):
+        assert heading in md, heading
+    ci = card["models"]["student"]["ci"]["top1"]
+    assert f"[{ci['low']:.3f}, {ci['high']:.3f}]" in md
+    assert "learned alpha_by_class: cat 0.5, dog 0.9" in md
+    assert "accuracy 0.610 after epoch 3 (chance 0.500)" in md
+    assert "| jetson-orin | onnxruntime | model.onnx | 1 | 4.25 | 5.5 |" in md
+    assert "power W" not in md  # no power measured: no empty column
+    assert "The data is synthetic" in md
+    assert "![disparity by class](plots/disparity_by_class.png)" in md
+
+    page = (bundle / "card.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 2 and 'src="plots/' not in page
+
+    class Balanced(HTMLParser):
+        void = {"meta", "img", "br", "hr", "link"}
+
+        def __init__(self):
+            super().__init__()
+            self.stack, self.errors = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in self.void:
+                self.stack.append(tag)
+
+        def handle_endtag(self, tag):
+            if not self.stack or self.stack.pop() != tag:
+                self.errors.append(tag)
+
+    parser = Balanced()
+    parser.feed(page)
+    assert parser.errors == [] and parser.stack == []
+    assert "<td>jetson-orin</td>" in page and "<h2>Release gates</h2>" in page
+
+
+def test_three_groups_card_plots_are_pngs_with_max_minus_min(tmp_path):
+    card = _constructed(("x", "y", "z"), resamples=50)
+    row = card["models"]["student"]["metrics"]["per_class"][0]
+    recalls = list(row["recall_by_group"].values())
+    assert row["disparity"] == pytest.approx(max(recalls) - min(recalls))
+    md = render_markdown(card)
+    assert "Disparity = max - min recall over the groups" in md
+    for path in write_plots(card, tmp_path / "plots"):
+        with Image.open(path) as image:
+            image.verify()
+            assert image.format == "PNG"
+
+
+def test_multi_seed_welch_section():
+    rng = np.random.default_rng(0)
+
+    def seeds(p_right_by_class):
+        out = []
+        for _ in range(3):
+            y = np.repeat(np.arange(4), 100)
+            right = rng.random(400) < np.repeat(p_right_by_class, 100)
+            pred = np.where(right, y, (y + 1) % 4)
+            out.append(evaluate_predictions(y, pred, np.tile([0, 1], 200), class_names=CLASSES,
+                                            group_names=["a", "b"]))
+        return out
+
+    # same overall accuracy, so recall/top-1 moves only where a class's recall moves: cat and dog
+    metrics = {"teacher": seeds([0.9, 0.7, 0.9, 0.7]), "baseline": seeds([0.8, 0.8, 0.8, 0.8]),
+               "student": seeds([0.7, 0.9, 0.9, 0.7])}
+    study = seed_significance(metrics, class_names=CLASSES, seeds=[0, 1, 2])
+    assert study["teacher_to_student"]["significant_classes"] == ["cat", "dog"]
+    recall_t = np.array([[r["recall"] for r in m["per_class"]] for m in metrics["teacher"]])
+    recall_s = np.array([[r["recall"] for r in m["per_class"]] for m in metrics["student"]])
+    top1_t = np.array([m["top1"] for m in metrics["teacher"]])
+    top1_s = np.array([m["top1"] for m in metrics["student"]])
+    expected = stats.ttest_ind(recall_t[:, 1] / top1_t, recall_s[:, 1] / top1_s, equal_var=False).pvalue
+    assert study["teacher_to_student"]["per_class"][1]["p"] == pytest.approx(expected)
+    card = _constructed(seed_metrics=metrics, resamples=0)
+    assert card["significance"]["across_seeds"]["seeds"] == [0, 1, 2]
+    md = render_markdown(card)
+    assert "### Across seeds (0, 1, 2)" in md
+    assert "teacher -> student: **50% of classes significantly changed** (Welch" in md
+    with pytest.raises(EdgeKDError, match="needs at least 2 seeds"):
+        welch_classwise(recall_t[:1], top1_t[:1], recall_s, top1_s, class_names=CLASSES)
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule():
+    rng = np.random.default_rng(5)
+    p = np.concatenate([rng.uniform(0, 0.01, 5), rng.uniform(0, 1, 20)])
+    _, rejected = benjamini_hochberg(p, alpha=0.05)
+    order = np.argsort(p)
+    passing = np.nonzero(p[order] <= 0.05 * np.arange(1, len(p) + 1) / len(p))[0]
+    k = passing.max() + 1 if passing.size else 0
+    expected = np.zeros(len(p), bool)
+    expected[order[:k]] = True
+    assert rejected.tolist() == expected.tolist() and k >= 5

@@ -13,11 +13,11 @@ import numpy as np
 
 from edgekd.card.gates import evaluate_gates
 from edgekd.fairness.bootstrap import bootstrap_intervals
-from edgekd.fairness.significance import classwise_mcnemar
+from edgekd.fairness.significance import classwise_mcnemar, welch_from_metrics
 from edgekd.recipe import recipe_hash
 from edgekd.versions import library_versions
 
-__all__ = ["CARD_SCHEMA", "build_card", "class_change"]
+__all__ = ["CARD_SCHEMA", "build_card", "class_change", "seed_significance"]
 
 CARD_SCHEMA = "edgekd.card/v1"
 
@@ -55,12 +55,41 @@ def _drift(reference: dict, artifact: dict) -> dict:
     }
 
 
-def build_card(recipe, data, evaluations: dict[str, dict]) -> dict:
+def seed_significance(seed_metrics: dict[str, list[dict]], *, class_names: list[str],
+                      alpha: float = 0.05, seeds: list[int] | None = None) -> dict:
+    """The multi-seed study's test for the card: Welch per class, teacher -> student and
+    baseline -> student (each present pair), on per-seed metrics.
+
+    ``seed_metrics`` maps ``teacher`` / ``baseline`` / ``student`` to one
+    :func:`~edgekd.fairness.metrics.evaluate_predictions` dict per seed. The result goes to
+    ``card["significance"]["across_seeds"]``.
+    """
+    out: dict = {"seeds": list(seeds) if seeds is not None else None}
+    for before in ("teacher", "baseline"):
+        if before in seed_metrics and "student" in seed_metrics:
+            out[f"{before}_to_student"] = welch_from_metrics(
+                seed_metrics[before], seed_metrics["student"], class_names=class_names, alpha=alpha)
+    return out
+
+
+def build_card(recipe, data, evaluations: dict[str, dict], *,
+               seed_metrics: dict[str, list[dict]] | None = None,
+               seeds: list[int] | None = None) -> dict:
     """The card for a build.
 
-    ``evaluations`` maps a model or artifact name (teacher, baseline, student, onnx, ...) to its
-    entry: ``kind`` (torch / onnx), ``metrics`` from
-    :func:`edgekd.fairness.metrics.evaluate_predictions`, ``predictions`` and descriptive fields.
+    Parameters
+    ----------
+    recipe : Recipe
+        Its ``card`` section sets ``alpha``, the bootstrap and the gates.
+    data : the loaded data source (test labels, groups, names, description).
+    evaluations : dict
+        Maps a model or artifact name (teacher, baseline, student, onnx, ...) to its entry:
+        ``kind`` (torch / onnx), ``metrics`` from
+        :func:`edgekd.fairness.metrics.evaluate_predictions`, ``predictions`` and descriptive
+        fields.
+    seed_metrics, seeds : optional
+        A multi-seed build's per-seed metrics of teacher, baseline and student (see
+        :func:`seed_significance`) and the seeds, in the same order; adds the Welch test.
     """
     models = {}
     for name, entry in evaluations.items():
@@ -83,6 +112,9 @@ def build_card(recipe, data, evaluations: dict[str, dict]) -> dict:
             class_names=data.class_names, group_names=data.group_names, alpha=cfg.alpha)
         for before in ("teacher", "baseline")
     }
+    if seed_metrics:
+        significance["across_seeds"] = seed_significance(
+            seed_metrics, class_names=data.class_names, alpha=cfg.alpha, seeds=seeds)
 
     onnx_check = evaluations["onnx"]["export"]["argmax_agreement"]
     gates = [{

@@ -9,6 +9,8 @@ undefined (no class with support in every group) fails, since a release cannot s
 
 from __future__ import annotations
 
+from edgekd.errors import EdgeKDError
+
 __all__ = ["GATE_METRICS", "evaluate_gates", "failed_gates", "describe_gate"]
 
 # gate name -> (what it measures, comparison, how to read the value from a model entry)
@@ -36,8 +38,25 @@ def _minus(a, b):
 
 
 def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
-    """Every configured gate on every shipped model of ``card`` (``gates_cfg``: name -> threshold
-    or None for off)."""
+    """Every configured gate on every shipped model of ``card``.
+
+    Parameters
+    ----------
+    card : dict
+        A card with ``models`` (each with ``metrics``; exported artifacts with ``vs_student``).
+    gates_cfg : dict
+        Gate name -> threshold, or ``None`` for off (``recipe.card.gates.model_dump()``).
+
+    Returns
+    -------
+    list of dict
+        ``{name, artifact, metric, threshold, comparison, value, passed}`` per gate and shipped
+        model (distilled student and exported artifacts, in card order).
+    """
+    known = {**GATE_METRICS, **DRIFT_METRICS}
+    for gate in gates_cfg:
+        if gate not in known:
+            raise EdgeKDError(f"card.gates.{gate}: unknown gate; allowed: {', '.join(known)}")
     results = []
     shipped = [name for name, entry in card["models"].items()
                if name == "student" or entry.get("kind") != "torch"]

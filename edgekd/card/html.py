@@ -2,8 +2,9 @@
 
 It renders the body of ``card.md`` (the same words and tables), converting the small Markdown
 subset that :func:`~edgekd.card.markdown.render_markdown` writes: headings, pipe tables, bullet
-lists, fenced code, paragraphs, ``**bold**`` and ```code```. No Markdown library is needed on
-the device for this.
+lists (one nesting level), fenced code, paragraphs, images on their own line, ``**bold**`` and
+```code```. No Markdown library is needed on the device for this. Images whose file name is one
+of the given plots become ``data:image/png;base64,...`` URIs, so the page needs no other file.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ __all__ = ["render_html", "markdown_to_html"]
 _STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}
 td{text-align:right}td:first-child{text-align:left}pre{background:#f4f4f4;padding:.6rem;overflow:auto}
-img{max-width:100%}"""
+img{max-width:100%}figcaption{font-size:.85em;color:#555}"""
 
 
 def _inline(text: str) -> str:
@@ -29,8 +30,16 @@ def _inline(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
 
 
-def markdown_to_html(markdown: str) -> str:
-    """HTML for the Markdown subset of card.md (front matter removed)."""
+_IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
+
+
+def markdown_to_html(markdown: str, images: dict[str, str] | None = None) -> str:
+    """HTML for the Markdown subset of card.md (front matter removed).
+
+    ``images`` maps an image's file name to the ``src`` to use (e.g. a data URI); other images
+    keep their path.
+    """
+    images = images or {}
     lines = markdown.splitlines()
     if lines and lines[0] == "---":  # front matter: for the Hub, not for readers
         end = lines.index("---", 1)
@@ -60,10 +69,19 @@ def markdown_to_html(markdown: str) -> str:
             out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr>"
                        + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
                                  for r in body) + "</table>")
+        elif _IMAGE.match(line):
+            alt, src = _IMAGE.match(line).groups()
+            src = images.get(src.rsplit("/", 1)[-1], src)
+            out.append(f'<figure><img alt="{html.escape(alt)}" src="{html.escape(src)}">'
+                       f"<figcaption>{html.escape(alt)}</figcaption></figure>")
         elif line.startswith("- "):
-            items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+            items: list[str] = []
+            while i < len(lines) and (lines[i].startswith("- ") or lines[i].startswith("  - ")):
+                if lines[i].startswith("  - "):  # nested under the previous item
+                    nested = f"<ul><li>{_inline(lines[i][4:])}</li></ul></li>"
+                    items[-1] = items[-1].removesuffix("</li>") + nested
+                else:
+                    items.append(f"<li>{_inline(lines[i][2:])}</li>")
                 i += 1
             i -= 1
             out.append("<ul>" + "".join(items) + "</ul>")
@@ -74,13 +92,17 @@ def markdown_to_html(markdown: str) -> str:
 
 
 def render_html(card: dict, plots: list[Path] | None = None) -> str:
-    """The whole page: card.md's content, then every plot inlined."""
-    figures = []
-    for path in plots or []:
-        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        figures.append(f'<figure><img alt="{html.escape(Path(path).stem)}" '
-                       f'src="data:image/png;base64,{data}"></figure>')
+    """The whole page: card.md's content with every plot inlined as a base64 data URI.
+
+    ``plots`` are the PNG files (usually ``bundle/plots/*.png``); those the card does not
+    reference in its Plots section are appended at the end.
+    """
+    sources = {Path(p).name: "data:image/png;base64," + base64.b64encode(Path(p).read_bytes()).decode("ascii")
+               for p in plots or []}
+    referenced = {p.rsplit("/", 1)[-1] for p in card.get("plots", [])}
+    extra = [f'<figure><img alt="{html.escape(Path(name).stem)}" src="{src}"></figure>'
+             for name, src in sources.items() if name not in referenced]
     title = html.escape(f"{card['name']} {card['version']}: fairness card")
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{_STYLE}</style></head><body>\n{markdown_to_html(render_markdown(card))}\n"
-            + ("<h2>Plots</h2>\n" + "\n".join(figures) if figures else "") + "\n</body></html>\n")
+            f"<style>{_STYLE}</style></head><body>\n{markdown_to_html(render_markdown(card), sources)}\n"
+            + ("<h2>More plots</h2>\n" + "\n".join(extra) if extra else "") + "\n</body></html>\n")

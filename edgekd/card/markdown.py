@@ -1,18 +1,26 @@
-"""Render a card as ``card.md``: Hugging Face model-card front matter, then readable tables."""
+"""Render a card as ``card.md``: Hugging Face model-card front matter, then readable tables.
+
+Sections, in order: model and intended use; distillation (and adversarial debiasing); data and
+protected attribute; headline metrics per model and artifact with bootstrap intervals; exported
+artifacts against the torch student; per-class disparity of every model; per-class recall by
+group of the distilled student; classes significantly changed by distillation; release gates;
+bench results; plots; limitations; provenance. Every section after the headline tolerates a
+card that lacks its keys (cards written before the key existed, minimal test cards).
+"""
 
 from __future__ import annotations
 
 import yaml
 
 from edgekd.card.bench import BENCH_HEADERS, bench_rows
-from edgekd.card.table import format_table, summary_rows
 
-__all__ = ["render_markdown", "front_matter"]
+__all__ = ["render_markdown", "front_matter", "pipe_table"]
 
 _METRIC_NAMES = {
     "top1": ("accuracy", "top-1 accuracy"),
     "mean_abs_disparity": ("mean_abs_recall_disparity", "mean |per-class recall disparity|"),
 }
+_CI_KEYS = ("top1", "mean_abs_disparity", "dpd", "eod")
 
 
 def front_matter(card: dict) -> dict:
@@ -43,114 +51,295 @@ def front_matter(card: dict) -> dict:
     }
 
 
-def _mark(test: dict) -> str:
-    return f"{test['p_adjusted']:.3g}" + (" **significant**" if test["significant"] else "")
+# ------------------------------------------------------------------------------------ cells
+def _num(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _signed(value) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _mark(test: dict) -> str:
+    return f"{test['p_adjusted']:.3g}" + (" **significant**" if test["significant"] else "")
 
 
-def render_markdown(card: dict) -> str:
-    """The whole ``card.md``."""
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return str(value).replace("|", "\\|")
+
+
+def pipe_table(rows: list[dict], headers: dict[str, str]) -> list[str]:
+    """A Markdown pipe table of ``rows``; columns whose every value is missing are left out."""
+    keys = [k for k in headers if any(r.get(k) is not None for r in rows)]
+    if not keys:
+        return []
+    lines = ["| " + " | ".join(headers[k].replace("|", "\\|") for k in keys) + " |",
+             "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in rows]
+    return lines
+
+
+def _article(word: str) -> str:
+    return "An" if word[:1].lower() in "aeiou" else "A"
+
+
+# --------------------------------------------------------------------------------- sections
+def _intro(card: dict) -> list[str]:
+    student, teacher = card["models"]["student"], card["models"]["teacher"]
+    arch = student.get("arch", "student")
+    method = card.get("distillation", {}).get("method", "distillation")
+    shipped = [n for n, e in card["models"].items() if e.get("kind") != "torch"]
+    return [
+        "## Model and intended use", "",
+        f"{_article(arch)} {arch} image classifier distilled ({method}) from "
+        f"{_article(teacher.get('arch', 'x')).lower()} {teacher.get('arch', 'teacher')} teacher, "
+        f"for edge devices. Classes: {', '.join(card['task']['classes'])}. "
+        + (f"Shipped artifacts: {', '.join(shipped)}." if shipped else ""),
+        "",
+        "Intended use: classifying images like the training data on the device, with the "
+        "per-group behaviour below known and accepted. Not for decisions about people on the "
+        "basis of the protected attribute; check the per-class disparities and gates before use "
+        "in a new population.",
+    ]
+
+
+def _distillation(card: dict) -> list[str]:
+    distill = card.get("distillation") or {}
+    settings = {k: v for k, v in distill.items() if k not in ("learned", "method", "cache_teacher")}
+    lines = ["", "## Distillation", "",
+             f"- method: **{distill.get('method', '-')}**"
+             + (" (" + ", ".join(f"{k} {_cell(v)}" for k, v in settings.items()) + ")"
+                if settings else "")]
+    for key, value in (distill.get("learned") or {}).items():
+        if key == "debias":  # the adversary's settings, shown with its results below
+            continue
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+        lines.append(f"- learned {key}: {_cell(value)}")
+    debias = card.get("debias") or {}
+    if debias.get("method", "none") != "none":
+        lines.append(f"- adversarial debiasing: {debias['method']}, lambda {debias.get('lambda')}, "
+                     f"criterion {debias.get('criterion')}, applied to "
+                     f"{', '.join(debias.get('apply_to', [])) or '-'}")
+        for stage, epochs in (debias.get("epochs") or {}).items():
+            if epochs:
+                last = epochs[-1]
+                lines.append(f"- {stage}: the adversary predicts the group with accuracy "
+                             f"{_num(last.get('adversary_top1'))} after epoch {last.get('epoch')} "
+                             f"(chance {_num(last.get('adversary_chance'))})")
+    else:
+        lines.append("- adversarial debiasing: off")
+    return lines
+
+
+def _data(card: dict) -> list[str]:
     data = card["data"]
-    student = card["models"]["student"]
-    lines = [
-        "---",
-        yaml.safe_dump(front_matter(card), sort_keys=False).rstrip(),
-        "---",
-        "",
-        f"# {card['name']} {card['version']}",
-        "",
-        "## Model and intended use",
-        "",
-        f"A {student.get('arch', 'student')} image classifier distilled from a "
-        f"{card['models']['teacher'].get('arch', 'teacher')} teacher "
-        f"({card['distillation']['method']}), shipped as ONNX for edge devices. Classes: "
-        f"{', '.join(card['task']['classes'])}.",
-        "",
-        "## Data and protected attribute",
-        "",
+    counts = data.get("test_counts_by_group") or {}
+    return [
+        "", "## Data and protected attribute", "",
         f"{data.get('summary', '')}. Protected attribute: **{data['protected_attribute']}** "
         f"(groups: {', '.join(data['groups'])}). Splits: "
-        + ", ".join(f"{k} {v}" for k, v in data["splits"].items()) + ".",
-        "",
-        "## Headline metrics (test split, each measured through its own runtime)",
-        "",
-        "```",
-        format_table(summary_rows(card)),
-        "```",
-        "",
-        "## Per-class recall by group (distilled student)",
-        "",
+        + ", ".join(f"{k} {v}" for k, v in data["splits"].items()) + "."
+        + (" Test images per group: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + "."
+           if counts else ""),
     ]
-    groups = data["groups"]
-    lines.append("| class | " + " | ".join(f"recall {g}" for g in groups) + " | disparity | DPD | EOD |")
-    lines.append("|---|" + "---|" * (len(groups) + 3))
-    for row in student["metrics"]["per_class"]:
-        cells = [_pct(row["recall_by_group"][g]) for g in groups]
-        lines.append(f"| {row['class']} | " + " | ".join(cells)
-                     + f" | {_pct(row['disparity'])} | {_pct(row['dpd'])} | {_pct(row['eod'])} |")
-    intervals = [(name, entry["ci"]) for name, entry in card["models"].items() if entry.get("ci")]
+
+
+def _with_ci(value, ci: dict | None, key: str) -> str:
+    interval = (ci or {}).get(key)
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + (f" [{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "")
+
+
+def _headline(card: dict) -> list[str]:
+    intervals = [e["ci"] for e in card["models"].values() if e.get("ci")]
+    title = "## Headline metrics (test split, each measured through its own runtime)"
     if intervals:
-        level = intervals[0][1]["level"]
-        lines += ["", f"## {level:.0%} confidence intervals ({intervals[0][1]['method']}, "
-                      f"{intervals[0][1]['resamples']} resamples)", "",
-                  "| model | top-1 | mean \\|disp\\| | DPD | EOD |", "|---|---|---|---|---|"]
-        for name, ci in intervals:
-            cells = [f"[{ci[k]['low']:.3f}, {ci[k]['high']:.3f}]" if ci.get(k) else "-"
-                     for k in ("top1", "mean_abs_disparity", "dpd", "eod")]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Class-wise change from distillation", ""]
-    for label, key in (("teacher -> student", "teacher_to_student"),
-                       ("baseline -> student", "baseline_to_student")):
-        change = card["comparisons"][key]
-        lines.append(f"- {label}: top-1 {change['top1_change']:+.3f}, mean |disparity| "
-                     f"{change['mean_abs_disparity_change']:+.3f}")
-    significance = card.get("significance", {})
-    for label, key in (("teacher -> student", "teacher_to_student"),
-                       ("baseline -> student", "baseline_to_student")):
-        if key not in significance:
+        ci = intervals[0]
+        title += (f"; {ci['level']:.0%} confidence intervals ({ci['method']}, "
+                  f"{ci['resamples']} resamples, seed {ci.get('seed')})")
+    lines = ["", title, "",
+             "| model | kind | precision | top-1 | mean \\|disparity\\| | mean DPD | mean EOD | size MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, entry in card["models"].items():
+        m, ci = entry["metrics"], entry.get("ci")
+        cells = [_with_ci(m["top1"], ci, "top1"), _with_ci(m["mean_abs_disparity"], ci, "mean_abs_disparity"),
+                 _with_ci(m["dpd"]["mean"], ci, "dpd"), _with_ci(m["eod"]["mean"], ci, "eod")]
+        size = entry.get("size_bytes")
+        lines.append(f"| {name} | {entry['kind']} | {entry.get('precision', 'fp32')} | "
+                     + " | ".join(cells) + f" | {_num(size / 1e6 if size else None, 1)} |")
+    drift = [(n, e["vs_student"]) for n, e in card["models"].items() if e.get("vs_student")]
+    if drift:
+        lines += ["", "Exported artifacts against the torch student they came from:", "",
+                  "| artifact | file | prediction agreement | top-1 change | mean \\|disparity\\| change |",
+                  "|---|---|---|---|---|"]
+        for name, d in drift:
+            lines.append(f"| {name} | {card['models'][name].get('file', '-')} | "
+                         f"{_num(d.get('prediction_agreement'), 4)} | {_signed(d.get('top1_change'))} | "
+                         f"{_signed(d.get('mean_abs_disparity_change'))} |")
+    return lines
+
+
+def _disparity_table(card: dict) -> list[str]:
+    groups = card["data"]["groups"]
+    sign = (f"recall({groups[0]}) - recall({groups[1]})" if len(groups) == 2
+            else "max - min recall over the groups")
+    names = list(card["models"])
+    lines = ["", "## Per-class recall disparity, every model and artifact", "",
+             f"Disparity = {sign}; `-` where a group has no test image of the class.", "",
+             "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for k, cls in enumerate(card["task"]["classes"]):
+        cells = [_signed(card["models"][n]["metrics"]["per_class"][k]["disparity"]) for n in names]
+        lines.append(f"| {cls} | " + " | ".join(cells) + " |")
+    means = [_num(card["models"][n]["metrics"]["mean_abs_disparity"]) for n in names]
+    lines.append("| mean \\|disparity\\| | " + " | ".join(means) + " |")
+    return lines
+
+
+def _student_by_group(card: dict) -> list[str]:
+    groups = card["data"]["groups"]
+    lines = ["", "## Per-class recall by group (distilled student)", "",
+             "| class | " + " | ".join(f"recall {g}" for g in groups) + " | disparity | DPD | EOD |",
+             "|---|" + "---|" * (len(groups) + 3)]
+    for row in card["models"]["student"]["metrics"]["per_class"]:
+        cells = [_num(row["recall_by_group"][g]) for g in groups]
+        lines.append(f"| {row['class']} | " + " | ".join(cells)
+                     + f" | {_signed(row['disparity'])} | {_num(row['dpd'])} | {_num(row['eod'])} |")
+    return lines
+
+
+_PAIRS = (("teacher -> student", "teacher_to_student"), ("baseline -> student", "baseline_to_student"))
+
+
+def _significance(card: dict) -> list[str]:
+    lines = ["", "## Classes significantly changed by distillation", ""]
+    comparisons = card.get("comparisons") or {}
+    significance = card.get("significance") or {}
+    for label, key in _PAIRS:
+        change = comparisons.get(key)
+        if change:
+            lines.append(f"- {label}: top-1 {_signed(change.get('top1_change'))}, mean |disparity| "
+                         f"{_signed(change.get('mean_abs_disparity_change'))}")
+    for label, key in _PAIRS:
+        test = significance.get(key)
+        if not test:
             continue
-        test = significance[key]
         changed = ", ".join(test["significant_classes"]) or "none"
-        lines.append(f"- {label}: {test['share_significant']:.0%} of classes significantly changed "
+        lines.append(f"- {label}: **{test['share_significant']:.0%} of classes significantly changed** "
                      f"({test['test']}, alpha {test['alpha']}): {changed}")
-    if significance:
+        by_group: dict[str, list[str]] = {}
+        for row in test["per_class"]:
+            for group, cell in row.get("by_group", {}).items():
+                if cell.get("significant"):
+                    by_group.setdefault(group, []).append(row["class"])
+        if any(row.get("by_group") for row in test["per_class"]):
+            lines.append(f"  - within one group ({label}, corrected over every class and group): "
+                         + "; ".join(f"{g}: {', '.join(by_group.get(g, [])) or 'none'}"
+                                     for g in card["data"]["groups"]))
+    if not significance.get("teacher_to_student"):
+        lines.append("- no per-class significance test on this card")
+    elif all(key in comparisons and "per_class" in comparisons[key] for _, key in _PAIRS):
         lines += ["", "| class | recall change teacher -> student | p (adj.) | "
                       "recall change baseline -> student | p (adj.) |", "|---|---|---|---|---|"]
-        rows = zip(card["comparisons"]["teacher_to_student"]["per_class"],
+        rows = zip(comparisons["teacher_to_student"]["per_class"],
                    significance["teacher_to_student"]["per_class"],
-                   card["comparisons"]["baseline_to_student"]["per_class"],
+                   comparisons["baseline_to_student"]["per_class"],
                    significance["baseline_to_student"]["per_class"])
         for t_change, t_test, b_change, b_test in rows:
             lines.append(f"| {t_change['class']} | {_signed(t_change['recall_change'])} | {_mark(t_test)} | "
                          f"{_signed(b_change['recall_change'])} | {_mark(b_test)} |")
-    lines += ["", "## Release gates", "", "| gate | artifact | value | threshold | result |",
-              "|---|---|---|---|---|"]
+    seeds = significance.get("across_seeds")
+    if seeds:
+        lines += ["", "### Across seeds" + (f" ({', '.join(map(str, seeds['seeds']))})"
+                                            if seeds.get("seeds") else ""), ""]
+        for label, key in _PAIRS:
+            test = seeds.get(key)
+            if test:
+                lines.append(f"- {label}: **{test['share_significant']:.0%} of classes significantly "
+                             f"changed** ({test['test']}, alpha {test['alpha']}): "
+                             f"{', '.join(test['significant_classes']) or 'none'}")
+        test = seeds.get("teacher_to_student") or seeds.get("baseline_to_student")
+        if test:
+            lines += ["", "| class | recall/top-1 before | recall/top-1 student | p (adj.) |",
+                      "|---|---|---|---|"]
+            for row in test["per_class"]:
+                lines.append(f"| {row['class']} | {_num(row.get('mean_normalised_a'))} | "
+                             f"{_num(row.get('mean_normalised_b'))} | {_mark(row)} |")
+    return lines
+
+
+def _gates(card: dict) -> list[str]:
+    lines = ["", "## Release gates", ""]
+    if not card.get("gates"):
+        return lines + ["No gates configured (set `card.gates` in the recipe)."]
+    lines += ["| gate | artifact | metric | value | threshold | result |", "|---|---|---|---|---|---|"]
     for gate in card["gates"]:
-        lines.append(f"| {gate['name']} | {gate['artifact']} | {_pct(gate['value'])} | "
-                     f"{gate['comparison']} {gate['threshold']} | "
+        lines.append(f"| {gate['name']} | {gate['artifact']} | {gate.get('metric', '-')} | "
+                     f"{_num(gate['value'], 4)} | {gate['comparison']} {gate['threshold']} | "
                      f"{'pass' if gate['passed'] else '**FAIL**'} |")
-    lines += ["", "## Bench results", ""]
-    if card["bench"]:
-        lines += ["```", format_table(bench_rows(card), BENCH_HEADERS), "```"]
-    else:
-        lines.append("None yet: run `edgekd bench BUNDLE --update-card` on the device.")
-    if card.get("plots"):
-        lines += ["", "## Plots", ""] + [f"- `{p}`" for p in card["plots"]]
-    lines += ["", "## Limitations", ""]
+    return lines
+
+
+def _bench(card: dict) -> list[str]:
+    lines = ["", "## Bench results", ""]
+    rows = bench_rows(card)
+    if not rows:
+        return lines + ["None yet: run `edgekd bench BUNDLE --update-card` on the device."]
+    return lines + pipe_table(rows, BENCH_HEADERS)
+
+
+def _plots(card: dict) -> list[str]:
+    if not card.get("plots"):
+        return []
+    lines = ["", "## Plots", ""]
+    for path in card["plots"]:
+        title = path.rsplit("/", 1)[-1].removesuffix(".png").replace("_", " ")
+        lines += [f"![{title}]({path})", ""]
+    return lines[:-1]
+
+
+def _limitations(card: dict) -> list[str]:
+    data = card["data"]
+    lines = ["", "## Limitations", ""]
     if data.get("synthetic"):
         lines.append("- The data is synthetic (generated shapes); the numbers show the pipeline and "
                      "the direction of effects, not performance on real images.")
     lines.append("- Fairness is measured for one protected attribute with the groups above; other "
                  "attributes and intersections are not covered.")
+    counts = data.get("test_counts_by_group") or {}
+    if counts:
+        lines.append(f"- The smallest group has {min(counts.values())} test images; per-class "
+                     "numbers of small cells are noisy (see the intervals and tests).")
+    for skipped in card.get("skipped_artifacts") or []:
+        lines.append(f"- Not shipped: {skipped.get('name')}: {skipped.get('skipped')}")
+    return lines
+
+
+def _provenance(card: dict) -> list[str]:
     prov = card["provenance"]
-    lines += ["", "## Provenance", "", f"- recipe sha256: `{prov['recipe_sha256']}`",
-              f"- seed: {prov['seed']}",
-              "- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()), ""]
+    lines = ["", "## Provenance", "", f"- recipe sha256: `{prov['recipe_sha256']}`",
+             f"- seed: {prov['seed']}"]
+    if prov.get("data"):
+        lines.append(f"- data: {prov['data']}")
+    for name, key in (prov.get("stage_keys") or {}).items():
+        lines.append(f"- stage {name}: `{key}`")
+    lines += ["- versions: " + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
+              "- sha256 and size of every file: `manifest.json` (check with `edgekd verify`)", ""]
+    return lines
+
+
+def render_markdown(card: dict) -> str:
+    """The whole ``card.md``."""
+    lines = ["---", yaml.safe_dump(front_matter(card), sort_keys=False).rstrip(), "---", "",
+             f"# {card['name']} {card['version']}", ""]
+    for section in (_intro, _distillation, _data, _headline, _disparity_table, _student_by_group,
+                    _significance, _gates, _bench, _plots, _limitations, _provenance):
+        lines += section(card)
     return "\n".join(lines)

@@ -19,8 +19,10 @@ def _pyplot():
 
 
 def write_plots(card: dict, out_dir: Path) -> list[Path]:
-    """``disparity_by_class.png`` (every model and artifact) and ``recall_by_group.png``
-    (teacher, baseline and distilled student side by side); returns the paths written."""
+    """Write ``out_dir/disparity_by_class.png`` (per-class disparity bars of every model and
+    artifact) and ``out_dir/recall_by_group.png`` (recall per group and class, one panel per model
+    and artifact); return the paths written. A disparity or recall that is undefined (no test
+    image of the class in a group) is left out as a missing bar."""
     plt = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,10 +48,12 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
     paths.append(_save(fig, out_dir / "disparity_by_class.png"))
     plt.close(fig)
 
-    shown = [m for m in ("teacher", "baseline", "student") if m in card["models"]]
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.4 * len(shown), 3.2), sharey=True, squeeze=False)
+    ncols = min(3, len(models))
+    nrows = -(-len(models) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.9 * nrows), sharey=True,
+                             squeeze=False)
     width = 0.8 / len(groups)
-    for ax, name in zip(axes[0], shown):
+    for ax, name in zip(axes.flat, models):
         rows = card["models"][name]["metrics"]["per_class"]
         for j, group in enumerate(groups):
             values = [r["recall_by_group"][group] if r["recall_by_group"][group] is not None else np.nan
@@ -57,10 +61,16 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
             ax.bar(x + (j - (len(groups) - 1) / 2) * width, values, width, label=group)
         ax.set_xticks(x, classes, rotation=30, ha="right", fontsize=7)
         ax.set_ylim(0, 1)
-        ax.set_title(name)
-    axes[0][0].set_ylabel("recall")
-    axes[0][-1].legend(fontsize=7, title=card["data"]["protected_attribute"], title_fontsize=7)
-    fig.tight_layout()
+        ax.set_title(name, fontsize=9)
+    for ax in axes.flat[len(models):]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("recall")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=len(groups), fontsize=7,
+               title=card["data"]["protected_attribute"], title_fontsize=7)
+    fig.suptitle("Recall per group and class", x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     paths.append(_save(fig, out_dir / "recall_by_group.png"))
     plt.close(fig)
     return paths

@@ -25,7 +25,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["mcnemar_exact", "benjamini_hochberg", "classwise_mcnemar", "welch_classwise"]
+from edgekd.errors import EdgeKDError
+
+__all__ = ["mcnemar_exact", "benjamini_hochberg", "classwise_mcnemar", "welch_classwise",
+           "welch_from_metrics"]
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -88,21 +91,73 @@ def welch_classwise(recall_a: np.ndarray, top1_a: np.ndarray, recall_b: np.ndarr
                     top1_b: np.ndarray, *, class_names: list[str], alpha: float = 0.05) -> dict:
     """The study's multi-seed test: Welch's t-test per class on ``recall / top1`` across seeds.
 
-    ``recall_*`` has shape ``(seeds, classes)``, ``top1_*`` shape ``(seeds,)``.
+    Parameters
+    ----------
+    recall_a, recall_b : array, shape (seeds, classes)
+        Per-seed per-class recall of model A (e.g. the teacher) and model B (the student);
+        ``nan`` where a class had no test image.
+    top1_a, top1_b : array, shape (seeds,)
+        Per-seed top-1 accuracy, the normaliser (Mohammadshahi & Ioannou 2024 compare class
+        accuracy relative to overall accuracy, so a uniform accuracy drop is not a class change).
+    class_names : list of str
+    alpha : float
+        False discovery rate of the Benjamini-Hochberg correction.
+
+    Returns
+    -------
+    dict
+        ``per_class`` rows (``p``, ``p_adjusted``, ``significant``, mean normalised accuracy of
+        A and B), ``significant_classes`` and ``share_significant``. Welch's ``t`` is
+        ``(mean_a - mean_b) / sqrt(s_a^2 / n_a + s_b^2 / n_b)`` with Welch-Satterthwaite degrees
+        of freedom (``scipy.stats.ttest_ind(equal_var=False)``). A class with no spread on
+        either side gets ``p = 1`` if both means are equal and ``p = 0`` otherwise; a class whose
+        recall is undefined in some seed gets ``p = 1``.
     """
-    norm_a = np.asarray(recall_a, float) / np.asarray(top1_a, float)[:, None]
-    norm_b = np.asarray(recall_b, float) / np.asarray(top1_b, float)[:, None]
+    recall_a, recall_b = np.asarray(recall_a, float), np.asarray(recall_b, float)
+    top1_a, top1_b = np.asarray(top1_a, float), np.asarray(top1_b, float)
+    if recall_a.ndim != 2 or recall_b.ndim != 2 or recall_a.shape[1] != recall_b.shape[1] \
+            or recall_a.shape[1] != len(class_names):
+        raise EdgeKDError(f"welch_classwise: recalls must have shape (seeds, {len(class_names)}), got "
+                          f"{recall_a.shape} and {recall_b.shape}")
+    if len(top1_a) != len(recall_a) or len(top1_b) != len(recall_b):
+        raise EdgeKDError("welch_classwise: one top-1 per seed is needed for each model")
+    if len(recall_a) < 2 or len(recall_b) < 2:
+        raise EdgeKDError(f"welch_classwise: needs at least 2 seeds per model, got {len(recall_a)} "
+                          f"and {len(recall_b)}; list several in the recipe's seeds")
+    norm_a = recall_a / top1_a[:, None]
+    norm_b = recall_b / top1_b[:, None]
     p = []
     for k in range(norm_a.shape[1]):
         a, b = norm_a[:, k], norm_b[:, k]
-        if np.allclose(a, a[0]) and np.allclose(b, b[0]):  # no spread: t undefined
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            p.append(1.0)
+        elif np.allclose(a, a[0]) and np.allclose(b, b[0]):  # no spread: t undefined
             p.append(1.0 if np.isclose(a[0], b[0]) else 0.0)
         else:
             p.append(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
     adjusted, rejected = benjamini_hochberg(p, alpha=alpha)
-    rows = [{"class": name, "p": p[k], "p_adjusted": float(adjusted[k]), "significant": bool(rejected[k])}
+    rows = [{"class": name, "mean_normalised_a": _mean_or_none(norm_a[:, k]),
+             "mean_normalised_b": _mean_or_none(norm_b[:, k]), "p": p[k],
+             "p_adjusted": float(adjusted[k]), "significant": bool(rejected[k])}
             for k, name in enumerate(class_names)]
     significant = [r["class"] for r in rows if r["significant"]]
     return {"test": "Welch t on recall/top-1 across seeds, Benjamini-Hochberg", "alpha": alpha,
             "seeds": [len(norm_a), len(norm_b)], "per_class": rows,
             "significant_classes": significant, "share_significant": len(significant) / len(rows)}
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    return float(values.mean()) if np.isfinite(values).all() else None
+
+
+def welch_from_metrics(metrics_a: list[dict], metrics_b: list[dict], *, class_names: list[str],
+                       alpha: float = 0.05) -> dict:
+    """:func:`welch_classwise` on per-seed outputs of
+    :func:`edgekd.fairness.metrics.evaluate_predictions` (one dict per seed and model)."""
+    def arrays(runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        recall = [[np.nan if row["recall"] is None else row["recall"] for row in m["per_class"]]
+                  for m in runs]
+        return np.asarray(recall, float).reshape(len(runs), -1), np.asarray([m["top1"] for m in runs], float)
+
+    (recall_a, top1_a), (recall_b, top1_b) = arrays(metrics_a), arrays(metrics_b)
+    return welch_classwise(recall_a, top1_a, recall_b, top1_b, class_names=class_names, alpha=alpha)
