@@ -64,8 +64,96 @@ class TrifeatureData(_Section):
     )
 
 
-DATA_SOURCES: dict[str, type[_Section]] = {"trifeature": TrifeatureData}
-DataConfig = Annotated[Union[TrifeatureData], Field(discriminator="source")]  # noqa: UP007
+def _resolve(path: Path | None, info: ValidationInfo, *, folder: bool) -> Path | None:
+    """A path from the recipe, relative to the recipe's folder, that must exist."""
+    if path is None:
+        return None
+    base = Path((info.context or {}).get("base_dir", "."))
+    full = (base / path.expanduser()).resolve()
+    if not (full.is_dir() if folder else full.exists()):
+        kind = "folder" if folder else "file"
+        raise ValueError(f"{kind} {str(path)!r} does not exist (relative to {base.resolve()})")
+    return full
+
+
+class _FileData(_Section):
+    """What every file-based source shares: a root folder, the size, the decode cache."""
+
+    root: Path = Field(description="dataset folder, relative to the recipe's folder")
+    image_size: int = Field(224, ge=16, le=1024)
+    cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/edgekd)")
+
+    @field_validator("root")
+    @classmethod
+    def _root_exists(cls, path: Path, info: ValidationInfo) -> Path:
+        return _resolve(path, info, folder=True)
+
+    @model_validator(mode="after")
+    def _default_cache(self):
+        if self.cache_dir is None:
+            from edgekd.data._images import default_cache_dir
+
+            object.__setattr__(self, "cache_dir", default_cache_dir())
+        return self
+
+
+class CsvData(_FileData):
+    """``data.source: csv``: a folder of images and one CSV per split."""
+
+    source: Literal["csv"] = "csv"
+    train_csv: str = "train.csv"
+    val_csv: str = "val.csv"
+    test_csv: str = "test.csv"
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str = "group"
+    classes: list[str] | None = Field(None, description="class names in index order")
+    groups: list[str] | None = Field(None, description="group names in index order")
+    protected_attribute: str = "group"
+
+
+class CelebAData(_FileData):
+    """``data.source: celeba``: CelebA's aligned images and attribute files."""
+
+    source: Literal["celeba"] = "celeba"
+    target: str = "Smiling"
+    protected: str = "Male"
+    undersample: bool = Field(False, description="balance the target in the training split")
+    max_per_split: int | None = Field(None, ge=1, description="seeded subset per split")
+
+
+class WiderAttributeData(_FileData):
+    """``data.source: wider_attribute``: WIDER Attribute events with gender as the group."""
+
+    source: Literal["wider_attribute"] = "wider_attribute"
+    annotations: Path | None = Field(None, description="folder of the two JSON files")
+    label_map: Literal["events30", "clusters16"] = "events30"
+    threshold: float = Field(0.5, ge=0.0, lt=1.0, description="male share above which: male")
+    unknown: Literal["exclude", "as_group"] = "exclude"
+    crop: Literal["none", "person"] = "none"
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_exist(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(path, info, folder=True)
+
+
+class FashionMnistColoredData(_Section):
+    """``data.source: fashion_mnist_colored``: Fashion-MNIST tinted by a biased colour group."""
+
+    source: Literal["fashion_mnist_colored"] = "fashion_mnist_colored"
+    path: Path = Field(Path("/usr/share/dataset-fashion-mnist"), description="folder of idx files")
+    image_size: int = Field(32, ge=16, le=512)
+    bias: float = Field(0.9, ge=0.0, le=1.0)
+    val_size: int = Field(5000, ge=1)
+
+
+DATA_SOURCES: dict[str, type[_Section]] = {
+    "trifeature": TrifeatureData, "csv": CsvData, "celeba": CelebAData,
+    "wider_attribute": WiderAttributeData, "fashion_mnist_colored": FashionMnistColoredData,
+}
+DataConfig = Annotated[Union[TrifeatureData, CsvData, CelebAData, WiderAttributeData,  # noqa: UP007
+                             FashionMnistColoredData], Field(discriminator="source")]
 
 
 # ------------------------------------------------------------------------------------- models

@@ -21,6 +21,7 @@ import math
 from functools import partial
 
 import numpy as np
+import pandas as pd
 from fairlearn.metrics import (
     MetricFrame,
     count,
@@ -32,6 +33,11 @@ from sklearn.metrics import precision_recall_fscore_support, recall_score
 __all__ = ["evaluate_predictions", "group_recalls", "per_class_disparity", "headline"]
 
 _recall = partial(recall_score, zero_division=np.nan)
+
+
+def _named(groups: np.ndarray):
+    """Groups as a named pandas Series: fairlearn reads a bare one-element array as 2-D."""
+    return pd.Series(np.asarray(groups), name="group")
 
 
 def group_recalls(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
@@ -47,7 +53,7 @@ def group_recalls(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
             metrics={"recall": _recall, "support": count},
             y_true=(y_true == c).astype(int),
             y_pred=(y_pred == c).astype(int),
-            sensitive_features=groups,
+            sensitive_features=_named(groups),
         )
         for g, row in frame.by_group.iterrows():
             positives = int(((y_true == c) & (groups == g)).sum())
@@ -76,10 +82,10 @@ def _one_vs_rest_gaps(y_true, y_pred, groups, num_classes) -> tuple[np.ndarray, 
         return dpd, eod
     for c in range(num_classes):
         t, p = (y_true == c).astype(int), (y_pred == c).astype(int)
-        dpd[c] = demographic_parity_difference(t, p, sensitive_features=groups)
+        dpd[c] = demographic_parity_difference(t, p, sensitive_features=_named(groups))
         # TPR and FPR need positives and negatives in every group; otherwise EOD is undefined.
         if all(0 < t[groups == g].sum() < (groups == g).sum() for g in present):
-            eod[c] = equalized_odds_difference(t, p, sensitive_features=groups)
+            eod[c] = equalized_odds_difference(t, p, sensitive_features=_named(groups))
     return dpd, eod
 
 

@@ -1,0 +1,95 @@
+"""``data.source: celeba``: CelebA (Liu et al., ICCV 2015) as published.
+
+``root`` holds ``img_align_celeba/``, ``list_attr_celeba.txt`` (line 1 the image count, line 2
+the 40 attribute names, then ``<file> <40 values of 1 or -1>`` separated by one or more spaces)
+and ``list_eval_partition.txt`` (``<file> <0 train | 1 val | 2 test>``). The label is one
+attribute (``target``, e.g. Smiling), the protected group another (``protected``, e.g. Male or
+Young). ``undersample: true`` balances the target in the training split (seeded);
+``max_per_split`` takes a seeded subset for quick runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data._images import load_images
+from edgekd.data.csv_folder import IMAGENET_MEAN, IMAGENET_STD
+from edgekd.data.splits import DataSplits, Split
+from edgekd.errors import EdgeKDError
+
+__all__ = ["load_celeba", "read_attributes", "read_partition"]
+
+
+def read_attributes(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Attribute names and ``{file: int8 array of 40 values}`` from ``list_attr_celeba.txt``."""
+    if not path.is_file():
+        raise EdgeKDError(f"data.root: {path} does not exist (CelebA's attribute file)")
+    lines = path.read_text().splitlines()
+    if len(lines) < 2:
+        raise EdgeKDError(f"{path}: expected a count line and a line of attribute names")
+    names = lines[1].split()
+    rows = {}
+    for number, line in enumerate(lines[2:], start=3):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(names) + 1 or any(v not in ("1", "-1") for v in parts[1:]):
+            raise EdgeKDError(f"{path} line {number}: expected a file name and {len(names)} values "
+                              "of 1 or -1")
+        rows[parts[0]] = np.array(parts[1:], dtype=np.int8)
+    return names, rows
+
+
+def read_partition(path: Path) -> dict[str, int]:
+    if not path.is_file():
+        raise EdgeKDError(f"data.root: {path} does not exist (CelebA's partition file)")
+    out = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+            raise EdgeKDError(f"{path} line {number}: expected '<file> <0|1|2>'")
+        out[parts[0]] = int(parts[1])
+    return out
+
+
+def load_celeba(cfg, *, seed: int) -> DataSplits:
+    names, attributes = read_attributes(cfg.root / "list_attr_celeba.txt")
+    for key in ("target", "protected"):
+        if getattr(cfg, key) not in names:
+            raise EdgeKDError(f"data.{key}: {getattr(cfg, key)!r} is not a CelebA attribute; "
+                              f"choose one of: {', '.join(names)}")
+    partition = read_partition(cfg.root / "list_eval_partition.txt")
+    t, p = names.index(cfg.target), names.index(cfg.protected)
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, code in (("train", 0), ("val", 1), ("test", 2)):
+        files = sorted(f for f, c in partition.items() if c == code and f in attributes)
+        labels = np.array([attributes[f][t] == 1 for f in files], dtype=np.int64)
+        groups = np.array([attributes[f][p] == 1 for f in files], dtype=np.int64)
+        keep = np.arange(len(files))
+        if split == "train" and cfg.undersample and len(files):
+            counts = np.bincount(labels, minlength=2)
+            keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == k), counts.min(),
+                                                      replace=False) for k in (0, 1)]))
+        if cfg.max_per_split and len(keep) > cfg.max_per_split:
+            keep = np.sort(rng.choice(keep, cfg.max_per_split, replace=False))
+        if len(keep) == 0:
+            raise EdgeKDError(f"data: the CelebA {split} split is empty (list_eval_partition.txt "
+                              f"code {code})")
+        images = load_images([cfg.root / "img_align_celeba" / files[i] for i in keep],
+                             size=cfg.image_size, cache_dir=cfg.cache_dir)
+        splits[split] = Split(images=images, labels=labels[keep], groups=groups[keep])
+    return DataSplits(
+        train=splits["train"], val=splits["val"], test=splits["test"],
+        class_names=[f"not {cfg.target}", cfg.target],
+        group_names=[f"not {cfg.protected}", cfg.protected],
+        protected_attribute=cfg.protected, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        description={"source": "celeba", "synthetic": False, "root": str(cfg.root),
+                     "summary": f"CelebA, target {cfg.target}, protected {cfg.protected}, "
+                                f"{cfg.image_size}px" + (", train undersampled to balance the "
+                                                         "target" if cfg.undersample else "")},
+    )

@@ -1,0 +1,93 @@
+"""``data.source: fashion_mnist_colored``: the real Fashion-MNIST images (Xiao et al. 2017),
+coloured so that colour is a shortcut, the Colored-MNIST way.
+
+The idx files are read as Debian's ``dataset-fashion-mnist`` package installs them (``path``,
+default ``/usr/share/dataset-fashion-mnist``; ``train-images-idx3-ubyte`` etc., gzipped or not).
+idx format: a big-endian header (magic ``0x00000803`` for images, ``0x00000801`` for labels,
+then the dimension sizes as int32) followed by uint8 data.
+
+Each 28 x 28 grey image is tinted warm (red) or cool (blue); the tint is the protected group.
+As in ``trifeature``, in train and validation class ``c`` takes its majority group ``c % 2``
+with probability ``bias``; the test split is balanced (half of each class in each group). The
+last ``val_size`` training images are the validation split.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data.splits import DataSplits, Split
+from edgekd.errors import EdgeKDError
+
+__all__ = ["read_idx", "load_fashion_mnist_colored", "CLASSES"]
+
+CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+           "ankle boot"]
+_TINTS = np.array([[1.0, 0.35, 0.2], [0.2, 0.45, 1.0]])  # warm, cool
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An idx file (``.gz`` or plain) as a uint8 array."""
+    candidates = [path, path.with_name(path.name + ".gz")]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        raise EdgeKDError(f"data.path: {path.name}(.gz) not found in {path.parent} (install "
+                          "Debian's dataset-fashion-mnist or set data.path)")
+    raw = gzip.decompress(found.read_bytes()) if found.suffix == ".gz" else found.read_bytes()
+    if len(raw) < 8 or raw[:2] != b"\x00\x00" or raw[2] != 0x08:
+        raise EdgeKDError(f"{found}: not an idx file of unsigned bytes")
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims)
+    if data.size != int(np.prod(shape)):
+        raise EdgeKDError(f"{found}: header says {shape} but holds {data.size} bytes")
+    return data.reshape(shape)
+
+
+def _colour(grey: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
+    rgb = (grey[..., None].astype(np.float32) * _TINTS[groups][:, None, None, :]).astype(np.uint8)
+    if size != rgb.shape[1]:
+        from PIL import Image
+
+        rgb = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+                        for im in rgb])
+    return rgb
+
+
+def _groups(labels: np.ndarray, bias: float, rng) -> np.ndarray:
+    majority = labels % 2
+    return np.where(rng.random(len(labels)) < bias, majority, 1 - majority).astype(np.int64)
+
+
+def load_fashion_mnist_colored(cfg, *, seed: int) -> DataSplits:
+    path = Path(cfg.path)
+    train_x, train_y = read_idx(path / "train-images-idx3-ubyte"), read_idx(path / "train-labels-idx1-ubyte")
+    test_x, test_y = read_idx(path / "t10k-images-idx3-ubyte"), read_idx(path / "t10k-labels-idx1-ubyte")
+    rng = np.random.default_rng(seed)
+    labels, test_labels = train_y.astype(np.int64), test_y.astype(np.int64)
+    groups = _groups(labels, cfg.bias, rng)
+    test_groups = np.zeros(len(test_labels), dtype=np.int64)
+    for c in range(len(CLASSES)):  # balanced: alternate groups within each class
+        rows = np.flatnonzero(test_labels == c)
+        test_groups[rows[rng.permutation(len(rows)) % 2 == 1]] = 1
+    cut = len(labels) - cfg.val_size
+    if cut <= 0:
+        raise EdgeKDError(f"data.val_size = {cfg.val_size}: must be smaller than the "
+                          f"{len(labels)} training images")
+
+    def split(x, y, g) -> Split:
+        return Split(images=_colour(x, g, cfg.image_size), labels=y, groups=g)
+
+    return DataSplits(
+        train=split(train_x[:cut], labels[:cut], groups[:cut]),
+        val=split(train_x[cut:], labels[cut:], groups[cut:]),
+        test=split(test_x, test_labels, test_groups),
+        class_names=list(CLASSES), group_names=["warm", "cool"], protected_attribute="colour tint",
+        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+        description={"source": "fashion_mnist_colored", "synthetic": False, "path": str(path),
+                     "summary": f"Fashion-MNIST tinted warm or cool (tint as protected attribute), "
+                                f"train/val bias {cfg.bias}, balanced test, {cfg.image_size}px"},
+    )

@@ -1,0 +1,152 @@
+"""``data.source: wider_attribute``: WIDER Attribute (Li et al., ECCV 2016) as published.
+
+``root`` holds ``Image/{train,val,test}/...`` and the annotations ``wider_attribute_trainval.json``
+and ``wider_attribute_test.json`` (in ``root``, ``Anno/``, ``Annotations/`` or the folder given as
+``annotations``). Each JSON has ``images`` (``file_name`` relative to ``Image/``, ``scene_id``,
+``targets`` with ``bbox`` [x, y, w, h] and 14 ``attribute`` values in {1, -1, 0}),
+``attribute_id_map`` and ``scene_id_map``. The official validation split is the ``val/`` prefix
+of the trainval file.
+
+* Label: the event, mapped through ``scene_id_map`` (WIDER's event ids are not 0..29), or the
+  study's 16 clusters (``label_map: clusters16``).
+* Protected group from attribute 0 (Male: 1 male, -1 female, 0 unspecified): the share of the
+  image's people marked male among those marked either way; ``male`` when it exceeds
+  ``threshold`` (default 0.5), else ``female``. Images with nobody marked are excluded
+  (``unknown: exclude``, counted on the card) or form a group of their own (``as_group``).
+* ``crop: person`` makes every annotated person's box a sample, with that person's own gender.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data._images import load_images
+from edgekd.data.csv_folder import IMAGENET_MEAN, IMAGENET_STD
+from edgekd.data.splits import DataSplits, Split
+from edgekd.errors import EdgeKDError
+
+__all__ = ["CLUSTERS16", "load_wider_attribute", "read_annotations"]
+
+# The study's 16 clusters of the 30 events (names compared without case and punctuation).
+CLUSTERS16: dict[str, list[str]] = {
+    "Team Sports": ["Basketball", "Football", "Soccer", "Hockey"],
+    "Celebration": ["Funeral", "Ceremony", "Celebration_Or_Party"],
+    "Business": ["Handshaking", "Meeting", "Stock_Market"],
+    "Law Enforcement": ["Riot", "Soldier_Patrol"],
+    "Performance & Entertainment": ["Dancing", "Concerts"],
+    "Family": ["Couple", "Family_Group"],
+    "Cheering": ["Cheering", "Sports_Fan"],
+    "Individual Sports": ["Running", "Ice_Skating", "Aerobics"],
+    "Water Activities": ["Row_Boat", "Angler"],
+    "Parade": ["Parade"], "Picnic": ["Picnic"], "Spa": ["Spa"], "Surgeons": ["Surgeons"],
+    "Waiter": ["Waiter"], "Dresses": ["Dresses"], "Rescue": ["Rescue"],
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z]", "", name.lower())
+
+
+def _find(root: Path, folder: Path | None, name: str) -> Path:
+    candidates = [folder / name] if folder is not None else [root / name, root / "Anno" / name,
+                                                             root / "Annotations" / name]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise EdgeKDError(f"data.annotations: {name} not found in "
+                      + ", ".join(str(p.parent) for p in candidates))
+
+
+def read_annotations(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        images, scenes = data["images"], data["scene_id_map"]
+        for image in images[:1]:
+            image["file_name"], image["scene_id"], image["targets"]  # noqa: B018
+    except (ValueError, KeyError, TypeError):
+        raise EdgeKDError(f"{path}: not WIDER Attribute annotations (JSON with images[] of "
+                          "file_name, scene_id, targets and a scene_id_map)") from None
+    return {"images": images, "scene_id_map": {str(k): v for k, v in scenes.items()}}
+
+
+def _gender(targets: list[dict]) -> tuple[int, int]:
+    male = sum(1 for t in targets if t["attribute"][0] == 1)
+    female = sum(1 for t in targets if t["attribute"][0] == -1)
+    return male, female
+
+
+def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
+    folder = cfg.annotations
+    trainval = read_annotations(_find(cfg.root, folder, "wider_attribute_trainval.json"))
+    test = read_annotations(_find(cfg.root, folder, "wider_attribute_test.json"))
+    scene_names = {**trainval["scene_id_map"], **test["scene_id_map"]}
+    events = [scene_names[k] for k in sorted(scene_names, key=int)]
+    if cfg.label_map == "clusters16":
+        class_names = list(CLUSTERS16)
+        by_event = {}
+        for index, members in enumerate(CLUSTERS16.values()):
+            for member in members:
+                by_event[_norm(member)] = index
+
+        def label_of(event: str) -> int:
+            key = _norm(event)
+            match = by_event.get(key, next((v for k, v in by_event.items() if key.startswith(k)), None))
+            if match is None:
+                raise EdgeKDError(f"data.label_map: event {event!r} is in none of the 16 clusters")
+            return match
+    else:
+        class_names = events
+
+        def label_of(event: str) -> int:
+            return events.index(event)
+
+    group_names = ["female", "male"] + (["unknown"] if cfg.unknown == "as_group" else [])
+    excluded = {"train": 0, "val": 0, "test": 0}
+    samples: dict[str, list] = {"train": [], "val": [], "test": []}
+    for source in (trainval, test):
+        for image in source["images"]:
+            name = image["file_name"]
+            split = name.split("/", 1)[0]
+            if split not in samples:
+                raise EdgeKDError(f"{name}: file_name must start with train/, val/ or test/")
+            label = label_of(scene_names[str(image["scene_id"])])
+            people = [[t] for t in image["targets"]] if cfg.crop == "person" else [image["targets"]]
+            for group_of in people:
+                male, female = _gender(group_of)
+                if male + female == 0:
+                    if cfg.unknown == "exclude":
+                        excluded[split] += 1
+                        continue
+                    group = 2
+                else:
+                    group = int(male / (male + female) > cfg.threshold)
+                box = tuple(group_of[0]["bbox"]) if cfg.crop == "person" else None
+                samples[split].append((cfg.root / "Image" / name, box, label, group))
+    splits = {}
+    for split, items in samples.items():
+        if not items:
+            raise EdgeKDError(f"data: the WIDER Attribute {split} split is empty after excluding "
+                              f"{excluded[split]} samples with unknown gender")
+        images = load_images([i[0] for i in items], size=cfg.image_size, cache_dir=cfg.cache_dir,
+                             boxes=[i[1] for i in items])
+        splits[split] = Split(images=images, labels=np.array([i[2] for i in items], np.int64),
+                              groups=np.array([i[3] for i in items], np.int64))
+    unit = "person crops" if cfg.crop == "person" else "images"
+    return DataSplits(
+        train=splits["train"], val=splits["val"], test=splits["test"],
+        class_names=class_names, group_names=group_names, protected_attribute="gender",
+        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        description={"source": "wider_attribute", "synthetic": False, "root": str(cfg.root),
+                     "label_map": cfg.label_map, "crop": cfg.crop,
+                     "excluded_unknown_gender": excluded,
+                     "summary": f"WIDER Attribute {unit}, {len(class_names)} "
+                                f"{'clusters' if cfg.label_map == 'clusters16' else 'events'}, "
+                                f"gender (male share > {cfg.threshold}) as protected attribute, "
+                                f"{sum(excluded.values())} {unit} of unknown gender "
+                                f"{'excluded' if cfg.unknown == 'exclude' else 'kept as a group'}, "
+                                f"{cfg.image_size}px"},
+    )
