@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveFloat,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -82,6 +83,12 @@ class _FileData(_Section):
     root: Path = Field(description="dataset folder, relative to the recipe's folder")
     image_size: int = Field(224, ge=16, le=1024)
     cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/edgekd)")
+    workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
+    on_bad_image: Literal["skip", "error"] = Field(
+        "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
+    mean: tuple[float, float, float] | None = Field(None, description="per-channel mean (ImageNet's)")
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
+        None, description="per-channel std (ImageNet's)")
 
     @field_validator("root")
     @classmethod

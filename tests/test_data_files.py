@@ -75,12 +75,40 @@ def test_csv_errors_are_one_line(csv_root, tmp_path, change, needle):
         load_data(_recipe(data, tmp_path).data, seed=0)
 
 
-def test_an_image_that_does_not_decode_is_named(csv_root, tmp_path):
+def test_a_bad_image_is_skipped_and_counted_or_fatal(csv_root, tmp_path):
     (csv_root / "img" / "b.png").write_bytes(b"not a png")
+    with open(csv_root / "val.csv", "a") as fh:
+        fh.write("img/missing.png,dog,x\n")
+    data = {"source": "csv", "root": "shop", "path_column": "file", "label_column": "animal",
+            "group_column": "owner", "cache_dir": str(tmp_path / "cache"), "workers": 2}
+    loaded = load_data(_recipe(data, tmp_path).data, seed=0)
+    # train had a (cat, x), b (dog, y), c (dog, x): a and c are left, with their labels and groups
+    assert loaded.train.labels.tolist() == [0, 1] and loaded.train.groups.tolist() == [0, 0]
+    assert loaded.train.images[1, 0, 0].tolist() == [0, 0, 255]
+    assert loaded.description["skipped_bad_images"] == {"train": 1, "val": 1, "test": 1}
+    assert any("missing.png: image file not found" in line
+               for line in loaded.description["skipped_bad_image_examples"])
+    assert any("b.png: cannot decode this image" in line
+               for line in loaded.description["skipped_bad_image_examples"])
+    again = load_data(_recipe(data, tmp_path).data, seed=0)  # from the cache: same count
+    assert again.description["skipped_bad_images"] == loaded.description["skipped_bad_images"]
+    with pytest.raises(EdgeKDError, match=r"b.png: cannot decode this image .*; set "
+                                          r"data.on_bad_image: skip"):
+        load_data(_recipe({**data, "on_bad_image": "error"}, tmp_path).data, seed=0)
+    (csv_root / "img" / "c.png").unlink()  # now no test image is readable
+    with pytest.raises(EdgeKDError, match="no image of the test split could be read"):
+        load_data(_recipe(data, tmp_path).data, seed=0)
+
+
+def test_normalisation_defaults_to_imagenet_and_can_be_set(csv_root, tmp_path):
     data = {"source": "csv", "root": "shop", "path_column": "file", "label_column": "animal",
             "group_column": "owner", "cache_dir": str(tmp_path / "cache")}
-    with pytest.raises(EdgeKDError, match="b.png: cannot decode this image"):
-        load_data(_recipe(data, tmp_path).data, seed=0)
+    assert load_data(_recipe(data, tmp_path).data, seed=0).mean == (0.485, 0.456, 0.406)
+    custom = load_data(_recipe({**data, "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]},
+                               tmp_path).data, seed=0)
+    assert custom.mean == (0.5, 0.5, 0.5) and custom.std == (0.2, 0.2, 0.2)
+    with pytest.raises(EdgeKDError, match="data.std"):
+        _recipe({**data, "std": [0.2, 0, 0.2]}, tmp_path)
 
 
 def test_tiny_build_on_a_csv_folder(csv_root, tmp_path):
@@ -201,6 +229,26 @@ def test_study_recipe_validates_with_a_root(wider_root):
                          [f"data.root={wider_root}"])
     assert recipe.data.label_map == "clusters16" and recipe.debias.lambda_ == 0.5
     assert recipe.teacher.arch == "efficientnet_b3" and recipe.distill.temperature == 4
+
+
+def test_study_recipe_builds_on_a_wider_fixture(wider_root, tmp_path):
+    """The study's recipe as shipped (B3 -> B0, KD T=4, adversary lambda 0.5, 16 clusters), made
+    small only in size and epochs, builds a bundle on WIDER-format files."""
+    from edgekd.pipeline import build
+
+    result = build(TESTS.parent / "recipes" / "wider_attribute_study.yaml", out=tmp_path / "runs",
+                   overrides=(f"data.root={wider_root}", "data.image_size=32",
+                              f"data.cache_dir={tmp_path / 'cache'}", "teacher.epochs=1",
+                              "student.epochs=1", "teacher.batch_size=2", "student.batch_size=2",
+                              "export.int8.calibration_samples=2", "card.bootstrap_resamples=20"),
+                   log=lambda m: None)
+    card = result.card
+    assert card["models"]["teacher"]["arch"] == "efficientnet_b3"
+    assert card["models"]["student"]["arch"] == "efficientnet_b0"
+    assert card["debias"]["lambda"] == 0.5 and card["data"]["label_map"] == "clusters16"
+    assert card["data"]["excluded_unknown_gender"] == {"train": 1, "val": 0, "test": 0}
+    assert {"onnx", "onnx_int8"} <= set(card["models"])
+    assert (result.bundle_dir / "card.md").read_text().count("no annotated gender were excluded") == 1
 
 
 def test_missing_root_is_one_line(tmp_path):

@@ -317,6 +317,14 @@ def _limitations(card: dict) -> list[str]:
     if counts:
         lines.append(f"- The smallest group has {min(counts.values())} test images; per-class "
                      "numbers of small cells are noisy (see the intervals and tests).")
+    bad = sum((data.get("skipped_bad_images") or {}).values())
+    if bad:
+        lines.append(f"- {bad} image files could not be read and were left out "
+                     f"({', '.join(f'{k} {v}' for k, v in data['skipped_bad_images'].items())}).")
+    unknown = sum((data.get("excluded_unknown_gender") or {}).values())
+    if unknown:
+        lines.append(f"- {unknown} samples with no annotated gender were excluded "
+                     f"({', '.join(f'{k} {v}' for k, v in data['excluded_unknown_gender'].items())}).")
     for skipped in card.get("skipped_artifacts") or []:
         lines.append(f"- Not shipped: {skipped.get('name')}: {skipped.get('skipped')}")
     return lines

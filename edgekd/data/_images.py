@@ -14,19 +14,31 @@ import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
 
-__all__ = ["load_images", "resolve_dir", "default_cache_dir"]
+__all__ = ["LoadedImages", "load_images", "resolve_dir", "default_cache_dir", "IMAGENET_MEAN",
+           "IMAGENET_STD", "normalisation", "read_split", "describe_bad"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Box = tuple[float, float, float, float]  # x, y, w, h in pixels
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+
+
+def normalisation(cfg) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The recipe's ``data.mean`` / ``data.std``, ImageNet's where it gives none."""
+    return tuple(cfg.mean or IMAGENET_MEAN), tuple(cfg.std or IMAGENET_STD)
 
 
 def resolve_dir(path: Path, key: str) -> Path:
@@ -52,37 +64,117 @@ def _decode(path: Path, size: int, box: Box | None) -> np.ndarray:
         raise EdgeKDError(f"{path}: cannot decode this image ({err.__class__.__name__})") from None
 
 
+class LoadedImages(NamedTuple):
+    """A split's decoded images and the files that could not be read."""
+
+    images: np.ndarray  # (N, size, size, 3) uint8, the good images only
+    keep: np.ndarray  # indices of ``paths`` that decoded, in order
+    bad: list[str]  # one line per file that did not decode
+
+
+def _decode_or_reason(path: Path, size: int, box: Box | None) -> np.ndarray | str:
+    try:
+        return _decode(path, size, box)
+    except EdgeKDError as err:
+        return str(err)
+
+
+def _decode_all(paths: list[Path], boxes: list[Box | None], size: int, workers: int,
+                out: np.ndarray) -> list[tuple[int, str]]:
+    """Decode into ``out`` (Pillow releases the GIL while decoding, so threads scale); return the
+    (index, reason) of every file that failed."""
+    bad = []
+    workers = workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(_decode_or_reason, paths, [size] * len(paths), boxes, chunksize=64)
+        for i, result in enumerate(results):
+            if isinstance(result, str):
+                bad.append((i, result))
+                out[i] = 0
+            else:
+                out[i] = result
+    return bad
+
+
 def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
-                boxes: list[Box | None] | None = None) -> np.ndarray:
-    """(N, size, size, 3) uint8 images of ``paths`` (cropped to ``boxes``), from the cache when
-    it holds them, else decoded and cached."""
+                boxes: list[Box | None] | None = None, workers: int = 0,
+                on_bad_image: str = "skip", split: str = "") -> LoadedImages:
+    """The images of ``paths`` (cropped to ``boxes``), from the cache when it holds them, else
+    decoded by ``workers`` threads (0: one per core, at most 8) and cached.
+
+    A file that is missing or does not decode is left out and named in ``bad``
+    (``on_bad_image: skip``) or ends the load with its one-line error (``error``). The cache
+    remembers the bad files, so a later build reports them without decoding again.
+    """
     boxes = boxes or [None] * len(paths)
     if cache_dir is None:
-        return np.stack([_decode(p, size, b) for p, b in zip(paths, boxes)]) if paths else \
-            np.zeros((0, size, size, 3), np.uint8)
+        images = np.zeros((len(paths), size, size, 3), np.uint8)
+        return _select(images, _decode_all(paths, boxes, size, workers, images), on_bad_image, split)
     digest = hashlib.sha256()
     for path, box in zip(paths, boxes):
         try:
             stat = path.stat()
+            signature = [stat.st_size, stat.st_mtime_ns]
         except FileNotFoundError:
-            raise EdgeKDError(f"{path}: image file not found") from None
-        digest.update(json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, box]).encode())
+            signature = None
+        digest.update(json.dumps([str(path.resolve()), signature, box]).encode())
     digest.update(str(size).encode())
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"images-{digest.hexdigest()[:24]}-{size}px.npy"
-    if target.exists():
-        return np.load(target, mmap_mode="r")
+    bad_file = target.with_suffix(".bad.json")
+    if target.exists() and bad_file.exists():
+        bad = [tuple(item) for item in json.loads(bad_file.read_text())]
+        return _select(np.load(target, mmap_mode="r"), bad, on_bad_image, split)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                         shape=(len(paths), size, size, 3))
-        for i, (path, box) in enumerate(zip(paths, boxes)):
-            out[i] = _decode(path, size, box)
+        bad = _decode_all(paths, boxes, size, workers, out)
         out.flush()
         del out
+        _write_atomic(bad_file, json.dumps(bad))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return np.load(target, mmap_mode="r")
+    return _select(np.load(target, mmap_mode="r"), bad, on_bad_image, split)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _select(images: np.ndarray, bad: list[tuple[int, str]], on_bad_image: str,
+            split: str) -> LoadedImages:
+    if bad and on_bad_image == "error":
+        more = f" (and {len(bad) - 1} more bad files in {split or 'this split'})" if len(bad) > 1 else ""
+        raise EdgeKDError(f"{bad[0][1]}{more}; set data.on_bad_image: skip to leave such files out")
+    if not bad:
+        return LoadedImages(images, np.arange(len(images)), [])
+    keep = np.setdiff1d(np.arange(len(images)), [i for i, _ in bad])
+    return LoadedImages(np.ascontiguousarray(images[keep]), keep, [reason for _, reason in bad])
+
+
+def read_split(cfg, split: str, paths: list[Path], labels: np.ndarray, groups: np.ndarray,
+               boxes: list[Box | None] | None = None) -> tuple[Split, list[str]]:
+    """A :class:`Split` of a file-based source under the recipe's image settings (size, cache,
+    workers, ``on_bad_image``), with the samples whose file did not decode left out; also the
+    one-line reason for each of those."""
+    loaded = load_images(paths, size=cfg.image_size, cache_dir=cfg.cache_dir, boxes=boxes,
+                         workers=cfg.workers, on_bad_image=cfg.on_bad_image, split=split)
+    if len(loaded.keep) == 0:
+        raise EdgeKDError(f"data: no image of the {split} split could be read; first: {loaded.bad[0]}")
+    keep = loaded.keep
+    split_data = Split(images=loaded.images, labels=np.asarray(labels, np.int64)[keep],
+                       groups=np.asarray(groups, np.int64)[keep])
+    return split_data, loaded.bad
+
+
+def describe_bad(bad: dict[str, list[str]]) -> dict:
+    """The card's record of skipped files: a count per split and the first few reasons."""
+    reasons = [reason for split in bad.values() for reason in split]
+    return {"skipped_bad_images": {split: len(items) for split, items in bad.items()},
+            "skipped_bad_image_examples": reasons[:5]}

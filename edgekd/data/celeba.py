@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data._images import load_images
-from edgekd.data.csv_folder import IMAGENET_MEAN, IMAGENET_STD
-from edgekd.data.splits import DataSplits, Split
+from edgekd.data._images import describe_bad, normalisation, read_split
+from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
 
 __all__ = ["load_celeba", "read_attributes", "read_partition"]
@@ -65,7 +64,7 @@ def load_celeba(cfg, *, seed: int) -> DataSplits:
     partition = read_partition(cfg.root / "list_eval_partition.txt")
     t, p = names.index(cfg.target), names.index(cfg.protected)
     rng = np.random.default_rng(seed)
-    splits = {}
+    splits, bad = {}, {}
     for split, code in (("train", 0), ("val", 1), ("test", 2)):
         files = sorted(f for f, c in partition.items() if c == code and f in attributes)
         labels = np.array([attributes[f][t] == 1 for f in files], dtype=np.int64)
@@ -80,15 +79,16 @@ def load_celeba(cfg, *, seed: int) -> DataSplits:
         if len(keep) == 0:
             raise EdgeKDError(f"data: the CelebA {split} split is empty (list_eval_partition.txt "
                               f"code {code})")
-        images = load_images([cfg.root / "img_align_celeba" / files[i] for i in keep],
-                             size=cfg.image_size, cache_dir=cfg.cache_dir)
-        splits[split] = Split(images=images, labels=labels[keep], groups=groups[keep])
+        splits[split], bad[split] = read_split(
+            cfg, split, [cfg.root / "img_align_celeba" / files[i] for i in keep],
+            labels[keep], groups[keep])
+    mean, std = normalisation(cfg)
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=[f"not {cfg.target}", cfg.target],
         group_names=[f"not {cfg.protected}", cfg.protected],
-        protected_attribute=cfg.protected, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        description={"source": "celeba", "synthetic": False, "root": str(cfg.root),
+        protected_attribute=cfg.protected, mean=mean, std=std,
+        description={"source": "celeba", "synthetic": False, "root": str(cfg.root), **describe_bad(bad),
                      "summary": f"CelebA, target {cfg.target}, protected {cfg.protected}, "
                                 f"{cfg.image_size}px" + (", train undersampled to balance the "
                                                          "target" if cfg.undersample else "")},

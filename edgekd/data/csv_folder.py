@@ -13,14 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data._images import load_images
-from edgekd.data.splits import DataSplits, Split
+from edgekd.data._images import describe_bad, normalisation, read_split
+from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
 
-__all__ = ["load_csv", "IMAGENET_MEAN", "IMAGENET_STD"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["load_csv"]
 
 
 def _read(path: Path, columns: tuple[str, str, str]) -> list[tuple[str, str, str]]:
@@ -66,20 +63,20 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     rows = {split: _read(cfg.root / name, columns) for split, name in files.items()}
     class_names = _names([r[1] for r in rows["train"]], cfg.classes)
     group_names = _names([r[2] for r in rows["train"]], cfg.groups)
-    splits = {}
+    splits, bad = {}, {}
     for split, items in rows.items():
         source = cfg.root / files[split]
-        images = load_images([cfg.root / r[0] for r in items], size=cfg.image_size,
-                             cache_dir=cfg.cache_dir)
-        splits[split] = Split(images=images,
-                              labels=_index([r[1] for r in items], class_names, "label", source),
-                              groups=_index([r[2] for r in items], group_names, "group", source))
+        splits[split], bad[split] = read_split(
+            cfg, split, [cfg.root / r[0] for r in items],
+            _index([r[1] for r in items], class_names, "label", source),
+            _index([r[2] for r in items], group_names, "group", source))
+    mean, std = normalisation(cfg)
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=class_names, group_names=group_names,
         protected_attribute=cfg.protected_attribute,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        description={"source": "csv", "synthetic": False, "root": str(cfg.root),
+        mean=mean, std=std,
+        description={"source": "csv", "synthetic": False, "root": str(cfg.root), **describe_bad(bad),
                      "summary": f"Images from {cfg.root} listed in {', '.join(files.values())} "
                                 f"({len(class_names)} classes, {len(group_names)} groups, "
                                 f"{cfg.image_size}px)"},

@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data._images import load_images
-from edgekd.data.csv_folder import IMAGENET_MEAN, IMAGENET_STD
-from edgekd.data.splits import DataSplits, Split
+from edgekd.data._images import describe_bad, normalisation, read_split
+from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
 
 __all__ = ["CLUSTERS16", "load_wider_attribute", "read_annotations"]
@@ -126,23 +125,23 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
                     group = int(male / (male + female) > cfg.threshold)
                 box = tuple(group_of[0]["bbox"]) if cfg.crop == "person" else None
                 samples[split].append((cfg.root / "Image" / name, box, label, group))
-    splits = {}
+    splits, bad = {}, {}
     for split, items in samples.items():
         if not items:
             raise EdgeKDError(f"data: the WIDER Attribute {split} split is empty after excluding "
                               f"{excluded[split]} samples with unknown gender")
-        images = load_images([i[0] for i in items], size=cfg.image_size, cache_dir=cfg.cache_dir,
-                             boxes=[i[1] for i in items])
-        splits[split] = Split(images=images, labels=np.array([i[2] for i in items], np.int64),
-                              groups=np.array([i[3] for i in items], np.int64))
+        splits[split], bad[split] = read_split(
+            cfg, split, [i[0] for i in items], np.array([i[2] for i in items]),
+            np.array([i[3] for i in items]), boxes=[i[1] for i in items])
+    mean, std = normalisation(cfg)
     unit = "person crops" if cfg.crop == "person" else "images"
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=class_names, group_names=group_names, protected_attribute="gender",
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        mean=mean, std=std,
         description={"source": "wider_attribute", "synthetic": False, "root": str(cfg.root),
                      "label_map": cfg.label_map, "crop": cfg.crop,
-                     "excluded_unknown_gender": excluded,
+                     "excluded_unknown_gender": excluded, **describe_bad(bad),
                      "summary": f"WIDER Attribute {unit}, {len(class_names)} "
                                 f"{'clusters' if cfg.label_map == 'clusters16' else 'events'}, "
                                 f"gender (male share > {cfg.threshold}) as protected attribute, "
