@@ -97,43 +97,17 @@ def _quiet(message: str) -> None:
 def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist) -> BuildResult | None:
     import torch
 
-    from edgekd.debias import with_debiasing
-    from edgekd.distill import CrossEntropy, TeacherOutputs, build_objective
-
     torch.set_num_threads(recipe.threads or torch.get_num_threads())
     run_dir = Path(run_dir) if run_dir is not None else Path(out) / recipe.name
     shared_dir = Path(shared_dir) if shared_dir is not None else run_dir
     data = load_data(recipe.data, seed=recipe.seed)
     log(f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
         f"test {len(data.test)}")
-    data_key = {"data": recipe.data.model_dump(mode="json"), "seed": recipe.seed}
-
-    def train(name: str, cfg, objective, *, extra: dict, teacher_outputs=None,
-              cache_teacher: bool = True) -> _Trained:
-        inputs = {**data_key, "model": _model_key(cfg), **extra}
-        where = run_dir if name == "student" else shared_dir
-        return _train_stage(Stage(where, name, inputs), cfg, objective, data, seed=recipe.seed,
-                            teacher_outputs=teacher_outputs, cache_teacher=cache_teacher, log=log,
-                            on_epoch_end=on_epoch_end, dist=dist)
-
-    def debiased(objective, stage: str) -> tuple[object, dict]:
-        if recipe.debias.method == "none" or stage not in recipe.debias.apply_to:
-            return objective, {}
-        settings = recipe.debias.model_dump(mode="json", by_alias=True, exclude={"apply_to"})
-        return with_debiasing(objective, recipe.debias), {"debias": settings}
-
-    teacher = train("teacher", recipe.teacher, CrossEntropy(), extra={})
-    baseline_objective, baseline_extra = debiased(CrossEntropy(), "baseline")
-    baseline = train("baseline", recipe.student, baseline_objective, extra=baseline_extra)
-    outputs_stage = Stage(shared_dir, "teacher_outputs", {**data_key, "teacher": teacher.stage.key})
-    if dist.is_main:
-        outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
-    teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir, dist=dist)
-    student_objective, student_extra = debiased(build_objective(recipe.distill), "student")
-    student = train("student", recipe.student, student_objective,
-                    extra={"distill": recipe.distill.model_dump(mode="json"),
-                           "teacher": teacher.stage.key, **student_extra},
-                    teacher_outputs=teacher_outputs, cache_teacher=recipe.distill.cache_teacher)
+    models = _train_models(recipe, data, run_dir=run_dir, shared_dir=shared_dir, seed=recipe.seed,
+                           log=log, on_epoch_end=on_epoch_end, dist=dist)
+    teacher, baseline, student = models["teacher"], models["baseline"], models["student"]
+    seed_metrics = _seed_study(recipe, data, run_dir, models, log=log, on_epoch_end=on_epoch_end,
+                               dist=dist)
 
     if not dist.is_main:
         return None
@@ -147,7 +121,7 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
         evaluations[name] = _torch_entry(name, trained, cfg, data)
     evaluations["onnx"] = onnx
     evaluations.update(shipped)
-    card = build_card(recipe, data, evaluations)
+    card = build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=recipe.seeds)
     card["skipped_artifacts"] = skipped
     card["distillation"]["learned"] = student.objective
     card["debias"] = {**recipe.debias.model_dump(mode="json", by_alias=True),
@@ -170,6 +144,72 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
         status["artifacts"] = next(iter(shipped.values()))["status"] if shipped else "skipped"
     return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
                        rows=summary_rows(card))
+
+
+def _train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir: Path, seed: int,
+                  log, on_epoch_end, dist) -> dict[str, _Trained]:
+    """Teacher, baseline and distilled student: one training loop, three objectives.
+
+    ``seed`` seeds the weights, the batch order and the augmentation; the data stay those of
+    ``recipe.seed``. It is part of each stage's key only when it differs from ``recipe.seed``,
+    so single-seed builds keep their keys.
+    """
+    from edgekd.debias import with_debiasing
+    from edgekd.distill import CrossEntropy, TeacherOutputs, build_objective
+
+    data_key = {"data": recipe.data.model_dump(mode="json"), "seed": recipe.seed}
+    if seed != recipe.seed:
+        data_key["train_seed"] = seed
+
+    def train(name: str, cfg, objective, *, extra: dict, teacher_outputs=None,
+              cache_teacher: bool = True) -> _Trained:
+        inputs = {**data_key, "model": _model_key(cfg), **extra}
+        where = run_dir if name == "student" else shared_dir
+        return _train_stage(Stage(where, name, inputs), cfg, objective, data, seed=seed,
+                            teacher_outputs=teacher_outputs, cache_teacher=cache_teacher, log=log,
+                            on_epoch_end=on_epoch_end, dist=dist)
+
+    def debiased(objective, stage: str) -> tuple[object, dict]:
+        if recipe.debias.method == "none" or stage not in recipe.debias.apply_to:
+            return objective, {}
+        settings = recipe.debias.model_dump(mode="json", by_alias=True, exclude={"apply_to"})
+        return with_debiasing(objective, recipe.debias), {"debias": settings}
+
+    teacher = train("teacher", recipe.teacher, CrossEntropy(), extra={})
+    baseline_objective, baseline_extra = debiased(CrossEntropy(), "baseline")
+    baseline = train("baseline", recipe.student, baseline_objective, extra=baseline_extra)
+    outputs_stage = Stage(shared_dir, "teacher_outputs", {**data_key, "teacher": teacher.stage.key})
+    if dist.is_main:
+        outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
+    teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir, dist=dist)
+    student_objective, student_extra = debiased(build_objective(recipe.distill), "student")
+    student = train("student", recipe.student, student_objective,
+                    extra={"distill": recipe.distill.model_dump(mode="json"),
+                           "teacher": teacher.stage.key, **student_extra},
+                    teacher_outputs=teacher_outputs, cache_teacher=recipe.distill.cache_teacher)
+    return {"teacher": teacher, "baseline": baseline, "student": student}
+
+
+def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, shipped: dict[str, _Trained], *,
+                log, on_epoch_end, dist) -> dict[str, list[dict]] | None:
+    """``recipe.seeds``: teacher, baseline and student trained once per seed (under
+    ``run_dir/seeds/<seed>``, each stage reused like any other), evaluated on the same test
+    split, for the card's Welch test across seeds. The shipped models are those of
+    ``recipe.seed``, which counts as one of the seeds when listed."""
+    if not recipe.seeds:
+        return None
+    per_seed: dict[str, list[dict]] = {"teacher": [], "baseline": [], "student": []}
+    for seed in recipe.seeds:
+        if seed == recipe.seed:
+            models = shipped
+        else:
+            log(f"seed study: seed {seed} ({recipe.seeds.index(seed) + 1} of {len(recipe.seeds)})")
+            where = run_dir / "seeds" / str(seed)
+            models = _train_models(recipe, data, run_dir=where, shared_dir=where, seed=seed, log=log,
+                                   on_epoch_end=on_epoch_end, dist=dist)
+        for name, trained in models.items():
+            per_seed[name].append(_metrics(trained.test_logits.argmax(1), data))
+    return per_seed
 
 
 def _debias_history(history: list[dict]) -> list[dict]:

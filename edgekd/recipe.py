@@ -408,6 +408,8 @@ class Recipe(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     version: str = Field("0.1.0", pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     seed: int = Field(0, ge=0)
+    seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, min_length=2, description="training seeds of the multi-seed study (Welch test)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
     data: DataConfig = Field(default_factory=TrifeatureData)
     teacher: ModelConfig = Field(default_factory=_teacher)
@@ -417,6 +419,13 @@ class Recipe(_Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     bundle: BundleConfig = Field(default_factory=BundleConfig)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
 
 
 # ---------------------------------------------------------------------------------- loading

@@ -52,6 +52,10 @@ BAD = {
     "top level list": ("- a\n- b\n", ["mapping", "list"]),
     "missing name": ({"seed": 1}, ["name", "required"]),
     "zero epochs without weights": (_with(student__epochs=0), ["student", "checkpoint or pretrained"]),
+    "one seed in seeds": (_with(seeds=[3]), ["seeds", "at least 2"]),
+    "repeated seeds": (_with(seeds=[0, 1, 1]), ["seeds", "distinct", "[0, 1, 1]"]),
+    "bad image policy": (_with(data={"source": "csv", "root": ".", "on_bad_image": "ignore"}),
+                         ["data.on_bad_image", "'ignore'", "skip", "error"]),
     "dynamo opset": (_with(export={"onnx": {"exporter": "dynamo", "opset": 17}}),
                      ["export.onnx", "opset 18"]),
 }

@@ -47,3 +47,40 @@ def test_interrupted_build_resumes_from_its_last_epoch(tiny_build, tiny_recipe, 
     ours = np.load(stage / "test_predictions.npz")["logits"]
     reference = np.load(tiny_build.run_dir / "stages/student/test_predictions.npz")["logits"]
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+def test_seeds_train_each_seed_once_and_put_welch_on_the_card(tiny_recipe, tmp_path):
+    from scipy import stats
+
+    out = tmp_path / "runs"
+    result = build(tiny_recipe, out=out, overrides=("seeds=[0, 1, 2]", "teacher.epochs=1",
+                                                    "student.epochs=1"), log=lambda m: None)
+    run = out / "tiny"
+    for seed in (1, 2):
+        for stage in ("teacher", "baseline", "student"):
+            assert (run / f"seeds/{seed}/stages/{stage}/done.json").exists()
+    welch = result.card["significance"]["across_seeds"]
+    assert welch["seeds"] == [0, 1, 2]
+    test = welch["teacher_to_student"]
+    assert test["seeds"] == [3, 3] and len(test["per_class"]) == 4
+
+    # recompute class 0 by hand from the saved predictions of each seed
+    labels = np.load(run / "stages/teacher/test_predictions.npz")["labels"]
+
+    def normalised(stage: str) -> list[float]:
+        values = []
+        for root in (run, run / "seeds/1", run / "seeds/2"):
+            pred = np.load(root / f"stages/{stage}/test_predictions.npz")["logits"].argmax(1)
+            values.append(((pred == 0) & (labels == 0)).sum() / (labels == 0).sum() / (pred == labels).mean())
+        return values
+
+    a, b = normalised("teacher"), normalised("student")
+    assert test["per_class"][0]["mean_normalised_a"] == pytest.approx(np.mean(a))
+    expected = stats.ttest_ind(a, b, equal_var=False).pvalue
+    if np.isfinite(expected):
+        assert test["per_class"][0]["p"] == pytest.approx(expected)
+    assert "### Across seeds (0, 1, 2)" in (result.bundle_dir / "card.md").read_text()
+
+    again = build(tiny_recipe, out=out, overrides=("seeds=[0, 1, 2]", "teacher.epochs=1",
+                                                   "student.epochs=1"), log=lambda m: None)
+    assert again.card["significance"]["across_seeds"] == welch  # every seed's stages reused
