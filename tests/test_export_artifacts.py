@@ -111,6 +111,31 @@ def test_bad_int8_method_and_batch_order_are_named():
                       method="kl")
 
 
+def test_tensorrt_profile_flags_and_calibration_batches_without_tensorrt():
+    """The pure logic of the engine builder, checked where TensorRT is absent."""
+    from edgekd.export.tensorrt import calibration_batches, precision_flags, profile_shapes
+    from edgekd.recipe import parse_recipe
+
+    trt = {"enabled": True, "precision": "int8", "min_batch": 2, "opt_batch": 4, "max_batch": 16}
+    trt_cfg = parse_recipe({"name": "x", "export": {"tensorrt": trt}}).export.tensorrt
+    assert profile_shapes(48, trt_cfg.min_batch, trt_cfg.opt_batch, trt_cfg.max_batch) == (
+        (2, 3, 48, 48), (4, 3, 48, 48), (16, 3, 48, 48))
+    assert precision_flags(trt_cfg.precision) == ["FP16", "INT8"]
+    assert precision_flags("fp16") == ["FP16"] and precision_flags("fp32") == []
+    with pytest.raises(EdgeKDError, match="unknown precision 'int4'"):
+        precision_flags("int4")
+    with pytest.raises(EdgeKDError, match="min_batch <= opt_batch"):
+        profile_shapes(48, 4, 2, 8)
+
+    images = np.full((10, 2, 2, 3), 255, np.uint8)
+    images[4:8] = 0
+    batches = list(calibration_batches(images, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 4))
+    assert len(batches) == 2  # 10 images, batches of 4: the last 2 are dropped
+    assert all(b.shape == (4, 3, 2, 2) and b.dtype == np.float32 and b.flags.c_contiguous
+               for b in batches)
+    assert np.all(batches[0] == 1.0) and np.all(batches[1] == -1.0)  # (x/255 - 0.5) / 0.5
+
+
 # ------------------------------------------------------------------------------- tarballs
 def _tar(tmp_path, members: list[tuple[str, str | None, str | None]]):
     """(name, file content or None, symlink target or None)"""

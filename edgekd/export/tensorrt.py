@@ -27,7 +27,8 @@ import numpy as np
 from edgekd.errors import EdgeKDError
 from edgekd.export.runtime import normalise
 
-__all__ = ["tensorrt_status", "engine_info", "build_engine", "TensorRTClassifier"]
+__all__ = ["tensorrt_status", "engine_info", "build_engine", "TensorRTClassifier", "profile_shapes",
+           "precision_flags", "calibration_batches"]
 
 
 def _cudart():
@@ -78,6 +79,34 @@ def engine_info() -> dict:
             "gpu": name.strip("\x00 ")}
 
 
+def profile_shapes(image_size: int, min_batch: int, opt_batch: int,
+                   max_batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The optimisation profile's (min, opt, max) input shapes, NCHW."""
+    if not 1 <= min_batch <= opt_batch <= max_batch:
+        raise EdgeKDError(f"export.tensorrt: batches must satisfy 1 <= min_batch <= opt_batch <= "
+                          f"max_batch, got {min_batch}, {opt_batch}, {max_batch}")
+    shape = (3, image_size, image_size)
+    return (min_batch, *shape), (opt_batch, *shape), (max_batch, *shape)
+
+
+def precision_flags(precision: str) -> list[str]:
+    """The ``trt.BuilderFlag`` names a precision needs. INT8 also allows FP16, so layers that
+    INT8 cannot run fall back to FP16 rather than FP32."""
+    flags = {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}
+    if precision not in flags:
+        raise EdgeKDError(f"export.tensorrt.precision: unknown precision {precision!r}; choose one "
+                          f"of: {', '.join(flags)}")
+    return flags[precision]
+
+
+def calibration_batches(images: np.ndarray, mean, std, batch_size: int):
+    """Normalised, C-contiguous float32 batches of exactly ``batch_size`` images (TensorRT's
+    calibrator takes a fixed batch; a last partial batch is dropped)."""
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+        yield np.ascontiguousarray(normalise(images[start:start + batch_size], mean, std),
+                                   dtype=np.float32)
+
+
 def _calibrator(images: np.ndarray, mean, std, batch_size: int, cache: Path):
     import tensorrt as trt
 
@@ -88,7 +117,7 @@ def _calibrator(images: np.ndarray, mean, std, batch_size: int, cache: Path):
 
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
-            self.position = 0
+            self.batches = calibration_batches(images, mean, std, batch_size)
             self.nbytes = batch_size * 3 * images.shape[1] * images.shape[2] * 4
             self.device = _check(cudart.cudaMalloc(self.nbytes))
 
@@ -96,10 +125,9 @@ def _calibrator(images: np.ndarray, mean, std, batch_size: int, cache: Path):
             return batch_size
 
         def get_batch(self, names):
-            if self.position + batch_size > len(images):
+            batch = next(self.batches, None)
+            if batch is None:
                 return None
-            batch = normalise(images[self.position:self.position + batch_size], mean, std)
-            self.position += batch_size
             _check(cudart.cudaMemcpy(self.device, batch.ctypes.data, self.nbytes,
                                      cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
             return [int(self.device)]
@@ -132,15 +160,13 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     input_name = network.get_input(0).name
     profile = builder.create_optimization_profile()
-    shape = (3, image_size, image_size)
-    profile.set_shape(input_name, (min_batch, *shape), (opt_batch, *shape), (max_batch, *shape))
+    profile.set_shape(input_name, *profile_shapes(image_size, min_batch, opt_batch, max_batch))
     config.add_optimization_profile(profile)
-    if precision in ("fp16", "int8"):
-        config.set_flag(trt.BuilderFlag.FP16)
+    for flag in precision_flags(precision):
+        config.set_flag(getattr(trt.BuilderFlag, flag))
     if precision == "int8":
         if calibration_images is None or len(calibration_images) < opt_batch:
             raise EdgeKDError("export.tensorrt: int8 needs at least opt_batch calibration images")
-        config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = _calibrator(calibration_images, mean, std, opt_batch,
                                              Path(out_path).with_suffix(".calibration.cache"))
         config.set_calibration_profile(profile)
