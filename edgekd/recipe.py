@@ -333,6 +333,9 @@ class Int8Config(_Section):
     enabled: bool = False
     calibration_samples: int = Field(256, ge=1, le=100_000, description="training images")
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    activations: Literal["uint8", "int8"] = Field(
+        "uint8", description="uint8 (U8S8): fast on onnxruntime's x86 CPU kernels; int8 (S8S8): "
+                             "symmetric, for TensorRT and GPU execution providers")
 
 
 class Fp16Config(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,6 +17,8 @@ from edgekd.cli import main
 from edgekd.errors import EdgeKDError
 from edgekd.export.int8 import quantize_int8
 from edgekd.export.tensorrt import tensorrt_status
+
+TESTS = Path(__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +40,28 @@ def test_int8_graph_is_qdq_with_per_channel_weights(artifact_build):
                    and n.input[1] in scales and len(scales[n.input[1]].dims) == 1
                    and scales[n.input[1]].dims[0] > 1]
     assert per_channel, "weights carry one scale per output channel"
+    assert _input_zero_point_type(model) == onnx.TensorProto.UINT8  # U8S8, onnxruntime's fast CPU path
+
+
+def _input_zero_point_type(model) -> int:
+    """The element type of the zero point that quantizes the graph's input."""
+    inits = {i.name: i for i in model.graph.initializer}
+    first = next(n for n in model.graph.node if n.op_type == "QuantizeLinear"
+                 and n.input[0] == model.graph.input[0].name)
+    return inits[first.input[2]].data_type
+
+
+def test_int8_with_signed_activations_for_tensorrt(artifact_build, tmp_path):
+    from edgekd.data import load_data
+    from edgekd.recipe import load_recipe
+
+    data = load_data(load_recipe(TESTS / "tiny.yaml").data, seed=0)
+    out = quantize_int8(artifact_build.bundle_dir / "model.onnx", tmp_path / "s8.onnx",
+                        data.train.images[:32], data.mean, data.std, activations="int8")
+    assert _input_zero_point_type(onnx.load(str(out))) == onnx.TensorProto.INT8
+    with pytest.raises(EdgeKDError, match="export.int8.activations: unknown type 'int4'"):
+        quantize_int8(out, tmp_path / "x.onnx", data.train.images[:4], data.mean, data.std,
+                      activations="int4")
 
 
 def test_fp16_graph_keeps_fp32_io(artifact_build):

@@ -26,11 +26,14 @@ _HEADERS = {"model": "model", "kind": "kind", "top1": "top-1", "mean_abs_dispari
             "dpd": "DPD", "eod": "EOD", "size_mb": "size MB"}
 
 
-def _cell(value) -> str:
+_ONE_DECIMAL = {"size_mb"}
+
+
+def _cell(value, key: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+        return f"{value:.1f}" if key in _ONE_DECIMAL or abs(value) >= 10 else f"{value:.4f}"
     return str(value)
 
 
@@ -38,7 +41,7 @@ def format_table(rows: list[dict], headers: dict[str, str] | None = None) -> str
     """Plain aligned text columns; numbers right-aligned."""
     headers = headers or _HEADERS
     keys = [k for k in headers if any(k in r for r in rows)]
-    cells = [[headers[k] for k in keys]] + [[_cell(r.get(k)) for k in keys] for r in rows]
+    cells = [[headers[k] for k in keys]] + [[_cell(r.get(k), k) for k in keys] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]
     lines = []
     for n, row in enumerate(cells):

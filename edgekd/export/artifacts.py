@@ -33,7 +33,7 @@ def build_artifacts(cfg, onnx_path: Path, out_dir: Path, *, student, calibration
 
         path = quantize_int8(onnx_path, out_dir / "model.int8.onnx",
                              calibration_images[:cfg.int8.calibration_samples], mean, std,
-                             method=cfg.int8.method)
+                             method=cfg.int8.method, activations=cfg.int8.activations)
         records.append({"name": "onnx_int8", "file": path.name, "path": path, "kind": "onnx",
                         "precision": "int8", "runtime": ort_runtime,
                         "export": {"format": "QDQ", "per_channel": True, "method": cfg.int8.method,
