@@ -207,8 +207,9 @@ def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, shipped: dict[s
             where = run_dir / "seeds" / str(seed)
             models = _train_models(recipe, data, run_dir=where, shared_dir=where, seed=seed, log=log,
                                    on_epoch_end=on_epoch_end, dist=dist)
-        for name, trained in models.items():
-            per_seed[name].append(_metrics(trained.test_logits.argmax(1), data))
+        if dist.is_main:  # the other ranks hold no test predictions
+            for name, trained in models.items():
+                per_seed[name].append(_metrics(trained.test_logits.argmax(1), data))
     return per_seed
 
 
