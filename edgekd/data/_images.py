@@ -5,7 +5,9 @@ optionally cropped to a box, resized to ``size x size`` and written to one ``.np
 the cache directory, named by a hash of everything that determines it (the files' paths, sizes
 and modification times, the crop boxes and the size). Later builds, other recipes and the other
 ranks of a torchrun job memory-map it. The file is written to a temporary name and renamed, so
-two processes building it at once never see a half-written cache.
+two processes building it at once never see a half-written cache. Files that are missing or do
+not decode are listed beside it (``.bad.json``), so a cached load reports them too, and are left
+out of the split or stop the build (``data.on_bad_image``).
 """
 
 from __future__ import annotations
