@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from edgekd.card.plots import save_figure
 from edgekd.card.table import format_table
 from edgekd.errors import EdgeKDError
 from edgekd.recipe import Recipe, load_recipe, recipe_hash
@@ -199,7 +200,7 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
     ax.set_title("Distilled student per grid point")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    paths.append(_save(fig, out_dir / "accuracy_vs_disparity.png"))
+    paths.append(save_figure(fig, out_dir / "accuracy_vs_disparity.png"))
     plt.close(fig)
     for key in keys:
         numeric = all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool) for r in rows)
@@ -210,13 +211,6 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
             ax.set_xlabel(key)
             ax.set_title(metric)
         fig.tight_layout()
-        paths.append(_save(fig, out_dir / f"metrics_vs_{key}.png"))
+        paths.append(save_figure(fig, out_dir / f"metrics_vs_{key}.png"))
         plt.close(fig)
     return paths
-
-
-def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
-    return path
