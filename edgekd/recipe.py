@@ -71,7 +71,7 @@ def _resolve(path: Path | None, info: ValidationInfo, *, folder: bool) -> Path |
         return None
     base = Path((info.context or {}).get("base_dir", "."))
     full = (base / path.expanduser()).resolve()
-    if not (full.is_dir() if folder else full.exists()):
+    if not (full.is_dir() if folder else full.is_file()):
         kind = "folder" if folder else "file"
         raise ValueError(f"{kind} {str(path)!r} does not exist (relative to {base.resolve()})")
     return full
@@ -193,13 +193,7 @@ class ModelConfig(_Section):
     @field_validator("checkpoint")
     @classmethod
     def _checkpoint_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is None:
-            return None
-        base = Path((info.context or {}).get("base_dir", "."))
-        full = (base / path.expanduser()).resolve()
-        if not full.is_file():
-            raise ValueError(f"file {str(path)!r} does not exist (relative to {base.resolve()})")
-        return full
+        return _resolve(path, info, folder=False)
 
     @model_validator(mode="after")
     def _weights_for_zero_epochs(self) -> ModelConfig:

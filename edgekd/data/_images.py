@@ -24,8 +24,9 @@ import numpy as np
 
 from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
+from edgekd.stages import write_atomic
 
-__all__ = ["LoadedImages", "load_images", "resolve_dir", "default_cache_dir", "IMAGENET_MEAN",
+__all__ = ["LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
            "IMAGENET_STD", "normalisation", "read_split", "describe_bad"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,12 +42,6 @@ def default_cache_dir() -> Path:
 def normalisation(cfg) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The recipe's ``data.mean`` / ``data.std``, ImageNet's where it gives none."""
     return tuple(cfg.mean or IMAGENET_MEAN), tuple(cfg.std or IMAGENET_STD)
-
-
-def resolve_dir(path: Path, key: str) -> Path:
-    if not path.is_dir():
-        raise EdgeKDError(f"{key}: folder {str(path)!r} does not exist")
-    return path
 
 
 def _decode(path: Path, size: int, box: Box | None) -> np.ndarray:
@@ -135,18 +130,12 @@ def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
         bad = _decode_all(paths, boxes, size, workers, out)
         out.flush()
         del out
-        _write_atomic(bad_file, json.dumps(bad))
+        write_atomic(bad_file, json.dumps(bad))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return _select(np.load(target, mmap_mode="r"), bad, on_bad_image, split)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _select(images: np.ndarray, bad: list[tuple[int, str]], on_bad_image: str,
