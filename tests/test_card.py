@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import json
 import shutil
+from html.parser import HTMLParser
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 from scipy import stats
 
+from edgekd.bundle.manifest import write_manifest
+from edgekd.card.build import build_card, seed_significance
 from edgekd.card.gates import evaluate_gates
+from edgekd.card.html import render_html
+from edgekd.card.markdown import render_markdown
+from edgekd.card.plots import write_plots
 from edgekd.cli import main
+from edgekd.errors import EdgeKDError
 from edgekd.fairness.bootstrap import bootstrap_intervals, headline_from_counts
 from edgekd.fairness.metrics import evaluate_predictions
 from edgekd.fairness.significance import (
@@ -21,6 +30,7 @@ from edgekd.fairness.significance import (
     mcnemar_exact,
     welch_classwise,
 )
+from edgekd.recipe import parse_recipe
 
 
 # ------------------------------------------------------------------------------ significance
@@ -198,19 +208,6 @@ def test_card_has_significance_intervals_plots_and_html(tiny_build, tmp_path):
 
 
 # ------------------------------------------------- a realistic card without a build (no torch)
-from html.parser import HTMLParser  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-
-import yaml  # noqa: E402
-
-from edgekd.bundle.manifest import write_manifest  # noqa: E402
-from edgekd.card.build import build_card, seed_significance  # noqa: E402
-from edgekd.card.html import render_html  # noqa: E402
-from edgekd.card.markdown import render_markdown  # noqa: E402
-from edgekd.card.plots import write_plots  # noqa: E402
-from edgekd.errors import EdgeKDError  # noqa: E402
-from edgekd.recipe import parse_recipe  # noqa: E402
-
 CLASSES = ["cat", "dog", "eel", "fox"]
 
 
