@@ -81,14 +81,9 @@ def card(bundle: Path, formats: str, check: bool) -> None:
     from edgekd.card import render_markdown
     from edgekd.card.gates import describe_gate, failed_gates
     from edgekd.card.html import render_html
+    from edgekd.card.io import load_card
 
-    card_path = bundle / "card.json"
-    if not card_path.is_file():
-        raise EdgeKDError(f"{bundle}: no card.json; not an edgekd bundle")
-    try:
-        data = json.loads(card_path.read_text())
-    except ValueError as err:
-        raise EdgeKDError(f"{card_path}: not valid JSON ({err})") from None
+    data = load_card(bundle)
     chosen = [f.strip() for f in formats.split(",") if f.strip()]
     allowed = ("md", "json", "html")
     for fmt in chosen:
@@ -168,7 +163,7 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     from edgekd.bench.target import resolve_target
     from edgekd.card.bench import BENCH_HEADERS, result_rows
     from edgekd.card.table import format_table
-    from edgekd.stages import write_json
+    from edgekd.files import write_json
 
     bundle = resolve_target(target).bundle
     if update_card_flag and bundle is None:
@@ -212,10 +207,8 @@ def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, 
     from edgekd.sweep import format_sweep_table, run_sweep
 
     result = run_sweep(recipe, grid, out=out, overrides=overrides, log=lambda m: click.echo(m))
-    keys = [k for k in result.rows[0] if k not in ("top1", "mean_abs_disparity", "dpd", "eod",
-                                                     "bundle")]
     click.echo("")
-    click.echo(format_sweep_table(result.rows, keys))
+    click.echo(format_sweep_table(result.rows, result.keys))
     click.echo("")
     click.echo(f"results: {result.csv_path}")
     for path in result.plots:

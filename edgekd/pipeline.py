@@ -6,7 +6,6 @@ an interrupted one resumes from its last finished epoch.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +14,14 @@ import numpy as np
 
 from edgekd.bundle import write_bundle
 from edgekd.card import build_card, summary_rows
+from edgekd.card.evaluation import Evaluation, evaluate
+from edgekd.card.gates import failed_gates
 from edgekd.data import DataSplits, load_data
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metrics import evaluate_predictions
+from edgekd.files import read_json, sha256_file, write_json
 from edgekd.recipe import Recipe, load_recipe
-from edgekd.stages import Stage, read_json, sha256_file, write_json
+from edgekd.stages import Stage
 
 __all__ = ["build", "BuildResult"]
 
@@ -36,13 +38,17 @@ class BuildResult:
 
     @property
     def failed_gates(self) -> list[dict]:
-        return [g for g in self.card["gates"] if not g["passed"]]
+        return failed_gates(self.card)
 
 
 @dataclass
 class _Trained:
+    """A trained teacher, baseline or student: its network, stage, section of the recipe, test
+    logits, per-epoch history and what its objective learned."""
+
     model: object
     stage: Stage
+    config: object
     status: str
     test_logits: np.ndarray
     history: list[dict]
@@ -105,43 +111,34 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
         f"test {len(data.test)}")
     models = _train_models(recipe, data, run_dir=run_dir, shared_dir=shared_dir, seed=recipe.seed,
                            log=log, on_epoch_end=on_epoch_end, dist=dist)
-    teacher, baseline, student = models["teacher"], models["baseline"], models["student"]
     seed_metrics = _seed_study(recipe, data, run_dir, models, log=log, on_epoch_end=on_epoch_end,
                                dist=dist)
-
     if not dist.is_main:
         return None
-    onnx = _export_stage(run_dir, recipe, student, data, log)
-    shipped, skipped = _artifacts_stage(run_dir, recipe, student, onnx, data, log)
 
-    evaluations = {}
-    for name, trained, cfg in (("teacher", teacher, recipe.teacher),
-                               ("baseline", baseline, recipe.student),
-                               ("student", student, recipe.student)):
-        evaluations[name] = _torch_entry(name, trained, cfg, data)
-    evaluations["onnx"] = onnx
-    evaluations.update(shipped)
-    card = build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=recipe.seeds)
-    card["skipped_artifacts"] = skipped
-    card["distillation"]["learned"] = student.objective
-    card["debias"] = {**recipe.debias.model_dump(mode="json", by_alias=True),
-                      "epochs": {name: _debias_history(t.history) for name, t in
-                                 (("baseline", baseline), ("student", student))
-                                 if "adversary_top1" in (t.history[-1] if t.history else {})}}
-    artifacts = {"model.onnx": onnx["path"], **{e["file"]: e["path"] for e in shipped.values()}}
-    engines = {e["file"]: e["engine"] for e in shipped.values() if "engine" in e}
+    evaluations = {name: _evaluate_trained(name, trained, data) for name, trained in models.items()}
+    student = models["student"]
+    status = {name: trained.status for name, trained in models.items()}
+    evaluations["onnx"], status["export"] = _export_stage(run_dir, recipe, student, data, evaluations, log)
+    artifacts, skipped, artifacts_status = _artifacts_stage(run_dir, recipe, student, evaluations, data, log)
+    evaluations.update(artifacts)
+    if artifacts_status is not None:
+        status["artifacts"] = artifacts_status
+    card = build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=recipe.seeds,
+                      learned=student.objective, skipped_artifacts=skipped,
+                      debias_epochs={name: _debias_history(models[name].history)
+                                     for name in ("baseline", "student")
+                                     if "adversary_top1" in (models[name].history[-1]
+                                                             if models[name].history else {})})
+    files = {e.file: e.path for e in evaluations.values() if e.path is not None}
+    engines = {e.file: e.details["engine"] for e in evaluations.values() if "engine" in e.details}
     if recipe.bundle.include_eval_set:  # the test split, for edgekd bench --eval on the device
         from edgekd.bundle.eval_set import write_eval_set
 
-        artifacts["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
-                                                   data.test.images, data.test.labels, data.test.groups)
-    bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=artifacts,
+        files["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
+                                               data.test.images, data.test.labels, data.test.groups)
+    bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=files,
                               manifest_extra={"engines": engines} if engines else None)
-    status = {name: t.status for name, t in
-              (("teacher", teacher), ("baseline", baseline), ("student", student))}
-    status["export"] = onnx["status"]
-    if shipped or skipped:
-        status["artifacts"] = next(iter(shipped.values()))["status"] if shipped else "skipped"
     return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
                        rows=summary_rows(card))
 
@@ -230,7 +227,8 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
     import torch
 
     from edgekd.models import create_model
-    from edgekd.train import fit, predict_logits
+    from edgekd.models.tensors import predict_logits
+    from edgekd.train import fit
 
     section = "teacher" if stage.name == "teacher" else "student"
     if cfg.sync_batchnorm and dist.enabled and dist.device.type != "cuda":
@@ -248,7 +246,7 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
         model.load_state_dict(weights)
         model.eval()
         log(f"{stage.name}: reused (inputs unchanged, key {stage.key[:12]})")
-        return _Trained(model, stage, "reused", logits, history, summary)
+        return _Trained(model, stage, cfg, "reused", logits, history, summary)
     resumed = dist.broadcast(stage.start() and stage.path("last.pt").exists() if dist.is_main else None)
     log(f"{stage.name}: training {cfg.arch} for {cfg.epochs} epochs"
         + (" (resuming)" if resumed else "")
@@ -264,28 +262,23 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
                  groups=data.test.groups)
         write_json(stage.path("objective.json"), objective.summary())
         stage.finish({"epochs": cfg.epochs, "world_size": dist.world_size})
-    return _Trained(model, stage, "resumed" if resumed else "trained", logits, history,
+    return _Trained(model, stage, cfg, "resumed" if resumed else "trained", logits, history,
                     objective.summary())
 
 
-def _torch_entry(name: str, trained: _Trained, cfg, data: DataSplits) -> dict:
+def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluation:
+    """A trained torch model's evaluation, with where it came from."""
     from edgekd.models import count_parameters, state_dict_bytes
 
     best = max(trained.history, key=lambda r: r["val_top1"], default=None)
-    return {
-        "kind": "torch",
-        "arch": cfg.arch,
-        "parameters": count_parameters(trained.model),
-        "size_bytes": state_dict_bytes(trained.model),
-        "stage_key": trained.stage.key,
-        "training": {
-            "epochs": cfg.epochs,
-            "best_epoch": best["epoch"] if best else 0,
-            "best_val_top1": best["val_top1"] if best else None,
-        },
-        "predictions": trained.test_logits.argmax(1),
-        "metrics": _metrics(trained.test_logits.argmax(1), data),
-    }
+    cfg = trained.config
+    return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
+                    size_bytes=state_dict_bytes(trained.model),
+                    details={"arch": cfg.arch, "parameters": count_parameters(trained.model),
+                             "stage_key": trained.stage.key,
+                             "training": {"epochs": cfg.epochs,
+                                          "best_epoch": best["epoch"] if best else 0,
+                                          "best_val_top1": best["val_top1"] if best else None}})
 
 
 def _metrics(pred: np.ndarray, data: DataSplits) -> dict:
@@ -293,8 +286,15 @@ def _metrics(pred: np.ndarray, data: DataSplits) -> dict:
                                 class_names=data.class_names, group_names=data.group_names)
 
 
-def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits, log) -> dict:
-    """ONNX of the distilled student, checked against torch and evaluated through onnxruntime."""
+def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits,
+                  evaluations: dict[str, Evaluation], log) -> tuple[Evaluation, str]:
+    """ONNX of the distilled student, checked against torch and evaluated through onnxruntime.
+
+    Its agreement with torch is the card's ``onnx_matches_torch`` gate: below
+    ``export.onnx.min_agreement`` the build writes its bundle and exits 1 naming the gate.
+    """
+    import onnxruntime
+
     from edgekd.export.onnx import compare_with_torch, export_onnx
     from edgekd.export.runtime import OnnxClassifier
 
@@ -302,9 +302,8 @@ def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSp
     stage = Stage(run_dir, "export", {"student": student.stage.key,
                                       "onnx": cfg.model_dump(mode="json")})
     path = stage.path("model.onnx")
-    status = "reused"
-    if not stage.done:
-        stage.start()
+
+    def export(stage: Stage) -> None:
         export_onnx(student.model, path, image_size=data.image_size, opset=cfg.opset,
                     exporter=cfg.exporter)
         check = compare_with_torch(student.model, path, data.test.images, data.mean, data.std,
@@ -313,73 +312,69 @@ def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSp
             data.test.images, data.mean, data.std)
         np.savez(stage.path("test_predictions.npz"), logits=logits)
         write_json(stage.path("check.json"), check)
-        stage.finish()
-        status = "trained"
+
+    status = stage.run(export)
     check = read_json(stage.path("check.json"))
-    log(f"export: model.onnx ({cfg.exporter}, opset {cfg.opset}) {status}; agreement with torch "
+    log(f"export: model.onnx ({cfg.exporter}, opset {cfg.opset}) "
+        f"{'reused' if status == 'reused' else 'exported'}; agreement with torch "
         f"{check['argmax_agreement']:.4f}, max |diff| {check['max_abs_diff']:.2e}")
-    if check["argmax_agreement"] < cfg.min_agreement:
-        shutil.rmtree(stage.dir)  # never reuse an export that failed its check
-        raise EdgeKDError(
-            f"export.onnx: model.onnx agrees with torch on {check['argmax_agreement']:.4%} of test "
-            f"images, below export.onnx.min_agreement {cfg.min_agreement:.4%}"
-        )
     pred = np.load(stage.path("test_predictions.npz"))["logits"].argmax(1)
-    import onnxruntime
-
-    return {
-        "kind": "onnx",
-        "file": "model.onnx",
-        "path": path,
-        "status": status,
-        "runtime": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
-        "precision": "fp32",
-        "size_bytes": path.stat().st_size,
-        "export": {"exporter": cfg.exporter, "opset": cfg.opset, **check},
-        "predictions": pred,
-        "metrics": _metrics(pred, data),
-    }
+    onnx = evaluate("onnx", pred, data, kind="onnx", file="model.onnx", path=path,
+                    runtime=f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
+                    precision="fp32", size_bytes=path.stat().st_size,
+                    details={"export": {"exporter": cfg.exporter, "opset": cfg.opset, **check}},
+                    reference=evaluations["student"])
+    return onnx, status
 
 
-def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, onnx: dict, data: DataSplits,
-                     log) -> tuple[dict[str, dict], list[dict]]:
-    """INT8 / FP16 ONNX and TensorRT engines from model.onnx, each evaluated as shipped."""
+def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluations: dict[str, Evaluation],
+                     data: DataSplits, log) -> tuple[dict[str, Evaluation], list[dict], str | None]:
+    """Every other export format the recipe turns on (:mod:`edgekd.export.formats`), built from
+    model.onnx and evaluated through its own runtime; also the artifacts skipped here, and the
+    stage's status (``None`` when no format is on)."""
+    from edgekd.export.formats import EXPORT_FORMATS, ExportContext, build_artifacts, evaluate_file
+
     cfg = recipe.export
-    if not (cfg.int8.enabled or cfg.fp16.enabled or cfg.tensorrt.enabled):
-        return {}, []
-    from edgekd.export.artifacts import build_artifacts
-
-    inputs = {"onnx": sha256_file(onnx["path"]), "int8": cfg.int8.model_dump(mode="json"),
-              "fp16": cfg.fp16.model_dump(mode="json"), "tensorrt": cfg.tensorrt.model_dump(mode="json")}
+    if not any(getattr(cfg, key).enabled for key in EXPORT_FORMATS):
+        return {}, [], None
+    onnx = evaluations["onnx"]
+    inputs = {"onnx": sha256_file(onnx.path),
+              **{key: getattr(cfg, key).model_dump(mode="json") for key in EXPORT_FORMATS}}
     if cfg.tensorrt.enabled:  # an engine depends on the machine: rebuild where TensorRT appears
         from edgekd.export.tensorrt import engine_info, tensorrt_status
 
         inputs["tensorrt_here"] = tensorrt_status() or engine_info()
     stage = Stage(run_dir, "artifacts", inputs)
-    status = "reused"
-    if not stage.done:
-        stage.start()
-        records = build_artifacts(cfg, onnx["path"], stage.dir, student=student.model,
-                                  calibration_images=data.train_for_epoch(0).images,
-                                  test_images=data.test.images, mean=data.mean, std=data.std,
-                                  image_size=data.image_size, threads=recipe.threads, log=log)
-        for record in records:
-            if "logits" in record:
-                np.savez(stage.path(f"{record['name']}.npz"), logits=record.pop("logits"))
-                record["path"] = Path(record["path"]).name
+
+    def export(stage: Stage) -> None:
+        context = ExportContext(onnx_path=onnx.path, out_dir=stage.dir, student=student.model,
+                                calibration_images=data.train_for_epoch(0).images, mean=data.mean,
+                                std=data.std, image_size=data.image_size, export=cfg,
+                                threads=recipe.threads, log=log)
+        records = []
+        for artifact in build_artifacts(context):
+            if artifact.skipped is None:
+                logits = evaluate_file(artifact, data.test.images, data.mean, data.std,
+                                       threads=recipe.threads)
+                np.savez(stage.path(f"{artifact.name}.npz"), logits=logits)
+            records.append(artifact.record())
         write_json(stage.path("artifacts.json"), records)
-        stage.finish()
-        status = "trained"
-    shipped, skipped = {}, []
+
+    status = stage.run(export)
+    artifacts, skipped = {}, []
     for record in read_json(stage.path("artifacts.json")):
         if "skipped" in record:
-            skipped.append(record)
+            skipped.append({"name": record["name"], "skipped": record["skipped"]})
             continue
         path = stage.path(record["path"])
         pred = np.load(stage.path(f"{record['name']}.npz"))["logits"].argmax(1)
-        shipped[record["name"]] = {**record, "path": path, "status": status,
-                                   "size_bytes": path.stat().st_size, "predictions": pred,
-                                   "metrics": _metrics(pred, data)}
-        log(f"artifact {record['file']}: top-1 {shipped[record['name']]['metrics']['top1']:.4f} "
-            f"through {record['runtime']} ({status})")
-    return shipped, skipped
+        details = {"export": record.get("export", {})}
+        if "engine" in record:
+            details["engine"] = record["engine"]
+        artifacts[record["name"]] = evaluate(
+            record["name"], pred, data, kind=record["kind"], file=record["file"], path=path,
+            runtime=record["runtime"], precision=record["precision"], size_bytes=path.stat().st_size,
+            details=details, reference=evaluations["student"])
+        log(f"artifact {record['file']}: top-1 {artifacts[record['name']].metrics['top1']:.4f} "
+            f"through {record['runtime']} ({'reused' if status == 'reused' else 'exported'})")
+    return artifacts, skipped, status

@@ -1,205 +1,58 @@
 """The recipe: one YAML file that is the whole truth of a build.
 
-A recipe is data. It is read with ``yaml.safe_load`` (no tags, no code) and validated against
-the pydantic schema below; every mistake becomes one :class:`~edgekd.errors.EdgeKDError` line
-that names the key path, the value and what is allowed::
+A recipe is data. It is read with ``yaml.safe_load`` (no tags, no code) and validated against a
+pydantic schema; every mistake becomes one :class:`~edgekd.errors.EdgeKDError` line that names
+the key path, the value and what is allowed::
 
     recipe = load_recipe("recipes/quickstart.yaml", overrides=["distill.temperature=8"])
+
+Each section's schema lives with what it configures: a data source's in its module under
+``edgekd/data`` (registered in :data:`edgekd.data.DATA_SOURCES`), a distillation method's beside
+its loss (:data:`edgekd.distill.OBJECTIVES`), the networks' in :mod:`edgekd.models`, the
+adversary's in :mod:`edgekd.debias`, each export format's in its exporter
+(:data:`edgekd.export.formats.EXPORT_FORMATS`), the card's in :mod:`edgekd.card.build`. This
+module assembles them (the ``data`` and ``distill`` sections as unions tagged by ``source`` and
+``method``) and holds the YAML reading, ``--set`` overrides and the error text.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PositiveFloat,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from edgekd.bundle.write import BundleConfig
+from edgekd.card.build import CardConfig
+from edgekd.config import Section
+from edgekd.data import DATA_SOURCES
+from edgekd.debias import DebiasConfig
+from edgekd.distill import OBJECTIVES
 from edgekd.errors import EdgeKDError
+from edgekd.export.formats import ExportConfig
+from edgekd.files import sha256_json
+from edgekd.models import ModelConfig
 
-__all__ = [
-    "Recipe",
-    "TrifeatureData",
-    "ModelConfig",
-    "KDConfig",
-    "DISTILL_METHODS",
-    "load_recipe",
-    "parse_recipe",
-    "apply_overrides",
-    "recipe_hash",
-    "dump_recipe",
-]
+__all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides", "recipe_hash", "dump_recipe"]
 
-
-class _Section(BaseModel):
-    """A recipe section: unknown keys are errors, values are checked on assignment too."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-# --------------------------------------------------------------------------------------- data
-class TrifeatureData(_Section):
-    """``data.source: trifeature``: the generated, deliberately biased shapes set."""
-
-    source: Literal["trifeature"] = "trifeature"
-    image_size: int = Field(64, ge=16, le=512, description="height and width in pixels")
-    num_classes: int = Field(4, ge=2, le=10, description="the first N of the 10 shapes")
-    bias: float = Field(0.9, ge=0.0, le=1.0, description="P(majority colour group) in train/val")
-    train_size: int = Field(3200, ge=8)
-    val_size: int = Field(400, ge=8)
-    test_size: int = Field(800, ge=8, description="balanced over (class, group) cells")
-    max_rotation: float = Field(180.0, ge=0.0, le=180.0, description="rotation range in degrees (+/-)")
-    fresh_train_each_epoch: bool = Field(
-        True, description="draw new training images every epoch (no overfitting to a small set)"
-    )
-
-
-def _resolve(path: Path | None, info: ValidationInfo, *, folder: bool) -> Path | None:
-    """A path from the recipe, relative to the recipe's folder, that must exist."""
-    if path is None:
-        return None
-    base = Path((info.context or {}).get("base_dir", "."))
-    full = (base / path.expanduser()).resolve()
-    if not (full.is_dir() if folder else full.is_file()):
-        kind = "folder" if folder else "file"
-        raise ValueError(f"{kind} {str(path)!r} does not exist (relative to {base.resolve()})")
-    return full
-
-
-class _FileData(_Section):
-    """What every file-based source shares: a root folder, the size, the decode cache."""
-
-    root: Path = Field(description="dataset folder, relative to the recipe's folder")
-    image_size: int = Field(224, ge=16, le=1024)
-    cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/edgekd)")
-    workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
-    on_bad_image: Literal["skip", "error"] = Field(
-        "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
-    mean: tuple[float, float, float] | None = Field(None, description="per-channel mean (ImageNet's)")
-    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
-        None, description="per-channel std (ImageNet's)")
-
-    @field_validator("root")
-    @classmethod
-    def _root_exists(cls, path: Path, info: ValidationInfo) -> Path:
-        return _resolve(path, info, folder=True)
-
-    @model_validator(mode="after")
-    def _default_cache(self):
-        if self.cache_dir is None:
-            from edgekd.data._images import default_cache_dir
-
-            object.__setattr__(self, "cache_dir", default_cache_dir())
-        return self
-
-
-class CsvData(_FileData):
-    """``data.source: csv``: a folder of images and one CSV per split."""
-
-    source: Literal["csv"] = "csv"
-    train_csv: str = "train.csv"
-    val_csv: str = "val.csv"
-    test_csv: str = "test.csv"
-    path_column: str = "path"
-    label_column: str = "label"
-    group_column: str = "group"
-    classes: list[str] | None = Field(None, description="class names in index order")
-    groups: list[str] | None = Field(None, description="group names in index order")
-    protected_attribute: str = "group"
-
-
-class CelebAData(_FileData):
-    """``data.source: celeba``: CelebA's aligned images and attribute files."""
-
-    source: Literal["celeba"] = "celeba"
-    target: str = "Smiling"
-    protected: str = "Male"
-    undersample: bool = Field(False, description="balance the target in the training split")
-    max_per_split: int | None = Field(None, ge=1, description="seeded subset per split")
-
-
-class WiderAttributeData(_FileData):
-    """``data.source: wider_attribute``: WIDER Attribute events with gender as the group."""
-
-    source: Literal["wider_attribute"] = "wider_attribute"
-    annotations: Path | None = Field(None, description="folder of the two JSON files")
-    label_map: Literal["events30", "clusters16"] = "events30"
-    threshold: float = Field(0.5, ge=0.0, lt=1.0, description="male share above which: male")
-    unknown: Literal["exclude", "as_group"] = "exclude"
-    crop: Literal["none", "person"] = "none"
-
-    @field_validator("annotations")
-    @classmethod
-    def _annotations_exist(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(path, info, folder=True)
-
-
-class FashionMnistColoredData(_Section):
-    """``data.source: fashion_mnist_colored``: Fashion-MNIST tinted by a biased colour group."""
-
-    source: Literal["fashion_mnist_colored"] = "fashion_mnist_colored"
-    path: Path = Field(Path("/usr/share/dataset-fashion-mnist"), description="folder of idx files")
-    image_size: int = Field(32, ge=16, le=512)
-    bias: float = Field(0.9, ge=0.0, le=1.0)
-    val_size: int = Field(5000, ge=1)
-
-
-DATA_SOURCES: dict[str, type[_Section]] = {
-    "trifeature": TrifeatureData, "csv": CsvData, "celeba": CelebAData,
-    "wider_attribute": WiderAttributeData, "fashion_mnist_colored": FashionMnistColoredData,
+# The sections a recipe picks by name: section -> (tag key, {name: settings class}), and the
+# name used when a section gives none.
+_CHOICES: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {
+    "data": ("source", {name: DATA_SOURCES.get(name).config for name in DATA_SOURCES}),
+    "distill": ("method", {name: OBJECTIVES.get(name).config for name in OBJECTIVES}),
 }
-DataConfig = Annotated[Union[TrifeatureData, CsvData, CelebAData, WiderAttributeData,  # noqa: UP007
-                             FashionMnistColoredData], Field(discriminator="source")]
+_DEFAULT_CHOICE = {"data": "trifeature", "distill": "kd"}
 
 
-# ------------------------------------------------------------------------------------- models
-class ModelConfig(_Section):
-    """A network and how it is trained (``teacher`` and ``student``)."""
+def _tagged_union(section: str):
+    tag, choices = _CHOICES[section]
+    return Annotated[Union[tuple(choices.values())], Field(discriminator=tag)]  # noqa: UP007
 
-    arch: str
-    pretrained: bool = False
-    checkpoint: Path | None = Field(None, description="local weights, loaded with weights_only")
-    epochs: int = Field(ge=0)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(0.05, ge=0.0)
-    warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
-    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
-    sync_batchnorm: bool = Field(
-        False, description="under torchrun on GPUs: BatchNorm statistics over the global batch")
 
-    @field_validator("arch")
-    @classmethod
-    def _known_arch(cls, arch: str) -> str:
-        from edgekd.models import is_known_arch
-
-        if not is_known_arch(arch):
-            raise ValueError(
-                f"{arch!r} is not a timm model (see timm.list_models(), e.g. efficientnet_b0)"
-            )
-        return arch
-
-    @field_validator("checkpoint")
-    @classmethod
-    def _checkpoint_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(path, info, folder=False)
-
-    @model_validator(mode="after")
-    def _weights_for_zero_epochs(self) -> ModelConfig:
-        if self.epochs == 0 and self.checkpoint is None and not self.pretrained:
-            raise ValueError("epochs: 0 needs a checkpoint or pretrained: true")
-        return self
+DataConfig = _tagged_union("data")
+DistillConfig = _tagged_union("distill")
 
 
 def _teacher() -> ModelConfig:
@@ -210,196 +63,11 @@ def _student() -> ModelConfig:
     return ModelConfig(arch="efficientnet_b0", epochs=8)
 
 
-# -------------------------------------------------------------------------------- distillation
-class _DistillSection(_Section):
-    cache_teacher: bool = Field(
-        True, description="compute the teacher's outputs once per split and keep them on disk"
-    )
+def _default(section: str):
+    return _CHOICES[section][1][_DEFAULT_CHOICE[section]]()
 
 
-class KDConfig(_DistillSection):
-    """``distill.method: kd``: Hinton et al. (2015) soft-target distillation."""
-
-    method: Literal["kd"] = "kd"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the KD term vs CE")
-
-
-class RKDConfig(_DistillSection):
-    """``distill.method: rkd``: relational KD (Park et al. 2019) on pooled features."""
-
-    method: Literal["rkd"] = "rkd"
-    distance_weight: float = Field(25.0, ge=0.0)
-    angle_weight: float = Field(50.0, ge=0.0)
-    kd_weight: float = Field(0.0, ge=0.0, description="optional classic KD term")
-    temperature: float = Field(4.0, gt=0.0, le=100.0, description="for the optional KD term")
-
-
-class CTKDConfig(_DistillSection):
-    """``distill.method: ctkd``: curriculum temperature KD (Li et al. 2023)."""
-
-    method: Literal["ctkd"] = "ctkd"
-    t_min: float = Field(1.0, gt=0.0)
-    t_range: float = Field(20.0, gt=0.0)
-    initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
-    alpha: float = Field(0.9, ge=0.0, le=1.0)
-    curriculum_epochs: int = Field(10, ge=1, description="capped at the student's epochs")
-
-    @model_validator(mode="after")
-    def _initial_inside(self) -> CTKDConfig:
-        if not self.t_min < self.initial_temperature < self.t_min + self.t_range:
-            raise ValueError(f"initial_temperature {self.initial_temperature:g} must lie strictly "
-                             f"between t_min {self.t_min:g} and t_min + t_range "
-                             f"{self.t_min + self.t_range:g}")
-        return self
-
-
-class KDPPConfig(_DistillSection):
-    """``distill.method: kdpp``: KD++ / ND loss (Wang et al. 2023)."""
-
-    method: Literal["kdpp"] = "kdpp"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    warmup_epochs: int = Field(20, ge=0, description="KD weight = min(1, epoch / warmup)")
-    nd_weight: float = Field(2.0, ge=0.0)
-
-
-class AdaptiveConfig(_DistillSection):
-    """``distill.method: adaptive``: per-subgroup KD weights after "Teacher's pet" (2021)."""
-
-    method: Literal["adaptive"] = "adaptive"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight where the teacher is best")
-    per: Literal["class", "cell"] = Field("class", description="class, or (class, group) cell")
-
-
-DISTILL_METHODS: dict[str, type[_Section]] = {
-    "kd": KDConfig, "rkd": RKDConfig, "ctkd": CTKDConfig, "kdpp": KDPPConfig,
-    "adaptive": AdaptiveConfig,
-}
-DistillConfig = Annotated[KDConfig | RKDConfig | CTKDConfig | KDPPConfig | AdaptiveConfig,
-                          Field(discriminator="method")]
-
-
-# ------------------------------------------------------------------------------------ debias
-class DebiasConfig(_Section):
-    """``debias``: an adversary on the protected group (Zhang, Lemoine & Mitchell 2018)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
-
-    method: Literal["none", "adversarial"] = "none"
-    lambda_: float = Field(0.5, alias="lambda", ge=0.0, le=100.0,
-                           description="weight of the reversed adversary loss")
-    criterion: Literal["demographic_parity", "equalized_odds"] = Field(
-        "demographic_parity", description="equalized_odds also gives the adversary the true label")
-    input: Literal["probabilities", "features"] = Field(
-        "probabilities", description="what the adversary sees: softmax outputs or pooled features")
-    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        default_factory=lambda: [64], max_length=4, description="adversary MLP hidden widths")
-    warmup_epochs: int = Field(0, ge=0, description="epochs that train the adversary alone")
-    schedule: Literal["constant", "linear"] = "constant"
-    ramp_epochs: int = Field(0, ge=0, description="linear: epochs to ramp lambda from 0")
-    apply_to: list[Literal["student", "baseline"]] = Field(
-        default_factory=lambda: ["student"], min_length=1,
-        description="stages trained with the adversary")
-
-
-# ------------------------------------------------------------------------------------- export
-class OnnxConfig(_Section):
-    """``export.onnx``: the fp32 ONNX file every other artifact starts from."""
-
-    exporter: Literal["torchscript", "dynamo"] = "torchscript"
-    opset: int = Field(17, ge=13, le=23)
-    min_agreement: float = Field(
-        0.999, ge=0.0, le=1.0, description="argmax agreement with torch below which the build fails"
-    )
-
-    @model_validator(mode="after")
-    def _dynamo_opset(self) -> OnnxConfig:
-        if self.exporter == "dynamo" and self.opset < 18:
-            raise ValueError("exporter: dynamo writes opset 18 or newer; use opset >= 18 or "
-                             "exporter: torchscript")
-        return self
-
-
-class Int8Config(_Section):
-    """``export.int8``: onnxruntime static quantization (QDQ, per-channel weights)."""
-
-    enabled: bool = False
-    calibration_samples: int = Field(256, ge=1, le=100_000, description="training images")
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    activations: Literal["uint8", "int8"] = Field(
-        "uint8", description="uint8 (U8S8): fast on onnxruntime's x86 CPU kernels; int8 (S8S8): "
-                             "symmetric, for TensorRT and GPU execution providers")
-
-
-class Fp16Config(_Section):
-    """``export.fp16``: float16 weights and compute, float32 inputs and outputs."""
-
-    enabled: bool = False
-
-
-class TensorRTConfig(_Section):
-    """``export.tensorrt``: an engine for the GPU of the build machine (see edgekd.export.tensorrt)."""
-
-    enabled: bool = False
-    required: bool = Field(False, description="fail the build when TensorRT or a GPU is missing")
-    via: Literal["onnx", "torch_tensorrt"] = "onnx"
-    precision: Literal["fp32", "fp16", "int8"] = "fp16"
-    workspace_mb: int = Field(1024, ge=16)
-    min_batch: int = Field(1, ge=1)
-    opt_batch: int = Field(8, ge=1)
-    max_batch: int = Field(32, ge=1)
-
-    @model_validator(mode="after")
-    def _batch_order(self) -> TensorRTConfig:
-        if not self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"needs min_batch <= opt_batch <= max_batch, got {self.min_batch}, "
-                             f"{self.opt_batch}, {self.max_batch}")
-        return self
-
-
-class ExportConfig(_Section):
-    onnx: OnnxConfig = Field(default_factory=OnnxConfig)
-    int8: Int8Config = Field(default_factory=Int8Config)
-    fp16: Fp16Config = Field(default_factory=Fp16Config)
-    tensorrt: TensorRTConfig = Field(default_factory=TensorRTConfig)
-
-
-# --------------------------------------------------------------------------------------- card
-class GatesConfig(_Section):
-    """``card.gates``: release thresholds on the student and every exported artifact (off when
-    unset). A failed gate makes ``edgekd build`` and ``edgekd card --check`` exit 1."""
-
-    min_top1: float | None = Field(None, ge=0.0, le=1.0)
-    max_mean_abs_disparity: float | None = Field(None, ge=0.0, le=1.0)
-    max_dpd: float | None = Field(None, ge=0.0, le=1.0)
-    max_eod: float | None = Field(None, ge=0.0, le=1.0)
-    max_disparity_increase_vs_teacher: float | None = Field(None, ge=-1.0, le=1.0)
-    min_agreement_vs_student: float | None = Field(
-        None, ge=0.0, le=1.0, description="exported artifacts: argmax agreement with the torch student")
-    max_top1_drop_vs_student: float | None = Field(
-        None, ge=0.0, le=1.0, description="exported artifacts: top-1 lost against the torch student")
-
-
-class CardConfig(_Section):
-    """``card``: the statistics on the fairness card and the release gates."""
-
-    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="false discovery rate of the class tests")
-    bootstrap_resamples: int = Field(1000, ge=0, le=100_000, description="0 turns intervals off")
-    confidence: float = Field(0.95, gt=0.0, lt=1.0)
-    gates: GatesConfig = Field(default_factory=GatesConfig)
-
-
-# ------------------------------------------------------------------------------------- bundle
-class BundleConfig(_Section):
-    """``bundle``: what goes into the release bundle besides the models and the card."""
-
-    include_eval_set: bool = Field(
-        False, description="ship the test split as eval_set.npz for edgekd bench --eval")
-
-
-# ------------------------------------------------------------------------------------- recipe
-class Recipe(_Section):
+class Recipe(Section):
     """A whole build. See ``recipes/quickstart.yaml`` for an annotated example."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
@@ -408,10 +76,10 @@ class Recipe(_Section):
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, min_length=2, description="training seeds of the multi-seed study (Welch test)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
-    data: DataConfig = Field(default_factory=TrifeatureData)
+    data: DataConfig = Field(default_factory=lambda: _default("data"))
     teacher: ModelConfig = Field(default_factory=_teacher)
     student: ModelConfig = Field(default_factory=_student)
-    distill: DistillConfig = Field(default_factory=KDConfig)
+    distill: DistillConfig = Field(default_factory=lambda: _default("distill"))
     debias: DebiasConfig = Field(default_factory=DebiasConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     card: CardConfig = Field(default_factory=CardConfig)
@@ -426,9 +94,6 @@ class Recipe(_Section):
 
 
 # ---------------------------------------------------------------------------------- loading
-_CHOICES = {"data": ("source", DATA_SOURCES), "distill": ("method", DISTILL_METHODS)}
-
-
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read, override (``key.path=value``) and validate a recipe file."""
     path = Path(path)
@@ -522,7 +187,7 @@ def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".
     for section, (tag, choices) in _CHOICES.items():
         value = raw.get(section)
         if isinstance(value, dict) and tag not in value:  # the default choice, as when absent
-            raw[section] = value = {tag: next(iter(choices)), **value}
+            raw[section] = value = {tag: _DEFAULT_CHOICE[section], **value}
         if isinstance(value, dict) and tag in value and value[tag] not in choices:
             raise EdgeKDError(
                 f"{source}: {section}.{tag}: unknown value {value[tag]!r}; "
@@ -591,7 +256,7 @@ def _allowed_keys(loc: list, raw: dict) -> list[str]:
             return []
         if str(part) in _CHOICES and isinstance(node, dict):
             tag, choices = _CHOICES[str(part)]
-            model = choices.get(node.get(tag), next(iter(choices.values())))
+            model = choices.get(node.get(tag), choices[_DEFAULT_CHOICE[str(part)]])
             continue
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -608,9 +273,5 @@ def dump_recipe(recipe: Recipe) -> str:
 
 
 def recipe_hash(recipe: Recipe) -> str:
-    return hashlib.sha256(
-        canonical_json(recipe.model_dump(mode="json", by_alias=True)).encode()).hexdigest()
-
-
-def canonical_json(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    """sha256 of the fully resolved recipe (the card's provenance; a sweep point's identity)."""
+    return sha256_json(recipe.model_dump(mode="json", by_alias=True))

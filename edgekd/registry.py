@@ -14,11 +14,11 @@ into the object and, for an unknown name, lists the registered ones::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "tag_of"]
 
 T = TypeVar("T")
 
@@ -57,3 +57,10 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def tag_of(config: Any, field: str) -> str:
+    """The name a settings class answers to: the one value of its ``Literal`` ``field``
+    (``method: Literal["kd"]`` -> ``"kd"``)."""
+    (name,) = get_args(config.model_fields[field].annotation)
+    return name

@@ -9,66 +9,16 @@ last checkpoint; any other content is stale and is cleared.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edgekd.recipe import canonical_json
+from edgekd.files import read_json, sha256_json, write_json
 
-__all__ = ["Stage", "write_atomic", "write_json", "read_json", "sha256_file"]
+__all__ = ["Stage", "STAGE_FORMAT"]
 
 STAGE_FORMAT = 2  # bump when a stage's files change meaning, so old runs are not reused
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file so that readers see either the old content or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a bundle must be readable like any file
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Stage:
@@ -78,7 +28,7 @@ class Stage:
         self.name = name
         self.dir = Path(run_dir) / "stages" / name
         self.inputs = {"format": STAGE_FORMAT, "stage": name, **inputs}
-        self.key = hashlib.sha256(canonical_json(self.inputs).encode()).hexdigest()
+        self.key = sha256_json(self.inputs)
 
     def _key_in(self, filename: str) -> str | None:
         path = self.dir / filename
@@ -106,3 +56,16 @@ class Stage:
 
     def path(self, filename: str) -> Path:
         return self.dir / filename
+
+    def run(self, work: Callable[[Stage], None]) -> str:
+        """Reuse the stage when it is done with this key; otherwise start it, call ``work(self)``
+        (which writes the stage's files) and mark it done.
+
+        Returns the stage's status in a build's summary: ``"reused"``, or ``"trained"`` (the
+        word every stage uses for "computed by this run", exports included)."""
+        if self.done:
+            return "reused"
+        self.start()
+        work(self)
+        self.finish()
+        return "trained"

@@ -23,14 +23,15 @@ from pathlib import Path
 
 import yaml
 
+from edgekd.card.io import load_card
 from edgekd.card.plots import save_figure
 from edgekd.card.table import format_table
 from edgekd.errors import EdgeKDError
+from edgekd.fairness.metric_table import METRICS
 from edgekd.recipe import Recipe, load_recipe, recipe_hash
 
 __all__ = ["parse_grid", "grid_points", "pareto_front", "run_sweep", "SweepResult"]
 
-METRICS = ("top1", "mean_abs_disparity", "dpd", "eod")
 
 
 def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list]:
@@ -89,8 +90,12 @@ def _text(value) -> str:
 
 @dataclass
 class SweepResult:
+    """The sweep's folder, one row per grid point (its values, every metric of the metric table
+    for the distilled student, and its bundle), the swept keys, the CSV and the plots."""
+
     sweep_dir: Path
     rows: list[dict]
+    keys: list[str]
     csv_path: Path
     plots: list[Path]
 
@@ -122,7 +127,7 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
     report_dir = sweep_dir / "+".join(grid)  # one report per set of swept keys
     csv_path = _write_csv(report_dir / "results.csv", rows, list(grid))
     plots = write_sweep_plots(rows, list(grid), report_dir)
-    return SweepResult(sweep_dir=sweep_dir, rows=rows, csv_path=csv_path, plots=plots)
+    return SweepResult(sweep_dir=sweep_dir, rows=rows, keys=list(grid), csv_path=csv_path, plots=plots)
 
 
 def _point_recipe_with(recipe_path, overrides, point: dict) -> Recipe:
@@ -135,10 +140,9 @@ def _point_recipe_with(recipe_path, overrides, point: dict) -> Recipe:
 
 
 def _finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
-    card_path = point_dir / "bundle" / "card.json"
     try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError):
+        card = load_card(point_dir / "bundle")
+    except EdgeKDError:
         return None
     if card.get("provenance", {}).get("recipe_sha256") != recipe_hash(recipe):
         return None
@@ -147,17 +151,17 @@ def _finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
 
 def _row(point: dict, card: dict, point_dir: Path) -> dict:
     m = card["models"]["student"]["metrics"]
-    return {**point, "top1": m["top1"], "mean_abs_disparity": m["mean_abs_disparity"],
-            "dpd": m["dpd"]["mean"], "eod": m["eod"]["mean"], "bundle": str(point_dir / "bundle")}
+    return {**point, **{metric.key: metric.read(m) for metric in METRICS},
+            "bundle": str(point_dir / "bundle")}
 
 
 def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
     import io
 
-    from edgekd.stages import write_atomic
+    from edgekd.files import write_atomic
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys + list(METRICS) + ["bundle"])
+    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.keys() + ["bundle"])
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _text(row[k]) if k in keys else row[k] for k in writer.fieldnames})
@@ -166,11 +170,9 @@ def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
 
 
 def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
-    headers = {k: k for k in keys}
-    headers.update({"top1": "top-1", "mean_abs_disparity": "mean |disp|", "dpd": "DPD", "eod": "EOD",
-                    "pareto": "Pareto"})
+    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS}, "pareto": "Pareto"}
     front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows]))
-    shown = [{**{k: _text(r[k]) for k in keys}, **{m: r[m] for m in METRICS},
+    shown = [{**{k: _text(r[k]) for k in keys}, **{m.key: r[m.key] for m in METRICS},
               "pareto": "*" if i in front else ""} for i, r in enumerate(rows)]
     return format_table(shown, headers)
 
@@ -205,11 +207,12 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
     for key in keys:
         numeric = all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool) for r in rows)
         xs = [r[key] if numeric else _text(r[key]) for r in rows]
-        fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3))
-        for ax, metric in zip(axes, METRICS):
-            ax.plot(xs, [r[metric] if r[metric] is not None else float("nan") for r in rows], "o")
+        metrics = list(METRICS)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
+        for ax, metric in zip(axes[0], metrics):
+            ax.plot(xs, [r[metric.key] if r[metric.key] is not None else float("nan") for r in rows], "o")
             ax.set_xlabel(key)
-            ax.set_title(metric)
+            ax.set_title(metric.title)
         fig.tight_layout()
         paths.append(save_figure(fig, out_dir / f"metrics_vs_{key}.png"))
         plt.close(fig)

@@ -16,6 +16,7 @@ from scipy import stats
 
 from edgekd.bundle.manifest import write_manifest
 from edgekd.card.build import build_card, seed_significance
+from edgekd.card.evaluation import evaluate
 from edgekd.card.gates import evaluate_gates
 from edgekd.card.html import render_html
 from edgekd.card.markdown import render_markdown
@@ -230,21 +231,18 @@ def _constructed(groups_names=("a", "b"), *, gates=None, resamples=200, seed_met
              "student": np.where(groups == 1, noisy(0.5), noisy(0.85))}
     onnx_pred = preds["student"].copy()
     onnx_pred[:4] = (onnx_pred[:4] + 1) % 4  # 4 of 400 flipped by the export: agreement 0.99
-    preds["onnx"] = onnx_pred
-    evaluations = {}
-    for name, pred in preds.items():
-        evaluations[name] = {
-            "kind": "onnx" if name == "onnx" else "torch", "arch": "net", "size_bytes": 2_000_000,
-            "predictions": pred,
-            "metrics": evaluate_predictions(y, pred, groups, class_names=CLASSES,
-                                            group_names=list(groups_names))}
-    evaluations["onnx"].update(file="model.onnx", precision="fp32", export={"argmax_agreement": 0.99})
     recipe = parse_recipe({"name": "made", "export": {"onnx": {"min_agreement": 0.9}},
                            "card": {"bootstrap_resamples": resamples, "gates": gates or {}}})
     data = SimpleNamespace(
         test=_Split(labels=y, groups=groups), train=[0] * 10, val=[0] * 5, num_classes=4,
         class_names=CLASSES, group_names=list(groups_names), protected_attribute="colour",
         description={"source": "handmade", "synthetic": True, "summary": "hand-made predictions"})
+    evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=2_000_000,
+                                  details={"arch": "net"}) for name, pred in preds.items()}
+    evaluations["onnx"] = evaluate("onnx", onnx_pred, data, kind="onnx", size_bytes=2_000_000,
+                                   file="model.onnx", precision="fp32",
+                                   details={"arch": "net", "export": {"argmax_agreement": 0.99}},
+                                   reference=evaluations["student"])
     return build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=[0, 1, 2])
 
 

@@ -1,9 +1,12 @@
 """In-process inference backends a bench times: onnxruntime, a TensorRT engine, torch.
 
-Each loader returns a :class:`Backend`: an ``infer(x)`` callable on a float batch (N, C, H, W),
-what it runs on and how long creating its session took. Heavy libraries are imported only by
-the loader that needs them: torch only for ``--backend torch``, TensorRT only for an engine.
-``trtexec`` runs out of process (:mod:`edgekd.bench.trtexec`) and has no loader here.
+The backends are a table (:data:`BACKENDS`, name -> :class:`BenchBackend`): which of a
+bundle's files each runs, and its loader. A loader returns a :class:`Backend`: an ``infer(x)``
+callable on a float batch (N, C, H, W), what it runs on and how long creating its session took.
+Heavy libraries are imported only by the loader that needs them: torch only for ``--backend
+torch``, TensorRT only for an engine. ``trtexec`` runs out of process (:mod:`edgekd.bench.trtexec`)
+and has no loader. The build evaluates its exported artifacts through the same loaders
+(:func:`edgekd.export.formats.evaluate_file`), so a card's numbers come from the runtime that ships.
 """
 
 from __future__ import annotations
@@ -19,10 +22,8 @@ import numpy as np
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["BACKENDS", "PREFERRED_PROVIDERS", "Backend", "resolve_providers", "load_onnxruntime",
-           "load_tensorrt", "load_torch", "tensorrt_available", "engine_without_tensorrt"]
-
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "trtexec", "torch")
+__all__ = ["BACKENDS", "BenchBackend", "PREFERRED_PROVIDERS", "Backend", "resolve_providers",
+           "load_onnxruntime", "load_tensorrt", "load_torch", "tensorrt_available", "engine_without_tensorrt"]
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
             "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -117,8 +118,9 @@ def engine_without_tensorrt(path: Path) -> EdgeKDError:
                        f"--backend onnxruntime")
 
 
-def load_tensorrt(path: Path) -> Backend:
-    """A TensorRT engine through :class:`edgekd.export.tensorrt.TensorRTClassifier`."""
+def load_tensorrt(path: Path, *, providers=None, threads: int | None = None) -> Backend:
+    """A TensorRT engine through :class:`edgekd.export.tensorrt.TensorRTClassifier` (``providers``
+    and ``threads`` do not apply)."""
     try:
         from edgekd.export.tensorrt import TensorRTClassifier
     except ImportError:
@@ -132,8 +134,9 @@ def load_tensorrt(path: Path) -> Backend:
                    fixed_batch=fixed if isinstance(fixed, int) else None)
 
 
-def load_torch(path: Path, *, threads: int | None = None) -> Backend:
-    """A TorchScript (``.pt``, ``.ts``) or ``torch.export`` (``.pt2``) model on the CPU."""
+def load_torch(path: Path, *, providers=None, threads: int | None = None) -> Backend:
+    """A TorchScript (``.pt``, ``.ts``) or ``torch.export`` (``.pt2``, ``.ep``) model on the CPU
+    (``providers`` does not apply)."""
     try:
         import torch
     except ImportError:
@@ -143,7 +146,7 @@ def load_torch(path: Path, *, threads: int | None = None) -> Backend:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        if Path(path).suffix == ".pt2":
+        if Path(path).suffix in (".pt2", ".ep"):
             model = torch.export.load(str(path)).module()
         else:
             model = torch.jit.load(str(path), map_location="cpu")
@@ -161,3 +164,27 @@ def load_torch(path: Path, *, threads: int | None = None) -> Backend:
     return Backend(name="torch", model=Path(path), infer=infer, session_s=session_s,
                    runtime={"name": "torch", "version": torch.__version__,
                             "threads": torch.get_num_threads()})
+
+
+@dataclass(frozen=True)
+class BenchBackend:
+    """One row of the backend table.
+
+    ``files`` are the kinds of model file it runs, in the order it prefers them (``onnx``,
+    ``engine``, ``torch``: see :class:`edgekd.bench.target.Target`); ``load`` is ``None`` for a
+    backend that times out of process (trtexec); ``needs`` says whether it can run here.
+    """
+
+    name: str
+    files: tuple[str, ...]
+    description: str
+    load: Callable[..., Backend] | None
+    needs: Callable[[], bool] | None = None
+
+
+BACKENDS: dict[str, BenchBackend] = {b.name: b for b in (
+    BenchBackend("onnxruntime", ("onnx",), ".onnx model", load_onnxruntime),
+    BenchBackend("tensorrt", ("engine",), "TensorRT .engine", load_tensorrt, tensorrt_available),
+    BenchBackend("trtexec", ("engine", "onnx"), ".engine or .onnx model", None),
+    BenchBackend("torch", ("torch",), "TorchScript .pt or torch.export .pt2 file", load_torch),
+)}

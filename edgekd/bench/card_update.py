@@ -13,19 +13,13 @@ from pathlib import Path
 
 from edgekd.bench.runner import BENCH_SCHEMA
 from edgekd.bundle.manifest import MANIFEST, verify_bundle, write_manifest
+from edgekd.card.bench import add_bench_result
+from edgekd.card.io import CARD_JSON, CARD_MD
 from edgekd.card.markdown import render_markdown
 from edgekd.errors import EdgeKDError
-from edgekd.stages import sha256_file, write_atomic, write_json
+from edgekd.files import sha256_file, write_atomic, write_json
 
-__all__ = ["card_entry", "load_result", "update_card"]
-
-
-def card_entry(result: dict) -> dict:
-    """The part of a result a card keeps: all of it but machine-local paths and raw samples."""
-    entry = {k: v for k, v in result.items() if k != "target"}
-    entry["artifact"] = {k: v for k, v in result["artifact"].items() if k != "path"}
-    entry["results"] = [{k: v for k, v in r.items() if k != "samples_ms"} for r in result["results"]]
-    return entry
+__all__ = ["load_result", "update_card"]
 
 
 def _read(path: Path, what: str) -> dict:
@@ -73,7 +67,7 @@ def update_card(bundle: str | Path, result: dict) -> dict:
         The updated card.
     """
     bundle = Path(bundle)
-    card = _read(bundle / "card.json", "card.json")
+    card = _read(bundle / CARD_JSON, CARD_JSON)
     manifest = _read(bundle / MANIFEST, MANIFEST)
     problems = verify_bundle(bundle)
     if problems:
@@ -81,13 +75,10 @@ def update_card(bundle: str | Path, result: dict) -> dict:
                           f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); run "
                           f"`edgekd verify` and restore the bundle first")
     _check_artifact(bundle, result)
-    device, backend, artifact = result["device"]["id"], result["backend"], result["artifact"]["file"]
-    bench = card.get("bench") or {}
-    bench.setdefault(device, {}).setdefault(backend, {})[artifact] = card_entry(result)
-    card["bench"] = bench
+    card = add_bench_result(card, result)
     markdown = render_markdown(card)  # before writing anything: a card that cannot render stays as is
-    write_json(bundle / "card.json", card)
-    write_atomic(bundle / "card.md", markdown)
+    write_json(bundle / CARD_JSON, card)
+    write_atomic(bundle / CARD_MD, markdown)
     keep = {k: v for k, v in manifest.items() if k not in ("schema", "name", "version", "files")}
     write_manifest(bundle, name=manifest.get("name", card.get("name")),
                    version=manifest.get("version", card.get("version")), extra=keep)

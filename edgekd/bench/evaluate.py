@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekd.bundle.eval_set import read_eval_set
 from edgekd.errors import EdgeKDError
-from edgekd.export.runtime import normalise
+from edgekd.export.runtime import batched_logits
 
 __all__ = ["evaluate_artifact"]
 
@@ -54,14 +54,8 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     except KeyError as err:
         raise EdgeKDError(f"{bundle}/preprocess.json: no {err.args[0]!r}; --eval needs mean, std, "
                           f"class_names and protected_groups") from None
-    predictions = []
-    for start in range(0, len(images), batch):
-        chunk = images[start:start + batch]
-        x = normalise(chunk, mean, std).astype(dtype, copy=False)
-        if len(chunk) < batch:
-            x = np.concatenate([x, np.zeros((batch - len(chunk), *x.shape[1:]), dtype=x.dtype)])
-        predictions.append(np.asarray(infer(x))[:len(chunk)].argmax(1))
-    pred = np.concatenate(predictions) if predictions else np.zeros(0, dtype=np.int64)
+    logits = batched_logits(infer, images, mean, std, batch_size=batch, dtype=dtype, pad=True)
+    pred = logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
     metrics = evaluate_predictions(labels, pred, groups, class_names=class_names,
                                    group_names=group_names)
     return {"batch": batch, **metrics}

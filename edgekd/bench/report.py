@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgekd.fairness.metric_table import METRICS
+
 __all__ = ["describe_result"]
 
 
@@ -41,13 +43,14 @@ def describe_result(result: dict) -> list[str]:
             lines.append(f"power, batch {r['batch']}: {power.get('note', 'not measured')}")
     ev = result.get("eval")
     if ev:
-        line = f"eval on device ({ev['n']} images): top-1 {ev['top1']:.4f}"
-        if ev.get("build_top1") is not None:
-            line += f" (build: {ev['build_top1']:.4f}, change {ev['top1_change_vs_build']:+.4f})"
-        if ev.get("mean_abs_disparity") is not None:
-            line += f", mean |disparity| {ev['mean_abs_disparity']:.4f}"
-        for key in ("dpd", "eod"):
-            if ev[key]["mean"] is not None:
-                line += f", mean {key.upper()} {ev[key]['mean']:.4f}"
-        lines.append(line)
+        parts = []
+        for metric in METRICS:
+            value = metric.read(ev)
+            if value is None:
+                continue
+            part = f"{metric.title} {value:.4f}"
+            if metric.key == "top1" and ev.get("build_top1") is not None:
+                part += f" (build: {ev['build_top1']:.4f}, change {ev['top1_change_vs_build']:+.4f})"
+            parts.append(part)
+        lines.append(f"eval on device ({ev['n']} images): " + ", ".join(parts))
     return lines

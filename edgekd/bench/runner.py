@@ -23,8 +23,6 @@ from edgekd.bench.backends import (
     Backend,
     engine_without_tensorrt,
     load_onnxruntime,
-    load_tensorrt,
-    load_torch,
     tensorrt_available,
 )
 from edgekd.bench.device import describe_device, gpu_memory_used_mb, peak_rss_mb
@@ -32,8 +30,9 @@ from edgekd.bench.target import Target, resolve_target
 from edgekd.bench.tegrastats import TegrastatsSampler, find_tegrastats, summarise_power
 from edgekd.bench.timing import random_batch, time_batch
 from edgekd.bundle.eval_set import EVAL_SET
+from edgekd.card.io import load_card
 from edgekd.errors import EdgeKDError
-from edgekd.stages import sha256_file
+from edgekd.files import sha256_file
 from edgekd.versions import library_versions
 
 __all__ = ["BENCH_SCHEMA", "DEFAULT_ITERATIONS", "parse_batch_sizes", "choose_backend", "run_bench"]
@@ -66,12 +65,12 @@ def choose_backend(target: Target, backend: str) -> tuple[str, Path]:
     ``auto``: a TensorRT engine when there is one and TensorRT imports, else the ONNX model
     (``model.onnx`` in a bundle) through onnxruntime, else a torch file through torch.
     """
-    if backend not in BACKENDS:
-        raise EdgeKDError(f"--backend: unknown backend {backend!r}; choose from: {', '.join(BACKENDS)}")
-    onnx, engines, torch_files = (target.files(k) for k in ("onnx", "engine", "torch"))
-    onnx.sort(key=lambda p: p.name != "model.onnx")  # the bundle's fp32 model first
+    choices = ["auto", *BACKENDS]
+    if backend not in choices:
+        raise EdgeKDError(f"--backend: unknown backend {backend!r}; choose from: {', '.join(choices)}")
     what = target.given
     if backend == "auto":
+        onnx, engines, torch_files = (_files(target, k) for k in ("onnx", "engine", "torch"))
         if engines and tensorrt_available():
             return "tensorrt", engines[0]
         if onnx:
@@ -81,15 +80,18 @@ def choose_backend(target: Target, backend: str) -> tuple[str, Path]:
         if torch_files:
             return "torch", torch_files[0]
         raise EdgeKDError(f"{what}: no model file (.onnx, .engine, .pt) to bench")
-    wanted = {"onnxruntime": (onnx, ".onnx model"), "tensorrt": (engines, "TensorRT .engine"),
-              "trtexec": (engines + onnx, ".engine or .onnx model"),
-              "torch": (torch_files, "TorchScript .pt or torch.export .pt2 file")}
-    files, description = wanted[backend]
+    chosen = BACKENDS[backend]
+    files = [f for kind in chosen.files for f in _files(target, kind)]
     if not files:
-        raise EdgeKDError(f"{what}: --backend {backend} runs a {description}, and there is none here")
-    if backend == "tensorrt" and not tensorrt_available():
+        raise EdgeKDError(f"{what}: --backend {backend} runs a {chosen.description}, and there is none here")
+    if chosen.needs is not None and not chosen.needs():
         raise engine_without_tensorrt(files[0])
     return backend, files[0]
+
+
+def _files(target: Target, kind: str) -> list[Path]:
+    """The target's model files of one kind; the bundle's fp32 ``model.onnx`` first."""
+    return sorted(target.files(kind), key=lambda p: p.name != "model.onnx")
 
 
 def _check_numbers(*, threads, warmup, iterations, duration, tegrastats_interval_ms) -> int | None:
@@ -107,14 +109,6 @@ def _check_numbers(*, threads, warmup, iterations, duration, tegrastats_interval
         raise EdgeKDError(f"--tegrastats-interval: {tegrastats_interval_ms}; must be a positive "
                           f"number of milliseconds")
     return DEFAULT_ITERATIONS if iterations is None and duration is None else iterations
-
-
-def _load(name: str, model: Path, *, providers, threads) -> Backend:
-    if name == "onnxruntime":
-        return load_onnxruntime(model, providers=providers, threads=threads)
-    if name == "tensorrt":
-        return load_tensorrt(model)
-    return load_torch(model, threads=threads)
 
 
 def _input_chw(target: Target, backend: Backend | None, model: Path) -> tuple[int, int, int]:
@@ -139,8 +133,8 @@ def _bundle_info(target: Target) -> dict | None:
 def _build_top1(target: Target, file: str) -> float | None:
     """Top-1 the build measured for this artifact file, from the bundle's card, if recorded."""
     try:
-        models = json.loads((target.bundle / "card.json").read_text())["models"]
-    except (OSError, ValueError, KeyError, TypeError):
+        models = load_card(target.bundle)["models"]
+    except (EdgeKDError, KeyError):
         return None
     for entry in models.values():
         if isinstance(entry, dict) and entry.get("file") == file:
@@ -285,7 +279,7 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
                                           duration=duration, sampler_factory=sampler_factory, log=log)
         session_s = None
     else:
-        loaded = _load(name, model, providers=providers, threads=threads)
+        loaded = BACKENDS[name].load(model, providers=providers, threads=threads)
         chw = _input_chw(resolved, loaded, model)
         results = _bench_in_process(loaded, chw, sizes, warmup=warmup, iterations=iterations,
                                     duration=duration, sampler_factory=sampler_factory,

@@ -11,12 +11,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgekd.bundle.manifest import MANIFEST
+from edgekd.card.io import CARD_JSON
 from edgekd.errors import EdgeKDError
 
 __all__ = ["MODEL_KINDS", "Target", "resolve_target", "is_bundle"]
 
 MODEL_KINDS = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "torch",
-               ".pt2": "torch", ".ts": "torch"}
+               ".pt2": "torch", ".ep": "torch", ".ts": "torch"}
 
 
 @dataclass
@@ -41,7 +43,7 @@ class Target:
 
 
 def is_bundle(path: Path) -> bool:
-    return path.is_dir() and ((path / "manifest.json").is_file() or (path / "card.json").is_file())
+    return path.is_dir() and ((path / MANIFEST).is_file() or (path / CARD_JSON).is_file())
 
 
 def _preprocess(path: Path) -> dict | None:

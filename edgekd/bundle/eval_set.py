@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgekd.errors import EdgeKDError
-from edgekd.stages import write_atomic
+from edgekd.files import write_atomic
 
 __all__ = ["EVAL_SET", "EvalSet", "write_eval_set", "read_eval_set"]
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from edgekd.errors import EdgeKDError
-from edgekd.stages import sha256_file, write_json
+from edgekd.files import sha256_file, write_json
 from edgekd.versions import library_versions
 
 __all__ = ["MANIFEST", "MANIFEST_SCHEMA", "write_manifest", "verify_bundle"]

@@ -1,12 +1,16 @@
-"""Bench results as table rows: one per batch size of a result, or of every result in a card.
+"""Bench results on the card: the one way they are added, and their table rows.
 
 A card keeps results as ``card["bench"][<device id>][<backend>][<artifact file>]``; each result
-is the ``edgekd.bench/v1`` dict that ``edgekd bench --json`` writes.
+is the ``edgekd.bench/v1`` dict that ``edgekd bench --json`` writes, less machine-local paths and
+raw samples (:func:`card_entry`). :func:`add_bench_result` is the only change a card sees after
+its build.
 """
 
 from __future__ import annotations
 
-__all__ = ["BENCH_HEADERS", "result_rows", "bench_rows"]
+import copy
+
+__all__ = ["BENCH_HEADERS", "card_entry", "add_bench_result", "result_rows", "bench_rows"]
 
 BENCH_HEADERS = {
     "device": "device", "backend": "backend", "artifact": "artifact", "batch": "batch",
@@ -49,3 +53,20 @@ def bench_rows(card: dict) -> list[dict]:
             for result in by_artifact.values():
                 rows += result_rows(result, device=True)
     return rows
+
+
+def card_entry(result: dict) -> dict:
+    """The part of a result a card keeps: all of it but machine-local paths and raw samples."""
+    entry = {k: v for k, v in result.items() if k != "target"}
+    entry["artifact"] = {k: v for k, v in result["artifact"].items() if k != "path"}
+    entry["results"] = [{k: v for k, v in r.items() if k != "samples_ms"} for r in result["results"]]
+    return entry
+
+
+def add_bench_result(card: dict, result: dict) -> dict:
+    """``card`` with ``result`` under ``bench[<device id>][<backend>][<artifact file>]``, replacing
+    an earlier result of the same device, backend and artifact; the rest of the card is kept."""
+    device, backend, artifact = result["device"]["id"], result["backend"], result["artifact"]["file"]
+    bench = copy.deepcopy(card.get("bench") or {})
+    bench.setdefault(device, {}).setdefault(backend, {})[artifact] = card_entry(result)
+    return {**card, "bench": bench}

@@ -9,17 +9,29 @@ give the same card.
 
 from __future__ import annotations
 
-import numpy as np
+from pydantic import Field
 
-from edgekd.card.gates import evaluate_gates
+from edgekd.card.evaluation import Evaluation
+from edgekd.card.gates import GatesConfig, evaluate_gates
+from edgekd.card.plots import PLOT_NAMES
+from edgekd.config import Section
 from edgekd.fairness.bootstrap import bootstrap_intervals
+from edgekd.fairness.metric_table import difference
 from edgekd.fairness.significance import classwise_mcnemar, welch_from_metrics
-from edgekd.recipe import recipe_hash
 from edgekd.versions import library_versions
 
-__all__ = ["CARD_SCHEMA", "build_card", "class_change", "seed_significance"]
+__all__ = ["CARD_SCHEMA", "CardConfig", "build_card", "class_change", "seed_significance"]
 
 CARD_SCHEMA = "edgekd.card/v1"
+
+
+class CardConfig(Section):
+    """``card``: the statistics on the fairness card and the release gates."""
+
+    alpha: float = Field(0.05, gt=0.0, lt=1.0, description="false discovery rate of the class tests")
+    bootstrap_resamples: int = Field(1000, ge=0, le=100_000, description="0 turns intervals off")
+    confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
 
 
 def class_change(before: dict, after: dict) -> dict:
@@ -28,30 +40,16 @@ def class_change(before: dict, after: dict) -> dict:
     for b, a in zip(before["per_class"], after["per_class"]):
         rows.append({
             "class": a["class"],
-            "recall_change": _delta(a["recall"], b["recall"]),
+            "recall_change": difference(a["recall"], b["recall"]),
             "recall_change_by_group": {
-                g: _delta(a["recall_by_group"][g], b["recall_by_group"][g]) for g in a["recall_by_group"]
+                g: difference(a["recall_by_group"][g], b["recall_by_group"][g]) for g in a["recall_by_group"]
             },
-            "disparity_change": _delta(a["disparity"], b["disparity"]),
+            "disparity_change": difference(a["disparity"], b["disparity"]),
         })
     return {
-        "top1_change": _delta(after["top1"], before["top1"]),
-        "mean_abs_disparity_change": _delta(after["mean_abs_disparity"], before["mean_abs_disparity"]),
+        "top1_change": difference(after["top1"], before["top1"]),
+        "mean_abs_disparity_change": difference(after["mean_abs_disparity"], before["mean_abs_disparity"]),
         "per_class": rows,
-    }
-
-
-def _delta(after, before):
-    return None if after is None or before is None else float(after) - float(before)
-
-
-def _drift(reference: dict, artifact: dict) -> dict:
-    """How an exported artifact's behaviour differs from the torch model it came from."""
-    return {
-        "prediction_agreement": float(np.mean(reference["predictions"] == artifact["predictions"])),
-        "top1_change": _delta(artifact["metrics"]["top1"], reference["metrics"]["top1"]),
-        "mean_abs_disparity_change": _delta(artifact["metrics"]["mean_abs_disparity"],
-                                            reference["metrics"]["mean_abs_disparity"]),
     }
 
 
@@ -72,43 +70,47 @@ def seed_significance(seed_metrics: dict[str, list[dict]], *, class_names: list[
     return out
 
 
-def build_card(recipe, data, evaluations: dict[str, dict], *,
-               seed_metrics: dict[str, list[dict]] | None = None,
-               seeds: list[int] | None = None) -> dict:
-    """The card for a build.
+def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
+               seed_metrics: dict[str, list[dict]] | None = None, seeds: list[int] | None = None,
+               learned: dict | None = None, debias_epochs: dict[str, list[dict]] | None = None,
+               skipped_artifacts: list[dict] | None = None) -> dict:
+    """The whole card of a build; nothing is added to it later but bench results
+    (:func:`edgekd.card.bench.add_bench_result`).
 
     Parameters
     ----------
     recipe : Recipe
         Its ``card`` section sets ``alpha``, the bootstrap and the gates.
     data : the loaded data source (test labels, groups, names, description).
-    evaluations : dict
-        Maps a model or artifact name (teacher, baseline, student, onnx, ...) to its entry:
-        ``kind`` (torch / onnx), ``metrics`` from
-        :func:`edgekd.fairness.metrics.evaluate_predictions`, ``predictions`` and descriptive
-        fields.
+    evaluations : dict of name -> Evaluation
+        teacher, baseline, student, onnx, then every other exported artifact, in card order
+        (:func:`edgekd.card.evaluation.evaluate`).
     seed_metrics, seeds : optional
         A multi-seed build's per-seed metrics of teacher, baseline and student (see
         :func:`seed_significance`) and the seeds, in the same order; adds the Welch test.
+    learned : dict, optional
+        What the student's objective learned (CTKD's temperature, adaptive KD's weights).
+    debias_epochs : dict, optional
+        Per debiased stage, the adversary's record of every epoch.
+    skipped_artifacts : list of dict, optional
+        Artifacts the recipe asked for that could not be built here, with the reason.
     """
-    models = {}
-    for name, entry in evaluations.items():
-        public = {k: v for k, v in entry.items() if k not in ("predictions", "path", "status")}
-        if entry["kind"] != "torch":
-            public["vs_student"] = _drift(evaluations["student"], entry)
-        models[name] = public
+    from edgekd.recipe import recipe_hash  # build side only: the card package stays torch-free
 
     cfg = recipe.card
     labels, groups = data.test.labels, data.test.groups
-    if cfg.bootstrap_resamples:
-        for name, entry in evaluations.items():
+    models = {}
+    for name, evaluation in evaluations.items():
+        models[name] = evaluation.card_entry()
+        if cfg.bootstrap_resamples:
             models[name]["ci"] = bootstrap_intervals(
-                labels, entry["predictions"], groups, num_classes=data.num_classes,
+                labels, evaluation.predictions, groups, num_classes=data.num_classes,
                 num_groups=len(data.group_names), resamples=cfg.bootstrap_resamples,
                 level=cfg.confidence, seed=recipe.seed)
+    student = evaluations["student"]
     significance = {
         f"{before}_to_student": classwise_mcnemar(
-            labels, evaluations[before]["predictions"], evaluations["student"]["predictions"], groups,
+            labels, evaluations[before].predictions, student.predictions, groups,
             class_names=data.class_names, group_names=data.group_names, alpha=cfg.alpha)
         for before in ("teacher", "baseline")
     }
@@ -116,7 +118,7 @@ def build_card(recipe, data, evaluations: dict[str, dict], *,
         significance["across_seeds"] = seed_significance(
             seed_metrics, class_names=data.class_names, alpha=cfg.alpha, seeds=seeds)
 
-    onnx_check = evaluations["onnx"]["export"]["argmax_agreement"]
+    onnx_check = evaluations["onnx"].details["export"]["argmax_agreement"]
     gates = [{
         "name": "onnx_matches_torch",
         "artifact": "onnx",
@@ -126,7 +128,6 @@ def build_card(recipe, data, evaluations: dict[str, dict], *,
         "value": onnx_check,
         "passed": onnx_check >= recipe.export.onnx.min_agreement,
     }]
-    student = evaluations["student"]["metrics"]
     card = {
         "schema": CARD_SCHEMA,
         "name": recipe.name,
@@ -141,11 +142,11 @@ def build_card(recipe, data, evaluations: dict[str, dict], *,
                 g: int((data.test.groups == k).sum()) for k, g in enumerate(data.group_names)
             },
         },
-        "distillation": recipe.distill.model_dump(mode="json"),
+        "distillation": {**recipe.distill.model_dump(mode="json"), "learned": learned or {}},
         "models": models,
         "comparisons": {
-            "teacher_to_student": class_change(evaluations["teacher"]["metrics"], student),
-            "baseline_to_student": class_change(evaluations["baseline"]["metrics"], student),
+            "teacher_to_student": class_change(evaluations["teacher"].metrics, student.metrics),
+            "baseline_to_student": class_change(evaluations["baseline"].metrics, student.metrics),
         },
         "significance": significance,
         "bench": {},
@@ -155,8 +156,13 @@ def build_card(recipe, data, evaluations: dict[str, dict], *,
             "seed": recipe.seed,
             "data": data.description.get("summary"),
             "versions": library_versions(),
-            "stage_keys": {k: v["stage_key"] for k, v in evaluations.items() if "stage_key" in v},
+            "stage_keys": {name: e.details["stage_key"] for name, e in evaluations.items()
+                           if "stage_key" in e.details},
         },
+        "skipped_artifacts": list(skipped_artifacts or []),
+        "debias": {**recipe.debias.model_dump(mode="json", by_alias=True),
+                   "epochs": dict(debias_epochs or {})},
+        "plots": [f"plots/{name}" for name in PLOT_NAMES],
     }
     card["gates"] += evaluate_gates(card, cfg.gates.model_dump())
     return card

@@ -1,44 +1,80 @@
-"""Release gates: thresholds from the recipe's ``card.gates``, checked on every shipped model.
+"""Release gates: thresholds from the recipe's ``card.gates``, checked on every releasable model.
 
 A gate applies to the distilled student and to every exported artifact (what can ship); the
-teacher and the baseline are references, not releases. Drift gates (agreement with the torch
-student, top-1 drop against it) apply to exported artifacts only. Each evaluated gate is one
-entry ``{name, artifact, metric, threshold, comparison, value, passed}``; a gate whose value is
+teacher and the baseline are references, not releases. The metric gates come from the metric
+table (:mod:`edgekd.fairness.metric_table`: each metric with a ``gate``); three more compare with
+a reference: the student's mean |disparity| against the teacher's, and for exported artifacts
+only, agreement with and top-1 drop against the torch student. Each evaluated gate is one entry
+``{name, artifact, metric, threshold, comparison, value, passed}``; a gate whose value is
 undefined (no class with support in every group) fails, since a release cannot show it holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import Field, create_model
+
+from edgekd.config import Section
 from edgekd.errors import EdgeKDError
+from edgekd.fairness.metric_table import METRICS, difference
 
-__all__ = ["GATE_METRICS", "evaluate_gates", "failed_gates", "describe_gate"]
+__all__ = ["Gate", "gate_table", "GatesConfig", "evaluate_gates", "failed_gates", "describe_gate"]
 
-# gate name -> (what it measures, comparison, how to read the value from a model entry)
-GATE_METRICS = {
-    "min_top1": ("top-1 accuracy", ">=", lambda m, card: m["metrics"]["top1"]),
-    "max_mean_abs_disparity": ("mean |per-class recall disparity|", "<=",
-                               lambda m, card: m["metrics"]["mean_abs_disparity"]),
-    "max_dpd": ("mean demographic parity difference", "<=", lambda m, card: m["metrics"]["dpd"]["mean"]),
-    "max_eod": ("mean equalized odds difference", "<=", lambda m, card: m["metrics"]["eod"]["mean"]),
-    "max_disparity_increase_vs_teacher": (
-        "mean |disparity| minus the teacher's", "<=",
-        lambda m, card: _minus(m["metrics"]["mean_abs_disparity"],
-                               card["models"]["teacher"]["metrics"]["mean_abs_disparity"])),
+
+@dataclass(frozen=True)
+class Gate:
+    """One kind of gate: what it measures, how it compares, how it reads the value of a model
+    entry of the card (``read(entry, card)``), and whether it applies to exported artifacts only."""
+
+    name: str
+    metric: str
+    comparison: str
+    read: Callable[[dict, dict], float | None]
+    artifacts_only: bool = False
+
+
+def _metric_gate(metric) -> Gate:
+    return Gate(metric.gate, metric.description, metric.comparison,
+                lambda entry, card: metric.read(entry["metrics"]))
+
+
+_REFERENCE_GATES = (
+    Gate("max_disparity_increase_vs_teacher", "mean |disparity| minus the teacher's", "<=",
+         lambda entry, card: difference(
+             entry["metrics"]["mean_abs_disparity"],
+             card["models"]["teacher"]["metrics"]["mean_abs_disparity"])),
+    Gate("min_agreement_vs_student", "prediction agreement with the torch student", ">=",
+         lambda entry, card: entry["vs_student"]["prediction_agreement"], artifacts_only=True),
+    Gate("max_top1_drop_vs_student", "top-1 drop against the torch student", "<=",
+         lambda entry, card: difference(0.0, entry["vs_student"]["top1_change"]), artifacts_only=True),
+)
+_DESCRIPTIONS = {
+    "min_agreement_vs_student": "exported artifacts: argmax agreement with the torch student",
+    "max_top1_drop_vs_student": "exported artifacts: top-1 lost against the torch student",
 }
-DRIFT_METRICS = {
-    "min_agreement_vs_student": ("prediction agreement with the torch student", ">=",
-                                 lambda m, card: m["vs_student"]["prediction_agreement"]),
-    "max_top1_drop_vs_student": ("top-1 drop against the torch student", "<=",
-                                 lambda m, card: _minus(0.0, m["vs_student"]["top1_change"])),
-}
 
 
-def _minus(a, b):
-    return None if a is None or b is None else float(a) - float(b)
+def gate_table() -> dict[str, Gate]:
+    """Every gate by name: one per gated metric of the table, then the reference gates."""
+    return {**{m.gate: _metric_gate(m) for m in METRICS.gated()},
+            **{g.name: g for g in _REFERENCE_GATES}}
+
+
+GatesConfig = create_model(
+    "GatesConfig",
+    __base__=Section,
+    __doc__="``card.gates``: release thresholds on the student and every exported artifact (off "
+            "when unset). A failed gate makes ``edgekd build`` and ``edgekd card --check`` exit 1.",
+    **{name: (float | None, Field(None, ge=-1.0 if name == "max_disparity_increase_vs_teacher" else 0.0,
+                                  le=1.0, description=_DESCRIPTIONS.get(name)))
+       for name in gate_table()},
+)
 
 
 def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
-    """Every configured gate on every shipped model of ``card``.
+    """Every configured gate on every releasable model of ``card``.
 
     Parameters
     ----------
@@ -50,29 +86,28 @@ def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
     Returns
     -------
     list of dict
-        ``{name, artifact, metric, threshold, comparison, value, passed}`` per gate and shipped
+        ``{name, artifact, metric, threshold, comparison, value, passed}`` per gate and releasable
         model (distilled student and exported artifacts, in card order).
     """
-    known = {**GATE_METRICS, **DRIFT_METRICS}
-    for gate in gates_cfg:
-        if gate not in known:
-            raise EdgeKDError(f"card.gates.{gate}: unknown gate; allowed: {', '.join(known)}")
+    gates = gate_table()
+    for name in gates_cfg:
+        if name not in gates:
+            raise EdgeKDError(f"card.gates.{name}: unknown gate; allowed: {', '.join(gates)}")
     results = []
-    shipped = [name for name, entry in card["models"].items()
-               if name == "student" or entry.get("kind") != "torch"]
-    for name in shipped:
+    releasable = [name for name, entry in card["models"].items()
+                  if name == "student" or entry.get("kind") != "torch"]
+    for name in releasable:
         entry = card["models"][name]
-        table = dict(GATE_METRICS)
-        if entry.get("kind") != "torch":
-            table.update(DRIFT_METRICS)
-        for gate, (metric, comparison, read) in table.items():
-            threshold = gates_cfg.get(gate)
-            if threshold is None:
+        for gate in gates.values():
+            threshold = gates_cfg.get(gate.name)
+            if threshold is None or (gate.artifacts_only and entry.get("kind") == "torch"):
                 continue
-            value = read(entry, card)
-            passed = value is not None and (value >= threshold if comparison == ">=" else value <= threshold)
-            results.append({"name": gate, "artifact": name, "metric": metric, "threshold": threshold,
-                            "comparison": comparison, "value": value, "passed": bool(passed)})
+            value = gate.read(entry, card)
+            passed = value is not None and (value >= threshold if gate.comparison == ">="
+                                            else value <= threshold)
+            results.append({"name": gate.name, "artifact": name, "metric": gate.metric,
+                            "threshold": threshold, "comparison": gate.comparison, "value": value,
+                            "passed": bool(passed)})
     return results
 
 

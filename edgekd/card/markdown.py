@@ -13,14 +13,10 @@ from __future__ import annotations
 import yaml
 
 from edgekd.card.bench import BENCH_HEADERS, bench_rows
+from edgekd.fairness.metric_table import METRICS
 
 __all__ = ["render_markdown", "front_matter", "pipe_table"]
 
-_METRIC_NAMES = {
-    "top1": ("accuracy", "top-1 accuracy"),
-    "mean_abs_disparity": ("mean_abs_recall_disparity", "mean |per-class recall disparity|"),
-}
-_CI_KEYS = ("top1", "mean_abs_disparity", "dpd", "eod")
 
 
 def front_matter(card: dict) -> dict:
@@ -28,13 +24,9 @@ def front_matter(card: dict) -> dict:
     dataset = card["data"].get("source", "unknown")
     results = []
     for name, entry in card["models"].items():
-        m = entry["metrics"]
-        metrics = [{"type": key, "name": f"{label} ({name})", "value": round(m[metric], 6)}
-                   for metric, (key, label) in _METRIC_NAMES.items() if m.get(metric) is not None]
-        for metric in ("dpd", "eod"):
-            if m[metric]["mean"] is not None:
-                metrics.append({"type": f"mean_{metric}", "name": f"mean {metric.upper()} ({name})",
-                                "value": round(m[metric]["mean"], 6)})
+        metrics = [{"type": m.hub_type or m.key, "name": f"{m.description} ({name})",
+                    "value": round(value, 6)}
+                   for m in METRICS if (value := m.read(entry["metrics"])) is not None]
         results.append({
             "task": {"type": "image-classification", "name": f"{name} ({entry['kind']})"},
             "dataset": {"type": dataset, "name": dataset, "split": "test"},
@@ -46,7 +38,7 @@ def front_matter(card: dict) -> dict:
         "tags": ["edgekd", "knowledge-distillation", "fairness", "image-classification"],
         "datasets": [dataset],
         "base_model": f"timm/{card['models']['teacher'].get('arch', 'unknown')}",
-        "metrics": ["accuracy", "mean_abs_recall_disparity", "mean_dpd", "mean_eod"],
+        "metrics": [m.hub_type or m.key for m in METRICS],
         "model-index": [{"name": card["name"], "results": results}],
     }
 
@@ -165,13 +157,12 @@ def _headline(card: dict) -> list[str]:
         ci = intervals[0]
         title += (f"; {ci['level']:.0%} confidence intervals ({ci['method']}, "
                   f"{ci['resamples']} resamples, seed {ci.get('seed')})")
-    lines = ["", title, "",
-             "| model | kind | precision | top-1 | mean \\|disparity\\| | mean DPD | mean EOD | size MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    columns = ["model", "kind", "precision", *(m.title for m in METRICS), "size MB"]
+    lines = ["", title, "", "| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
+             "|" + "---|" * len(columns)]
     for name, entry in card["models"].items():
         m, ci = entry["metrics"], entry.get("ci")
-        cells = [_with_ci(m["top1"], ci, "top1"), _with_ci(m["mean_abs_disparity"], ci, "mean_abs_disparity"),
-                 _with_ci(m["dpd"]["mean"], ci, "dpd"), _with_ci(m["eod"]["mean"], ci, "eod")]
+        cells = [_with_ci(metric.read(m), ci, metric.key) for metric in METRICS]
         size = entry.get("size_bytes")
         lines.append(f"| {name} | {entry['kind']} | {entry.get('precision', 'fp32')} | "
                      + " | ".join(cells) + f" | {_num(size / 1e6 if size else None, 1)} |")

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_plots", "save_figure"]
+from edgekd.files import atomic_output
+
+__all__ = ["PLOT_NAMES", "write_plots", "save_figure"]
+
+PLOT_NAMES = ("disparity_by_class.png", "recall_by_group.png")  # under plots/ in a bundle
 
 
 def _pyplot():
@@ -45,7 +49,7 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
     ax.set_title("Per-class recall disparity")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    paths.append(save_figure(fig, out_dir / "disparity_by_class.png"))
+    paths.append(save_figure(fig, out_dir / PLOT_NAMES[0]))
     plt.close(fig)
 
     ncols = min(3, len(models))
@@ -71,13 +75,13 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
                title=card["data"]["protected_attribute"], title_fontsize=7)
     fig.suptitle("Recall per group and class", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
-    paths.append(save_figure(fig, out_dir / "recall_by_group.png"))
+    paths.append(save_figure(fig, out_dir / PLOT_NAMES[1]))
     plt.close(fig)
     return paths
 
 
 def save_figure(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    """Save ``fig`` as a PNG at ``path`` atomically."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     return path

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-__all__ = ["summary_rows", "format_table"]
+from edgekd.fairness.metric_table import METRICS
+
+__all__ = ["summary_rows", "summary_headers", "format_table"]
 
 
 def summary_rows(card: dict) -> list[dict]:
-    """Model x top-1, mean |disparity|, mean DPD, mean EOD and size, from a card."""
-    rows = []
-    for name, entry in card["models"].items():
-        m = entry["metrics"]
-        rows.append({
-            "model": name,
-            "kind": entry["kind"],
-            "top1": m["top1"],
-            "mean_abs_disparity": m["mean_abs_disparity"],
-            "dpd": m["dpd"]["mean"],
-            "eod": m["eod"]["mean"],
-            "size_mb": entry["size_bytes"] / 1e6,
-        })
-    return rows
+    """Model, kind, every metric of the metric table, and size, from a card."""
+    return [{"model": name, "kind": entry["kind"],
+             **{m.key: m.read(entry["metrics"]) for m in METRICS},
+             "size_mb": entry["size_bytes"] / 1e6}
+            for name, entry in card["models"].items()]
 
 
-_HEADERS = {"model": "model", "kind": "kind", "top1": "top-1", "mean_abs_disparity": "mean |disp|",
-            "dpd": "DPD", "eod": "EOD", "size_mb": "size MB"}
+def summary_headers() -> dict[str, str]:
+    """Column headers of :func:`summary_rows`."""
+    return {"model": "model", "kind": "kind", **{m.key: m.label for m in METRICS}, "size_mb": "size MB"}
 
 
 _ONE_DECIMAL = {"size_mb"}
@@ -39,7 +33,7 @@ def _cell(value, key: str = "") -> str:
 
 def format_table(rows: list[dict], headers: dict[str, str] | None = None) -> str:
     """Plain aligned text columns; numbers right-aligned."""
-    headers = headers or _HEADERS
+    headers = headers or summary_headers()
     keys = [k for k in headers if any(k in r for r in rows)]
     cells = [[headers[k] for k in keys]] + [[_cell(r.get(k), k) for k in keys] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(keys))]

@@ -1,31 +1,26 @@
-"""Data sources, picked by name from ``data.source``.
+"""Data sources, picked by name from ``data.source`` (:mod:`edgekd.data.registry`).
 
-Each source turns its recipe section into :class:`DataSplits` (uint8 images, labels, protected
-groups, class and group names). Sources import no torch.
+Each source is one module that defines its recipe section and registers its loader with it; the
+loader turns the section into :class:`DataSplits` (uint8 images, labels, protected groups, class
+and group names). Sources import no torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from edgekd.data.celeba import load_celeba
-from edgekd.data.csv_folder import load_csv
-from edgekd.data.fashion_mnist import load_fashion_mnist_colored
+# Importing a source's module registers it; the first is the default of ``data.source``.
+from edgekd.data import (  # noqa: F401
+    celeba,
+    csv_folder,
+    fashion_mnist,
+    trifeature,  # noqa: F401  (isort: keep trifeature first)
+    wider_attribute,
+)
+from edgekd.data.registry import DATA_SOURCES, DataSource, register_source
 from edgekd.data.splits import DataSplits, Split
-from edgekd.data.trifeature import load_trifeature
-from edgekd.data.wider_attribute import load_wider_attribute
-from edgekd.registry import Registry
 
-__all__ = ["DATA_SOURCES", "DataSplits", "Split", "load_data"]
-
-DATA_SOURCES: Registry[Callable[..., DataSplits]] = Registry("data source")
-DATA_SOURCES.register("trifeature")(load_trifeature)
-DATA_SOURCES.register("csv")(load_csv)
-DATA_SOURCES.register("celeba")(load_celeba)
-DATA_SOURCES.register("wider_attribute")(load_wider_attribute)
-DATA_SOURCES.register("fashion_mnist_colored")(load_fashion_mnist_colored)
+__all__ = ["DATA_SOURCES", "DataSource", "DataSplits", "Split", "load_data", "register_source"]
 
 
 def load_data(cfg, *, seed: int) -> DataSplits:
     """The splits for a recipe's ``data`` section."""
-    return DATA_SOURCES.get(cfg.source, key="data.source")(cfg, seed=seed)
+    return DATA_SOURCES.get(cfg.source, key="data.source").load(cfg, seed=seed)

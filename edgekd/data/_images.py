@@ -18,15 +18,17 @@ import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
+from pydantic import Field, PositiveFloat, ValidationInfo, field_validator, model_validator
 
+from edgekd.config import Section, resolve_path
 from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
-from edgekd.stages import write_atomic
+from edgekd.files import write_atomic
 
-__all__ = ["LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
+__all__ = ["FileData", "LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
            "IMAGENET_STD", "normalisation", "read_split", "describe_bad"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -37,6 +39,32 @@ Box = tuple[float, float, float, float]  # x, y, w, h in pixels
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+
+
+
+class FileData(Section):
+    """What every file-based source shares: a root folder, the size, the decode cache."""
+
+    root: Path = Field(description="dataset folder, relative to the recipe's folder")
+    image_size: int = Field(224, ge=16, le=1024)
+    cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/edgekd)")
+    workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
+    on_bad_image: Literal["skip", "error"] = Field(
+        "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
+    mean: tuple[float, float, float] | None = Field(None, description="per-channel mean (ImageNet's)")
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
+        None, description="per-channel std (ImageNet's)")
+
+    @field_validator("root")
+    @classmethod
+    def _root_exists(cls, path: Path, info: ValidationInfo) -> Path:
+        return resolve_path(path, info, folder=True)
+
+    @model_validator(mode="after")
+    def _default_cache(self):
+        if self.cache_dir is None:
+            object.__setattr__(self, "cache_dir", default_cache_dir())
+        return self
 
 
 def normalisation(cfg) -> tuple[tuple[float, ...], tuple[float, ...]]:

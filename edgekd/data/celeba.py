@@ -11,10 +11,13 @@ Young). ``undersample: true`` balances the target in the training split (seeded)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from edgekd.data._images import describe_bad, normalisation, read_split
+from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
 
@@ -55,6 +58,18 @@ def read_partition(path: Path) -> dict[str, int]:
     return out
 
 
+
+class CelebAData(FileData):
+    """``data.source: celeba``: CelebA's aligned images and attribute files."""
+
+    source: Literal["celeba"] = "celeba"
+    target: str = "Smiling"
+    protected: str = "Male"
+    undersample: bool = Field(False, description="balance the target in the training split")
+    max_per_split: int | None = Field(None, ge=1, description="seeded subset per split")
+
+
+@register_source(CelebAData)
 def load_celeba(cfg, *, seed: int) -> DataSplits:
     names, attributes = read_attributes(cfg.root / "list_attr_celeba.txt")
     for key in ("target", "protected"):

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from edgekd.data._images import describe_bad, normalisation, read_split
+from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
 
@@ -57,6 +60,23 @@ def _names(values: list[str], given: list[str] | None) -> list[str]:
     return sorted(set(values))
 
 
+
+class CsvData(FileData):
+    """``data.source: csv``: a folder of images and one CSV per split."""
+
+    source: Literal["csv"] = "csv"
+    train_csv: str = "train.csv"
+    val_csv: str = "val.csv"
+    test_csv: str = "test.csv"
+    path_column: str = "path"
+    label_column: str = "label"
+    group_column: str = "group"
+    classes: list[str] | None = Field(None, description="class names in index order")
+    groups: list[str] | None = Field(None, description="group names in index order")
+    protected_attribute: str = "group"
+
+
+@register_source(CsvData)
 def load_csv(cfg, *, seed: int) -> DataSplits:
     columns = (cfg.path_column, cfg.label_column, cfg.group_column)
     files = {"train": cfg.train_csv, "val": cfg.val_csv, "test": cfg.test_csv}

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from edgekd.config import Section
+from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits, Split
 from edgekd.errors import EdgeKDError
 
@@ -62,6 +66,18 @@ def _groups(labels: np.ndarray, bias: float, rng) -> np.ndarray:
     return np.where(rng.random(len(labels)) < bias, majority, 1 - majority).astype(np.int64)
 
 
+
+class FashionMnistColoredData(Section):
+    """``data.source: fashion_mnist_colored``: Fashion-MNIST tinted by a biased colour group."""
+
+    source: Literal["fashion_mnist_colored"] = "fashion_mnist_colored"
+    path: Path = Field(Path("/usr/share/dataset-fashion-mnist"), description="folder of idx files")
+    image_size: int = Field(32, ge=16, le=512)
+    bias: float = Field(0.9, ge=0.0, le=1.0)
+    val_size: int = Field(5000, ge=1)
+
+
+@register_source(FashionMnistColoredData)
 def load_fashion_mnist_colored(cfg, *, seed: int) -> DataSplits:
     path = Path(cfg.path)
     train_x, train_y = read_idx(path / "train-images-idx3-ubyte"), read_idx(path / "train-labels-idx1-ubyte")

@@ -17,9 +17,13 @@ arrays on any machine.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from edgekd.config import Section
+from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits, Split
 
 __all__ = ["SHAPES", "TEXTURES", "COLOURS", "GROUP_NAMES", "generate_split", "load_trifeature"]
@@ -195,6 +199,24 @@ def generate_split(split: str, n: int, *, seed: int, num_classes: int, image_siz
     return Split(images=images, labels=labels.astype(np.int64), groups=groups.astype(np.int64))
 
 
+
+class TrifeatureData(Section):
+    """``data.source: trifeature``: the generated, deliberately biased shapes set."""
+
+    source: Literal["trifeature"] = "trifeature"
+    image_size: int = Field(64, ge=16, le=512, description="height and width in pixels")
+    num_classes: int = Field(4, ge=2, le=10, description="the first N of the 10 shapes")
+    bias: float = Field(0.9, ge=0.0, le=1.0, description="P(majority colour group) in train/val")
+    train_size: int = Field(3200, ge=8)
+    val_size: int = Field(400, ge=8)
+    test_size: int = Field(800, ge=8, description="balanced over (class, group) cells")
+    max_rotation: float = Field(180.0, ge=0.0, le=180.0, description="rotation range in degrees (+/-)")
+    fresh_train_each_epoch: bool = Field(
+        True, description="draw new training images every epoch (no overfitting to a small set)"
+    )
+
+
+@register_source(TrifeatureData)
 def load_trifeature(cfg, *, seed: int) -> DataSplits:
     """Build the three splits of a recipe's ``data`` section (``source: trifeature``)."""
     common = dict(seed=seed, num_classes=cfg.num_classes, image_size=cfg.image_size,

@@ -21,10 +21,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, ValidationInfo, field_validator
 
-from edgekd.data._images import describe_bad, normalisation, read_split
+from edgekd.config import resolve_path
+from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
 
@@ -78,6 +82,24 @@ def _gender(targets: list[dict]) -> tuple[int, int]:
     return male, female
 
 
+
+class WiderAttributeData(FileData):
+    """``data.source: wider_attribute``: WIDER Attribute events with gender as the group."""
+
+    source: Literal["wider_attribute"] = "wider_attribute"
+    annotations: Path | None = Field(None, description="folder of the two JSON files")
+    label_map: Literal["events30", "clusters16"] = "events30"
+    threshold: float = Field(0.5, ge=0.0, lt=1.0, description="male share above which: male")
+    unknown: Literal["exclude", "as_group"] = "exclude"
+    crop: Literal["none", "person"] = "none"
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_exist(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return resolve_path(path, info, folder=True)
+
+
+@register_source(WiderAttributeData)
 def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
     folder = cfg.annotations
     trainval = read_annotations(_find(cfg.root, folder, "wider_attribute_trainval.json"))

@@ -3,10 +3,37 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field
+
+from edgekd.config import Section
 from edgekd.debias.adversarial import AdversarialDebiasing, Adversary, lambda_at
-from edgekd.distill.losses import Objective
+from edgekd.train.objective import Objective
 
 __all__ = ["AdversarialDebiasing", "Adversary", "lambda_at", "with_debiasing"]
+
+
+class DebiasConfig(Section):
+    """``debias``: an adversary on the protected group (Zhang, Lemoine & Mitchell 2018)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    method: Literal["none", "adversarial"] = "none"
+    lambda_: float = Field(0.5, alias="lambda", ge=0.0, le=100.0,
+                           description="weight of the reversed adversary loss")
+    criterion: Literal["demographic_parity", "equalized_odds"] = Field(
+        "demographic_parity", description="equalized_odds also gives the adversary the true label")
+    input: Literal["probabilities", "features"] = Field(
+        "probabilities", description="what the adversary sees: softmax outputs or pooled features")
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [64], max_length=4, description="adversary MLP hidden widths")
+    warmup_epochs: int = Field(0, ge=0, description="epochs that train the adversary alone")
+    schedule: Literal["constant", "linear"] = "constant"
+    ramp_epochs: int = Field(0, ge=0, description="linear: epochs to ramp lambda from 0")
+    apply_to: list[Literal["student", "baseline"]] = Field(
+        default_factory=lambda: ["student"], min_length=1,
+        description="stages trained with the adversary")
 
 
 def with_debiasing(objective: Objective, cfg) -> Objective:

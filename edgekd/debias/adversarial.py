@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgekd.distill.losses import Batch, Objective
-from edgekd.train.reversal import grad_reverse
+from edgekd.models.reversal import grad_reverse
+from edgekd.train.objective import Batch, Objective
 
 __all__ = ["Adversary", "AdversarialDebiasing", "lambda_at"]
 

@@ -11,18 +11,25 @@ kdpp       KD + embedding norm and direction (Wang et al. 2023)        :mod:`.kd
 adaptive   KD weighted per subgroup by the teacher's reliability       :mod:`.adaptive`
            (Lukasik et al. 2021)
 =========  ==========================================================  ====================
+
+A method is one module defining its recipe section and its loss (see :mod:`.losses`). The
+training interface it implements (:class:`~edgekd.train.objective.Objective`, ``Batch``) and the
+teacher-outputs cache live in :mod:`edgekd.train`; they are re-exported here.
 """
 
 from __future__ import annotations
 
 from edgekd.distill import adaptive, ctkd, kdpp, rkd  # noqa: F401  (register the methods)
-from edgekd.distill.losses import OBJECTIVES, Batch, CrossEntropy, KDLoss, Objective, kd_loss
-from edgekd.distill.teacher_outputs import TeacherOutputs
+from edgekd.distill.losses import (
+    OBJECTIVES,
+    DistillSettings,
+    KDLoss,
+    build_objective,
+    kd_loss,
+    register_method,
+)
+from edgekd.train.objective import Batch, CrossEntropy, Objective
+from edgekd.train.teacher_outputs import TeacherOutputs
 
-__all__ = ["OBJECTIVES", "Batch", "CrossEntropy", "KDLoss", "Objective", "TeacherOutputs", "kd_loss",
-           "build_objective"]
-
-
-def build_objective(cfg) -> Objective:
-    """The student's objective for a recipe's ``distill`` section."""
-    return OBJECTIVES.get(cfg.method, key="distill.method").from_config(cfg)
+__all__ = ["OBJECTIVES", "Batch", "CrossEntropy", "DistillSettings", "KDLoss", "Objective",
+           "TeacherOutputs", "build_objective", "kd_loss", "register_method"]

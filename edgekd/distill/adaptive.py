@@ -17,11 +17,15 @@ images takes its class's weight. The weights are written to the card.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from edgekd.distill.losses import OBJECTIVES, Batch, Objective, kd_loss_per_sample
+from edgekd.distill.losses import DistillSettings, kd_loss_per_sample, register_method
+from edgekd.train.objective import Batch, Objective
 
 __all__ = ["AdaptiveKDLoss", "subgroup_weights"]
 
@@ -48,7 +52,16 @@ def subgroup_weights(pred: np.ndarray, labels: np.ndarray, groups: np.ndarray, *
     return np.nan_to_num(alpha * acc / best, nan=0.0)
 
 
-@OBJECTIVES.register("adaptive")
+class AdaptiveConfig(DistillSettings):
+    """``distill.method: adaptive``: per-subgroup KD weights after "Teacher's pet" (2021)."""
+
+    method: Literal["adaptive"] = "adaptive"
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight where the teacher is best")
+    per: Literal["class", "cell"] = Field("class", description="class, or (class, group) cell")
+
+
+@register_method(AdaptiveConfig)
 class AdaptiveKDLoss(Objective):
     """KD whose teacher weight is lowered per class (or cell) where the teacher is unreliable."""
 
@@ -63,9 +76,6 @@ class AdaptiveKDLoss(Objective):
         self.class_names: list[str] = []
         self.group_names: list[str] = []
 
-    @classmethod
-    def from_config(cls, cfg) -> AdaptiveKDLoss:
-        return cls(temperature=cfg.temperature, alpha=cfg.alpha, per=cfg.per)
 
     def prepare(self, *, teacher_outputs, student_features: int, data) -> None:
         logits, _ = teacher_outputs.for_split(data.val, key="val")

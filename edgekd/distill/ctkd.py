@@ -17,13 +17,16 @@ temperature). The temperature of every epoch is logged in the stage metrics.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
-from edgekd.distill.losses import OBJECTIVES, Batch, Objective, kd_loss
-from edgekd.train.reversal import grad_reverse
+from edgekd.distill.losses import DistillSettings, kd_loss, register_method
+from edgekd.models.reversal import grad_reverse
+from edgekd.train.objective import Batch, Objective
 
 __all__ = ["CTKDLoss", "cosine_curriculum"]
 
@@ -36,7 +39,26 @@ def cosine_curriculum(epoch: int, curriculum_epochs: int) -> float:
     return (1.0 - math.cos(math.pi * progress)) / 2.0
 
 
-@OBJECTIVES.register("ctkd")
+class CTKDConfig(DistillSettings):
+    """``distill.method: ctkd``: curriculum temperature KD (Li et al. 2023)."""
+
+    method: Literal["ctkd"] = "ctkd"
+    t_min: float = Field(1.0, gt=0.0)
+    t_range: float = Field(20.0, gt=0.0)
+    initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
+    alpha: float = Field(0.9, ge=0.0, le=1.0)
+    curriculum_epochs: int = Field(10, ge=1, description="capped at the student's epochs")
+
+    @model_validator(mode="after")
+    def _initial_inside(self) -> CTKDConfig:
+        if not self.t_min < self.initial_temperature < self.t_min + self.t_range:
+            raise ValueError(f"initial_temperature {self.initial_temperature:g} must lie strictly "
+                             f"between t_min {self.t_min:g} and t_min + t_range "
+                             f"{self.t_min + self.t_range:g}")
+        return self
+
+
+@register_method(CTKDConfig)
 class CTKDLoss(Objective):
     """KD with a learnable global temperature trained through gradient reversal (see module doc)."""
 
@@ -55,10 +77,6 @@ class CTKDLoss(Objective):
         self.theta = nn.Parameter(torch.tensor(math.log(share / (1.0 - share))))
         self.strength = 0.0
 
-    @classmethod
-    def from_config(cls, cfg) -> CTKDLoss:
-        return cls(t_min=cfg.t_min, t_range=cfg.t_range, initial_temperature=cfg.initial_temperature,
-                   alpha=cfg.alpha, curriculum_epochs=cfg.curriculum_epochs)
 
     @property
     def temperature(self) -> torch.Tensor:

@@ -16,12 +16,16 @@ before training (from the first epoch's split when the source draws fresh images
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from edgekd.distill.losses import OBJECTIVES, Batch, Objective, kd_loss
+from edgekd.distill.losses import DistillSettings, kd_loss, register_method
+from edgekd.train.objective import Batch, Objective
 
 __all__ = ["KDPPLoss", "nd_loss", "class_means"]
 
@@ -45,7 +49,16 @@ def nd_loss(projected: torch.Tensor, teacher_features: torch.Tensor, labels: tor
     return (1.0 - along / norm).mean()
 
 
-@OBJECTIVES.register("kdpp")
+class KDPPConfig(DistillSettings):
+    """``distill.method: kdpp``: KD++ / ND loss (Wang et al. 2023)."""
+
+    method: Literal["kdpp"] = "kdpp"
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    warmup_epochs: int = Field(20, ge=0, description="KD weight = min(1, epoch / warmup)")
+    nd_weight: float = Field(2.0, ge=0.0)
+
+
+@register_method(KDPPConfig)
 class KDPPLoss(Objective):
     """CE + warmed-up KD + ND loss with a trained projection (see module doc)."""
 
@@ -62,10 +75,6 @@ class KDPPLoss(Objective):
         self.projection: nn.Module | None = None
         self.register_buffer("centres", torch.zeros(0))
 
-    @classmethod
-    def from_config(cls, cfg) -> KDPPLoss:
-        return cls(temperature=cfg.temperature, warmup_epochs=cfg.warmup_epochs,
-                   nd_weight=cfg.nd_weight)
 
     def build(self, student_features: int, teacher_features: int) -> None:
         """Create the projection ``student_features -> teacher_features``."""

@@ -1,85 +1,65 @@
-"""Training objectives. Teacher, baseline and student run the same loop and differ only here.
+"""Classic knowledge distillation (Hinton et al. 2015) and the method registry.
 
-Every objective is an ``nn.Module`` called as ``objective(logits, batch)`` and returning a scalar
-loss. The loop reads a few class attributes to know what to put on the batch first:
+``distill.method: NAME`` picks a registered :class:`~edgekd.train.objective.Objective` class. A
+method is one module: its recipe section (a :class:`DistillSettings` with ``method:
+Literal[NAME]``) and its loss, registered together the way timm registers a model where it is
+defined::
 
-* ``uses_teacher``: the frozen teacher's logits (``batch.teacher_logits``);
-* ``uses_teacher_features``: also the teacher's pooled penultimate features;
+    class MyConfig(DistillSettings):
+        method: Literal["mine"] = "mine"
+        temperature: float = 4.0
 
-the student's own pooled features are always on the batch (``batch.features``). Parameters an
-objective owns (CTKD's temperature, KD++'s projection) are trained with the model. Three hooks
-let a method see more than one batch: :meth:`Objective.prepare` once before training (class
-means, teacher reliability), :meth:`Objective.start_epoch` (curricula) and
-:meth:`Objective.epoch_metrics` (what goes into the stage's metrics log).
+    @register_method(MyConfig)
+    class MyLoss(Objective):
+        uses_teacher = True
+        def __init__(self, *, temperature: float = 4.0): ...
+
+The loss's keyword arguments are the section's keys (:func:`build_objective` passes them).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from pydantic import Field
 
-from edgekd.registry import Registry
+from edgekd.config import Section
+from edgekd.registry import Registry, tag_of
+from edgekd.train.objective import Batch, Objective
 
-if TYPE_CHECKING:
-    from edgekd.distill.teacher_outputs import TeacherOutputs
-
-__all__ = ["Batch", "Objective", "CrossEntropy", "KDLoss", "OBJECTIVES", "kd_loss",
-           "kd_loss_per_sample"]
-
-
-@dataclass
-class Batch:
-    """What the loop hands an objective.
-
-    ``features`` are the student's pooled penultimate features (the input of its classifier);
-    ``teacher_logits`` / ``teacher_features`` are filled for objectives that use the teacher.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    groups: torch.Tensor
-    features: torch.Tensor | None = None
-    teacher_logits: torch.Tensor | None = None
-    teacher_features: torch.Tensor | None = None
-
-
-class Objective(nn.Module):
-    """The common interface: ``forward(logits, batch) -> loss`` plus three optional hooks."""
-
-    uses_teacher: bool = False
-    uses_teacher_features: bool = False
-
-    def prepare(self, *, teacher_outputs: TeacherOutputs | None, student_features: int,
-                data) -> None:
-        """Called once before training (and again before a resume restores the state)."""
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        """Called before epoch ``epoch`` (0-based) of ``epochs``."""
-
-    def epoch_metrics(self) -> dict:
-        """Extra numbers for the epoch's metrics record (e.g. CTKD's temperature)."""
-        return {}
-
-    def summary(self) -> dict:
-        """What the card shows about the trained objective (e.g. adaptive KD's weights)."""
-        return {}
-
-    def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
-
+__all__ = ["DistillSettings", "KDConfig", "KDLoss", "OBJECTIVES", "register_method", "build_objective",
+           "kd_loss", "kd_loss_per_sample"]
 
 OBJECTIVES: Registry[type[Objective]] = Registry("distillation method")
 
 
-class CrossEntropy(Objective):
-    """Plain cross-entropy on the labels: the teacher and the non-distilled baseline."""
+class DistillSettings(Section):
+    """What every ``distill`` section has besides its method's own keys."""
 
-    def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(logits, batch.labels)
+    cache_teacher: bool = Field(
+        True, description="compute the teacher's outputs once per split and keep them on disk"
+    )
+
+
+def register_method(config: type[DistillSettings]) -> Callable[[type[Objective]], type[Objective]]:
+    """Register the decorated objective class under the name ``config`` declares in ``method``."""
+
+    def add(cls: type[Objective]) -> type[Objective]:
+        cls.config = config
+        OBJECTIVES.register(tag_of(config, "method"))(cls)
+        return cls
+
+    return add
+
+
+def build_objective(cfg: DistillSettings) -> Objective:
+    """The student's objective for a recipe's ``distill`` section: the registered class, called
+    with the section's own keys."""
+    cls = OBJECTIVES.get(cfg.method, key="distill.method")
+    return cls(**cfg.model_dump(exclude={"method", *DistillSettings.model_fields}))
 
 
 def kd_loss_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -103,7 +83,15 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return kd_loss_per_sample(student_logits, teacher_logits, temperature).mean()
 
 
-@OBJECTIVES.register("kd")
+class KDConfig(DistillSettings):
+    """``distill.method: kd``: Hinton et al. (2015) soft-target distillation."""
+
+    method: Literal["kd"] = "kd"
+    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight of the KD term vs CE")
+
+
+@register_method(KDConfig)
 class KDLoss(Objective):
     """Classic KD (Hinton et al. 2015)::
 
@@ -119,9 +107,6 @@ class KDLoss(Objective):
         self.temperature = temperature
         self.alpha = alpha
 
-    @classmethod
-    def from_config(cls, cfg) -> KDLoss:
-        return cls(temperature=cfg.temperature, alpha=cfg.alpha)
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         assert batch.teacher_logits is not None, "KD needs the teacher's logits on the batch"

@@ -16,10 +16,14 @@ Total: ``CE + w_D * L_D + w_A * L_A (+ kd_weight * KD)`` with the paper's ``w_D 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
-from edgekd.distill.losses import OBJECTIVES, Batch, Objective, kd_loss
+from edgekd.distill.losses import DistillSettings, kd_loss, register_method
+from edgekd.train.objective import Batch, Objective
 
 __all__ = ["RKDLoss", "rkd_distance_loss", "rkd_angle_loss", "normalised_distances"]
 
@@ -71,7 +75,17 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
     return total / (b ** 3)
 
 
-@OBJECTIVES.register("rkd")
+class RKDConfig(DistillSettings):
+    """``distill.method: rkd``: relational KD (Park et al. 2019) on pooled features."""
+
+    method: Literal["rkd"] = "rkd"
+    distance_weight: float = Field(25.0, ge=0.0)
+    angle_weight: float = Field(50.0, ge=0.0)
+    kd_weight: float = Field(0.0, ge=0.0, description="optional classic KD term")
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="for the optional KD term")
+
+
+@register_method(RKDConfig)
 class RKDLoss(Objective):
     """``CE + distance_weight * L_D + angle_weight * L_A + kd_weight * KD`` (see module doc)."""
 
@@ -86,10 +100,6 @@ class RKDLoss(Objective):
         self.kd_weight = kd_weight
         self.temperature = temperature
 
-    @classmethod
-    def from_config(cls, cfg) -> RKDLoss:
-        return cls(distance_weight=cfg.distance_weight, angle_weight=cfg.angle_weight,
-                   kd_weight=cfg.kd_weight, temperature=cfg.temperature)
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         loss = F.cross_entropy(logits, batch.labels)

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgekd.stages import write_atomic
+from edgekd.config import Section
+from edgekd.files import write_atomic
 
 __all__ = ["convert_fp16"]
+
+
+class Fp16Config(Section):
+    """``export.fp16``: float16 weights and compute, float32 inputs and outputs."""
+
+    enabled: bool = False
 
 
 def convert_fp16(onnx_path: Path, out_path: Path) -> Path:

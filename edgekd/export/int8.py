@@ -16,15 +16,29 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from edgekd.config import Section
 from edgekd.errors import EdgeKDError
 from edgekd.export.runtime import normalise
 
 __all__ = ["CALIBRATION_METHODS", "quantize_int8"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+class Int8Config(Section):
+    """``export.int8``: onnxruntime static quantization (QDQ, per-channel weights)."""
+
+    enabled: bool = False
+    calibration_samples: int = Field(256, ge=1, le=100_000, description="training images")
+    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    activations: Literal["uint8", "int8"] = Field(
+        "uint8", description="uint8 (U8S8): fast on onnxruntime's x86 CPU kernels; int8 (S8S8): "
+                             "symmetric, for TensorRT and GPU execution providers")
 
 
 def quantize_int8(onnx_path: Path, out_path: Path, calibration_images: np.ndarray, mean, std, *,

@@ -5,16 +5,36 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 
+from edgekd.config import Section
 from edgekd.export.runtime import OnnxClassifier
-from edgekd.train.tensors import predict_logits
+from edgekd.models.tensors import predict_logits
 
 __all__ = ["export_onnx", "compare_with_torch"]
 
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+class OnnxConfig(Section):
+    """``export.onnx``: the fp32 ONNX file every other artifact starts from."""
+
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    opset: int = Field(17, ge=13, le=23)
+    min_agreement: float = Field(
+        0.999, ge=0.0, le=1.0, description="argmax agreement with torch below which the build fails"
+    )
+
+    @model_validator(mode="after")
+    def _dynamo_opset(self) -> OnnxConfig:
+        if self.exporter == "dynamo" and self.opset < 18:
+            raise ValueError("exporter: dynamo writes opset 18 or newer; use opset >= 18 or "
+                             "exporter: torchscript")
+        return self
 
 
 def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: int,

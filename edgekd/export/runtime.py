@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["OnnxClassifier", "normalise"]
+__all__ = ["OnnxClassifier", "normalise", "batched_logits"]
 
 
 def normalise(images: np.ndarray, mean, std) -> np.ndarray:
@@ -17,6 +18,24 @@ def normalise(images: np.ndarray, mean, std) -> np.ndarray:
     x -= np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
     x /= np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
     return np.ascontiguousarray(x)
+
+
+def batched_logits(infer: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mean, std, *,
+                   batch_size: int = 256, dtype=np.float32, pad: bool = False) -> np.ndarray:
+    """Logits of ``infer`` (a runtime's call on a normalised batch) for uint8 images (N, H, W, 3).
+
+    The one batched inference loop of exported models: the build's evaluation of every artifact
+    and ``edgekd bench --eval`` both run it. ``pad=True`` pads the last partial batch to
+    ``batch_size`` (engines built for one batch size) and drops the padding's outputs.
+    """
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        x = normalise(chunk, mean, std).astype(dtype, copy=False)
+        if pad and len(chunk) < batch_size:
+            x = np.concatenate([x, np.zeros((batch_size - len(chunk), *x.shape[1:]), dtype=x.dtype)])
+        out.append(np.asarray(infer(x))[:len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
 class OnnxClassifier:
@@ -56,6 +75,4 @@ class OnnxClassifier:
 
     def predict_images(self, images: np.ndarray, mean, std, batch_size: int = 256) -> np.ndarray:
         """Logits for uint8 images (N, H, W, 3), in batches."""
-        out = [self.logits(normalise(images[i:i + batch_size], mean, std))
-               for i in range(0, len(images), batch_size)]
-        return np.concatenate(out)
+        return batched_logits(self.logits, images, mean, std, batch_size=batch_size)

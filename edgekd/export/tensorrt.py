@@ -21,14 +21,38 @@ skips the engine (or fails with that line when the recipe says ``required: true`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from edgekd.config import Section
 from edgekd.errors import EdgeKDError
-from edgekd.export.runtime import normalise
+from edgekd.export.artifact import Artifact, ExportContext
+from edgekd.export.runtime import batched_logits, normalise
 
-__all__ = ["tensorrt_status", "engine_info", "build_engine", "TensorRTClassifier", "profile_shapes",
-           "precision_flags", "calibration_batches"]
+__all__ = ["TensorRTConfig", "build_tensorrt_artifact", "tensorrt_status", "engine_info", "build_engine",
+           "TensorRTClassifier", "profile_shapes", "precision_flags", "calibration_batches"]
+
+
+class TensorRTConfig(Section):
+    """``export.tensorrt``: an engine for the GPU of the build machine (see edgekd.export.tensorrt)."""
+
+    enabled: bool = False
+    required: bool = Field(False, description="fail the build when TensorRT or a GPU is missing")
+    via: Literal["onnx", "torch_tensorrt"] = "onnx"
+    precision: Literal["fp32", "fp16", "int8"] = "fp16"
+    workspace_mb: int = Field(1024, ge=16)
+    min_batch: int = Field(1, ge=1)
+    opt_batch: int = Field(8, ge=1)
+    max_batch: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _batch_order(self) -> TensorRTConfig:
+        if not self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(f"needs min_batch <= opt_batch <= max_batch, got {self.min_batch}, "
+                             f"{self.opt_batch}, {self.max_batch}")
+        return self
 
 
 def _cudart():
@@ -174,7 +198,7 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
     if serialized is None:
         raise EdgeKDError(f"export.tensorrt: TensorRT could not build a {precision} engine from "
                           f"{onnx_path.name} (see its log above)")
-    from edgekd.stages import write_atomic
+    from edgekd.files import write_atomic
 
     write_atomic(Path(out_path), bytes(serialized))
     return Path(out_path)
@@ -233,6 +257,67 @@ class TensorRTClassifier:
         return out
 
     def predict_images(self, images: np.ndarray, mean, std) -> np.ndarray:
-        out = [self.logits(normalise(images[i:i + self.batch_size], mean, std))
-               for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(out)
+        return batched_logits(self.logits, images, mean, std, batch_size=self.batch_size)
+
+
+def build_tensorrt_artifact(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact:
+    """The ``export.tensorrt`` row of :mod:`edgekd.export.formats`: an engine from the ONNX file
+    (``via: onnx``) or a Torch-TensorRT program from the student (``via: torch_tensorrt``); a
+    skipped artifact with the reason when this machine cannot build one (an error when
+    ``required``)."""
+    if cfg.via == "torch_tensorrt":
+        try:
+            import torch_tensorrt  # noqa: F401
+        except ImportError:
+            raise EdgeKDError('export.tensorrt.via: torch_tensorrt needs Torch-TensorRT; install it '
+                              'with: pip install "edgekd[tensorrt]"') from None
+    status = tensorrt_status()
+    name = f"tensorrt_{cfg.precision}"
+    if status is not None:
+        if cfg.required:
+            raise EdgeKDError(f"export.tensorrt (required): {status}")
+        ctx.log(f"export: TensorRT skipped: {status}")
+        return Artifact(name=name, skipped=status)
+    if cfg.via == "torch_tensorrt":
+        return _torch_tensorrt(cfg, ctx)
+    path = build_engine(ctx.onnx_path, ctx.out_dir / f"model.{cfg.precision}.engine",
+                        precision=cfg.precision, image_size=ctx.image_size, min_batch=cfg.min_batch,
+                        opt_batch=cfg.opt_batch, max_batch=cfg.max_batch, workspace_mb=cfg.workspace_mb,
+                        calibration_images=ctx.calibration_images[:ctx.export.int8.calibration_samples],
+                        mean=ctx.mean, std=ctx.std)
+    info = engine_info()
+    ctx.log(f"export: {path.name} (TensorRT {info['tensorrt']}, {info['gpu']})")
+    return Artifact(name=name, file=path.name, path=path, kind="tensorrt", precision=cfg.precision,
+                    runtime=f"TensorRT {info['tensorrt']} on {info['gpu']}", backend="tensorrt",
+                    export={**info, "batch": [cfg.min_batch, cfg.opt_batch, cfg.max_batch]}, engine=info)
+
+
+def _torch_tensorrt(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact:
+    """Torch-TensorRT's dynamo frontend; saved as an ExportedProgram that loads with
+    ``torch.export.load`` (no edgekd or timm code needed)."""
+    import torch
+    import torch_tensorrt
+
+    precisions = {"fp32": {torch.float32}, "fp16": {torch.float16, torch.float32},
+                  "int8": {torch.int8, torch.float16, torch.float32}}
+    shape = (3, ctx.image_size, ctx.image_size)
+    model = ctx.student.eval().cuda()
+    compiled = torch_tensorrt.compile(
+        model, ir="dynamo",
+        inputs=[torch_tensorrt.Input(min_shape=(cfg.min_batch, *shape), opt_shape=(cfg.opt_batch, *shape),
+                                     max_shape=(cfg.max_batch, *shape), dtype=torch.float32)],
+        enabled_precisions=precisions[cfg.precision], workspace_size=cfg.workspace_mb << 20)
+    path = ctx.out_dir / f"model.{cfg.precision}.ep"
+    example = torch.zeros((cfg.opt_batch, *shape), device="cuda")
+    torch_tensorrt.save(compiled, str(path), output_format="exported_program", inputs=[example])
+
+    def infer(x: np.ndarray) -> np.ndarray:  # at most max_batch images per call
+        with torch.no_grad():
+            return np.concatenate([
+                compiled(torch.from_numpy(x[i:i + cfg.max_batch]).cuda()).float().cpu().numpy()
+                for i in range(0, len(x), cfg.max_batch)])
+
+    ctx.log(f"export: {path.name} (Torch-TensorRT {torch_tensorrt.__version__})")
+    return Artifact(name=f"torch_tensorrt_{cfg.precision}", file=path.name, path=path, kind="torch_tensorrt",
+                    precision=cfg.precision, runtime=f"Torch-TensorRT {torch_tensorrt.__version__}",
+                    backend="torch", export={"via": "torch_tensorrt"}, infer=infer)

@@ -1,5 +1,8 @@
-"""Accuracy and group-fairness metrics (numpy and fairlearn; no torch)."""
+"""Accuracy and group-fairness metrics (no torch).
 
-from edgekd.fairness.metrics import evaluate_predictions, group_recalls, headline, per_class_disparity
-
-__all__ = ["evaluate_predictions", "group_recalls", "headline", "per_class_disparity"]
+:mod:`.metric_table` declares the headline metrics once; :mod:`.counts` computes them from
+(class, group) counts with numpy alone (bootstrap, device); :mod:`.metrics` computes the card's
+full per-class set through fairlearn; :mod:`.bootstrap` and :mod:`.significance` add intervals
+and tests. Nothing is imported here, so the device side can take the numpy-only parts without
+fairlearn's stack.
+"""

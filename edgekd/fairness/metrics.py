@@ -30,7 +30,10 @@ from fairlearn.metrics import (
 )
 from sklearn.metrics import precision_recall_fscore_support, recall_score
 
-__all__ = ["evaluate_predictions", "group_recalls", "per_class_disparity", "headline"]
+from edgekd.fairness.counts import CellCounts
+from edgekd.fairness.metric_table import METRICS
+
+__all__ = ["evaluate_predictions", "group_recalls", "per_class_disparity"]
 
 _recall = partial(recall_score, zero_division=np.nan)
 
@@ -121,7 +124,8 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
     dict
         ``top1``, ``macro_recall``, ``macro_precision``, ``macro_f1``, ``mean_abs_disparity``,
         ``max_abs_disparity``, ``dpd`` and ``eod`` (each ``mean``, ``worst``, ``worst_class``)
-        and ``per_class`` rows with recall by group, support by group, disparity, DPD and EOD.
+        and ``per_class`` rows with recall by group, support by group, disparity, DPD and EOD;
+        plus, by key, every metric of :mod:`edgekd.fairness.metric_table` that has no ``path``.
     """
     y_true, y_pred, groups = (np.asarray(a).astype(np.int64) for a in (y_true, y_pred, groups))
     num_classes, num_groups = len(class_names), len(group_names)
@@ -146,7 +150,7 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
             "eod": _nan_to_none(eod[c]),
         })
     abs_disp = _summary(disparity, class_names, absolute=True)
-    return {
+    metrics = {
         "n": int(len(y_true)),
         "top1": float((y_true == y_pred).mean()) if len(y_true) else None,
         "macro_recall": float(recall),
@@ -162,13 +166,9 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
         ],
         "per_class": per_class,
     }
+    counted = [m for m in METRICS if m.path is None]  # metrics of the table computed from counts
+    if counted:
+        counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups)
+        metrics.update({m.key: m.from_counts(counts) for m in counted})
+    return metrics
 
-
-def headline(metrics: dict) -> dict:
-    """The four numbers of a summary row: top-1, mean |disparity|, mean DPD, mean EOD."""
-    return {
-        "top1": metrics["top1"],
-        "mean_abs_disparity": metrics["mean_abs_disparity"],
-        "dpd": metrics["dpd"]["mean"],
-        "eod": metrics["eod"]["mean"],
-    }

@@ -8,10 +8,51 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from edgekd.config import Section, resolve_path
 from edgekd.errors import EdgeKDError
 
 __all__ = ["is_known_arch", "create_model", "load_weights", "pooled_features_and_logits", "feature_width",
            "count_parameters", "state_dict_bytes"]
+
+
+class ModelConfig(Section):
+    """A network and how it is trained (``teacher`` and ``student``)."""
+
+    arch: str
+    pretrained: bool = False
+    checkpoint: Path | None = Field(None, description="local weights, loaded with weights_only")
+    epochs: int = Field(ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    sync_batchnorm: bool = Field(
+        False, description="under torchrun on GPUs: BatchNorm statistics over the global batch")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        from edgekd.models import is_known_arch
+
+        if not is_known_arch(arch):
+            raise ValueError(
+                f"{arch!r} is not a timm model (see timm.list_models(), e.g. efficientnet_b0)"
+            )
+        return arch
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _checkpoint_exists(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return resolve_path(path, info, folder=False)
+
+    @model_validator(mode="after")
+    def _weights_for_zero_epochs(self) -> ModelConfig:
+        if self.epochs == 0 and self.checkpoint is None and not self.pretrained:
+            raise ValueError("epochs: 0 needs a checkpoint or pretrained: true")
+        return self
 
 
 def is_known_arch(arch: str) -> bool:

@@ -19,13 +19,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from edgekd.data.splits import DataSplits, Split
-from edgekd.distill.losses import Batch, Objective
-from edgekd.distill.teacher_outputs import TeacherOutputs
 from edgekd.fairness.metrics import group_recalls, per_class_disparity
+from edgekd.files import write_atomic, write_json
 from edgekd.models import feature_width, pooled_features_and_logits
-from edgekd.stages import Stage, write_atomic, write_json
+from edgekd.models.tensors import predict_logits, to_input
+from edgekd.stages import Stage
 from edgekd.train.distributed import SINGLE, Dist, rank_indices
-from edgekd.train.tensors import predict_logits, to_input
+from edgekd.train.objective import Batch, Objective
+from edgekd.train.teacher_outputs import TeacherOutputs
 
 __all__ = ["fit", "EpochHook"]
 

@@ -18,27 +18,17 @@ import numpy as np
 import torch
 
 from edgekd.data.splits import DataSplits, Split
-from edgekd.models import pooled_features_and_logits
-from edgekd.stages import write_atomic
+from edgekd.files import write_atomic
+from edgekd.models.tensors import predict
 from edgekd.train.distributed import SINGLE, Dist
-from edgekd.train.tensors import to_input
 
 __all__ = ["TeacherOutputs", "teacher_forward"]
 
 
-@torch.no_grad()
 def teacher_forward(teacher: torch.nn.Module, images: np.ndarray, mean, std, *,
                     batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and pooled features ``(N, D)`` of ``teacher`` in eval mode."""
-    teacher.eval()
-    device = next(teacher.parameters()).device
-    logits, features = [], []
-    for i in range(0, len(images), batch_size):
-        f, z = pooled_features_and_logits(teacher,
-                                          to_input(images[i:i + batch_size], mean, std, device))
-        logits.append(z.float().cpu().numpy())
-        features.append(f.float().cpu().numpy())
-    return np.concatenate(logits), np.concatenate(features)
+    return predict(teacher, images, mean, std, batch_size=batch_size, features=True)
 
 
 class TeacherOutputs:

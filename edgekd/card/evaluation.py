@@ -1,0 +1,102 @@
+"""One evaluation of a model or an exported artifact on the test split: the card's unit.
+
+Teacher, baseline and student (torch) and every exported file (each run through its own runtime)
+are described the same way, by :func:`evaluate`::
+
+    student = evaluate("student", logits.argmax(1), data, kind="torch", size_bytes=...,
+                       details={"arch": "efficientnet_b0", ...})
+    int8 = evaluate("onnx_int8", predictions, data, kind="onnx", precision="int8",
+                    file="model.int8.onnx", runtime="onnxruntime 1.20 (CPUExecutionProvider)",
+                    size_bytes=..., reference=student)
+
+``reference`` (the torch student an artifact came from) adds the drift: how often the artifact
+predicts what the student predicts, and how its top-1 and mean |disparity| moved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.fairness.metric_table import difference
+
+__all__ = ["Evaluation", "evaluate", "drift"]
+
+
+@dataclass
+class Evaluation:
+    """A model or artifact, where and how it ran, and what it scored.
+
+    ``predictions`` (one class per test image) and ``path`` stay in the build; everything else
+    is the model's entry on the card (:meth:`card_entry`). ``details`` are the kind's own
+    descriptive fields (a torch model's arch, parameters, stage key and training; an artifact's
+    export settings), shown as they are.
+    """
+
+    name: str
+    kind: str
+    predictions: np.ndarray
+    metrics: dict
+    size_bytes: int
+    precision: str | None = None
+    runtime: str | None = None
+    file: str | None = None
+    path: Path | None = None
+    details: dict = field(default_factory=dict)
+    vs_student: dict | None = None
+
+    def card_entry(self) -> dict:
+        """The entry under ``card["models"][name]`` (without the bootstrap intervals)."""
+        entry = {"kind": self.kind}
+        entry.update({k: v for k, v in (("file", self.file), ("runtime", self.runtime),
+                                        ("precision", self.precision)) if v is not None})
+        entry["size_bytes"] = self.size_bytes
+        entry.update(self.details)
+        entry["metrics"] = self.metrics
+        if self.vs_student is not None:
+            entry["vs_student"] = self.vs_student
+        return entry
+
+
+def drift(reference: Evaluation, artifact: Evaluation) -> dict:
+    """How an exported artifact's behaviour differs from the torch model it came from."""
+    return {
+        "prediction_agreement": float(np.mean(reference.predictions == artifact.predictions)),
+        "top1_change": difference(artifact.metrics["top1"], reference.metrics["top1"]),
+        "mean_abs_disparity_change": difference(artifact.metrics["mean_abs_disparity"],
+                                                reference.metrics["mean_abs_disparity"]),
+    }
+
+
+def evaluate(name: str, predictions: np.ndarray, data, *, kind: str, size_bytes: int,
+             precision: str | None = None, runtime: str | None = None, file: str | None = None,
+             path: Path | None = None, details: dict | None = None,
+             reference: Evaluation | None = None) -> Evaluation:
+    """Score ``predictions`` on ``data``'s test split and describe what made them.
+
+    Parameters
+    ----------
+    name : str
+        The model's name on the card (teacher, baseline, student, onnx, onnx_int8, ...).
+    predictions : int array (n,)
+        The predicted class of every test image.
+    data : DataSplits
+        Test labels and groups, class and group names.
+    kind, size_bytes, precision, runtime, file, path, details
+        What the card says about the model or file (see :class:`Evaluation`).
+    reference : Evaluation, optional
+        The torch student an exported artifact came from; adds ``vs_student``.
+    """
+    from edgekd.fairness.metrics import evaluate_predictions  # fairlearn: build side only
+
+    predictions = np.asarray(predictions)
+    metrics = evaluate_predictions(data.test.labels, predictions, data.test.groups,
+                                   class_names=data.class_names, group_names=data.group_names)
+    evaluation = Evaluation(name=name, kind=kind, predictions=predictions, metrics=metrics,
+                            size_bytes=int(size_bytes), precision=precision, runtime=runtime, file=file,
+                            path=path, details=dict(details or {}))
+    if reference is not None:
+        evaluation.vs_student = drift(reference, evaluation)
+    return evaluation

@@ -1,0 +1,33 @@
+"""The base of every recipe section, and paths given in a recipe (ground floor: pydantic only).
+
+Each section is defined next to what it configures (a data source's settings in its module under
+``edgekd/data``, a distillation method's beside its loss, ...); :mod:`edgekd.recipe` puts them
+together. Unknown keys are errors, and values are checked on assignment too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo
+
+__all__ = ["Section", "resolve_path"]
+
+
+class Section(BaseModel):
+    """A recipe section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def resolve_path(path: Path | None, info: ValidationInfo, *, folder: bool) -> Path | None:
+    """A path from the recipe, relative to the recipe's folder (the validation context's
+    ``base_dir``), that must exist; raises ``ValueError`` (a recipe error line) when it does not."""
+    if path is None:
+        return None
+    base = Path((info.context or {}).get("base_dir", "."))
+    full = (base / path.expanduser()).resolve()
+    if not (full.is_dir() if folder else full.is_file()):
+        kind = "folder" if folder else "file"
+        raise ValueError(f"{kind} {str(path)!r} does not exist (relative to {base.resolve()})")
+    return full

@@ -1,0 +1,57 @@
+"""What an exporter is given (:class:`ExportContext`) and what it returns (:class:`Artifact`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ExportContext", "Artifact"]
+
+
+@dataclass
+class ExportContext:
+    """What an exporter may use: the fp32 ONNX file, the folder to write into, the torch student,
+    the calibration images and preprocessing, the whole ``export`` section, a log."""
+
+    onnx_path: Path
+    out_dir: Path
+    student: object
+    calibration_images: np.ndarray
+    mean: tuple
+    std: tuple
+    image_size: int
+    export: object
+    threads: int | None = None
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class Artifact:
+    """A file an exporter wrote (or, with ``skipped``, why it wrote none).
+
+    ``backend`` names the bench backend that runs the file; ``infer`` (a call on a normalised
+    numpy batch returning logits) is set only by an exporter whose file needs a runtime no bench
+    backend offers (Torch-TensorRT's compiled module on the GPU).
+    """
+
+    name: str
+    file: str | None = None
+    path: Path | None = None
+    kind: str = "onnx"
+    precision: str = "fp32"
+    runtime: str | None = None
+    backend: str = "onnxruntime"
+    export: dict = field(default_factory=dict)
+    engine: dict | None = None
+    skipped: str | None = None
+    infer: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def record(self) -> dict:
+        """Plain data for the stage's ``artifacts.json`` (no arrays; the path relative)."""
+        out = {k: v for k, v in asdict(self).items() if k != "infer" and v is not None}
+        if self.path is not None:
+            out["path"] = Path(self.path).name
+        return out

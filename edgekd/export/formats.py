@@ -1,0 +1,132 @@
+"""The export formats: one table, the way Ultralytics keeps its export formats.
+
+``model.onnx`` (fp32, exported from the torch student by :mod:`edgekd.export.onnx`) is the
+source of every other artifact. Each row below turns it into one more file, configured by its own
+section under the recipe's ``export`` and evaluated on the test split through the runtime that
+will run it (the bench backend named in the row), so the card's numbers are those of the file
+that ships:
+
+==============  ==========================  ===============  ===========  ===========================
+recipe key      file                        exporter         runtime      needs
+==============  ==========================  ===============  ===========  ===========================
+export.int8     model.int8.onnx             :mod:`.int8`     onnxruntime  onnxruntime (quantization)
+export.fp16     model.fp16.onnx             :mod:`.fp16`     onnxruntime  onnxruntime (float16 tool)
+export.tensorrt model.<precision>.engine    :mod:`.tensorrt` tensorrt     TensorRT, cuda-python, a GPU
+==============  ==========================  ===============  ===========  ===========================
+
+A new format is one exporter function and one row (:func:`register_format`); the recipe's
+``export`` section is assembled from the rows (:class:`ExportConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import Field, create_model
+
+from edgekd.config import Section
+from edgekd.errors import EdgeKDError
+from edgekd.export.artifact import Artifact, ExportContext
+from edgekd.export.fp16 import Fp16Config
+from edgekd.export.int8 import Int8Config
+from edgekd.export.onnx import OnnxConfig
+from edgekd.export.tensorrt import TensorRTConfig
+
+__all__ = ["ExportFormat", "ExportContext", "Artifact", "EXPORT_FORMATS", "register_format", "ExportConfig",
+           "build_artifacts", "evaluate_file"]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of the table: the recipe key under ``export``, its settings, the file it writes,
+    its exporter, and what it needs."""
+
+    key: str
+    config: type[Section]
+    file: str
+    exporter: Callable[[Section, ExportContext], Artifact]
+    needs: str
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {}
+
+
+def register_format(fmt: ExportFormat) -> ExportFormat:
+    if fmt.key in EXPORT_FORMATS or fmt.key == "onnx":
+        raise ValueError(f"export format {fmt.key!r} is registered twice")
+    EXPORT_FORMATS[fmt.key] = fmt
+    return fmt
+
+
+def _ort_runtime() -> str:
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
+
+
+def _int8(cfg: Int8Config, ctx: ExportContext) -> Artifact:
+    from edgekd.export.int8 import quantize_int8
+
+    path = quantize_int8(ctx.onnx_path, ctx.out_dir / "model.int8.onnx",
+                         ctx.calibration_images[:cfg.calibration_samples], ctx.mean, ctx.std,
+                         method=cfg.method, activations=cfg.activations)
+    ctx.log(f"export: {path.name} (INT8 QDQ, {cfg.method} calibration)")
+    return Artifact(name="onnx_int8", file=path.name, path=path, precision="int8", runtime=_ort_runtime(),
+                    export={"format": "QDQ", "per_channel": True, "method": cfg.method,
+                            "calibration_samples": int(min(len(ctx.calibration_images),
+                                                           cfg.calibration_samples))})
+
+
+def _fp16(cfg: Fp16Config, ctx: ExportContext) -> Artifact:
+    from edgekd.export.fp16 import convert_fp16
+
+    path = convert_fp16(ctx.onnx_path, ctx.out_dir / "model.fp16.onnx")
+    ctx.log(f"export: {path.name} (FP16, fp32 inputs and outputs)")
+    return Artifact(name="onnx_fp16", file=path.name, path=path, precision="fp16", runtime=_ort_runtime(),
+                    export={"io": "float32"})
+
+
+def _tensorrt(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact:
+    from edgekd.export.tensorrt import build_tensorrt_artifact
+
+    return build_tensorrt_artifact(cfg, ctx)
+
+
+register_format(ExportFormat("int8", Int8Config, "model.int8.onnx", _int8, "onnxruntime's quantization tool"))
+register_format(ExportFormat("fp16", Fp16Config, "model.fp16.onnx", _fp16, "onnxruntime's float16 converter"))
+register_format(ExportFormat("tensorrt", TensorRTConfig, "model.<precision>.engine", _tensorrt,
+                             "TensorRT, cuda-python and an NVIDIA GPU (or Torch-TensorRT)"))
+
+ExportConfig = create_model(
+    "ExportConfig", __base__=Section,
+    __doc__="``export``: the fp32 ONNX file (``onnx``) and one section per format of the table.",
+    onnx=(OnnxConfig, Field(default_factory=OnnxConfig)),
+    **{key: (fmt.config, Field(default_factory=fmt.config)) for key, fmt in EXPORT_FORMATS.items()},
+)
+
+
+def build_artifacts(ctx: ExportContext) -> list[Artifact]:
+    """Every format the recipe's ``export`` section turns on, written into ``ctx.out_dir``."""
+    return [fmt.exporter(getattr(ctx.export, key), ctx) for key, fmt in EXPORT_FORMATS.items()
+            if getattr(ctx.export, key).enabled]
+
+
+def evaluate_file(artifact: Artifact, images: np.ndarray, mean, std, *,
+                  threads: int | None = None) -> np.ndarray:
+    """Logits of an artifact's file on uint8 images, through its bench backend (the CPU provider
+    for ONNX files, as the card states)."""
+    from edgekd.bench.backends import BACKENDS
+    from edgekd.export.runtime import batched_logits
+
+    if artifact.infer is not None:
+        return batched_logits(artifact.infer, images, mean, std)
+    backend = BACKENDS.get(artifact.backend)
+    if backend is None or backend.load is None:
+        raise EdgeKDError(f"{artifact.file}: no in-process runtime {artifact.backend!r} to evaluate it")
+    providers = ["CPUExecutionProvider"] if artifact.backend == "onnxruntime" else None
+    loaded = backend.load(artifact.path, providers=providers, threads=threads)
+    batch = loaded.fixed_batch or 256
+    return batched_logits(loaded.infer, images, mean, std, batch_size=batch, dtype=loaded.input_dtype,
+                          pad=loaded.fixed_batch is not None)

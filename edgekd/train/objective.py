@@ -1,0 +1,79 @@
+"""What the one training loop asks of a training objective.
+
+Teacher, baseline and student run the same loop (:func:`edgekd.train.fit`) and differ only by
+their objective. Every objective is an ``nn.Module`` called as ``objective(logits, batch)`` and
+returning a scalar loss. The loop reads a few class attributes to know what to put on the batch
+first:
+
+* ``uses_teacher``: the frozen teacher's logits (``batch.teacher_logits``);
+* ``uses_teacher_features``: also the teacher's pooled penultimate features;
+
+the student's own pooled features are always on the batch (``batch.features``). Parameters an
+objective owns (CTKD's temperature, KD++'s projection) are trained with the model. Three hooks
+let a method see more than one batch: :meth:`Objective.prepare` once before training (class
+means, teacher reliability), :meth:`Objective.start_epoch` (curricula) and
+:meth:`Objective.epoch_metrics` (what goes into the stage's metrics log). The distillation
+methods (:mod:`edgekd.distill`) and the debiasing wrapper (:mod:`edgekd.debias`) build on this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+if TYPE_CHECKING:
+    from edgekd.train.teacher_outputs import TeacherOutputs
+
+__all__ = ["Batch", "Objective", "CrossEntropy"]
+
+
+@dataclass
+class Batch:
+    """What the loop hands an objective.
+
+    ``features`` are the student's pooled penultimate features (the input of its classifier);
+    ``teacher_logits`` / ``teacher_features`` are filled for objectives that use the teacher.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    groups: torch.Tensor
+    features: torch.Tensor | None = None
+    teacher_logits: torch.Tensor | None = None
+    teacher_features: torch.Tensor | None = None
+
+
+class Objective(nn.Module):
+    """The common interface: ``forward(logits, batch) -> loss`` plus three optional hooks."""
+
+    uses_teacher: bool = False
+    uses_teacher_features: bool = False
+
+    def prepare(self, *, teacher_outputs: TeacherOutputs | None, student_features: int,
+                data) -> None:
+        """Called once before training (and again before a resume restores the state)."""
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        """Called before epoch ``epoch`` (0-based) of ``epochs``."""
+
+    def epoch_metrics(self) -> dict:
+        """Extra numbers for the epoch's metrics record (e.g. CTKD's temperature)."""
+        return {}
+
+    def summary(self) -> dict:
+        """What the card shows about the trained objective (e.g. adaptive KD's weights)."""
+        return {}
+
+    def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class CrossEntropy(Objective):
+    """Plain cross-entropy on the labels: the teacher and the non-distilled baseline."""
+
+    def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(logits, batch.labels)
