@@ -111,16 +111,9 @@ def card(bundle: Path, formats: str, check: bool) -> None:
 @click.argument("bundle", type=click.Path(path_type=Path))
 def verify(bundle: Path) -> None:
     """Check every file of BUNDLE (a directory or its .tar.gz) against its manifest."""
-    import tempfile
+    from edgekd.bundle import verify
 
-    from edgekd.bundle import verify_bundle
-    from edgekd.bundle.extract import extract_bundle
-
-    if bundle.is_file():
-        with tempfile.TemporaryDirectory() as tmp:
-            problems = verify_bundle(extract_bundle(bundle, tmp))
-    else:
-        problems = verify_bundle(bundle)
+    problems = verify(bundle)
     for line in problems:
         click.echo(line, err=True)
     if problems:

@@ -55,14 +55,18 @@ class _Trained:
     objective: dict = field(default_factory=dict)
 
 
-def build(recipe_path: str | Path, *, out: str | Path = "runs", overrides: tuple[str, ...] = (),
+def build(recipe: str | Path | Recipe, *, out: str | Path = "runs", overrides: tuple[str, ...] = (),
           log: Callable[[str], None] = print, on_epoch_end=None) -> BuildResult | None:
-    """Run the whole pipeline for a recipe file; see the module docstring.
+    """Run the whole pipeline for a recipe (a file, or a :class:`~edgekd.recipe.Recipe`); see the
+    module docstring. ``overrides`` are ``--set`` items (``"distill.temperature=8"``) for a file.
 
     ``on_epoch_end(stage, epoch, record)`` is called after every training epoch (tests use it
     to interrupt a build).
     """
-    recipe = load_recipe(recipe_path, overrides)
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides)
+    elif overrides:
+        raise EdgeKDError("overrides apply to a recipe file; set the fields of a Recipe object directly")
     return build_recipe(recipe, out=out, log=log, on_epoch_end=on_epoch_end)
 
 
@@ -332,7 +336,9 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
     """Every other export format the recipe turns on (:mod:`edgekd.export.formats`), built from
     model.onnx and evaluated through its own runtime; also the artifacts skipped here, and the
     stage's status (``None`` when no format is on)."""
-    from edgekd.export.formats import EXPORT_FORMATS, ExportContext, build_artifacts, evaluate_file
+    from edgekd.bench.evaluate import logits_through
+    from edgekd.export.formats import EXPORT_FORMATS, ExportContext, build_artifacts
+    from edgekd.export.runtime import batched_logits
 
     cfg = recipe.export
     if not any(getattr(cfg, key).enabled for key in EXPORT_FORMATS):
@@ -354,8 +360,10 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
         records = []
         for artifact in build_artifacts(context):
             if artifact.skipped is None:
-                logits = evaluate_file(artifact, data.test.images, data.mean, data.std,
-                                       threads=recipe.threads)
+                images = data.test.images
+                logits = (batched_logits(artifact.infer, images, data.mean, data.std) if artifact.infer
+                          else logits_through(artifact.backend, artifact.path, images, data.mean,
+                                              data.std, threads=recipe.threads))
                 np.savez(stage.path(f"{artifact.name}.npz"), logits=logits)
             records.append(artifact.record())
         write_json(stage.path("artifacts.json"), records)

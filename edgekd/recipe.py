@@ -35,7 +35,7 @@ from edgekd.export.formats import ExportConfig
 from edgekd.files import sha256_json
 from edgekd.models import ModelConfig
 
-__all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides", "recipe_hash", "dump_recipe"]
+__all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides"]
 
 # The sections a recipe picks by name: section -> (tag key, {name: settings class}), and the
 # name used when a section gives none.
@@ -91,6 +91,14 @@ class Recipe(Section):
         if seeds is not None and len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct, got {seeds}")
         return seeds
+
+    def to_yaml(self) -> str:
+        """The fully resolved recipe as YAML (what goes into the bundle)."""
+        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+    def sha256(self) -> str:
+        """sha256 of the fully resolved recipe (the card's provenance; a sweep point's identity)."""
+        return sha256_json(self.model_dump(mode="json", by_alias=True))
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -264,14 +272,3 @@ def _allowed_keys(loc: list, raw: dict) -> list[str]:
         else:
             return []
     return [f.alias or name for name, f in model.model_fields.items()]
-
-
-# ---------------------------------------------------------------------------------- output
-def dump_recipe(recipe: Recipe) -> str:
-    """The fully resolved recipe as YAML (what goes into the bundle)."""
-    return yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True), sort_keys=False)
-
-
-def recipe_hash(recipe: Recipe) -> str:
-    """sha256 of the fully resolved recipe (the card's provenance; a sweep point's identity)."""
-    return sha256_json(recipe.model_dump(mode="json", by_alias=True))

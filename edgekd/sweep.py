@@ -28,7 +28,7 @@ from edgekd.card.plots import save_figure
 from edgekd.card.table import format_table
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metric_table import METRICS
-from edgekd.recipe import Recipe, load_recipe, recipe_hash
+from edgekd.recipe import Recipe, load_recipe
 
 __all__ = ["parse_grid", "grid_points", "pareto_front", "run_sweep", "SweepResult"]
 
@@ -144,7 +144,7 @@ def _finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
         card = load_card(point_dir / "bundle")
     except EdgeKDError:
         return None
-    if card.get("provenance", {}).get("recipe_sha256") != recipe_hash(recipe):
+    if card.get("provenance", {}).get("recipe_sha256") != recipe.sha256():
         return None
     return card
 

@@ -16,7 +16,7 @@ def tiny_recipe() -> Path:
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory):
     """One real end-to-end build of the tiny recipe, shared by the tests that read its outputs."""
-    from edgekd.pipeline import build
+    from edgekd import build
 
     out = tmp_path_factory.mktemp("runs")
     return build(TINY, out=out, log=lambda m: None)

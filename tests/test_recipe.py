@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from edgekd.cli import main
 from edgekd.errors import EdgeKDError
-from edgekd.recipe import apply_overrides, dump_recipe, load_recipe, parse_recipe
+from edgekd.recipe import apply_overrides, load_recipe, parse_recipe
 
 TINY = Path(__file__).parent / "tiny.yaml"
 
@@ -115,6 +115,6 @@ def test_relative_checkpoint_is_read_from_the_recipe_folder(tmp_path):
 
 def test_resolved_recipe_round_trips():
     recipe = load_recipe(TINY)
-    again = parse_recipe(yaml.safe_load(dump_recipe(recipe)))
+    again = parse_recipe(yaml.safe_load(recipe.to_yaml()))
     assert again == recipe
     assert again.teacher.warmup_fraction == 0.25  # defaults are written out in full

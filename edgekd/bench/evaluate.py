@@ -18,7 +18,7 @@ from edgekd.bundle.eval_set import read_eval_set
 from edgekd.errors import EdgeKDError
 from edgekd.export.runtime import batched_logits
 
-__all__ = ["evaluate_artifact"]
+__all__ = ["evaluate_artifact", "logits_through"]
 
 
 def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
@@ -59,3 +59,18 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     metrics = evaluate_predictions(labels, pred, groups, class_names=class_names,
                                    group_names=group_names)
     return {"batch": batch, **metrics}
+
+
+def logits_through(backend: str, path: Path, images: np.ndarray, mean, std, *,
+                   threads: int | None = None) -> np.ndarray:
+    """Logits of the model file ``path`` on uint8 images through ``backend`` of the backend table
+    (onnxruntime on its CPU provider): how the build evaluates every exported artifact."""
+    from edgekd.bench.backends import BACKENDS
+
+    runner = BACKENDS.get(backend)
+    if runner is None or runner.load is None:
+        raise EdgeKDError(f"{path}: no in-process backend {backend!r} to evaluate it")
+    providers = ["CPUExecutionProvider"] if backend == "onnxruntime" else None
+    loaded = runner.load(path, providers=providers, threads=threads)
+    return batched_logits(loaded.infer, images, mean, std, batch_size=loaded.fixed_batch or 256,
+                          dtype=loaded.input_dtype, pad=loaded.fixed_batch is not None)

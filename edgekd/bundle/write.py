@@ -38,15 +38,13 @@ def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str
     assembled in a temporary sibling directory and swapped in at the end, so an interrupted
     build never leaves a half-written bundle.
     """
-    from edgekd.recipe import dump_recipe  # build side only: verify and bench stay torch-free
-
     run_dir = Path(run_dir)
     final, tmp = run_dir / "bundle", run_dir / ".bundle.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, source in artifacts.items():
         shutil.copyfile(source, tmp / name)
-    write_atomic(tmp / "recipe.yaml", dump_recipe(recipe))
+    write_atomic(tmp / "recipe.yaml", recipe.to_yaml())
     write_json(tmp / "preprocess.json", data.preprocess())
     plots = write_plots(card, tmp / "plots")
     write_json(tmp / CARD_JSON, card)

@@ -95,8 +95,6 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
     skipped_artifacts : list of dict, optional
         Artifacts the recipe asked for that could not be built here, with the reason.
     """
-    from edgekd.recipe import recipe_hash  # build side only: the card package stays torch-free
-
     cfg = recipe.card
     labels, groups = data.test.labels, data.test.groups
     models = {}
@@ -152,7 +150,7 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
         "bench": {},
         "gates": gates,
         "provenance": {
-            "recipe_sha256": recipe_hash(recipe),
+            "recipe_sha256": recipe.sha256(),
             "seed": recipe.seed,
             "data": data.description.get("summary"),
             "versions": library_versions(),

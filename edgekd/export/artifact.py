@@ -32,7 +32,8 @@ class ExportContext:
 class Artifact:
     """A file an exporter wrote (or, with ``skipped``, why it wrote none).
 
-    ``backend`` names the bench backend that runs the file; ``infer`` (a call on a normalised
+    ``backend`` names the bench backend that runs the file
+    (:func:`edgekd.bench.evaluate.logits_through`); ``infer`` (a call on a normalised
     numpy batch returning logits) is set only by an exporter whose file needs a runtime no bench
     backend offers (Torch-TensorRT's compiled module on the GPU).
     """

@@ -3,7 +3,7 @@
 ``model.onnx`` (fp32, exported from the torch student by :mod:`edgekd.export.onnx`) is the
 source of every other artifact. Each row below turns it into one more file, configured by its own
 section under the recipe's ``export`` and evaluated on the test split through the runtime that
-will run it (the bench backend named in the row), so the card's numbers are those of the file
+will run it (the bench backend the exporter names), so the card's numbers are those of the file
 that ships:
 
 ==============  ==========================  ===============  ===========  ===========================
@@ -23,11 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 from pydantic import Field, create_model
 
 from edgekd.config import Section
-from edgekd.errors import EdgeKDError
 from edgekd.export.artifact import Artifact, ExportContext
 from edgekd.export.fp16 import Fp16Config
 from edgekd.export.int8 import Int8Config
@@ -35,7 +33,7 @@ from edgekd.export.onnx import OnnxConfig
 from edgekd.export.tensorrt import TensorRTConfig
 
 __all__ = ["ExportFormat", "ExportContext", "Artifact", "EXPORT_FORMATS", "register_format", "ExportConfig",
-           "build_artifacts", "evaluate_file"]
+           "build_artifacts"]
 
 
 @dataclass(frozen=True)
@@ -112,21 +110,3 @@ def build_artifacts(ctx: ExportContext) -> list[Artifact]:
     return [fmt.exporter(getattr(ctx.export, key), ctx) for key, fmt in EXPORT_FORMATS.items()
             if getattr(ctx.export, key).enabled]
 
-
-def evaluate_file(artifact: Artifact, images: np.ndarray, mean, std, *,
-                  threads: int | None = None) -> np.ndarray:
-    """Logits of an artifact's file on uint8 images, through its bench backend (the CPU provider
-    for ONNX files, as the card states)."""
-    from edgekd.bench.backends import BACKENDS
-    from edgekd.export.runtime import batched_logits
-
-    if artifact.infer is not None:
-        return batched_logits(artifact.infer, images, mean, std)
-    backend = BACKENDS.get(artifact.backend)
-    if backend is None or backend.load is None:
-        raise EdgeKDError(f"{artifact.file}: no in-process runtime {artifact.backend!r} to evaluate it")
-    providers = ["CPUExecutionProvider"] if artifact.backend == "onnxruntime" else None
-    loaded = backend.load(artifact.path, providers=providers, threads=threads)
-    batch = loaded.fixed_batch or 256
-    return batched_logits(loaded.infer, images, mean, std, batch_size=batch, dtype=loaded.input_dtype,
-                          pad=loaded.fixed_batch is not None)
