@@ -191,7 +191,7 @@ def _train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir
     return {"teacher": teacher, "baseline": baseline, "student": student}
 
 
-def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, shipped: dict[str, _Trained], *,
+def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, main_models: dict[str, _Trained], *,
                 log, on_epoch_end, dist) -> dict[str, list[dict]] | None:
     """``recipe.seeds``: teacher, baseline and student trained once per seed (under
     ``run_dir/seeds/<seed>``, each stage reused like any other), evaluated on the same test
@@ -202,7 +202,7 @@ def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, shipped: dict[s
     per_seed: dict[str, list[dict]] = {"teacher": [], "baseline": [], "student": []}
     for seed in recipe.seeds:
         if seed == recipe.seed:
-            models = shipped
+            models = main_models
         else:
             log(f"seed study: seed {seed} ({recipe.seeds.index(seed) + 1} of {len(recipe.seeds)})")
             where = run_dir / "seeds" / str(seed)
@@ -210,7 +210,9 @@ def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, shipped: dict[s
                                    on_epoch_end=on_epoch_end, dist=dist)
         if dist.is_main:  # the other ranks hold no test predictions
             for name, trained in models.items():
-                per_seed[name].append(_metrics(trained.test_logits.argmax(1), data))
+                per_seed[name].append(evaluate_predictions(
+                    data.test.labels, trained.test_logits.argmax(1), data.test.groups,
+                    class_names=data.class_names, group_names=data.group_names))
     return per_seed
 
 
@@ -283,11 +285,6 @@ def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluat
                              "training": {"epochs": cfg.epochs,
                                           "best_epoch": best["epoch"] if best else 0,
                                           "best_val_top1": best["val_top1"] if best else None}})
-
-
-def _metrics(pred: np.ndarray, data: DataSplits) -> dict:
-    return evaluate_predictions(data.test.labels, pred, data.test.groups,
-                                class_names=data.class_names, group_names=data.group_names)
 
 
 def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits,
