@@ -2,8 +2,10 @@
 
 The images are normalised with the bundle's preprocess.json exactly as at build time
 (:func:`edgekd.export.runtime.normalise`), run through the same backend that was timed, and the
-predictions scored with :func:`edgekd.fairness.metrics.evaluate_predictions` (top-1, macro
-recall/precision/F1, per-class recall by group, disparity, DPD, EOD). The last partial batch is
+predictions scored with the card's metric set (top-1, macro
+recall/precision/F1, per-class recall by group, disparity, DPD, EOD) from counts with numpy
+alone (:func:`edgekd.fairness.counts.evaluate_counts`, equal to the card's fairlearn numbers), so
+the device needs no fairlearn, pandas or scikit-learn. The last partial batch is
 padded to the full batch size, so engines built for one batch size work too.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 from edgekd.bundle.eval_set import read_eval_set
 from edgekd.errors import EdgeKDError
 from edgekd.export.runtime import batched_logits
+from edgekd.fairness.counts import evaluate_counts
 
 __all__ = ["evaluate_artifact", "logits_through"]
 
@@ -39,10 +42,8 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     Returns
     -------
     dict
-        The metrics of :func:`edgekd.fairness.metrics.evaluate_predictions` plus ``batch``.
+        The metrics of :func:`edgekd.fairness.counts.evaluate_counts` plus ``batch``.
     """
-    from edgekd.fairness.metrics import evaluate_predictions  # fairlearn: only when asked
-
     images, labels, groups = read_eval_set(bundle)
     _, h, w = preprocess["input_size"]
     if images.shape[1:3] != (h, w):
@@ -56,8 +57,7 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
                           f"class_names and protected_groups") from None
     logits = batched_logits(infer, images, mean, std, batch_size=batch, dtype=dtype, pad=True)
     pred = logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
-    metrics = evaluate_predictions(labels, pred, groups, class_names=class_names,
-                                   group_names=group_names)
+    metrics = evaluate_counts(labels, pred, groups, class_names=class_names, group_names=group_names)
     return {"batch": batch, **metrics}
 
 
