@@ -51,7 +51,7 @@ def main() -> None:
               help="Override a recipe key, e.g. --set distill.temperature=8 (repeatable).")
 def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     """Run the pipeline of RECIPE and write the release bundle."""
-    from edgekd.card import format_table
+    from edgekd.card.table import format_table
     from edgekd.pipeline import build as run_build
 
     result = run_build(recipe, out=out, overrides=overrides, log=lambda m: click.echo(m))
@@ -78,10 +78,10 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
 def card(bundle: Path, formats: str, check: bool) -> None:
     """Print a bundle's card, or check its gates and checksums."""
     from edgekd.bundle import verify_bundle
-    from edgekd.card import render_markdown
     from edgekd.card.gates import describe_gate, failed_gates
     from edgekd.card.html import render_html
     from edgekd.card.io import load_card
+    from edgekd.card.markdown import render_markdown
 
     data = load_card(bundle)
     chosen = [f.strip() for f in formats.split(",") if f.strip()]

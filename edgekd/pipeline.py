@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.bundle import write_bundle
-from edgekd.card import build_card, summary_rows
+from edgekd.card.build import build_card
 from edgekd.card.evaluation import Evaluation, evaluate
 from edgekd.card.gates import failed_gates
+from edgekd.card.table import summary_rows
 from edgekd.data import DataSplits, load_data
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metrics import evaluate_predictions

@@ -3,6 +3,7 @@ fairlearn numbers the build puts on the card."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -57,3 +58,42 @@ def test_one_group_only_has_undefined_gaps():
     counted = evaluate_counts(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"])
     _close(counted, evaluate_predictions(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"]))
     assert counted["mean_abs_disparity"] is None and counted["dpd"]["mean"] is None
+
+
+def test_device_commands_run_without_torch_fairlearn_scipy_or_matplotlib(tiny_build, tmp_path):
+    """As after `pip install edgekd` on a device: the training stack cannot be imported."""
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_build.bundle_dir, bundle)
+    script = textwrap.dedent(f"""
+        import sys
+        BLOCK = ('torch', 'torchvision', 'timm', 'fairlearn', 'pandas', 'sklearn', 'scipy',
+                 'matplotlib', 'PIL')
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] in BLOCK:
+                    raise ImportError('blocked: ' + name)
+        sys.meta_path.insert(0, Block())
+        from edgekd.cli import main
+        b = {str(bundle)!r}
+        for args in (['bench', b, '--iterations', '3', '--eval', '--update-card'], ['card', b],
+                     ['card', b, '--format', 'html'], ['verify', b], ['card', b, '--check']):
+            try:
+                main(args, standalone_mode=False)
+            except SystemExit as exit:
+                assert exit.code in (0, None), (args, exit.code)
+        print('LEAN OK')
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "LEAN OK" in proc.stdout
+    card = json.loads((bundle / "card.json").read_text())
+    (result,) = [r for by_backend in card["bench"].values() for by_file in by_backend.values()
+                 for r in by_file.values()]
+    on_card = card["models"]["onnx"]["metrics"]  # the build's fairlearn numbers
+    for key in ("top1", "mean_abs_disparity"):
+        assert result["eval"][key] == pytest.approx(on_card[key])

@@ -81,10 +81,9 @@ def resolve_providers(requested: str | Sequence[str] | None, available: Sequence
 def load_onnxruntime(path: Path, *, providers: str | Sequence[str] | None = None,
                      threads: int | None = None) -> Backend:
     """An onnxruntime session over ``path`` (see :func:`resolve_providers`)."""
-    import onnxruntime as ort
+    from edgekd.export.runtime import OnnxClassifier, import_onnxruntime
 
-    from edgekd.export.runtime import OnnxClassifier
-
+    ort = import_onnxruntime()
     chosen = resolve_providers(providers, ort.get_available_providers())
     start = time.perf_counter()
     clf = OnnxClassifier(path, providers=chosen, threads=threads)

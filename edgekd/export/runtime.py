@@ -9,7 +9,7 @@ import numpy as np
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["OnnxClassifier", "normalise", "batched_logits"]
+__all__ = ["OnnxClassifier", "normalise", "batched_logits", "import_onnxruntime"]
 
 
 def normalise(images: np.ndarray, mean, std) -> np.ndarray:
@@ -18,6 +18,17 @@ def normalise(images: np.ndarray, mean, std) -> np.ndarray:
     x -= np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
     x /= np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
     return np.ascontiguousarray(x)
+
+
+def import_onnxruntime():
+    """The onnxruntime module, whichever wheel provides it (``onnxruntime`` on a CPU,
+    ``onnxruntime-gpu`` on a Jetson or a CUDA machine); one line saying how to get one if none."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise EdgeKDError("onnxruntime is not installed: pip install 'edgekd[cpu]' for the CPU wheel, "
+                          "or on a Jetson NVIDIA's onnxruntime-gpu wheel (deploy/jetson/README.md)") from None
+    return onnxruntime
 
 
 def batched_logits(infer: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mean, std, *,
@@ -50,8 +61,7 @@ class OnnxClassifier:
 
     def __init__(self, path: str | Path, *, providers: list[str] | None = None,
                  threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         path = Path(path)
         if not path.is_file():
             raise EdgeKDError(f"{path}: no such model file")
