@@ -136,6 +136,8 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
                                      if "adversary_top1" in (models[name].history[-1]
                                                              if models[name].history else {})})
     files = {e.file: e.path for e in evaluations.values() if e.path is not None}
+    files.update({name: e.path.parent / stored for e in evaluations.values()
+                  for name, stored in e.details.get("extra_files", {}).items()})
     engines = {e.file: e.details["engine"] for e in evaluations.values() if "engine" in e.details}
     if recipe.bundle.include_eval_set:  # the test split, for edgekd bench --eval on the device
         from edgekd.bundle.eval_set import write_eval_set
@@ -352,7 +354,8 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
 
     def export(stage: Stage) -> None:
         context = ExportContext(onnx_path=onnx.path, out_dir=stage.dir, student=student.model,
-                                calibration_images=data.train_for_epoch(0).images, mean=data.mean,
+                                calibration_images=data.train_for_epoch(0).images,
+                                check_images=data.val.images, mean=data.mean,
                                 std=data.std, image_size=data.image_size, export=cfg,
                                 threads=recipe.threads, log=log)
         records = []
@@ -375,8 +378,9 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
         path = stage.path(record["path"])
         pred = np.load(stage.path(f"{record['name']}.npz"))["logits"].argmax(1)
         details = {"export": record.get("export", {})}
-        if "engine" in record:
-            details["engine"] = record["engine"]
+        for key in ("extra_files", "engine"):  # files shipped beside it; an engine's machine
+            if record.get(key):
+                details[key] = record[key]
         artifacts[record["name"]] = evaluate(
             record["name"], pred, data, kind=record["kind"], file=record["file"], path=path,
             runtime=record["runtime"], precision=record["precision"], size_bytes=path.stat().st_size,

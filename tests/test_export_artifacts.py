@@ -64,6 +64,74 @@ def test_int8_with_signed_activations_for_tensorrt(artifact_build, tmp_path):
                       activations="int4")
 
 
+def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifact_build):
+    from onnx import numpy_helper
+
+    from edgekd.export.int8 import read_tensorrt_cache
+
+    bundle = artifact_build.bundle_dir
+    model = onnx.load(str(bundle / "model.int8.trt.onnx"))
+    inits = {i.name: i for i in model.graph.initializer}
+    zero_points = [numpy_helper.to_array(inits[n.input[2]]) for n in model.graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    assert len(zero_points) > 20
+    assert all((z == 0).all() for z in zero_points)  # symmetric everywhere
+    assert {str(z.dtype) for z in zero_points} <= {"int8", "int32"}  # int32: the biases
+    assert _input_zero_point_type(model) == onnx.TensorProto.INT8
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert "calibration.cache" in manifest["files"] and "model.int8.trt.onnx" in manifest["files"]
+    header, scales = read_tensorrt_cache(bundle / "calibration.cache")
+    assert header == "TRT-100300-EntropyCalibration2"
+    assert "images" in scales and all(s > 0 for s in scales.values())
+    entry = artifact_build.card["models"]["onnx_int8_trt"]
+    assert entry["export"]["symmetric"] and entry["export"]["calibration_cache"] == "calibration.cache"
+    assert entry["extra_files"] == {"calibration.cache": "calibration.cache"}
+    assert entry["export"]["tries"][0]["kept_in_float"] == []
+
+
+def test_tensorrt_cache_hand_worked(tmp_path):
+    from edgekd.export.int8 import read_tensorrt_cache, write_tensorrt_cache
+
+    # amax 2.54 -> scale 0.02 = 0x3ca3d70a as a big-endian float32; amax 127 -> 1.0 = 0x3f800000
+    path = write_tensorrt_cache({"images": (-2.54, 1.0), "logits": (-3.0, 127.0)}, tmp_path / "c.cache",
+                                tensorrt_version="8.6.1")
+    assert path.read_text() == "TRT-8601-EntropyCalibration2\nimages: 3ca3d70a\nlogits: 3f800000\n"
+    header, scales = read_tensorrt_cache(path)
+    assert scales["images"] == pytest.approx(0.02) and scales["logits"] == 1.0
+    (tmp_path / "bad.cache").write_text("not a cache\n")
+    with pytest.raises(EdgeKDError, match="not a TensorRT calibration cache"):
+        read_tensorrt_cache(tmp_path / "bad.cache")
+
+
+def test_sensitive_groups_are_found_from_the_graph(artifact_build):
+    from edgekd.export.int8 import sensitive_groups
+
+    groups = dict(sensitive_groups(artifact_build.bundle_dir / "model.onnx"))
+    assert list(groups) == ["first and last layers", "squeeze-and-excitation blocks",
+                            "element-wise ops (SiLU, residual adds)", "depthwise convolutions"]
+    assert groups["first and last layers"][0] == "/conv_stem/Conv"
+    assert groups["first and last layers"][-1] == "/classifier/Gemm"
+    assert all("/se/" in name for name in groups["squeeze-and-excitation blocks"])
+    assert any(name.endswith("/se/conv_reduce/Conv") for name in groups["squeeze-and-excitation blocks"])
+    assert all("conv_dw" in name for name in groups["depthwise convolutions"])
+
+
+def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, tmp_path):
+    from edgekd.data import load_data
+    from edgekd.export.int8 import FORMS, quantize_to_agreement, sensitive_groups
+    from edgekd.recipe import load_recipe
+
+    data = load_data(load_recipe(TESTS / "tiny.yaml").data, seed=0)
+    onnx_path = artifact_build.bundle_dir / "model.onnx"
+    result = quantize_to_agreement(onnx_path, tmp_path / "q.onnx", data.train.images[:32], data.val.images,
+                                   data.mean, data.std, form=FORMS["cpu"], min_agreement=1.01)
+    groups = sensitive_groups(onnx_path)
+    assert not result.reached and len(result.tries) == 1 + len(groups)  # every group tried
+    assert [t["kept_in_float"] for t in result.tries][-1] == [label for label, _ in groups]
+    assert result.agreement == max(t["agreement"] for t in result.tries)
+    assert result.path.is_file()
+
+
 def test_fp16_graph_keeps_fp32_io(artifact_build):
     model = onnx.load(str(artifact_build.bundle_dir / "model.fp16.onnx"))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT

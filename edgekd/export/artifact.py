@@ -14,12 +14,15 @@ __all__ = ["ExportContext", "Artifact"]
 @dataclass
 class ExportContext:
     """What an exporter may use: the fp32 ONNX file, the folder to write into, the torch student,
-    the calibration images and preprocessing, the whole ``export`` section, a log."""
+    the calibration images (training split), the check images (validation split: what an exporter
+    may compare its file with fp32 on; the test split stays for the card), the preprocessing, the
+    whole ``export`` section, a log."""
 
     onnx_path: Path
     out_dir: Path
     student: object
     calibration_images: np.ndarray
+    check_images: np.ndarray
     mean: tuple
     std: tuple
     image_size: int
@@ -35,7 +38,8 @@ class Artifact:
     ``backend`` names the bench backend that runs the file
     (:func:`edgekd.bench.evaluate.logits_through`); ``infer`` (a call on a normalised
     numpy batch returning logits) is set only by an exporter whose file needs a runtime no bench
-    backend offers (Torch-TensorRT's compiled module on the GPU).
+    backend offers (Torch-TensorRT's compiled module on the GPU). ``extra_files`` (bundle name ->
+    path) ship beside the file (the INT8 calibration cache).
     """
 
     name: str
@@ -49,10 +53,12 @@ class Artifact:
     engine: dict | None = None
     skipped: str | None = None
     infer: Callable[[np.ndarray], np.ndarray] | None = None
+    extra_files: dict[str, Path] = field(default_factory=dict)
 
     def record(self) -> dict:
         """Plain data for the stage's ``artifacts.json`` (no arrays; the path relative)."""
         out = {k: v for k, v in asdict(self).items() if k != "infer" and v is not None}
         if self.path is not None:
             out["path"] = Path(self.path).name
-        return out
+        out["extra_files"] = {name: Path(p).name for name, p in self.extra_files.items()}
+        return {k: v for k, v in out.items() if v != {}}

@@ -9,7 +9,9 @@ that ships:
 ==============  ==========================  ===============  ===========  ===========================
 recipe key      file                        exporter         runtime      needs
 ==============  ==========================  ===============  ===========  ===========================
-export.int8     model.int8.onnx             :mod:`.int8`     onnxruntime  onnxruntime (quantization)
+export.int8     model.int8.onnx,            :mod:`.int8`     onnxruntime  onnxruntime (quantization)
+                model.int8.trt.onnx,
+                calibration.cache
 export.fp16     model.fp16.onnx             :mod:`.fp16`     onnxruntime  onnxruntime (float16 tool)
 export.tensorrt model.<precision>.engine    :mod:`.tensorrt` tensorrt     TensorRT, cuda-python, a GPU
 ==============  ==========================  ===============  ===========  ===========================
@@ -44,7 +46,7 @@ class ExportFormat:
     key: str
     config: type[Section]
     file: str
-    exporter: Callable[[Section, ExportContext], Artifact]
+    exporter: Callable[[Section, ExportContext], Artifact | list[Artifact]]
     needs: str
 
 
@@ -64,17 +66,42 @@ def _ort_runtime() -> str:
     return f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
 
 
-def _int8(cfg: Int8Config, ctx: ExportContext) -> Artifact:
-    from edgekd.export.int8 import quantize_int8
+def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
+    from edgekd.export.int8 import (
+        FORMS,
+        TENSORRT_CACHE,
+        calibration_ranges,
+        quantize_to_agreement,
+        write_tensorrt_cache,
+    )
 
-    path = quantize_int8(ctx.onnx_path, ctx.out_dir / "model.int8.onnx",
-                         ctx.calibration_images[:cfg.calibration_samples], ctx.mean, ctx.std,
-                         method=cfg.method, activations=cfg.activations)
-    ctx.log(f"export: {path.name} (INT8 QDQ, {cfg.method} calibration)")
-    return Artifact(name="onnx_int8", file=path.name, path=path, precision="int8", runtime=_ort_runtime(),
-                    export={"format": "QDQ", "per_channel": True, "method": cfg.method,
-                            "calibration_samples": int(min(len(ctx.calibration_images),
-                                                           cfg.calibration_samples))})
+    images = ctx.calibration_images[:cfg.calibration_samples]
+    artifacts = []
+    for key in cfg.forms:
+        form = FORMS[key]
+        result = quantize_to_agreement(ctx.onnx_path, ctx.out_dir / form.file, images, ctx.check_images,
+                                       ctx.mean, ctx.std, form=form, method=cfg.method,
+                                       min_agreement=cfg.min_agreement, threads=ctx.threads, log=ctx.log)
+        kept = ", ".join(result.kept_in_float) or "nothing"
+        ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration): agreement "
+                f"with fp32 on the validation images {result.agreement:.4f}, kept in float: {kept}"
+                + ("" if result.reached else f" (below export.int8.min_agreement {cfg.min_agreement})"))
+        extra = {}
+        if key == "tensorrt":
+            extra[TENSORRT_CACHE] = write_tensorrt_cache(
+                calibration_ranges(ctx.onnx_path, images, ctx.mean, ctx.std, method=cfg.method),
+                ctx.out_dir / TENSORRT_CACHE)
+        artifacts.append(Artifact(
+            name=form.name, file=form.file, path=result.path, precision="int8", runtime=_ort_runtime(),
+            export={"format": "QDQ", "form": f"{key} ({form.runtime_note})", "per_channel": True,
+                    "activations": form.activations, "symmetric": form.symmetric, "method": cfg.method,
+                    "calibration_samples": int(len(images)),
+                    "agreement_with_fp32_on_validation": result.agreement,
+                    "min_agreement": cfg.min_agreement, "kept_in_float": result.kept_in_float,
+                    "float_nodes": result.float_nodes, "tries": result.tries,
+                    **({"calibration_cache": TENSORRT_CACHE} if extra else {})},
+            extra_files=extra))
+    return artifacts
 
 
 def _fp16(cfg: Fp16Config, ctx: ExportContext) -> Artifact:
@@ -92,7 +119,8 @@ def _tensorrt(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact:
     return build_tensorrt_artifact(cfg, ctx)
 
 
-register_format(ExportFormat("int8", Int8Config, "model.int8.onnx", _int8, "onnxruntime's quantization tool"))
+register_format(ExportFormat("int8", Int8Config, "model.int8.onnx, model.int8.trt.onnx, calibration.cache",
+                             _int8, "onnxruntime's quantization tool"))
 register_format(ExportFormat("fp16", Fp16Config, "model.fp16.onnx", _fp16, "onnxruntime's float16 converter"))
 register_format(ExportFormat("tensorrt", TensorRTConfig, "model.<precision>.engine", _tensorrt,
                              "TensorRT, cuda-python and an NVIDIA GPU (or Torch-TensorRT)"))
@@ -106,7 +134,12 @@ ExportConfig = create_model(
 
 
 def build_artifacts(ctx: ExportContext) -> list[Artifact]:
-    """Every format the recipe's ``export`` section turns on, written into ``ctx.out_dir``."""
-    return [fmt.exporter(getattr(ctx.export, key), ctx) for key, fmt in EXPORT_FORMATS.items()
-            if getattr(ctx.export, key).enabled]
+    """Every format the recipe's ``export`` section turns on, written into ``ctx.out_dir`` (an
+    exporter returns one artifact or a list of them)."""
+    artifacts = []
+    for key, fmt in EXPORT_FORMATS.items():
+        if getattr(ctx.export, key).enabled:
+            made = fmt.exporter(getattr(ctx.export, key), ctx)
+            artifacts += made if isinstance(made, list) else [made]
+    return artifacts
 

@@ -1,20 +1,31 @@
-"""``model.int8.onnx``: onnxruntime static quantization, calibrated on training images.
+"""INT8 ONNX: onnxruntime static quantization (QDQ), in two forms, each checked against fp32.
 
-QDQ format (QuantizeLinear/DequantizeLinear pairs around each quantized op, what TensorRT and
-onnxruntime's CPU/GPU providers both consume), signed 8-bit per-channel weights. Activations are
-``uint8`` by default (U8S8): onnxruntime's x86 CPU kernels run that pairing natively, while with
-signed activations (S8S8) the quickstart student ran 4.6x slower than with U8S8 and 4.2x slower
-than fp32 (1 thread, batch 1, 2026-11-27); ``int8`` (S8S8) is the symmetric form TensorRT and the
-GPU execution providers expect. Activation ranges come from ``calibration_samples`` training images with the
-chosen method: ``minmax`` (the observed range), ``entropy`` (the range minimising the KL
-divergence between float and quantized histograms, TensorRT's method) or ``percentile``
-(the 99.999th percentile of |x|). The model is first pre-processed (shape inference, graph
-optimisation) as onnxruntime recommends for quantization.
+* ``cpu`` -> ``model.int8.onnx``: activations ``uint8`` (U8S8), what onnxruntime's x86 CPU kernels
+  run natively (with signed activations the quickstart student ran 4.6x slower; 2026-11-27).
+* ``tensorrt`` -> ``model.int8.trt.onnx``: activations and weights ``int8`` and symmetric (every
+  zero point 0), the only form TensorRT's explicit quantization and the GPU execution providers
+  take; with it ships ``calibration.cache``, the same calibration's ranges in TensorRT's cache
+  format, for building an INT8 engine from ``model.onnx`` on the device instead.
+
+Both are QDQ (QuantizeLinear/DequantizeLinear pairs around each quantized op) with per-channel
+weights, calibrated on ``calibration_samples`` training images by ``method``: ``minmax`` (the
+observed range), ``entropy`` (the range minimising the KL divergence between float and quantized
+histograms, TensorRT's method) or ``percentile`` (the 99.999th percentile of |x|). The model is
+first pre-processed (shape inference, graph optimisation) as onnxruntime recommends.
+
+Post-training INT8 can move many of a small model's predictions. So each form is checked: its
+argmax agreement with the fp32 model on the validation images must reach ``min_agreement``;
+below it, groups of the layers INT8 hurts most are kept in float, one group at a time, cheapest
+first (:func:`sensitive_groups`: the first and last layers, the squeeze-and-excitation blocks, the
+SiLU and residual element-wise ops, the depthwise convolutions), and the first try that reaches the
+bound ships (else the best one, saying so). The card records every try.
 """
 
 from __future__ import annotations
 
+import struct
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,39 +34,101 @@ from pydantic import Field
 
 from edgekd.config import Section
 from edgekd.errors import EdgeKDError
-from edgekd.export.runtime import normalise
+from edgekd.export.runtime import OnnxClassifier, normalise
 
-__all__ = ["CALIBRATION_METHODS", "quantize_int8"]
+__all__ = ["CALIBRATION_METHODS", "FORMS", "Int8Config", "Int8Form", "Int8Result", "quantize_int8",
+           "quantize_to_agreement", "sensitive_groups", "calibration_ranges", "write_tensorrt_cache",
+           "read_tensorrt_cache"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
+@dataclass(frozen=True)
+class Int8Form:
+    """One INT8 file: its artifact name, file, activation type and symmetry."""
+
+    name: str
+    file: str
+    activations: str
+    symmetric: bool
+    runtime_note: str
+
+
+FORMS = {
+    "cpu": Int8Form("onnx_int8", "model.int8.onnx", "uint8", False, "U8S8, onnxruntime's CPU kernels"),
+    "tensorrt": Int8Form("onnx_int8_trt", "model.int8.trt.onnx", "int8", True,
+                         "S8S8 symmetric, zero points 0: TensorRT and GPU execution providers"),
+}
+TENSORRT_CACHE = "calibration.cache"
+
+
 class Int8Config(Section):
-    """``export.int8``: onnxruntime static quantization (QDQ, per-channel weights)."""
+    """``export.int8``: INT8 ONNX files by onnxruntime static quantization (QDQ, per-channel weights)."""
 
     enabled: bool = False
+    forms: list[Literal["cpu", "tensorrt"]] = Field(
+        default_factory=lambda: ["cpu", "tensorrt"], min_length=1,
+        description="cpu: model.int8.onnx (U8S8); tensorrt: model.int8.trt.onnx (symmetric S8S8) "
+                    "and calibration.cache")
     calibration_samples: int = Field(256, ge=1, le=100_000, description="training images")
     method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    activations: Literal["uint8", "int8"] = Field(
-        "uint8", description="uint8 (U8S8): fast on onnxruntime's x86 CPU kernels; int8 (S8S8): "
-                             "symmetric, for TensorRT and GPU execution providers")
+    min_agreement: float = Field(
+        0.97, ge=0.0, le=1.0, description="argmax agreement with fp32 on the validation images below "
+                                          "which sensitive layers are kept in float")
+
+
+@dataclass
+class Int8Result:
+    """A quantized file and how it got there: its agreement with fp32 on the check images, the
+    layer groups kept in float, and every try."""
+
+    path: Path
+    agreement: float
+    kept_in_float: list[str]
+    float_nodes: int
+    tries: list[dict] = field(default_factory=list)
+    reached: bool = True
+
+
+def _methods():
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile}
+
+
+def _reader(onnx_path: Path, images: np.ndarray, mean, std, batch_size: int):
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader
+
+    input_name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+
+    class _Images(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._batches = iter(range(0, len(images), batch_size))
+
+        def get_next(self):
+            start = next(self._batches, None)
+            if start is None:
+                return None
+            return {input_name: normalise(images[start:start + batch_size], mean, std)}
+
+    return _Images()
 
 
 def quantize_int8(onnx_path: Path, out_path: Path, calibration_images: np.ndarray, mean, std, *,
-                  method: str = "minmax", activations: str = "uint8", batch_size: int = 32) -> Path:
-    """Write a QDQ INT8 copy of ``onnx_path`` calibrated on uint8 images (N, H, W, 3), with
-    ``activations`` quantized to ``uint8`` or ``int8``."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quant_pre_process,
-        quantize_static,
-    )
+                  method: str = "minmax", activations: str = "uint8", symmetric: bool = False,
+                  exclude: list[str] | tuple[str, ...] = (), batch_size: int = 32,
+                  pre_process: bool = True) -> Path:
+    """Write a QDQ INT8 copy of ``onnx_path`` calibrated on uint8 images (N, H, W, 3).
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    ``activations`` is ``uint8`` or ``int8``; ``symmetric`` makes every activation and weight
+    range symmetric (zero point 0); ``exclude`` names nodes kept in float; ``pre_process=False``
+    when ``onnx_path`` is already pre-processed.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+
+    methods = _methods()
     if method not in methods:
         raise EdgeKDError(f"export.int8.method: unknown method {method!r}; choose one of: "
                           f"{', '.join(CALIBRATION_METHODS)}")
@@ -65,28 +138,160 @@ def quantize_int8(onnx_path: Path, out_path: Path, calibration_images: np.ndarra
                           f"{', '.join(activation_types)}")
     if len(calibration_images) == 0:
         raise EdgeKDError("export.int8.calibration_samples: no calibration images")
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+        source = Path(onnx_path)
+        if pre_process:
+            source = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(onnx_path), str(source), skip_symbolic_shape=True)
+        staged = Path(tmp) / out_path.name
+        quantize_static(str(source), str(staged), _reader(source, calibration_images, mean, std, batch_size),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=activation_types[activations], weight_type=QuantType.QInt8,
+                        calibrate_method=methods[method], nodes_to_exclude=list(exclude),
+                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+        staged.replace(out_path)
+    return out_path
 
+
+def sensitive_groups(onnx_path: Path) -> list[tuple[str, list[str]]]:
+    """Groups of node names that INT8 hurts most in an EfficientNet-like classifier, in the order
+    they are kept in float: the first convolution and the head (last convolution and
+    classifier); the squeeze-and-excitation blocks (from each inner global pooling to the Mul
+    that rescales); the element-wise ops (the Sigmoid and Mul of SiLU, residual Adds); the
+    depthwise convolutions. Found from the graph's structure, not from layer names."""
     import onnx
 
-    input_name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    nodes = list(graph.node)
+    consumers: dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    gemms = [n for n in nodes if n.op_type in ("Gemm", "MatMul")]
+    edges = ([convs[0].name] if convs else []) + ([convs[-1].name] if convs else []) \
+        + ([gemms[-1].name] if gemms else [])
+    se: list[str] = []
+    pools = [n for n in nodes if n.op_type in ("GlobalAveragePool", "ReduceMean")]
+    for pool in pools[:-1]:  # the last pooling feeds the classifier
+        frontier, seen = [pool], set()
+        while frontier:
+            node = frontier.pop()
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            se.append(node.name)
+            if node.op_type == "Mul" and node is not pool:
+                continue  # the rescaling Mul ends the block
+            for out in node.output:
+                frontier.extend(consumers.get(out, []))
+    se = [n for n in dict.fromkeys(se) if n not in edges]
+    elementwise = [n.name for n in nodes if n.op_type in ("Sigmoid", "Mul", "Add", "HardSigmoid")
+                   and n.name not in se]
+    depthwise = [n.name for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)
+                 and n.name not in edges and n.name not in se]
+    groups = [("first and last layers", edges), ("squeeze-and-excitation blocks", se),
+              ("element-wise ops (SiLU, residual adds)", elementwise),
+              ("depthwise convolutions", depthwise)]
+    return [(label, names) for label, names in groups if names]
 
-    class _Images(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._batches = iter(range(0, len(calibration_images), batch_size))
 
-        def get_next(self):
-            start = next(self._batches, None)
-            if start is None:
-                return None
-            return {input_name: normalise(calibration_images[start:start + batch_size], mean, std)}
+def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: np.ndarray,
+                          check_images: np.ndarray, mean, std, *, form: Int8Form, method: str = "minmax",
+                          min_agreement: float = 0.97, threads: int | None = None,
+                          log=lambda message: None) -> Int8Result:
+    """Quantize ``onnx_path`` to ``form``, keeping :func:`sensitive_groups` in float one group at
+    a time until the argmax agreement with fp32 on ``check_images`` reaches ``min_agreement``.
+
+    Returns the first try that reaches it, or the best try (``reached=False``) when none does.
+    """
+    from onnxruntime.quantization import quant_pre_process
 
     out_path = Path(out_path)
+    reference = OnnxClassifier(onnx_path, threads=threads).predict_images(check_images, mean, std).argmax(1)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-        staged = Path(tmp) / out_path.name
-        quantize_static(str(prepared), str(staged), _Images(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=activation_types[activations],
-                        weight_type=QuantType.QInt8, calibrate_method=methods[method])
-        staged.replace(out_path)
-    return out_path
+        plan = [("nothing", [])] + sensitive_groups(prepared)
+        kept_labels: list[str] = []
+        kept_nodes: list[str] = []
+        tries, best = [], None
+        for step, (label, names) in enumerate(plan):
+            if names:
+                kept_labels.append(label)
+                kept_nodes += names
+            candidate = quantize_int8(prepared, Path(tmp) / f"try{step}.onnx", calibration_images, mean,
+                                      std, method=method, activations=form.activations,
+                                      symmetric=form.symmetric, exclude=kept_nodes, pre_process=False)
+            predicted = OnnxClassifier(candidate, threads=threads).predict_images(check_images, mean, std)
+            agreement = float(np.mean(predicted.argmax(1) == reference))
+            tries.append({"kept_in_float": list(kept_labels), "float_nodes": len(kept_nodes),
+                          "agreement": agreement})
+            log(f"export: {form.file}: agreement with fp32 {agreement:.4f} keeping "
+                f"{', '.join(kept_labels) or 'nothing'} in float")
+            if best is None or agreement > best[0]:
+                best = (agreement, candidate, list(kept_labels), len(kept_nodes))
+            if agreement >= min_agreement:
+                break
+        agreement, chosen, labels, count = best
+        chosen.replace(out_path)
+    return Int8Result(path=out_path, agreement=agreement, kept_in_float=labels, float_nodes=count,
+                      tries=tries, reached=agreement >= min_agreement)
+
+
+def calibration_ranges(onnx_path: Path, images: np.ndarray, mean, std, *, method: str = "minmax",
+                       batch_size: int = 32) -> dict[str, tuple[float, float]]:
+    """(lowest, highest) of every float tensor of ``onnx_path`` over ``images``, by ``method``."""
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        calibrator = create_calibrator(str(onnx_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=_methods()[method])
+        calibrator.collect_data(_reader(Path(onnx_path), images, mean, std, batch_size))
+        ranges = calibrator.compute_data()
+    out = {}
+    for name, data in ranges.items():
+        low, high = data.range_value
+        out[name] = (float(np.asarray(low).min()), float(np.asarray(high).max()))
+    return out
+
+
+def write_tensorrt_cache(ranges: dict[str, tuple[float, float]], path: Path, *,
+                         tensorrt_version: str = "10.3.0") -> Path:
+    """Write ``ranges`` as a TensorRT INT8 calibration cache (``IInt8EntropyCalibrator2``'s format).
+
+    Line 1 is ``TRT-<version>-EntropyCalibration2`` (version 10.3.0 -> 100300, 8.6.1 -> 8601);
+    then one line per tensor, ``<name>: <scale>``, the scale ``max(|lowest|, |highest|) / 127``
+    written as the 8 hex digits of its big-endian float32. ``edgekd engine`` rewrites line 1 for
+    the TensorRT it builds with.
+    """
+    from edgekd.files import write_atomic
+
+    lines = [f"TRT-{_version_number(tensorrt_version)}-EntropyCalibration2"]
+    for name in sorted(ranges):
+        amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
+        scale = max(amax, 1e-8) / 127.0
+        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
+    write_atomic(Path(path), "\n".join(lines) + "\n")
+    return Path(path)
+
+
+def read_tensorrt_cache(path: Path) -> tuple[str, dict[str, float]]:
+    """The header and ``{tensor: scale}`` of a TensorRT calibration cache."""
+    text = Path(path).read_text().splitlines()
+    if not text or not text[0].startswith("TRT-"):
+        raise EdgeKDError(f"{path}: not a TensorRT calibration cache (first line TRT-<version>-<algorithm>)")
+    scales = {}
+    for line in text[1:]:
+        name, sep, value = line.rpartition(": ")
+        if not sep:
+            raise EdgeKDError(f"{path}: line {line!r} is not '<tensor>: <hex scale>'")
+        scales[name] = struct.unpack(">f", bytes.fromhex(value.strip().rjust(8, "0")))[0]
+    return text[0], scales
+
+
+def _version_number(version: str) -> int:
+    """TensorRT's own numbering: 8.6.1 -> 8601, 10.3.0 -> 100300."""
+    major, minor, patch = (int(p) for p in (version.split(".") + ["0", "0"])[:3])
+    return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
