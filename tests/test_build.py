@@ -5,6 +5,7 @@ import os
 import tarfile
 
 import numpy as np
+import onnx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -81,6 +82,28 @@ def test_onnx_matches_torch_on_the_test_images(tiny_build):
     for batch in (1, 7):  # the batch axis is dynamic
         assert OnnxClassifier(tiny_build.bundle_dir / "model.onnx").predict_images(
             data.test.images[:batch], pre["mean"], pre["std"]).shape == (batch, 4)
+
+
+def test_the_default_exporter_is_dynamo_and_matches_torch(tiny_build, tmp_path):
+    import torch
+
+    from edgekd.data import load_data
+    from edgekd.export.onnx import OnnxConfig, compare_with_torch, export_onnx
+    from edgekd.models import create_model
+    from edgekd.recipe import load_recipe
+
+    cfg = OnnxConfig()
+    assert (cfg.exporter, cfg.opset) == ("dynamo", 18)
+    recipe = load_recipe(tiny_build.bundle_dir / "recipe.yaml")
+    data = load_data(recipe.data, seed=recipe.seed)
+    model = create_model(recipe.student, data.num_classes, key="student")
+    weights = torch.load(tiny_build.run_dir / "stages/student/best.pt", weights_only=True)["model"]
+    model.load_state_dict(weights)
+    path = export_onnx(model, tmp_path / "model.onnx", image_size=data.image_size, opset=cfg.opset,
+                       exporter=cfg.exporter)
+    check = compare_with_torch(model, path, data.test.images, data.mean, data.std)
+    assert check["argmax_agreement"] == 1.0 and check["max_abs_diff"] < 1e-4
+    assert onnx.load(str(path)).opset_import[0].version == 18
 
 
 def test_card_md_front_matter_is_yaml_with_model_index(tiny_build):
