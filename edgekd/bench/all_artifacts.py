@@ -26,7 +26,7 @@ from edgekd.bench.target import MODEL_KINDS, Target, resolve_target
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["bundle_artifacts", "run_bench_all", "all_rows", "all_headers", "describe_all"]
+__all__ = ["bundle_artifacts", "run_bench_all", "all_rows", "all_headers", "describe_all", "artifact_format"]
 
 _KIND_ORDER = ("onnx", "engine", "torch")
 
@@ -155,7 +155,8 @@ def all_headers(rows: list[dict] | None = None) -> dict[str, str]:
     return {k: v for k, v in headers.items() if any(r.get(k) is not None for r in rows)}
 
 
-def _format(result: dict) -> str:
+def artifact_format(result: dict) -> str:
+    """``ONNX fp16 (CUDA)``, ``TensorRT int8``: the file's precision and what ran it."""
     file = result["artifact"]["file"]
     precision = file_precision(file)
     if result["backend"] == "tensorrt":
@@ -180,7 +181,7 @@ def all_rows(result: dict) -> list[dict]:
         bounds = student_agreement_bounds(agree, reference.get("vs_student_at_build"))
         for i, timing in enumerate(r["results"]):
             lat = timing["latency_ms"]
-            row = {"artifact": r["artifact"]["file"], "format": _format(r), "backend": r["backend"],
+            row = {"artifact": r["artifact"]["file"], "format": artifact_format(r), "backend": r["backend"],
                    "size_mb": r["artifact"]["size_bytes"] / 1e6, "batch": timing["batch"],
                    "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"),
                    "images_per_s": timing.get("throughput_ips"), "peak_rss_mb": timing.get("peak_rss_mb"),
