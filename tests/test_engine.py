@@ -80,10 +80,12 @@ def test_engine_names_sources_and_plan(bundle):
     plan = plan_engine(bundle, precision="int8", dla_core=0, min_batch=1, opt_batch=4, max_batch=16)
     assert plan.flags == ("FP16", "INT8", "GPU_FALLBACK") and plan.device == "DLA"
     assert plan.dla_core == 0 and plan.gpu_fallback
-    assert plan.input_shapes == ((1, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32))
+    assert plan.batches == (4, 4, 4)  # DLA: one static batch
+    assert plan.input_shapes == ((4, 3, 32, 32),) * 3
     assert plan.file == "model.int8.dla0.engine" and plan.name == "tensorrt_int8_dla0"
-    gpu = plan_engine(bundle, precision="fp16")
+    gpu = plan_engine(bundle, precision="fp16", min_batch=1, opt_batch=4, max_batch=16)
     assert gpu.flags == ("FP16",) and gpu.device == "GPU" and gpu.dla_core is None
+    assert gpu.input_shapes == ((1, 3, 32, 32), (4, 3, 32, 32), (16, 3, 32, 32))
     assert plan_engine(bundle, precision="fp32").flags == ()
 
 

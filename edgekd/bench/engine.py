@@ -17,7 +17,8 @@ ships ONNX files and the device builds its own engine (:func:`build_bundle_engin
 
    the builder flags (:func:`edgekd.export.tensorrt.precision_flags`), the device (GPU, or a DLA
    core with GPU fallback: :func:`edgekd.export.tensorrt.device_settings`), the optimisation
-   profile and the file, ``model.<precision>[.dla<N>].engine`` (:func:`engine_file_name`);
+   profile (on DLA one static batch, ``opt_batch``: DLA does not run dynamic shapes) and the
+   file, ``model.<precision>[.dla<N>].engine`` (:func:`engine_file_name`);
 2. the engine is built into a temporary folder (:func:`edgekd.export.tensorrt.build_engine`);
 3. it is run on the bundle's ``eval_set.npz`` through the bench backend that runs engines, scored
    with the card's metrics, and compared with ``model.onnx`` through onnxruntime on the same
@@ -133,6 +134,9 @@ def plan_engine(bundle: Path, *, precision: str = "fp16", dla_core: int | None =
             raise EdgeKDError(f"{bundle}/preprocess.json: input_size {h}x{w}; engines are built for "
                               f"square inputs")
         image_size = h
+    profile_shapes(image_size, min_batch, opt_batch, max_batch)  # checks the order
+    if device["device"] == "DLA":  # DLA runs static shapes only: one batch, opt_batch
+        min_batch = max_batch = opt_batch
     shapes = profile_shapes(image_size, min_batch, opt_batch, max_batch)
     return EnginePlan(precision=precision, onnx=onnx, int8_scales=scales, calibration_cache=cache,
                       flags=tuple(precision_flags(precision) + device["flags"]), device=device["device"],
@@ -277,7 +281,7 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
             + (f", DLA core {plan.dla_core} with GPU fallback" if plan.dla_core is not None else "")
             + ")")
         build_engine(bundle / plan.onnx, path, precision=plan.precision, image_size=plan.input_shapes[0][2],
-                     min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                     min_batch=plan.batches[0], opt_batch=plan.batches[1], max_batch=plan.batches[2],
                      workspace_mb=workspace_mb, explicit_int8=plan.onnx == INT8_TRT_ONNX,
                      calibration_cache=bundle / plan.calibration_cache if plan.calibration_cache else None,
                      dla_core=plan.dla_core)
