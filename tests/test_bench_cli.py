@@ -384,6 +384,7 @@ def test_bench_card_and_verify_run_without_torch(bundle, tmp_path):
         sys.meta_path.insert(0, NoTorch())
         from edgekd.cli import main
         for args in (['bench', {str(bundle)!r}, '--iterations', '3', '--eval', '--update-card'],
+                     ['bench', {str(bundle)!r}, '--all', '--iterations', '3', '--eval'],
                      ['card', {str(bundle)!r}], ['verify', {str(bundle)!r}],
                      ['card', {str(bundle)!r}, '--check']):
             try:
@@ -401,7 +402,8 @@ def test_bench_card_and_verify_run_without_torch(bundle, tmp_path):
 def test_device_side_modules_import_no_torch():
     code = ("import sys, edgekd.bench, edgekd.bench.runner, edgekd.bench.backends, "
             "edgekd.bench.trtexec, edgekd.bench.tegrastats, edgekd.bench.device, "
-            "edgekd.bench.evaluate, edgekd.bundle.eval_set, edgekd.card.bench, edgekd.cli; "
+            "edgekd.bench.evaluate, edgekd.bench.engine, edgekd.bench.all_artifacts, "
+            "edgekd.export.tensorrt, edgekd.bundle.eval_set, edgekd.card.bench, edgekd.cli; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

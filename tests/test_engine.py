@@ -353,3 +353,50 @@ def test_engine_builds_evaluates_and_updates_the_bundle_where_tensorrt_runs(bund
     assert verify_bundle(bundle) == []
     entry = load_card(bundle)["models"]["tensorrt_fp16"]
     assert entry["built_on_device"] and entry["vs_student"]["prediction_agreement"] > 0.95
+
+
+def test_engine_command_end_to_end_with_a_stand_in_tensorrt(bundle, tmp_path, monkeypatch):
+    """``edgekd engine`` with TensorRT's calls replaced: the build writes a stand-in file and the
+    engine "runs" model.onnx through onnxruntime, so every step after the build is the real one."""
+    import edgekd.export.tensorrt as trt_module
+    from edgekd.bench.backends import BACKENDS, BenchBackend, load_onnxruntime
+
+    calls = []
+
+    def build_engine(onnx_path, out_path, **options):
+        calls.append((onnx_path.name, options))
+        out_path.write_bytes(b"stand-in engine")
+        return out_path
+
+    def load(path, **options):  # the engine's outputs: model.onnx's on the CPU
+        return load_onnxruntime(bundle / "model.onnx", providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(trt_module, "tensorrt_status", lambda: None)
+    monkeypatch.setattr(trt_module, "build_engine", build_engine)
+    monkeypatch.setattr(trt_module, "engine_info", lambda: INFO)
+    monkeypatch.setitem(BACKENDS, "tensorrt", BenchBackend("tensorrt", ("engine",), "stand-in", load))
+    (bundle / "calibration.cache").write_bytes(b"TRT-100300-EntropyCalibration2\n")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    from edgekd.bundle import write_manifest
+
+    write_manifest(bundle, name=manifest["name"], version=manifest["version"])
+
+    result = CliRunner().invoke(main, ["engine", str(bundle), "--precision", "int8", "--max-batch", "16"])
+    assert result.exit_code == 0, result.output
+    (name, options), = calls
+    assert name == "model.onnx" and options["precision"] == "int8" and not options["explicit_int8"]
+    assert options["calibration_cache"] == bundle / "calibration.cache" and options["dla_core"] is None
+    assert (options["min_batch"], options["opt_batch"], options["max_batch"]) == (1, 8, 16)
+    assert "tensorrt_int8" in result.stdout and f"engine: {bundle / 'model.int8.engine'}" in result.stdout
+    entry = load_card(bundle)["models"]["tensorrt_int8"]
+    assert entry["vs_student"]["prediction_agreement"] == 1.0  # it ran model.onnx
+    assert entry["build"]["int8_scales"] == "calibration cache calibration.cache"
+    assert entry["metrics"]["top1"] == load_card(bundle)["models"]["onnx"]["metrics"]["top1"]
+    assert verify_bundle(bundle) == []
+
+    out = tmp_path / "engines"
+    out.mkdir()
+    before = _files(bundle)
+    result = CliRunner().invoke(main, ["engine", str(bundle), "--no-update-card", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.fp16.engine").read_bytes() == b"stand-in engine" and _files(bundle) == before
