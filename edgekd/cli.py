@@ -145,16 +145,21 @@ def verify(bundle: Path) -> None:
               help="Measure nothing: print (and with --update-card merge) a result saved on a device.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress line on stderr (default: when stderr is a terminal).")
+@click.option("--all", "all_artifacts", is_flag=True,
+              help="Every artifact of the bundle, each through its backend, in one table.")
+@click.option("--trt-cache", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("~/.cache/edgekd/ort-trt"), show_default=True,
+              help="Engine cache of onnxruntime's TensorRT provider (one folder per model file).")
 def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, threads: int | None,
           warmup: int, iterations: int | None, duration: float | None, tegrastats: bool,
           tegrastats_interval: int, evaluate: bool, json_path: Path | None, update_card_flag: bool,
-          from_json: Path | None, progress: bool | None) -> None:
+          from_json: Path | None, progress: bool | None, all_artifacts: bool, trt_cache: Path) -> None:
     """Measure latency, throughput and memory (and power, accuracy) of BUNDLE_OR_MODEL here."""
     from edgekd.bench import run_bench, update_card
-    from edgekd.bench.card_update import load_result
+    from edgekd.bench.card_update import BENCH_ALL_SCHEMA, load_result, update_card_all
     from edgekd.bench.report import describe_result
     from edgekd.bench.target import resolve_target
-    from edgekd.card.bench import BENCH_HEADERS, result_rows
+    from edgekd.card.bench import bench_headers, result_rows
     from edgekd.card.table import format_table
     from edgekd.files import write_json
 
@@ -166,6 +171,31 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
             json_path.resolve().is_relative_to(bundle.resolve()):
         raise EdgeKDError(f"--json: {json_path} is inside the bundle and would break its manifest; "
                           f"write the result outside it")
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    if all_artifacts or (from_json is not None and load_result(from_json)["schema"] == BENCH_ALL_SCHEMA):
+        from edgekd.bench.all_artifacts import all_headers, all_rows, describe_all, run_bench_all
+
+        if backend != "auto":
+            raise EdgeKDError(f"--all with --backend {backend}: --all runs each artifact through the "
+                              f"backend that runs it; drop --backend")
+        if tegrastats:
+            raise EdgeKDError("--all with --tegrastats: sample power per artifact without --all")
+        result = load_result(from_json) if from_json is not None else run_bench_all(
+            target, batch_sizes=batch_sizes, providers=providers, threads=threads, warmup=warmup,
+            iterations=iterations, duration=duration, evaluate=evaluate, trt_cache=trt_cache,
+            progress=show_progress, log=lambda m: click.echo(m, err=True))
+        rows = all_rows(result)
+        click.echo(format_table(rows, all_headers(rows)))
+        for line in describe_all(result):
+            click.echo(line)
+        if update_card_flag:
+            update_card_all(bundle, result["results"])
+            click.echo(f"card: {bundle / 'card.json'} updated ({len(result['results'])} artifacts, "
+                       f"device {result['device']['id']}); manifest refreshed")
+        if json_path is not None:
+            write_json(json_path, result)
+            click.echo(f"result: {json_path}")
+        return
     if from_json is not None:
         result = load_result(from_json)
     else:
@@ -173,8 +203,8 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
                            threads=threads, warmup=warmup, iterations=iterations, duration=duration,
                            tegrastats=tegrastats, tegrastats_interval_ms=tegrastats_interval,
                            evaluate=evaluate, log=lambda m: click.echo(m, err=True),
-                           progress=sys.stderr.isatty() if progress is None else progress)
-    click.echo(format_table(result_rows(result), BENCH_HEADERS))
+                           progress=show_progress, trt_cache=trt_cache)
+    click.echo(format_table(result_rows(result), bench_headers()))
     for line in describe_result(result):
         click.echo(line)
     if update_card_flag:
@@ -184,6 +214,37 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     if json_path is not None:
         write_json(json_path, result)
         click.echo(f"result: {json_path}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--precision", default="fp16", show_default=True,
+              help="fp16, int8 (from model.int8.trt.onnx, else model.onnx + calibration.cache) or fp32.")
+@click.option("--dla-core", type=int, default=None,
+              help="Run on this DLA core with GPU fallback (Jetson AGX/NX Orin; fp16 or int8).")
+@click.option("--workspace-mb", type=int, default=1024, show_default=True, help="Builder workspace.")
+@click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch of the profile.")
+@click.option("--opt-batch", type=int, default=8, show_default=True, help="Batch TensorRT tunes for.")
+@click.option("--max-batch", type=int, default=32, show_default=True, help="Largest batch of the profile.")
+@click.option("--update-card/--no-update-card", "update_card_flag", default=True, show_default=True,
+              help="Add the engine, its manifest entry and card entry to the bundle; or only "
+                   "write it (--out).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="With --no-update-card: the engine file or folder (default: current directory).")
+def engine(bundle: Path, precision: str, dla_core: int | None, workspace_mb: int, min_batch: int,
+           opt_batch: int, max_batch: int, update_card_flag: bool, out: Path | None) -> None:
+    """On the device: build a TensorRT engine from BUNDLE's ONNX, evaluate it, add it to the bundle."""
+    from edgekd.bench.engine import build_bundle_engine
+    from edgekd.card.table import format_table, summary_headers, summary_rows
+
+    result = build_bundle_engine(bundle, precision=precision, dla_core=dla_core,
+                                 workspace_mb=workspace_mb, min_batch=min_batch, opt_batch=opt_batch,
+                                 max_batch=max_batch, update_card=update_card_flag, out=out,
+                                 log=lambda m: click.echo(m, err=True))
+    if result["entry"] is not None:
+        click.echo(format_table(summary_rows({"models": {result["name"]: result["entry"]}}),
+                                summary_headers()))
+    click.echo(f"engine: {result['engine']}")
 
 
 @main.command()

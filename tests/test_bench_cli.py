@@ -202,7 +202,8 @@ def test_a_result_from_a_device_merges_into_the_bundle_it_measured(bundle, tmp_p
     assert "differs from the model.onnx the bench result measured" in res.stderr
     (tmp_path / "card.json").write_text('{"schema": "edgekd.card/v1"}')
     res = invoke(other, "--from-json", tmp_path / "card.json")
-    assert res.exit_code == 2 and "not an edgekd bench result (schema edgekd.bench/v1)" in res.stderr
+    assert res.exit_code == 2
+    assert "not an edgekd bench result (schema edgekd.bench/v1 or edgekd.bench-all/v1)" in res.stderr
 
 
 def test_update_refuses_a_bundle_that_no_longer_verifies(bundle):
@@ -383,6 +384,7 @@ def test_bench_card_and_verify_run_without_torch(bundle, tmp_path):
         sys.meta_path.insert(0, NoTorch())
         from edgekd.cli import main
         for args in (['bench', {str(bundle)!r}, '--iterations', '3', '--eval', '--update-card'],
+                     ['bench', {str(bundle)!r}, '--all', '--iterations', '3', '--eval'],
                      ['card', {str(bundle)!r}], ['verify', {str(bundle)!r}],
                      ['card', {str(bundle)!r}, '--check']):
             try:
@@ -400,7 +402,8 @@ def test_bench_card_and_verify_run_without_torch(bundle, tmp_path):
 def test_device_side_modules_import_no_torch():
     code = ("import sys, edgekd.bench, edgekd.bench.runner, edgekd.bench.backends, "
             "edgekd.bench.trtexec, edgekd.bench.tegrastats, edgekd.bench.device, "
-            "edgekd.bench.evaluate, edgekd.bundle.eval_set, edgekd.card.bench, edgekd.cli; "
+            "edgekd.bench.evaluate, edgekd.bench.engine, edgekd.bench.all_artifacts, "
+            "edgekd.export.tensorrt, edgekd.bundle.eval_set, edgekd.card.bench, edgekd.cli; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

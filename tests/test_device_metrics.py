@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from edgekd.fairness.counts import evaluate_counts
+from edgekd.fairness.from_counts import evaluate_counts
 from edgekd.fairness.metrics import evaluate_predictions
 
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["describe_device", "device_id", "jetson_info", "l4t_release", "peak_rss_mb",
-           "gpu_memory_used_mb", "slug"]
+           "reset_peak_rss", "gpu_memory_used_mb", "slug"]
 
 _GPU_DEVFREQ = re.compile(r"(gpu|gv11b|ga10b|gp10b|gm20b)$")
 
@@ -172,6 +172,19 @@ def peak_rss_mb(*, children: bool = False) -> float | None:
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     rss = resource.getrusage(who).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start a new peak-RSS window for this process (Linux >= 4.0: writing 5 to
+    ``/proc/self/clear_refs`` resets the high-water mark that :func:`peak_rss_mb` reads), so
+    artifacts benched one after another in one process each get their own peak. False where
+    that is not possible (the peak then covers everything run so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def describe_device(root: Path = Path("/")) -> dict:

@@ -4,9 +4,14 @@ The images are normalised with the bundle's preprocess.json exactly as at build 
 (:func:`edgekd.export.runtime.normalise`), run through the same backend that was timed, and the
 predictions scored with the card's metric set (top-1, macro
 recall/precision/F1, per-class recall by group, disparity, DPD, EOD) from counts with numpy
-alone (:func:`edgekd.fairness.counts.evaluate_counts`, equal to the card's fairlearn numbers), so
+alone (:func:`edgekd.fairness.from_counts.evaluate_counts`, equal to the card's fairlearn numbers), so
 the device needs no fairlearn, pandas or scikit-learn. The last partial batch is
 padded to the full batch size, so engines built for one batch size work too.
+
+The student's own predictions are not in a bundle, so agreement is measured against
+:func:`reference_predictions`: ``model.onnx`` (the student exported, checked against torch at
+build time) through onnxruntime's CPU provider on the same images. The card says how far that is
+from the student: :func:`student_agreement_bounds`.
 """
 
 from __future__ import annotations
@@ -19,13 +24,40 @@ import numpy as np
 from edgekd.bundle.eval_set import read_eval_set
 from edgekd.errors import EdgeKDError
 from edgekd.export.runtime import batched_logits
-from edgekd.fairness.counts import evaluate_counts
+from edgekd.fairness.from_counts import evaluate_counts
 
-__all__ = ["evaluate_artifact", "logits_through"]
+__all__ = ["evaluate_artifact", "eval_predictions", "logits_through", "reference_predictions",
+           "REFERENCE_FILE", "agreement", "student_agreement_bounds"]
+
+REFERENCE_FILE = "model.onnx"
+
+
+def _preprocessing(bundle: Path, preprocess: dict, images: np.ndarray) -> tuple:
+    _, h, w = preprocess["input_size"]
+    if images.shape[1:3] != (h, w):
+        raise EdgeKDError(f"{bundle}/eval_set.npz: images are {images.shape[1]}x{images.shape[2]} but "
+                          f"preprocess.json input_size is {h}x{w}")
+    try:
+        return (preprocess["class_names"], preprocess["protected_groups"], preprocess["mean"],
+                preprocess["std"])
+    except KeyError as err:
+        raise EdgeKDError(f"{bundle}/preprocess.json: no {err.args[0]!r}; --eval needs mean, std, "
+                          f"class_names and protected_groups") from None
+
+
+def eval_predictions(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
+                     batch: int, dtype=np.float32) -> np.ndarray:
+    """The predicted class of every image of ``bundle``'s ``eval_set.npz`` through ``infer``."""
+    images, _, _ = read_eval_set(bundle)
+    _, _, mean, std = _preprocessing(bundle, preprocess, images)
+    logits = batched_logits(infer, images, mean, std, batch_size=batch, dtype=dtype, pad=True)
+    return logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
 
 
 def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
-                      batch: int, dtype=np.float32) -> dict:
+                      batch: int, dtype=np.float32, reference: np.ndarray | None = None,
+                      reference_name: str = REFERENCE_FILE,
+                      predictions: np.ndarray | None = None) -> dict:
     """Metrics of ``infer`` (logits of a normalised batch) on ``bundle``'s ``eval_set.npz``.
 
     Parameters
@@ -38,27 +70,61 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
         The bundle's preprocess.json (input_size, mean, std, class_names, protected_groups).
     batch : int
         Images per call.
+    reference : int array, optional
+        Another model's predictions on the same images (:func:`reference_predictions`); adds
+        ``agreement``: the share of images where both predict the same class.
+    reference_name : str
+        What ``reference`` came from, recorded beside the agreement.
+    predictions : int array, optional
+        Predictions already computed through ``infer`` (:func:`eval_predictions`).
 
     Returns
     -------
     dict
-        The metrics of :func:`edgekd.fairness.counts.evaluate_counts` plus ``batch``.
+        The metrics of :func:`edgekd.fairness.from_counts.evaluate_counts` plus ``batch`` (and
+        ``agreement`` ``{"with": reference_name, "prediction_agreement": float}``).
     """
     images, labels, groups = read_eval_set(bundle)
-    _, h, w = preprocess["input_size"]
-    if images.shape[1:3] != (h, w):
-        raise EdgeKDError(f"{bundle}/eval_set.npz: images are {images.shape[1]}x{images.shape[2]} but "
-                          f"preprocess.json input_size is {h}x{w}")
-    try:
-        class_names, group_names = preprocess["class_names"], preprocess["protected_groups"]
-        mean, std = preprocess["mean"], preprocess["std"]
-    except KeyError as err:
-        raise EdgeKDError(f"{bundle}/preprocess.json: no {err.args[0]!r}; --eval needs mean, std, "
-                          f"class_names and protected_groups") from None
-    logits = batched_logits(infer, images, mean, std, batch_size=batch, dtype=dtype, pad=True)
-    pred = logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
+    class_names, group_names, _, _ = _preprocessing(bundle, preprocess, images)
+    pred = predictions if predictions is not None else eval_predictions(
+        infer, bundle, preprocess, batch=batch, dtype=dtype)
     metrics = evaluate_counts(labels, pred, groups, class_names=class_names, group_names=group_names)
-    return {"batch": batch, **metrics}
+    out = {"batch": batch, **metrics}
+    if reference is not None:
+        out["agreement"] = {"with": reference_name, "prediction_agreement": agreement(pred, reference)}
+    return out
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Share of images where two models predict the same class (None for no image)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"predictions of {a.shape} and {b.shape} images cannot be compared")
+    return float(np.mean(a == b)) if len(a) else None
+
+
+def reference_predictions(bundle: Path, preprocess: dict, *, threads: int | None = None) -> np.ndarray:
+    """``model.onnx``'s predictions on the eval set through onnxruntime's CPU provider: what
+    device-side agreement is measured against (the student's predictions are not shipped)."""
+    path = Path(bundle) / REFERENCE_FILE
+    if not path.is_file():
+        raise EdgeKDError(f"{bundle}: has no {REFERENCE_FILE} to measure agreement against")
+    images, _, _ = read_eval_set(bundle)
+    _, _, mean, std = _preprocessing(bundle, preprocess, images)
+    logits = logits_through("onnxruntime", path, images, mean, std, threads=threads)
+    return logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
+
+
+def student_agreement_bounds(agreement_with_reference: float | None,
+                             reference_vs_student: float | None) -> list[float] | None:
+    """Bounds on an artifact's agreement with the torch student, from its agreement with
+    ``model.onnx`` (``a``) and model.onnx's agreement with the student at build time (``r``), on
+    the same images: disagreements add at most, so the student agreement is within
+    ``[a - (1 - r), a + (1 - r)]`` clipped to [0, 1]; exact when ``r`` is 1."""
+    if agreement_with_reference is None or reference_vs_student is None:
+        return None
+    slack = 1.0 - float(reference_vs_student)
+    return [max(0.0, agreement_with_reference - slack), min(1.0, agreement_with_reference + slack)]
 
 
 def logits_through(backend: str, path: Path, images: np.ndarray, mean, std, *,

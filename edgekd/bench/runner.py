@@ -20,6 +20,7 @@ from pathlib import Path
 from edgekd import __version__
 from edgekd.bench.backends import (
     BACKENDS,
+    DEFAULT_TRT_CACHE,
     Backend,
     engine_without_tensorrt,
     load_onnxruntime,
@@ -147,6 +148,13 @@ def _bench_in_process(backend: Backend, chw, sizes, *, warmup, iterations, durat
     if backend.fixed_batch is not None and any(b != backend.fixed_batch for b in sizes):
         raise EdgeKDError(f"{backend.model}: built for batch size {backend.fixed_batch} only; use "
                           f"--batch-sizes {backend.fixed_batch} (or export with a dynamic batch)")
+    if backend.batch_range is not None:
+        low, high = backend.batch_range
+        outside = [b for b in sizes if not low <= b <= high]
+        if outside:
+            raise EdgeKDError(f"{backend.model}: its profile takes batch sizes {low} to {high}, not "
+                              f"{', '.join(map(str, outside))}; choose --batch-sizes within it (or "
+                              f"build the engine with other --min-batch/--max-batch)")
     results = []
     for b in sizes:
         x = random_batch(b, chw, backend.input_dtype)
@@ -208,6 +216,7 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
               batch_sizes: str | Sequence[int] = "1", threads: int | None = None, warmup: int = 10,
               iterations: int | None = None, duration: float | None = None, tegrastats: bool = False,
               tegrastats_interval_ms: int = 100, evaluate: bool = False, progress: bool = False,
+              trt_cache: str | Path | None = DEFAULT_TRT_CACHE, reference=None,
               log: Callable[[str], None] | None = None) -> dict:
     """Bench a bundle or a model file; see the module docstring.
 
@@ -236,6 +245,12 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
         Also score the artifact on the bundle's eval_set.npz (top-1 and fairness metrics).
     progress : bool
         Show a tqdm progress line on stderr.
+    trt_cache : path, optional
+        Engine cache folder of onnxruntime's TensorRT provider (None: no cache); see
+        :func:`edgekd.bench.backends.provider_options`.
+    reference : int array, optional
+        With ``evaluate``: ``model.onnx``'s predictions on the eval set
+        (:func:`edgekd.bench.evaluate.reference_predictions`); adds the agreement with them.
     log : callable, optional
         Receives one line per finished batch size.
 
@@ -279,7 +294,7 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
                                           duration=duration, sampler_factory=sampler_factory, log=log)
         session_s = None
     else:
-        loaded = BACKENDS[name].load(model, providers=providers, threads=threads)
+        loaded = BACKENDS[name].load(model, providers=providers, threads=threads, trt_cache=trt_cache)
         chw = _input_chw(resolved, loaded, model)
         results = _bench_in_process(loaded, chw, sizes, warmup=warmup, iterations=iterations,
                                     duration=duration, sampler_factory=sampler_factory,
@@ -290,7 +305,7 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
 
             evaluation = evaluate_artifact(loaded.infer, resolved.bundle, resolved.preprocess,
                                            batch=loaded.fixed_batch or max(sizes),
-                                           dtype=loaded.input_dtype)
+                                           dtype=loaded.input_dtype, reference=reference)
             build_top1 = _build_top1(resolved, model.name)
             evaluation["build_top1"] = build_top1
             evaluation["top1_change_vs_build"] = (None if build_top1 is None or evaluation["top1"] is None

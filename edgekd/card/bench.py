@@ -1,27 +1,40 @@
-"""Bench results on the card: the one way they are added, and their table rows.
+"""Device results on the card: the only two ways a card changes after its build, and their rows.
 
-A card keeps results as ``card["bench"][<device id>][<backend>][<artifact file>]``; each result
-is the ``edgekd.bench/v1`` dict that ``edgekd bench --json`` writes, less machine-local paths and
-raw samples (:func:`card_entry`). :func:`add_bench_result` is the only change a card sees after
-its build.
+- :func:`add_bench_result`: a bench result under
+  ``card["bench"][<device id>][<backend>][<artifact file>]``; each result is the
+  ``edgekd.bench/v1`` dict that ``edgekd bench --json`` writes, less machine-local paths and raw
+  samples (:func:`card_entry`).
+- :func:`add_engine_evaluation`: a TensorRT engine built and evaluated on the device
+  (``edgekd engine``) as one more model entry, with its release gates.
+
+Table columns of on-device metrics come from the metric table.
 """
 
 from __future__ import annotations
 
 import copy
 
-__all__ = ["BENCH_HEADERS", "card_entry", "add_bench_result", "result_rows", "bench_rows"]
+from edgekd.fairness.metric_table import METRICS
+
+__all__ = ["BENCH_HEADERS", "bench_headers", "card_entry", "add_bench_result", "add_engine_evaluation",
+           "result_rows", "bench_rows"]
 
 BENCH_HEADERS = {
     "device": "device", "backend": "backend", "artifact": "artifact", "batch": "batch",
     "p50_ms": "p50 ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "mean_ms": "mean ms",
     "images_per_s": "images/s", "first_ms": "first ms", "peak_rss_mb": "peak RSS MB",
-    "power_w": "power W", "mj_per_image": "mJ/image", "top1": "top-1",
+    "power_w": "power W", "mj_per_image": "mJ/image",
 }
+"""Timing columns; :func:`bench_headers` adds the metric table's and agreement."""
+
+
+def bench_headers() -> dict[str, str]:
+    """Columns of :func:`result_rows`: timing, every metric of the metric table, agreement."""
+    return {**BENCH_HEADERS, **{m.key: m.label for m in METRICS}, "agreement": "agree model.onnx"}
 
 
 def result_rows(result: dict, *, device: bool = False) -> list[dict]:
-    """One row per batch size of a bench result; top-1 (from ``--eval``) on the first row."""
+    """One row per batch size of a bench result; the metrics (from ``--eval``) on the first row."""
     rows = []
     for i, r in enumerate(result["results"]):
         lat = r["latency_ms"]
@@ -37,8 +50,10 @@ def result_rows(result: dict, *, device: bool = False) -> list[dict]:
             "peak_rss_mb": r.get("peak_rss_mb"),
             "power_w": power.get("avg_w"),
             "mj_per_image": power.get("energy_per_image_mj"),
-            "top1": (result.get("eval") or {}).get("top1") if i == 0 else None,
         }
+        ev = (result.get("eval") or {}) if i == 0 else {}  # scored once, shown on the first row
+        row.update({m.key: m.read(ev) for m in METRICS})
+        row["agreement"] = (ev.get("agreement") or {}).get("prediction_agreement")
         if device:
             row = {"device": result["device"]["id"], **row}
         rows.append(row)
@@ -70,3 +85,33 @@ def add_bench_result(card: dict, result: dict) -> dict:
     bench = copy.deepcopy(card.get("bench") or {})
     bench.setdefault(device, {}).setdefault(backend, {})[artifact] = card_entry(result)
     return {**card, "bench": bench}
+
+
+def add_engine_evaluation(card: dict, name: str, entry: dict) -> dict:
+    """``card`` with an engine built on the device as model ``name`` (``edgekd engine``).
+
+    ``entry`` is a model entry (:meth:`edgekd.card.evaluation.Evaluation.card_entry` plus where
+    it was built). An earlier model of the same file is replaced (an engine runs only where it
+    was built, so the newest build of a file is the one the bundle holds), the build's "not
+    shipped" note for that engine is dropped, and the release gates the card already checks
+    (their thresholds from its gate entries) are evaluated on the new entry, replacing that
+    model's earlier gates. The rest of the card is kept.
+    """
+    from edgekd.card.gates import evaluate_gates, gate_table
+
+    models = {k: v for k, v in card["models"].items()
+              if k != name and not (entry.get("file") and v.get("file") == entry["file"])}
+    removed = set(card["models"]) - set(models)
+    models[name] = copy.deepcopy(entry)
+    thresholds = {}
+    for gate in card.get("gates") or []:
+        if gate["name"] in gate_table():
+            thresholds.setdefault(gate["name"], gate["threshold"])
+    only_new = {**card, "models": {k: v for k, v in models.items() if k in ("teacher", name)}}
+    new_gates = [g for g in evaluate_gates(only_new, thresholds) if g["artifact"] == name]
+    gates = [g for g in card.get("gates") or [] if g["artifact"] not in removed | {name}] + new_gates
+    skipped = [s for s in card.get("skipped_artifacts") or [] if s.get("name") != name]
+    out = {**card, "models": models, "gates": gates}
+    if "skipped_artifacts" in card:
+        out["skipped_artifacts"] = skipped
+    return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import yaml
 
-from edgekd.card.bench import BENCH_HEADERS, bench_rows
+from edgekd.card.bench import bench_headers, bench_rows
 from edgekd.fairness.metric_table import METRICS
 
 __all__ = ["render_markdown", "front_matter", "pipe_table"]
@@ -150,6 +150,20 @@ def _with_ci(value, ci: dict | None, key: str) -> str:
     return f"{value:.3f}" + (f" [{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "")
 
 
+def _agreement(drift: dict) -> str:
+    """The agreement cell: with the student, or (engines built on the device) with the file
+    named, and the bounds that puts on the agreement with the student."""
+    text = _num(drift.get("prediction_agreement"), 4)
+    if drift.get("agreement_with"):
+        text += f" (with {drift['agreement_with'].split(' ', 1)[0]}"
+        bounds = drift.get("student_agreement_bounds")
+        if bounds:
+            text += (f"; with the student {_num(bounds[0], 4)}" if bounds[0] == bounds[1]
+                     else f"; with the student {_num(bounds[0], 4)} to {_num(bounds[1], 4)}")
+        text += ")"
+    return text
+
+
 def _headline(card: dict) -> list[str]:
     intervals = [e["ci"] for e in card["models"].values() if e.get("ci")]
     title = "## Headline metrics (test split, each measured through its own runtime)"
@@ -172,9 +186,13 @@ def _headline(card: dict) -> list[str]:
                   "| artifact | file | prediction agreement | top-1 change | mean \\|disparity\\| change |",
                   "|---|---|---|---|---|"]
         for name, d in drift:
-            lines.append(f"| {name} | {card['models'][name].get('file', '-')} | "
-                         f"{_num(d.get('prediction_agreement'), 4)} | {_signed(d.get('top1_change'))} | "
-                         f"{_signed(d.get('mean_abs_disparity_change'))} |")
+            lines.append(f"| {name} | {card['models'][name].get('file', '-')} | {_agreement(d)} | "
+                         f"{_signed(d.get('top1_change'))} | {_signed(d.get('mean_abs_disparity_change'))} |")
+        built = [(n, e["built_on"]) for n, e in card["models"].items() if e.get("built_on_device")]
+        for name, where in built:
+            lines.append("")
+            lines.append(f"{name} was built and evaluated on the device: "
+                         + ", ".join(f"{k} {v}" for k, v in where.items() if v is not None) + ".")
     return lines
 
 
@@ -283,7 +301,7 @@ def _bench(card: dict) -> list[str]:
     rows = bench_rows(card)
     if not rows:
         return lines + ["None yet: run `edgekd bench BUNDLE --update-card` on the device."]
-    return lines + pipe_table(rows, BENCH_HEADERS)
+    return lines + pipe_table(rows, bench_headers())
 
 
 def _plots(card: dict) -> list[str]:

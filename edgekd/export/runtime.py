@@ -55,11 +55,12 @@ class OnnxClassifier:
     Parameters
     ----------
     path : path to the ``.onnx`` file
-    providers : execution providers in order of preference (default: CPU)
+    providers : execution providers in order of preference, names or (name, options) pairs
+        (default: CPU)
     threads : intra-op threads (default: onnxruntime's choice)
     """
 
-    def __init__(self, path: str | Path, *, providers: list[str] | None = None,
+    def __init__(self, path: str | Path, *, providers: list | None = None,
                  threads: int | None = None) -> None:
         ort = import_onnxruntime()
         path = Path(path)

@@ -5,10 +5,14 @@ Building (``build_engine``), TensorRT 8.6 and 10:
 1. ``trt.Builder`` -> network (explicit batch; the flag is needed only on 8.x) -> ``trt.OnnxParser``
    reads ``model.onnx``;
 2. builder config: workspace limit (``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``),
-   ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; for INT8 an ``IInt8EntropyCalibrator2`` over the
-   same calibration images as the INT8 ONNX, with a calibration cache;
-3. one optimisation profile for the batch range (min / opt / max);
-4. ``build_serialized_network`` -> ``model.<precision>.engine``.
+   ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; for INT8 one of three sources of scales:
+   the Q/DQ nodes of an explicitly quantized ONNX (no calibrator), a TensorRT calibration cache
+   read by a calibrator that never sees an image (:func:`cache_calibrator`), or an
+   ``IInt8EntropyCalibrator2`` over calibration images (the build machine);
+3. optionally a DLA core (``default_device_type = DeviceType.DLA``, ``DLA_core``,
+   ``BuilderFlag.GPU_FALLBACK``; fp16 or int8 only): :func:`device_settings`;
+4. one optimisation profile for the batch range (min / opt / max);
+5. ``build_serialized_network`` -> ``model.<precision>[.dla<N>].engine``.
 
 An engine runs only on the GPU model and TensorRT version that built it, so :func:`engine_info`
 (TensorRT version, CUDA runtime version, GPU name) goes into the manifest. Device memory goes
@@ -32,7 +36,8 @@ from edgekd.export.artifact import Artifact, ExportContext
 from edgekd.export.runtime import batched_logits, normalise
 
 __all__ = ["TensorRTConfig", "build_tensorrt_artifact", "tensorrt_status", "engine_info", "build_engine",
-           "TensorRTClassifier", "profile_shapes", "precision_flags", "calibration_batches"]
+           "TensorRTClassifier", "DeviceBuffers", "profile_shapes", "precision_flags", "device_settings",
+           "calibration_batches", "calibration_algorithm", "CacheReader", "cache_calibrator"]
 
 
 class TensorRTConfig(Section):
@@ -131,6 +136,81 @@ def calibration_batches(images: np.ndarray, mean, std, batch_size: int):
                                    dtype=np.float32)
 
 
+def device_settings(precision: str, dla_core: int | None) -> dict:
+    """Where the engine's layers run: the GPU, or DLA core ``dla_core`` with GPU fallback.
+
+    Returns ``{"device": "GPU" | "DLA", "dla_core": N | None, "flags": [...]}`` with the
+    ``trt.BuilderFlag`` names to set besides the precision's: DLA runs fp16 and int8 layers only,
+    and a layer DLA cannot run falls back to the GPU (``GPU_FALLBACK``) instead of failing the build.
+    """
+    if dla_core is None:
+        return {"device": "GPU", "dla_core": None, "flags": []}
+    if isinstance(dla_core, bool) or not isinstance(dla_core, int) or dla_core < 0:
+        raise EdgeKDError(f"--dla-core: {dla_core!r}; must be a DLA core number (0 or 1 on Jetson "
+                          f"AGX/NX Orin)")
+    if precision not in ("fp16", "int8"):
+        raise EdgeKDError(f"--dla-core {dla_core} with --precision {precision}: DLA runs fp16 or int8 "
+                          f"only; choose --precision fp16 or int8")
+    return {"device": "DLA", "dla_core": dla_core, "flags": ["GPU_FALLBACK"]}
+
+
+# The first line of a TensorRT calibration cache names the algorithm that wrote it
+# ("TRT-100300-EntropyCalibration2"); a cache is read back by a calibrator of the same algorithm.
+_CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2",
+                "EntropyCalibration": "IInt8EntropyCalibrator",
+                "MinMaxCalibration": "IInt8MinMaxCalibrator",
+                "LegacyCalibration": "IInt8LegacyCalibrator"}
+
+
+def calibration_algorithm(cache: bytes, *, where: str = "calibration.cache") -> str:
+    """The ``trt`` calibrator class that reads ``cache`` (a TensorRT calibration cache: a header
+    line ``TRT-<version>-<algorithm>``, then ``tensor: hex scale`` lines)."""
+    header = cache.split(b"\n", 1)[0].decode("ascii", "replace").strip()
+    parts = header.split("-", 2)
+    if len(parts) != 3 or parts[0] != "TRT" or parts[2] not in _CALIBRATORS:
+        raise EdgeKDError(f"{where}: not a TensorRT calibration cache (first line {header[:60]!r}; "
+                          f"expected TRT-<version>-<algorithm>, algorithm one of "
+                          f"{', '.join(_CALIBRATORS)})")
+    return _CALIBRATORS[parts[2]]
+
+
+class CacheReader:
+    """The calibrator methods of a cache-only calibration: no batch is ever given (TensorRT reads
+    every scale from the cache), and the cache is never rewritten. Mixed into the ``trt``
+    calibrator class the cache names by :func:`cache_calibrator`."""
+
+    def __init__(self, cache: bytes, batch_size: int = 1) -> None:
+        self._cache = bytes(cache)
+        self._batch_size = batch_size
+
+    def get_batch_size(self) -> int:
+        return self._batch_size
+
+    def get_batch(self, names):
+        return None  # no images: a calibration that needs them stops here instead of guessing
+
+    def read_calibration_cache(self):
+        return self._cache
+
+    def write_calibration_cache(self, data) -> None:
+        """The bundle's cache stays as shipped (its manifest checks it)."""
+
+
+def cache_calibrator(cache_path: Path):
+    """A TensorRT calibrator that only reads ``cache_path`` (the bundle's ``calibration.cache``)."""
+    import tensorrt as trt
+
+    cache = Path(cache_path).read_bytes()
+    base = getattr(trt, calibration_algorithm(cache, where=str(cache_path)))
+
+    class CacheCalibrator(CacheReader, base):
+        def __init__(self) -> None:
+            base.__init__(self)
+            CacheReader.__init__(self, cache)
+
+    return CacheCalibrator()
+
+
 def _calibrator(images: np.ndarray, mean, std, batch_size: int, cache: Path):
     import tensorrt as trt
 
@@ -167,10 +247,19 @@ def _calibrator(images: np.ndarray, mean, std, batch_size: int, cache: Path):
 
 def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size: int,
                  min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32, workspace_mb: int = 1024,
-                 calibration_images: np.ndarray | None = None, mean=None, std=None) -> Path:
-    """Serialise a TensorRT engine for ``onnx_path`` at ``precision`` (fp32, fp16 or int8)."""
+                 calibration_images: np.ndarray | None = None, mean=None, std=None,
+                 calibration_cache: Path | None = None, explicit_int8: bool = False,
+                 dla_core: int | None = None) -> Path:
+    """Serialise a TensorRT engine for ``onnx_path`` at ``precision`` (fp32, fp16 or int8).
+
+    INT8 scales come from, in this order: the Q/DQ nodes of ``onnx_path`` when ``explicit_int8``
+    (no calibrator), ``calibration_cache`` (read only), or ``calibration_images`` (entropy
+    calibration, the cache written beside ``out_path``). ``dla_core`` puts the layers on that DLA
+    core with GPU fallback (:func:`device_settings`).
+    """
     import tensorrt as trt
 
+    device = device_settings(precision, dla_core)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     major = int(trt.__version__.split(".")[0])
@@ -186,13 +275,24 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *profile_shapes(image_size, min_batch, opt_batch, max_batch))
     config.add_optimization_profile(profile)
-    for flag in precision_flags(precision):
+    for flag in precision_flags(precision) + device["flags"]:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    if precision == "int8":
-        if calibration_images is None or len(calibration_images) < opt_batch:
-            raise EdgeKDError("export.tensorrt: int8 needs at least opt_batch calibration images")
-        config.int8_calibrator = _calibrator(calibration_images, mean, std, opt_batch,
-                                             Path(out_path).with_suffix(".calibration.cache"))
+    if device["device"] == "DLA":
+        cores = int(builder.num_DLA_cores)
+        if device["dla_core"] >= cores:
+            raise EdgeKDError(f"--dla-core {device['dla_core']}: this device has {cores} DLA "
+                              f"core{'s' if cores != 1 else ''}"
+                              + (f" (0 to {cores - 1})" if cores else "; omit --dla-core"))
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = device["dla_core"]
+    if precision == "int8" and not explicit_int8:
+        if calibration_cache is not None:
+            config.int8_calibrator = cache_calibrator(calibration_cache)
+        else:
+            if calibration_images is None or len(calibration_images) < opt_batch:
+                raise EdgeKDError("export.tensorrt: int8 needs at least opt_batch calibration images")
+            config.int8_calibrator = _calibrator(calibration_images, mean, std, opt_batch,
+                                                 Path(out_path).with_suffix(".calibration.cache"))
         config.set_calibration_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -202,6 +302,40 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
 
     write_atomic(Path(out_path), bytes(serialized))
     return Path(out_path)
+
+
+class DeviceBuffers:
+    """Device memory for one input and one output, allocated once per input shape and reused.
+
+    :meth:`get` returns the (input, output) device pointers for a call with that many bytes;
+    the previous allocation is kept while the sizes stay the same (the timed loop of a bench
+    calls with one shape over and over) and freed only when they change or on :meth:`free`.
+    ``cudart`` is cuda-python's runtime module (a stand-in in the tests).
+    """
+
+    def __init__(self, cudart) -> None:
+        self._cudart = cudart
+        self.sizes: tuple[int, int] | None = None
+        self.pointers: tuple[int, int] | None = None
+
+    def get(self, in_nbytes: int, out_nbytes: int) -> tuple[int, int]:
+        sizes = (int(in_nbytes), int(out_nbytes))
+        if sizes != self.sizes:
+            self.free()
+            d_in = _check(self._cudart.cudaMalloc(sizes[0]))
+            try:
+                d_out = _check(self._cudart.cudaMalloc(sizes[1]))
+            except RuntimeError:
+                self._cudart.cudaFree(d_in)
+                raise
+            self.sizes, self.pointers = sizes, (d_in, d_out)
+        return self.pointers
+
+    def free(self) -> None:
+        if self.pointers is not None:
+            for pointer in self.pointers:
+                self._cudart.cudaFree(pointer)
+        self.sizes = self.pointers = None
 
 
 class TensorRTClassifier:
@@ -231,30 +365,51 @@ class TensorRTClassifier:
         mode = trt.TensorIOMode.INPUT
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == mode)
         self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) != mode)
-        self.batch_size = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
+        shapes = self.engine.get_tensor_profile_shape(self.input_name, 0)  # (min, opt, max)
+        self.batch_range = (int(shapes[0][0]), int(shapes[2][0]))
+        self.batch_size = self.batch_range[1]
         self._stream = _check(self._cudart.cudaStreamCreate())
+        self._buffers = DeviceBuffers(self._cudart)
+        self._shape: tuple[int, ...] | None = None
+        self._out: np.ndarray | None = None
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits of one batch; device buffers and tensor addresses are set up only when the input
+        shape changes (:class:`DeviceBuffers`), so a timed loop measures copies and inference."""
         cudart = self._cudart
         x = np.ascontiguousarray(x, dtype=np.float32)
-        self.context.set_input_shape(self.input_name, tuple(x.shape))
-        out = np.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=np.float32)
-        d_in = _check(cudart.cudaMalloc(x.nbytes))
-        d_out = _check(cudart.cudaMalloc(out.nbytes))
-        try:
-            to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-            to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-            _check(cudart.cudaMemcpyAsync(d_in, x.ctypes.data, x.nbytes, to_device, self._stream))
+        if x.shape != self._shape:
+            self.context.set_input_shape(self.input_name, tuple(x.shape))
+            self._out = np.empty(tuple(self.context.get_tensor_shape(self.output_name)), np.float32)
+            d_in, d_out = self._buffers.get(x.nbytes, self._out.nbytes)
             self.context.set_tensor_address(self.input_name, int(d_in))
             self.context.set_tensor_address(self.output_name, int(d_out))
-            if not self.context.execute_async_v3(self._stream):
-                raise RuntimeError("TensorRT execute_async_v3 failed")
-            _check(cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes, to_host, self._stream))
-            _check(cudart.cudaStreamSynchronize(self._stream))
-        finally:
-            cudart.cudaFree(d_in)
-            cudart.cudaFree(d_out)
-        return out
+            self._shape = x.shape
+        d_in, d_out = self._buffers.pointers
+        out = self._out
+        to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        _check(cudart.cudaMemcpyAsync(d_in, x.ctypes.data, x.nbytes, to_device, self._stream))
+        if not self.context.execute_async_v3(self._stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        _check(cudart.cudaMemcpyAsync(out.ctypes.data, d_out, out.nbytes, to_host, self._stream))
+        _check(cudart.cudaStreamSynchronize(self._stream))
+        return out.copy()
+
+    def close(self) -> None:
+        """Free the device buffers and the stream (also done when the object is collected)."""
+        buffers = getattr(self, "_buffers", None)
+        if buffers is not None:
+            buffers.free()
+        stream, self._stream = getattr(self, "_stream", None), None
+        if stream is not None:
+            self._cudart.cudaStreamDestroy(stream)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the CUDA context may be gone already
+            pass
 
     def predict_images(self, images: np.ndarray, mean, std) -> np.ndarray:
         return batched_logits(self.logits, images, mean, std, batch_size=self.batch_size)

@@ -20,7 +20,7 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["CellCounts", "top1", "mean_abs_disparity", "mean_dpd", "mean_eod", "evaluate_counts"]
+__all__ = ["CellCounts", "top1", "mean_abs_disparity", "mean_dpd", "mean_eod"]
 
 
 class CellCounts:
@@ -119,65 +119,3 @@ def mean_eod(counts: CellCounts) -> float | None:
     """Mean over classes of the one-vs-rest equalized odds difference."""
     return _nanmean(counts.per_class_eod())
 
-
-def _none(value) -> float | None:
-    return None if value is None or np.isnan(value) else float(value)
-
-
-def _summary(values: np.ndarray, class_names: list[str]) -> dict:
-    if np.all(np.isnan(values)):
-        return {"mean": None, "worst": None, "worst_class": None}
-    worst = int(np.nanargmax(values))
-    return {"mean": float(np.nanmean(values)), "worst": float(values[worst]),
-            "worst_class": class_names[worst]}
-
-
-def evaluate_counts(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                    class_names: list[str], group_names: list[str]) -> dict:
-    """The card's metric set for one model or artifact from counts alone (numpy, no fairlearn).
-
-    The same keys and values as :func:`edgekd.fairness.metrics.evaluate_predictions` (a test
-    holds them equal); ``edgekd bench --eval`` uses this on the device, where fairlearn's stack
-    (pandas, scikit-learn, scipy) is not installed. Macro precision, recall and F1 count a class
-    with no prediction (or no image) as 0, as scikit-learn's ``zero_division=0`` does.
-    """
-    from edgekd.fairness.metric_table import METRICS
-
-    num_classes, num_groups = len(class_names), len(group_names)
-    counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups)
-    positives, hits = counts.positives.sum(1), counts.hits.sum(1)
-    predicted = counts.predicted.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(positives > 0, hits / positives, 0.0)
-        precision = np.where(predicted > 0, hits / predicted, 0.0)
-        f1 = np.where(recall + precision > 0, 2 * precision * recall / (precision + recall), 0.0)
-    tpr = counts.tpr
-    disparity = counts.per_class_disparity(signed=True)
-    dpd, eod = counts.per_class_dpd(), counts.per_class_eod()
-    per_class = [{
-        "class": name,
-        "recall": _none(hits[c] / positives[c]) if positives[c] else None,
-        "recall_by_group": {g: _none(tpr[c, k]) for k, g in enumerate(group_names)},
-        "support_by_group": {g: int(counts.positives[c, k]) for k, g in enumerate(group_names)},
-        "disparity": _none(disparity[c]),
-        "dpd": _none(dpd[c]),
-        "eod": _none(eod[c]),
-    } for c, name in enumerate(class_names)]
-    abs_disp = _summary(np.abs(disparity), class_names)
-    metrics = {
-        "n": int(len(counts.y_true)),
-        "top1": top1(counts),
-        "macro_recall": float(recall.mean()),
-        "macro_precision": float(precision.mean()),
-        "macro_f1": float(f1.mean()),
-        "mean_abs_disparity": abs_disp["mean"],
-        "max_abs_disparity": abs_disp["worst"],
-        "max_abs_disparity_class": abs_disp["worst_class"],
-        "dpd": _summary(dpd, class_names),
-        "eod": _summary(eod, class_names),
-        "classes_without_support": [class_names[c] for c in range(num_classes)
-                                    if (counts.positives[c] == 0).any()],
-        "per_class": per_class,
-    }
-    metrics.update({m.key: m.from_counts(counts) for m in METRICS if m.path is None})
-    return metrics
