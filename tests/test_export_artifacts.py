@@ -204,13 +204,14 @@ def test_bad_int8_method_and_batch_order_are_named():
                       method="kl")
 
 
-def test_tensorrt_profile_flags_and_calibration_batches_without_tensorrt():
+def test_tensorrt_profile_flags_and_cache_header_without_tensorrt():
     """The pure logic of the engine builder, checked where TensorRT is absent."""
-    from edgekd.export.tensorrt import calibration_batches, precision_flags, profile_shapes
+    from edgekd.export.tensorrt import for_tensorrt_version, precision_flags, profile_shapes
     from edgekd.recipe import parse_recipe
 
     trt = {"enabled": True, "precision": "int8", "min_batch": 2, "opt_batch": 4, "max_batch": 16}
-    trt_cfg = parse_recipe({"name": "x", "export": {"tensorrt": trt}}).export.tensorrt
+    export = {"tensorrt": trt, "int8": {"enabled": True}}
+    trt_cfg = parse_recipe({"name": "x", "export": export}).export.tensorrt
     assert profile_shapes(48, trt_cfg.min_batch, trt_cfg.opt_batch, trt_cfg.max_batch) == (
         (2, 3, 48, 48), (4, 3, 48, 48), (16, 3, 48, 48))
     assert precision_flags(trt_cfg.precision) == ["FP16", "INT8"]
@@ -220,13 +221,14 @@ def test_tensorrt_profile_flags_and_calibration_batches_without_tensorrt():
     with pytest.raises(EdgeKDError, match="min_batch <= opt_batch"):
         profile_shapes(48, 4, 2, 8)
 
-    images = np.full((10, 2, 2, 3), 255, np.uint8)
-    images[4:8] = 0
-    batches = list(calibration_batches(images, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 4))
-    assert len(batches) == 2  # 10 images, batches of 4: the last 2 are dropped
-    assert all(b.shape == (4, 3, 2, 2) and b.dtype == np.float32 and b.flags.c_contiguous
-               for b in batches)
-    assert np.all(batches[0] == 1.0) and np.all(batches[1] == -1.0)  # (x/255 - 0.5) / 0.5
+    # an INT8 engine is built from the TensorRT-form INT8 file (explicit quantization)
+    with pytest.raises(EdgeKDError, match="tensorrt.precision: int8 builds the engine from model.int8.trt"):
+        parse_recipe({"name": "x", "export": {"tensorrt": trt}})
+    with pytest.raises(EdgeKDError, match="set int8.enabled: true with tensorrt in int8.forms"):
+        parse_recipe({"name": "x", "export": {"tensorrt": trt, "int8": {"enabled": True, "forms": ["cpu"]}}})
+    cache = b"TRT-100300-EntropyCalibration2\nimages: 3ca3d70a\n"
+    assert for_tensorrt_version(cache, "8.6.1") == b"TRT-8601-EntropyCalibration2\nimages: 3ca3d70a\n"
+    assert for_tensorrt_version(cache, "10.7.0").startswith(b"TRT-100700-EntropyCalibration2\n")
 
 
 # ------------------------------------------------------------------------------- tarballs

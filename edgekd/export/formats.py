@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pydantic import Field, create_model
+from pydantic import Field, create_model, model_validator
 
 from edgekd.config import Section
 from edgekd.export.artifact import Artifact, ExportContext
@@ -125,9 +125,19 @@ register_format(ExportFormat("fp16", Fp16Config, "model.fp16.onnx", _fp16, "onnx
 register_format(ExportFormat("tensorrt", TensorRTConfig, "model.<precision>.engine", _tensorrt,
                              "TensorRT, cuda-python and an NVIDIA GPU (or Torch-TensorRT)"))
 
+def _int8_engine_needs_its_qdq_file(export):
+    trt, int8 = export.tensorrt, export.int8
+    if trt.enabled and trt.via == "onnx" and trt.precision == "int8" \
+            and not (int8.enabled and "tensorrt" in int8.forms):
+        raise ValueError("tensorrt.precision: int8 builds the engine from model.int8.trt.onnx (explicit "
+                         "quantization); set int8.enabled: true with tensorrt in int8.forms")
+    return export
+
+
 ExportConfig = create_model(
     "ExportConfig", __base__=Section,
     __doc__="``export``: the fp32 ONNX file (``onnx``) and one section per format of the table.",
+    __validators__={"int8_engine_qdq": model_validator(mode="after")(_int8_engine_needs_its_qdq_file)},
     onnx=(OnnxConfig, Field(default_factory=OnnxConfig)),
     **{key: (fmt.config, Field(default_factory=fmt.config)) for key, fmt in EXPORT_FORMATS.items()},
 )

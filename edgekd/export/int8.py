@@ -38,7 +38,7 @@ from edgekd.export.runtime import OnnxClassifier, normalise
 
 __all__ = ["CALIBRATION_METHODS", "FORMS", "Int8Config", "Int8Form", "Int8Result", "quantize_int8",
            "quantize_to_agreement", "sensitive_groups", "calibration_ranges", "write_tensorrt_cache",
-           "read_tensorrt_cache"]
+           "read_tensorrt_cache", "tensorrt_version_number"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -268,7 +268,7 @@ def write_tensorrt_cache(ranges: dict[str, tuple[float, float]], path: Path, *,
     """
     from edgekd.files import write_atomic
 
-    lines = [f"TRT-{_version_number(tensorrt_version)}-EntropyCalibration2"]
+    lines = [f"TRT-{tensorrt_version_number(tensorrt_version)}-EntropyCalibration2"]
     for name in sorted(ranges):
         amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
         scale = max(amax, 1e-8) / 127.0
@@ -291,7 +291,7 @@ def read_tensorrt_cache(path: Path) -> tuple[str, dict[str, float]]:
     return text[0], scales
 
 
-def _version_number(version: str) -> int:
+def tensorrt_version_number(version: str) -> int:
     """TensorRT's own numbering: 8.6.1 -> 8601, 10.3.0 -> 100300."""
     major, minor, patch = (int(p) for p in (version.split(".") + ["0", "0"])[:3])
     return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch

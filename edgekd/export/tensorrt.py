@@ -5,10 +5,11 @@ Building (``build_engine``), TensorRT 8.6 and 10:
 1. ``trt.Builder`` -> network (explicit batch; the flag is needed only on 8.x) -> ``trt.OnnxParser``
    reads ``model.onnx``;
 2. builder config: workspace limit (``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``),
-   ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; for INT8 one of three sources of scales:
-   the Q/DQ nodes of an explicitly quantized ONNX (no calibrator), a TensorRT calibration cache
-   read by a calibrator that never sees an image (:func:`cache_calibrator`), or an
-   ``IInt8EntropyCalibrator2`` over calibration images (the build machine);
+   ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; for INT8 the scales come from the Q/DQ nodes of
+   the explicitly quantized ``model.int8.trt.onnx`` (no calibrator: the build machine and, by
+   default, ``edgekd engine``), or from the bundle's ``calibration.cache`` read by a calibrator
+   that never sees an image (:func:`cache_calibrator`; implicit quantization, deprecated since
+   TensorRT 10.1, for engines built from ``model.onnx``);
 3. optionally a DLA core (``default_device_type = DeviceType.DLA``, ``DLA_core``,
    ``BuilderFlag.GPU_FALLBACK``; fp16 or int8 only): :func:`device_settings`;
 4. one optimisation profile for the batch range (min / opt / max);
@@ -33,11 +34,11 @@ from pydantic import Field, model_validator
 from edgekd.config import Section
 from edgekd.errors import EdgeKDError
 from edgekd.export.artifact import Artifact, ExportContext
-from edgekd.export.runtime import batched_logits, normalise
+from edgekd.export.runtime import batched_logits
 
 __all__ = ["TensorRTConfig", "build_tensorrt_artifact", "tensorrt_status", "engine_info", "build_engine",
            "TensorRTClassifier", "DeviceBuffers", "profile_shapes", "precision_flags", "device_settings",
-           "calibration_batches", "calibration_algorithm", "CacheReader", "cache_calibrator"]
+           "calibration_algorithm", "CacheReader", "cache_calibrator"]
 
 
 class TensorRTConfig(Section):
@@ -128,14 +129,6 @@ def precision_flags(precision: str) -> list[str]:
     return flags[precision]
 
 
-def calibration_batches(images: np.ndarray, mean, std, batch_size: int):
-    """Normalised, C-contiguous float32 batches of exactly ``batch_size`` images (TensorRT's
-    calibrator takes a fixed batch; a last partial batch is dropped)."""
-    for start in range(0, len(images) - batch_size + 1, batch_size):
-        yield np.ascontiguousarray(normalise(images[start:start + batch_size], mean, std),
-                                   dtype=np.float32)
-
-
 def device_settings(precision: str, dla_core: int | None) -> dict:
     """Where the engine's layers run: the GPU, or DLA core ``dla_core`` with GPU fallback.
 
@@ -196,11 +189,24 @@ class CacheReader:
         """The bundle's cache stays as shipped (its manifest checks it)."""
 
 
+def for_tensorrt_version(cache: bytes, version: str) -> bytes:
+    """``cache`` with its header's version set to ``version`` (10.3.0 -> ``TRT-100300-...``): the
+    scales do not depend on the version, and a cache written for another TensorRT is otherwise
+    not read."""
+    from edgekd.export.int8 import tensorrt_version_number
+
+    header, sep, rest = cache.partition(b"\n")
+    parts = header.decode("ascii", "replace").split("-", 2)
+    if len(parts) != 3 or parts[0] != "TRT":
+        return cache
+    return f"TRT-{tensorrt_version_number(version)}-{parts[2]}".encode() + sep + rest
+
+
 def cache_calibrator(cache_path: Path):
     """A TensorRT calibrator that only reads ``cache_path`` (the bundle's ``calibration.cache``)."""
     import tensorrt as trt
 
-    cache = Path(cache_path).read_bytes()
+    cache = for_tensorrt_version(Path(cache_path).read_bytes(), trt.__version__)
     base = getattr(trt, calibration_algorithm(cache, where=str(cache_path)))
 
     class CacheCalibrator(CacheReader, base):
@@ -211,51 +217,16 @@ def cache_calibrator(cache_path: Path):
     return CacheCalibrator()
 
 
-def _calibrator(images: np.ndarray, mean, std, batch_size: int, cache: Path):
-    import tensorrt as trt
-
-    cudart = _cudart()
-
-    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        """Feeds the calibration images to TensorRT's entropy calibration, batch by batch."""
-
-        def __init__(self) -> None:
-            trt.IInt8EntropyCalibrator2.__init__(self)
-            self.batches = calibration_batches(images, mean, std, batch_size)
-            self.nbytes = batch_size * 3 * images.shape[1] * images.shape[2] * 4
-            self.device = _check(cudart.cudaMalloc(self.nbytes))
-
-        def get_batch_size(self) -> int:
-            return batch_size
-
-        def get_batch(self, names):
-            batch = next(self.batches, None)
-            if batch is None:
-                return None
-            _check(cudart.cudaMemcpy(self.device, batch.ctypes.data, self.nbytes,
-                                     cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
-            return [int(self.device)]
-
-        def read_calibration_cache(self):
-            return cache.read_bytes() if cache.exists() else None
-
-        def write_calibration_cache(self, data) -> None:
-            cache.write_bytes(bytes(data))
-
-    return EntropyCalibrator()
-
-
 def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size: int,
                  min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32, workspace_mb: int = 1024,
-                 calibration_images: np.ndarray | None = None, mean=None, std=None,
                  calibration_cache: Path | None = None, explicit_int8: bool = False,
                  dla_core: int | None = None) -> Path:
     """Serialise a TensorRT engine for ``onnx_path`` at ``precision`` (fp32, fp16 or int8).
 
-    INT8 scales come from, in this order: the Q/DQ nodes of ``onnx_path`` when ``explicit_int8``
-    (no calibrator), ``calibration_cache`` (read only), or ``calibration_images`` (entropy
-    calibration, the cache written beside ``out_path``). ``dla_core`` puts the layers on that DLA
-    core with GPU fallback (:func:`device_settings`).
+    INT8 scales come from the Q/DQ nodes of ``onnx_path`` when ``explicit_int8`` (explicit
+    quantization: no calibrator, the form TensorRT keeps; implicit calibration is deprecated since
+    TensorRT 10.1), else from ``calibration_cache`` (read only, its header set to this TensorRT).
+    ``dla_core`` puts the layers on that DLA core with GPU fallback (:func:`device_settings`).
     """
     import tensorrt as trt
 
@@ -286,13 +257,10 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = device["dla_core"]
     if precision == "int8" and not explicit_int8:
-        if calibration_cache is not None:
-            config.int8_calibrator = cache_calibrator(calibration_cache)
-        else:
-            if calibration_images is None or len(calibration_images) < opt_batch:
-                raise EdgeKDError("export.tensorrt: int8 needs at least opt_batch calibration images")
-            config.int8_calibrator = _calibrator(calibration_images, mean, std, opt_batch,
-                                                 Path(out_path).with_suffix(".calibration.cache"))
+        if calibration_cache is None:
+            raise EdgeKDError(f"{onnx_path.name}: int8 needs its Q/DQ scales (model.int8.trt.onnx) or a "
+                              f"calibration cache (calibration.cache)")
+        config.int8_calibrator = cache_calibrator(calibration_cache)
         config.set_calibration_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -435,11 +403,12 @@ def build_tensorrt_artifact(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact
         return Artifact(name=name, skipped=status)
     if cfg.via == "torch_tensorrt":
         return _torch_tensorrt(cfg, ctx)
-    path = build_engine(ctx.onnx_path, ctx.out_dir / f"model.{cfg.precision}.engine",
+    # int8: explicit quantization from the TensorRT-form INT8 file the int8 row wrote just before
+    source = ctx.out_dir / "model.int8.trt.onnx" if cfg.precision == "int8" else ctx.onnx_path
+    path = build_engine(source, ctx.out_dir / f"model.{cfg.precision}.engine",
                         precision=cfg.precision, image_size=ctx.image_size, min_batch=cfg.min_batch,
                         opt_batch=cfg.opt_batch, max_batch=cfg.max_batch, workspace_mb=cfg.workspace_mb,
-                        calibration_images=ctx.calibration_images[:ctx.export.int8.calibration_samples],
-                        mean=ctx.mean, std=ctx.std)
+                        explicit_int8=cfg.precision == "int8")
     info = engine_info()
     ctx.log(f"export: {path.name} (TensorRT {info['tensorrt']}, {info['gpu']})")
     return Artifact(name=name, file=path.name, path=path, kind="tensorrt", precision=cfg.precision,
