@@ -18,6 +18,7 @@ from edgekd.card import build_card, summary_rows
 from edgekd.data import DataSplits, load_data
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metrics import evaluate_predictions
+from edgekd.lock import run_locks
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.stages import Stage, read_json, sha256_file, write_json
 
@@ -81,8 +82,10 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
     if not dist.is_main:
         log = _quiet
     try:
-        result = _build(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
-                        shared_dir=shared_dir, dist=dist)
+        with run_locks(run_dir if run_dir is not None else Path(out) / recipe.name, shared_dir,
+                       enabled=dist.is_main):  # rank 0 writes for the job
+            result = _build(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
+                            shared_dir=shared_dir, dist=dist)
         dist.barrier()  # the other ranks wait until rank 0 has written the bundle
         return result
     finally:
