@@ -14,10 +14,11 @@ from pathlib import Path
 from edgekd.bench.runner import BENCH_SCHEMA
 from edgekd.bundle.manifest import MANIFEST, verify_bundle, write_manifest
 from edgekd.card.markdown import render_markdown
+from edgekd.card.schema import load_card
 from edgekd.errors import EdgeKDError
 from edgekd.stages import sha256_file, write_atomic, write_json
 
-__all__ = ["card_entry", "load_result", "update_card"]
+__all__ = ["card_entry", "load_result", "update_card", "merge_result"]
 
 
 def card_entry(result: dict) -> dict:
@@ -62,7 +63,26 @@ def _check_artifact(bundle: Path, result: dict) -> None:
                           f"(sha256 {str(digest)[:12]}...); bench this bundle's artifact")
 
 
-def update_card(bundle: str | Path, result: dict) -> dict:
+def update_card(bundle: str | Path, result: dict, *, key: str | Path | None = None,
+                log=None) -> dict:
+    """:func:`merge_result` under the run folder's lock (:mod:`edgekd.lock`), then the signature:
+    re-signed with the private ``key`` (whose signature must have held before the update), or
+    removed, since a changed manifest invalidates it; ``log`` gets the line saying which."""
+    from edgekd.bundle.signing import check_before_resign, signature_after_change
+    from edgekd.lock import run_lock
+
+    bundle = Path(bundle)
+    with run_lock(bundle.resolve().parent):
+        if key is not None:
+            check_before_resign(bundle, key)
+        card = merge_result(bundle, result)
+        note = signature_after_change(bundle, key)
+    if note and log is not None:
+        log(note)
+    return card
+
+
+def merge_result(bundle: str | Path, result: dict) -> dict:
     """Add ``result`` to ``bundle``'s card.json and card.md and refresh manifest.json.
 
     The result must have measured this bundle's artifact (same file name and sha256).
@@ -73,7 +93,7 @@ def update_card(bundle: str | Path, result: dict) -> dict:
         The updated card.
     """
     bundle = Path(bundle)
-    card = _read(bundle / "card.json", "card.json")
+    card = load_card(bundle)
     manifest = _read(bundle / MANIFEST, MANIFEST)
     problems = verify_bundle(bundle)
     if problems:
