@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekd.bundle import write_bundle
 from edgekd.card import build_card, summary_rows
-from edgekd.data import DataSplits, load_data
+from edgekd.data import PIXEL_NEUTRAL, DataSplits, load_data
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metrics import evaluate_predictions
 from edgekd.lock import run_locks
@@ -106,6 +106,8 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     data = load_data(recipe.data, seed=recipe.seed)
     log(f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
         f"test {len(data.test)}")
+    for line in data.description.get("warnings", []):
+        log(f"warning: {line}")
     models = _train_models(recipe, data, run_dir=run_dir, shared_dir=shared_dir, seed=recipe.seed,
                            log=log, on_epoch_end=on_epoch_end, dist=dist)
     teacher, baseline, student = models["teacher"], models["baseline"], models["student"]
@@ -160,7 +162,7 @@ def _train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir
     from edgekd.debias import with_debiasing
     from edgekd.distill import CrossEntropy, TeacherOutputs, build_objective
 
-    data_key = {"data": recipe.data.model_dump(mode="json"), "seed": recipe.seed}
+    data_key = {"data": recipe.data.model_dump(mode="json", exclude=PIXEL_NEUTRAL), "seed": recipe.seed}
     if seed != recipe.seed:
         data_key["train_seed"] = seed
 

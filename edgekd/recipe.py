@@ -86,6 +86,8 @@ class _FileData(_Section):
     workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
     on_bad_image: Literal["skip", "error"] = Field(
         "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
+    max_image_pixels: int = Field(
+        89_478_485, ge=1, description="an image with more pixels is a bad image (decompression bombs)")
     mean: tuple[float, float, float] | None = Field(None, description="per-channel mean (ImageNet's)")
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
         None, description="per-channel std (ImageNet's)")

@@ -43,17 +43,13 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     """
     from edgekd.fairness.metrics import evaluate_predictions  # fairlearn: only when asked
 
-    images, labels, groups = read_eval_set(bundle)
-    _, h, w = preprocess["input_size"]
-    if images.shape[1:3] != (h, w):
-        raise EdgeKDError(f"{bundle}/eval_set.npz: images are {images.shape[1]}x{images.shape[2]} but "
-                          f"preprocess.json input_size is {h}x{w}")
     try:
         class_names, group_names = preprocess["class_names"], preprocess["protected_groups"]
         mean, std = preprocess["mean"], preprocess["std"]
     except KeyError as err:
         raise EdgeKDError(f"{bundle}/preprocess.json: no {err.args[0]!r}; --eval needs mean, std, "
                           f"class_names and protected_groups") from None
+    images, labels, groups = read_eval_set(bundle, preprocess)  # sizes and ranges checked
     predictions = []
     for start in range(0, len(images), batch):
         chunk = images[start:start + batch]

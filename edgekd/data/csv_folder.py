@@ -67,9 +67,10 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     for split, items in rows.items():
         source = cfg.root / files[split]
         splits[split], bad[split] = read_split(
-            cfg, split, [cfg.root / r[0] for r in items],
+            cfg, split, [Path(r[0]) for r in items],
             _index([r[1] for r in items], class_names, "label", source),
-            _index([r[2] for r in items], group_names, "group", source))
+            _index([r[2] for r in items], group_names, "group", source),
+            listed_in=[f"{source} line {n}" for n in range(2, len(items) + 2)])
     mean, std = normalisation(cfg)
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
