@@ -203,6 +203,13 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     if update_card_flag and bundle is None:
         raise EdgeKDError(f"--update-card: {target} is not in a bundle; give the bundle directory or "
                           f"a model file inside it")
+    if update_card_flag:  # one command per run folder, taken before measuring anything
+        from edgekd.bundle.signing import check_before_resign
+        from edgekd.lock import run_lock
+
+        click.get_current_context().with_resource(run_lock(bundle.resolve().parent))
+        if private_key is not None:
+            check_before_resign(bundle, private_key)
     if json_path is not None and bundle is not None and \
             json_path.resolve().is_relative_to(bundle.resolve()):
         raise EdgeKDError(f"--json: {json_path} is inside the bundle and would break its manifest; "

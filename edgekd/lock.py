@@ -28,6 +28,7 @@ __all__ = ["LOCK_FILE", "HOLDER_FILE", "run_lock", "run_locks"]
 
 LOCK_FILE = ".edgekd.lock"
 HOLDER_FILE = ".edgekd.lock.json"
+_HELD: set[Path] = set()  # folders this process holds: taking one again is a no-op
 
 
 def _holder(folder: Path) -> str:
@@ -59,12 +60,17 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if key in _HELD:  # this process holds it already (the bench command, then update_card)
+        yield folder
+        return
     lock = FileLock(folder / LOCK_FILE, timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
         raise EdgeKDError(f"{folder}: in use by {_holder(folder)}; one edgekd command per run "
                           f"folder: wait for it to finish, or use another --out") from None
+    _HELD.add(key)
     try:
         from edgekd.stages import write_json
 
@@ -74,6 +80,7 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         yield folder
     finally:
+        _HELD.discard(key)
         (folder / HOLDER_FILE).unlink(missing_ok=True)
         lock.release()
 

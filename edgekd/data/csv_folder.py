@@ -16,6 +16,7 @@ import numpy as np
 from edgekd.data._images import describe_bad, normalisation, read_split
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
+from edgekd.paths import inside
 
 __all__ = ["load_csv"]
 
@@ -63,6 +64,9 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     rows = {split: _read(cfg.root / name, columns) for split, name in files.items()}
     class_names = _names([r[1] for r in rows["train"]], cfg.classes)
     group_names = _names([r[2] for r in rows["train"]], cfg.groups)
+    for split, items in rows.items():  # every path of every split inside the root, before any decoding
+        for n, item in enumerate(items, start=2):
+            inside(item[0], cfg.root, listed_in=f"{cfg.root / files[split]} line {n}")
     splits, bad = {}, {}
     for split, items in rows.items():
         source = cfg.root / files[split]
