@@ -91,3 +91,27 @@ def test_a_build_killed_inside_a_stage_resumes_to_the_same_card(tiny_build, tmp_
     if sig in KILLED:
         assert killed.returncode == KILLED[sig], output
     _assert_resumes_to_the_same_card(out, tiny_build)
+
+
+def test_a_sweep_on_a_busy_base_run_gets_the_lock_line(tmp_path):
+    """A sweep trains its points beside the base run, whose teacher they share: a base run in
+    use stops the sweep before anything is written."""
+    out = tmp_path / "runs"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from edgekd.lock import run_lock\n"
+         "with run_lock(sys.argv[1], command='edgekd build tiny.yaml'):\n"
+         "    print('held', flush=True); sys.stdin.read()", str(out / "tiny")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = _snapshot(out)
+        result = CliRunner().invoke(main, ["sweep", str(TESTS / "tiny.yaml"), "--grid",
+                                           "distill.temperature=2,8", "--out", str(out)])
+        assert result.exit_code == 2
+        assert result.output.strip().splitlines()[-1].startswith(
+            f"error: {out / 'tiny'}: in use by pid {holder.pid} on ")
+        assert "`edgekd build tiny.yaml`" in result.output
+        assert _snapshot(out) == before and not (out / "tiny" / "sweep").exists()
+    finally:
+        holder.kill()
+        holder.wait()

@@ -626,3 +626,30 @@ def test_bench_update_card_on_a_folder_in_use_is_one_line_and_touches_nothing(bu
     # the holder died without releasing anything: its lock is taken over
     result = invoke("bench", bundle, "--warmup", "0", "--iterations", "2", "--update-card")
     assert result.exit_code == 0, result.output
+
+
+# ------------------------------------------------------------------- 10. bench reads its bundle
+@pytest.mark.parametrize("name", ["preprocess.json", "eval_set.npz", "model.onnx"])
+def test_bench_reads_no_bundle_file_symlinked_out(bundle, tmp_path, name):
+    canary = Canary(tmp_path / "elsewhere" / name, (bundle / name).read_bytes())
+    (bundle / name).unlink()
+    (bundle / name).symlink_to(canary.path)
+    line = _one_line(invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
+    assert f"'{name}' is outside {bundle.resolve()}" in line
+    assert canary.unread
+
+
+def test_a_malformed_bench_result_never_reaches_the_card(bundle, tmp_path):
+    from edgekd.bench import run_bench
+
+    result = run_bench(bundle, warmup=0, iterations=2)
+    result["results"][0]["batch"] = "many"
+    saved = tmp_path / "result.json"
+    saved.write_text(json.dumps(result))
+    before = {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)}
+    merged = invoke("bench", bundle, "--from-json", saved, "--update-card")
+    assert merged.exit_code == 2, merged.output  # the result's table is printed first, then:
+    last = merged.output.strip().splitlines()[-1]
+    assert last.startswith(f"error: {bundle / 'card.json'}: bench.") and \
+        "'many' is not of type 'integer'" in last
+    assert {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)} == before

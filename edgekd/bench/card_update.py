@@ -14,7 +14,7 @@ from pathlib import Path
 from edgekd.bench.runner import BENCH_SCHEMA
 from edgekd.bundle.manifest import MANIFEST, verify_bundle, write_manifest
 from edgekd.card.markdown import render_markdown
-from edgekd.card.schema import load_card
+from edgekd.card.schema import check_card, load_card
 from edgekd.errors import EdgeKDError
 from edgekd.stages import sha256_file, write_atomic, write_json
 
@@ -105,6 +105,7 @@ def merge_result(bundle: str | Path, result: dict) -> dict:
     bench = card.get("bench") or {}
     bench.setdefault(device, {}).setdefault(backend, {})[artifact] = card_entry(result)
     card["bench"] = bench
+    check_card(card, bundle / "card.json")  # a malformed result never reaches the card
     markdown = render_markdown(card)  # before writing anything: a card that cannot render stays as is
     write_json(bundle / "card.json", card)
     write_atomic(bundle / "card.md", markdown)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgekd.errors import EdgeKDError
+from edgekd.paths import inside
 from edgekd.stages import write_atomic
 
 __all__ = ["EVAL_SET", "EvalSet", "write_eval_set", "read_eval_set"]
@@ -125,6 +126,7 @@ def read_eval_set(path: str | Path, preprocess: dict | None = None) -> EvalSet:
     if not source.is_file():
         raise EdgeKDError(f"{source}: no evaluation set; build with bundle.include_eval_set: true "
                           f"to put one in the bundle")
+    inside(source.name, source.parent, listed_in=source.parent)  # not a symlink out of the bundle
     if preprocess is not None:
         _check_headers(source, preprocess)
     try:
