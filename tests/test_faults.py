@@ -115,3 +115,35 @@ def test_a_sweep_on_a_busy_base_run_gets_the_lock_line(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_decode_killed_midway_leaves_an_orphan_the_next_load_removes(tmp_path):
+    from PIL import Image
+
+    from edgekd.data._images import load_images
+
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (20, 10), (i * 50, 0, 0)).save(paths[-1])
+    cache = tmp_path / "cache"
+    killed = subprocess.Popen(
+        [sys.executable, "-c", "import os, signal, sys\n"
+         "from pathlib import Path\n"
+         "import edgekd.data._images as images\n"
+         "decode, calls = images._decode, []\n"
+         "def dying(*args):\n"
+         "    calls.append(1)\n"
+         "    if len(calls) == 3:\n"
+         "        os.kill(os.getpid(), signal.SIGKILL)\n"
+         "    return decode(*args)\n"
+         "images._decode = dying\n"
+         "images.load_images([Path(p) for p in sys.argv[2:]], size=8, cache_dir=Path(sys.argv[1]),"
+         " workers=1)\n", str(cache), *map(str, paths)], env=_env(), stderr=subprocess.PIPE, text=True)
+    _, stderr = killed.communicate(timeout=120)
+    assert killed.returncode == -signal.SIGKILL, stderr
+    orphans = list(cache.glob(".images-*.npy.*.tmp"))
+    assert len(orphans) == 1 and orphans[0].name.endswith(f".{killed.pid}.tmp")
+    loaded = load_images(paths, size=8, cache_dir=cache)
+    assert not orphans[0].exists() and len(loaded.images) == 4
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith(".")) == []
