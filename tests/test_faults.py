@@ -82,6 +82,8 @@ def test_a_second_build_on_a_busy_folder_gets_one_line_and_a_kill_resumes(tiny_b
 @pytest.mark.parametrize("stage, sig", [
     ("teacher", "KILL"), ("baseline", "KILL"), ("teacher_outputs", "KILL"), ("student", "INT"),
     ("student", "TERM"), ("export", "KILL"), ("bundle", "KILL"), ("tarball", "KILL"),
+    ("teacher", "TERM"), ("teacher_outputs", "INT"), ("export", "INT"), ("bundle", "TERM"),
+    ("tarball", "INT"),
 ])
 def test_a_build_killed_inside_a_stage_resumes_to_the_same_card(tiny_build, tmp_path, stage, sig):
     out = tmp_path / "runs"
