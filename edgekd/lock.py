@@ -72,7 +72,7 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
                           f"folder: wait for it to finish, or use another --out") from None
     _HELD.add(key)
     try:
-        from edgekd.stages import write_json
+        from edgekd.files import write_json
 
         write_json(folder / HOLDER_FILE, {
             "pid": os.getpid(), "host": socket.gethostname(),

@@ -544,7 +544,7 @@ def test_one_changed_byte_in_any_file_fails_with_the_file_named(signed, keys, tm
 
 
 def test_a_swapped_model_with_a_fixed_manifest_fails_only_the_signature(signed, keys):
-    from edgekd.stages import sha256_file
+    from edgekd.files import sha256_file
 
     model = signed / "model.onnx"
     model.write_bytes(model.read_bytes()[::-1])
@@ -584,7 +584,7 @@ def test_bench_update_card_drops_or_renews_the_signature(signed, keys):
 
 
 def test_bench_update_card_never_re_signs_a_swapped_model(signed, keys):
-    from edgekd.stages import sha256_file
+    from edgekd.files import sha256_file
 
     model = signed / "model.onnx"
     model.write_bytes(model.read_bytes() + b"\0")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from edgekd.bundle.manifest import MANIFEST, SIGNATURE, verify_bundle
 from edgekd.errors import EdgeKDError
-from edgekd.stages import write_atomic, write_json
+from edgekd.files import write_atomic, write_json
 
 __all__ = ["SIGNATURE", "SIGNATURE_SCHEMA", "generate_keypair", "sign_bundle", "check_signature",
            "check_before_resign", "signature_after_change", "rewrite_tarball", "key_id",
