@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["inside", "is_inside", "has_symlink"]
+__all__ = ["inside", "is_inside"]
 
 
 def is_inside(path: str | Path, root: str | Path) -> bool:
@@ -62,12 +62,3 @@ def _lexically_outside(path: str | Path, root: Path) -> bool:
     normal = Path(os.path.normpath(root / path))
     return normal != root and not normal.is_relative_to(root)
 
-
-def has_symlink(path: Path, root: Path) -> Path | None:
-    """The first component of ``path`` below ``root`` that is a symlink, or None."""
-    current = root
-    for part in path.relative_to(root).parts:
-        current = current / part
-        if current.is_symlink():
-            return current
-    return None
