@@ -316,6 +316,30 @@ def test_a_celeba_file_name_climbing_out_is_refused(tmp_path):
     assert canary.unread
 
 
+def test_a_wider_annotation_file_name_climbing_out_is_refused(tmp_path):
+    root = tmp_path / "wider"
+    canary = Canary(tmp_path / "outside.jpg", _png_bytes())
+    target = {"bbox": [2, 2, 10, 10], "attribute": [1] + [0] * 13}
+    trainval = [("train/0--Parade/a.jpg", 0), ("val/0--Parade/b.jpg", 0)]
+    test = [("test/0--Parade/../../../../outside.jpg", 0)]
+    for name, _ in trainval:
+        (root / "Image" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "Image" / name).write_bytes(_png_bytes())
+    for filename, items in (("wider_attribute_trainval.json", trainval),
+                            ("wider_attribute_test.json", test)):
+        doc = {"images": [{"file_name": n, "scene_id": s, "targets": [target]} for n, s in items],
+               "attribute_id_map": {"0": "Male"}, "scene_id_map": {"0": "Parade"}}
+        root.mkdir(exist_ok=True)
+        (root / filename).write_text(json.dumps(doc))
+    cfg = parse_recipe({"name": "w", "data": {"source": "wider_attribute", "root": "wider",
+                                              "image_size": 16, "cache_dir": str(tmp_path / "c")}},
+                       base_dir=tmp_path).data
+    with pytest.raises(EdgeKDError, match=r"the WIDER Attribute annotations \(test file_name\): path "
+                                          r".*outside.jpg' is outside"):
+        load_data(cfg, seed=0)
+    assert canary.unread
+
+
 # ---------------------------------------------------------------------------- 3. verify
 @pytest.mark.parametrize("entry", ["../outside/canary.bin", "ABSOLUTE", "plots/../../outside/canary.bin"])
 def test_verify_reads_no_manifest_entry_outside_the_bundle(bundle, tmp_path, entry):
