@@ -396,7 +396,7 @@ def test_a_manifest_of_the_wrong_shape_is_one_line(bundle, files, needle):
     (lambda e: e.__setitem__("images", e["images"][:, :16]), "images must be uint8 (N, 32, 32, 3)"),
     (lambda e: e.__setitem__("labels", e["labels"][:-1]), "labels must be 128 integers"),
     (lambda e: e.__setitem__("groups", e["groups"].astype(np.float32)), "groups must be 128 integers"),
-])
+], ids=["group -5", "label 99", "image size", "labels count", "float groups"])
 def test_a_bad_eval_set_is_one_line_in_bench_eval(bundle, change, needle):
     with np.load(bundle / "eval_set.npz") as stored:
         arrays = {k: stored[k].copy() for k in stored.files}
