@@ -79,7 +79,7 @@ def card(bundle: Path, formats: str, check: bool) -> None:
     """Print a bundle's card, or check its gates and checksums."""
     from edgekd.bundle import verify_bundle
     from edgekd.card.gates import describe_gate, failed_gates
-    from edgekd.card.html import render_html
+    from edgekd.card.html import bundle_plots, render_html
     from edgekd.card.io import load_card
     from edgekd.card.markdown import render_markdown
 
@@ -89,6 +89,7 @@ def card(bundle: Path, formats: str, check: bool) -> None:
     for fmt in chosen:
         if fmt not in allowed:
             raise EdgeKDError(f"--format: unknown format {fmt!r}; choose from: {', '.join(allowed)}")
+    plots = bundle_plots(bundle, data) if "html" in chosen and not check else []
     if check:
         problems = verify_bundle(bundle) + [describe_gate(g) for g in failed_gates(data)]
         for line in problems:
@@ -103,22 +104,49 @@ def card(bundle: Path, formats: str, check: bool) -> None:
         elif fmt == "json":
             click.echo(json.dumps(data, indent=2))
         else:
-            plots = [bundle / p for p in data.get("plots", []) if (bundle / p).is_file()]
             click.echo(render_html(data, plots))
 
 
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-def verify(bundle: Path) -> None:
-    """Check every file of BUNDLE (a directory or its .tar.gz) against its manifest."""
-    from edgekd.bundle import verify
+@click.option("--key", "public_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Ed25519 public key (PEM or OpenSSH): also check the bundle's signature.")
+def verify(bundle: Path, public_key: Path | None) -> None:
+    """Check every file of BUNDLE (a directory or its .tar.gz) against its manifest, and with
+    --key the manifest against its signature."""
+    from edgekd.bundle import verify_report
 
-    problems = verify(bundle)
+    problems, note = verify_report(bundle, public_key)
     for line in problems:
         click.echo(line, err=True)
     if problems:
         sys.exit(1)
-    click.echo(f"{bundle}: every file matches the manifest")
+    click.echo(f"{bundle}: every file matches the manifest" + (f"; {note}" if note else ""))
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--key", "private_key", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Ed25519 private key (PEM), e.g. from edgekd keygen.")
+def sign(bundle: Path, private_key: Path) -> None:
+    """Sign BUNDLE's manifest (manifest.sig) and re-write its tarball beside it."""
+    from edgekd.bundle.signing import sign_release
+
+    record, tarball = sign_release(bundle, private_key)
+    click.echo(f"signed: {bundle / 'manifest.sig'} (ed25519, key {record['key_id']})")
+    if tarball is not None:
+        click.echo(f"tarball: {tarball} re-written with the signature")
+
+
+@main.command()
+@click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
+def keygen(key: Path) -> None:
+    """Write a new Ed25519 private key to KEY (mode 0600) and its public key to KEY.pub."""
+    from edgekd.bundle.signing import generate_keypair
+
+    private, public = generate_keypair(key)
+    click.echo(f"private key: {private} (keep it off the device)")
+    click.echo(f"public key: {public} (give it to edgekd verify --key)")
 
 
 @main.command()
@@ -141,6 +169,9 @@ def verify(bundle: Path) -> None:
               help="Write the whole result to this JSON file.")
 @click.option("--update-card", "update_card_flag", is_flag=True,
               help="Add the result to the bundle's card, re-render card.md, refresh the manifest.")
+@click.option("--key", "private_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --update-card: re-sign the bundle with this Ed25519 private key (without it, "
+                   "the update removes the signature it invalidates).")
 @click.option("--from-json", "from_json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Measure nothing: print (and with --update-card merge) a result saved on a device.")
 @click.option("--progress/--no-progress", default=None,
@@ -153,7 +184,8 @@ def verify(bundle: Path) -> None:
 def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, threads: int | None,
           warmup: int, iterations: int | None, duration: float | None, tegrastats: bool,
           tegrastats_interval: int, evaluate: bool, json_path: Path | None, update_card_flag: bool,
-          from_json: Path | None, progress: bool | None, all_artifacts: bool, trt_cache: Path) -> None:
+          from_json: Path | None, progress: bool | None, all_artifacts: bool, trt_cache: Path,
+          private_key: Path | None) -> None:
     """Measure latency, throughput and memory (and power, accuracy) of BUNDLE_OR_MODEL here."""
     from edgekd.bench import run_bench, update_card
     from edgekd.bench.card_update import BENCH_ALL_SCHEMA, load_result, update_card_all
@@ -164,9 +196,18 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     from edgekd.files import write_json
 
     bundle = resolve_target(target).bundle
+    if private_key is not None and not update_card_flag:
+        raise EdgeKDError("--key: only used with --update-card (to re-sign the updated bundle)")
     if update_card_flag and bundle is None:
         raise EdgeKDError(f"--update-card: {target} is not in a bundle; give the bundle directory or "
                           f"a model file inside it")
+    if update_card_flag:  # one command per run folder, taken before measuring anything
+        from edgekd.bundle.signing import check_before_resign
+        from edgekd.lock import run_lock
+
+        click.get_current_context().with_resource(run_lock(bundle.resolve().parent))
+        if private_key is not None:
+            check_before_resign(bundle, private_key)
     if json_path is not None and bundle is not None and \
             json_path.resolve().is_relative_to(bundle.resolve()):
         raise EdgeKDError(f"--json: {json_path} is inside the bundle and would break its manifest; "
@@ -208,7 +249,7 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     for line in describe_result(result):
         click.echo(line)
     if update_card_flag:
-        update_card(bundle, result)
+        update_card(bundle, result, key=private_key, log=click.echo)
         click.echo(f"card: {bundle / 'card.json'} updated (device {result['device']['id']}, backend "
                    f"{result['backend']}, {result['artifact']['file']}); manifest refreshed")
     if json_path is not None:

@@ -17,10 +17,11 @@ from edgekd.card.build import build_card
 from edgekd.card.evaluation import Evaluation, evaluate
 from edgekd.card.gates import failed_gates
 from edgekd.card.table import summary_rows
-from edgekd.data import DataSplits, load_data
+from edgekd.data import PIXEL_NEUTRAL, DataSplits, load_data
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metrics import evaluate_predictions
 from edgekd.files import read_json, sha256_file, write_json
+from edgekd.lock import run_locks
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.stages import Stage
 
@@ -92,8 +93,10 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
     if not dist.is_main:
         log = _quiet
     try:
-        result = _build(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
-                        shared_dir=shared_dir, dist=dist)
+        with run_locks(run_dir if run_dir is not None else Path(out) / recipe.name, shared_dir,
+                       enabled=dist.is_main):  # rank 0 writes for the job
+            result = _build(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
+                            shared_dir=shared_dir, dist=dist)
         dist.barrier()  # the other ranks wait until rank 0 has written the bundle
         return result
     finally:
@@ -114,6 +117,8 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     data = load_data(recipe.data, seed=recipe.seed)
     log(f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
         f"test {len(data.test)}")
+    for line in data.description.get("warnings", []):
+        log(f"warning: {line}")
     models = _train_models(recipe, data, run_dir=run_dir, shared_dir=shared_dir, seed=recipe.seed,
                            log=log, on_epoch_end=on_epoch_end, dist=dist)
     seed_metrics = _seed_study(recipe, data, run_dir, models, log=log, on_epoch_end=on_epoch_end,
@@ -161,7 +166,7 @@ def _train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir
     from edgekd.debias import with_debiasing
     from edgekd.distill import CrossEntropy, TeacherOutputs, build_objective
 
-    data_key = {"data": recipe.data.model_dump(mode="json"), "seed": recipe.seed}
+    data_key = {"data": recipe.data.model_dump(mode="json", exclude=PIXEL_NEUTRAL), "seed": recipe.seed}
     if seed != recipe.seed:
         data_key["train_seed"] = seed
 

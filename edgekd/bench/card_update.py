@@ -18,8 +18,9 @@ from pathlib import Path
 from edgekd.bench.runner import BENCH_SCHEMA
 from edgekd.bundle.manifest import MANIFEST, verify_bundle, write_manifest
 from edgekd.card.bench import add_bench_result, add_engine_evaluation
-from edgekd.card.io import CARD_JSON, CARD_MD
+from edgekd.card.io import CARD_JSON, CARD_MD, load_card
 from edgekd.card.markdown import render_markdown
+from edgekd.card.schema import check_card
 from edgekd.errors import EdgeKDError
 from edgekd.files import atomic_output, sha256_file, write_atomic, write_json
 
@@ -66,8 +67,8 @@ def _check_artifact(bundle: Path, result: dict) -> None:
 
 
 def _verified(bundle: Path) -> tuple[dict, dict]:
-    """The card and manifest of a bundle that matches its manifest."""
-    card = _read(bundle / CARD_JSON, CARD_JSON)
+    """The card (checked against its schema) and manifest of a bundle that matches its manifest."""
+    card = load_card(bundle)
     manifest = _read(bundle / MANIFEST, MANIFEST)
     problems = verify_bundle(bundle)
     if problems:
@@ -90,6 +91,7 @@ def _rendered(bundle: Path, card: dict) -> dict[str, str]:
 
 def _save(bundle: Path, card: dict, manifest: dict, rendered: dict[str, str], *,
           engines: dict | None = None) -> None:
+    check_card(card, bundle / CARD_JSON)  # a malformed result never reaches the card
     write_json(bundle / CARD_JSON, card)
     for name, text in rendered.items():
         write_atomic(bundle / name, text)
@@ -100,8 +102,27 @@ def _save(bundle: Path, card: dict, manifest: dict, rendered: dict[str, str], *,
                    version=manifest.get("version", card.get("version")), extra=keep)
 
 
-def update_card_all(bundle: str | Path, results: list[dict]) -> dict:
-    """Add every bench result of ``results`` to ``bundle``'s card (one verification, one write).
+def _locked_change(bundle: Path, change, *, key: str | Path | None, log) -> dict:
+    """``change()`` under the run folder's lock (:mod:`edgekd.lock`), then the signature:
+    re-signed with the private ``key`` (whose signature must have held before the change), or
+    removed, since a changed manifest invalidates it; ``log`` gets the line saying which."""
+    from edgekd.bundle.signing import check_before_resign, signature_after_change
+    from edgekd.lock import run_lock
+
+    with run_lock(bundle.resolve().parent):
+        if key is not None:
+            check_before_resign(bundle, key)
+        card = change()
+        note = signature_after_change(bundle, key)
+    if note and log is not None:
+        log(note)
+    return card
+
+
+def update_card_all(bundle: str | Path, results: list[dict], *, key: str | Path | None = None,
+                    log=None) -> dict:
+    """Add every bench result of ``results`` to ``bundle``'s card (one verification, one write),
+    under the folder's lock, re-signing with ``key`` or dropping the signature.
 
     Each result must have measured this bundle's artifact (same file name and sha256).
 
@@ -111,15 +132,19 @@ def update_card_all(bundle: str | Path, results: list[dict]) -> dict:
         The updated card.
     """
     bundle = Path(bundle)
-    card, manifest = _verified(bundle)
-    for result in results:
-        _check_artifact(bundle, result)
-        card = add_bench_result(card, result)
-    _save(bundle, card, manifest, _rendered(bundle, card))
-    return card
+
+    def change() -> dict:
+        card, manifest = _verified(bundle)
+        for result in results:
+            _check_artifact(bundle, result)
+            card = add_bench_result(card, result)
+        _save(bundle, card, manifest, _rendered(bundle, card))
+        return card
+
+    return _locked_change(bundle, change, key=key, log=log)
 
 
-def update_card(bundle: str | Path, result: dict) -> dict:
+def update_card(bundle: str | Path, result: dict, *, key: str | Path | None = None, log=None) -> dict:
     """Add ``result`` to ``bundle``'s card.json and card.md and refresh manifest.json.
 
     The result must have measured this bundle's artifact (same file name and sha256).
@@ -129,11 +154,11 @@ def update_card(bundle: str | Path, result: dict) -> dict:
     dict
         The updated card.
     """
-    return update_card_all(bundle, [result])
+    return update_card_all(bundle, [result], key=key, log=log)
 
 
 def add_engine(bundle: str | Path, engine: Path, *, name: str, entry: dict, info: dict,
-               file: str | None = None) -> dict:
+               file: str | None = None, key: str | Path | None = None, log=None) -> dict:
     """Copy the engine file ``engine`` into ``bundle`` (as ``file``, default its name), add its
     model entry to the card (:func:`edgekd.card.bench.add_engine_evaluation`) and its
     ``engine_info`` to the manifest's ``engines`` map; card.md and card.html are re-rendered.
@@ -145,10 +170,15 @@ def add_engine(bundle: str | Path, engine: Path, *, name: str, entry: dict, info
     """
     bundle, engine = Path(bundle), Path(engine)
     file = file or engine.name
-    card, manifest = _verified(bundle)
-    card = add_engine_evaluation(card, name, {**entry, "file": file})
-    rendered = _rendered(bundle, card)
-    with atomic_output(bundle / file) as tmp:
-        shutil.copyfile(engine, tmp)
-    _save(bundle, card, manifest, rendered, engines={file: info})
-    return card
+
+    def change() -> dict:
+        card, manifest = _verified(bundle)
+        card = add_engine_evaluation(card, name, {**entry, "file": file})
+        check_card(card, bundle / CARD_JSON)
+        rendered = _rendered(bundle, card)
+        with atomic_output(bundle / file) as tmp:
+            shutil.copyfile(engine, tmp)
+        _save(bundle, card, manifest, rendered, engines={file: info})
+        return card
+
+    return _locked_change(bundle, change, key=key, log=log)

@@ -48,7 +48,7 @@ def _preprocessing(bundle: Path, preprocess: dict, images: np.ndarray) -> tuple:
 def eval_predictions(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
                      batch: int, dtype=np.float32) -> np.ndarray:
     """The predicted class of every image of ``bundle``'s ``eval_set.npz`` through ``infer``."""
-    images, _, _ = read_eval_set(bundle)
+    images, _, _ = read_eval_set(bundle, preprocess)
     _, _, mean, std = _preprocessing(bundle, preprocess, images)
     logits = batched_logits(infer, images, mean, std, batch_size=batch, dtype=dtype, pad=True)
     return logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
@@ -84,7 +84,7 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
         The metrics of :func:`edgekd.fairness.from_counts.evaluate_counts` plus ``batch`` (and
         ``agreement`` ``{"with": reference_name, "prediction_agreement": float}``).
     """
-    images, labels, groups = read_eval_set(bundle)
+    images, labels, groups = read_eval_set(bundle, preprocess)
     class_names, group_names, _, _ = _preprocessing(bundle, preprocess, images)
     pred = predictions if predictions is not None else eval_predictions(
         infer, bundle, preprocess, batch=batch, dtype=dtype)
@@ -109,7 +109,7 @@ def reference_predictions(bundle: Path, preprocess: dict, *, threads: int | None
     path = Path(bundle) / REFERENCE_FILE
     if not path.is_file():
         raise EdgeKDError(f"{bundle}: has no {REFERENCE_FILE} to measure agreement against")
-    images, _, _ = read_eval_set(bundle)
+    images, _, _ = read_eval_set(bundle, preprocess)
     _, _, mean, std = _preprocessing(bundle, preprocess, images)
     logits = logits_through("onnxruntime", path, images, mean, std, threads=threads)
     return logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)

@@ -30,7 +30,7 @@ from edgekd.bench.device import describe_device, gpu_memory_used_mb, peak_rss_mb
 from edgekd.bench.target import Target, resolve_target
 from edgekd.bench.tegrastats import TegrastatsSampler, find_tegrastats, summarise_power
 from edgekd.bench.timing import random_batch, time_batch
-from edgekd.bundle.eval_set import EVAL_SET
+from edgekd.bundle.eval_set import EVAL_SET, read_eval_set
 from edgekd.card.io import load_card
 from edgekd.errors import EdgeKDError
 from edgekd.files import sha256_file
@@ -282,6 +282,7 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
         if not (resolved.bundle / EVAL_SET).is_file():
             raise EdgeKDError(f"--eval: {resolved.bundle} has no {EVAL_SET}; build with "
                               f"bundle.include_eval_set: true")
+        read_eval_set(resolved.bundle, resolved.preprocess)  # a bad set fails before any timing
     sampler_factory = None
     if tegrastats:
         executable = find_tegrastats()

@@ -14,6 +14,7 @@ from pathlib import Path
 from edgekd.bundle.manifest import MANIFEST
 from edgekd.card.io import CARD_JSON
 from edgekd.errors import EdgeKDError
+from edgekd.paths import inside
 
 __all__ = ["MODEL_KINDS", "Target", "resolve_target", "is_bundle"]
 
@@ -38,8 +39,10 @@ class Target:
         """Model files of a kind (onnx / engine / torch): the named file, or the bundle's, sorted."""
         if self.model is not None:
             return [self.model] if MODEL_KINDS.get(self.model.suffix) == kind else []
-        return sorted(p for p in self.bundle.iterdir()
-                      if p.is_file() and MODEL_KINDS.get(p.suffix) == kind)
+        files = [p for p in self.bundle.iterdir() if p.is_file() and MODEL_KINDS.get(p.suffix) == kind]
+        for path in files:
+            inside(path.name, self.bundle, listed_in=self.bundle)  # no model symlinked out of it
+        return sorted(files)
 
 
 def is_bundle(path: Path) -> bool:
@@ -49,6 +52,7 @@ def is_bundle(path: Path) -> bool:
 def _preprocess(path: Path) -> dict | None:
     if not path.is_file():
         return None
+    inside(path.name, path.parent, listed_in=path.parent)  # not a symlink out of the bundle
     try:
         data = json.loads(path.read_text())
         size = data["input_size"]

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgekd.errors import EdgeKDError
 from edgekd.files import write_atomic
+from edgekd.paths import inside
 
 __all__ = ["EVAL_SET", "EvalSet", "write_eval_set", "read_eval_set"]
 
@@ -66,17 +67,76 @@ def write_eval_set(path: str | Path, images: np.ndarray, labels: np.ndarray, gro
     return target
 
 
-def read_eval_set(path: str | Path) -> EvalSet:
-    """Read a bundle's ``eval_set.npz`` (``path`` is the bundle or the file)."""
+MAX_EVAL_IMAGES = 1_000_000  # far above any test split; bounds what a hostile header can ask for
+
+
+def _headers(source: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """dtype and shape of each array of the npz, read from the .npy headers without loading."""
+    out = {}
+    with zipfile.ZipFile(source) as archive:
+        for info in archive.infolist():
+            name = info.filename.removesuffix(".npy")
+            with archive.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = read(fh)
+            out[name] = (np.dtype(dtype), tuple(shape))
+    return out
+
+
+def _check_headers(source: Path, preprocess: dict) -> None:
+    try:
+        headers = _headers(source)
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError, SyntaxError) as err:
+        raise EdgeKDError(f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
+                          f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
+    _, h, w = preprocess["input_size"]
+    dtype, shape = headers.get("images", (None, ()))
+    if dtype != np.uint8 or len(shape) != 4 or shape[1:] != (h, w, 3) or shape[0] > MAX_EVAL_IMAGES:
+        raise EdgeKDError(f"{source}: images must be uint8 (N, {h}, {w}, 3) with N <= {MAX_EVAL_IMAGES} "
+                          f"as preprocess.json input_size says; the header says {dtype} {shape}")
+    n = shape[0]
+    for name in ("labels", "groups"):
+        dtype, shape = headers.get(name, (None, ()))
+        if dtype is None or dtype.kind not in "iu" or shape != (n,):
+            raise EdgeKDError(f"{source}: {name} must be {n} integers, one per image; the header "
+                              f"says {dtype} {shape}")
+
+
+def _check_ranges(eval_set: EvalSet, preprocess: dict, source: Path) -> None:
+    for name, values, names_key in (("labels", eval_set.labels, "class_names"),
+                                    ("groups", eval_set.groups, "protected_groups")):
+        count = len(preprocess.get(names_key) or [])
+        bad = np.flatnonzero((values < 0) | (values >= count))
+        if len(bad):
+            raise EdgeKDError(f"{source}: {name}[{bad[0]}] is {values[bad[0]]}; preprocess.json "
+                              f"{names_key} allows 0 to {count - 1}"
+                              + (f" ({len(bad)} values out of range)" if len(bad) > 1 else ""))
+
+
+def read_eval_set(path: str | Path, preprocess: dict | None = None) -> EvalSet:
+    """Read a bundle's ``eval_set.npz`` (``path`` is the bundle or the file).
+
+    With ``preprocess`` (the bundle's preprocess.json), the array headers are checked against
+    its input size before anything is decompressed, and every label and group must index its
+    ``class_names`` and ``protected_groups``: a bad set is one line, never a wrong number.
+    """
     source = _file(path)
     if not source.is_file():
         raise EdgeKDError(f"{source}: no evaluation set; build with bundle.include_eval_set: true "
                           f"to put one in the bundle")
+    inside(source.name, source.parent, listed_in=source.parent)  # not a symlink out of the bundle
+    if preprocess is not None:
+        _check_headers(source, preprocess)
     try:
         with np.load(source, allow_pickle=False) as archive:
             images, labels, groups = archive["images"], archive["labels"], archive["groups"]
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as err:
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
         raise EdgeKDError(f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
-                          f"{str(err).splitlines()[0][:120]}") from None
+                          f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
     _check(images, labels, groups, str(source))
-    return EvalSet(images, labels, groups)
+    eval_set = EvalSet(images, labels, groups)
+    if preprocess is not None:
+        _check_ranges(eval_set, preprocess, source)
+    return eval_set

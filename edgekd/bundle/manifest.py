@@ -1,26 +1,51 @@
 """``manifest.json``: sha256 and size of every file in a bundle, and the versions that made it.
 
+A bundle holds regular files only. :func:`verify_bundle` reads nothing outside the bundle: a
+manifest entry that is absolute, climbs out with ``..`` or goes through a symlink is refused with
+one line (exit 2), and a symlink anywhere in the bundle is reported, never followed.
+
 Torch-free: ``edgekd verify`` runs on the device.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 from edgekd.files import sha256_file, write_json
+from edgekd.paths import inside, is_inside
 from edgekd.versions import library_versions
 
-__all__ = ["MANIFEST", "MANIFEST_SCHEMA", "write_manifest", "verify_bundle"]
+__all__ = ["MANIFEST", "MANIFEST_SCHEMA", "MAX_MANIFEST_BYTES", "write_manifest", "verify_bundle",
+           "read_manifest", "bundle_files"]
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "edgekd.manifest/v1"
+SIGNATURE = "manifest.sig"  # signs the manifest, so it cannot be listed in it
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest lists files; megabytes of it are not a manifest
+_UNLISTED = (MANIFEST, SIGNATURE)
+
+
+def bundle_files(bundle: Path) -> tuple[list[str], list[str]]:
+    """The bundle's regular files and its symlinks (relative POSIX paths, sorted), without the
+    manifest and its signature; symlinked directories are listed, not entered."""
+    files, links = [], []
+    for folder, dirs, names in os.walk(bundle):  # os.walk does not follow directory symlinks
+        here = Path(folder)
+        for name in dirs + names:
+            path = here / name
+            rel = path.relative_to(bundle).as_posix()
+            if path.is_symlink():
+                links.append(rel)
+            elif name in names and path.is_file() and rel not in _UNLISTED:
+                files.append(rel)
+    return sorted(files), sorted(links)
 
 
 def _files(bundle: Path) -> list[str]:
-    return sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
-                  if p.is_file() and p.name != MANIFEST)
+    return bundle_files(bundle)[0]
 
 
 def write_manifest(bundle: Path, *, name: str, version: str, extra: dict | None = None) -> dict:
@@ -38,29 +63,61 @@ def write_manifest(bundle: Path, *, name: str, version: str, extra: dict | None 
     return manifest
 
 
+def read_manifest(bundle: Path) -> dict:
+    """The manifest of ``bundle``, its ``files`` checked for shape and containment."""
+    path = bundle / MANIFEST
+    if path.is_symlink() or not path.is_file():
+        raise EdgeKDError(f"{bundle}: no {MANIFEST}; not an edgekd bundle")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise EdgeKDError(f"{path}: {path.stat().st_size} bytes, above the {MAX_MANIFEST_BYTES} a "
+                          f"manifest may have")
+    try:
+        manifest = json.loads(path.read_text())
+        listed = manifest["files"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise EdgeKDError(f"{path}: not a valid edgekd manifest (JSON with 'files')") from None
+    if not isinstance(listed, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("sha256"), str)
+            and isinstance(v.get("size"), int) and not isinstance(v.get("size"), bool)
+            for v in listed.values()):
+        raise EdgeKDError(f"{path}: 'files' must map each file to {{sha256: string, size: integer}}")
+    for rel in listed:
+        inside(rel, bundle, listed_in=path)
+        if rel in _UNLISTED or rel in ("", "."):
+            raise EdgeKDError(f"{path}: lists {rel!r}, which a manifest cannot list")
+    return manifest
+
+
 def verify_bundle(bundle: str | Path) -> list[str]:
-    """Check every file against the manifest; one line per problem, empty when all is well."""
+    """Check every file against the manifest; one line per problem, empty when all is well.
+
+    Raises :class:`EdgeKDError` (before reading any listed file) when the manifest is unreadable
+    or lists a path outside the bundle.
+    """
     bundle = Path(bundle)
     if not bundle.is_dir():
         raise EdgeKDError(f"{bundle}: not a bundle directory")
-    try:
-        manifest = json.loads((bundle / MANIFEST).read_text())
-        listed = manifest["files"]
-    except FileNotFoundError:
-        raise EdgeKDError(f"{bundle}: no {MANIFEST}; not an edgekd bundle") from None
-    except (ValueError, KeyError, TypeError):
-        raise EdgeKDError(f"{bundle / MANIFEST}: not a valid edgekd manifest (JSON with 'files')") from None
-    problems = []
+    listed = read_manifest(bundle)["files"]
+    files, links = bundle_files(bundle)
+    for rel in links:
+        if not is_inside(rel, bundle):
+            raise EdgeKDError(f"{bundle}: {rel} is a symlink to {os.path.realpath(bundle / rel)}, "
+                              f"outside the bundle; a bundle holds regular files only")
+    problems = [f"symlink: {rel} (a bundle holds regular files only; not followed)" for rel in links]
+    linked = set(links)
     for rel, expected in sorted(listed.items()):
         path = bundle / rel
-        if not path.is_file():
+        parts = Path(rel).parts
+        if any("/".join(parts[:i]) in linked for i in range(1, len(parts) + 1)):
+            problems.append(f"not a regular file: {rel} (a symlink)")
+        elif not path.is_file():
             problems.append(f"missing: {rel}")
         elif path.stat().st_size != expected["size"]:
             problems.append(f"size mismatch: {rel} is {path.stat().st_size} bytes, "
                             f"manifest says {expected['size']}")
         elif sha256_file(path) != expected["sha256"]:
             problems.append(f"checksum mismatch: {rel} (sha256 differs from the manifest)")
-    for rel in _files(bundle):
+    for rel in files:
         if rel not in listed:
             problems.append(f"extra file: {rel} (not in the manifest)")
     return problems

@@ -15,8 +15,10 @@ import re
 from pathlib import Path
 
 from edgekd.card.markdown import render_markdown
+from edgekd.errors import EdgeKDError
+from edgekd.paths import inside, is_inside
 
-__all__ = ["render_html", "markdown_to_html"]
+__all__ = ["render_html", "markdown_to_html", "bundle_plots"]
 
 _STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}
@@ -89,6 +91,22 @@ def markdown_to_html(markdown: str, images: dict[str, str] | None = None) -> str
             out.append(f"<p>{_inline(line)}</p>")
         i += 1
     return "\n".join(out)
+
+
+def bundle_plots(bundle: Path, card: dict) -> list[Path]:
+    """The PNG files a bundle's card lists under ``plots``, each checked to be the bundle's own
+    (inside ``bundle/plots/``, symlinks resolved); anything else is one line, never read."""
+    bundle = Path(bundle)
+    where = bundle / "card.json"
+    plots = []
+    for rel in card.get("plots", []):
+        path = inside(rel, bundle, listed_in=where) if isinstance(rel, str) else None
+        if path is None or path.suffix != ".png" or not is_inside(path, bundle / "plots"):
+            raise EdgeKDError(f"{where}: plot {rel!r} is not a PNG inside {bundle / 'plots'}; a card "
+                              f"embeds only its bundle's own plots")
+        if path.is_file():
+            plots.append(path)
+    return plots
 
 
 def render_html(card: dict, plots: list[Path] | None = None) -> str:

@@ -334,6 +334,7 @@ def _limitations(card: dict) -> list[str]:
     if unknown:
         lines.append(f"- {unknown} samples with no annotated gender were excluded "
                      f"({', '.join(f'{k} {v}' for k, v in data['excluded_unknown_gender'].items())}).")
+    lines += [f"- {warning}" for warning in data.get("warnings") or []]
     for skipped in card.get("skipped_artifacts") or []:
         lines.append(f"- Not shipped: {skipped.get('name')}: {skipped.get('skipped')}")
     return lines

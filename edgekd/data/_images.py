@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -27,6 +27,7 @@ from edgekd.config import Section, resolve_path
 from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
 from edgekd.files import write_atomic
+from edgekd.paths import inside
 
 __all__ = ["FileData", "LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
            "IMAGENET_STD", "normalisation", "read_split", "describe_bad"]
@@ -51,6 +52,8 @@ class FileData(Section):
     workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
     on_bad_image: Literal["skip", "error"] = Field(
         "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
+    max_image_pixels: int = Field(
+        89_478_485, ge=1, description="an image with more pixels is a bad image (decompression bombs)")
     mean: tuple[float, float, float] | None = Field(None, description="per-channel mean (ImageNet's)")
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
         None, description="per-channel std (ImageNet's)")
@@ -72,11 +75,18 @@ def normalisation(cfg) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(cfg.mean or IMAGENET_MEAN), tuple(cfg.std or IMAGENET_STD)
 
 
-def _decode(path: Path, size: int, box: Box | None) -> np.ndarray:
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default limit (about 9459 x 9459)
+
+
+def _decode(path: Path, size: int, box: Box | None, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # reads the header only: the size is known before decoding
+            if image.width * image.height > max_pixels:
+                raise EdgeKDError(f"{path}: {image.width} x {image.height} pixels, above "
+                                  f"data.max_image_pixels {max_pixels}; raise it in the recipe to "
+                                  "read images this large")
             image = image.convert("RGB")
             if box is not None:
                 x, y, w, h = box
@@ -85,8 +95,48 @@ def _decode(path: Path, size: int, box: Box | None) -> np.ndarray:
             return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
     except FileNotFoundError:
         raise EdgeKDError(f"{path}: image file not found") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except Image.DecompressionBombError:  # Pillow's own check, at twice its limit, fired first
+        raise EdgeKDError(f"{path}: more pixels than data.max_image_pixels {max_pixels} (a "
+                          "decompression bomb?); raise it in the recipe to read images this large") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise EdgeKDError(f"{path}: cannot decode this image ({err.__class__.__name__})") from None
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Let Pillow open what the recipe allows: its own limit is global, so it is only ever raised
+    (to the recipe's ``data.max_image_pixels``), and edgekd checks the recipe's limit itself."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _tmp_name(target: Path) -> Path:
+    """A temporary name that says who writes it (host and pid), so a later load can tell an
+    orphan of a killed process from the work of a live one."""
+    return target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_orphans(cache_dir: Path) -> list[Path]:
+    """Delete the temporary cache files of dead processes on this host (a build killed while it
+    decoded); returns what was removed."""
+    host, removed = socket.gethostname(), []
+    for tmp in cache_dir.glob(".images-*.npy.*.tmp"):
+        parts = tmp.name.removesuffix(".tmp").rsplit(".", 2)
+        if len(parts) == 3 and parts[1] == host and parts[2].isdigit() and not _alive(int(parts[2])):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
 
 
 class LoadedImages(NamedTuple):
@@ -97,21 +147,23 @@ class LoadedImages(NamedTuple):
     bad: list[str]  # one line per file that did not decode
 
 
-def _decode_or_reason(path: Path, size: int, box: Box | None) -> np.ndarray | str:
+def _decode_or_reason(path: Path, size: int, box: Box | None,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | str:
     try:
-        return _decode(path, size, box)
+        return _decode(path, size, box, max_pixels)
     except EdgeKDError as err:
         return str(err)
 
 
 def _decode_all(paths: list[Path], boxes: list[Box | None], size: int, workers: int,
-                out: np.ndarray) -> list[tuple[int, str]]:
+                out: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[int, str]]:
     """Decode into ``out`` (Pillow releases the GIL while decoding, so threads scale); return the
     (index, reason) of every file that failed."""
     bad = []
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_decode_or_reason, paths, [size] * len(paths), boxes, chunksize=64)
+        results = pool.map(_decode_or_reason, paths, [size] * len(paths), boxes,
+                           [max_pixels] * len(paths), chunksize=64)
         for i, result in enumerate(results):
             if isinstance(result, str):
                 bad.append((i, result))
@@ -123,7 +175,8 @@ def _decode_all(paths: list[Path], boxes: list[Box | None], size: int, workers: 
 
 def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
                 boxes: list[Box | None] | None = None, workers: int = 0,
-                on_bad_image: str = "skip", split: str = "") -> LoadedImages:
+                on_bad_image: str = "skip", split: str = "",
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
     """The images of ``paths`` (cropped to ``boxes``), from the cache when it holds them, else
     decoded by ``workers`` threads (0: one per core, at most 8) and cached.
 
@@ -132,9 +185,11 @@ def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
     remembers the bad files, so a later build reports them without decoding again.
     """
     boxes = boxes or [None] * len(paths)
+    _allow_pixels(max_pixels)
     if cache_dir is None:
         images = np.zeros((len(paths), size, size, 3), np.uint8)
-        return _select(images, _decode_all(paths, boxes, size, workers, images), on_bad_image, split)
+        return _select(images, _decode_all(paths, boxes, size, workers, images, max_pixels),
+                       on_bad_image, split)
     digest = hashlib.sha256()
     for path, box in zip(paths, boxes):
         try:
@@ -144,18 +199,20 @@ def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
             signature = None
         digest.update(json.dumps([str(path.resolve()), signature, box]).encode())
     digest.update(str(size).encode())
+    if max_pixels != DEFAULT_MAX_PIXELS:  # which files are too large depends on it
+        digest.update(f"max_pixels={max_pixels}".encode())
     cache_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphans(cache_dir)
     target = cache_dir / f"images-{digest.hexdigest()[:24]}-{size}px.npy"
     bad_file = target.with_suffix(".bad.json")
     if target.exists() and bad_file.exists():
         bad = [tuple(item) for item in json.loads(bad_file.read_text())]
-        return _select(np.load(target, mmap_mode="r"), bad, on_bad_image, split)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
+        return _select(_open(target), bad, on_bad_image, split)
+    tmp = _tmp_name(target)
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
                                         shape=(len(paths), size, size, 3))
-        bad = _decode_all(paths, boxes, size, workers, out)
+        bad = _decode_all(paths, boxes, size, workers, out, max_pixels)
         out.flush()
         del out
         write_atomic(bad_file, json.dumps(bad))
@@ -163,7 +220,13 @@ def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return _select(np.load(target, mmap_mode="r"), bad, on_bad_image, split)
+    return _select(_open(target), bad, on_bad_image, split)
+
+
+def _open(target: Path) -> np.ndarray:
+    """The cache memory-mapped copy-on-write: shared pages, but a writable array (torch warns on
+    read-only NumPy arrays, and a write stays private to this process)."""
+    return np.load(target, mmap_mode="c")
 
 
 def _select(images: np.ndarray, bad: list[tuple[int, str]], on_bad_image: str,
@@ -178,12 +241,22 @@ def _select(images: np.ndarray, bad: list[tuple[int, str]], on_bad_image: str,
 
 
 def read_split(cfg, split: str, paths: list[Path], labels: np.ndarray, groups: np.ndarray,
-               boxes: list[Box | None] | None = None) -> tuple[Split, list[str]]:
+               boxes: list[Box | None] | None = None,
+               listed_in: str | list[str] | None = None) -> tuple[Split, list[str]]:
     """A :class:`Split` of a file-based source under the recipe's image settings (size, cache,
-    workers, ``on_bad_image``), with the samples whose file did not decode left out; also the
-    one-line reason for each of those."""
+    workers, ``on_bad_image``, ``max_image_pixels``), with the samples whose file did not decode
+    left out; also the one-line reason for each of those.
+
+    Every path must resolve (symlinks too) inside ``cfg.root``; one that does not stops the load
+    with one line naming it, where it was listed (``listed_in``: one label, or one per path) and
+    the root, before any file is opened.
+    """
+    where = listed_in if listed_in is not None else f"data ({split} split)"
+    paths = [inside(path, cfg.root, listed_in=where if isinstance(where, str) else where[i])
+             for i, path in enumerate(paths)]
     loaded = load_images(paths, size=cfg.image_size, cache_dir=cfg.cache_dir, boxes=boxes,
-                         workers=cfg.workers, on_bad_image=cfg.on_bad_image, split=split)
+                         workers=cfg.workers, on_bad_image=cfg.on_bad_image, split=split,
+                         max_pixels=getattr(cfg, "max_image_pixels", DEFAULT_MAX_PIXELS))
     if len(loaded.keep) == 0:
         raise EdgeKDError(f"data: no image of the {split} split could be read; first: {loaded.bad[0]}")
     keep = loaded.keep

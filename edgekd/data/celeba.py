@@ -96,7 +96,7 @@ def load_celeba(cfg, *, seed: int) -> DataSplits:
                               f"code {code})")
         splits[split], bad[split] = read_split(
             cfg, split, [cfg.root / "img_align_celeba" / files[i] for i in keep],
-            labels[keep], groups[keep])
+            labels[keep], groups[keep], listed_in=str(cfg.root / "list_eval_partition.txt"))
     mean, std = normalisation(cfg)
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],

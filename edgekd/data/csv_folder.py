@@ -19,6 +19,7 @@ from edgekd.data._images import FileData, describe_bad, normalisation, read_spli
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
+from edgekd.paths import inside
 
 __all__ = ["load_csv"]
 
@@ -83,13 +84,17 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     rows = {split: _read(cfg.root / name, columns) for split, name in files.items()}
     class_names = _names([r[1] for r in rows["train"]], cfg.classes)
     group_names = _names([r[2] for r in rows["train"]], cfg.groups)
+    for split, items in rows.items():  # every path of every split inside the root, before any decoding
+        for n, item in enumerate(items, start=2):
+            inside(item[0], cfg.root, listed_in=f"{cfg.root / files[split]} line {n}")
     splits, bad = {}, {}
     for split, items in rows.items():
         source = cfg.root / files[split]
         splits[split], bad[split] = read_split(
-            cfg, split, [cfg.root / r[0] for r in items],
+            cfg, split, [Path(r[0]) for r in items],
             _index([r[1] for r in items], class_names, "label", source),
-            _index([r[2] for r in items], group_names, "group", source))
+            _index([r[2] for r in items], group_names, "group", source),
+            listed_in=[f"{source} line {n}" for n in range(2, len(items) + 2)])
     mean, std = normalisation(cfg)
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],

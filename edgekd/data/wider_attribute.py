@@ -154,7 +154,8 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
                               f"{excluded[split]} samples with unknown gender")
         splits[split], bad[split] = read_split(
             cfg, split, [i[0] for i in items], np.array([i[2] for i in items]),
-            np.array([i[3] for i in items]), boxes=[i[1] for i in items])
+            np.array([i[3] for i in items]), boxes=[i[1] for i in items],
+            listed_in=f"the WIDER Attribute annotations ({split} file_name)")
     mean, std = normalisation(cfg)
     unit = "person crops" if cfg.crop == "person" else "images"
     return DataSplits(
