@@ -118,7 +118,7 @@ def test_sensitive_groups_are_found_from_the_graph(artifact_build):
 
 def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, tmp_path):
     from edgekd.data import load_data
-    from edgekd.export.int8 import FORMS, quantize_to_agreement, sensitive_groups
+    from edgekd.export.int8 import FORMS, MIN_GAIN, quantize_to_agreement, sensitive_groups
     from edgekd.recipe import load_recipe
 
     data = load_data(load_recipe(TESTS / "tiny.yaml").data, seed=0)
@@ -126,9 +126,15 @@ def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, 
     result = quantize_to_agreement(onnx_path, tmp_path / "q.onnx", data.train.images[:32], data.val.images,
                                    data.mean, data.std, form=FORMS["cpu"], min_agreement=1.01)
     groups = sensitive_groups(onnx_path)
-    assert not result.reached and len(result.tries) == 1 + len(groups)  # every group tried
-    assert [t["kept_in_float"] for t in result.tries][-1] == [label for label, _ in groups]
-    assert result.agreement == max(t["agreement"] for t in result.tries)
+    assert not result.reached and 1 <= len(result.tries) <= 1 + len(groups)
+    labels = [label for label, _ in groups]
+    for n, attempt in enumerate(result.tries):  # one more group kept in float per try
+        assert attempt["kept_in_float"] == labels[:n]
+    agreements = [t["agreement"] for t in result.tries]
+    stopped_early = len(result.tries) < 1 + len(groups)
+    if stopped_early:  # only because the last group did not raise agreement enough
+        assert agreements[-1] <= max(agreements[:-1]) + MIN_GAIN
+    assert result.agreement == max(agreements)
     assert result.path.is_file()
 
 

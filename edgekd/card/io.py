@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgekd.card.schema import MAX_CARD_BYTES, shorten, check_card
+from edgekd.card.schema import MAX_CARD_BYTES, check_card, shorten
 from edgekd.errors import EdgeKDError
 from edgekd.paths import inside
 
