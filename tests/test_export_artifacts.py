@@ -87,6 +87,9 @@ def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifac
     assert entry["export"]["symmetric"] and entry["export"]["calibration_cache"] == "calibration.cache"
     assert entry["extra_files"] == {"calibration.cache": "calibration.cache"}
     assert entry["export"]["tries"][0]["kept_in_float"] == []
+    md = (bundle / "card.md").read_text()
+    agreement = entry["export"]["agreement_with_fp32_on_validation"]
+    assert f"onnx_int8_trt: agreement with fp32 on the validation images {agreement:.4f} (bound 0.97)" in md
 
 
 def test_tensorrt_cache_hand_worked(tmp_path):

@@ -188,6 +188,17 @@ def _headline(card: dict) -> list[str]:
         for name, d in drift:
             lines.append(f"| {name} | {card['models'][name].get('file', '-')} | {_agreement(d)} | "
                          f"{_signed(d.get('top1_change'))} | {_signed(d.get('mean_abs_disparity_change'))} |")
+        quantized = [(n, e["export"]) for n, e in card["models"].items()
+                     if isinstance(e.get("export"), dict) and "kept_in_float" in e["export"]]
+        for name, export in quantized:  # how far INT8 got, and what it kept in float to get there
+            bound = export.get("min_agreement")
+            kept = ", ".join(export["kept_in_float"]) or "nothing"
+            agreement = export.get("agreement_with_fp32_on_validation")
+            lines.append("")
+            below = None not in (bound, agreement) and agreement < bound
+            lines.append(f"{name}: agreement with fp32 on the validation images {_num(agreement, 4)}"
+                         + (f" (bound {bound})" if bound is not None else "")
+                         + (" **below the bound**" if below else "") + f"; kept in float: {kept}.")
         built = [(n, e["built_on"]) for n, e in card["models"].items() if e.get("built_on_device")]
         for name, where in built:
             lines.append("")
