@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,16 @@ _UMASK = _current_umask()
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block ends
-    without an exception, removed otherwise.
+    without an exception, removed otherwise. Temporaries of ``path`` left by a killed writer
+    (``.<name>.*tmp``) are removed first: a run folder has one writer at a time (its lock).
 
         with atomic_output(bundle / "plot.png") as tmp:
             fig.savefig(tmp, format="png")
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; a bundle must be readable like any file
     os.close(fd)

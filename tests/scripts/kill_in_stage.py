@@ -16,10 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-import edgekd.distill.teacher_outputs as teacher_outputs
-
 import edgekd.bundle.write as bundle_write
 import edgekd.export.onnx as onnx_export
+import edgekd.train.teacher_outputs as teacher_outputs
 from edgekd.pipeline import build
 
 stage, sig, recipe, out = sys.argv[1:5]
