@@ -302,10 +302,8 @@ def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSp
     Its agreement with torch is the card's ``onnx_matches_torch`` gate: below
     ``export.onnx.min_agreement`` the build writes its bundle and exits 1 naming the gate.
     """
-    import onnxruntime
-
     from edgekd.export.onnx import compare_with_torch, export_onnx
-    from edgekd.export.runtime import OnnxClassifier
+    from edgekd.export.runtime import OnnxClassifier, cpu_runtime_name
 
     cfg = recipe.export.onnx
     stage = Stage(run_dir, "export", {"student": student.stage.key,
@@ -329,7 +327,7 @@ def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSp
         f"{check['argmax_agreement']:.4f}, max |diff| {check['max_abs_diff']:.2e}")
     pred = np.load(stage.path("test_predictions.npz"))["logits"].argmax(1)
     onnx = evaluate("onnx", pred, data, kind="onnx", file="model.onnx", path=path,
-                    runtime=f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)",
+                    runtime=cpu_runtime_name(),
                     precision="fp32", size_bytes=path.stat().st_size,
                     details={"export": {"exporter": cfg.exporter, "opset": cfg.opset, **check}},
                     reference=evaluations["student"])

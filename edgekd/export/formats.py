@@ -32,6 +32,7 @@ from edgekd.export.artifact import Artifact, ExportContext
 from edgekd.export.fp16 import Fp16Config
 from edgekd.export.int8 import Int8Config
 from edgekd.export.onnx import OnnxConfig
+from edgekd.export.runtime import cpu_runtime_name
 from edgekd.export.tensorrt import TensorRTConfig
 
 __all__ = ["ExportFormat", "ExportContext", "Artifact", "EXPORT_FORMATS", "register_format", "ExportConfig",
@@ -60,12 +61,6 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
     return fmt
 
 
-def _ort_runtime() -> str:
-    import onnxruntime
-
-    return f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
-
-
 def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
     from edgekd.export.int8 import (
         FORMS,
@@ -92,7 +87,7 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
                 calibration_ranges(ctx.onnx_path, images, ctx.mean, ctx.std, method=cfg.method),
                 ctx.out_dir / TENSORRT_CACHE)
         artifacts.append(Artifact(
-            name=form.name, file=form.file, path=result.path, precision="int8", runtime=_ort_runtime(),
+            name=form.name, file=form.file, path=result.path, precision="int8", runtime=cpu_runtime_name(),
             export={"format": "QDQ", "form": f"{key} ({form.runtime_note})", "per_channel": True,
                     "activations": form.activations, "symmetric": form.symmetric, "method": cfg.method,
                     "calibration_samples": int(len(images)),
@@ -109,7 +104,7 @@ def _fp16(cfg: Fp16Config, ctx: ExportContext) -> Artifact:
 
     path = convert_fp16(ctx.onnx_path, ctx.out_dir / "model.fp16.onnx")
     ctx.log(f"export: {path.name} (FP16, fp32 inputs and outputs)")
-    return Artifact(name="onnx_fp16", file=path.name, path=path, precision="fp16", runtime=_ort_runtime(),
+    return Artifact(name="onnx_fp16", file=path.name, path=path, precision="fp16", runtime=cpu_runtime_name(),
                     export={"io": "float32"})
 
 

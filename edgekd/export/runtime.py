@@ -9,7 +9,7 @@ import numpy as np
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["OnnxClassifier", "normalise", "batched_logits", "import_onnxruntime"]
+__all__ = ["OnnxClassifier", "normalise", "batched_logits", "import_onnxruntime", "cpu_runtime_name"]
 
 
 def normalise(images: np.ndarray, mean, std) -> np.ndarray:
@@ -29,6 +29,11 @@ def import_onnxruntime():
         raise EdgeKDError("onnxruntime is not installed: pip install 'edgekd[cpu]' for the CPU wheel, "
                           "or on a Jetson NVIDIA's onnxruntime-gpu wheel (deploy/jetson/README.md)") from None
     return onnxruntime
+
+
+def cpu_runtime_name() -> str:
+    """How a card names the runtime the build evaluates ONNX files through."""
+    return f"onnxruntime {import_onnxruntime().__version__} (CPUExecutionProvider)"
 
 
 def batched_logits(infer: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mean, std, *,
