@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from edgekd.bench.runner import BENCH_SCHEMA
-from edgekd.bundle.manifest import MANIFEST, verify_bundle, write_manifest
+from edgekd.bundle.manifest import read_manifest, verify_bundle, write_manifest
 from edgekd.card.bench import add_bench_result, add_engine_evaluation
 from edgekd.card.io import CARD_JSON, CARD_MD, load_card
 from edgekd.card.markdown import render_markdown
@@ -28,16 +28,6 @@ __all__ = ["load_result", "update_card", "update_card_all", "add_engine", "BENCH
 
 BENCH_ALL_SCHEMA = "edgekd.bench-all/v1"
 CARD_HTML = "card.html"
-
-
-def _read(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise EdgeKDError(f"{path.parent}: no {path.name}; --update-card needs an edgekd bundle "
-                          f"with {what}") from None
-    except ValueError as err:
-        raise EdgeKDError(f"{path}: not valid JSON ({err})") from None
 
 
 def load_result(path: str | Path) -> dict:
@@ -69,7 +59,7 @@ def _check_artifact(bundle: Path, result: dict) -> None:
 def _verified(bundle: Path) -> tuple[dict, dict]:
     """The card (checked against its schema) and manifest of a bundle that matches its manifest."""
     card = load_card(bundle)
-    manifest = _read(bundle / MANIFEST, MANIFEST)
+    manifest = read_manifest(bundle)  # shape, size and containment checked
     problems = verify_bundle(bundle)
     if problems:
         raise EdgeKDError(f"{bundle}: does not match its manifest before the update ({problems[0]}"

@@ -11,7 +11,6 @@ timing to NVIDIA's trtexec instead. The result is a plain dict, schema ``edgekd.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timezone
@@ -31,6 +30,7 @@ from edgekd.bench.target import Target, resolve_target
 from edgekd.bench.tegrastats import TegrastatsSampler, find_tegrastats, summarise_power
 from edgekd.bench.timing import random_batch, time_batch
 from edgekd.bundle.eval_set import EVAL_SET, read_eval_set
+from edgekd.bundle.manifest import read_manifest
 from edgekd.card.io import load_card
 from edgekd.errors import EdgeKDError
 from edgekd.files import sha256_file
@@ -125,10 +125,10 @@ def _bundle_info(target: Target) -> dict | None:
     if target.bundle is None:
         return None
     try:
-        manifest = json.loads((target.bundle / "manifest.json").read_text())
-        return {"name": manifest.get("name"), "version": manifest.get("version")}
-    except (OSError, ValueError):
+        manifest = read_manifest(target.bundle)
+    except EdgeKDError:
         return {"name": None, "version": None}
+    return {"name": manifest.get("name"), "version": manifest.get("version")}
 
 
 def _build_top1(target: Target, file: str) -> float | None:
