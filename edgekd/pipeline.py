@@ -25,7 +25,7 @@ from edgekd.lock import run_locks
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.stages import Stage
 
-__all__ = ["build", "BuildResult"]
+__all__ = ["build", "BuildResult", "train_models"]
 
 
 @dataclass
@@ -119,7 +119,7 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
         f"test {len(data.test)}")
     for line in data.description.get("warnings", []):
         log(f"warning: {line}")
-    models = _train_models(recipe, data, run_dir=run_dir, shared_dir=shared_dir, seed=recipe.seed,
+    models = train_models(recipe, data, run_dir=run_dir, shared_dir=shared_dir, seed=recipe.seed,
                            log=log, on_epoch_end=on_epoch_end, dist=dist)
     seed_metrics = _seed_study(recipe, data, run_dir, models, log=log, on_epoch_end=on_epoch_end,
                                dist=dist)
@@ -155,7 +155,7 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
                        rows=summary_rows(card))
 
 
-def _train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir: Path, seed: int,
+def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir: Path, seed: int,
                   log, on_epoch_end, dist) -> dict[str, _Trained]:
     """Teacher, baseline and distilled student: one training loop, three objectives.
 
@@ -214,7 +214,7 @@ def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, main_models: di
         else:
             log(f"seed study: seed {seed} ({recipe.seeds.index(seed) + 1} of {len(recipe.seeds)})")
             where = run_dir / "seeds" / str(seed)
-            models = _train_models(recipe, data, run_dir=where, shared_dir=where, seed=seed, log=log,
+            models = train_models(recipe, data, run_dir=where, shared_dir=where, seed=seed, log=log,
                                    on_epoch_end=on_epoch_end, dist=dist)
         if dist.is_main:  # the other ranks hold no test predictions
             for name, trained in models.items():
@@ -225,7 +225,7 @@ def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, main_models: di
 
 
 def _debias_history(history: list[dict]) -> list[dict]:
-    keys = ("epoch", "adversary_top1", "adversary_chance", "debias_lambda", "val_mean_abs_disparity")
+    keys = ("epoch", "adversary_top1", "adversary_reference", "debias_lambda", "val_mean_abs_disparity")
     return [{k: r.get(k) for k in keys} for r in history]
 
 
@@ -283,16 +283,20 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
 def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluation:
     """A trained torch model's evaluation, with where it came from."""
     from edgekd.models import count_parameters, state_dict_bytes
+    from edgekd.train.selection import best_epoch, resolve_select_by
 
-    best = max(trained.history, key=lambda r: r["val_top1"], default=None)
     cfg = trained.config
+    select_by = resolve_select_by(cfg.select_by, len(data.group_names))
+    best = best_epoch(trained.history, select_by)
+    training = {"epochs": cfg.epochs, "selected_by": select_by,
+                "best_epoch": best["epoch"] if best else 0,
+                "best_val_top1": best["val_top1"] if best else None}
+    if best and select_by != "top1":
+        training[f"best_val_{select_by}"] = best.get(f"val_{select_by}")
     return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
                     size_bytes=state_dict_bytes(trained.model),
                     details={"arch": cfg.arch, "parameters": count_parameters(trained.model),
-                             "stage_key": trained.stage.key,
-                             "training": {"epochs": cfg.epochs,
-                                          "best_epoch": best["epoch"] if best else 0,
-                                          "best_val_top1": best["val_top1"] if best else None}})
+                             "stage_key": trained.stage.key, "training": training})
 
 
 def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits,

@@ -8,8 +8,10 @@ reproducible alone with ``edgekd build RECIPE --set KEY=VALUE``. Points run in o
 main run ``runs/<name>/stages/`` and are trained once. A point whose bundle already holds the
 card of the same resolved recipe is skipped, so a re-run after an interruption picks up where it
 stopped. The results go to ``runs/<name>/sweep/<swept keys>/results.csv`` with the plots:
-accuracy against mean |disparity| with the Pareto front marked, and each metric against each
-swept key.
+accuracy against mean |disparity| with the Pareto front marked and the teacher and the baseline
+drawn as references, and each metric against each swept key. A debiased student's row also has
+the adversary's accuracy next to the accuracy its criterion leaves it without a leak
+(:func:`edgekd.debias.adversarial.adversary_reference`).
 """
 
 from __future__ import annotations
@@ -149,10 +151,22 @@ def _finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
     return card
 
 
+REFERENCES = ("teacher", "baseline")
+EXTRA_COLUMNS = {"adversary_top1": "adversary acc.", "adversary_reference": "no-leak ref.",
+                 **{f"{ref}_{key}": f"{ref} {label}" for ref in REFERENCES
+                    for key, label in (("top1", "top-1"), ("mean_abs_disparity", "|disp|"))}}
+
+
 def _row(point: dict, card: dict, point_dir: Path) -> dict:
     m = card["models"]["student"]["metrics"]
+    adversary = ((card.get("debias") or {}).get("epochs") or {}).get("student") or [{}]
+    references = {f"{ref}_{key}": card["models"][ref]["metrics"].get(key)
+                  for ref in REFERENCES if ref in card["models"]
+                  for key in ("top1", "mean_abs_disparity")}
     return {**point, **{metric.key: metric.read(m) for metric in METRICS},
-            "bundle": str(point_dir / "bundle")}
+            "adversary_top1": adversary[-1].get("adversary_top1"),
+            "adversary_reference": adversary[-1].get("adversary_reference"),
+            **references, "bundle": str(point_dir / "bundle")}
 
 
 def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
@@ -161,20 +175,41 @@ def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
     from edgekd.files import write_atomic
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.keys() + ["bundle"])
+    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.keys() + list(EXTRA_COLUMNS) + ["bundle"])
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _text(row[k]) if k in keys else row[k] for k in writer.fieldnames})
+        writer.writerow({k: _text(row[k]) if k in keys else row.get(k) for k in writer.fieldnames})
     write_atomic(path, buffer.getvalue())
     return path
 
 
 def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
-    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS}, "pareto": "Pareto"}
+    adversary = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference")
+                 if any(r.get(k) is not None for r in rows)}
+    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS}, **adversary,
+               "pareto": "Pareto"}
     front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows]))
     shown = [{**{k: _text(r[k]) for k in keys}, **{m.key: r[m.key] for m in METRICS},
-              "pareto": "*" if i in front else ""} for i, r in enumerate(rows)]
-    return format_table(shown, headers)
+              **{k: r.get(k) for k in adversary}, "pareto": "*" if i in front else ""}
+             for i, r in enumerate(rows)]
+    table = format_table(shown, headers)
+    references = _references(rows)
+    if references:
+        table += "\n" + "; ".join(f"{name}: top-1 {acc:.4f}, mean |disparity| {disp:.4f}"
+                                   for name, acc, disp in references)
+    return table
+
+
+def _references(rows: list[dict]) -> list[tuple[str, float, float]]:
+    """The teacher's and the baseline's (top-1, mean |disparity|), once per distinct value (a
+    grid over a teacher or student key gives each point its own)."""
+    seen = []
+    for ref in REFERENCES:
+        for r in rows:
+            pair = (r.get(f"{ref}_top1"), r.get(f"{ref}_mean_abs_disparity"))
+            if None not in pair and (ref, *pair) not in seen:
+                seen.append((ref, *pair))
+    return seen
 
 
 def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[Path]:
@@ -190,16 +225,24 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
     disp = [r["mean_abs_disparity"] or 0.0 for r in rows]
     front = pareto_front(list(zip(acc, disp)))
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter(disp, acc, color="tab:blue", label="grid point")
+    ax.scatter(disp, acc, color="tab:blue", label="distilled student, per grid point")
     ordered = sorted(front, key=lambda i: disp[i])
     ax.plot([disp[i] for i in ordered], [acc[i] for i in ordered], "o-", color="tab:red",
             label="Pareto front")
+    styles = {"teacher": ("*", "black", 140), "baseline": ("s", "tab:gray", 60)}
+    labelled = set()
+    for name, ref_acc, ref_disp in _references(rows):
+        marker, colour, size = styles[name]
+        ax.scatter([ref_disp], [ref_acc], marker=marker, color=colour, s=size, zorder=3,
+                   label=None if name in labelled else f"{name} (trained without distillation)"
+                   if name == "baseline" else name)
+        labelled.add(name)
     for r, x, y in zip(rows, disp, acc):
         ax.annotate(",".join(_text(r[k]) for k in keys), (x, y), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("mean |per-class recall disparity| (lower is fairer)")
     ax.set_ylabel("top-1 accuracy")
-    ax.set_title("Distilled student per grid point")
+    ax.set_title("Distilled students against the teacher and the baseline")
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(save_figure(fig, out_dir / "accuracy_vs_disparity.png"))

@@ -312,7 +312,8 @@ def test_card_md_front_matter_sections_and_valid_html(tmp_path):
     card["distillation"]["learned"] = {"alpha_by_class": {"cat": 0.5, "dog": 0.9}}
     card["debias"] = {"method": "adversarial", "lambda": 0.5, "criterion": "demographic_parity",
                       "apply_to": ["student"],
-                      "epochs": {"student": [{"epoch": 3, "adversary_top1": 0.61, "adversary_chance": 0.5}]}}
+                      "epochs": {"student": [{"epoch": 3, "adversary_top1": 0.61,
+                                              "adversary_reference": 0.5}]}}
     card["bench"] = {"jetson-orin": {"onnxruntime": {"model.onnx": {
         "backend": "onnxruntime", "device": {"id": "jetson-orin"}, "artifact": {"file": "model.onnx"},
         "results": [{"batch": 1, "latency_ms": {"p50": 4.25, "p90": 5.5}, "throughput_ips": 235.3,
@@ -334,7 +335,8 @@ def test_card_md_front_matter_sections_and_valid_html(tmp_path):
     ci = card["models"]["student"]["ci"]["top1"]
     assert f"[{ci['low']:.3f}, {ci['high']:.3f}]" in md
     assert "learned alpha_by_class: cat 0.5, dog 0.9" in md
-    assert "accuracy 0.610 after epoch 3 (chance 0.500)" in md
+    assert ("accuracy 0.610 after epoch 3, against 0.500 for an output that leaks nothing "
+            "demographic_parity forbids (the largest group's share)") in md
     assert "| jetson-orin | onnxruntime | model.onnx | 1 | 4.25 | 5.5 |" in md
     assert "power W" not in md  # no power measured: no empty column
     assert "The data is synthetic" in md

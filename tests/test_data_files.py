@@ -295,9 +295,40 @@ def test_fashion_mnist_missing_files_are_named(tmp_path):
         load_data(cfg, seed=0)
 
 
+def test_fashion_mnist_train_size_keeps_a_seeded_subset(tmp_path):
+    rng = np.random.default_rng(0)
+    _idx(tmp_path / "train-images-idx3-ubyte", rng.integers(0, 255, (200, 28, 28)), gz=False)
+    _idx(tmp_path / "train-labels-idx1-ubyte", np.arange(200) % 10, gz=False)
+    _idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 255, (20, 28, 28)), gz=False)
+    _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 10, gz=False)
+    cfg = _recipe({"source": "fashion_mnist_colored", "path": str(tmp_path), "val_size": 50,
+                   "train_size": 60}, tmp_path).data
+    first, again = load_data(cfg, seed=0), load_data(cfg, seed=0)
+    assert len(first.train) == 60 and len(first.val) == 50
+    np.testing.assert_array_equal(first.train.images, again.train.images)
+    too_many = _recipe({"source": "fashion_mnist_colored", "path": str(tmp_path), "val_size": 50,
+                        "train_size": 151}, tmp_path).data
+    with pytest.raises(EdgeKDError, match="data.train_size = 151: only 150 training images"):
+        load_data(too_many, seed=0)
+
+
 def test_fashion_mnist_debian_package_when_installed():
-    root = Path("/usr/share/dataset-fashion-mnist")
+    """The real files of Debian's dataset-fashion-mnist at the default path: 10 classes,
+    60000 training and 10000 test images, and the tint that ``bias`` plants."""
+    from edgekd.data.fashion_mnist import FashionMnistColoredData
+
+    root = FashionMnistColoredData.model_fields["path"].default
+    assert root == Path("/usr/share/datasets/fashion-mnist")
     if not root.is_dir():
-        pytest.skip("Debian's dataset-fashion-mnist is not installed")
-    data = load_data(_recipe({"source": "fashion_mnist_colored"}, root).data, seed=0)
-    assert len(data.test) == 10000 and len(data.train) + len(data.val) == 60000
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")
+    data = load_data(_recipe({"source": "fashion_mnist_colored", "image_size": 28}, root).data, seed=0)
+    assert len(data.class_names) == 10 and len(data.test) == 10000
+    assert len(data.train) + len(data.val) == 60000
+    assert sorted(np.unique(data.test.labels).tolist()) == list(range(10))
+    majority = (data.train.groups == data.train.labels % 2).mean()
+    assert 0.89 < majority < 0.91  # bias 0.9 over 55000 images
+    assert (data.test.groups == 0).mean() == 0.5  # balanced test split
+    # the tint: warm images are redder than blue, cool ones bluer than red (summed over pixels)
+    for group, (more, less) in ((0, (0, 2)), (1, (2, 0))):
+        pixels = data.test.images[data.test.groups == group][:200].reshape(-1, 3).sum(0)
+        assert pixels[more] > 2 * pixels[less]

@@ -3,11 +3,13 @@ schedule, and the effect's direction on a generated set with a strong shortcut."
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from edgekd.debias import AdversarialDebiasing, lambda_at, with_debiasing
+from edgekd.debias.adversarial import adversary_reference
 from edgekd.distill import Batch, CrossEntropy, KDLoss
 from edgekd.errors import EdgeKDError
 from edgekd.recipe import parse_recipe
@@ -71,8 +73,40 @@ def test_adversary_itself_descends_its_loss():
     F.cross_entropy(objective.adversary(F.softmax(logits, 1)), batch.groups).backward()
     assert torch.allclose(reversed_grad, objective.adversary.net[0].weight.grad, atol=1e-7)
     metrics = objective.epoch_metrics()
-    assert metrics["adversary_chance"] == 0.5 and metrics["debias_lambda"] == 2.0
+    assert metrics["adversary_reference"] == 0.5 and metrics["debias_lambda"] == 2.0
     assert 0.0 <= metrics["adversary_top1"] <= 1.0
+
+
+def test_adversary_reference_hand_worked():
+    """A split of 10 images: class 0 has 4 in group 0 and 1 in group 1, class 1 has 1 and 4.
+    Demographic parity: the output may not tell the group at all, so the best guess is the
+    larger group, 5 of 10 -> 0.5. Equalized odds: the adversary knows the label, so it guesses
+    the class's majority group: (4 + 4) / 10 -> 0.8."""
+    cells = np.array([[4, 1], [1, 4]])
+    assert adversary_reference(cells, "demographic_parity") == 0.5
+    assert adversary_reference(cells, "equalized_odds") == 0.8
+    # three groups, unbalanced: group sizes 2+3=5, 1+0=1, 0+4=4 of 10
+    cells = np.array([[2, 1, 0], [3, 0, 4]])
+    assert adversary_reference(cells, "demographic_parity") == 0.5
+    assert adversary_reference(cells, "equalized_odds") == pytest.approx((2 + 4) / 10)
+    assert adversary_reference(np.zeros((2, 2)), "equalized_odds") is None
+
+
+def test_adversary_reference_counts_the_epochs_images():
+    """The objective counts (class, group) cells of every batch it sees in an epoch: labels
+    [0, 1, 0, 1, 0, 1] with groups [0, 0, 0, 1, 1, 1] give cells [[2, 1], [1, 2]], so the
+    equalized-odds reference is 4 / 6."""
+    objective = AdversarialDebiasing(CrossEntropy(), weight=1.0, criterion="equalized_odds")
+    objective.build(num_classes=2, num_groups=2, feature_width=3)
+    objective.start_epoch(0, epochs=1)
+    batch = Batch(images=torch.zeros(6, 2), labels=torch.tensor([0, 1, 0, 1, 0, 1]),
+                  groups=torch.tensor([0, 0, 0, 1, 1, 1]))
+    for half in (slice(0, 3), slice(3, 6)):
+        part = Batch(images=batch.images[half], labels=batch.labels[half], groups=batch.groups[half])
+        objective(torch.randn(3, 2), part)
+    assert objective.epoch_metrics()["adversary_reference"] == pytest.approx(4 / 6)
+    objective.start_epoch(1, epochs=2)  # a new epoch counts afresh
+    assert objective.epoch_metrics()["adversary_reference"] is None
 
 
 def test_lambda_schedule_warmup_and_ramp():

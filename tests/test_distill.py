@@ -96,9 +96,9 @@ def test_cosine_curriculum_rises_from_zero_to_one():
 def test_ctkd_reverses_the_temperature_gradient_only():
     torch.manual_seed(0)
     objective = CTKDLoss(t_min=1.0, t_range=20.0, initial_temperature=4.0, alpha=0.9,
-                         curriculum_epochs=4)
+                         curriculum_share=0.5)
     assert objective.temperature.item() == pytest.approx(4.0, rel=1e-6)
-    objective.start_epoch(8, epochs=2)  # the curriculum is capped at the epoch count
+    objective.start_epoch(8, epochs=2)  # past the curriculum: full strength
     assert objective.strength == pytest.approx(1.0)
 
     student = torch.randn(6, 3, requires_grad=True)
@@ -143,9 +143,50 @@ def test_class_means():
     assert means.tolist() == [[2.0, 1.0], [0.0, 0.0], [5.0, 5.0]]
 
 
+@pytest.mark.parametrize("epochs", [2, 20])
+def test_kdpp_warmup_and_ctkd_curriculum_scale_with_the_epochs(epochs):
+    """Both are shares of the recipe's epochs: KD++ reaches full KD weight after 30% of them
+    (epoch 1 of 2 gives 1 / (0.3 * 2) > 1 -> 1; epoch 1 of 20 gives 1 / 6), CTKD's reversal
+    reaches full strength after half of them (2 epochs: E_c = 1; 20 epochs: E_c = 10)."""
+    kdpp = KDPPLoss(warmup_share=0.3)
+    weights = []
+    for epoch in range(epochs):
+        kdpp.start_epoch(epoch, epochs)
+        weights.append(kdpp.kd_weight)
+    ctkd = CTKDLoss(curriculum_share=0.5)
+    strengths = []
+    for epoch in range(epochs):
+        ctkd.start_epoch(epoch, epochs)
+        strengths.append(ctkd.strength)
+    if epochs == 2:
+        assert weights == [1.0, 1.0]
+        assert strengths == [0.0, pytest.approx(1.0)]
+    else:
+        assert weights[:6] == pytest.approx([k / 6 for k in range(1, 7)]) and weights[6:] == [1.0] * 14
+        assert strengths[0] == 0.0 and strengths[5] == pytest.approx(0.5)
+        assert strengths[10:] == [pytest.approx(1.0)] * 10
+        assert all(a < b for a, b in zip(strengths[:10], strengths[1:11]))
+    assert KDPPLoss(warmup_share=0.0).kd_weight == 0.0  # before start_epoch
+    no_warmup = KDPPLoss(warmup_share=0.0)
+    no_warmup.start_epoch(0, epochs)
+    assert no_warmup.kd_weight == 1.0
+
+
+def test_old_count_keys_say_what_replaced_them():
+    from edgekd.errors import EdgeKDError
+    from edgekd.recipe import parse_recipe
+
+    base = {"name": "x", "teacher": {"arch": "test_efficientnet", "epochs": 1},
+            "student": {"arch": "test_efficientnet", "epochs": 1}}
+    with pytest.raises(EdgeKDError, match="warmup_epochs was replaced by warmup_share"):
+        parse_recipe({**base, "distill": {"method": "kdpp", "warmup_epochs": 20}})
+    with pytest.raises(EdgeKDError, match="curriculum_epochs was replaced by curriculum_share"):
+        parse_recipe({**base, "distill": {"method": "ctkd", "curriculum_epochs": 10}})
+
+
 def test_kdpp_projection_receives_gradients_and_kd_warms_up():
     torch.manual_seed(0)
-    objective = KDPPLoss(temperature=4.0, warmup_epochs=4, nd_weight=2.0)
+    objective = KDPPLoss(temperature=4.0, warmup_share=0.4, nd_weight=2.0)
     objective.build(student_features=8, teacher_features=12)
     objective.centres = torch.randn(3, 12)
     objective.start_epoch(0, epochs=10)

@@ -60,6 +60,11 @@ def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
         with Image.open(report / name) as image:
             assert image.format == "PNG" and image.size[0] > 100
     assert "Pareto" in result.output and "top-1" in result.output
+    # teacher and baseline ride along as references: in the CSV, under the table, in the plot
+    teacher = json.loads(cards[0].read_text())["models"]["teacher"]["metrics"]
+    assert all(float(r["teacher_top1"]) == pytest.approx(teacher["top1"]) for r in rows)
+    assert all(r["baseline_mean_abs_disparity"] != "" for r in rows)
+    assert f"teacher: top-1 {teacher['top1']:.4f}" in result.output
     # the teacher was trained once, in the main run, for both points
     assert (tmp_path / "tiny" / "stages" / "teacher" / "done.json").is_file()
     assert not (sweep_dir / "distill.temperature=2" / "stages" / "teacher").exists()
@@ -88,3 +93,23 @@ def test_bad_grid_key_or_value_is_one_line_and_trains_nothing(tiny_recipe, tmp_p
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("error: --grid point")
     assert not (tmp_path / "tiny").exists()
+
+
+def test_sweep_table_shows_adversary_against_its_reference_and_the_references(tmp_path):
+    from edgekd.sweep import format_sweep_table, write_sweep_plots
+
+    rows = [{"debias.lambda": lam, "top1": acc, "mean_abs_disparity": disp, "adversary_top1": adv,
+             "adversary_reference": 0.5, "teacher_top1": 0.7, "teacher_mean_abs_disparity": 0.36,
+             "baseline_top1": 0.62, "baseline_mean_abs_disparity": 0.5}
+            for lam, acc, disp, adv in ((0, 0.6, 0.5, 0.97), (1, 0.7, 0.2, 0.55))]
+    for row in rows:
+        row.update({k: None for k in ("dpd", "eod") if k not in row})
+    table = format_sweep_table(rows, ["debias.lambda"])
+    header = table.splitlines()[0]
+    assert "adversary acc." in header and "no-leak ref." in header
+    assert "0.9700" in table and "0.5000" in table
+    assert table.splitlines()[-1] == ("teacher: top-1 0.7000, mean |disparity| 0.3600; "
+                                      "baseline: top-1 0.6200, mean |disparity| 0.5000")
+    plots = write_sweep_plots(rows, ["debias.lambda"], tmp_path)
+    with Image.open(plots[0]) as image:
+        assert image.format == "PNG"

@@ -1,6 +1,7 @@
 """Render a card as ``card.md``: Hugging Face model-card front matter, then readable tables.
 
-Sections, in order: model and intended use; distillation (and adversarial debiasing); data and
+Sections, in order: model and intended use; distillation (and adversarial debiasing); the epoch
+each torch model ships and the score that chose it; data and
 protected attribute; headline metrics per model and artifact with bootstrap intervals; exported
 artifacts against the torch student; per-class disparity of every model; per-class recall by
 group of the distilled student; classes significantly changed by distillation; release gates;
@@ -122,12 +123,35 @@ def _distillation(card: dict) -> list[str]:
         for stage, epochs in (debias.get("epochs") or {}).items():
             if epochs:
                 last = epochs[-1]
+                criterion = debias.get("criterion")
+                what = ("the majority group of each class, as the adversary is given the label"
+                        if criterion == "equalized_odds" else "the largest group's share")
                 lines.append(f"- {stage}: the adversary predicts the group with accuracy "
-                             f"{_num(last.get('adversary_top1'))} after epoch {last.get('epoch')} "
-                             f"(chance {_num(last.get('adversary_chance'))})")
+                             f"{_num(last.get('adversary_top1'))} after epoch {last.get('epoch')}, "
+                             f"against {_num(last.get('adversary_reference'))} for an output that "
+                             f"leaks nothing {criterion or ''} forbids ({what})")
     else:
         lines.append("- adversarial debiasing: off")
     return lines
+
+
+def _checkpoints(card: dict) -> list[str]:
+    """Which epoch of each torch model ships, and the validation score that chose it."""
+    trained = [(name, entry["training"]) for name, entry in card["models"].items()
+               if isinstance(entry.get("training"), dict) and entry["training"].get("selected_by")]
+    lines = []
+    for name, training in trained:
+        metric = training["selected_by"]
+        score = training.get(f"best_val_{metric}", training.get("best_val_top1"))
+        lines.append(f"- {name}: best epoch chosen by validation {metric}: epoch "
+                     f"{training.get('best_epoch')} of {training.get('epochs')} ({metric} "
+                     f"{_num(score)}, top-1 {_num(training.get('best_val_top1'))})")
+    if not lines:
+        return []
+    return ["", "## Checkpoints", "",
+            "The validation split carries the training data's bias, so a group-aware score "
+            "(mean recall over (class, group) cells) picks the epoch unless the recipe's "
+            "`select_by` says otherwise.", "", *lines]
 
 
 def _data(card: dict) -> list[str]:
@@ -368,7 +392,8 @@ def render_markdown(card: dict) -> str:
     """The whole ``card.md``."""
     lines = ["---", yaml.safe_dump(front_matter(card), sort_keys=False).rstrip(), "---", "",
              f"# {card['name']} {card['version']}", ""]
-    for section in (_intro, _distillation, _data, _headline, _disparity_table, _student_by_group,
-                    _significance, _gates, _bench, _plots, _limitations, _provenance):
+    for section in (_intro, _distillation, _checkpoints, _data, _headline, _disparity_table,
+                    _student_by_group, _significance, _gates, _bench, _plots, _limitations,
+                    _provenance):
         lines += section(card)
     return "\n".join(lines)

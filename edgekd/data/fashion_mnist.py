@@ -2,14 +2,15 @@
 coloured so that colour is a shortcut, the Colored-MNIST way.
 
 The idx files are read as Debian's ``dataset-fashion-mnist`` package installs them (``path``,
-default ``/usr/share/dataset-fashion-mnist``; ``train-images-idx3-ubyte`` etc., gzipped or not).
+default ``/usr/share/datasets/fashion-mnist``; ``train-images-idx3-ubyte`` etc., gzipped or not).
 idx format: a big-endian header (magic ``0x00000803`` for images, ``0x00000801`` for labels,
 then the dimension sizes as int32) followed by uint8 data.
 
 Each 28 x 28 grey image is tinted warm (red) or cool (blue); the tint is the protected group.
 As in ``trifeature``, in train and validation class ``c`` takes its majority group ``c % 2``
 with probability ``bias``; the test split is balanced (half of each class in each group). The
-last ``val_size`` training images are the validation split.
+last ``val_size`` training images are the validation split; ``train_size`` keeps a seeded random
+share of the rest, so a CPU build can train on part of the 60000 images.
 """
 
 from __future__ import annotations
@@ -71,10 +72,13 @@ class FashionMnistColoredData(Section):
     """``data.source: fashion_mnist_colored``: Fashion-MNIST tinted by a biased colour group."""
 
     source: Literal["fashion_mnist_colored"] = "fashion_mnist_colored"
-    path: Path = Field(Path("/usr/share/dataset-fashion-mnist"), description="folder of idx files")
+    path: Path = Field(Path("/usr/share/datasets/fashion-mnist"),
+                       description="folder of idx files (where Debian's dataset-fashion-mnist puts them)")
     image_size: int = Field(32, ge=16, le=512)
     bias: float = Field(0.9, ge=0.0, le=1.0)
     val_size: int = Field(5000, ge=1)
+    train_size: int | None = Field(None, ge=1, description="training images kept (seeded random "
+                                                           "subset); all when unset")
 
 
 @register_source(FashionMnistColoredData)
@@ -93,12 +97,17 @@ def load_fashion_mnist_colored(cfg, *, seed: int) -> DataSplits:
     if cut <= 0:
         raise EdgeKDError(f"data.val_size = {cfg.val_size}: must be smaller than the "
                           f"{len(labels)} training images")
+    if cfg.train_size is not None and cfg.train_size > cut:
+        raise EdgeKDError(f"data.train_size = {cfg.train_size}: only {cut} training images are "
+                          f"left after the {cfg.val_size} of data.val_size; choose at most {cut}")
+    keep = (np.sort(rng.permutation(cut)[:cfg.train_size]) if cfg.train_size is not None
+            else np.arange(cut))
 
     def split(x, y, g) -> Split:
         return Split(images=_colour(x, g, cfg.image_size), labels=y, groups=g)
 
     return DataSplits(
-        train=split(train_x[:cut], labels[:cut], groups[:cut]),
+        train=split(train_x[keep], labels[keep], groups[keep]),
         val=split(train_x[cut:], labels[cut:], groups[cut:]),
         test=split(test_x, test_labels, test_groups),
         class_names=list(CLASSES), group_names=["warm", "cool"], protected_attribute="colour tint",

@@ -23,10 +23,15 @@ describes and composes with every distillation loss.
 
 ``warmup_epochs`` trains the adversary alone first (strength 0); ``schedule: linear`` then ramps
 ``lambda`` from 0 to its value over ``ramp_epochs``.
+
+How much the adversary learned is judged against the accuracy its criterion leaves it without any
+leak (:func:`adversary_reference`), not against 1/groups: under a biased split the label predicts
+the group, and an equalized-odds adversary is given the label.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,7 +39,31 @@ from torch import nn
 from edgekd.models.reversal import grad_reverse
 from edgekd.train.objective import Batch, Objective
 
-__all__ = ["Adversary", "AdversarialDebiasing", "lambda_at"]
+__all__ = ["Adversary", "AdversarialDebiasing", "lambda_at", "adversary_reference"]
+
+
+def adversary_reference(cell_counts: np.ndarray, criterion: str) -> float | None:
+    """The accuracy an adversary reaches when the model's output leaks nothing it may not leak.
+
+    ``cell_counts[c, g]`` counts the images of class ``c`` and group ``g`` the adversary saw.
+
+    * ``demographic_parity``: the output says nothing about the group, so the best guess is the
+      largest group: ``max_g n_g / N``.
+    * ``equalized_odds``: the adversary is given the label and the output may say nothing
+      beyond it, so the best guess is the majority group of each class:
+      ``sum_c max_g n_{c,g} / N``.
+
+    Under a 0.9 bias with two groups both are about 0.9 for equalized odds, while the
+    demographic-parity reference is the group balance (about 0.5): an adversary at 0.89 leaks
+    almost nothing under the first and a great deal under the second.
+    """
+    counts = np.asarray(cell_counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return None
+    if criterion == "equalized_odds":
+        return float(counts.max(axis=1).sum() / total)
+    return float(counts.sum(axis=0).max() / total)
 
 
 class Adversary(nn.Module):
@@ -81,6 +110,7 @@ class AdversarialDebiasing(Objective):
         self.strength = 0.0
         self.adversary: Adversary | None = None
         self.num_classes = 0
+        self.num_groups = 0
         self._reset_counts()
 
     # The wrapped objective decides what the loop must provide.
@@ -93,7 +123,8 @@ class AdversarialDebiasing(Objective):
         return self.task.uses_teacher_features
 
     def build(self, *, num_classes: int, num_groups: int, feature_width: int) -> None:
-        self.num_classes = num_classes
+        self.num_classes, self.num_groups = num_classes, num_groups
+        self._reset_counts()
         width = num_classes if self.source == "probabilities" else feature_width
         if self.criterion == "equalized_odds":
             width += num_classes
@@ -113,8 +144,8 @@ class AdversarialDebiasing(Objective):
 
     def _reset_counts(self) -> None:
         self._correct = 0
-        self._seen = 0
-        self._group_counts: dict[int, int] = {}
+        self._cells = torch.zeros(max(self.num_classes, 1) * max(self.num_groups, 1),
+                                  dtype=torch.int64)
 
     def adversary_input(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         z = F.softmax(logits, dim=1) if self.source == "probabilities" else batch.features
@@ -130,28 +161,27 @@ class AdversarialDebiasing(Objective):
         adversary_loss = F.cross_entropy(group_logits, batch.groups)
         with torch.no_grad():
             self._correct += int((group_logits.argmax(1) == batch.groups).sum())
-            self._seen += len(batch.groups)
-            for g, n in zip(*torch.unique(batch.groups, return_counts=True)):
-                self._group_counts[int(g)] = self._group_counts.get(int(g), 0) + int(n)
+            cells = (batch.labels * self.num_groups + batch.groups).cpu()
+            self._cells += torch.bincount(cells, minlength=self._cells.numel())
         # One backward pass: the adversary descends L_adv, the model (through the reversal)
         # descends -lambda * L_adv, i.e. L_task - lambda * L_adv in effect.
         return task_loss + adversary_loss
 
     def epoch_metrics(self) -> dict:
-        """Adversary accuracy over the epoch and its chance level (the majority group's share),
+        """Adversary accuracy over the epoch and :func:`adversary_reference` of the images it saw,
         summed over all ranks under torchrun."""
-        groups = self.adversary.net[-1].out_features if self.adversary is not None else 0
-        counts = [self._correct, self._seen] + [self._group_counts.get(g, 0) for g in range(groups)]
+        counts = [self._correct, *self._cells.tolist()]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             on = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
             total = torch.tensor(counts, dtype=torch.float64, device=on)
             torch.distributed.all_reduce(total)
             counts = total.cpu().tolist()
-        correct, seen, per_group = counts[0], counts[1], counts[2:]
+        correct, cells = counts[0], np.asarray(counts[1:]).reshape(-1, max(self.num_groups, 1))
+        seen = cells.sum()
         return {
             **self.task.epoch_metrics(),
             "adversary_top1": correct / seen if seen else None,
-            "adversary_chance": max(per_group) / seen if seen and per_group else None,
+            "adversary_reference": adversary_reference(cells, self.criterion),
             "debias_lambda": self.strength,
         }
 

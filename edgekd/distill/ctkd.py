@@ -4,14 +4,16 @@ Knowledge Distillation", AAAI 2023).
 The temperature is learned, adversarially: a global ``tau = t_min + t_range * sigmoid(theta)``
 is fed to the KD loss through a gradient reversal layer of strength ``lambda``, so one backward
 pass makes the student *minimise* the KD loss and the temperature *maximise* it (the student
-faces ever harder soft targets). ``lambda`` follows a cosine curriculum from 0 to 1 over
-``curriculum_epochs``::
+faces ever harder soft targets). ``lambda`` follows a cosine curriculum from 0 to 1 over the
+first ``curriculum_share`` of the student's ``E`` epochs::
 
+    E_c = curriculum_share * E
     lambda(e) = (1 - cos(pi * min(e, E_c) / E_c)) / 2
     L = alpha * tau^2 * KL(softmax(t / tau) || softmax(s / tau)) + (1 - alpha) * CE(s, y)
 
 ``e`` counts finished epochs, so the first epoch trains with ``lambda = 0`` (a fixed
-temperature). The temperature of every epoch is logged in the stage metrics.
+temperature). The paper ramps over 10 of 240 epochs; a share keeps the curriculum's shape
+whatever the recipe's epochs. The temperature of every epoch is logged in the stage metrics.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from edgekd.train.objective import Batch, Objective
 __all__ = ["CTKDLoss", "cosine_curriculum"]
 
 
-def cosine_curriculum(epoch: int, curriculum_epochs: int) -> float:
-    """``(1 - cos(pi * min(epoch, E) / E)) / 2``: 0 at epoch 0, 1 from epoch ``E`` on."""
+def cosine_curriculum(epoch: int, curriculum_epochs: float) -> float:
+    """``(1 - cos(pi * min(epoch, E) / E)) / 2``: 0 at epoch 0, 1 from epoch ``E`` on (``E``
+    may be fractional)."""
     if curriculum_epochs <= 0:
         return 1.0
     progress = min(epoch, curriculum_epochs) / curriculum_epochs
@@ -47,7 +50,16 @@ class CTKDConfig(DistillSettings):
     t_range: float = Field(20.0, gt=0.0)
     initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
     alpha: float = Field(0.9, ge=0.0, le=1.0)
-    curriculum_epochs: int = Field(10, ge=1, description="capped at the student's epochs")
+    curriculum_share: float = Field(0.5, ge=0.0, le=1.0,
+                                    description="share of the epochs over which lambda ramps 0 -> 1")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "curriculum_epochs" in data:
+            raise ValueError("curriculum_epochs was replaced by curriculum_share, a share of the "
+                             "student's epochs in [0, 1] (e.g. 0.5)")
+        return data
 
     @model_validator(mode="after")
     def _initial_inside(self) -> CTKDConfig:
@@ -66,13 +78,13 @@ class CTKDLoss(Objective):
 
     def __init__(self, *, t_min: float = 1.0, t_range: float = 20.0,
                  initial_temperature: float = 4.0, alpha: float = 0.9,
-                 curriculum_epochs: int = 10) -> None:
+                 curriculum_share: float = 0.5) -> None:
         super().__init__()
         if not t_min < initial_temperature < t_min + t_range:
             raise ValueError("initial_temperature must lie strictly inside (t_min, t_min + t_range)")
         self.t_min, self.t_range = t_min, t_range
         self.alpha = alpha
-        self.curriculum_epochs = curriculum_epochs
+        self.curriculum_share = curriculum_share
         share = (initial_temperature - t_min) / t_range
         self.theta = nn.Parameter(torch.tensor(math.log(share / (1.0 - share))))
         self.strength = 0.0
@@ -83,7 +95,7 @@ class CTKDLoss(Objective):
         return self.t_min + self.t_range * torch.sigmoid(self.theta)
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        self.strength = cosine_curriculum(epoch, min(self.curriculum_epochs, epochs))
+        self.strength = cosine_curriculum(epoch, self.curriculum_share * epochs)
 
     def epoch_metrics(self) -> dict:
         return {"temperature": float(self.temperature.detach()), "reversal_strength": self.strength}

@@ -6,12 +6,14 @@ Linear, 1280 -> 1536 for B0 -> B3) into the teacher's space and pushed to point 
 teacher's class-mean embedding of its label while growing its norm::
 
     L_nd = mean_i [ 1 - <P(s_i), c_{y_i} / ||c_{y_i}||> / max(||P(s_i)||, ||t_i||) ]
-    L    = CE(s, y) + min(1, e / warmup) * T^2 * KL(softmax(t / T) || softmax(s / T))
+    L    = CE(s, y) + min(1, e / (warmup_share * E)) * T^2 * KL(softmax(t / T) || softmax(s / T))
            + nd_weight * L_nd
 
 ``c_y`` is the mean teacher feature of class ``y`` over the training split, computed once
 before training (from the first epoch's split when the source draws fresh images per epoch);
-``t_i`` is the teacher's feature of the same image; ``e`` is the 1-based epoch.
+``t_i`` is the teacher's feature of the same image; ``e`` is the 1-based epoch and ``E`` the
+student's epochs. The paper warms the KD term up over 20 of 200+ epochs; a share of the epochs
+keeps that shape in a 6-epoch build, where a count of 20 would never let the weight pass 0.3.
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from edgekd.distill.losses import DistillSettings, kd_loss, register_method
 from edgekd.train.objective import Batch, Objective
 
-__all__ = ["KDPPLoss", "nd_loss", "class_means"]
+__all__ = ["KDPPLoss", "nd_loss", "class_means", "warmup_weight"]
+
+
+def warmup_weight(epoch: int, epochs: int, share: float) -> float:
+    """KD weight of 0-based ``epoch``: ``min(1, (epoch + 1) / (share * epochs))``, 1 when
+    ``share`` is 0 (no warm-up)."""
+    span = share * epochs
+    return min(1.0, (epoch + 1) / span) if span > 0 else 1.0
 
 
 def class_means(features: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -54,8 +63,17 @@ class KDPPConfig(DistillSettings):
 
     method: Literal["kdpp"] = "kdpp"
     temperature: float = Field(4.0, gt=0.0, le=100.0)
-    warmup_epochs: int = Field(20, ge=0, description="KD weight = min(1, epoch / warmup)")
+    warmup_share: float = Field(0.3, ge=0.0, le=1.0,
+                                description="KD weight = min(1, epoch / (share x epochs))")
     nd_weight: float = Field(2.0, ge=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "warmup_epochs" in data:
+            raise ValueError("warmup_epochs was replaced by warmup_share, a share of the "
+                             "student's epochs in [0, 1] (e.g. 0.3)")
+        return data
 
 
 @register_method(KDPPConfig)
@@ -65,11 +83,11 @@ class KDPPLoss(Objective):
     uses_teacher = True
     uses_teacher_features = True
 
-    def __init__(self, *, temperature: float = 4.0, warmup_epochs: int = 20,
+    def __init__(self, *, temperature: float = 4.0, warmup_share: float = 0.3,
                  nd_weight: float = 2.0) -> None:
         super().__init__()
         self.temperature = temperature
-        self.warmup_epochs = warmup_epochs
+        self.warmup_share = warmup_share
         self.nd_weight = nd_weight
         self.kd_weight = 0.0
         self.projection: nn.Module | None = None
@@ -88,7 +106,7 @@ class KDPPLoss(Objective):
         self.build(student_features, features.shape[1])
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        self.kd_weight = min(1.0, (epoch + 1) / self.warmup_epochs) if self.warmup_epochs else 1.0
+        self.kd_weight = warmup_weight(epoch, epochs, self.warmup_share)
 
     def epoch_metrics(self) -> dict:
         return {"kd_weight": self.kd_weight}

@@ -7,6 +7,7 @@ weights with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -29,8 +30,16 @@ class ModelConfig(Section):
     weight_decay: float = Field(0.05, ge=0.0)
     warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    zero_head: bool = Field(
+        True, description="from scratch: start the classifier at zero (timm's init of a few-class "
+                          "head gives logits of +-20 and a first epoch spent undoing them)")
     sync_batchnorm: bool = Field(
         False, description="under torchrun on GPUs: BatchNorm statistics over the global batch")
+    # The names of edgekd.train.selection.SELECTION_METRICS (a test keeps them equal); spelled
+    # out here so reading a recipe does not import the training code.
+    select_by: Literal["auto", "top1", "cell_balanced_accuracy", "worst_cell_recall"] = Field(
+        "auto", description="validation score that picks best.pt; auto: cell_balanced_accuracy "
+                            "when the data have protected groups, else top1")
 
     @field_validator("arch")
     @classmethod
@@ -75,7 +84,28 @@ def create_model(cfg, num_classes: int, *, key: str):
     )
     if cfg.checkpoint is not None:
         load_weights(model, cfg.checkpoint, key=f"{key}.checkpoint")
+    elif cfg.zero_head and not cfg.pretrained:
+        zero_classifier(model)
     return model.to(memory_format=torch.channels_last)
+
+
+def zero_classifier(model) -> None:
+    """Set the classifier's weights and bias to 0, so training starts from uniform predictions.
+
+    timm's EfficientNet initialises a linear layer uniformly in ``+-1/sqrt(fan_out)``
+    (Tan & Le's TensorFlow init); with ``fan_out`` = 4 classes that is ``+-0.5`` over 1536
+    features, so an untrained B3 outputs logits up to 20 and starts at a loss of 4.5 instead of
+    ``ln 4`` = 1.39 (measured on the quickstart: a first epoch's mean loss of 3.0 to 3.3 against
+    1.2 to 1.4 from zero). Zeros are the usual fix (Goyal et al. 2017 zero the last BN of each
+    block for the same reason): the first step gives the head a gradient and the backbone its
+    first signal the step after.
+    """
+    import torch
+
+    head = model.get_classifier()
+    with torch.no_grad():
+        for param in head.parameters():
+            param.zero_()
 
 
 def load_weights(model, path: Path, *, key: str) -> None:

@@ -1,8 +1,9 @@
 """The one training loop. Teacher, baseline and student differ only by their objective.
 
 Per epoch: draw the epoch's training split, train with AdamW and a OneCycle schedule, validate
-(top-1 and mean |disparity| on the validation split), checkpoint ``last.pt`` (model, optimiser,
-schedule, history) and keep ``best.pt`` by validation top-1. Every random draw is seeded from
+(top-1, mean |disparity| and the group-aware scores of :mod:`edgekd.train.selection` on the
+validation split), checkpoint ``last.pt`` (model, optimiser, schedule, history) and keep
+``best.pt`` by the recipe's ``select_by`` score. Every random draw is seeded from
 ``(seed, epoch)``, so a build stopped after epoch ``k`` and resumed gives the same weights as one
 that never stopped.
 """
@@ -13,19 +14,19 @@ import copy
 import time
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from edgekd.data.splits import DataSplits, Split
-from edgekd.fairness.metrics import group_recalls, per_class_disparity
+from edgekd.fairness.counts import CellCounts, mean_abs_disparity
 from edgekd.files import write_atomic, write_json
 from edgekd.models import feature_width, pooled_features_and_logits
 from edgekd.models.tensors import predict_logits, to_input
 from edgekd.stages import Stage
 from edgekd.train.distributed import SINGLE, Dist, rank_indices
 from edgekd.train.objective import Batch, Objective
+from edgekd.train.selection import resolve_select_by, validation_scores
 from edgekd.train.teacher_outputs import TeacherOutputs
 
 __all__ = ["fit", "EpochHook"]
@@ -43,14 +44,9 @@ def _save(obj, path) -> None:
 
 def _validate(model, split: Split, data: DataSplits) -> dict:
     logits = predict_logits(model, split.images, data.mean, data.std)
-    pred = logits.argmax(1)
-    recall, _ = group_recalls(split.labels, pred, split.groups, num_classes=data.num_classes,
-                              num_groups=len(data.group_names))
-    disparity = np.abs(per_class_disparity(recall))
-    return {
-        "val_top1": float((pred == split.labels).mean()),
-        "val_mean_abs_disparity": float(np.nanmean(disparity)) if not np.all(np.isnan(disparity)) else None,
-    }
+    counts = CellCounts(split.labels, logits.argmax(1), split.groups, num_classes=data.num_classes,
+                        num_groups=len(data.group_names))
+    return {**validation_scores(counts), "val_mean_abs_disparity": mean_abs_disparity(counts)}
 
 
 def _param_groups(model: torch.nn.Module, objective: Objective, weight_decay: float) -> list[dict]:
@@ -95,7 +91,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         ``train_for_epoch(epoch)`` gives each epoch's images; ``val`` selects the best epoch.
     cfg : ModelConfig
         ``epochs``, ``batch_size`` (global), ``lr``, ``weight_decay``, ``warmup_fraction``,
-        ``sync_batchnorm``.
+        ``sync_batchnorm``, ``select_by`` (the validation score that picks ``best.pt``).
     stage : Stage
         Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go (written by rank 0 only).
     teacher_outputs : TeacherOutputs, optional
@@ -135,13 +131,15 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             step_module, device_ids=[device.index] if device.type == "cuda" else None)
     steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
     per_rank = max(1, cfg.batch_size // dist.world_size)
-    optimizer = torch.optim.AdamW(_param_groups(net, objective, cfg.weight_decay), lr=cfg.lr)
+    optimizer = torch.optim.AdamW(_param_groups(net, objective, cfg.weight_decay), lr=cfg.lr,
+                                  fused=device.type in ("cpu", "cuda"))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
         pct_start=cfg.warmup_fraction,
     )
     history: list[dict] = []
-    best_top1 = -1.0
+    select_by = resolve_select_by(cfg.select_by, len(data.group_names))
+    best_score = -1.0
     last_path, best_path = stage.path("last.pt"), stage.path("best.pt")
     state = None
     if resume and dist.is_main and last_path.exists():
@@ -152,7 +150,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         objective.load_state_dict(state["objective"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        history, best_top1 = state["history"], state["best_top1"]
+        history, best_score = state["history"], state["best_score"]
         log(f"{stage.name}: resuming after epoch {len(history)} of {cfg.epochs}")
 
     for epoch in range(len(history), cfg.epochs):
@@ -202,6 +200,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
                 "train_top1": correct / max(seen, 1),
                 **_validate(net, data.val, data),
                 **extra,
+                "selected_by": select_by,
                 "lr": schedule.get_last_lr()[0],
                 "world_size": dist.world_size,
                 "samples_per_rank": int(seen) // dist.world_size,
@@ -209,18 +208,26 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             }
         record = dist.broadcast(record)
         history.append(record)
+        score = record[f"val_{select_by}"]
+        score = -1.0 if score is None else score
         if dist.is_main:
-            if record["val_top1"] > best_top1:
+            if score > best_score:
                 _save({"model": net.state_dict(), "epoch": epoch + 1}, best_path)
             write_atomic(stage.path("metrics.jsonl"), "".join(_json_line(r) for r in history))
-        best_top1 = max(best_top1, record["val_top1"])
+        best_score = max(best_score, score)
         if dist.is_main:
             _save({"model": net.state_dict(), "objective": objective.state_dict(),
                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                   "history": history, "best_top1": best_top1}, last_path)
+                   "history": history, "best_score": best_score}, last_path)
             log(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
                 f"train {record['train_top1']:.3f} val {record['val_top1']:.3f} "
-                f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} ({record['seconds']:.0f}s)")
+                f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} "
+                + (f"{select_by} {record[f'val_{select_by}'] or 0:.3f} " if select_by != "top1" else "")
+                + (f"adversary {record['adversary_top1']:.3f} (no-leak reference "
+                   f"{record['adversary_reference']:.3f}) "
+                   if record.get("adversary_top1") is not None
+                   and record.get("adversary_reference") is not None else "")
+                + f"({record['seconds']:.0f}s)")
         if on_epoch_end is not None:
             on_epoch_end(stage.name, epoch + 1, record)
 
