@@ -11,7 +11,9 @@ that teacher into every student variant:
 
 * ``distilled``: the recipe with ``debias.method: none`` (the same student without the adversary);
 * ``debiased``: the recipe as written, when it has a ``debias`` section;
-* each ``--variant NAME=KEY=VALUE[;KEY=VALUE...]``: the recipe with those ``--set`` overrides.
+* each ``--variant NAME=KEY=VALUE[;KEY=VALUE...]``: the recipe with those ``--set`` overrides
+  (one that changes ``teacher`` or ``student`` trains its own teacher and baseline, reported as
+  ``NAME: teacher`` and ``NAME: baseline``).
 
 The data are those of the recipe's ``seed`` for every training seed (the seed moves the weights,
 the batch order and the adversary, not the images), exactly as ``seeds:`` in a recipe does. Stages
@@ -79,12 +81,21 @@ def run_seed(recipe_path: str, overrides: list[str], variants: dict[str, list[st
 
         for name, extra in variants.items():
             recipe = load_recipe(recipe_path, tuple(overrides) + tuple(extra))
+            if recipe.data != base.data:
+                raise SystemExit(f"--variant {name}: changes data; compare data with --set runs")
+            # a variant that changes the teacher or the student's training gets its own teacher
+            # and baseline (stage directories are per name: sharing would retrain them in turn)
+            own = (recipe.teacher, recipe.student) != (base.teacher, base.student)
+            slug = name.replace(" ", "_").replace("/", "_")
+            shared = seed_dir / f"own-{slug}" if own else seed_dir
             started = time.perf_counter()
-            models = train_models(recipe, data, run_dir=seed_dir / name.replace(" ", "_"),
-                                  shared_dir=seed_dir, seed=seed, log=log, on_epoch_end=None,
-                                  dist=_single())
+            models = train_models(recipe, data, run_dir=seed_dir / slug, shared_dir=shared,
+                                  seed=seed, log=log, on_epoch_end=None, dist=_single())
             for role in ROLES:
-                results.setdefault(role, _metrics(models[role], data))
+                if own:
+                    results[f"{name}: {role}"] = _metrics(models[role], data)
+                else:
+                    results.setdefault(role, _metrics(models[role], data))
             results[name] = {**_metrics(models["student"], data),
                              "seconds": time.perf_counter() - started}
     (seed_dir / "results.json").write_text(json.dumps(results, indent=1))
@@ -156,6 +167,34 @@ def targets(per_seed: dict[int, dict], shipped: str, debiased: bool) -> list[tup
     return checks
 
 
+def plot(per_seed: dict[int, dict], names: list[str], path: Path) -> Path:
+    """Top-1 against mean |disparity|: every seed as a dot, each model's mean as a larger mark."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgekd.card.plots import save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for k, name in enumerate(names):
+        colour = f"C{k % 10}"
+        xs = [r[name]["mean_abs_disparity"] for r in per_seed.values()]
+        ys = [r[name]["top1"] for r in per_seed.values()]
+        ax.scatter(xs, ys, color=colour, alpha=0.35, s=18)
+        ax.scatter([statistics.fmean(xs)], [statistics.fmean(ys)], color=colour, s=90,
+                   marker="*" if name == "teacher" else "s" if name == "baseline" else "o",
+                   edgecolors="black", label=name)
+    ax.set_xlabel("mean |per-class recall disparity| (lower is fairer)")
+    ax.set_ylabel("top-1 accuracy (balanced test split)")
+    ax.set_title(f"{len(per_seed)} training seeds: each dot a seed, large marks the means")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    path = save_figure(fig, path)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
@@ -168,6 +207,7 @@ def main() -> None:
                         help="train the --variant students only, not distilled/debiased")
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--out", default="runs/seeds-bench")
+    parser.add_argument("--plot", type=Path, help="also draw top-1 against |disparity| (PNG)")
     args = parser.parse_args()
 
     from edgekd.errors import EdgeKDError
@@ -198,8 +238,11 @@ def main() -> None:
                                      args.out, threads) for seed in seeds}
         per_seed = {seed: future.result() for seed, future in futures.items()}
     names = [*ROLES, *variants]
+    names += [n for n in next(iter(per_seed.values())) if n not in names]  # variants' own teachers
     print("\n".join(summarise(per_seed, names)))
     print(f"\n{time.perf_counter() - started:.0f} s for {len(seeds)} seeds")
+    if args.plot:
+        print(f"plot: {plot(per_seed, names, args.plot)}")
     if not args.only_variants:
         shipped = "debiased" if debiased else "distilled"
         print(f"\nTargets of issue 15 on the medians (shipped student: {shipped}):")

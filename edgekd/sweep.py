@@ -1,6 +1,6 @@
 """``edgekd sweep``: one build per grid point, sharing the teacher and the baseline.
 
-    edgekd sweep recipes/quickstart-debias.yaml --grid debias.lambda=0,0.5,1
+    edgekd sweep recipes/quickstart.yaml --grid debias.lambda=0,0.5,1
 
 Every point is the recipe with ``--set KEY=VALUE`` for its grid values, so any point is
 reproducible alone with ``edgekd build RECIPE --set KEY=VALUE``. Points run in order into

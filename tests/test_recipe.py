@@ -118,3 +118,10 @@ def test_resolved_recipe_round_trips():
     again = parse_recipe(yaml.safe_load(recipe.to_yaml()))
     assert again == recipe
     assert again.teacher.warmup_fraction == 0.25  # defaults are written out in full
+
+
+@pytest.mark.parametrize("name", ["quickstart.yaml", "fashion-mnist.yaml"])
+def test_shipped_recipes_are_valid(name):
+    """(wider_attribute_study.yaml needs its data folder: tests/test_data_files.py checks it.)"""
+    recipe = load_recipe(Path(__file__).parents[1] / "recipes" / name)
+    assert recipe.name and recipe.teacher.epochs >= 1
