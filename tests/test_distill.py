@@ -296,8 +296,6 @@ def test_tiny_build_per_method(method, tiny_recipe, tiny_runs):
     from edgekd.pipeline import build
 
     overrides = [f"distill.method={method}"]  # tiny.yaml's kd-only keys (alpha) are dropped
-    if method == "adaptive":
-        overrides.append("distill.per=cell")
     result = build(tiny_recipe, out=tiny_runs, overrides=tuple(overrides), log=lambda m: None)
     assert result.stage_status["teacher"] == "reused"  # only the student changes per method
     card = result.card
@@ -309,9 +307,9 @@ def test_tiny_build_per_method(method, tiny_recipe, tiny_runs):
         assert all("temperature" in r for r in history)
         assert card["distillation"]["learned"]["final_temperature"] > 1.0
     if method == "adaptive":
-        cells = card["distillation"]["learned"]["alpha_by_cell"]
+        cells = card["distillation"]["learned"]["alpha_by_cell"]  # per: cell by default
         assert set(cells) == set(card["task"]["classes"])
-        assert max(max(v.values()) for v in cells.values()) == pytest.approx(0.9)
+        assert max(max(v.values()) for v in cells.values()) == pytest.approx(0.5)  # default alpha
 
 
 def _history(run_dir):

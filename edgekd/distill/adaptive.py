@@ -57,8 +57,8 @@ class AdaptiveConfig(DistillSettings):
 
     method: Literal["adaptive"] = "adaptive"
     temperature: float = Field(4.0, gt=0.0, le=100.0)
-    alpha: float = Field(0.9, ge=0.0, le=1.0, description="weight where the teacher is best")
-    per: Literal["class", "cell"] = Field("class", description="class, or (class, group) cell")
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight where the teacher is best")
+    per: Literal["class", "cell"] = Field("cell", description="(class, group) cell, or class")
 
 
 @register_method(AdaptiveConfig)
@@ -67,7 +67,7 @@ class AdaptiveKDLoss(Objective):
 
     uses_teacher = True
 
-    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.9, per: str = "class") -> None:
+    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.5, per: str = "cell") -> None:
         super().__init__()
         self.temperature = temperature
         self.alpha = alpha

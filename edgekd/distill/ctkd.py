@@ -49,7 +49,7 @@ class CTKDConfig(DistillSettings):
     t_min: float = Field(1.0, gt=0.0)
     t_range: float = Field(20.0, gt=0.0)
     initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
-    alpha: float = Field(0.9, ge=0.0, le=1.0)
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="as kd's alpha")
     curriculum_share: float = Field(0.5, ge=0.0, le=1.0,
                                     description="share of the epochs over which lambda ramps 0 -> 1")
 
@@ -77,7 +77,7 @@ class CTKDLoss(Objective):
     uses_teacher = True
 
     def __init__(self, *, t_min: float = 1.0, t_range: float = 20.0,
-                 initial_temperature: float = 4.0, alpha: float = 0.9,
+                 initial_temperature: float = 4.0, alpha: float = 0.5,
                  curriculum_share: float = 0.5) -> None:
         super().__init__()
         if not t_min < initial_temperature < t_min + t_range:
