@@ -110,5 +110,7 @@ def test_a_metric_added_through_the_table_reaches_the_sweep_csv(worst_cell_metri
     with open(result.csv_path) as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["distill.temperature", "top1", "mean_abs_disparity", "dpd", "eod",
-                             "worst_cell_recall", "bundle"]
+                             "worst_cell_recall", "adversary_top1", "adversary_reference",
+                             "teacher_top1", "teacher_mean_abs_disparity", "baseline_top1",
+                             "baseline_mean_abs_disparity", "bundle"]
     assert float(rows[0]["worst_cell_recall"]) == pytest.approx(0.5)
