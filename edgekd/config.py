@@ -8,16 +8,30 @@ together. Unknown keys are errors, and values are checked on assignment too.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 __all__ = ["Section", "resolve_path"]
 
 
 class Section(BaseModel):
-    """A recipe section: unknown keys are errors, values are checked on assignment too."""
+    """A recipe section: unknown keys are errors, values are checked on assignment too.
+
+    ``renamed_keys`` maps a key a section used to have to what replaced it, so an old recipe
+    gets one line saying what to write instead of "extra inputs are not permitted"."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    renamed_keys: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in cls.renamed_keys.items():
+                if old in data:
+                    raise ValueError(f"{old} was replaced by {new}")
+        return data
 
 
 def resolve_path(path: Path | None, info: ValidationInfo, *, folder: bool) -> Path | None:

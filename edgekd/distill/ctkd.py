@@ -52,14 +52,8 @@ class CTKDConfig(DistillSettings):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="as kd's alpha")
     curriculum_share: float = Field(0.5, ge=0.0, le=1.0,
                                     description="share of the epochs over which lambda ramps 0 -> 1")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed(cls, data):
-        if isinstance(data, dict) and "curriculum_epochs" in data:
-            raise ValueError("curriculum_epochs was replaced by curriculum_share, a share of the "
-                             "student's epochs in [0, 1] (e.g. 0.5)")
-        return data
+    renamed_keys = {"curriculum_epochs": "curriculum_share, a share of the student's epochs in "
+                                         "[0, 1] (e.g. 0.5)"}
 
     @model_validator(mode="after")
     def _initial_inside(self) -> CTKDConfig:

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch import nn
 
 from edgekd.distill.losses import DistillSettings, kd_loss, register_method
@@ -66,14 +66,8 @@ class KDPPConfig(DistillSettings):
     warmup_share: float = Field(0.3, ge=0.0, le=1.0,
                                 description="KD weight = min(1, epoch / (share x epochs))")
     nd_weight: float = Field(2.0, ge=0.0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed(cls, data):
-        if isinstance(data, dict) and "warmup_epochs" in data:
-            raise ValueError("warmup_epochs was replaced by warmup_share, a share of the "
-                             "student's epochs in [0, 1] (e.g. 0.3)")
-        return data
+    renamed_keys = {"warmup_epochs": "warmup_share, a share of the student's epochs in [0, 1] "
+                                     "(e.g. 0.3)"}
 
 
 @register_method(KDPPConfig)
