@@ -9,7 +9,8 @@ A top-1 on 800 test images moves by about +-0.03 between training seeds, so one 
 whether distillation helped. Per seed this trains the teacher and the baseline once and distils
 that teacher into every student variant:
 
-* ``distilled``: the recipe with ``debias.method: none`` (the same student without the adversary);
+* ``distilled``: the recipe with its debiasing off (the same student without the adversary and
+  reweighing);
 * ``debiased``: the recipe as written, when it has a ``debias`` section;
 * each ``--variant NAME=KEY=VALUE[;KEY=VALUE...]``: the recipe with those ``--set`` overrides
   (one that changes ``teacher`` or ``student`` trains its own teacher and baseline, reported as
@@ -218,10 +219,10 @@ def main() -> None:
         recipe = load_recipe(args.recipe, tuple(args.overrides))
     except (ValueError, EdgeKDError) as err:
         raise SystemExit(f"error: {err}") from None
-    debiased = recipe.debias.method != "none"
+    debiased = recipe.debias.active
     variants: dict[str, list[str]] = {}
     if not args.only_variants:
-        variants["distilled"] = ["debias.method=none"]
+        variants["distilled"] = ["debias.method=none", "debias.reweigh=false"]
         if debiased:
             variants["debiased"] = []
     variants.update(parse_variant(v) for v in args.variant)

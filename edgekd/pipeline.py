@@ -179,7 +179,7 @@ def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir:
                             on_epoch_end=on_epoch_end, dist=dist)
 
     def debiased(objective, stage: str) -> tuple[object, dict]:
-        if recipe.debias.method == "none" or stage not in recipe.debias.apply_to:
+        if not recipe.debias.active or stage not in recipe.debias.apply_to:
             return objective, {}
         settings = recipe.debias.model_dump(mode="json", by_alias=True, exclude={"apply_to"})
         return with_debiasing(objective, recipe.debias), {"debias": settings}
@@ -361,8 +361,7 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
 
     def export(stage: Stage) -> None:
         context = ExportContext(onnx_path=onnx.path, out_dir=stage.dir, student=student.model,
-                                calibration_images=data.train_for_epoch(0).images,
-                                check_images=data.val.images, mean=data.mean,
+                                calibration=data.train_for_epoch(0), check=data.val, mean=data.mean,
                                 std=data.std, image_size=data.image_size, export=cfg,
                                 threads=recipe.threads, log=log)
         records = []

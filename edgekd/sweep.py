@@ -152,9 +152,12 @@ def _finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
 
 
 REFERENCES = ("teacher", "baseline")
+# the artifacts whose test-set prediction agreement with the student each row reports
+AGREEMENT_OF = ("onnx", "onnx_int8", "onnx_int8_trt", "onnx_fp16")
 EXTRA_COLUMNS = {"adversary_top1": "adversary acc.", "adversary_reference": "no-leak ref.",
                  **{f"{ref}_{key}": f"{ref} {label}" for ref in REFERENCES
-                    for key, label in (("top1", "top-1"), ("mean_abs_disparity", "|disp|"))}}
+                    for key, label in (("top1", "top-1"), ("mean_abs_disparity", "|disp|"))},
+                 **{f"{name}_agreement": f"{name} agreement" for name in AGREEMENT_OF}}
 
 
 def _row(point: dict, card: dict, point_dir: Path) -> dict:
@@ -163,10 +166,12 @@ def _row(point: dict, card: dict, point_dir: Path) -> dict:
     references = {f"{ref}_{key}": card["models"][ref]["metrics"].get(key)
                   for ref in REFERENCES if ref in card["models"]
                   for key in ("top1", "mean_abs_disparity")}
+    agreements = {f"{name}_agreement": (card["models"][name].get("vs_student") or {}).get(
+        "prediction_agreement") for name in AGREEMENT_OF if name in card["models"]}
     return {**point, **{metric.key: metric.read(m) for metric in METRICS},
             "adversary_top1": adversary[-1].get("adversary_top1"),
             "adversary_reference": adversary[-1].get("adversary_reference"),
-            **references, "bundle": str(point_dir / "bundle")}
+            **references, **agreements, "bundle": str(point_dir / "bundle")}
 
 
 def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
@@ -184,7 +189,8 @@ def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
 
 
 def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
-    adversary = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference")
+    adversary = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
+                                               "onnx_int8_agreement", "onnx_int8_trt_agreement")
                  if any(r.get(k) is not None for r in rows)}
     headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS}, **adversary,
                "pareto": "Pareto"}

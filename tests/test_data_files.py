@@ -332,3 +332,23 @@ def test_fashion_mnist_debian_package_when_installed():
     for group, (more, less) in ((0, (0, 2)), (1, (2, 0))):
         pixels = data.test.images[data.test.groups == group][:200].reshape(-1, 3).sum(0)
         assert pixels[more] > 2 * pixels[less]
+
+def test_cell_balanced_draw_evens_out_the_cells_a_bias_leaves():
+    """90/10 split of 2 classes x 2 groups (45/5/5/45 images): 16 images are 4 per cell; 24 take
+    all 5 of each minority cell and fill the rest from the majority cells (7 each)."""
+    from edgekd.data.splits import Split
+
+    labels = np.repeat([0, 0, 1, 1], [45, 5, 5, 45])
+    groups = np.repeat([0, 1, 0, 1], [45, 5, 5, 45])
+    split = Split(np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1).repeat(3, axis=3), labels, groups)
+
+    def per_cell(drawn: Split) -> list[int]:
+        return [int(np.sum((drawn.labels == c) & (drawn.groups == g))) for c in (0, 1) for g in (0, 1)]
+
+    assert per_cell(split.cell_balanced(16)) == [4, 4, 4, 4]
+    assert per_cell(split.cell_balanced(24)) == [7, 5, 5, 7]
+    assert len(split.cell_balanced(1000)) == 100
+    drawn = split.cell_balanced(16, seed=3)
+    assert np.array_equal(drawn.images[:, 0, 0, 0], np.sort(drawn.images[:, 0, 0, 0]))  # no repeats
+    assert len(set(drawn.images[:, 0, 0, 0].tolist())) == 16
+    assert not np.array_equal(split.cell_balanced(16, seed=3).images, split.cell_balanced(16, seed=4).images)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekd.debias import AdversarialDebiasing, lambda_at, with_debiasing
+from edgekd.debias import AdversarialDebiasing, Reweighing, cell_weights, lambda_at, with_debiasing
 from edgekd.debias.adversarial import adversary_reference
 from edgekd.distill import Batch, CrossEntropy, KDLoss
 from edgekd.errors import EdgeKDError
@@ -130,6 +130,7 @@ def test_debiasing_wraps_any_objective_and_keeps_its_needs():
     ({"method": "adversarial", "criterion": "parity"}, "debias.criterion = 'parity'"),
     ({"method": "adversarial", "lamda": 1}, "debias.lamda: unknown key; allowed here: method, lambda"),
     ({"method": "adversarial", "apply_to": ["teacher"]}, "debias.apply_to.0 = 'teacher'"),
+    ({"reweigh": "cells"}, "debias.reweigh = 'cells'"),
 ])
 def test_bad_debias_config_is_named(raw, needle):
     with pytest.raises(EdgeKDError) as err:
@@ -163,3 +164,76 @@ def test_adversary_lowers_group_information_and_disparity_on_a_shortcut_set(tmp_
     plain, debiased = results[0.0], results[3.0]
     assert debiased["adversary_top1"] < plain["adversary_top1"]
     assert debiased["val_mean_abs_disparity"] < plain["val_mean_abs_disparity"]
+
+
+def test_reweighing_weights_hand_worked():
+    """10 images: class 0 has 4 of group 0 and 1 of group 1, class 1 the reverse.
+    P(c) = P(g) = 0.5; P(c, g) = 0.4 (majority) or 0.1 (minority): w = 0.25 / 0.4 = 0.625 and
+    0.25 / 0.1 = 2.5; every cell then carries 0.25 of the mass."""
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    groups = np.array([0, 0, 0, 0, 1, 0, 1, 1, 1, 1])
+    weights = cell_weights(labels, groups)
+    np.testing.assert_allclose(weights, [0.625] * 4 + [2.5, 2.5] + [0.625] * 4)
+    for c in (0, 1):
+        for g in (0, 1):
+            mass = weights[(labels == c) & (groups == g)].sum() / weights.sum()
+            assert mass == pytest.approx(0.25)
+
+
+def test_reweighed_epoch_draws_balanced_cells_and_splits_ranks():
+    from edgekd.train.distributed import Dist, rank_indices
+
+    labels = np.repeat([0, 1], 500)
+    groups = np.r_[np.repeat([0, 1], [450, 50]), np.repeat([1, 0], [450, 50])]
+    weights = cell_weights(labels, groups)
+    order = rank_indices(1000, epoch=3, seed=7, dist=Dist(), batch_size=32, weights=weights)
+    assert len(order) == 1000
+    minority = np.mean(groups[order] != labels)  # drawn from the two minority cells
+    assert 0.44 < minority < 0.56  # 0.10 without reweighing
+    again = rank_indices(1000, epoch=3, seed=7, dist=Dist(), batch_size=32, weights=weights)
+    np.testing.assert_array_equal(order, again)
+    never = rank_indices(1000, epoch=0, seed=0, dist=Dist(), batch_size=32,
+                         weights=(groups == 0).astype(float))
+    assert set(groups[never]) == {0}
+    shares = [rank_indices(1000, epoch=3, seed=7, dist=Dist(rank=r, world_size=2), batch_size=32,
+                           weights=weights) for r in (0, 1)]
+    np.testing.assert_array_equal(np.sort(np.r_[shares[0], shares[1]]), np.sort(order))
+
+
+def test_reweigh_recipe_wraps_the_objective_and_the_loop_draws_by_it(tmp_path):
+    """``debias.reweigh`` alone or with the adversary; the loop's batches follow the weights."""
+    from edgekd.data import load_data
+    from edgekd.models import create_model
+    from edgekd.stages import Stage
+    from edgekd.train import fit
+
+    both = with_debiasing(KDLoss(), parse_recipe(
+        {"name": "x", "debias": {"method": "adversarial", "reweigh": True}}).debias)
+    assert isinstance(both, Reweighing) and isinstance(both.task, AdversarialDebiasing)
+    assert both.uses_teacher
+    alone = parse_recipe({"name": "x", "debias": {"reweigh": True}}).debias
+    assert alone.active and isinstance(with_debiasing(CrossEntropy(), alone), Reweighing)
+
+    class GroupZeroOnly(Reweighing):
+        seen: list = []
+
+        def sample_weights(self, labels, groups):
+            return (groups == 0).astype(float)
+
+        def forward(self, logits, batch):
+            self.seen.append(batch.groups.clone())
+            return super().forward(logits, batch)
+
+    recipe = parse_recipe({
+        "name": "draws", "seed": 0,
+        "data": {"image_size": 32, "num_classes": 2, "train_size": 320, "val_size": 32,
+                 "test_size": 16},
+        "student": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 32},
+    })
+    data = load_data(recipe.data, seed=0)
+    objective = GroupZeroOnly(CrossEntropy())
+    stage = Stage(tmp_path, "student", {})
+    stage.start()
+    fit(create_model(recipe.student, 2, key="student"), objective, data, recipe.student, stage,
+        seed=0, log=lambda m: None)
+    assert len(objective.seen) == 10 and set(torch.cat(objective.seen).tolist()) == {0}

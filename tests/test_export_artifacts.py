@@ -89,7 +89,28 @@ def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifac
     assert entry["export"]["tries"][0]["kept_in_float"] == []
     md = (bundle / "card.md").read_text()
     agreement = entry["export"]["agreement_with_fp32_on_validation"]
-    assert f"onnx_int8_trt: agreement with fp32 on the validation images {agreement:.4f} (bound 0.97)" in md
+    assert (f"onnx_int8_trt: agreement with fp32 on the validation images (each (class, group) cell "
+            f"weighted as in a balanced split) {agreement:.4f} (bound 0.97)") in md
+    assert entry["export"]["calibration_draw"] == "cell_balanced"
+
+
+def test_int8_agreement_is_weighted_per_cell_as_a_balanced_split(artifact_build):
+    """The card's agreement is that of the shipped file on the validation split, each image
+    weighted by its cell's P(c) P(g) / P(c, g): recomputed here from the files themselves."""
+    from edgekd.data import load_data
+    from edgekd.data.splits import cell_weights
+    from edgekd.export.runtime import OnnxClassifier
+    from edgekd.recipe import load_recipe
+
+    data = load_data(load_recipe(TESTS / "tiny.yaml").data, seed=0)
+    bundle = artifact_build.bundle_dir
+    fp32 = OnnxClassifier(bundle / "model.onnx").predict_images(data.val.images, data.mean, data.std)
+    for name, file in (("onnx_int8", "model.int8.onnx"), ("onnx_int8_trt", "model.int8.trt.onnx")):
+        int8 = OnnxClassifier(bundle / file).predict_images(data.val.images, data.mean, data.std)
+        same = int8.argmax(1) == fp32.argmax(1)
+        expected = np.average(same, weights=cell_weights(data.val.labels, data.val.groups))
+        recorded = artifact_build.card["models"][name]["export"]["agreement_with_fp32_on_validation"]
+        assert recorded == pytest.approx(expected, abs=1e-9)
 
 
 def test_tensorrt_cache_hand_worked(tmp_path):

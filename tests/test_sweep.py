@@ -56,6 +56,9 @@ def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
         rows = list(csv.DictReader(fh))
     assert [r["distill.temperature"] for r in rows] == ["2", "8"]
     assert all(0.0 <= float(r["top1"]) <= 1.0 for r in rows)
+    for row, card in zip(rows, cards):  # each exported file's agreement with its student
+        exported = json.loads(card.read_text())["models"]["onnx"]["vs_student"]
+        assert float(row["onnx_agreement"]) == pytest.approx(exported["prediction_agreement"])
     for name in ("accuracy_vs_disparity.png", "metrics_vs_distill.temperature.png"):
         with Image.open(report / name) as image:
             assert image.format == "PNG" and image.size[0] > 100

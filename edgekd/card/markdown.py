@@ -116,6 +116,10 @@ def _distillation(card: dict) -> list[str]:
             value = ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
         lines.append(f"- learned {key}: {_cell(value)}")
     debias = card.get("debias") or {}
+    if debias.get("reweigh"):
+        lines.append("- reweighing: each epoch drawn with weight P(class) P(group) / P(class, group) "
+                     f"per image (Kamiran & Calders 2012), applied to "
+                     f"{', '.join(debias.get('apply_to', [])) or '-'}")
     if debias.get("method", "none") != "none":
         lines.append(f"- adversarial debiasing: {debias['method']}, lambda {debias.get('lambda')}, "
                      f"criterion {debias.get('criterion')}, applied to "
@@ -220,7 +224,8 @@ def _headline(card: dict) -> list[str]:
             agreement = export.get("agreement_with_fp32_on_validation")
             lines.append("")
             below = None not in (bound, agreement) and agreement < bound
-            lines.append(f"{name}: agreement with fp32 on the validation images {_num(agreement, 4)}"
+            lines.append(f"{name}: agreement with fp32 on the validation images (each (class, group) "
+                         f"cell weighted as in a balanced split) {_num(agreement, 4)}"
                          + (f" (bound {bound})" if bound is not None else "")
                          + (" **below the bound**" if below else "") + f"; kept in float: {kept}.")
         built = [(n, e["built_on"]) for n, e in card["models"].items() if e.get("built_on_device")]

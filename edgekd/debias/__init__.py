@@ -1,5 +1,13 @@
-"""Debiasing against the protected attribute, picked by ``debias.method`` (``none`` or
-``adversarial``); it wraps whatever objective the stage trains with."""
+"""Debiasing against the protected attribute; it wraps whatever objective the stage trains with.
+
+* ``debias.method: adversarial``: an adversary on the group, defeated through gradient reversal
+  (:mod:`.adversarial`, Zhang, Lemoine & Mitchell 2018);
+* ``debias.reweigh: true``: each epoch drawn so that label and group are independent
+  (:mod:`.reweighing`, Kamiran & Calders 2012).
+
+The two compose: reweighing decides which images an epoch sees, the adversary what the model
+may say about them.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +16,22 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field
 
 from edgekd.config import Section
+from edgekd.data.splits import cell_weights
 from edgekd.debias.adversarial import AdversarialDebiasing, Adversary, lambda_at
+from edgekd.debias.reweighing import Reweighing
 from edgekd.train.objective import Objective
 
-__all__ = ["AdversarialDebiasing", "Adversary", "lambda_at", "with_debiasing"]
+__all__ = ["AdversarialDebiasing", "Adversary", "Reweighing", "cell_weights", "lambda_at",
+           "with_debiasing"]
 
 
 class DebiasConfig(Section):
-    """``debias``: an adversary on the protected group (Zhang, Lemoine & Mitchell 2018)."""
+    """``debias``: an adversary on the protected group (Zhang, Lemoine & Mitchell 2018) and/or
+    reweighing of the training draws (Kamiran & Calders 2012)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
-    method: Literal["none", "adversarial"] = "none"
+    method: Literal["none", "adversarial"] = Field("none", description="the adversary")
     lambda_: float = Field(0.5, alias="lambda", ge=0.0, le=100.0,
                            description="weight of the reversed adversary loss")
     criterion: Literal["demographic_parity", "equalized_odds"] = Field(
@@ -31,16 +43,24 @@ class DebiasConfig(Section):
     warmup_epochs: int = Field(0, ge=0, description="epochs that train the adversary alone")
     schedule: Literal["constant", "linear"] = "constant"
     ramp_epochs: int = Field(0, ge=0, description="linear: epochs to ramp lambda from 0")
+    reweigh: bool = Field(False, description="draw each epoch so that label and group are "
+                          "independent: weight P(c)P(g)/P(c,g) per image")
     apply_to: list[Literal["student", "baseline"]] = Field(
         default_factory=lambda: ["student"], min_length=1,
-        description="stages trained with the adversary")
+        description="stages trained with the debiasing")
+
+    @property
+    def active(self) -> bool:
+        return self.method != "none" or self.reweigh
 
 
 def with_debiasing(objective: Objective, cfg) -> Objective:
-    """``objective`` wrapped by the recipe's ``debias`` section (unchanged for ``none``)."""
-    if cfg is None or cfg.method == "none":
+    """``objective`` wrapped by the recipe's ``debias`` section (unchanged when it is off)."""
+    if cfg is None:
         return objective
-    return AdversarialDebiasing(objective, weight=cfg.lambda_, criterion=cfg.criterion,
-                                source=cfg.input, hidden=tuple(cfg.hidden),
-                                warmup_epochs=cfg.warmup_epochs, schedule=cfg.schedule,
-                                ramp_epochs=cfg.ramp_epochs)
+    if cfg.method == "adversarial":
+        objective = AdversarialDebiasing(objective, weight=cfg.lambda_, criterion=cfg.criterion,
+                                         source=cfg.input, hidden=tuple(cfg.hidden),
+                                         warmup_epochs=cfg.warmup_epochs, schedule=cfg.schedule,
+                                         ramp_epochs=cfg.ramp_epochs)
+    return Reweighing(objective) if cfg.reweigh else objective

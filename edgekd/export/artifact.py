@@ -8,21 +8,23 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.data.splits import Split
+
 __all__ = ["ExportContext", "Artifact"]
 
 
 @dataclass
 class ExportContext:
     """What an exporter may use: the fp32 ONNX file, the folder to write into, the torch student,
-    the calibration images (training split), the check images (validation split: what an exporter
-    may compare its file with fp32 on; the test split stays for the card), the preprocessing, the
+    the calibration split (training images), the check split (validation: what an exporter may
+    compare its file with fp32 on; the test split stays for the card), the preprocessing, the
     whole ``export`` section, a log."""
 
     onnx_path: Path
     out_dir: Path
     student: object
-    calibration_images: np.ndarray
-    check_images: np.ndarray
+    calibration: Split
+    check: Split
     mean: tuple
     std: tuple
     image_size: int

@@ -62,6 +62,7 @@ def register_format(fmt: ExportFormat) -> ExportFormat:
 
 
 def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
+    from edgekd.data.splits import cell_weights
     from edgekd.export.int8 import (
         FORMS,
         TENSORRT_CACHE,
@@ -70,16 +71,21 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
         write_tensorrt_cache,
     )
 
-    images = ctx.calibration_images[:cfg.calibration_samples]
+    calibration = (ctx.calibration.cell_balanced(cfg.calibration_samples) if cfg.balanced_calibration
+                   else ctx.calibration)
+    images = calibration.images[:cfg.calibration_samples]
+    weights = cell_weights(ctx.check.labels, ctx.check.groups)
     artifacts = []
     for key in cfg.forms:
         form = FORMS[key]
-        result = quantize_to_agreement(ctx.onnx_path, ctx.out_dir / form.file, images, ctx.check_images,
+        result = quantize_to_agreement(ctx.onnx_path, ctx.out_dir / form.file, images, ctx.check.images,
                                        ctx.mean, ctx.std, form=form, method=cfg.method,
-                                       min_agreement=cfg.min_agreement, threads=ctx.threads, log=ctx.log)
+                                       min_agreement=cfg.min_agreement, check_weights=weights,
+                                       threads=ctx.threads, log=ctx.log)
         kept = ", ".join(result.kept_in_float) or "nothing"
         ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration): agreement "
-                f"with fp32 on the validation images {result.agreement:.4f}, kept in float: {kept}"
+                f"with fp32 on the validation images (cell-weighted) {result.agreement:.4f}, kept in "
+                f"float: {kept}"
                 + ("" if result.reached else f" (below export.int8.min_agreement {cfg.min_agreement})"))
         extra = {}
         if key == "tensorrt":
@@ -91,6 +97,7 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
             export={"format": "QDQ", "form": f"{key} ({form.runtime_note})", "per_channel": True,
                     "activations": form.activations, "symmetric": form.symmetric, "method": cfg.method,
                     "calibration_samples": int(len(images)),
+                    "calibration_draw": "cell_balanced" if cfg.balanced_calibration else "first",
                     "agreement_with_fp32_on_validation": result.agreement,
                     "min_agreement": cfg.min_agreement, "kept_in_float": result.kept_in_float,
                     "float_nodes": result.float_nodes, "tries": result.tries,

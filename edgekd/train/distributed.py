@@ -103,22 +103,32 @@ def init_distributed() -> Dist:
     return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), local_rank)
 
 
-def rank_indices(n: int, *, epoch: int, seed: int, dist: Dist, batch_size: int) -> np.ndarray:
+def rank_indices(n: int, *, epoch: int, seed: int, dist: Dist, batch_size: int,
+                 weights: np.ndarray | None = None) -> np.ndarray:
     """The order in which this rank visits an epoch's ``n`` training images.
 
     One process: a permutation seeded from ``(seed, epoch)``. Under torchrun: this rank's share of
     a :class:`~torch.utils.data.DistributedSampler` (shuffled, seeded, ``set_epoch``, ``n`` rounded
     down to a multiple of the ranks), so ranks see disjoint images and together one epoch.
-    """
-    if not dist.enabled:
-        return np.random.default_rng([seed, epoch]).permutation(n)
-    from torch.utils.data import DistributedSampler
 
-    if batch_size % dist.world_size:
+    With ``weights`` (reweighing), ``n`` draws with replacement, image ``i`` with probability
+    ``weights[i] / sum(weights)``, the same draws on every rank, which takes every
+    ``world_size``-th from its rank on.
+    """
+    if dist.enabled and batch_size % dist.world_size:
         raise EdgeKDError(
             f"batch_size {batch_size} is the global batch and must divide evenly over the "
             f"{dist.world_size} processes of torchrun; use a multiple of {dist.world_size}"
         )
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        drawn = np.random.default_rng([seed, epoch, 1]).choice(n, size=n, p=weights / weights.sum())
+        usable = n - n % dist.world_size
+        return drawn[dist.rank:usable:dist.world_size] if dist.enabled else drawn
+    if not dist.enabled:
+        return np.random.default_rng([seed, epoch]).permutation(n)
+    from torch.utils.data import DistributedSampler
+
     sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank,
                                  shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)

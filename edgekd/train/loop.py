@@ -157,10 +157,11 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         started = time.perf_counter()
         torch.manual_seed(seed * 100_003 + epoch)
         split = data.train_for_epoch(epoch)
-        order = rank_indices(len(split), epoch=epoch, seed=seed, dist=dist,
-                             batch_size=cfg.batch_size)
         runner.train()
         objective.start_epoch(epoch, cfg.epochs)
+        order = rank_indices(len(split), epoch=epoch, seed=seed, dist=dist,
+                             batch_size=cfg.batch_size,
+                             weights=objective.sample_weights(split.labels, split.groups))
         cached = (teacher_outputs.for_split(split, key=teacher_outputs.epoch_key(epoch))
                   if objective.uses_teacher and cache_teacher else None)
         total_loss, correct, seen = 0.0, 0, 0

@@ -9,11 +9,12 @@ first:
 * ``uses_teacher_features``: also the teacher's pooled penultimate features;
 
 the student's own pooled features are always on the batch (``batch.features``). Parameters an
-objective owns (CTKD's temperature, KD++'s projection) are trained with the model. Three hooks
+objective owns (CTKD's temperature, KD++'s projection) are trained with the model. Four hooks
 let a method see more than one batch: :meth:`Objective.prepare` once before training (class
-means, teacher reliability), :meth:`Objective.start_epoch` (curricula) and
+means, teacher reliability), :meth:`Objective.start_epoch` (curricula),
+:meth:`Objective.sample_weights` (which images an epoch draws: reweighing) and
 :meth:`Objective.epoch_metrics` (what goes into the stage's metrics log). The distillation
-methods (:mod:`edgekd.distill`) and the debiasing wrapper (:mod:`edgekd.debias`) build on this.
+methods (:mod:`edgekd.distill`) and the debiasing wrappers (:mod:`edgekd.debias`) build on this.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class Objective(nn.Module):
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Called before epoch ``epoch`` (0-based) of ``epochs``."""
+
+    def sample_weights(self, labels, groups):
+        """How likely each of the epoch's images is to be drawn (``None``: every image once, in
+        a shuffled order); reweighing (:mod:`edgekd.debias.reweighing`) overrides it."""
+        return None
 
     def epoch_metrics(self) -> dict:
         """Extra numbers for the epoch's metrics record (e.g. CTKD's temperature)."""
