@@ -112,5 +112,6 @@ def test_a_metric_added_through_the_table_reaches_the_sweep_csv(worst_cell_metri
     assert list(rows[0]) == ["distill.temperature", "top1", "mean_abs_disparity", "dpd", "eod",
                              "worst_cell_recall", "adversary_top1", "adversary_reference",
                              "teacher_top1", "teacher_mean_abs_disparity", "baseline_top1",
-                             "baseline_mean_abs_disparity", "bundle"]
+                             "baseline_mean_abs_disparity", "onnx_agreement", "onnx_int8_agreement",
+                             "onnx_int8_trt_agreement", "onnx_fp16_agreement", "bundle"]
     assert float(rows[0]["worst_cell_recall"]) == pytest.approx(0.5)
