@@ -280,6 +280,12 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
                     objective.summary())
 
 
+# What the card keeps of every training epoch (its training-curves plot draws them).
+CURVE_KEYS = ("epoch", "train_loss", "train_top1", "val_top1", "val_mean_abs_disparity",
+              "val_cell_balanced_accuracy", "val_worst_cell_recall", "adversary_top1",
+              "adversary_reference")
+
+
 def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluation:
     """A trained torch model's evaluation, with where it came from."""
     from edgekd.models import count_parameters, state_dict_bytes
@@ -293,6 +299,8 @@ def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluat
                 "best_val_top1": best["val_top1"] if best else None}
     if best and select_by != "top1":
         training[f"best_val_{select_by}"] = best.get(f"val_{select_by}")
+    training["history"] = [{key: record[key] for key in CURVE_KEYS if record.get(key) is not None}
+                           for record in trained.history]
     return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
                     size_bytes=state_dict_bytes(trained.model),
                     details={"arch": cfg.arch, "parameters": count_parameters(trained.model),

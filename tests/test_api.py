@@ -51,21 +51,24 @@ def _key_paths(node, prefix=""):
 
 def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(tiny_build):
     """The card of tests/tiny.yaml kept from before issue 14 (edgekd 0.1.0, 2026-11-27): the same
-    keys everywhere (plus the checkpoint keys and `debias.reweigh` of issue 15), the same stages, classes and gates.
-    Metric values depend on the CPU's
-    kernels, so they are compared only on the machine that made the fixture (the note of issue 14
-    records they were equal to the last digit there). The recipe hash is not compared: the
-    resolved recipe gained keys since (export.int8.forms and min_agreement, issue 17)."""
+    keys everywhere (plus the keys named below), the same stages, classes and gates. Metric values
+    depend on the CPU's kernels, so they are compared only on the machine that made the fixture
+    (the note of issue 14 records they were equal to the last digit there). The recipe hash is
+    not compared: the resolved recipe gained keys since (export.int8.forms and min_agreement,
+    issue 17)."""
     before = json.loads(FIXTURE.read_text())
     after = tiny_build.card
     # Issue 15 added, per torch model, the validation score that chose its epoch, and the
-    # debias section's reweigh switch (off); nothing else.
+    # debias section's reweigh switch (off); issue 16 each model's per-epoch history and the
+    # training-curves plot; nothing else.
     added = {f"/models/{name}/training/{key}" for name in ("teacher", "baseline", "student")
-             for key in ("selected_by", "best_val_cell_balanced_accuracy")} | {"/debias/reweigh"}
+             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history")} \
+        | {"/debias/reweigh"}
     assert _key_paths(after) - _key_paths(before) == added
     assert _key_paths(before) - _key_paths(after) == set()
     assert after["debias"] == {**before["debias"], "reweigh": False}
-    for key in ("schema", "name", "version", "task", "distillation", "plots", "skipped_artifacts"):
+    assert after["plots"] == [*before["plots"], "plots/training_curves.png"]
+    for key in ("schema", "name", "version", "task", "distillation", "skipped_artifacts"):
         assert after[key] == before[key], key
     for key in ("seed", "data"):
         assert after["provenance"][key] == before["provenance"][key], key

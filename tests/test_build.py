@@ -24,7 +24,8 @@ def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
     assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
     assert verify_bundle(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
-    files = BUNDLE_FILES - {"plots"} | {"plots/disparity_by_class.png", "plots/recall_by_group.png"}
+    files = BUNDLE_FILES - {"plots"} | {"plots/disparity_by_class.png", "plots/recall_by_group.png",
+                                        "plots/training_curves.png"}
     assert set(manifest["files"]) == files - {"manifest.json"}
     assert {"torch", "timm", "onnxruntime", "fairlearn"} <= set(manifest["versions"])
     tar = tiny_build.run_dir / "tiny-0.1.0.tar.gz"
@@ -64,6 +65,26 @@ def test_card_has_every_model_and_metric(tiny_build):
     assert set(card["comparisons"]) == {"teacher_to_student", "baseline_to_student"}
     assert card["provenance"]["recipe_sha256"]
     assert all(g["passed"] for g in card["gates"])
+
+
+def test_card_keeps_every_epoch_and_draws_the_training_curves(tiny_build):
+    """Each torch model's history on the card is its stage's history.json, epoch by epoch, and
+    the training-curves plot is in the bundle, the manifest and card.md."""
+    from PIL import Image
+
+    card = json.loads((tiny_build.bundle_dir / "card.json").read_text())
+    stages = tiny_build.run_dir / "stages"
+    for name in ("teacher", "baseline", "student"):
+        training = card["models"][name]["training"]
+        recorded = json.loads((stages / name / "history.json").read_text())
+        assert [r["epoch"] for r in training["history"]] == list(range(1, training["epochs"] + 1))
+        for mine, theirs in zip(training["history"], recorded):
+            for key in ("train_loss", "val_top1", "val_mean_abs_disparity"):
+                assert mine[key] == pytest.approx(theirs[key]), (name, key)
+    plot = tiny_build.bundle_dir / "plots" / "training_curves.png"
+    with Image.open(plot) as image:
+        assert image.format == "PNG" and image.size[0] > 600
+    assert "![training curves](plots/training_curves.png)" in (tiny_build.bundle_dir / "card.md").read_text()
 
 
 def test_onnx_matches_torch_on_the_test_images(tiny_build):

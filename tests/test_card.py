@@ -195,7 +195,7 @@ def test_card_has_significance_intervals_plots_and_html(tiny_build, tmp_path):
         with Image.open(bundle / plot) as image:
             assert image.format == "PNG" and image.size[0] > 200
     page = (bundle / "card.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "<table>" in page and "src=\"http" not in page
+    assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "src=\"http" not in page
     md = (bundle / "card.md").read_text()
     assert "confidence intervals" in md and "significantly changed" in md and "base_model:" in md
 
@@ -343,7 +343,7 @@ def test_card_md_front_matter_sections_and_valid_html(tmp_path):
     assert "![disparity by class](plots/disparity_by_class.png)" in md
 
     page = (bundle / "card.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 2 and 'src="plots/' not in page
+    assert page.count('src="data:image/png;base64,') == 3 and 'src="plots/' not in page
 
     class Balanced(HTMLParser):
         void = {"meta", "img", "br", "hr", "link"}

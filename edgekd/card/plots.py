@@ -8,9 +8,10 @@ import numpy as np
 
 from edgekd.files import atomic_output
 
-__all__ = ["PLOT_NAMES", "write_plots", "save_figure"]
+__all__ = ["PLOT_NAMES", "write_plots", "plot_training_curves", "save_figure"]
 
-PLOT_NAMES = ("disparity_by_class.png", "recall_by_group.png")  # under plots/ in a bundle
+# under plots/ in a bundle
+PLOT_NAMES = ("disparity_by_class.png", "recall_by_group.png", "training_curves.png")
 
 
 def _pyplot():
@@ -24,9 +25,10 @@ def _pyplot():
 
 def write_plots(card: dict, out_dir: Path) -> list[Path]:
     """Write ``out_dir/disparity_by_class.png`` (per-class disparity bars of every model and
-    artifact) and ``out_dir/recall_by_group.png`` (recall per group and class, one panel per model
-    and artifact); return the paths written. A disparity or recall that is undefined (no test
-    image of the class in a group) is left out as a missing bar."""
+    artifact), ``out_dir/recall_by_group.png`` (recall per group and class, one panel per model
+    and artifact) and ``out_dir/training_curves.png`` (:func:`plot_training_curves`); return the
+    paths written. A disparity or recall that is undefined (no test image of the class in a
+    group) is left out as a missing bar."""
     plt = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,54 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     paths.append(save_figure(fig, out_dir / PLOT_NAMES[1]))
     plt.close(fig)
+    paths.append(plot_training_curves(card, out_dir / PLOT_NAMES[2]))
     return paths
+
+
+def plot_training_curves(card: dict, path: Path) -> Path:
+    """Per epoch of every trained model (``models/*/training/history``): training loss;
+    validation top-1 (solid) and cell-balanced accuracy (dashed); validation mean |disparity|;
+    and, where an adversary trained, its accuracy (solid) against its no-leak reference (dotted).
+    The validation split carries the training split's bias, so its curves are not the card's
+    test metrics."""
+    plt = _pyplot()
+    curves = {name: entry["training"]["history"] for name, entry in card["models"].items()
+              if (entry.get("training") or {}).get("history")}
+    adversary = {n: h for n, h in curves.items() if any("adversary_top1" in r for r in h)}
+    panels = 3 + bool(adversary)
+    fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 3.0), squeeze=False)
+    axes = axes[0]
+
+    def draw(ax, history, key, colour, style="-", label=None):
+        points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points), style, color=colour, marker="o", markersize=3, label=label)
+
+    for k, (name, history) in enumerate(curves.items()):
+        colour = f"C{k % 10}"
+        draw(axes[0], history, "train_loss", colour, label=name)
+        draw(axes[1], history, "val_top1", colour, label=name)
+        draw(axes[1], history, "val_cell_balanced_accuracy", colour, "--")
+        draw(axes[2], history, "val_mean_abs_disparity", colour, label=name)
+        if name in adversary:
+            draw(axes[3], history, "adversary_top1", colour, label=f"{name}: adversary")
+            draw(axes[3], history, "adversary_reference", colour, ":", label=f"{name}: no-leak reference")
+    from matplotlib.ticker import MaxNLocator
+
+    titles = ["training loss (each its own objective)", "validation top-1 (- -: cell-balanced)",
+              "validation mean |disparity|", "adversary accuracy"]
+    for ax, title in zip(axes, titles):
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
+    for ax in axes[:panels]:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = save_figure(fig, Path(path))
+    plt.close(fig)
+    return path
 
 
 def save_figure(fig, path: Path) -> Path:
