@@ -90,6 +90,8 @@ def plot_training_curves(card: dict, path: Path) -> Path:
     The validation split carries the training split's bias, so its curves are not the card's
     test metrics."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     curves = {name: entry["training"]["history"] for name, entry in card["models"].items()
               if (entry.get("training") or {}).get("history")}
     adversary = {n: h for n, h in curves.items() if any("adversary_top1" in r for r in h)}
@@ -111,8 +113,6 @@ def plot_training_curves(card: dict, path: Path) -> Path:
         if name in adversary:
             draw(axes[3], history, "adversary_top1", colour, label=f"{name}: adversary")
             draw(axes[3], history, "adversary_reference", colour, ":", label=f"{name}: no-leak reference")
-    from matplotlib.ticker import MaxNLocator
-
     titles = ["training loss (each its own objective)", "validation top-1 (- -: cell-balanced)",
               "validation mean |disparity|", "adversary accuracy"]
     for ax, title in zip(axes, titles):
