@@ -40,6 +40,12 @@ class ModelConfig(Section):
     select_by: Literal["auto", "top1", "cell_balanced_accuracy", "worst_cell_recall"] = Field(
         "auto", description="validation score that picks best.pt; auto: cell_balanced_accuracy "
                             "when the data have protected groups, else top1")
+    grad_clip_norm: float | None = Field(
+        None, gt=0.0, description="clip the global gradient norm of each step to this; none: off")
+    ema_decay: float | None = Field(
+        None, gt=0.0, lt=1.0, description="keep an exponential moving average of the weights "
+                                          "(timm's ModelEmaV3) and validate, select and ship it; "
+                                          "none: off")
 
     @field_validator("arch")
     @classmethod

@@ -1,6 +1,8 @@
 """The one training loop. Teacher, baseline and student differ only by their objective.
 
-Per epoch: draw the epoch's training split, train with AdamW and a OneCycle schedule, validate
+Per epoch: draw the epoch's training split, train with AdamW and a OneCycle schedule (optionally
+clipping each step's gradient norm, ``grad_clip_norm``, and keeping an exponential moving average
+of the weights, ``ema_decay``: then the average is what is validated, kept and shipped), validate
 (top-1, mean |disparity| and the group-aware scores of :mod:`edgekd.train.selection` on the
 validation split), checkpoint ``last.pt`` (model, optimiser, schedule, history) and keep
 ``best.pt`` by the recipe's ``select_by`` score. Every random draw is seeded from
@@ -91,7 +93,8 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         ``train_for_epoch(epoch)`` gives each epoch's images; ``val`` selects the best epoch.
     cfg : ModelConfig
         ``epochs``, ``batch_size`` (global), ``lr``, ``weight_decay``, ``warmup_fraction``,
-        ``sync_batchnorm``, ``select_by`` (the validation score that picks ``best.pt``).
+        ``sync_batchnorm``, ``select_by`` (the validation score that picks ``best.pt``),
+        ``grad_clip_norm``, ``ema_decay``.
     stage : Stage
         Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go (written by rank 0 only).
     teacher_outputs : TeacherOutputs, optional
@@ -133,6 +136,13 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     per_rank = max(1, cfg.batch_size // dist.world_size)
     optimizer = torch.optim.AdamW(_param_groups(net, objective, cfg.weight_decay), lr=cfg.lr,
                                   fused=device.type in ("cpu", "cuda"))
+    ema = None
+    if getattr(cfg, "ema_decay", None):
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(net, decay=cfg.ema_decay)
+    kept = (lambda: ema.module) if ema is not None else (lambda: net)  # validated, selected, shipped
+    clip = getattr(cfg, "grad_clip_norm", None)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
         pct_start=cfg.warmup_fraction,
@@ -151,6 +161,8 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         history, best_score = state["history"], state["best_score"]
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
         log(f"{stage.name}: resuming after epoch {len(history)} of {cfg.epochs}")
 
     for epoch in range(len(history), cfg.epochs):
@@ -184,8 +196,12 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             loss, logits = runner(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(step_module.parameters(), clip)
             optimizer.step()
             schedule.step()
+            if ema is not None:
+                ema.update(net, step=epoch * steps_per_epoch + step)
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == batch.labels).sum())
             seen += len(idx)
@@ -199,7 +215,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
                 "epoch": epoch + 1,
                 "train_loss": total_loss / max(seen, 1),
                 "train_top1": correct / max(seen, 1),
-                **_validate(net, data.val, data),
+                **_validate(kept(), data.val, data),
                 **extra,
                 "selected_by": select_by,
                 "lr": schedule.get_last_lr()[0],
@@ -213,13 +229,14 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         score = -1.0 if score is None else score
         if dist.is_main:
             if score > best_score:
-                _save({"model": net.state_dict(), "epoch": epoch + 1}, best_path)
+                _save({"model": kept().state_dict(), "epoch": epoch + 1}, best_path)
             write_atomic(stage.path("metrics.jsonl"), "".join(_json_line(r) for r in history))
         best_score = max(best_score, score)
         if dist.is_main:
             _save({"model": net.state_dict(), "objective": objective.state_dict(),
                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                   "history": history, "best_score": best_score}, last_path)
+                   "history": history, "best_score": best_score,
+                   **({"ema": ema.module.state_dict()} if ema is not None else {})}, last_path)
             log(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
                 f"train {record['train_top1']:.3f} val {record['val_top1']:.3f} "
                 f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} "
