@@ -189,14 +189,14 @@ def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
 
 
 def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
-    adversary = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
-                                               "onnx_int8_agreement", "onnx_int8_trt_agreement")
-                 if any(r.get(k) is not None for r in rows)}
-    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS}, **adversary,
+    optional = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
+                                              "onnx_int8_agreement", "onnx_int8_trt_agreement")
+                if any(r.get(k) is not None for r in rows)}
+    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS}, **optional,
                "pareto": "Pareto"}
     front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows]))
     shown = [{**{k: _text(r[k]) for k in keys}, **{m.key: r[m.key] for m in METRICS},
-              **{k: r.get(k) for k in adversary}, "pareto": "*" if i in front else ""}
+              **{k: r.get(k) for k in optional}, "pareto": "*" if i in front else ""}
              for i, r in enumerate(rows)]
     table = format_table(shown, headers)
     references = _references(rows)

@@ -211,6 +211,9 @@ def test_reweigh_recipe_wraps_the_objective_and_the_loop_draws_by_it(tmp_path):
         {"name": "x", "debias": {"method": "adversarial", "reweigh": True}}).debias)
     assert isinstance(both, Reweighing) and isinstance(both.task, AdversarialDebiasing)
     assert both.uses_teacher
+    inside = AdversarialDebiasing(Reweighing(CrossEntropy()))  # the wrappers nest either way
+    np.testing.assert_allclose(inside.sample_weights(np.array([0, 0, 1]), np.array([0, 1, 1])),
+                               [2 / 3, 4 / 3, 2 / 3])  # P(c)P(g)/P(c,g), n = 3
     alone = parse_recipe({"name": "x", "debias": {"reweigh": True}}).debias
     assert alone.active and isinstance(with_debiasing(CrossEntropy(), alone), Reweighing)
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgekd.models.reversal import grad_reverse
-from edgekd.train.objective import Batch, Objective
+from edgekd.train.objective import Batch, Objective, ObjectiveWrapper
 
 __all__ = ["Adversary", "AdversarialDebiasing", "lambda_at", "adversary_reference"]
 
@@ -94,14 +94,13 @@ def lambda_at(epoch: int, *, weight: float, warmup_epochs: int, schedule: str,
     return weight
 
 
-class AdversarialDebiasing(Objective):
+class AdversarialDebiasing(ObjectiveWrapper):
     """Wraps any objective (CE, KD, RKD, ...) with an adversary on the protected group."""
 
     def __init__(self, task: Objective, *, weight: float = 0.5, criterion: str = "demographic_parity",
                  source: str = "probabilities", hidden: tuple[int, ...] = (64,),
                  warmup_epochs: int = 0, schedule: str = "constant", ramp_epochs: int = 0) -> None:
-        super().__init__()
-        self.task = task
+        super().__init__(task)
         self.weight = weight
         self.criterion = criterion
         self.source = source
@@ -113,15 +112,6 @@ class AdversarialDebiasing(Objective):
         self.num_groups = 0
         self._reset_counts()
 
-    # The wrapped objective decides what the loop must provide.
-    @property
-    def uses_teacher(self) -> bool:  # type: ignore[override]
-        return self.task.uses_teacher
-
-    @property
-    def uses_teacher_features(self) -> bool:  # type: ignore[override]
-        return self.task.uses_teacher_features
-
     def build(self, *, num_classes: int, num_groups: int, feature_width: int) -> None:
         self.num_classes, self.num_groups = num_classes, num_groups
         self._reset_counts()
@@ -131,13 +121,13 @@ class AdversarialDebiasing(Objective):
         self.adversary = Adversary(width, num_groups, self.hidden)
 
     def prepare(self, *, teacher_outputs, student_features: int, data) -> None:
-        self.task.prepare(teacher_outputs=teacher_outputs, student_features=student_features,
-                          data=data)
+        super().prepare(teacher_outputs=teacher_outputs, student_features=student_features,
+                        data=data)
         self.build(num_classes=data.num_classes, num_groups=len(data.group_names),
                    feature_width=student_features)
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
-        self.task.start_epoch(epoch, epochs)
+        super().start_epoch(epoch, epochs)
         self.strength = lambda_at(epoch, weight=self.weight, warmup_epochs=self.warmup_epochs,
                                   schedule=self.schedule, ramp_epochs=self.ramp_epochs)
         self._reset_counts()

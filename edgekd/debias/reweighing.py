@@ -22,42 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from edgekd.data.splits import cell_weights
-from edgekd.train.objective import Batch, Objective
+from edgekd.train.objective import ObjectiveWrapper
 
 __all__ = ["Reweighing"]
 
 
-class Reweighing(Objective):
+class Reweighing(ObjectiveWrapper):
     """Wraps an objective: the loss is unchanged, the epoch's images are drawn by
-    :func:`cell_weights` (the loop asks :meth:`sample_weights`)."""
+    :func:`~edgekd.data.splits.cell_weights` (the loop asks :meth:`sample_weights`)."""
 
-    def __init__(self, task: Objective) -> None:
-        super().__init__()
-        self.task = task
-
-    @property
-    def uses_teacher(self) -> bool:  # type: ignore[override]
-        return self.task.uses_teacher
-
-    @property
-    def uses_teacher_features(self) -> bool:  # type: ignore[override]
-        return self.task.uses_teacher_features
-
-    def prepare(self, *, teacher_outputs, student_features: int, data) -> None:
-        self.task.prepare(teacher_outputs=teacher_outputs, student_features=student_features,
-                          data=data)
-
-    def start_epoch(self, epoch: int, epochs: int) -> None:
-        self.task.start_epoch(epoch, epochs)
-
-    def sample_weights(self, labels: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
+    def sample_weights(self, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
         return cell_weights(labels, groups)
-
-    def epoch_metrics(self) -> dict:
-        return self.task.epoch_metrics()
-
-    def summary(self) -> dict:
-        return self.task.summary()
-
-    def forward(self, logits, batch: Batch):
-        return self.task(logits, batch)

@@ -29,7 +29,7 @@ from torch import nn
 if TYPE_CHECKING:
     from edgekd.train.teacher_outputs import TeacherOutputs
 
-__all__ = ["Batch", "Objective", "CrossEntropy"]
+__all__ = ["Batch", "Objective", "ObjectiveWrapper", "CrossEntropy"]
 
 
 @dataclass
@@ -76,6 +76,44 @@ class Objective(nn.Module):
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+
+class ObjectiveWrapper(Objective):
+    """An objective around another (``task``): every need and hook is the task's unless the
+    wrapper overrides it. The debiasing wrappers (adversary, reweighing) build on it, so they
+    nest in any order."""
+
+    def __init__(self, task: Objective) -> None:
+        super().__init__()
+        self.task = task
+
+    @property
+    def uses_teacher(self) -> bool:  # type: ignore[override]
+        return self.task.uses_teacher
+
+    @property
+    def uses_teacher_features(self) -> bool:  # type: ignore[override]
+        return self.task.uses_teacher_features
+
+    def prepare(self, *, teacher_outputs: TeacherOutputs | None, student_features: int,
+                data) -> None:
+        self.task.prepare(teacher_outputs=teacher_outputs, student_features=student_features,
+                          data=data)
+
+    def start_epoch(self, epoch: int, epochs: int) -> None:
+        self.task.start_epoch(epoch, epochs)
+
+    def sample_weights(self, labels, groups):
+        return self.task.sample_weights(labels, groups)
+
+    def epoch_metrics(self) -> dict:
+        return self.task.epoch_metrics()
+
+    def summary(self) -> dict:
+        return self.task.summary()
+
+    def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.task(logits, batch)
 
 
 class CrossEntropy(Objective):
