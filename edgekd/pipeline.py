@@ -112,6 +112,7 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     import torch
 
     torch.set_num_threads(recipe.threads or torch.get_num_threads())
+    _fetch_weights(recipe)
     run_dir = Path(run_dir) if run_dir is not None else Path(out) / recipe.name
     shared_dir = Path(shared_dir) if shared_dir is not None else run_dir
     data = load_data(recipe.data, seed=recipe.seed)
@@ -153,6 +154,17 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
                               manifest_extra={"engines": engines} if engines else None)
     return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
                        rows=summary_rows(card))
+
+
+def _fetch_weights(recipe: Recipe) -> None:
+    """Pretrained weights are fetched (or found in the hub's cache) before any data is read, so
+    a machine without them stops with one line in seconds."""
+    from edgekd.models.weights import fetch_pretrained
+
+    for section in ("teacher", "student"):
+        cfg = getattr(recipe, section)
+        if cfg.pretrained:
+            fetch_pretrained(cfg.arch, key=f"{section}.pretrained")
 
 
 def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir: Path, seed: int,
@@ -249,8 +261,10 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
         raise EdgeKDError(f"{section}.sync_batchnorm: SyncBatchNorm needs CUDA GPUs; this torchrun "
                           "job runs on CPU (gloo), so set it to false")
     torch.manual_seed(seed)
-    model = create_model(cfg, data.num_classes, key=section)
-    if dist.broadcast(stage.done if dist.is_main else None):
+    done = dist.broadcast(stage.done if dist.is_main else None)
+    # a reused stage's best.pt replaces the first weights: they are not fetched or read
+    model = create_model(cfg, data.num_classes, key=section, load=not done, log=log)
+    if done:
         reused = None
         if dist.is_main:
             reused = (torch.load(stage.path("best.pt"), map_location="cpu", weights_only=True)["model"],
@@ -288,7 +302,7 @@ CURVE_KEYS = ("epoch", "train_loss", "train_top1", "val_top1", "val_mean_abs_dis
 
 def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluation:
     """A trained torch model's evaluation, with where it came from."""
-    from edgekd.models import count_parameters, state_dict_bytes
+    from edgekd.models import count_parameters, state_dict_bytes, weights_record
     from edgekd.train.selection import best_epoch, resolve_select_by
 
     cfg = trained.config
@@ -304,7 +318,8 @@ def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluat
     return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
                     size_bytes=state_dict_bytes(trained.model),
                     details={"arch": cfg.arch, "parameters": count_parameters(trained.model),
-                             "stage_key": trained.stage.key, "training": training})
+                             "weights": weights_record(cfg), "stage_key": trained.stage.key,
+                             "training": training})
 
 
 def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits,

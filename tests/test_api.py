@@ -60,9 +60,13 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     after = tiny_build.card
     # Issue 15 added, per torch model, the validation score that chose its epoch, and the
     # debias section's reweigh switch (off); issue 16 each model's per-epoch history and the
-    # training-curves plot; nothing else.
+    # training-curves plot, what its weights started from, its precision and label smoothing;
+    # nothing else.
     added = {f"/models/{name}/training/{key}" for name in ("teacher", "baseline", "student")
-             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history")} \
+             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history", "precision",
+                         "label_smoothing")} \
+        | {f"/models/{name}/{key}" for name in ("teacher", "baseline", "student")
+           for key in ("weights", "weights/source")} \
         | {"/debias/reweigh"}
     assert _key_paths(after) - _key_paths(before) == added
     assert _key_paths(before) - _key_paths(after) == set()

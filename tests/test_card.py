@@ -197,7 +197,9 @@ def test_card_has_significance_intervals_plots_and_html(tiny_build, tmp_path):
     page = (bundle / "card.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "src=\"http" not in page
     md = (bundle / "card.md").read_text()
-    assert "confidence intervals" in md and "significantly changed" in md and "base_model:" in md
+    assert "confidence intervals" in md and "significantly changed" in md
+    # trained from scratch: no base model named (issue 16), and the card says so
+    assert "base_model" not in md and "teacher from scratch; baseline from scratch" in md
 
     copy = tmp_path / "bundle"
     shutil.copytree(bundle, copy)

@@ -16,12 +16,29 @@ import yaml
 from edgekd.card.bench import bench_headers, bench_rows
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["render_markdown", "front_matter", "pipe_table"]
+__all__ = ["render_markdown", "front_matter", "base_models", "pipe_table"]
 
+
+
+def base_models(card: dict) -> list[str]:
+    """The hub repos of the weights the build started from: the student's (the shipped
+    artifacts are trained from them), then the teacher's (the student learned from it); none
+    when both were trained from scratch or from local files outside the hub's cache."""
+    ids = []
+    for name in ("student", "teacher"):
+        hub_id = ((card["models"].get(name) or {}).get("weights") or {}).get("hub_id")
+        if hub_id and hub_id not in ids:
+            ids.append(hub_id)
+    return ids
 
 
 def front_matter(card: dict) -> dict:
-    """The YAML header the Hugging Face Hub reads (``model-index`` with results per artifact)."""
+    """The YAML header the Hugging Face Hub reads (``model-index`` with results per artifact).
+
+    ``base_model`` names the exact timm weights (``timm/efficientnet_b0.ra_in1k``) only when the
+    build loaded some (:func:`base_models`), with ``base_model_relation: finetune``: the Hub
+    has no relation for distillation, and without it two base models read as a merge.
+    """
     dataset = card["data"].get("source", "unknown")
     results = []
     for name, entry in card["models"].items():
@@ -33,15 +50,19 @@ def front_matter(card: dict) -> dict:
             "dataset": {"type": dataset, "name": dataset, "split": "test"},
             "metrics": metrics,
         })
-    return {
+    front = {
         "library_name": "onnx",
         "pipeline_tag": "image-classification",
         "tags": ["edgekd", "knowledge-distillation", "fairness", "image-classification"],
         "datasets": [dataset],
-        "base_model": f"timm/{card['models']['teacher'].get('arch', 'unknown')}",
-        "metrics": [m.hub_type or m.key for m in METRICS],
-        "model-index": [{"name": card["name"], "results": results}],
     }
+    bases = base_models(card)
+    if bases:
+        front["base_model"] = bases[0] if len(bases) == 1 else bases
+        front["base_model_relation"] = "finetune"
+    front["metrics"] = [m.hub_type or m.key for m in METRICS]
+    front["model-index"] = [{"name": card["name"], "results": results}]
+    return front
 
 
 # ------------------------------------------------------------------------------------ cells
@@ -83,6 +104,24 @@ def _article(word: str) -> str:
 
 
 # --------------------------------------------------------------------------------- sections
+def _started_from(weights: dict | None) -> str | None:
+    source = (weights or {}).get("source")
+    if source == "pretrained":
+        return f"timm's pretrained weights {weights.get('hub_id')}"
+    if source == "checkpoint":
+        sha = weights.get("sha256", "")
+        return (f"the checkpoint {weights.get('file')} (sha256 {sha[:12]})"
+                + (f", {weights['hub_id']}" if weights.get("hub_id") else ""))
+    return "scratch" if source == "scratch" else None
+
+
+def _weights_sentence(card: dict) -> str:
+    """Where teacher, baseline and student started (cards before the key: nothing)."""
+    parts = [f"{name} from {started}" for name in ("teacher", "baseline", "student")
+             if (started := _started_from((card["models"].get(name) or {}).get("weights")))]
+    return ("Training started: " + "; ".join(parts) + ".") if parts else ""
+
+
 def _intro(card: dict) -> list[str]:
     student, teacher = card["models"]["student"], card["models"]["teacher"]
     arch = student.get("arch", "student")
@@ -93,7 +132,8 @@ def _intro(card: dict) -> list[str]:
         f"{_article(arch)} {arch} image classifier distilled ({method}) from "
         f"{_article(teacher.get('arch', 'x')).lower()} {teacher.get('arch', 'teacher')} teacher, "
         f"for edge devices. Classes: {', '.join(card['task']['classes'])}. "
-        + (f"Shipped artifacts: {', '.join(shipped)}." if shipped else ""),
+        + " ".join(part for part in (f"Shipped artifacts: {', '.join(shipped)}." if shipped else "",
+                                     _weights_sentence(card)) if part),
         "",
         "Intended use: classifying images like the training data on the device, with the "
         "per-group behaviour below known and accepted. Not for decisions about people on the "
@@ -147,9 +187,15 @@ def _checkpoints(card: dict) -> list[str]:
     for name, training in trained:
         metric = training["selected_by"]
         score = training.get(f"best_val_{metric}", training.get("best_val_top1"))
+        aids = []
+        if training.get("precision") not in (None, "fp32"):
+            aids.append(f"{training['precision']} autocast")
+        if training.get("label_smoothing"):
+            aids.append(f"label smoothing {_cell(training['label_smoothing'])}")
         lines.append(f"- {name}: best epoch chosen by validation {metric}: epoch "
                      f"{training.get('best_epoch')} of {training.get('epochs')} ({metric} "
-                     f"{_num(score)}, top-1 {_num(training.get('best_val_top1'))})")
+                     f"{_num(score)}, top-1 {_num(training.get('best_val_top1'))})"
+                     + (f"; trained with {', '.join(aids)}" if aids else ""))
     if not lines:
         return []
     return ["", "## Checkpoints", "",

@@ -1,29 +1,37 @@
 """Networks come from timm by name: ``timm.create_model(arch, pretrained=..., num_classes=...)``.
 
-Nothing is downloaded unless a recipe says ``pretrained: true``; ``checkpoint: PATH`` loads local
-weights with ``torch.load(..., weights_only=True)``.
+Nothing is downloaded unless a recipe says ``pretrained: true`` (then timm's weights come from the
+Hugging Face hub or its local cache); ``checkpoint: PATH`` loads local weights, a safetensors file
+or a torch file read with ``weights_only=True`` (:mod:`edgekd.models.weights`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edgekd.config import Section, resolve_path
-from edgekd.errors import EdgeKDError
+from edgekd.models.weights import hub_unreachable, load_weights, pretrained_source, weights_record
 
-__all__ = ["is_known_arch", "create_model", "load_weights", "pooled_features_and_logits", "feature_width",
-           "count_parameters", "state_dict_bytes"]
+__all__ = ["ModelConfig", "is_known_arch", "create_model", "load_weights", "weights_record",
+           "pooled_features_and_logits", "feature_width", "count_parameters", "state_dict_bytes"]
 
 
 class ModelConfig(Section):
     """A network and how it is trained (``teacher`` and ``student``)."""
 
-    arch: str
-    pretrained: bool = False
-    checkpoint: Path | None = Field(None, description="local weights, loaded with weights_only")
+    arch: str = Field(description="a timm model, optionally with the tag of its pretrained "
+                                  "weights: efficientnet_b3 or efficientnet_b3.ra2_in1k")
+    pretrained: bool = Field(
+        False, description="start from timm's ImageNet weights (the tag in arch, else timm's "
+                           "default), from the Hugging Face hub or its local cache")
+    checkpoint: Path | None = Field(
+        None, description="start from local weights: a .safetensors file, or a torch file "
+                          "holding a state dict (bare or under 'model' / 'state_dict'), read "
+                          "with weights_only; a classifier for another class count is replaced")
     epochs: int = Field(ge=0)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0.0, le=10.0)
@@ -31,8 +39,9 @@ class ModelConfig(Section):
     warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
     zero_head: bool = Field(
-        True, description="from scratch: start the classifier at zero (timm's init of a few-class "
-                          "head gives logits of +-20 and a first epoch spent undoing them)")
+        True, description="start a new classifier (from scratch, or replacing the one of loaded "
+                          "weights) at zero: timm's init of a few-class head gives logits of "
+                          "+-20 and a first epoch spent undoing them")
     sync_batchnorm: bool = Field(
         False, description="under torchrun on GPUs: BatchNorm statistics over the global batch")
     # The names of edgekd.train.selection.SELECTION_METRICS (a test keeps them equal); spelled
@@ -46,6 +55,15 @@ class ModelConfig(Section):
         None, gt=0.0, lt=1.0, description="keep an exponential moving average of the weights "
                                           "(timm's ModelEmaV3) and validate, select and ship it; "
                                           "none: off")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast of the training steps; auto: bf16 on CUDA GPUs that have "
+                            "it (Ampere and newer), fp16 with a gradient scaler on older ones, "
+                            "fp32 on the CPU (bf16 measured slower there)")
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="smoothing of the cross-entropy on the labels, in "
+                                         "every objective of this network (teacher; baseline "
+                                         "and every distillation method for student); 0.1 is "
+                                         "the usual value")
 
     @field_validator("arch")
     @classmethod
@@ -56,6 +74,15 @@ class ModelConfig(Section):
             raise ValueError(
                 f"{arch!r} is not a timm model (see timm.list_models(), e.g. efficientnet_b0)"
             )
+        if "." in arch:
+            import timm
+            from timm.models import is_model_pretrained
+
+            if not is_model_pretrained(arch):
+                base = arch.split(".", 1)[0]
+                tags = timm.list_pretrained(f"{base}.*")
+                raise ValueError(f"{arch!r}: timm has no weights tagged {arch.split('.', 1)[1]!r} "
+                                 f"for {base} (it has: {', '.join(tags) or 'none'})")
         return arch
 
     @field_validator("checkpoint")
@@ -64,9 +91,21 @@ class ModelConfig(Section):
         return resolve_path(path, info, folder=False)
 
     @model_validator(mode="after")
-    def _weights_for_zero_epochs(self) -> ModelConfig:
+    def _weights(self) -> ModelConfig:
         if self.epochs == 0 and self.checkpoint is None and not self.pretrained:
             raise ValueError("epochs: 0 needs a checkpoint or pretrained: true")
+        if self.pretrained and self.checkpoint is not None:
+            raise ValueError("pretrained: true and a checkpoint both give the first weights; "
+                             "keep one")
+        if self.pretrained:
+            from timm.models import is_model_pretrained
+
+            if not is_model_pretrained(self.arch):
+                raise ValueError(f"pretrained: true, but timm has no pretrained weights for "
+                                 f"{self.arch}; train from scratch or set a checkpoint")
+        elif "." in self.arch:
+            raise ValueError(f"arch {self.arch!r} names pretrained weights: set pretrained: true, "
+                             f"or drop the tag ({self.arch.split('.', 1)[0]})")
         return self
 
 
@@ -77,20 +116,32 @@ def is_known_arch(arch: str) -> bool:
     return timm.is_model(arch)
 
 
-def create_model(cfg, num_classes: int, *, key: str):
+def create_model(cfg, num_classes: int, *, key: str, load: bool = True,
+                 log: Callable[[str], None] | None = print):
     """Build the network of a recipe's ``teacher`` or ``student`` section.
 
-    ``key`` is the recipe section, named in errors (``teacher.checkpoint: ...``).
+    ``key`` is the recipe section, named in errors (``teacher.checkpoint: ...``). With
+    ``load=False`` the first weights (pretrained, checkpoint) are not read: for a network whose
+    trained weights replace them anyway (a reused stage). A classifier that starts new (from
+    scratch, or replacing loaded weights' classifier for another class count) is zeroed when
+    ``zero_head`` is on. ``log`` hears when a checkpoint's classifier was replaced.
     """
     import timm
     import torch
 
-    model = timm.create_model(
-        cfg.arch, pretrained=cfg.pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate
-    )
-    if cfg.checkpoint is not None:
-        load_weights(model, cfg.checkpoint, key=f"{key}.checkpoint")
-    elif cfg.zero_head and not cfg.pretrained:
+    pretrained = load and cfg.pretrained
+    try:
+        model = timm.create_model(
+            cfg.arch, pretrained=pretrained, num_classes=num_classes, drop_rate=cfg.drop_rate
+        )
+    except OSError:  # huggingface_hub: offline and not cached, unreachable, HTTP errors
+        if not pretrained:
+            raise
+        raise hub_unreachable(cfg.arch, f"{key}.pretrained") from None
+    new_head = not pretrained or pretrained_source(cfg.arch)["num_classes"] != num_classes
+    if load and cfg.checkpoint is not None:
+        new_head = load_weights(model, cfg.checkpoint, key=f"{key}.checkpoint", log=log)
+    if cfg.zero_head and new_head:
         zero_classifier(model)
     return model.to(memory_format=torch.channels_last)
 
@@ -104,7 +155,8 @@ def zero_classifier(model) -> None:
     ``ln 4`` = 1.39 (measured on the quickstart: a first epoch's mean loss of 3.0 to 3.3 against
     1.2 to 1.4 from zero). Zeros are the usual fix (Goyal et al. 2017 zero the last BN of each
     block for the same reason): the first step gives the head a gradient and the backbone its
-    first signal the step after.
+    first signal the step after. On pretrained features the same holds, and BiT (Kolesnikov et
+    al. 2020) zeroes the new head when fine-tuning for the same reason.
     """
     import torch
 
@@ -112,38 +164,6 @@ def zero_classifier(model) -> None:
     with torch.no_grad():
         for param in head.parameters():
             param.zero_()
-
-
-def load_weights(model, path: Path, *, key: str) -> None:
-    """Load a state dict (or edgekd's ``{"model": state_dict}``) safely into ``model``."""
-    import pickle
-
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise EdgeKDError(f"{key}: {path} is not a loadable torch weights file ({first})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise EdgeKDError(f"{key}: {path} holds a {type(state).__name__}, not a state dict")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        detail = (
-            f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, model has {tuple(own[wrong[0]].shape)}"
-            if wrong
-            else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        )
-        raise EdgeKDError(
-            f"{key}: weights in {path} do not fit {type(model).__name__} with "
-            f"{model.num_classes} classes ({detail})"
-        )
-    model.load_state_dict(state)
 
 
 def pooled_features_and_logits(model, x):
