@@ -196,14 +196,19 @@ def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir:
         settings = recipe.debias.model_dump(mode="json", by_alias=True, exclude={"apply_to"})
         return with_debiasing(objective, recipe.debias), {"debias": settings}
 
-    teacher = train("teacher", recipe.teacher, CrossEntropy(), extra={})
-    baseline_objective, baseline_extra = debiased(CrossEntropy(), "baseline")
+    # label_smoothing is each network's: the baseline's cross-entropy and the label term of the
+    # student's distillation loss take the student's, so the two are compared on the same targets.
+    teacher = train("teacher", recipe.teacher,
+                    CrossEntropy(label_smoothing=recipe.teacher.label_smoothing), extra={})
+    baseline_objective, baseline_extra = debiased(
+        CrossEntropy(label_smoothing=recipe.student.label_smoothing), "baseline")
     baseline = train("baseline", recipe.student, baseline_objective, extra=baseline_extra)
     outputs_stage = Stage(shared_dir, "teacher_outputs", {**data_key, "teacher": teacher.stage.key})
     if dist.is_main:
         outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
     teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir, dist=dist)
-    student_objective, student_extra = debiased(build_objective(recipe.distill), "student")
+    student_objective, student_extra = debiased(
+        build_objective(recipe.distill, label_smoothing=recipe.student.label_smoothing), "student")
     student = train("student", recipe.student, student_objective,
                     extra={"distill": recipe.distill.model_dump(mode="json"),
                            "teacher": teacher.stage.key, **student_extra},
@@ -310,7 +315,10 @@ def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluat
     best = best_epoch(trained.history, select_by)
     training = {"epochs": cfg.epochs, "selected_by": select_by,
                 "best_epoch": best["epoch"] if best else 0,
-                "best_val_top1": best["val_top1"] if best else None}
+                "best_val_top1": best["val_top1"] if best else None,
+                "label_smoothing": cfg.label_smoothing}
+    if trained.history and trained.history[-1].get("precision"):
+        training["precision"] = trained.history[-1]["precision"]
     if best and select_by != "top1":
         training[f"best_val_{select_by}"] = best.get(f"val_{select_by}")
     training["history"] = [{key: record[key] for key in CURVE_KEYS if record.get(key) is not None}

@@ -21,11 +21,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from edgekd.distill.losses import DistillSettings, kd_loss_per_sample, register_method
-from edgekd.train.objective import Batch, Objective
+from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["AdaptiveKDLoss", "subgroup_weights"]
 
@@ -67,7 +66,8 @@ class AdaptiveKDLoss(Objective):
 
     uses_teacher = True
 
-    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.5, per: str = "cell") -> None:
+    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.5, per: str = "cell",
+                 label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.temperature = temperature
         self.alpha = alpha
@@ -75,7 +75,7 @@ class AdaptiveKDLoss(Objective):
         self.register_buffer("weights", torch.zeros(0, 0))
         self.class_names: list[str] = []
         self.group_names: list[str] = []
-
+        self.label_smoothing = label_smoothing
 
     def prepare(self, *, teacher_outputs, student_features: int, data) -> None:
         logits, _ = teacher_outputs.for_split(data.val, key="val")
@@ -95,5 +95,6 @@ class AdaptiveKDLoss(Objective):
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         alpha = self.weights[batch.labels, batch.groups]
         soft = kd_loss_per_sample(logits, batch.teacher_logits, self.temperature)
-        hard = F.cross_entropy(logits, batch.labels, reduction="none")
+        hard = label_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing,
+                                   reduction="none")
         return (alpha * soft + (1.0 - alpha) * hard).mean()

@@ -22,13 +22,12 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 from torch import nn
 
 from edgekd.distill.losses import DistillSettings, kd_loss, register_method
 from edgekd.models.reversal import grad_reverse
-from edgekd.train.objective import Batch, Objective
+from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["CTKDLoss", "cosine_curriculum"]
 
@@ -72,7 +71,7 @@ class CTKDLoss(Objective):
 
     def __init__(self, *, t_min: float = 1.0, t_range: float = 20.0,
                  initial_temperature: float = 4.0, alpha: float = 0.5,
-                 curriculum_share: float = 0.5) -> None:
+                 curriculum_share: float = 0.5, label_smoothing: float = 0.0) -> None:
         super().__init__()
         if not t_min < initial_temperature < t_min + t_range:
             raise ValueError("initial_temperature must lie strictly inside (t_min, t_min + t_range)")
@@ -82,7 +81,7 @@ class CTKDLoss(Objective):
         share = (initial_temperature - t_min) / t_range
         self.theta = nn.Parameter(torch.tensor(math.log(share / (1.0 - share))))
         self.strength = 0.0
-
+        self.label_smoothing = label_smoothing
 
     @property
     def temperature(self) -> torch.Tensor:
@@ -100,5 +99,5 @@ class CTKDLoss(Objective):
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         tau = grad_reverse(self.temperature, self.strength)
         soft = kd_loss(logits, batch.teacher_logits, tau)
-        hard = F.cross_entropy(logits, batch.labels)
+        hard = label_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
         return self.alpha * soft + (1.0 - self.alpha) * hard

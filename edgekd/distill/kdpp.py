@@ -27,7 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from edgekd.distill.losses import DistillSettings, kd_loss, register_method
-from edgekd.train.objective import Batch, Objective
+from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["KDPPLoss", "nd_loss", "class_means", "warmup_weight"]
 
@@ -78,7 +78,7 @@ class KDPPLoss(Objective):
     uses_teacher_features = True
 
     def __init__(self, *, temperature: float = 4.0, warmup_share: float = 0.3,
-                 nd_weight: float = 2.0) -> None:
+                 nd_weight: float = 2.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.temperature = temperature
         self.warmup_share = warmup_share
@@ -86,7 +86,7 @@ class KDPPLoss(Objective):
         self.kd_weight = 0.0
         self.projection: nn.Module | None = None
         self.register_buffer("centres", torch.zeros(0))
-
+        self.label_smoothing = label_smoothing
 
     def build(self, student_features: int, teacher_features: int) -> None:
         """Create the projection ``student_features -> teacher_features``."""
@@ -107,7 +107,7 @@ class KDPPLoss(Objective):
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         assert self.projection is not None, "KDPPLoss.prepare() builds the projection first"
-        loss = F.cross_entropy(logits, batch.labels)
+        loss = label_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
         if self.kd_weight:
             loss = loss + self.kd_weight * kd_loss(logits, batch.teacher_logits, self.temperature)
         projected = self.projection(batch.features)

@@ -12,9 +12,11 @@ defined::
     @register_method(MyConfig)
     class MyLoss(Objective):
         uses_teacher = True
-        def __init__(self, *, temperature: float = 4.0): ...
+        def __init__(self, *, temperature: float = 4.0, label_smoothing: float = 0.0): ...
 
-The loss's keyword arguments are the section's keys (:func:`build_objective` passes them).
+The loss's keyword arguments are the section's keys (:func:`build_objective` passes them), plus
+``label_smoothing`` (the student's): every method's cross-entropy on the labels goes through
+:func:`~edgekd.train.objective.label_cross_entropy` with it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pydantic import Field
 
 from edgekd.config import Section
 from edgekd.registry import Registry, tag_of
-from edgekd.train.objective import Batch, Objective
+from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["DistillSettings", "KDConfig", "KDLoss", "OBJECTIVES", "register_method", "build_objective",
            "kd_loss", "kd_loss_per_sample"]
@@ -55,19 +57,21 @@ def register_method(config: type[DistillSettings]) -> Callable[[type[Objective]]
     return add
 
 
-def build_objective(cfg: DistillSettings) -> Objective:
+def build_objective(cfg: DistillSettings, *, label_smoothing: float = 0.0) -> Objective:
     """The student's objective for a recipe's ``distill`` section: the registered class, called
-    with the section's own keys."""
+    with the section's own keys and the student's ``label_smoothing``."""
     cls = OBJECTIVES.get(cfg.method, key="distill.method")
-    return cls(**cfg.model_dump(exclude={"method", *DistillSettings.model_fields}))
+    return cls(**cfg.model_dump(exclude={"method", *DistillSettings.model_fields}),
+               label_smoothing=label_smoothing)
 
 
 def kd_loss_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                        temperature: float | torch.Tensor) -> torch.Tensor:
-    """``T^2 * KL(softmax(t / T) || softmax(s / T))`` for each sample, shape ``(B,)``."""
+    """``T^2 * KL(softmax(t / T) || softmax(s / T))`` for each sample, shape ``(B,)``, in
+    float32 whatever the logits' precision."""
     t = temperature
-    log_p_student = F.log_softmax(student_logits / t, dim=1)
-    log_p_teacher = F.log_softmax(teacher_logits / t, dim=1)
+    log_p_student = F.log_softmax(student_logits.float() / t, dim=1)
+    log_p_teacher = F.log_softmax(teacher_logits.float() / t, dim=1)
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=1)
     return kl * (t * t)
 
@@ -99,19 +103,21 @@ class KDLoss(Objective):
 
         L = alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)
 
-    with the KL divergence averaged over the batch (``batchmean``).
+    with the KL divergence averaged over the batch (``batchmean``) and ``CE`` the (optionally
+    label-smoothed) cross-entropy of :func:`~edgekd.train.objective.label_cross_entropy`.
     """
 
     uses_teacher = True
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.5) -> None:
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.5, *,
+                 label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.temperature = temperature
         self.alpha = alpha
-
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         assert batch.teacher_logits is not None, "KD needs the teacher's logits on the batch"
         soft = kd_loss(logits, batch.teacher_logits, self.temperature)
-        hard = F.cross_entropy(logits, batch.labels)
+        hard = label_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
         return self.alpha * soft + (1.0 - self.alpha) * hard

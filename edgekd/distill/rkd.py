@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from edgekd.distill.losses import DistillSettings, kd_loss, register_method
-from edgekd.train.objective import Batch, Objective
+from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["RKDLoss", "rkd_distance_loss", "rkd_angle_loss", "normalised_distances"]
 
@@ -93,16 +93,17 @@ class RKDLoss(Objective):
     uses_teacher_features = True
 
     def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0,
-                 kd_weight: float = 0.0, temperature: float = 4.0) -> None:
+                 kd_weight: float = 0.0, temperature: float = 4.0, *,
+                 label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.distance_weight = distance_weight
         self.angle_weight = angle_weight
         self.kd_weight = kd_weight
         self.temperature = temperature
-
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        loss = F.cross_entropy(logits, batch.labels)
+        loss = label_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
         if self.distance_weight:
             loss = loss + self.distance_weight * rkd_distance_loss(batch.features, batch.teacher_features)
         if self.angle_weight:

@@ -1,8 +1,10 @@
 """The one training loop. Teacher, baseline and student differ only by their objective.
 
-Per epoch: draw the epoch's training split, train with AdamW and a OneCycle schedule (optionally
-clipping each step's gradient norm, ``grad_clip_norm``, and keeping an exponential moving average
-of the weights, ``ema_decay``: then the average is what is validated, kept and shipped), validate
+Per epoch: draw the epoch's training split, train with AdamW and a OneCycle schedule (the
+forward pass under the stage's autocast, ``precision``, with a gradient scaler for fp16: see
+:mod:`edgekd.train.precision`; optionally clipping each step's gradient norm, ``grad_clip_norm``,
+after unscaling, and keeping an exponential moving average of the weights, ``ema_decay``: then
+the average is what is validated, kept and shipped), validate
 (top-1, mean |disparity| and the group-aware scores of :mod:`edgekd.train.selection` on the
 validation split), checkpoint ``last.pt`` (model, optimiser, schedule, history) and keep
 ``best.pt`` by the recipe's ``select_by`` score. Every random draw is seeded from
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -28,6 +31,7 @@ from edgekd.models.tensors import predict_logits, to_input
 from edgekd.stages import Stage
 from edgekd.train.distributed import SINGLE, Dist, rank_indices
 from edgekd.train.objective import Batch, Objective
+from edgekd.train.precision import Precision, resolve_precision
 from edgekd.train.selection import resolve_select_by, validation_scores
 from edgekd.train.teacher_outputs import TeacherOutputs
 
@@ -65,16 +69,28 @@ def _param_groups(model: torch.nn.Module, objective: Objective, weight_decay: fl
 class _Step(nn.Module):
     """The model and its objective as one module: one forward gives the loss, and under DDP the
     objective's parameters (CTKD's temperature, KD++'s projection, the adversary) are averaged
-    across ranks together with the model's."""
+    across ranks together with the model's. The network runs under the stage's autocast; the
+    objective gets float32 logits and features and runs in float32."""
 
-    def __init__(self, model: nn.Module, objective: Objective) -> None:
+    def __init__(self, model: nn.Module, objective: Objective, precision: Precision) -> None:
         super().__init__()
         self.model = model
         self.objective = objective
+        self.precision = precision
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        batch.features, logits = pooled_features_and_logits(self.model, batch.images)
+        with self.precision.autocast():
+            features, logits = pooled_features_and_logits(self.model, batch.images)
+        batch.features, logits = features.float(), logits.float()
         return self.objective(logits, batch), logits
+
+
+def _schedule_step(schedule) -> None:
+    # A gradient scaler skips the optimiser's step when the gradients overflowed; the schedule
+    # still counts the step (OneCycle's total is fixed), which torch warns about once.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        schedule.step()
 
 
 def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, stage: Stage, *,
@@ -94,7 +110,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     cfg : ModelConfig
         ``epochs``, ``batch_size`` (global), ``lr``, ``weight_decay``, ``warmup_fraction``,
         ``sync_batchnorm``, ``select_by`` (the validation score that picks ``best.pt``),
-        ``grad_clip_norm``, ``ema_decay``.
+        ``grad_clip_norm``, ``ema_decay``, ``precision``.
     stage : Stage
         Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go (written by rank 0 only).
     teacher_outputs : TeacherOutputs, optional
@@ -120,12 +136,17 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     teacher = teacher_outputs.teacher if teacher_outputs is not None else None
     if teacher is not None:
         teacher.eval().requires_grad_(False).to(device)
+    section = "teacher" if stage.name == "teacher" else "student"
+    precision = resolve_precision(getattr(cfg, "precision", "auto"), device, key=f"{section}.precision")
+    if precision.name != "fp32":
+        log(f"{stage.name}: {precision.name} autocast"
+            + (" with a gradient scaler" if precision.name == "fp16" else ""))
     objective.prepare(teacher_outputs=teacher_outputs, student_features=feature_width(model),
                       data=data)
     net = model  # what trains; with SyncBatchNorm a converted copy, so ``model`` stays exportable
     if dist.enabled and getattr(cfg, "sync_batchnorm", False):
         net = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
-    step_module = _Step(net, objective).to(device)
+    step_module = _Step(net, objective, precision).to(device)
     runner: nn.Module = step_module
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -143,6 +164,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         ema = ModelEmaV3(net, decay=cfg.ema_decay)
     kept = (lambda: ema.module) if ema is not None else (lambda: net)  # validated, selected, shipped
     clip = getattr(cfg, "grad_clip_norm", None)
+    scaler = precision.scaler()  # fp16 only; for fp32 and bf16 every call passes through
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
         pct_start=cfg.warmup_fraction,
@@ -163,6 +185,8 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         history, best_score = state["history"], state["best_score"]
         if ema is not None:
             ema.module.load_state_dict(state["ema"])
+        if scaler.is_enabled() and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         log(f"{stage.name}: resuming after epoch {len(history)} of {cfg.epochs}")
 
     for epoch in range(len(history), cfg.epochs):
@@ -190,16 +214,18 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
                 batch.teacher_logits = torch.from_numpy(cached[0][idx]).to(device)
                 batch.teacher_features = torch.from_numpy(cached[1][idx]).to(device)
             elif objective.uses_teacher:
-                with torch.no_grad():
-                    batch.teacher_features, batch.teacher_logits = pooled_features_and_logits(
-                        teacher, batch.images)
+                with torch.no_grad(), precision.autocast():
+                    features, teacher_logits = pooled_features_and_logits(teacher, batch.images)
+                batch.teacher_features, batch.teacher_logits = features.float(), teacher_logits.float()
             loss, logits = runner(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            scaler.scale(loss).backward()
             if clip:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
                 torch.nn.utils.clip_grad_norm_(step_module.parameters(), clip)
-            optimizer.step()
-            schedule.step()
+            scaler.step(optimizer)
+            scaler.update()
+            _schedule_step(schedule)
             if ema is not None:
                 ema.update(net, step=epoch * steps_per_epoch + step)
             total_loss += loss.item() * len(idx)
@@ -219,6 +245,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
                 **extra,
                 "selected_by": select_by,
                 "lr": schedule.get_last_lr()[0],
+                "precision": precision.name,
                 "world_size": dist.world_size,
                 "samples_per_rank": int(seen) // dist.world_size,
                 "seconds": time.perf_counter() - started,
@@ -236,7 +263,8 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             _save({"model": net.state_dict(), "objective": objective.state_dict(),
                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                    "history": history, "best_score": best_score,
-                   **({"ema": ema.module.state_dict()} if ema is not None else {})}, last_path)
+                   **({"ema": ema.module.state_dict()} if ema is not None else {}),
+                   **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})}, last_path)
             log(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
                 f"train {record['train_top1']:.3f} val {record['val_top1']:.3f} "
                 f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} "

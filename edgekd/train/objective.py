@@ -29,7 +29,7 @@ from torch import nn
 if TYPE_CHECKING:
     from edgekd.train.teacher_outputs import TeacherOutputs
 
-__all__ = ["Batch", "Objective", "ObjectiveWrapper", "CrossEntropy"]
+__all__ = ["Batch", "Objective", "ObjectiveWrapper", "CrossEntropy", "label_cross_entropy"]
 
 
 @dataclass
@@ -116,8 +116,30 @@ class ObjectiveWrapper(Objective):
         return self.task(logits, batch)
 
 
+def label_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0,
+                        reduction: str = "mean") -> torch.Tensor:
+    """The cross-entropy on the labels that every objective uses, in float32.
+
+    With label smoothing ``eps`` (Szegedy et al., "Rethinking the Inception Architecture",
+    2016) the target of a ``K``-class sample of class ``y`` is ``(1 - eps) * onehot(y) + eps / K``::
+
+        CE_i = -(1 - eps) * log p_{i,y_i} - (eps / K) * sum_k log p_{i,k}
+
+    The recipe's ``label_smoothing`` (per network) reaches this one function in the plain
+    cross-entropy of teacher and baseline and in the label term of every distillation method,
+    so baseline and distilled student are compared on the same targets.
+    """
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing,
+                           reduction=reduction)
+
+
 class CrossEntropy(Objective):
-    """Plain cross-entropy on the labels: the teacher and the non-distilled baseline."""
+    """Plain cross-entropy on the labels (:func:`label_cross_entropy`): the teacher and the
+    non-distilled baseline."""
+
+    def __init__(self, *, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(logits, batch.labels)
+        return label_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing)
