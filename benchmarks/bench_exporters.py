@@ -43,7 +43,7 @@ def main() -> None:
     preprocess = read_json(bundle / "preprocess.json")
     images, _, _ = read_eval_set(bundle)
     mean, std = preprocess["mean"], preprocess["std"]
-    model = create_model(recipe.student, len(preprocess["class_names"]), key="student")
+    model = create_model(recipe.student, len(preprocess["class_names"]), key="student", load=False)
     state = torch.load(args.run / "stages/student/best.pt", map_location="cpu", weights_only=True)["model"]
     model.load_state_dict(state)
     model.eval()

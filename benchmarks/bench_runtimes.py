@@ -55,7 +55,7 @@ def torch_student(run: Path, bundle: Path, classes: int):
     from edgekd.models import create_model
     from edgekd.recipe import load_recipe
 
-    model = create_model(load_recipe(bundle / "recipe.yaml").student, classes, key="student")
+    model = create_model(load_recipe(bundle / "recipe.yaml").student, classes, key="student", load=False)
     state = torch.load(run / "stages/student/best.pt", map_location="cpu", weights_only=True)["model"]
     model.load_state_dict(state)
     model.eval()

@@ -228,23 +228,27 @@ def test_study_recipe_validates_with_a_root(wider_root):
     recipe = load_recipe(Path(__file__).parents[1] / "recipes" / "wider_attribute_study.yaml",
                          [f"data.root={wider_root}"])
     assert recipe.data.label_map == "clusters16" and recipe.debias.lambda_ == 0.5
-    assert recipe.teacher.arch == "efficientnet_b3" and recipe.distill.temperature == 4
+    assert recipe.teacher.arch == "efficientnet_b3.ra2_in1k" and recipe.distill.temperature == 4
+    assert recipe.teacher.pretrained and recipe.student.arch == "efficientnet_b0.ra_in1k"
 
 
 def test_study_recipe_builds_on_a_wider_fixture(wider_root, tmp_path):
     """The study's recipe as shipped (B3 -> B0, KD T=4, adversary lambda 0.5, 16 clusters), made
-    small only in size and epochs, builds a bundle on WIDER-format files."""
+    small only in size and epochs and started from scratch (tests download nothing), builds a
+    bundle on WIDER-format files."""
     from edgekd.pipeline import build
 
     result = build(TESTS.parent / "recipes" / "wider_attribute_study.yaml", out=tmp_path / "runs",
                    overrides=(f"data.root={wider_root}", "data.image_size=32",
                               f"data.cache_dir={tmp_path / 'cache'}", "teacher.epochs=1",
+                              "teacher.pretrained=false", "student.pretrained=false",
                               "student.epochs=1", "teacher.batch_size=2", "student.batch_size=2",
                               "export.int8.calibration_samples=2", "card.bootstrap_resamples=20"),
                    log=lambda m: None)
     card = result.card
-    assert card["models"]["teacher"]["arch"] == "efficientnet_b3"
-    assert card["models"]["student"]["arch"] == "efficientnet_b0"
+    assert card["models"]["teacher"]["arch"] == "efficientnet_b3.ra2_in1k"
+    assert card["models"]["student"]["arch"] == "efficientnet_b0.ra_in1k"
+    assert card["models"]["student"]["weights"] == {"source": "scratch"}
     assert card["debias"]["lambda"] == 0.5 and card["data"]["label_map"] == "clusters16"
     assert card["data"]["excluded_unknown_gender"] == {"train": 1, "val": 0, "test": 0}
     assert {"onnx", "onnx_int8"} <= set(card["models"])

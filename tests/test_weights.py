@@ -161,8 +161,6 @@ def test_pretrained_weights_load_offline_from_the_hub_cache_with_a_new_zeroed_he
 @pytest.mark.parametrize("teacher, needle", [
     ({"arch": "test_efficientnet.nope", "pretrained": True},
      "timm has no weights tagged 'nope' for test_efficientnet (it has: test_efficientnet.r160_in1k)"),
-    ({"arch": "test_efficientnet.r160_in1k"},
-     "names pretrained weights: set pretrained: true, or drop the tag (test_efficientnet)"),
     ({"arch": "efficientnet_b8", "pretrained": True},
      "timm has no pretrained weights for efficientnet_b8"),
     ({"arch": "test_efficientnet", "pretrained": True, "checkpoint": "w.pt"},
@@ -181,6 +179,10 @@ def test_a_tagged_arch_with_pretrained_is_accepted_and_recorded_with_its_tag():
     assert weights_record(recipe.teacher) == {"source": "pretrained",
                                               "hub_id": "timm/test_efficientnet.r160_in1k",
                                               "tag": "test_efficientnet.r160_in1k"}
+    recipe.teacher.pretrained = False  # the tag then names the architecture only
+    assert weights_record(recipe.teacher) == {"source": "scratch"}
+    model = create_model(recipe.teacher, num_classes=2, key="teacher")
+    assert type(model).__name__ == "EfficientNet" and model.num_classes == 2
     untagged = ModelConfig(arch="efficientnet_b3", pretrained=True, epochs=1)
     assert weights_record(untagged)["hub_id"] == "timm/efficientnet_b3.ra2_in1k"  # timm's default
 

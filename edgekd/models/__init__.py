@@ -103,9 +103,8 @@ class ModelConfig(Section):
             if not is_model_pretrained(self.arch):
                 raise ValueError(f"pretrained: true, but timm has no pretrained weights for "
                                  f"{self.arch}; train from scratch or set a checkpoint")
-        elif "." in self.arch:
-            raise ValueError(f"arch {self.arch!r} names pretrained weights: set pretrained: true, "
-                             f"or drop the tag ({self.arch.split('.', 1)[0]})")
+        # a tag with pretrained: false names the architecture only (the card says "scratch"),
+        # so `--set student.pretrained=false` tries a recipe without the hub
         return self
 
 
