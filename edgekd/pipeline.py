@@ -25,7 +25,7 @@ from edgekd.lock import run_locks
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.stages import Stage
 
-__all__ = ["build", "BuildResult", "train_models"]
+__all__ = ["build", "BuildResult", "train_models", "teacher_outputs_inputs"]
 
 
 @dataclass
@@ -187,7 +187,8 @@ def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir:
     teacher = train("teacher", recipe.teacher, CrossEntropy(), extra={})
     baseline_objective, baseline_extra = debiased(CrossEntropy(), "baseline")
     baseline = train("baseline", recipe.student, baseline_objective, extra=baseline_extra)
-    outputs_stage = Stage(shared_dir, "teacher_outputs", {**data_key, "teacher": teacher.stage.key})
+    outputs_stage = Stage(shared_dir, "teacher_outputs",
+                          teacher_outputs_inputs(data_key, teacher.stage.key, recipe.student))
     if dist.is_main:
         outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
     teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir, dist=dist)
@@ -197,6 +198,16 @@ def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir:
                            "teacher": teacher.stage.key, **student_extra},
                     teacher_outputs=teacher_outputs, cache_teacher=recipe.distill.cache_teacher)
     return {"teacher": teacher, "baseline": baseline, "student": student}
+
+
+def teacher_outputs_inputs(data_key: dict, teacher_key: str, student_cfg) -> dict:
+    """What the teacher-outputs stage depends on: the data and training seed (``data_key``), the
+    teacher, and the student's augmentation when it is on (the cached outputs are the teacher's
+    on the student's augmented images, so other settings must never read them)."""
+    inputs = {**data_key, "teacher": teacher_key}
+    if student_cfg.augment.enabled:
+        inputs["augment"] = student_cfg.augment.effective()
+    return inputs
 
 
 def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, main_models: dict[str, _Trained], *,
@@ -230,7 +241,9 @@ def _debias_history(history: list[dict]) -> list[dict]:
 
 
 def _model_key(cfg) -> dict:
-    key = cfg.model_dump(mode="json")
+    key = cfg.model_dump(mode="json", exclude={"augment"})
+    if cfg.augment.enabled:  # only what acts; when off, the key is as before augmentation existed
+        key["augment"] = cfg.augment.effective()
     if cfg.checkpoint is not None:
         key["checkpoint"] = sha256_file(cfg.checkpoint)  # the weights, not where they live
     return key
@@ -299,6 +312,7 @@ def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluat
                 "best_val_top1": best["val_top1"] if best else None}
     if best and select_by != "top1":
         training[f"best_val_{select_by}"] = best.get(f"val_{select_by}")
+    training["augment"] = cfg.augment.effective()
     training["history"] = [{key: record[key] for key in CURVE_KEYS if record.get(key) is not None}
                            for record in trained.history]
     return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",

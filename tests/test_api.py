@@ -59,10 +59,11 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     before = json.loads(FIXTURE.read_text())
     after = tiny_build.card
     # Issue 15 added, per torch model, the validation score that chose its epoch, and the
-    # debias section's reweigh switch (off); issue 16 each model's per-epoch history and the
-    # training-curves plot; nothing else.
+    # debias section's reweigh switch (off); issue 16 each model's per-epoch history, its
+    # training augmentation (off) and the training-curves plot; nothing else.
     added = {f"/models/{name}/training/{key}" for name in ("teacher", "baseline", "student")
-             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history")} \
+             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history", "augment",
+                         "augment/enabled")} \
         | {"/debias/reweigh"}
     assert _key_paths(after) - _key_paths(before) == added
     assert _key_paths(before) - _key_paths(after) == set()

@@ -1,12 +1,13 @@
 """Render a card as ``card.md``: Hugging Face model-card front matter, then readable tables.
 
 Sections, in order: model and intended use; distillation (and adversarial debiasing); the epoch
-each torch model ships and the score that chose it; data and
-protected attribute; headline metrics per model and artifact with bootstrap intervals; exported
-artifacts against the torch student; per-class disparity of every model; per-class recall by
-group of the distilled student; classes significantly changed by distillation; release gates;
-bench results; plots; limitations; provenance. Every section after the headline tolerates a
-card that lacks its keys (cards written before the key existed, minimal test cards).
+each torch model ships and the score that chose it; data and protected attribute (and each torch
+model's training augmentation); headline metrics per model and artifact with bootstrap
+intervals; exported artifacts against the torch student; per-class disparity of every model;
+per-class recall by group of the distilled student; classes significantly changed by
+distillation; release gates; bench results; plots; limitations; provenance. Every section after
+the headline tolerates a card that lacks its keys (cards written before the key existed, minimal
+test cards).
 """
 
 from __future__ import annotations
@@ -168,7 +169,44 @@ def _data(card: dict) -> list[str]:
         + ", ".join(f"{k} {v}" for k, v in data["splits"].items()) + "."
         + (" Test images per group: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + "."
            if counts else ""),
+        *_augmentation(card),
     ]
+
+
+def _augmentation(card: dict) -> list[str]:
+    """One line: each torch model's training augmentation, models with the same one together."""
+    described: dict[str, list[str]] = {}
+    for name, entry in card["models"].items():
+        settings = (entry.get("training") or {}).get("augment") if isinstance(entry, dict) else None
+        if isinstance(settings, dict):
+            described.setdefault(_augment_text(settings), []).append(name)
+    if not described:
+        return []
+    return ["", "Training augmentation (of the training images only; validation, test and every "
+                "artifact's evaluation see the images as they are): "
+            + "; ".join(f"{' and '.join(names)}: {text}" for text, names in described.items())
+            + "."]
+
+
+def _augment_text(settings: dict) -> str:
+    if not settings.get("enabled"):
+        return "off"
+    parts = []
+    scale, ratio = settings.get("crop_scale"), settings.get("crop_ratio")
+    if scale:
+        parts.append(f"random resized crop (scale {scale[0]:g}-{scale[1]:g}"
+                     + (f", ratio {ratio[0]:.2f}-{ratio[1]:.2f})" if ratio else ")"))
+    if settings.get("hflip"):
+        parts.append(f"horizontal flip (p {settings['hflip']:g})")
+    policy = settings.get("policy")
+    if policy == "randaugment":
+        parts.append(f"RandAugment ({settings.get('num_ops')} ops, magnitude "
+                     f"{settings.get('magnitude')})")
+    elif policy == "trivialaugment":
+        parts.append("TrivialAugment")
+    elif policy not in (None, "none"):
+        parts.append(str(policy))
+    return ", ".join(parts) or "on, with every transform off"
 
 
 def _with_ci(value, ci: dict | None, key: str) -> str:

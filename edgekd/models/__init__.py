@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edgekd.config import Section, resolve_path
+from edgekd.data.augment import AugmentConfig
 from edgekd.errors import EdgeKDError
 
 __all__ = ["is_known_arch", "create_model", "load_weights", "pooled_features_and_logits", "feature_width",
@@ -46,6 +47,10 @@ class ModelConfig(Section):
         None, gt=0.0, lt=1.0, description="keep an exponential moving average of the weights "
                                           "(timm's ModelEmaV3) and validate, select and ship it; "
                                           "none: off")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig,
+        description="augmentation of the training images (edgekd.data.augment); off by default. "
+                    "The baseline and the distilled student share student.augment")
 
     @field_validator("arch")
     @classmethod
