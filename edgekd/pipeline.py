@@ -126,7 +126,8 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     if not dist.is_main:
         return None
 
-    evaluations = {name: _evaluate_trained(name, trained, data) for name, trained in models.items()}
+    evaluations = {name: _evaluate_trained(name, trained, data, min_support=recipe.card.min_support)
+                   for name, trained in models.items()}
     student = models["student"]
     status = {name: trained.status for name, trained in models.items()}
     evaluations["onnx"], status["export"] = _export_stage(run_dir, recipe, student, data, evaluations, log)
@@ -231,7 +232,8 @@ def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, main_models: di
             for name, trained in models.items():
                 per_seed[name].append(evaluate_predictions(
                     data.test.labels, trained.test_logits.argmax(1), data.test.groups,
-                    class_names=data.class_names, group_names=data.group_names))
+                    class_names=data.class_names, group_names=data.group_names,
+                    min_support=recipe.card.min_support))
     return per_seed
 
 
@@ -299,7 +301,8 @@ CURVE_KEYS = ("epoch", "train_loss", "train_top1", "val_top1", "val_mean_abs_dis
               "adversary_reference")
 
 
-def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluation:
+def _evaluate_trained(name: str, trained: _Trained, data: DataSplits, *,
+                      min_support: int) -> Evaluation:
     """A trained torch model's evaluation, with where it came from."""
     from edgekd.models import count_parameters, state_dict_bytes
     from edgekd.train.selection import best_epoch, resolve_select_by
@@ -318,7 +321,8 @@ def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluat
     return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
                     size_bytes=state_dict_bytes(trained.model),
                     details={"arch": cfg.arch, "parameters": count_parameters(trained.model),
-                             "stage_key": trained.stage.key, "training": training})
+                             "stage_key": trained.stage.key, "training": training},
+                    min_support=min_support)
 
 
 def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits,
@@ -356,7 +360,7 @@ def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSp
                     runtime=cpu_runtime_name(),
                     precision="fp32", size_bytes=path.stat().st_size,
                     details={"export": {"exporter": cfg.exporter, "opset": cfg.opset, **check}},
-                    reference=evaluations["student"])
+                    reference=evaluations["student"], min_support=recipe.card.min_support)
     return onnx, status
 
 
@@ -412,7 +416,7 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
         artifacts[record["name"]] = evaluate(
             record["name"], pred, data, kind=record["kind"], file=record["file"], path=path,
             runtime=record["runtime"], precision=record["precision"], size_bytes=path.stat().st_size,
-            details=details, reference=evaluations["student"])
+            details=details, reference=evaluations["student"], min_support=recipe.card.min_support)
         log(f"artifact {record['file']}: top-1 {artifacts[record['name']].metrics['top1']:.4f} "
             f"through {record['runtime']} ({'reused' if status == 'reused' else 'exported'})")
     return artifacts, skipped, status
