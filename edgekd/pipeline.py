@@ -25,7 +25,7 @@ from edgekd.lock import run_locks
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.stages import Stage
 
-__all__ = ["build", "BuildResult", "train_models"]
+__all__ = ["build", "BuildResult", "train_models", "teacher_outputs_inputs"]
 
 
 @dataclass
@@ -127,7 +127,8 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     if not dist.is_main:
         return None
 
-    evaluations = {name: _evaluate_trained(name, trained, data) for name, trained in models.items()}
+    evaluations = {name: _evaluate_trained(name, trained, data, min_support=recipe.card.min_support)
+                   for name, trained in models.items()}
     student = models["student"]
     status = {name: trained.status for name, trained in models.items()}
     evaluations["onnx"], status["export"] = _export_stage(run_dir, recipe, student, data, evaluations, log)
@@ -203,7 +204,8 @@ def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir:
     baseline_objective, baseline_extra = debiased(
         CrossEntropy(label_smoothing=recipe.student.label_smoothing), "baseline")
     baseline = train("baseline", recipe.student, baseline_objective, extra=baseline_extra)
-    outputs_stage = Stage(shared_dir, "teacher_outputs", {**data_key, "teacher": teacher.stage.key})
+    outputs_stage = Stage(shared_dir, "teacher_outputs",
+                          teacher_outputs_inputs(data_key, teacher.stage.key, recipe.student))
     if dist.is_main:
         outputs_stage.start()  # keeps the files of the same teacher and data, clears stale ones
     teacher_outputs = TeacherOutputs(teacher.model, data, cache_dir=outputs_stage.dir, dist=dist)
@@ -214,6 +216,16 @@ def train_models(recipe: Recipe, data: DataSplits, *, run_dir: Path, shared_dir:
                            "teacher": teacher.stage.key, **student_extra},
                     teacher_outputs=teacher_outputs, cache_teacher=recipe.distill.cache_teacher)
     return {"teacher": teacher, "baseline": baseline, "student": student}
+
+
+def teacher_outputs_inputs(data_key: dict, teacher_key: str, student_cfg) -> dict:
+    """What the teacher-outputs stage depends on: the data and training seed (``data_key``), the
+    teacher, and the student's augmentation when it is on (the cached outputs are the teacher's
+    on the student's augmented images, so other settings must never read them)."""
+    inputs = {**data_key, "teacher": teacher_key}
+    if student_cfg.augment.enabled:
+        inputs["augment"] = student_cfg.augment.effective()
+    return inputs
 
 
 def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, main_models: dict[str, _Trained], *,
@@ -237,7 +249,8 @@ def _seed_study(recipe: Recipe, data: DataSplits, run_dir: Path, main_models: di
             for name, trained in models.items():
                 per_seed[name].append(evaluate_predictions(
                     data.test.labels, trained.test_logits.argmax(1), data.test.groups,
-                    class_names=data.class_names, group_names=data.group_names))
+                    class_names=data.class_names, group_names=data.group_names,
+                    min_support=recipe.card.min_support))
     return per_seed
 
 
@@ -247,7 +260,9 @@ def _debias_history(history: list[dict]) -> list[dict]:
 
 
 def _model_key(cfg) -> dict:
-    key = cfg.model_dump(mode="json")
+    key = cfg.model_dump(mode="json", exclude={"augment"})
+    if cfg.augment.enabled:  # only what acts; when off, the key is as before augmentation existed
+        key["augment"] = cfg.augment.effective()
     if cfg.checkpoint is not None:
         key["checkpoint"] = sha256_file(cfg.checkpoint)  # the weights, not where they live
     return key
@@ -305,7 +320,8 @@ CURVE_KEYS = ("epoch", "train_loss", "train_top1", "val_top1", "val_mean_abs_dis
               "adversary_reference")
 
 
-def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluation:
+def _evaluate_trained(name: str, trained: _Trained, data: DataSplits, *,
+                      min_support: int) -> Evaluation:
     """A trained torch model's evaluation, with where it came from."""
     from edgekd.models import count_parameters, state_dict_bytes, weights_record
     from edgekd.train.selection import best_epoch, resolve_select_by
@@ -321,13 +337,15 @@ def _evaluate_trained(name: str, trained: _Trained, data: DataSplits) -> Evaluat
         training["precision"] = trained.history[-1]["precision"]
     if best and select_by != "top1":
         training[f"best_val_{select_by}"] = best.get(f"val_{select_by}")
+    training["augment"] = cfg.augment.effective()
     training["history"] = [{key: record[key] for key in CURVE_KEYS if record.get(key) is not None}
                            for record in trained.history]
     return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
                     size_bytes=state_dict_bytes(trained.model),
                     details={"arch": cfg.arch, "parameters": count_parameters(trained.model),
                              "weights": weights_record(cfg), "stage_key": trained.stage.key,
-                             "training": training})
+                             "training": training},
+                    min_support=min_support)
 
 
 def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSplits,
@@ -365,7 +383,7 @@ def _export_stage(run_dir: Path, recipe: Recipe, student: _Trained, data: DataSp
                     runtime=cpu_runtime_name(),
                     precision="fp32", size_bytes=path.stat().st_size,
                     details={"export": {"exporter": cfg.exporter, "opset": cfg.opset, **check}},
-                    reference=evaluations["student"])
+                    reference=evaluations["student"], min_support=recipe.card.min_support)
     return onnx, status
 
 
@@ -421,7 +439,7 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
         artifacts[record["name"]] = evaluate(
             record["name"], pred, data, kind=record["kind"], file=record["file"], path=path,
             runtime=record["runtime"], precision=record["precision"], size_bytes=path.stat().st_size,
-            details=details, reference=evaluations["student"])
+            details=details, reference=evaluations["student"], min_support=recipe.card.min_support)
         log(f"artifact {record['file']}: top-1 {artifacts[record['name']].metrics['top1']:.4f} "
             f"through {record['runtime']} ({'reused' if status == 'reused' else 'exported'})")
     return artifacts, skipped, status

@@ -59,15 +59,16 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     before = json.loads(FIXTURE.read_text())
     after = tiny_build.card
     # Issue 15 added, per torch model, the validation score that chose its epoch, and the
-    # debias section's reweigh switch (off); issue 16 each model's per-epoch history and the
-    # training-curves plot, what its weights started from, its precision and label smoothing;
-    # nothing else.
+    # debias section's reweigh switch (off); issue 16 each model's per-epoch history, its
+    # training augmentation (off), precision and label smoothing, what its weights started from,
+    # the training-curves plot, and the support threshold with the cells under it; nothing else.
     added = {f"/models/{name}/training/{key}" for name in ("teacher", "baseline", "student")
-             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history", "precision",
-                         "label_smoothing")} \
+             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history", "augment",
+                         "augment/enabled", "precision", "label_smoothing")} \
         | {f"/models/{name}/{key}" for name in ("teacher", "baseline", "student")
            for key in ("weights", "weights/source")} \
-        | {"/debias/reweigh"}
+        | {"/debias/reweigh"} \
+        | {"/data/min_support", "/data/small_cells", "/data/small_groups"}  # issue 16, part 5
     assert _key_paths(after) - _key_paths(before) == added
     assert _key_paths(before) - _key_paths(after) == set()
     assert after["debias"] == {**before["debias"], "reweigh": False}

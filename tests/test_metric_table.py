@@ -50,13 +50,14 @@ def _card(recipe):
         test=_Split(y, groups), train=[0] * 4, val=[0] * 2, num_classes=2, class_names=CLASSES,
         group_names=["a", "b"], protected_attribute="colour",
         description={"source": "handmade", "synthetic": True, "summary": "hand-made"})
+    support = recipe.card.min_support
     evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=1_000_000,
-                                  details={"arch": "net"})
+                                  details={"arch": "net"}, min_support=support)
                    for name, pred in (("teacher", y), ("baseline", y), ("student", student))}
     evaluations["onnx"] = evaluate("onnx", student, data, kind="onnx", size_bytes=1_000_000,
                                    file="model.onnx", precision="fp32",
                                    details={"export": {"argmax_agreement": 1.0}},
-                                   reference=evaluations["student"])
+                                   reference=evaluations["student"], min_support=support)
     return build_card(recipe, data, evaluations)
 
 

@@ -197,12 +197,13 @@ def engine_entry(plan: EnginePlan, *, metrics: dict, predictions: np.ndarray, ev
     entry = evaluation.card_entry()
     ci = student.get("ci")
     if ci and ci.get("resamples"):
+        from edgekd.bench.evaluate import card_min_support
         from edgekd.fairness.bootstrap import bootstrap_intervals
 
         entry["ci"] = bootstrap_intervals(
             eval_set.labels, predictions, eval_set.groups, num_classes=len(card["task"]["classes"]),
             num_groups=len(card["data"]["groups"]), resamples=ci["resamples"], level=ci["level"],
-            seed=ci.get("seed") or 0)
+            seed=ci.get("seed") or 0, min_support=card_min_support(card))
     return plan.name, entry
 
 
@@ -241,7 +242,12 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
     from edgekd.bench.backends import BACKENDS
     from edgekd.bench.card_update import add_engine
     from edgekd.bench.device import describe_device
-    from edgekd.bench.evaluate import eval_predictions, evaluate_artifact, reference_predictions
+    from edgekd.bench.evaluate import (
+        card_min_support,
+        eval_predictions,
+        evaluate_artifact,
+        reference_predictions,
+    )
     from edgekd.bench.target import is_bundle, resolve_target
     from edgekd.bundle.manifest import verify_bundle
     from edgekd.card.io import load_card
@@ -292,7 +298,7 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
             predictions = eval_predictions(loaded.infer, bundle, target.preprocess, batch=opt_batch)
             reference = reference_predictions(bundle, target.preprocess, threads=threads)
             metrics = evaluate_artifact(loaded.infer, bundle, target.preprocess, batch=opt_batch,
-                                        predictions=predictions)
+                                        predictions=predictions, min_support=card_min_support(card))
             metrics.pop("batch", None)
             del loaded
             _, entry = engine_entry(plan, metrics=metrics, predictions=predictions,

@@ -4,9 +4,10 @@ The images are normalised with the bundle's preprocess.json exactly as at build 
 (:func:`edgekd.export.runtime.normalise`), run through the same backend that was timed, and the
 predictions scored with the card's metric set (top-1, macro
 recall/precision/F1, per-class recall by group, disparity, DPD, EOD) from counts with numpy
-alone (:func:`edgekd.fairness.from_counts.evaluate_counts`, equal to the card's fairlearn numbers), so
-the device needs no fairlearn, pandas or scikit-learn. The last partial batch is
-padded to the full batch size, so engines built for one batch size work too.
+alone (:func:`edgekd.fairness.from_counts.evaluate_counts`, equal to the card's fairlearn numbers,
+under the card's ``data.min_support``), so the device needs no fairlearn, pandas or scikit-learn.
+The last partial batch is padded to the full batch size, so engines built for one batch size work
+too.
 
 The student's own predictions are not in a bundle, so agreement is measured against
 :func:`reference_predictions`: ``model.onnx`` (the student exported, checked against torch at
@@ -27,7 +28,7 @@ from edgekd.export.runtime import batched_logits
 from edgekd.fairness.from_counts import evaluate_counts
 
 __all__ = ["evaluate_artifact", "eval_predictions", "logits_through", "reference_predictions",
-           "REFERENCE_FILE", "agreement", "student_agreement_bounds"]
+           "REFERENCE_FILE", "agreement", "student_agreement_bounds", "card_min_support"]
 
 REFERENCE_FILE = "model.onnx"
 
@@ -45,6 +46,22 @@ def _preprocessing(bundle: Path, preprocess: dict, images: np.ndarray) -> tuple:
                           f"class_names and protected_groups") from None
 
 
+def card_min_support(card: dict | None) -> int:
+    """The ``min_support`` a card's metrics were measured with (1 for cards from before it was
+    recorded, which counted every cell with an image)."""
+    value = ((card or {}).get("data") or {}).get("min_support", 1)
+    return value if isinstance(value, int) and value >= 1 else 1
+
+
+def _bundle_min_support(bundle: Path) -> int:
+    from edgekd.card.io import load_card
+
+    try:
+        return card_min_support(load_card(bundle))
+    except EdgeKDError:  # no (valid) card: count every cell, as a card without the key does
+        return 1
+
+
 def eval_predictions(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
                      batch: int, dtype=np.float32) -> np.ndarray:
     """The predicted class of every image of ``bundle``'s ``eval_set.npz`` through ``infer``."""
@@ -57,7 +74,7 @@ def eval_predictions(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, pr
 def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
                       batch: int, dtype=np.float32, reference: np.ndarray | None = None,
                       reference_name: str = REFERENCE_FILE,
-                      predictions: np.ndarray | None = None) -> dict:
+                      predictions: np.ndarray | None = None, min_support: int | None = None) -> dict:
     """Metrics of ``infer`` (logits of a normalised batch) on ``bundle``'s ``eval_set.npz``.
 
     Parameters
@@ -77,6 +94,9 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
         What ``reference`` came from, recorded beside the agreement.
     predictions : int array, optional
         Predictions already computed through ``infer`` (:func:`eval_predictions`).
+    min_support : int, optional
+        Fewest test images a rate may rest on; default: the bundle card's ``data.min_support``,
+        so the numbers are the card's.
 
     Returns
     -------
@@ -88,7 +108,10 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     class_names, group_names, _, _ = _preprocessing(bundle, preprocess, images)
     pred = predictions if predictions is not None else eval_predictions(
         infer, bundle, preprocess, batch=batch, dtype=dtype)
-    metrics = evaluate_counts(labels, pred, groups, class_names=class_names, group_names=group_names)
+    if min_support is None:
+        min_support = _bundle_min_support(bundle)
+    metrics = evaluate_counts(labels, pred, groups, class_names=class_names, group_names=group_names,
+                              min_support=min_support)
     out = {"batch": batch, **metrics}
     if reference is not None:
         out["agreement"] = {"with": reference_name, "prediction_agreement": agreement(pred, reference)}

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from edgekd.card.evaluation import Evaluation
+from edgekd.card.attributes import by_attribute, small_cells, small_groups
+from edgekd.card.evaluation import DEFAULT_MIN_SUPPORT, Evaluation
 from edgekd.card.gates import GatesConfig, evaluate_gates
 from edgekd.card.plots import PLOT_NAMES
 from edgekd.config import Section
@@ -31,6 +32,10 @@ class CardConfig(Section):
     alpha: float = Field(0.05, gt=0.0, lt=1.0, description="false discovery rate of the class tests")
     bootstrap_resamples: int = Field(1000, ge=0, le=100_000, description="0 turns intervals off")
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
+    min_support: int = Field(
+        DEFAULT_MIN_SUPPORT, ge=1, le=1_000_000,
+        description="fewest test images of a (class, group) cell (of a group, for DPD) whose rate "
+                    "counts in the disparities and their means; smaller cells are named on the card")
     gates: GatesConfig = Field(default_factory=GatesConfig)
 
 
@@ -99,12 +104,15 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
     labels, groups = data.test.labels, data.test.groups
     models = {}
     for name, evaluation in evaluations.items():
+        if evaluation.min_support not in (None, cfg.min_support):
+            raise ValueError(f"{name} was evaluated with min_support {evaluation.min_support}, the "
+                             f"card's is {cfg.min_support}")
         models[name] = evaluation.card_entry()
         if cfg.bootstrap_resamples:
             models[name]["ci"] = bootstrap_intervals(
                 labels, evaluation.predictions, groups, num_classes=data.num_classes,
                 num_groups=len(data.group_names), resamples=cfg.bootstrap_resamples,
-                level=cfg.confidence, seed=recipe.seed)
+                level=cfg.confidence, seed=recipe.seed, min_support=cfg.min_support)
     student = evaluations["student"]
     significance = {
         f"{before}_to_student": classwise_mcnemar(
@@ -139,6 +147,11 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
             "test_counts_by_group": {
                 g: int((data.test.groups == k).sum()) for k, g in enumerate(data.group_names)
             },
+            "min_support": cfg.min_support,
+            "small_cells": small_cells(labels, groups, class_names=data.class_names,
+                                       group_names=data.group_names, min_support=cfg.min_support),
+            "small_groups": small_groups(groups, group_names=data.group_names,
+                                         min_support=cfg.min_support),
         },
         "distillation": {**recipe.distill.model_dump(mode="json"), "learned": learned or {}},
         "models": models,
@@ -162,5 +175,8 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
                    "epochs": dict(debias_epochs or {})},
         "plots": [f"plots/{name}" for name in PLOT_NAMES],
     }
+    attributes = by_attribute(data, evaluations, min_support=cfg.min_support)
+    if attributes:  # several protected attributes: each alone, besides their intersections
+        card["by_attribute"] = attributes
     card["gates"] += evaluate_gates(card, cfg.gates.model_dump())
     return card

@@ -22,7 +22,11 @@ import numpy as np
 
 from edgekd.fairness.metric_table import difference
 
-__all__ = ["Evaluation", "evaluate", "drift"]
+__all__ = ["Evaluation", "evaluate", "drift", "DEFAULT_MIN_SUPPORT"]
+
+# The card's default ``card.min_support``: a recall or rate resting on fewer test images is too
+# noisy to compare (one image moves a recall of 20 by 0.05) and is left out of the gaps.
+DEFAULT_MIN_SUPPORT = 20
 
 
 @dataclass
@@ -46,6 +50,7 @@ class Evaluation:
     path: Path | None = None
     details: dict = field(default_factory=dict)
     vs_student: dict | None = None
+    min_support: int | None = None  # the card.min_support its metrics were measured with
 
     def card_entry(self) -> dict:
         """The entry under ``card["models"][name]`` (without the bootstrap intervals)."""
@@ -73,7 +78,8 @@ def drift(reference: Evaluation, artifact: Evaluation) -> dict:
 def evaluate(name: str, predictions: np.ndarray, data, *, kind: str, size_bytes: int,
              precision: str | None = None, runtime: str | None = None, file: str | None = None,
              path: Path | None = None, details: dict | None = None,
-             reference: Evaluation | None = None) -> Evaluation:
+             reference: Evaluation | None = None,
+             min_support: int = DEFAULT_MIN_SUPPORT) -> Evaluation:
     """Score ``predictions`` on ``data``'s test split and describe what made them.
 
     Parameters
@@ -88,15 +94,19 @@ def evaluate(name: str, predictions: np.ndarray, data, *, kind: str, size_bytes:
         What the card says about the model or file (see :class:`Evaluation`).
     reference : Evaluation, optional
         The torch student an exported artifact came from; adds ``vs_student``.
+    min_support : int
+        The recipe's ``card.min_support``: the fewest test images a recall or rate may rest on
+        to count in a disparity, DPD or EOD (:mod:`edgekd.fairness.metrics`).
     """
     from edgekd.fairness.metrics import evaluate_predictions  # fairlearn: build side only
 
     predictions = np.asarray(predictions)
     metrics = evaluate_predictions(data.test.labels, predictions, data.test.groups,
-                                   class_names=data.class_names, group_names=data.group_names)
+                                   class_names=data.class_names, group_names=data.group_names,
+                                   min_support=min_support)
     evaluation = Evaluation(name=name, kind=kind, predictions=predictions, metrics=metrics,
                             size_bytes=int(size_bytes), precision=precision, runtime=runtime, file=file,
-                            path=path, details=dict(details or {}))
+                            path=path, details=dict(details or {}), min_support=min_support)
     if reference is not None:
         evaluation.vs_student = drift(reference, evaluation)
     return evaluation

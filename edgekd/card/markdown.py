@@ -1,11 +1,12 @@
 """Render a card as ``card.md``: Hugging Face model-card front matter, then readable tables.
 
 Sections, in order: model and intended use; distillation (and adversarial debiasing); the epoch
-each torch model ships and the score that chose it; data and
-protected attribute; headline metrics per model and artifact with bootstrap intervals; exported
-artifacts against the torch student; per-class disparity of every model; per-class recall by
-group of the distilled student; classes significantly changed by distillation; release gates;
-bench results; plots; limitations; provenance. Every section after the headline tolerates a
+each torch model ships and the score that chose it; data and protected attribute(s), with the
+cells too small to measure (and each torch model's training augmentation); headline metrics per model and
+artifact with bootstrap intervals; exported artifacts against the torch student; per-class
+disparity of every model; per-class recall by group of the distilled student; each protected
+attribute alone (several attributes); classes significantly changed by distillation; release
+gates; bench results; plots; limitations; provenance. Every section after the headline tolerates a
 card that lacks its keys (cards written before the key existed, minimal test cards).
 """
 
@@ -207,14 +208,84 @@ def _checkpoints(card: dict) -> list[str]:
 def _data(card: dict) -> list[str]:
     data = card["data"]
     counts = data.get("test_counts_by_group") or {}
+    if card.get("by_attribute"):
+        protected = (f"Protected attributes: **{data['protected_attribute']}**; the groups are their "
+                     f"intersections ({', '.join(data['groups'])})")
+    else:
+        protected = (f"Protected attribute: **{data['protected_attribute']}** "
+                     f"(groups: {', '.join(data['groups'])})")
     return [
-        "", "## Data and protected attribute", "",
-        f"{data.get('summary', '')}. Protected attribute: **{data['protected_attribute']}** "
-        f"(groups: {', '.join(data['groups'])}). Splits: "
+        "", "## Data and protected attribute" + ("s" if card.get("by_attribute") else ""), "",
+        f"{data.get('summary', '')}. {protected}. Splits: "
         + ", ".join(f"{k} {v}" for k, v in data["splits"].items()) + "."
         + (" Test images per group: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + "."
            if counts else ""),
+        *_small(data),
+        *_augmentation(card),
     ]
+
+
+def _augmentation(card: dict) -> list[str]:
+    """One line: each torch model's training augmentation, models with the same one together."""
+    described: dict[str, list[str]] = {}
+    for name, entry in card["models"].items():
+        settings = (entry.get("training") or {}).get("augment") if isinstance(entry, dict) else None
+        if isinstance(settings, dict):
+            described.setdefault(_augment_text(settings), []).append(name)
+    if not described:
+        return []
+    return ["", "Training augmentation (of the training images only; validation, test and every "
+                "artifact's evaluation see the images as they are): "
+            + "; ".join(f"{' and '.join(names)}: {text}" for text, names in described.items())
+            + "."]
+
+
+def _augment_text(settings: dict) -> str:
+    if not settings.get("enabled"):
+        return "off"
+    parts = []
+    scale, ratio = settings.get("crop_scale"), settings.get("crop_ratio")
+    if scale:
+        parts.append(f"random resized crop (scale {scale[0]:g}-{scale[1]:g}"
+                     + (f", ratio {ratio[0]:.2f}-{ratio[1]:.2f})" if ratio else ")"))
+    if settings.get("hflip"):
+        parts.append(f"horizontal flip (p {settings['hflip']:g})")
+    policy = settings.get("policy")
+    if policy == "randaugment":
+        parts.append(f"RandAugment ({settings.get('num_ops')} ops, magnitude "
+                     f"{settings.get('magnitude')})")
+    elif policy == "trivialaugment":
+        parts.append("TrivialAugment")
+    elif policy not in (None, "none"):
+        parts.append(str(policy))
+    return ", ".join(parts) or "on, with every transform off"
+
+
+_LISTED = 20  # small cells named in card.md; card.json names them all
+
+
+def _small_cell_lines(cells: list[dict], groups: list[dict], min_support: int) -> list[str]:
+    lines = [f"- {c['group']} in class {c['class']}: {c['images']} images, left out"
+             for c in cells[:_LISTED]]
+    if len(cells) > _LISTED:
+        lines.append(f"- and {len(cells) - _LISTED} more cells (card.json: small_cells)")
+    if groups:
+        lines.append(f"- groups with fewer than {min_support} test images in all, left out of DPD: "
+                     + ", ".join(f"{g['group']} ({g['images']} images)" for g in groups))
+    return lines
+
+
+def _small(data: dict) -> list[str]:
+    """The cells too small to measure (``data.min_support``), named."""
+    if "min_support" not in data:  # a card from before the threshold: every cell with an image
+        return []
+    m = data["min_support"]
+    cells, groups = data.get("small_cells") or [], data.get("small_groups") or []
+    if not cells and not groups:
+        return ["", f"Every (class, group) cell has at least {m} test images (`card.min_support`)."]
+    return ["", f"Cells too small to measure (fewer than {m} test images of the class in the group, "
+                "`card.min_support`) are left out of that class's disparity and EOD, and so of the "
+                "means; their recall is still shown:", "", *_small_cell_lines(cells, groups, m)]
 
 
 def _with_ci(value, ci: dict | None, key: str) -> str:
@@ -286,9 +357,14 @@ def _disparity_table(card: dict) -> list[str]:
     groups = card["data"]["groups"]
     sign = (f"recall({groups[0]}) - recall({groups[1]})" if len(groups) == 2
             else "max - min recall over the groups")
+    m = card["data"].get("min_support", 1)
+    few = "no test image" if m <= 1 else f"fewer than {m} test images"
+    undefined = (f"`-` where a group has {few} of the class" if len(groups) == 2
+                 else f"over the groups with at least {m} test images of the class; `-` where "
+                      "fewer than two have them")
     names = list(card["models"])
     lines = ["", "## Per-class recall disparity, every model and artifact", "",
-             f"Disparity = {sign}; `-` where a group has no test image of the class.", "",
+             f"Disparity = {sign}; {undefined}.", "",
              "| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for k, cls in enumerate(card["task"]["classes"]):
         cells = [_signed(card["models"][n]["metrics"]["per_class"][k]["disparity"]) for n in names]
@@ -307,6 +383,35 @@ def _student_by_group(card: dict) -> list[str]:
         cells = [_num(row["recall_by_group"][g]) for g in groups]
         lines.append(f"| {row['class']} | " + " | ".join(cells)
                      + f" | {_signed(row['disparity'])} | {_num(row['dpd'])} | {_num(row['eod'])} |")
+    return lines
+
+
+def _by_attribute(card: dict) -> list[str]:
+    """Each protected attribute alone: the gaps over its own groups, every model."""
+    attributes = card.get("by_attribute") or {}
+    if not attributes:
+        return []
+    m = card["data"].get("min_support", 1)
+    lines = ["", "## Each protected attribute alone", "",
+             "The same gaps over one attribute's groups, every image counted in its value of that "
+             f"attribute whatever the others (cells under {m} test images left out, as above).", "",
+             "| attribute | model | mean \\|disparity\\| | max \\|disparity\\| (class) | mean DPD "
+             "| mean EOD |",
+             "|---|---|---|---|---|---|"]
+    for attribute, section in attributes.items():
+        for name, metrics in (section.get("models") or {}).items():
+            worst = metrics.get("max_abs_disparity")
+            where = f" ({metrics['max_abs_disparity_class']})" if worst is not None and \
+                metrics.get("max_abs_disparity_class") else ""
+            lines.append(f"| {attribute} ({', '.join(section.get('groups', []))}) | {name} | "
+                         f"{_num(metrics.get('mean_abs_disparity'))} | {_num(worst)}{where} | "
+                         f"{_num((metrics.get('dpd') or {}).get('mean'))} | "
+                         f"{_num((metrics.get('eod') or {}).get('mean'))} |")
+    for attribute, section in attributes.items():
+        cells, groups = section.get("small_cells") or [], section.get("small_groups") or []
+        if cells or groups:
+            lines += ["", f"{attribute} alone, cells under {m} test images:", "",
+                      *_small_cell_lines(cells, groups, m)]
     return lines
 
 
@@ -406,8 +511,12 @@ def _limitations(card: dict) -> list[str]:
     if data.get("synthetic"):
         lines.append("- The data is synthetic (generated shapes); the numbers show the pipeline and "
                      "the direction of effects, not performance on real images.")
-    lines.append("- Fairness is measured for one protected attribute with the groups above; other "
-                 "attributes and intersections are not covered.")
+    if card.get("by_attribute"):
+        lines.append(f"- Fairness is measured over the intersections of {data['protected_attribute']} "
+                     "and for each attribute alone; other attributes are not covered.")
+    else:
+        lines.append("- Fairness is measured for one protected attribute with the groups above; other "
+                     "attributes and intersections are not covered.")
     counts = data.get("test_counts_by_group") or {}
     if counts:
         lines.append(f"- The smallest group has {min(counts.values())} test images; per-class "
@@ -420,6 +529,10 @@ def _limitations(card: dict) -> list[str]:
     if unknown:
         lines.append(f"- {unknown} samples with no annotated gender were excluded "
                      f"({', '.join(f'{k} {v}' for k, v in data['excluded_unknown_gender'].items())}).")
+    unmarked = sum((data.get("excluded_unknown_attribute") or {}).values())
+    if unmarked:
+        lines.append(f"- {unmarked} samples with a protected attribute not annotated were excluded "
+                     f"({', '.join(f'{k} {v}' for k, v in data['excluded_unknown_attribute'].items())}).")
     lines += [f"- {warning}" for warning in data.get("warnings") or []]
     for skipped in card.get("skipped_artifacts") or []:
         lines.append(f"- Not shipped: {skipped.get('name')}: {skipped.get('skipped')}")
@@ -444,7 +557,7 @@ def render_markdown(card: dict) -> str:
     lines = ["---", yaml.safe_dump(front_matter(card), sort_keys=False).rstrip(), "---", "",
              f"# {card['name']} {card['version']}", ""]
     for section in (_intro, _distillation, _checkpoints, _data, _headline, _disparity_table,
-                    _student_by_group, _significance, _gates, _bench, _plots, _limitations,
+                    _student_by_group, _by_attribute, _significance, _gates, _bench, _plots, _limitations,
                     _provenance):
         lines += section(card)
     return "\n".join(lines)

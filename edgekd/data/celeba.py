@@ -4,8 +4,11 @@
 the 40 attribute names, then ``<file> <40 values of 1 or -1>`` separated by one or more spaces)
 and ``list_eval_partition.txt`` (``<file> <0 train | 1 val | 2 test>``). The label is one
 attribute (``target``, e.g. Smiling), the protected group another (``protected``, e.g. Male or
-Young). ``undersample: true`` balances the target in the training split (seeded);
-``max_per_split`` takes a seeded subset for quick runs.
+Young; groups ``not Male`` and ``Male``) or several (``protected: [Male, Young]``: the groups are
+their intersections, ``Male=0,Young=0``, ``Male=0,Young=1``, ``Male=1,Young=0``,
+``Male=1,Young=1``, 1 for CelebA's 1 and 0 for its -1; see :mod:`edgekd.data.groups`).
+``undersample: true`` balances the target in the training split (seeded); ``max_per_split``
+takes a seeded subset for quick runs.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
@@ -64,26 +68,43 @@ class CelebAData(FileData):
 
     source: Literal["celeba"] = "celeba"
     target: str = "Smiling"
-    protected: str = "Male"
+    protected: str | list[str] = Field(
+        "Male", description="protected attribute, or a list: the groups are their intersections")
     undersample: bool = Field(False, description="balance the target in the training split")
     max_per_split: int | None = Field(None, ge=1, description="seeded subset per split")
+
+    @field_validator("protected")
+    @classmethod
+    def _attribute_list(cls, value: str | list[str]) -> str | list[str]:
+        return check_attribute_list(value, "CelebA attribute")
+
+
+def _protected(protected: str | list[str]) -> ProtectedAttributes:
+    attributes = attribute_list(protected)
+    if 2 ** len(attributes) > MAX_GROUPS:
+        raise EdgeKDError(f"data.protected: {len(attributes)} attributes make {2 ** len(attributes)} "
+                          f"groups; at most {MAX_GROUPS} are allowed (up to 9 CelebA attributes)")
+    single = (f"not {attributes[0]}", attributes[0])
+    return ProtectedAttributes(tuple(attributes), (("0", "1"),) * len(attributes),
+                               single_names=single)
 
 
 @register_source(CelebAData)
 def load_celeba(cfg, *, seed: int) -> DataSplits:
     names, attributes = read_attributes(cfg.root / "list_attr_celeba.txt")
-    for key in ("target", "protected"):
-        if getattr(cfg, key) not in names:
-            raise EdgeKDError(f"data.{key}: {getattr(cfg, key)!r} is not a CelebA attribute; "
+    for key, value in [("target", cfg.target)] + [("protected", a) for a in attribute_list(cfg.protected)]:
+        if value not in names:
+            raise EdgeKDError(f"data.{key}: {value!r} is not a CelebA attribute; "
                               f"choose one of: {', '.join(names)}")
+    protected = _protected(cfg.protected)
     partition = read_partition(cfg.root / "list_eval_partition.txt")
-    t, p = names.index(cfg.target), names.index(cfg.protected)
+    t, p = names.index(cfg.target), [names.index(a) for a in protected.names]
     rng = np.random.default_rng(seed)
     splits, bad = {}, {}
     for split, code in (("train", 0), ("val", 1), ("test", 2)):
         files = sorted(f for f, c in partition.items() if c == code and f in attributes)
         labels = np.array([attributes[f][t] == 1 for f in files], dtype=np.int64)
-        groups = np.array([attributes[f][p] == 1 for f in files], dtype=np.int64)
+        groups = protected.combine(np.array([attributes[f][p] == 1 for f in files], dtype=np.int64))
         keep = np.arange(len(files))
         if split == "train" and cfg.undersample and len(files):
             counts = np.bincount(labels, minlength=2)
@@ -101,10 +122,12 @@ def load_celeba(cfg, *, seed: int) -> DataSplits:
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=[f"not {cfg.target}", cfg.target],
-        group_names=[f"not {cfg.protected}", cfg.protected],
-        protected_attribute=cfg.protected, mean=mean, std=std,
+        group_names=protected.group_names(), attributes=protected,
+        protected_attribute=protected.label, mean=mean, std=std,
         description={"source": "celeba", "synthetic": False, "root": str(cfg.root), **describe_bad(bad),
-                     "summary": f"CelebA, target {cfg.target}, protected {cfg.protected}, "
+                     "summary": f"CelebA, target {cfg.target}, protected {protected.label}"
+                                + (" (groups: their intersections)" if protected.several else "")
+                                + ", "
                                 f"{cfg.image_size}px" + (", train undersampled to balance the "
                                                          "target" if cfg.undersample else "")},
     )

@@ -4,6 +4,11 @@ Each CSV has a header and (by default) the columns ``path`` (relative to ``root`
 and ``group``; the column names are configurable. Labels and groups may be names or integers:
 names are mapped through ``classes`` / ``groups`` when the recipe lists them (their order is the
 index order), otherwise through their sorted unique values in the training CSV.
+
+Several protected attributes are several group columns (``group_column: [sex, age]``): the
+groups are their intersections, named ``sex=f,age=old`` with each column's own values, in the
+order of the columns and of each column's values (:mod:`edgekd.data.groups`); ``groups`` then
+maps a column to its value names (``groups: {age: [young, old]}``).
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
@@ -24,17 +30,21 @@ from edgekd.paths import inside
 __all__ = ["load_csv"]
 
 
-def _read(path: Path, columns: tuple[str, str, str]) -> list[tuple[str, str, str]]:
+Row = tuple[str, str, tuple[str, ...]]  # path, label, one value per group column
+
+
+def _read(path: Path, columns: tuple[str, str, list[str]]) -> list[Row]:
     if not path.is_file():
         raise EdgeKDError(f"data: CSV file {str(path)!r} does not exist")
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        missing = [c for c in (columns[0], columns[1], *columns[2]) if c not in (reader.fieldnames or [])]
         if missing:
             raise EdgeKDError(f"{path}: no column {missing[0]!r}; columns are: "
                               f"{', '.join(reader.fieldnames or [])} (set data.path_column, "
                               "data.label_column, data.group_column)")
-        rows = [(r[columns[0]], r[columns[1]].strip(), r[columns[2]].strip()) for r in reader]
+        rows = [(r[columns[0]], r[columns[1]].strip(), tuple(r[c].strip() for c in columns[2]))
+                for r in reader]
     if not rows:
         raise EdgeKDError(f"{path}: the CSV has no rows")
     return rows
@@ -71,38 +81,84 @@ class CsvData(FileData):
     test_csv: str = "test.csv"
     path_column: str = "path"
     label_column: str = "label"
-    group_column: str = "group"
+    group_column: str | list[str] = Field(
+        "group", description="group column, or a list: the groups are their intersections")
     classes: list[str] | None = Field(None, description="class names in index order")
-    groups: list[str] | None = Field(None, description="group names in index order")
-    protected_attribute: str = "group"
+    groups: list[str] | dict[str, list[str]] | None = Field(
+        None, description="group names in index order (several columns: column -> value names)")
+    protected_attribute: str = Field(
+        "group", description="the card's name for the attribute (several columns: their names)")
+
+    @field_validator("group_column")
+    @classmethod
+    def _attribute_list(cls, value: str | list[str]) -> str | list[str]:
+        return check_attribute_list(value, "group column")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_per_column(cls, groups, info: ValidationInfo):
+        columns = attribute_list(info.data.get("group_column") or "group")
+        if isinstance(groups, list) and len(columns) > 1:
+            raise ValueError("with several group columns, map each column to its value names, e.g. "
+                             f"{{{columns[0]}: [...]}}")
+        if isinstance(groups, dict):
+            unknown = [c for c in groups if c not in columns]
+            if unknown:
+                raise ValueError(f"{unknown[0]!r} is not a group column; the group columns are: "
+                                 f"{', '.join(columns)}")
+        return groups
+
+
+def _given(cfg, column: str) -> list[str] | None:
+    if isinstance(cfg.groups, dict):
+        return cfg.groups.get(column)
+    return cfg.groups
+
+
+def _attributes(cfg, train: list[Row]) -> ProtectedAttributes:
+    columns = attribute_list(cfg.group_column)
+    values = tuple(tuple(_names([r[2][k] for r in train], _given(cfg, c))) for k, c in enumerate(columns))
+    total = int(np.prod([len(v) for v in values]))
+    if total > MAX_GROUPS:
+        raise EdgeKDError(f"data.group_column: the columns {', '.join(columns)} make {total} groups "
+                          f"(intersections of their values); at most {MAX_GROUPS} are allowed")
+    if len(columns) == 1:
+        return ProtectedAttributes((cfg.protected_attribute,), values)
+    return ProtectedAttributes(tuple(columns), values)
 
 
 @register_source(CsvData)
 def load_csv(cfg, *, seed: int) -> DataSplits:
-    columns = (cfg.path_column, cfg.label_column, cfg.group_column)
+    columns = (cfg.path_column, cfg.label_column, attribute_list(cfg.group_column))
     files = {"train": cfg.train_csv, "val": cfg.val_csv, "test": cfg.test_csv}
     rows = {split: _read(cfg.root / name, columns) for split, name in files.items()}
     class_names = _names([r[1] for r in rows["train"]], cfg.classes)
-    group_names = _names([r[2] for r in rows["train"]], cfg.groups)
+    attributes = _attributes(cfg, rows["train"])
+    group_names = attributes.group_names()
     for split, items in rows.items():  # every path of every split inside the root, before any decoding
         for n, item in enumerate(items, start=2):
             inside(item[0], cfg.root, listed_in=f"{cfg.root / files[split]} line {n}")
     splits, bad = {}, {}
     for split, items in rows.items():
         source = cfg.root / files[split]
+        codes = np.stack([_index([r[2][k] for r in items], list(values),
+                                 "group" if not attributes.several else f"group {columns[2][k]}", source)
+                          for k, values in enumerate(attributes.values)], axis=1)
         splits[split], bad[split] = read_split(
             cfg, split, [Path(r[0]) for r in items],
             _index([r[1] for r in items], class_names, "label", source),
-            _index([r[2] for r in items], group_names, "group", source),
+            attributes.combine(codes),
             listed_in=[f"{source} line {n}" for n in range(2, len(items) + 2)])
     mean, std = normalisation(cfg)
+    named = not attributes.several or "protected_attribute" in cfg.model_fields_set
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
-        class_names=class_names, group_names=group_names,
-        protected_attribute=cfg.protected_attribute,
+        class_names=class_names, group_names=group_names, attributes=attributes,
+        protected_attribute=cfg.protected_attribute if named else attributes.label,
         mean=mean, std=std,
         description={"source": "csv", "synthetic": False, "root": str(cfg.root), **describe_bad(bad),
                      "summary": f"Images from {cfg.root} listed in {', '.join(files.values())} "
-                                f"({len(class_names)} classes, {len(group_names)} groups, "
-                                f"{cfg.image_size}px)"},
+                                f"({len(class_names)} classes, {len(group_names)} groups"
+                                + (f": the intersections of {attributes.label}" if attributes.several else "")
+                                + f", {cfg.image_size}px)"},
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekd.data.groups import ProtectedAttributes
+
 __all__ = ["Split", "DataSplits", "cell_weights"]
 
 
@@ -67,6 +69,8 @@ class DataSplits:
     ``train_for_epoch(epoch)`` returns the training split of an epoch: generated sources may draw
     fresh images every epoch (deterministically from the seed and the epoch), file sources return
     the same split each time. Validation selects the best epoch; test is only for the card.
+    ``attributes`` describes the protected attributes whose intersections the groups are
+    (:mod:`edgekd.data.groups`); with one attribute it is made from ``group_names``.
     """
 
     train: Split
@@ -79,10 +83,14 @@ class DataSplits:
     std: tuple[float, float, float]
     description: dict = field(default_factory=dict)
     train_for_epoch: Callable[[int], Split] | None = None
+    attributes: ProtectedAttributes | None = None  # several attributes: groups are intersections
 
     def __post_init__(self) -> None:
         if self.train_for_epoch is None:
             self.train_for_epoch = lambda epoch: self.train
+        if self.attributes is None:  # one attribute: its groups are its values
+            self.attributes = ProtectedAttributes((self.protected_attribute,),
+                                                  (tuple(self.group_names),))
 
     @property
     def image_size(self) -> int:

@@ -13,7 +13,13 @@ of the trainval file.
   image's people marked male among those marked either way; ``male`` when it exceeds
   ``threshold`` (default 0.5), else ``female``. Images with nobody marked are excluded
   (``unknown: exclude``, counted on the card) or form a group of their own (``as_group``).
-* ``crop: person`` makes every annotated person's box a sample, with that person's own gender.
+* ``protected`` names the attribute (``Male``, the default) or several of the 14 of
+  ``attribute_id_map`` (``[Male, longHair]``): each is read as Male is (the share of the
+  image's people marked 1 above ``threshold``; unknown when nobody is marked either way) and the
+  groups are their intersections, ``Male=1,longHair=0`` (``=unknown`` with ``as_group``); a
+  sample with an unknown attribute is excluded under ``unknown: exclude``. One attribute other
+  than Male gives the groups ``not <name>`` / ``<name>``.
+* ``crop: person`` makes every annotated person's box a sample, with that person's own values.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.config import resolve_path
 from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
@@ -70,16 +77,34 @@ def read_annotations(path: Path) -> dict:
         images, scenes = data["images"], data["scene_id_map"]
         for image in images[:1]:
             image["file_name"], image["scene_id"], image["targets"]  # noqa: B018
-    except (ValueError, KeyError, TypeError):
+        attribute_names = {str(k): v for k, v in (data.get("attribute_id_map") or {}).items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise EdgeKDError(f"{path}: not WIDER Attribute annotations (JSON with images[] of "
                           "file_name, scene_id, targets and a scene_id_map)") from None
-    return {"images": images, "scene_id_map": {str(k): v for k, v in scenes.items()}}
+    return {"images": images, "scene_id_map": {str(k): v for k, v in scenes.items()},
+            "attribute_id_map": attribute_names}
 
 
-def _gender(targets: list[dict]) -> tuple[int, int]:
-    male = sum(1 for t in targets if t["attribute"][0] == 1)
-    female = sum(1 for t in targets if t["attribute"][0] == -1)
-    return male, female
+def _marked(targets: list[dict], index: int) -> tuple[int, int]:
+    """How many of the people are marked 1 (present) and -1 (absent) for attribute ``index``."""
+    present = sum(1 for t in targets if t["attribute"][index] == 1)
+    absent = sum(1 for t in targets if t["attribute"][index] == -1)
+    return present, absent
+
+
+def _attribute_indices(protected: list[str], id_map: dict[str, str]) -> list[int]:
+    """The position of each protected attribute in a target's ``attribute`` list."""
+    by_name = {name: int(i) for i, name in id_map.items()}
+    if not by_name and protected == ["Male"]:  # annotations without a map: Male is attribute 0
+        by_name = {"Male": 0}
+    indices = []
+    for name in protected:
+        if name not in by_name:
+            choices = ", ".join(id_map[k] for k in sorted(id_map, key=int)) or "none listed"
+            raise EdgeKDError(f"data.protected: {name!r} is not a WIDER Attribute attribute; "
+                              f"choose from the annotations' attribute_id_map: {choices}")
+        indices.append(by_name[name])
+    return indices
 
 
 
@@ -92,11 +117,41 @@ class WiderAttributeData(FileData):
     threshold: float = Field(0.5, ge=0.0, lt=1.0, description="male share above which: male")
     unknown: Literal["exclude", "as_group"] = "exclude"
     crop: Literal["none", "person"] = "none"
+    protected: str | list[str] = Field(
+        "Male", description="attribute of attribute_id_map, or a list: groups are intersections")
+
+    @field_validator("protected")
+    @classmethod
+    def _attribute_list(cls, value: str | list[str]) -> str | list[str]:
+        return check_attribute_list(value, "WIDER attribute")
 
     @field_validator("annotations")
     @classmethod
     def _annotations_exist(cls, path: Path | None, info: ValidationInfo) -> Path | None:
         return resolve_path(path, info, folder=True)
+
+
+def _attributes(protected: list[str], *, as_group: bool) -> ProtectedAttributes:
+    unknown = ("unknown",) if as_group else ()
+    if len(protected) == 1:
+        single = ("female", "male") if protected == ["Male"] else (f"not {protected[0]}", protected[0])
+        return ProtectedAttributes(tuple(protected), (("0", "1") + unknown,),
+                                   single_names=single + unknown)
+    total = (2 + len(unknown)) ** len(protected)
+    if total > MAX_GROUPS:
+        raise EdgeKDError(f"data.protected: {len(protected)} attributes make {total} groups; at most "
+                          f"{MAX_GROUPS} are allowed")
+    return ProtectedAttributes(tuple(protected), (("0", "1") + unknown,) * len(protected))
+
+
+def _codes(people: list[dict], indices: list[int], threshold: float) -> list[int | None]:
+    """Per protected attribute: 1 when the share of ``people`` marked present among those marked
+    either way exceeds ``threshold``, else 0; ``None`` when nobody is marked."""
+    codes: list[int | None] = []
+    for index in indices:
+        present, absent = _marked(people, index)
+        codes.append(None if present + absent == 0 else int(present / (present + absent) > threshold))
+    return codes
 
 
 @register_source(WiderAttributeData)
@@ -125,7 +180,10 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
         def label_of(event: str) -> int:
             return events.index(event)
 
-    group_names = ["female", "male"] + (["unknown"] if cfg.unknown == "as_group" else [])
+    protected = attribute_list(cfg.protected)
+    indices = _attribute_indices(protected, {**trainval["attribute_id_map"], **test["attribute_id_map"]})
+    attributes = _attributes(protected, as_group=cfg.unknown == "as_group")
+    gender = protected == ["Male"]  # the study's setting: the card says gender, as it always did
     excluded = {"train": 0, "val": 0, "test": 0}
     samples: dict[str, list] = {"train": [], "val": [], "test": []}
     for source in (trainval, test):
@@ -137,21 +195,22 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
             label = label_of(scene_names[str(image["scene_id"])])
             people = [[t] for t in image["targets"]] if cfg.crop == "person" else [image["targets"]]
             for group_of in people:
-                male, female = _gender(group_of)
-                if male + female == 0:
-                    if cfg.unknown == "exclude":
-                        excluded[split] += 1
-                        continue
-                    group = 2
-                else:
-                    group = int(male / (male + female) > cfg.threshold)
+                codes = _codes(group_of, indices, cfg.threshold)
+                if None in codes and cfg.unknown == "exclude":
+                    excluded[split] += 1
+                    continue
+                group = int(attributes.combine(np.array([2 if c is None else c for c in codes]))[0])
                 box = tuple(group_of[0]["bbox"]) if cfg.crop == "person" else None
                 samples[split].append((cfg.root / "Image" / name, box, label, group))
+    unknown_of = "gender" if gender else attributes.label
+    what = (f"gender (male share > {cfg.threshold}) as protected attribute" if gender else
+            f"{attributes.label} (share marked present > {cfg.threshold}) as protected attribute"
+            + ("s, groups their intersections" if attributes.several else ""))
     splits, bad = {}, {}
     for split, items in samples.items():
         if not items:
             raise EdgeKDError(f"data: the WIDER Attribute {split} split is empty after excluding "
-                              f"{excluded[split]} samples with unknown gender")
+                              f"{excluded[split]} samples with unknown {unknown_of}")
         splits[split], bad[split] = read_split(
             cfg, split, [i[0] for i in items], np.array([i[2] for i in items]),
             np.array([i[3] for i in items]), boxes=[i[1] for i in items],
@@ -160,15 +219,15 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
     unit = "person crops" if cfg.crop == "person" else "images"
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
-        class_names=class_names, group_names=group_names, protected_attribute="gender",
-        mean=mean, std=std,
+        class_names=class_names, group_names=attributes.group_names(), attributes=attributes,
+        protected_attribute="gender" if gender else attributes.label, mean=mean, std=std,
         description={"source": "wider_attribute", "synthetic": False, "root": str(cfg.root),
                      "label_map": cfg.label_map, "crop": cfg.crop,
-                     "excluded_unknown_gender": excluded, **describe_bad(bad),
+                     ("excluded_unknown_gender" if gender else "excluded_unknown_attribute"): excluded,
+                     **describe_bad(bad),
                      "summary": f"WIDER Attribute {unit}, {len(class_names)} "
                                 f"{'clusters' if cfg.label_map == 'clusters16' else 'events'}, "
-                                f"gender (male share > {cfg.threshold}) as protected attribute, "
-                                f"{sum(excluded.values())} {unit} of unknown gender "
+                                f"{what}, {sum(excluded.values())} {unit} of unknown {unknown_of} "
                                 f"{'excluded' if cfg.unknown == 'exclude' else 'kept as a group'}, "
                                 f"{cfg.image_size}px"},
     )

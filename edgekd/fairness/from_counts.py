@@ -23,16 +23,18 @@ def _summary(values: np.ndarray, class_names: list[str]) -> dict:
 
 
 def evaluate_counts(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                    class_names: list[str], group_names: list[str]) -> dict:
+                    class_names: list[str], group_names: list[str], min_support: int = 1) -> dict:
     """The card's metric set for one model or artifact from counts alone (numpy, no fairlearn).
 
     The same keys and values as :func:`edgekd.fairness.metrics.evaluate_predictions` (a test
     holds them equal); ``edgekd bench --eval`` uses this on the device, where fairlearn's stack
     (pandas, scikit-learn, scipy) is not installed. Macro precision, recall and F1 count a class
     with no prediction (or no image) as 0, as scikit-learn's ``zero_division=0`` does.
+    ``min_support`` is the card's (``data.min_support``): the fewest test images a rate may rest on.
     """
     num_classes, num_groups = len(class_names), len(group_names)
-    counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups)
+    counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups,
+                        min_support=min_support)
     positives, hits = counts.positives.sum(1), counts.hits.sum(1)
     predicted = counts.predicted.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):

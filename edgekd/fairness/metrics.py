@@ -13,6 +13,20 @@ loop of one-vs-rest problems around it (class ``c`` is the positive label):
 
 Summaries are the mean and the worst class. A class that has no test images in some group has an
 undefined recall there: it is reported as ``None`` and left out of the means, never divided by 0.
+
+Cells too small to measure: a rate resting on fewer than ``min_support`` test images is left out
+(the card's ``card.min_support``; 1, the default here, keeps every cell with an image). For class
+``c`` and group ``g``:
+
+* the recall ``R_g(c)`` rests on the ``n_{c,g}`` images of the (class, group) cell: the disparity
+  uses the groups with ``n_{c,g} >= min_support`` (two groups: both, else undefined);
+* ``P(pred = c | g)`` rests on the group's ``n_g`` images: DPD uses the groups with
+  ``n_g >= min_support``;
+* TPR and FPR rest on the cell's positives and negatives: EOD uses the groups with at least
+  ``min_support`` of each.
+
+A class where fewer than two groups remain has undefined (``None``) disparity, DPD or EOD and is
+left out of the means. The recall of every cell is still reported, whatever its size.
 """
 
 from __future__ import annotations
@@ -65,30 +79,47 @@ def group_recalls(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
     return recall, support
 
 
-def per_class_disparity(recall: np.ndarray) -> np.ndarray:
-    """``R_a - R_b`` for two groups, ``max - min`` over groups with support for more."""
+def per_class_disparity(recall: np.ndarray, support: np.ndarray | None = None, *,
+                        min_support: int = 1) -> np.ndarray:
+    """``R_a - R_b`` for two groups, ``max - min`` over the measured groups for more.
+
+    A cell is measured when it has a recall and (given ``support``) at least ``min_support``
+    images; two groups need both measured, more groups at least two.
+    """
+    measured = ~np.isnan(recall)
+    if support is not None:
+        measured &= support >= min_support
     if recall.shape[1] == 2:
-        return recall[:, 0] - recall[:, 1]
+        return np.where(measured.all(1), recall[:, 0] - recall[:, 1], np.nan)
     out = np.full(recall.shape[0], np.nan)
     for c, row in enumerate(recall):
-        seen = row[~np.isnan(row)]
+        seen = row[measured[c]]
         if len(seen) >= 2:
             out[c] = seen.max() - seen.min()
     return out
 
 
-def _one_vs_rest_gaps(y_true, y_pred, groups, num_classes) -> tuple[np.ndarray, np.ndarray]:
-    present = np.unique(groups)
+def _one_vs_rest_gaps(y_true, y_pred, groups, num_classes, *,
+                      min_support: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, DPD over the groups with ``min_support`` images and EOD over the groups whose
+    cell has ``min_support`` positives and negatives (fairlearn on those groups' images)."""
+    present, sizes = np.unique(groups, return_counts=True)
+    measured = present[sizes >= min_support]
     dpd = np.full(num_classes, np.nan)
     eod = np.full(num_classes, np.nan)
-    if len(present) < 2:
+    if len(measured) < 2:
         return dpd, eod
+    in_measured = np.isin(groups, measured)
     for c in range(num_classes):
         t, p = (y_true == c).astype(int), (y_pred == c).astype(int)
-        dpd[c] = demographic_parity_difference(t, p, sensitive_features=_named(groups))
-        # TPR and FPR need positives and negatives in every group; otherwise EOD is undefined.
-        if all(0 < t[groups == g].sum() < (groups == g).sum() for g in present):
-            eod[c] = equalized_odds_difference(t, p, sensitive_features=_named(groups))
+        dpd[c] = demographic_parity_difference(t[in_measured], p[in_measured],
+                                               sensitive_features=_named(groups[in_measured]))
+        # TPR and FPR need positives and negatives: the groups with enough of both
+        rated = [g for g in measured
+                 if min(t[groups == g].sum(), (1 - t[groups == g]).sum()) >= min_support]
+        if len(rated) >= 2:
+            keep = np.isin(groups, rated)
+            eod[c] = equalized_odds_difference(t[keep], p[keep], sensitive_features=_named(groups[keep]))
     return dpd, eod
 
 
@@ -109,7 +140,8 @@ def _summary(values: np.ndarray, class_names: list[str], *, absolute: bool = Fal
 
 
 def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                         class_names: list[str], group_names: list[str]) -> dict:
+                         class_names: list[str], group_names: list[str],
+                         min_support: int = 1) -> dict:
     """The card's metric set for one model or artifact.
 
     Parameters
@@ -118,6 +150,8 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
         True class, predicted class and protected group index of each test image.
     class_names, group_names : list of str
         Names in index order; group order fixes the sign of two-group disparities.
+    min_support : int
+        Fewest test images a rate may rest on (see the module's docstring); 1 keeps every cell.
 
     Returns
     -------
@@ -135,8 +169,8 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
     cell_recall, support = group_recalls(
         y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups
     )
-    disparity = per_class_disparity(cell_recall)
-    dpd, eod = _one_vs_rest_gaps(y_true, y_pred, groups, num_classes)
+    disparity = per_class_disparity(cell_recall, support, min_support=min_support)
+    dpd, eod = _one_vs_rest_gaps(y_true, y_pred, groups, num_classes, min_support=min_support)
     per_class = []
     for c, name in enumerate(class_names):
         positives = y_true == c
@@ -168,7 +202,8 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
     }
     counted = [m for m in METRICS if m.path is None]  # metrics of the table computed from counts
     if counted:
-        counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups)
+        counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups,
+                            min_support=min_support)
         metrics.update({m.key: m.from_counts(counts) for m in counted})
     return metrics
 

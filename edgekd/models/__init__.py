@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edgekd.config import Section, resolve_path
+from edgekd.data.augment import AugmentConfig
 from edgekd.models.weights import hub_unreachable, load_weights, pretrained_source, weights_record
 
 __all__ = ["ModelConfig", "is_known_arch", "create_model", "load_weights", "weights_record",
@@ -64,6 +65,10 @@ class ModelConfig(Section):
                                          "every objective of this network (teacher; baseline "
                                          "and every distillation method for student); 0.1 is "
                                          "the usual value")
+    augment: AugmentConfig = Field(
+        default_factory=AugmentConfig,
+        description="augmentation of the training images (edgekd.data.augment); off by default. "
+                    "The baseline and the distilled student share student.augment")
 
     @field_validator("arch")
     @classmethod

@@ -8,8 +8,9 @@ the average is what is validated, kept and shipped), validate
 (top-1, mean |disparity| and the group-aware scores of :mod:`edgekd.train.selection` on the
 validation split), checkpoint ``last.pt`` (model, optimiser, schedule, history) and keep
 ``best.pt`` by the recipe's ``select_by`` score. Every random draw is seeded from
-``(seed, epoch)``, so a build stopped after epoch ``k`` and resumed gives the same weights as one
-that never stopped.
+``(seed, epoch)``, and the augmentation of the training images (``augment``,
+:mod:`edgekd.data.augment`) from ``(seed, epoch, index)``, so a build stopped after epoch ``k``
+and resumed gives the same weights as one that never stopped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from edgekd.data.augment import Augmenter
 from edgekd.data.splits import DataSplits, Split
 from edgekd.fairness.counts import CellCounts, mean_abs_disparity
 from edgekd.files import write_atomic, write_json
@@ -110,7 +112,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     cfg : ModelConfig
         ``epochs``, ``batch_size`` (global), ``lr``, ``weight_decay``, ``warmup_fraction``,
         ``sync_batchnorm``, ``select_by`` (the validation score that picks ``best.pt``),
-        ``grad_clip_norm``, ``ema_decay``, ``precision``.
+        ``grad_clip_norm``, ``ema_decay``, ``precision``, ``augment`` (of the training batches only).
     stage : Stage
         Where ``last.pt``, ``best.pt`` and ``metrics.jsonl`` go (written by rank 0 only).
     teacher_outputs : TeacherOutputs, optional
@@ -118,7 +120,8 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         put on every batch.
     cache_teacher : bool
         Read the teacher's outputs of each epoch from ``teacher_outputs`` (computed once, kept on
-        disk) instead of running the teacher on every batch.
+        disk) instead of running the teacher on every batch. With augmentation they are the
+        teacher's outputs on that epoch's augmented images (the same pixels the student sees).
     resume : bool
         Continue from ``last.pt`` when the stage holds one.
     dist : Dist
@@ -165,6 +168,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     kept = (lambda: ema.module) if ema is not None else (lambda: net)  # validated, selected, shipped
     clip = getattr(cfg, "grad_clip_norm", None)
     scaler = precision.scaler()  # fp16 only; for fp32 and bf16 every call passes through
+    augment = Augmenter(getattr(cfg, "augment", None), seed=seed)  # identity when off
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
         pct_start=cfg.warmup_fraction,
@@ -198,7 +202,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         order = rank_indices(len(split), epoch=epoch, seed=seed, dist=dist,
                              batch_size=cfg.batch_size,
                              weights=objective.sample_weights(split.labels, split.groups))
-        cached = (teacher_outputs.for_split(split, key=teacher_outputs.epoch_key(epoch))
+        cached = (teacher_outputs.for_epoch(epoch, split=split, augment=augment)
                   if objective.uses_teacher and cache_teacher else None)
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"{stage.name} {epoch + 1}/{cfg.epochs}",
@@ -206,7 +210,8 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         for step in bar:
             idx = order[step * per_rank:(step + 1) * per_rank]
             batch = Batch(
-                images=to_input(split.images[idx], data.mean, data.std, device=device),
+                images=to_input(augment(split.images[idx], idx, epoch=epoch), data.mean, data.std,
+                                device=device),
                 labels=torch.from_numpy(split.labels[idx]).to(device),
                 groups=torch.from_numpy(split.groups[idx]).to(device),
             )
