@@ -344,3 +344,11 @@ def test_bad_precision_and_label_smoothing_are_one_line(key, value, needle):
     with pytest.raises(EdgeKDError) as err:
         parse_recipe({"name": "x", "student": {"arch": "test_efficientnet", "epochs": 1, key: value}})
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_run_of_four_steps_with_a_quarter_warm_up_trains(tmp_path):
+    """torch's OneCycleLR divides by (warm-up steps - 1): 4 steps x 0.25 warm-up was a
+    ZeroDivisionError traceback; the loop now nudges the warm-up off that one value."""
+    _, stage = _fit(tmp_path, data={**DATA, "train_size": 128}, warmup_fraction=0.25)
+    history = torch.load(stage.path("last.pt"), weights_only=True)["history"]
+    assert len(history) == 1 and math.isfinite(history[0]["train_loss"])

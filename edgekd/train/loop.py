@@ -169,10 +169,12 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     clip = getattr(cfg, "grad_clip_norm", None)
     scaler = precision.scaler()  # fp16 only; for fp32 and bf16 every call passes through
     augment = Augmenter(getattr(cfg, "augment", None), seed=seed)  # identity when off
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch),
-        pct_start=cfg.warmup_fraction,
-    )
+    total_steps = max(1, cfg.epochs * steps_per_epoch)
+    warmup = cfg.warmup_fraction
+    if abs(warmup * total_steps - 1.0) < 1e-9:
+        warmup = min(0.99, 1.5 / total_steps)  # OneCycleLR divides by (warm-up steps - 1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
+                                                   pct_start=warmup)
     history: list[dict] = []
     select_by = resolve_select_by(cfg.select_by, len(data.group_names))
     best_score = -1.0
