@@ -28,6 +28,7 @@ def artifact_build(tmp_path_factory, tiny_recipe):
     out = tmp_path_factory.mktemp("artifacts")
     return build(tiny_recipe, out=out, log=lambda m: None,
                  overrides=("export.int8.enabled=true", "export.int8.calibration_samples=64",
+                            "export.int8.qat=on", "export.int8.qat_steps=6",
                             "export.fp16.enabled=true", "export.tensorrt.enabled=true"))
 
 
@@ -311,3 +312,22 @@ def test_verify_a_tarball_and_a_tampered_one(artifact_build, tmp_path):
     result = CliRunner().invoke(main, ["verify", str(bad)])
     assert result.exit_code == 1
     assert "card.json" in result.output and "extra file: notes.txt" in result.output
+
+
+def test_int8_aware_fine_tuning_is_tried_and_recorded(artifact_build):
+    """With ``qat: on`` each form's all-INT8 try of the student as it is comes first, then the
+    fine-tuned copy's tries (measured against the original student's file); the card says which
+    shipped, and card.md says so when the fine-tuned one did."""
+    for name in ("onnx_int8", "onnx_int8_trt"):
+        export = artifact_build.card["models"][name]["export"]
+        tries = export["tries"]
+        assert export["qat"] == "on" and tries[0]["kept_in_float"] == [] and "note" not in tries[0]
+        tuned = [t for t in tries if t.get("note") == "after INT8-aware fine-tuning"]
+        assert tuned and tuned[0]["kept_in_float"] == []
+        best_before = max(t["agreement"] for t in tries if "note" not in t)
+        assert export["fine_tuned"] == (max(t["agreement"] for t in tuned) > best_before)
+        assert export["agreement_with_fp32_on_validation"] == max(t["agreement"] for t in tries)
+        if export["fine_tuned"]:
+            assert export["fine_tuning"] == {"steps": 6, "lr": 5e-4}
+            assert "after INT8-aware fine-tuning of a copy of the student (6 steps" in \
+                (artifact_build.bundle_dir / "card.md").read_text()

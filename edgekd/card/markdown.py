@@ -344,7 +344,11 @@ def _headline(card: dict) -> list[str]:
             lines.append(f"{name}: agreement with fp32 on the validation images (each (class, group) "
                          f"cell weighted as in a balanced split) {_num(agreement, 4)}"
                          + (f" (bound {bound})" if bound is not None else "")
-                         + (" **below the bound**" if below else "") + f"; kept in float: {kept}.")
+                         + (" **below the bound**" if below else "") + f"; kept in float: {kept}"
+                         + (f"; after INT8-aware fine-tuning of a copy of the student "
+                            f"({export['fine_tuning'].get('steps')} steps, `export.int8.qat`)"
+                            if export.get("fine_tuned") and isinstance(export.get("fine_tuning"), dict)
+                            else "") + ".")
         built = [(n, e["built_on"]) for n, e in card["models"].items() if e.get("built_on_device")]
         for name, where in built:
             lines.append("")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import Field, create_model, model_validator
 
@@ -78,12 +79,17 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
     artifacts = []
     for key in cfg.forms:
         form = FORMS[key]
+        search = dict(form=form, method=cfg.method, min_agreement=cfg.min_agreement, check_weights=weights,
+                      threads=ctx.threads, log=ctx.log)
+        # qat off: the float-layer search on the student as it is; otherwise its all-INT8 try
+        # first, and (when that misses, or with qat: on) the search on a fine-tuned copy
         result = quantize_to_agreement(ctx.onnx_path, ctx.out_dir / form.file, images, ctx.check.images,
-                                       ctx.mean, ctx.std, form=form, method=cfg.method,
-                                       min_agreement=cfg.min_agreement, check_weights=weights,
-                                       threads=ctx.threads, log=ctx.log)
+                                       ctx.mean, ctx.std, search=cfg.qat == "off", **search)
+        if cfg.qat == "on" or (cfg.qat == "auto" and not result.reached):
+            result = _with_fine_tuning(cfg, ctx, form, result, images, search)
         kept = ", ".join(result.kept_in_float) or "nothing"
-        ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration): agreement "
+        ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration"
+                + (", INT8-aware fine-tuned" if result.fine_tuned else "") + "): agreement "
                 f"with fp32 on the validation images (cell-weighted) {result.agreement:.4f}, kept in "
                 f"float: {kept}"
                 + ("" if result.reached else f" (below export.int8.min_agreement {cfg.min_agreement})"))
@@ -101,9 +107,42 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
                     "agreement_with_fp32_on_validation": result.agreement,
                     "min_agreement": cfg.min_agreement, "kept_in_float": result.kept_in_float,
                     "float_nodes": result.float_nodes, "tries": result.tries,
+                    "qat": cfg.qat, "fine_tuned": result.fine_tuned,
+                    **({"fine_tuning": {"steps": cfg.qat_steps, "lr": cfg.qat_lr}}
+                       if result.fine_tuned else {}),
                     **({"calibration_cache": TENSORRT_CACHE} if extra else {})},
             extra_files=extra))
     return artifacts
+
+
+def _with_fine_tuning(cfg: Int8Config, ctx: ExportContext, form, before, images, search: dict):
+    """Fine-tune a copy of the student under simulated INT8 (:mod:`edgekd.export.qat`), export it
+    like ``model.onnx`` and quantize it, its agreement measured against the original student's
+    file; ship whichever of ``before`` and this agrees more (every try of both on the card)."""
+    import tempfile
+    from dataclasses import replace
+
+    from edgekd.data.splits import cell_weights
+    from edgekd.export.int8 import quantize_to_agreement
+    from edgekd.export.onnx import export_onnx
+    from edgekd.export.qat import quantization_aware_finetune
+
+    final = ctx.out_dir / form.file
+    with tempfile.TemporaryDirectory(dir=ctx.out_dir) as tmp:
+        tuned = quantization_aware_finetune(
+            ctx.student, ctx.calibration.images, images, ctx.mean, ctx.std, symmetric=form.symmetric,
+            steps=cfg.qat_steps, lr=cfg.qat_lr, log=ctx.log,
+            weights=cell_weights(ctx.calibration.labels, ctx.calibration.groups))
+        tuned_onnx = export_onnx(tuned, Path(tmp) / "fine_tuned.onnx", image_size=ctx.image_size,
+                                 opset=ctx.export.onnx.opset, exporter=ctx.export.onnx.exporter)
+        after = quantize_to_agreement(tuned_onnx, Path(tmp) / form.file, images, ctx.check.images, ctx.mean,
+                                      ctx.std, reference_path=ctx.onnx_path,
+                                      note="after INT8-aware fine-tuning", **search)
+        tries = before.tries + after.tries
+        if after.agreement > before.agreement:
+            after.path.replace(final)
+            return replace(after, path=final, tries=tries, fine_tuned=True)
+    return replace(before, tries=tries)
 
 
 def _fp16(cfg: Fp16Config, ctx: ExportContext) -> Artifact:

@@ -22,6 +22,14 @@ ops, the depthwise convolutions), and the first try that reaches the bound ships
 one, saying so; the search also ends when a group does not raise the agreement). The card
 records every try.
 
+With ``qat`` (``auto``, the default) the float-layer search is not where a miss goes first: when
+the all-INT8 file of the student as it is misses the bound, a copy of the student is fine-tuned
+under simulated INT8 (:mod:`edgekd.export.qat`, ``qat_steps`` steps), exported, quantized and
+searched the same way, its agreement measured against the original student's ``model.onnx``;
+the better of the two ships. Students whose activations span thousands (late SE blocks of the
+quickstart's alpha-0.9 students) lose half their predictions to post-training INT8 and no group
+of layers kept in float gives them back; fine-tuning does (README, INT8).
+
 The calibration images are drawn evenly over the (class, group) cells (``balanced_calibration``).
 Measured on three quickstart students (48 px, 2026-11-27), test agreement with nothing kept in
 float, calibration as the images come against cell-balanced: CPU form 0.904 -> 0.929,
@@ -40,7 +48,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgekd.config import Section
 from edgekd.errors import EdgeKDError
@@ -89,6 +97,19 @@ class Int8Config(Section):
     min_agreement: float = Field(
         0.97, ge=0.0, le=1.0, description="argmax agreement with fp32 on the validation images below "
                                           "which sensitive layers are kept in float")
+    qat: Literal["auto", "on", "off"] = Field(
+        "auto", description="INT8-aware fine-tuning of a copy of the student before quantizing "
+                            "(edgekd.export.qat): auto when the all-INT8 file misses min_agreement; "
+                            "on: always; off: never (then only layers kept in float raise agreement)")
+    qat_steps: int = Field(600, ge=1, le=1_000_000, description="fine-tuning steps (batches of 32 "
+                                                                 "training images, cell-balanced)")
+    qat_lr: float = Field(5e-4, gt=0.0, le=1.0, description="AdamW learning rate, cosine to 0")
+
+    @field_validator("qat", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value):
+        """YAML reads a bare ``on``/``off`` as a boolean."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
 
 @dataclass
@@ -102,6 +123,7 @@ class Int8Result:
     float_nodes: int
     tries: list[dict] = field(default_factory=list)
     reached: bool = True
+    fine_tuned: bool = False
 
 
 def _methods():
@@ -214,10 +236,17 @@ def sensitive_groups(onnx_path: Path) -> list[tuple[str, list[str]]]:
 def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: np.ndarray,
                           check_images: np.ndarray, mean, std, *, form: Int8Form, method: str = "minmax",
                           min_agreement: float = 0.97, check_weights: np.ndarray | None = None,
-                          threads: int | None = None, log=lambda message: None) -> Int8Result:
+                          threads: int | None = None, reference_path: Path | None = None,
+                          search: bool = True, note: str = "",
+                          log=lambda message: None) -> Int8Result:
     """Quantize ``onnx_path`` to ``form``, keeping :func:`sensitive_groups` in float one group at
     a time until the argmax agreement with fp32 on ``check_images`` reaches ``min_agreement``, or
     a group raises it by less than :data:`MIN_GAIN` (more float would only cost speed).
+
+    The fp32 predictions to agree with are ``reference_path``'s (default: ``onnx_path`` itself;
+    after INT8-aware fine-tuning, the original student's file). ``search=False`` makes only the
+    all-INT8 try. ``note`` is added to each try's log line and record (``"after INT8-aware
+    fine-tuning"``).
 
     ``check_weights`` weigh the check images' agreement (the build passes the validation split's
     :func:`~edgekd.data.splits.cell_weights`, so that a biased validation split counts its
@@ -228,11 +257,12 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
     from onnxruntime.quantization import quant_pre_process
 
     out_path = Path(out_path)
-    reference = OnnxClassifier(onnx_path, threads=threads).predict_images(check_images, mean, std).argmax(1)
+    reference = OnnxClassifier(reference_path or onnx_path, threads=threads).predict_images(
+        check_images, mean, std).argmax(1)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
-        plan = [("nothing", [])] + sensitive_groups(prepared)
+        plan = [("nothing", [])] + (sensitive_groups(prepared) if search else [])
         kept_labels: list[str] = []
         kept_nodes: list[str] = []
         tries, best = [], None
@@ -246,9 +276,9 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
             predicted = OnnxClassifier(candidate, threads=threads).predict_images(check_images, mean, std)
             agreement = float(np.average(predicted.argmax(1) == reference, weights=check_weights))
             tries.append({"kept_in_float": list(kept_labels), "float_nodes": len(kept_nodes),
-                          "agreement": agreement})
+                          "agreement": agreement, **({"note": note} if note else {})})
             log(f"export: {form.file}: agreement with fp32 {agreement:.4f} keeping "
-                f"{', '.join(kept_labels) or 'nothing'} in float")
+                f"{', '.join(kept_labels) or 'nothing'} in float" + (f" {note}" if note else ""))
             gained = best is None or agreement > best[0] + MIN_GAIN
             if best is None or agreement > best[0]:
                 best = (agreement, candidate, list(kept_labels), len(kept_nodes))

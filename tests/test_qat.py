@@ -1,0 +1,105 @@
+"""INT8-aware fine-tuning (edgekd.export.qat): the simulated rounding against hand-worked values,
+where the quantizers go in the traced graph, and the fine-tuning moving a copy, not the student."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgekd.export.qat import (
+    ActivationQuantizer,
+    WeightQuantizer,
+    insert_quantizers,
+    quantization_aware_finetune,
+)
+
+
+def _ranged(low: float, high: float, symmetric: bool) -> ActivationQuantizer:
+    q = ActivationQuantizer(symmetric)
+    q(torch.tensor([low, high]))  # observing: widens the range, passes x through
+    q.observing = False
+    return q
+
+
+def test_activation_ranges_become_onnxruntimes_scale_and_zero_point():
+    # uint8, range [-1, 3]: scale 4/255, zero point round(1 / (4/255)) = round(63.75) = 64
+    scale, zero, qmin, qmax = _ranged(-1.0, 3.0, symmetric=False).qparams()
+    assert scale == pytest.approx(4 / 255) and (zero, qmin, qmax) == (64, 0, 255)
+    # symmetric int8: scale max|x| / 127, zero point 0, [-127, 127]
+    scale, zero, qmin, qmax = _ranged(-1.0, 3.0, symmetric=True).qparams()
+    assert scale == pytest.approx(3 / 127) and (zero, qmin, qmax) == (0, -127, 127)
+    # the range always holds 0: [2, 6] is quantized as [0, 6]
+    scale, zero, _, _ = _ranged(2.0, 6.0, symmetric=False).qparams()
+    assert scale == pytest.approx(6 / 255) and zero == 0
+
+
+def test_activation_rounding_hand_worked():
+    q = _ranged(-1.0, 3.0, symmetric=True)  # step 3/127
+    x = torch.tensor([0.05, 1.0, -2.0, 5.0])
+    # 0.05/(3/127) = 2.117 -> 2; 1.0 -> 42.33 -> 42; -2.0 -> -84.67 -> -85; 5.0 clips at 127
+    expected = torch.tensor([2, 42, -85, 127]) * (3 / 127)
+    assert torch.allclose(q(x), expected.float(), atol=1e-6)
+    x.requires_grad_(True)
+    q(x).sum().backward()  # straight-through inside the range, zero where it clipped
+    assert x.grad.tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_weights_round_per_output_channel_hand_worked():
+    w = torch.tensor([[0.5, -1.0, 0.2], [2.0, 0.3, -0.01]])
+    out = WeightQuantizer()(w)
+    # row 0: step 1/127 -> 0.5*127 = 63.5 -> 64 (half to even), -127, 25.4 -> 25
+    # row 1: step 2/127 -> 127, 19.05 -> 19, -0.635 -> -1
+    expected = torch.tensor([[64 / 127, -1.0, 25 / 127], [2.0, 19 * 2 / 127, -2 / 127]])
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def _tiny(seed: int = 0) -> nn.Module:
+    import timm
+
+    torch.manual_seed(seed)
+    return timm.create_model("test_efficientnet", num_classes=3).eval()
+
+
+def test_quantizers_sit_where_the_qdq_file_quantizes_and_observing_changes_nothing():
+    model = _tiny()
+    x = torch.randn(2, 3, 32, 32)
+    expected = model(x)
+    simulated = copy.deepcopy(model)
+    traced, quantizers = insert_quantizers(simulated, symmetric=False)  # shares its weights
+    inputs = {n.args[0].op if n.args[0].op == "placeholder" else n.args[0].name
+              for n in traced.graph.nodes if n.op == "call_module" and n.target.startswith("activation_")}
+    assert "placeholder" in inputs  # the model input
+    for node in traced.graph.nodes:
+        if node.op == "call_module" and isinstance(traced.get_submodule(node.target), nn.Conv2d):
+            quantized = any(u.op == "call_module" and u.target.startswith("activation_") for u in node.users)
+            feeds_bn = any(u.op == "call_function" and u.target is torch.nn.functional.batch_norm
+                           for u in node.users)
+            assert quantized != feeds_bn, node.name  # folded into its BatchNorm, or quantized itself
+    assert len(quantizers) == len(inputs)
+    with_int8_weights = simulated(x)  # the copy itself: rounded weights, float activations
+    assert not torch.equal(with_int8_weights, expected)
+    assert torch.allclose(with_int8_weights, expected, atol=0.05)
+    assert torch.equal(traced(x), with_int8_weights)  # observing: activations pass through
+    for q in quantizers:
+        q.observing = False
+    assert not torch.equal(traced(x), with_int8_weights)  # rounding now
+
+
+def test_fine_tuning_moves_a_copy_and_keeps_the_students_predictions(tmp_path):
+    student = _tiny()
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    messages: list[str] = []
+    tuned = quantization_aware_finetune(student, images, images[:32], (0.5,) * 3, (0.25,) * 3,
+                                        symmetric=True, steps=4, batch_size=16, refresh_every=2,
+                                        log=messages.append)
+    assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # untouched
+    assert set(tuned.state_dict()) == set(before)  # no parametrization left behind
+    assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
+    assert len(messages) == 2 and "step 4/4" in messages[-1] and "batch agreement" in messages[-1]
+    assert type(tuned) is type(student)  # exports like any student
