@@ -22,6 +22,7 @@ from edgekd.errors import EdgeKDError
 from edgekd.fairness.metrics import evaluate_predictions
 from edgekd.files import read_json, sha256_file, write_json
 from edgekd.lock import run_locks
+from edgekd.memory import release_free_memory
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.stages import Stage
 
@@ -132,6 +133,7 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     student = models["student"]
     status = {name: trained.status for name, trained in models.items()}
     evaluations["onnx"], status["export"] = _export_stage(run_dir, recipe, student, data, evaluations, log)
+    release_free_memory()
     artifacts, skipped, artifacts_status = _artifacts_stage(run_dir, recipe, student, evaluations, data, log)
     evaluations.update(artifacts)
     if artifacts_status is not None:
@@ -310,6 +312,7 @@ def _train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, t
                  groups=data.test.groups)
         write_json(stage.path("objective.json"), objective.summary())
         stage.finish({"epochs": cfg.epochs, "world_size": dist.world_size})
+    release_free_memory()  # what training freed goes back, not into the next stage's peak
     return _Trained(model, stage, cfg, "resumed" if resumed else "trained", logits, history,
                     objective.summary())
 

@@ -161,5 +161,5 @@ def logits_through(backend: str, path: Path, images: np.ndarray, mean, std, *,
         raise EdgeKDError(f"{path}: no in-process backend {backend!r} to evaluate it")
     providers = ["CPUExecutionProvider"] if backend == "onnxruntime" else None
     loaded = runner.load(path, providers=providers, threads=threads)
-    return batched_logits(loaded.infer, images, mean, std, batch_size=loaded.fixed_batch or 256,
+    return batched_logits(loaded.infer, images, mean, std, batch_size=loaded.fixed_batch,
                           dtype=loaded.input_dtype, pad=loaded.fixed_batch is not None)

@@ -11,15 +11,15 @@ and protected-group indices, in one ``np.savez_compressed`` archive. It is read 
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from edgekd.data.rows import batches
 from edgekd.errors import EdgeKDError
-from edgekd.files import write_atomic
+from edgekd.files import atomic_output
 from edgekd.paths import inside
 
 __all__ = ["EVAL_SET", "EvalSet", "write_eval_set", "read_eval_set"]
@@ -51,6 +51,9 @@ def _check(images: np.ndarray, labels: np.ndarray, groups: np.ndarray, where: st
 def write_eval_set(path: str | Path, images: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> Path:
     """Write ``eval_set.npz`` (into ``path`` when it is a directory) atomically; returns its path.
 
+    The images are read and compressed a batch at a time (a memory-mapped test split is never
+    resident whole), into the same archive ``np.savez_compressed`` writes.
+
     Parameters
     ----------
     path : bundle directory or file path
@@ -58,12 +61,19 @@ def write_eval_set(path: str | Path, images: np.ndarray, labels: np.ndarray, gro
     labels, groups : integer arrays (N,)
     """
     target = _file(path)
-    images, labels, groups = np.asarray(images), np.asarray(labels), np.asarray(groups)
+    images = images if isinstance(images, np.ndarray) else np.asarray(images)
+    labels, groups = np.asarray(labels), np.asarray(groups)
     _check(images, labels, groups, str(target))
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=images, labels=labels.astype(np.int64),
-                        groups=groups.astype(np.int64))
-    write_atomic(target, buffer.getvalue())
+    with atomic_output(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED,
+                                                       allowZip64=True) as archive:
+        for name, array in (("images", images), ("labels", labels.astype(np.int64)),
+                            ("groups", groups.astype(np.int64))):
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, {
+                    "descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+                    "shape": array.shape})  # rows are written in C order
+                for chunk in batches(array, 256):
+                    member.write(memoryview(chunk).cast("B"))
     return target
 
 

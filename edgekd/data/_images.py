@@ -1,13 +1,14 @@
 """Decode image files once into a uint8 array cache, shared by the file-based sources.
 
 Decoding thousands of JPEGs on every build is slow, so a split's images are decoded (Pillow),
-optionally cropped to a box, resized to ``size x size`` and written to one ``.npy`` file under
-the cache directory, named by a hash of everything that determines it (the files' paths, sizes
-and modification times, the crop boxes and the size). Later builds, other recipes and the other
-ranks of a torchrun job memory-map it. The file is written to a temporary name and renamed, so
-two processes building it at once never see a half-written cache. Files that are missing or do
-not decode are listed beside it (``.bad.json``), so a cached load reports them too, and are left
-out of the split or stop the build (``data.on_bad_image``).
+optionally cropped to a box and resized to ``size x size``, chunk by chunk, into one ``.npy``
+file under ``data.cache_dir`` (:mod:`edgekd.data.cache`), named by a hash of everything that
+determines it (:func:`fingerprint`: the files' paths, sizes and modification times, the crop
+boxes, the size and the decoder). Later builds, other recipes and the other ranks of a torchrun
+job memory-map it, and batches are read from the map (:mod:`edgekd.data.rows`), so a build's
+memory does not grow with the data set. Files that are missing or do not decode are listed in
+the cache's index, so a cached load reports them too, and are left out of the split or stop the
+build (``data.on_bad_image``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -24,13 +24,14 @@ import numpy as np
 from pydantic import Field, PositiveFloat, ValidationInfo, field_validator, model_validator
 
 from edgekd.config import Section, resolve_path
+from edgekd.data.cache import cached_images, remove_orphans
 from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
-from edgekd.files import write_atomic
 from edgekd.paths import inside
 
 __all__ = ["FileData", "LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
-           "IMAGENET_STD", "normalisation", "read_split", "describe_bad"]
+           "IMAGENET_STD", "normalisation", "read_split", "describe_bad", "fingerprint",
+           "remove_orphans"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,7 +49,9 @@ class FileData(Section):
 
     root: Path = Field(description="dataset folder, relative to the recipe's folder")
     image_size: int = Field(224, ge=16, le=1024)
-    cache_dir: Path | None = Field(None, description="decoded-image cache (default ~/.cache/edgekd)")
+    cache_dir: Path | None = Field(
+        None, description="folder of the decoded-image cache, memory-mapped while training "
+                          "(default $EDGEKD_CACHE or ~/.cache/edgekd)")
     workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
     on_bad_image: Literal["skip", "error"] = Field(
         "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
@@ -111,34 +114,6 @@ def _allow_pixels(max_pixels: int) -> None:
         Image.MAX_IMAGE_PIXELS = max_pixels
 
 
-def _tmp_name(target: Path) -> Path:
-    """A temporary name that says who writes it (host and pid), so a later load can tell an
-    orphan of a killed process from the work of a live one."""
-    return target.with_name(f".{target.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def remove_orphans(cache_dir: Path) -> list[Path]:
-    """Delete the temporary cache files of dead processes on this host (a build killed while it
-    decoded); returns what was removed."""
-    host, removed = socket.gethostname(), []
-    for tmp in cache_dir.glob(".images-*.npy.*.tmp"):
-        parts = tmp.name.removesuffix(".tmp").rsplit(".", 2)
-        if len(parts) == 3 and parts[1] == host and parts[2].isdigit() and not _alive(int(parts[2])):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
 class LoadedImages(NamedTuple):
     """A split's decoded images and the files that could not be read."""
 
@@ -155,42 +130,33 @@ def _decode_or_reason(path: Path, size: int, box: Box | None,
         return str(err)
 
 
-def _decode_all(paths: list[Path], boxes: list[Box | None], size: int, workers: int,
-                out: np.ndarray, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[int, str]]:
-    """Decode into ``out`` (Pillow releases the GIL while decoding, so threads scale); return the
-    (index, reason) of every file that failed."""
+def _decode_all(paths: list[Path], boxes: list[Box | None], size: int, out: np.ndarray,
+                pool: ThreadPoolExecutor, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[int, str]]:
+    """Decode into ``out`` on ``pool``'s threads (Pillow releases the GIL while decoding, so
+    threads scale); return the (index, reason) of every file that failed."""
     bad = []
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(_decode_or_reason, paths, [size] * len(paths), boxes,
-                           [max_pixels] * len(paths), chunksize=64)
-        for i, result in enumerate(results):
-            if isinstance(result, str):
-                bad.append((i, result))
-                out[i] = 0
-            else:
-                out[i] = result
+    results = pool.map(_decode_or_reason, paths, [size] * len(paths), boxes,
+                       [max_pixels] * len(paths))
+    for i, result in enumerate(results):
+        if isinstance(result, str):
+            bad.append((i, result))
+            out[i] = 0
+        else:
+            out[i] = result
     return bad
 
 
-def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
-                boxes: list[Box | None] | None = None, workers: int = 0,
-                on_bad_image: str = "skip", split: str = "",
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
-    """The images of ``paths`` (cropped to ``boxes``), from the cache when it holds them, else
-    decoded by ``workers`` threads (0: one per core, at most 8) and cached.
+def fingerprint(paths: list[Path], boxes: list[Box | None], size: int, max_pixels: int) -> str:
+    """What determines a split's decoded pixels, hashed: each file's resolved path, size and
+    modification time (ns), its crop box, the size, the pixel limit and the decoder (Pillow's
+    version, RGB, bilinear). A file's content is not read: hashing a data set on every build
+    would cost as much I/O as decoding it; a file rewritten with the same size and modification
+    time (``touch -r``, an ``rsync -t`` of other content) is not noticed."""
+    import PIL
 
-    A file that is missing or does not decode is left out and named in ``bad``
-    (``on_bad_image: skip``) or ends the load with its one-line error (``error``). The cache
-    remembers the bad files, so a later build reports them without decoding again.
-    """
-    boxes = boxes or [None] * len(paths)
-    _allow_pixels(max_pixels)
-    if cache_dir is None:
-        images = np.zeros((len(paths), size, size, 3), np.uint8)
-        return _select(images, _decode_all(paths, boxes, size, workers, images, max_pixels),
-                       on_bad_image, split)
     digest = hashlib.sha256()
+    digest.update(json.dumps({"size": size, "max_pixels": max_pixels, "pillow": PIL.__version__,
+                              "mode": "RGB", "resample": "bilinear"}).encode())
     for path, box in zip(paths, boxes):
         try:
             stat = path.stat()
@@ -198,46 +164,48 @@ def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
         except FileNotFoundError:
             signature = None
         digest.update(json.dumps([str(path.resolve()), signature, box]).encode())
-    digest.update(str(size).encode())
-    if max_pixels != DEFAULT_MAX_PIXELS:  # which files are too large depends on it
-        digest.update(f"max_pixels={max_pixels}".encode())
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    remove_orphans(cache_dir)
-    target = cache_dir / f"images-{digest.hexdigest()[:24]}-{size}px.npy"
-    bad_file = target.with_suffix(".bad.json")
-    if target.exists() and bad_file.exists():
-        bad = [tuple(item) for item in json.loads(bad_file.read_text())]
-        return _select(_open(target), bad, on_bad_image, split)
-    tmp = _tmp_name(target)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(len(paths), size, size, 3))
-        bad = _decode_all(paths, boxes, size, workers, out, max_pixels)
-        out.flush()
-        del out
-        write_atomic(bad_file, json.dumps(bad))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return _select(_open(target), bad, on_bad_image, split)
+    return digest.hexdigest()
 
 
-def _open(target: Path) -> np.ndarray:
-    """The cache memory-mapped copy-on-write: shared pages, but a writable array (torch warns on
-    read-only NumPy arrays, and a write stays private to this process)."""
-    return np.load(target, mmap_mode="c")
+def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
+                boxes: list[Box | None] | None = None, workers: int = 0,
+                on_bad_image: str = "skip", split: str = "",
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
+    """The images of ``paths`` (cropped to ``boxes``), from the cache when it holds them, else
+    decoded by ``workers`` threads (0: one per core, at most 8), chunk by chunk, and cached
+    (:mod:`edgekd.data.cache`): the images come back memory-mapped. ``cache_dir=None`` decodes
+    into memory.
+
+    A file that is missing or does not decode is left out and named in ``bad``
+    (``on_bad_image: skip``) or ends the load with its one-line error (``error``). The cache
+    remembers the bad files, so a later build reports them without decoding again.
+    """
+    boxes = boxes or [None] * len(paths)
+    _allow_pixels(max_pixels)
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        def fill(start: int, stop: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+            out = np.empty((stop - start, size, size, 3), np.uint8)
+            bad = _decode_all(paths[start:stop], boxes[start:stop], size, out, pool, max_pixels)
+            return out, [(start + i, reason) for i, reason in bad]
+
+        if cache_dir is None:
+            images, bad = fill(0, len(paths))
+            if bad:
+                images = images[np.setdiff1d(np.arange(len(paths)), [i for i, _ in bad])]
+        else:
+            images, bad = cached_images(Path(cache_dir), fingerprint(paths, boxes, size, max_pixels),
+                                        count=len(paths), size=size, fill=fill)
+    return _select(images, len(paths), bad, on_bad_image, split)
 
 
-def _select(images: np.ndarray, bad: list[tuple[int, str]], on_bad_image: str,
+def _select(images: np.ndarray, count: int, bad: list[tuple[int, str]], on_bad_image: str,
             split: str) -> LoadedImages:
+    """``images`` hold the good files' rows only; ``keep`` says which of the ``count`` files."""
     if bad and on_bad_image == "error":
         more = f" (and {len(bad) - 1} more bad files in {split or 'this split'})" if len(bad) > 1 else ""
         raise EdgeKDError(f"{bad[0][1]}{more}; set data.on_bad_image: skip to leave such files out")
-    if not bad:
-        return LoadedImages(images, np.arange(len(images)), [])
-    keep = np.setdiff1d(np.arange(len(images)), [i for i, _ in bad])
-    return LoadedImages(np.ascontiguousarray(images[keep]), keep, [reason for _, reason in bad])
+    keep = np.setdiff1d(np.arange(count), [i for i, _ in bad]) if bad else np.arange(count)
+    return LoadedImages(images, keep, [reason for _, reason in bad])
 
 
 def read_split(cfg, split: str, paths: list[Path], labels: np.ndarray, groups: np.ndarray,

@@ -16,6 +16,8 @@ share of the rest, so a CPU build can train on part of the 60000 images.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +25,7 @@ import numpy as np
 from pydantic import Field
 
 from edgekd.config import Section
+from edgekd.data.cache import cached_images
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits, Split
 from edgekd.errors import EdgeKDError
@@ -62,6 +65,25 @@ def _colour(grey: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
     return rgb
 
 
+def _images(grey: np.ndarray, groups: np.ndarray, size: int, cache_dir: Path | None) -> np.ndarray:
+    """The tinted images: in memory, or (``cache_dir``) made in chunks into a memory-mapped cache
+    keyed by the grey pixels and groups themselves (hashing them is cheap) and the size."""
+    if cache_dir is None:
+        return _colour(grey, groups, size)
+    digest = hashlib.sha256(json.dumps({"source": "fashion_mnist_colored", "size": size,
+                                        "tints": _TINTS.tolist(), "resize": "pillow bilinear"
+                                        }).encode())
+    if size != grey.shape[1]:
+        import PIL
+
+        digest.update(PIL.__version__.encode())
+    digest.update(np.ascontiguousarray(grey).tobytes())
+    digest.update(np.ascontiguousarray(groups, dtype=np.int64).tobytes())
+    images, _ = cached_images(Path(cache_dir), digest.hexdigest(), count=len(grey), size=size,
+                              fill=lambda a, b: (_colour(grey[a:b], groups[a:b], size), []))
+    return images
+
+
 def _groups(labels: np.ndarray, bias: float, rng) -> np.ndarray:
     majority = labels % 2
     return np.where(rng.random(len(labels)) < bias, majority, 1 - majority).astype(np.int64)
@@ -79,6 +101,9 @@ class FashionMnistColoredData(Section):
     val_size: int = Field(5000, ge=1)
     train_size: int | None = Field(None, ge=1, description="training images kept (seeded random "
                                                            "subset); all when unset")
+    cache_dir: Path | None = Field(
+        None, description="folder for the tinted, resized images, memory-mapped while training "
+                          "(worth it at large image_size); none: kept in memory")
 
 
 @register_source(FashionMnistColoredData)
@@ -104,7 +129,7 @@ def load_fashion_mnist_colored(cfg, *, seed: int) -> DataSplits:
             else np.arange(cut))
 
     def split(x, y, g) -> Split:
-        return Split(images=_colour(x, g, cfg.image_size), labels=y, groups=g)
+        return Split(images=_images(x, g, cfg.image_size, cfg.cache_dir), labels=y, groups=g)
 
     return DataSplits(
         train=split(train_x[keep], labels[keep], groups[keep]),

@@ -1,4 +1,4 @@
-"""The in-memory form every data source returns, independent of torch."""
+"""The form every data source returns, independent of torch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgekd.data import rows
 from edgekd.data.groups import ProtectedAttributes
 
 __all__ = ["Split", "DataSplits", "cell_weights"]
@@ -30,7 +31,12 @@ def cell_weights(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Split:
-    """One split: uint8 images (N, H, W, 3), integer labels (N,) and protected groups (N,)."""
+    """One split: uint8 images (N, H, W, 3), integer labels (N,) and protected groups (N,).
+
+    ``images`` may be memory-mapped (a file source's cache, :mod:`edgekd.data.cache`): read
+    batches of it with :func:`edgekd.data.rows.take` / :func:`~edgekd.data.rows.prefetch`, which
+    keep only those batches resident, rather than indexing or copying it whole.
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -59,7 +65,7 @@ class Split:
             where = np.flatnonzero(cells == cell)
             turn[where] = np.arange(len(where))
         take = np.sort(order[np.argsort(turn, kind="stable")[:n]])
-        return Split(self.images[take], self.labels[take], self.groups[take])
+        return Split(rows.take(self.images, take), self.labels[take], self.groups[take])
 
 
 @dataclass

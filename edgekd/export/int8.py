@@ -51,6 +51,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from edgekd.config import Section
+from edgekd.data.rows import take
 from edgekd.errors import EdgeKDError
 from edgekd.export.runtime import OnnxClassifier, normalise
 
@@ -147,7 +148,7 @@ def _reader(onnx_path: Path, images: np.ndarray, mean, std, batch_size: int):
             start = next(self._batches, None)
             if start is None:
                 return None
-            return {input_name: normalise(images[start:start + batch_size], mean, std)}
+            return {input_name: normalise(take(images, slice(start, start + batch_size)), mean, std)}
 
     return _Images()
 

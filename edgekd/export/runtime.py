@@ -37,16 +37,19 @@ def cpu_runtime_name() -> str:
 
 
 def batched_logits(infer: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mean, std, *,
-                   batch_size: int = 256, dtype=np.float32, pad: bool = False) -> np.ndarray:
+                   batch_size: int | None = None, dtype=np.float32, pad: bool = False) -> np.ndarray:
     """Logits of ``infer`` (a runtime's call on a normalised batch) for uint8 images (N, H, W, 3).
 
     The one batched inference loop of exported models: the build's evaluation of every artifact
     and ``edgekd bench --eval`` both run it. ``pad=True`` pads the last partial batch to
     ``batch_size`` (engines built for one batch size) and drops the padding's outputs.
+    ``batch_size`` defaults to :func:`~edgekd.data.rows.eval_batch_size` (256 up to 64 px).
     """
+    from edgekd.data.rows import batches, eval_batch_size  # numpy only; read batch by batch
+
+    batch_size = batch_size or eval_batch_size(images)
     out = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+    for chunk in batches(images, batch_size):
         x = normalise(chunk, mean, std).astype(dtype, copy=False)
         if pad and len(chunk) < batch_size:
             x = np.concatenate([x, np.zeros((batch_size - len(chunk), *x.shape[1:]), dtype=x.dtype)])
@@ -89,6 +92,6 @@ class OnnxClassifier:
         """Logits for a normalised float32 batch (N, 3, H, W)."""
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
-    def predict_images(self, images: np.ndarray, mean, std, batch_size: int = 256) -> np.ndarray:
+    def predict_images(self, images: np.ndarray, mean, std, batch_size: int | None = None) -> np.ndarray:
         """Logits for uint8 images (N, H, W, 3), in batches."""
         return batched_logits(self.logits, images, mean, std, batch_size=batch_size)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgekd.data.rows import batches, eval_batch_size
+
 __all__ = ["to_input", "predict", "predict_logits"]
 
 
@@ -23,18 +25,22 @@ def to_input(images: np.ndarray, mean, std, device: torch.device | str | None = 
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, mean, std, *, batch_size: int = 256,
+def predict(model: torch.nn.Module, images: np.ndarray, mean, std, *, batch_size: int | None = None,
             features: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Logits of ``model`` in eval mode for uint8 images, as float32 ``(N, classes)``; with
-    ``features=True`` also the pooled penultimate features ``(N, D)`` (the classifier's input)."""
+    ``features=True`` also the pooled penultimate features ``(N, D)`` (the classifier's input).
+
+    The images are read and normalised one batch at a time (a memory-mapped split stays on disk,
+    :mod:`edgekd.data.rows`): a whole split as float32 would take four times its uint8 size.
+    ``batch_size`` defaults to :func:`~edgekd.data.rows.eval_batch_size` (256 up to 64 px)."""
     from edgekd.models import pooled_features_and_logits
 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     logits, pooled = [], []
-    for i in range(0, len(images), batch_size):
-        x = to_input(images[i:i + batch_size], mean, std, device)
+    for pixels in batches(images, batch_size or eval_batch_size(images)):
+        x = to_input(pixels, mean, std, device)
         if features:
             f, z = pooled_features_and_logits(model, x)
             pooled.append(f.float().cpu().numpy())
@@ -49,6 +55,6 @@ def predict(model: torch.nn.Module, images: np.ndarray, mean, std, *, batch_size
 
 
 def predict_logits(model: torch.nn.Module, images: np.ndarray, mean, std,
-                   batch_size: int = 256) -> np.ndarray:
+                   batch_size: int | None = None) -> np.ndarray:
     """Logits of ``model`` in eval mode for uint8 images (see :func:`predict`)."""
     return predict(model, images, mean, std, batch_size=batch_size)

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from edgekd.data.augment import Augmenter
+from edgekd.data.rows import prefetch
 from edgekd.data.splits import DataSplits, Split
 from edgekd.fairness.counts import CellCounts, mean_abs_disparity
 from edgekd.files import write_atomic, write_json
@@ -209,10 +210,14 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         total_loss, correct, seen = 0.0, 0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"{stage.name} {epoch + 1}/{cfg.epochs}",
                    leave=False, unit="batch", disable=None if dist.is_main else True)
-        for step in bar:
+        # the next batch's pixels are read while this one trains (a memory-mapped split is
+        # read batch by batch: edgekd.data.rows)
+        pixels = prefetch(split.images, (order[s * per_rank:(s + 1) * per_rank]
+                                         for s in range(steps_per_epoch)))
+        for step, step_pixels in zip(bar, pixels):
             idx = order[step * per_rank:(step + 1) * per_rank]
             batch = Batch(
-                images=to_input(augment(split.images[idx], idx, epoch=epoch), data.mean, data.std,
+                images=to_input(augment(step_pixels, idx, epoch=epoch), data.mean, data.std,
                                 device=device),
                 labels=torch.from_numpy(split.labels[idx]).to(device),
                 groups=torch.from_numpy(split.groups[idx]).to(device),

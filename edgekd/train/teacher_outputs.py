@@ -20,7 +20,6 @@ distillation pays it, and the disk holds ``N x (classes + features)`` float32 pe
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -29,8 +28,9 @@ import numpy as np
 import torch
 
 from edgekd.data.augment import Augmenter
+from edgekd.data.rows import batches, eval_batch_size
 from edgekd.data.splits import DataSplits, Split
-from edgekd.files import write_atomic
+from edgekd.files import atomic_output
 from edgekd.models.tensors import predict
 from edgekd.train.distributed import SINGLE, Dist
 
@@ -40,7 +40,7 @@ Transform = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def teacher_forward(teacher: torch.nn.Module, images: np.ndarray, mean, std, *,
-                    batch_size: int = 256, transform: Transform | None = None,
+                    batch_size: int | None = None, transform: Transform | None = None,
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and pooled features ``(N, D)`` of ``teacher`` in eval mode.
 
@@ -50,10 +50,10 @@ def teacher_forward(teacher: torch.nn.Module, images: np.ndarray, mean, std, *,
     """
     if transform is None:
         return predict(teacher, images, mean, std, batch_size=batch_size, features=True)
-    parts = [predict(teacher, transform(images[i:i + batch_size],
-                                        np.arange(i, min(i + batch_size, len(images)))),
+    batch_size = batch_size or eval_batch_size(images)
+    parts = [predict(teacher, transform(pixels, np.arange(i, i + len(pixels))),
                      mean, std, batch_size=batch_size, features=True)
-             for i in range(0, len(images), batch_size)]
+             for i, pixels in zip(range(0, len(images), batch_size), batches(images, batch_size))]
     if not parts:
         return predict(teacher, images, mean, std, batch_size=batch_size, features=True)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -124,8 +124,7 @@ class TeacherOutputs:
             outputs = teacher_forward(self.teacher, split.images, self.data.mean, self.data.std,
                                       transform=transform)
             self.computed += 1
-            if path is not None:
-                buffer = io.BytesIO()
-                np.savez(buffer, logits=outputs[0], features=outputs[1])
-                write_atomic(path, buffer.getvalue())
+            if path is not None:  # straight to the file: no copy of the outputs in memory
+                with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, logits=outputs[0], features=outputs[1])
         return outputs
