@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from edgekd.data.rows import batches, take
 from edgekd.errors import EdgeKDError
 from edgekd.models.tensors import to_input
 
@@ -174,8 +175,8 @@ def _observe(traced: nn.Module, quantizers: list[ActivationQuantizer], images: n
         q.reset()
         q.observing = True
     traced.eval()
-    for start in range(0, len(images), batch_size):
-        traced(to_input(images[start:start + batch_size], mean, std, device))
+    for pixels in batches(images, batch_size):
+        traced(to_input(pixels, mean, std, device))
     for q in quantizers:
         q.observing = False
 
@@ -211,7 +212,7 @@ def quantization_aware_finetune(student: nn.Module, train_images: np.ndarray, ca
         # sorted: a memory-mapped split reads in order
         index = np.sort(rng.choice(len(train_images), size=min(batch_size, len(train_images)), p=p,
                                    replace=p is not None))
-        x = to_input(train_images[index], mean, std, device)
+        x = to_input(take(train_images, index), mean, std, device)  # read from the file
         with torch.no_grad():
             target = F.softmax(student(x).float(), dim=1)  # the fp32 student's own predictions
         logits = traced(x)
