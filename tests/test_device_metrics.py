@@ -4,28 +4,13 @@ fairlearn numbers the build puts on the card."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
+from compare import assert_close_tree
 
 from edgekd.fairness.from_counts import evaluate_counts
 from edgekd.fairness.metrics import evaluate_predictions
-
-
-def _close(a, b, path=""):
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for key in a:
-            _close(a[key], b[key], f"{path}/{key}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), (path, a, b)
-    else:
-        assert a == b, (path, a, b)
 
 
 @pytest.mark.parametrize("num_classes, num_groups, seed", [(4, 2, 0), (3, 3, 1), (5, 4, 2), (2, 2, 3)])
@@ -36,7 +21,7 @@ def test_count_metrics_equal_fairlearn_on_random_predictions(num_classes, num_gr
     groups = rng.integers(0, num_groups, n)
     pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, num_classes, n))
     classes, group_names = [f"c{i}" for i in range(num_classes)], [f"g{i}" for i in range(num_groups)]
-    _close(evaluate_counts(y, pred, groups, class_names=classes, group_names=group_names),
+    assert_close_tree(evaluate_counts(y, pred, groups, class_names=classes, group_names=group_names),
            evaluate_predictions(y, pred, groups, class_names=classes, group_names=group_names))
 
 
@@ -47,7 +32,7 @@ def test_count_metrics_equal_fairlearn_with_empty_cells_and_a_never_predicted_cl
     pred = np.array([0, 1, 0, 1, 0, 0, 1, 1, 0, 0])
     names = dict(class_names=["x", "y", "z"], group_names=["a", "b", "c"])
     counted = evaluate_counts(y, pred, groups, **names)
-    _close(counted, evaluate_predictions(y, pred, groups, **names))
+    assert_close_tree(counted, evaluate_predictions(y, pred, groups, **names))
     assert counted["per_class"][1]["recall_by_group"] == {"a": 0.5, "b": None, "c": None}
     # predicted 0: 6 images, 3 right; predicted 1: 4 images, 1 right; 2 never predicted
     assert counted["macro_precision"] == pytest.approx((3 / 6 + 1 / 4 + 0) / 3)
@@ -56,7 +41,8 @@ def test_count_metrics_equal_fairlearn_with_empty_cells_and_a_never_predicted_cl
 def test_one_group_only_has_undefined_gaps():
     y, pred, groups = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.zeros(4, int)
     counted = evaluate_counts(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"])
-    _close(counted, evaluate_predictions(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"]))
+    assert_close_tree(counted, evaluate_predictions(y, pred, groups, class_names=["x", "y"],
+                                                    group_names=["a", "b"]))
     assert counted["mean_abs_disparity"] is None and counted["dpd"]["mean"] is None
 
 

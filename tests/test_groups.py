@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from compare import assert_close_tree
 from PIL import Image
 
 from edgekd.card.build import build_card
@@ -89,20 +90,6 @@ def _celeba_recipe(tmp_path, protected, **card):
                    {"bootstrap_resamples": 0, **card})
 
 
-def _close(a, b, path=""):
-    """Equal dicts, lists and values, floats to 1e-12 (as tests/test_device_metrics.py)."""
-    if isinstance(a, dict):
-        assert set(a) == set(b), path
-        for key in a:
-            _close(a[key], b[key], f"{path}/{key}")
-    elif isinstance(a, list):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _close(x, y, f"{path}[{i}]")
-    elif isinstance(a, float) and isinstance(b, float):
-        assert a == pytest.approx(b, rel=1e-12, abs=1e-12), path
-    else:
-        assert a == b, (path, a, b)
 
 
 def _student(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -199,7 +186,7 @@ def test_card_disparity_over_four_groups_with_the_small_cell_named_and_left_out(
     write_eval_set(bundle, data.test.images, labels, groups)
     preprocess = data.preprocess()
     on_device = evaluate_artifact(None, bundle, preprocess, batch=8, predictions=student)
-    _close({k: on_device[k] for k in ("mean_abs_disparity", "dpd", "eod", "per_class")},
+    assert_close_tree({k: on_device[k] for k in ("mean_abs_disparity", "dpd", "eod", "per_class")},
            {k: card["models"]["student"]["metrics"][k] for k in ("mean_abs_disparity", "dpd", "eod",
                                                                  "per_class")})
     assert preprocess["protected_groups"] == GROUPS
@@ -242,7 +229,7 @@ def test_count_metrics_equal_fairlearn_over_intersections_with_min_support(celeb
     labels, groups = data.test.labels, data.test.groups
     for pred in (_student(labels, groups), 1 - labels, np.zeros_like(labels)):
         names = dict(class_names=data.class_names, group_names=data.group_names, min_support=min_support)
-        _close(evaluate_counts(labels, pred, groups, **names),
+        assert_close_tree(evaluate_counts(labels, pred, groups, **names),
                evaluate_predictions(labels, pred, groups, **names))
 
 
@@ -254,7 +241,7 @@ def test_count_metrics_equal_fairlearn_with_cells_either_side_of_min_support(see
     pred = np.where(rng.random(400) < 0.6, y, rng.integers(0, 3, 400))
     names = dict(class_names=list("abc"), group_names=[f"g{i}" for i in range(6)], min_support=15)
     counted = evaluate_counts(y, pred, groups, **names)
-    _close(counted, evaluate_predictions(y, pred, groups, **names))
+    assert_close_tree(counted, evaluate_predictions(y, pred, groups, **names))
     counts = CellCounts(y, pred, groups, num_classes=3, num_groups=6, min_support=15)
     assert counts.small_cells.any() and not counts.small_cells.all()
 

@@ -53,23 +53,24 @@ def test_seeds_train_each_seed_once_and_put_welch_on_the_card(tiny_recipe, tmp_p
     from scipy import stats
 
     out = tmp_path / "runs"
-    result = build(tiny_recipe, out=out, overrides=("seeds=[0, 1, 2]", "teacher.epochs=1",
+    result = build(tiny_recipe, out=out, overrides=("seeds=[0, 1]", "teacher.epochs=1",
                                                     "student.epochs=1"), log=lambda m: None)
     run = out / "tiny"
-    for seed in (1, 2):
+    assert not (run / "seeds/2").exists()
+    for seed in (1,):
         for stage in ("teacher", "baseline", "student"):
             assert (run / f"seeds/{seed}/stages/{stage}/done.json").exists()
     welch = result.card["significance"]["across_seeds"]
-    assert welch["seeds"] == [0, 1, 2]
+    assert welch["seeds"] == [0, 1]  # two a side: the fewest Welch's test takes
     test = welch["teacher_to_student"]
-    assert test["seeds"] == [3, 3] and len(test["per_class"]) == 4
+    assert test["seeds"] == [2, 2] and len(test["per_class"]) == 4
 
     # recompute class 0 by hand from the saved predictions of each seed
     labels = np.load(run / "stages/teacher/test_predictions.npz")["labels"]
 
     def normalised(stage: str) -> list[float]:
         values = []
-        for root in (run, run / "seeds/1", run / "seeds/2"):
+        for root in (run, run / "seeds/1"):
             pred = np.load(root / f"stages/{stage}/test_predictions.npz")["logits"].argmax(1)
             values.append(((pred == 0) & (labels == 0)).sum() / (labels == 0).sum() / (pred == labels).mean())
         return values
@@ -81,8 +82,8 @@ def test_seeds_train_each_seed_once_and_put_welch_on_the_card(tiny_recipe, tmp_p
         assert test["per_class"][0]["p"] == pytest.approx(expected)
     else:  # no spread on either side: p is 1 for equal means, 0 otherwise
         assert test["per_class"][0]["p"] == (1.0 if np.isclose(np.mean(a), np.mean(b)) else 0.0)
-    assert "### Across seeds (0, 1, 2)" in (result.bundle_dir / "card.md").read_text()
+    assert "### Across seeds (0, 1)" in (result.bundle_dir / "card.md").read_text()
 
-    again = build(tiny_recipe, out=out, overrides=("seeds=[0, 1, 2]", "teacher.epochs=1",
+    again = build(tiny_recipe, out=out, overrides=("seeds=[0, 1]", "teacher.epochs=1",
                                                    "student.epochs=1"), log=lambda m: None)
     assert again.card["significance"]["across_seeds"] == welch  # every seed's stages reused

@@ -101,19 +101,26 @@ def _forward_dtypes(model) -> list[tuple[bool, torch.dtype]]:
     return seen
 
 
-def test_auto_precision_on_the_cpu_is_fp32_with_no_autocast(tmp_path, monkeypatch):
+@pytest.fixture
+def seen(monkeypatch) -> list:
+    """Per model the loop creates, its :func:`_forward_dtypes` record."""
     from edgekd.models import create_model as real_create
-    from edgekd.train.precision import resolve_precision
 
-    assert resolve_precision("auto", "cpu", key="student.precision").name == "fp32"
-    seen: list = []
+    records: list = []
 
     def create(*args, **kwargs):
         model = real_create(*args, **kwargs)
-        seen.append(_forward_dtypes(model))
+        records.append(_forward_dtypes(model))
         return model
 
     monkeypatch.setattr("edgekd.models.create_model", create)
+    return records
+
+
+def test_auto_precision_on_the_cpu_is_fp32_with_no_autocast(tmp_path, seen):
+    from edgekd.train.precision import resolve_precision
+
+    assert resolve_precision("auto", "cpu", key="student.precision").name == "fp32"
     objective = _Spy()
     _, stage = _fit(tmp_path, objective)
     assert seen[0] == [(False, torch.float32)] * 10
@@ -123,17 +130,7 @@ def test_auto_precision_on_the_cpu_is_fp32_with_no_autocast(tmp_path, monkeypatc
     assert json.loads(stage.path("metrics.jsonl").read_text().splitlines()[0])["precision"] == "fp32"
 
 
-def test_bf16_on_the_cpu_autocasts_the_network_and_keeps_the_loss_in_fp32(tmp_path, monkeypatch):
-    from edgekd.models import create_model as real_create
-
-    seen: list = []
-
-    def create(*args, **kwargs):
-        model = real_create(*args, **kwargs)
-        seen.append(_forward_dtypes(model))
-        return model
-
-    monkeypatch.setattr("edgekd.models.create_model", create)
+def test_bf16_on_the_cpu_autocasts_the_network_and_keeps_the_loss_in_fp32(tmp_path, seen):
     objective = _Spy()
     model, stage = _fit(tmp_path, objective, precision="bf16")
     assert seen[0] == [(True, torch.bfloat16)] * 10  # the network ran under bf16 autocast
