@@ -415,7 +415,7 @@ def _artifacts_stage(run_dir: Path, recipe: Recipe, student: _Trained, evaluatio
         context = ExportContext(onnx_path=onnx.path, out_dir=stage.dir, student=student.model,
                                 calibration=data.train_for_epoch(0), check=data.val, mean=data.mean,
                                 std=data.std, image_size=data.image_size, export=cfg,
-                                threads=recipe.threads, log=log)
+                                threads=recipe.threads, log=log, train_for_epoch=data.train_for_epoch)
         records = []
         for artifact in build_artifacts(context):
             if artifact.skipped is None:

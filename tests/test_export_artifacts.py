@@ -156,11 +156,24 @@ def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, 
     for n, attempt in enumerate(result.tries):  # one more group kept in float per try
         assert attempt["kept_in_float"] == labels[:n]
     agreements = [t["agreement"] for t in result.tries]
-    stopped_early = len(result.tries) < 1 + len(groups)
-    if stopped_early:  # only because the last group did not raise agreement enough
-        assert agreements[-1] <= max(agreements[:-1]) + MIN_GAIN
-    assert result.agreement == max(agreements)
+    chosen = len(result.kept_in_float)  # the try that ships: the last that measurably gained
+    assert result.tries[chosen]["kept_in_float"] == result.kept_in_float
+    assert result.agreement == agreements[chosen]
+    assert all(agreements[n + 1] > agreements[n] + MIN_GAIN for n in range(chosen))
+    if chosen < len(result.tries) - 1:  # the next try stopped the search: it gained too little
+        assert chosen == len(result.tries) - 2
     assert result.path.is_file()
+
+
+def test_paired_gain_and_its_standard_error_hand_worked():
+    from edgekd.export.int8 import paired_gain
+
+    agrees, baseline = np.array([1, 1, 0, 1]), np.array([1, 0, 0, 0])
+    # d = (0, 1, 0, 1): gain 1/2; se = sqrt(4 * 1/4) / 4
+    assert paired_gain(agrees, baseline) == pytest.approx((0.5, 0.25))
+    # weights (1, 1, 1, 3): gain 4/6; se = sqrt(4/9 + 1/9 + 4/9 + 9 * 1/9) / 6 = sqrt(2) / 6
+    assert paired_gain(agrees, baseline, np.array([1, 1, 1, 3])) == pytest.approx((2 / 3, 2 ** 0.5 / 6))
+    assert paired_gain(agrees, agrees) == (0.0, 0.0)  # the same calls: no gain, no doubt
 
 
 def test_fp16_graph_keeps_fp32_io(artifact_build):

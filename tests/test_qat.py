@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgekd.data.splits import Split
 from edgekd.export.qat import (
     ActivationQuantizer,
     WeightQuantizer,
@@ -94,12 +95,21 @@ def test_fine_tuning_moves_a_copy_and_keeps_the_students_predictions(tmp_path):
     before = {k: v.clone() for k, v in student.state_dict().items()}
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    labels, groups = np.arange(64) % 2, (np.arange(64) // 2) % 2
+    passes: list[int] = []
+
+    def train_for_pass(k: int) -> Split:  # a fresh half of the images each pass
+        passes.append(k)
+        half = slice(32 * (k % 2), 32 * (k % 2) + 32)
+        return Split(images[half], labels[half], groups[half])
+
     messages: list[str] = []
-    tuned = quantization_aware_finetune(student, images, images[:32], (0.5,) * 3, (0.25,) * 3,
-                                        symmetric=True, steps=4, batch_size=16, refresh_every=2,
+    tuned = quantization_aware_finetune(student, train_for_pass, images[:32], (0.5,) * 3, (0.25,) * 3,
+                                        symmetric=True, steps=5, batch_size=16, refresh_every=2,
                                         log=messages.append)
     assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # untouched
     assert set(tuned.state_dict()) == set(before)  # no parametrization left behind
     assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
-    assert len(messages) == 2 and "step 4/4" in messages[-1] and "batch agreement" in messages[-1]
+    assert passes == [0, 1, 2]  # 32 images of batches of 16: a pass is 2 steps, 5 steps start 3
+    assert len(messages) == 3 and "step 5/5" in messages[-1] and "batch agreement" in messages[-1]
     assert type(tuned) is type(student)  # exports like any student

@@ -16,7 +16,8 @@ __all__ = ["ExportContext", "Artifact"]
 @dataclass
 class ExportContext:
     """What an exporter may use: the fp32 ONNX file, the folder to write into, the torch student,
-    the calibration split (training images), the check split (validation: what an exporter may
+    the calibration split (training images) and the training split of any epoch (``None``: the
+    calibration split), the check split (validation: what an exporter may
     compare its file with fp32 on; the test split stays for the card), the preprocessing, the
     whole ``export`` section, a log."""
 
@@ -31,6 +32,7 @@ class ExportContext:
     export: object
     threads: int | None = None
     log: Callable[[str], None] = print
+    train_for_epoch: Callable[[int], Split] | None = None  # fresh training images, where the source has them
 
 
 @dataclass

@@ -122,7 +122,6 @@ def _with_fine_tuning(cfg: Int8Config, ctx: ExportContext, form, before, images,
     import tempfile
     from dataclasses import replace
 
-    from edgekd.data.splits import cell_weights
     from edgekd.export.int8 import quantize_to_agreement
     from edgekd.export.onnx import export_onnx
     from edgekd.export.qat import quantization_aware_finetune
@@ -130,9 +129,8 @@ def _with_fine_tuning(cfg: Int8Config, ctx: ExportContext, form, before, images,
     final = ctx.out_dir / form.file
     with tempfile.TemporaryDirectory(dir=ctx.out_dir) as tmp:
         tuned = quantization_aware_finetune(
-            ctx.student, ctx.calibration.images, images, ctx.mean, ctx.std, symmetric=form.symmetric,
-            steps=cfg.qat_steps, lr=cfg.qat_lr, log=ctx.log,
-            weights=cell_weights(ctx.calibration.labels, ctx.calibration.groups))
+            ctx.student, ctx.train_for_epoch or (lambda epoch: ctx.calibration), images, ctx.mean,
+            ctx.std, symmetric=form.symmetric, steps=cfg.qat_steps, lr=cfg.qat_lr, log=ctx.log)
         tuned_onnx = export_onnx(tuned, Path(tmp) / "fine_tuned.onnx", image_size=ctx.image_size,
                                  opset=ctx.export.onnx.opset, exporter=ctx.export.onnx.exporter)
         after = quantize_to_agreement(tuned_onnx, Path(tmp) / form.file, images, ctx.check.images, ctx.mean,
