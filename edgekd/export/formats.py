@@ -81,10 +81,11 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
         form = FORMS[key]
         search = dict(form=form, method=cfg.method, min_agreement=cfg.min_agreement, check_weights=weights,
                       threads=ctx.threads, log=ctx.log)
-        # qat off: the float-layer search on the student as it is; otherwise its all-INT8 try
-        # first, and (when that misses, or with qat: on) the search on a fine-tuned copy
+        # off and auto: the float-layer search on the student as it is (seconds), then with auto,
+        # only where that misses, the search on a fine-tuned copy (minutes); on: the student's
+        # all-INT8 try, then the fine-tuned copy
         result = quantize_to_agreement(ctx.onnx_path, ctx.out_dir / form.file, images, ctx.check.images,
-                                       ctx.mean, ctx.std, search=cfg.qat == "off", **search)
+                                       ctx.mean, ctx.std, search=cfg.qat != "on", **search)
         if cfg.qat == "on" or (cfg.qat == "auto" and not result.reached):
             result = _with_fine_tuning(cfg, ctx, form, result, images, search)
         kept = ", ".join(result.kept_in_float) or "nothing"

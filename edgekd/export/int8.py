@@ -18,15 +18,14 @@ argmax agreement with the fp32 model on the validation images (weighted per (cla
 as a balanced split would count them) must reach ``min_agreement``; below it, groups of the layers
 INT8 hurts most are kept in float, one group at a time, cheapest first (:func:`sensitive_groups`:
 the first and last layers, the squeeze-and-excitation blocks, the SiLU and residual element-wise
-ops, the depthwise convolutions), and the first try that reaches the bound ships (else the best
-one, saying so; the search also ends when a group does not raise the agreement). The card
+ops, the depthwise convolutions), and the first try that reaches the bound ships (else the last
+that measurably gained, saying so; the search ends when a group does not). The card
 records every try.
 
-With ``qat`` (``auto``, the default) the float-layer search is not where a miss goes first: when
-the all-INT8 file of the student as it is misses the bound, a copy of the student is fine-tuned
-under simulated INT8 (:mod:`edgekd.export.qat`, ``qat_steps`` steps), exported, quantized and
-searched the same way, its agreement measured against the original student's ``model.onnx``;
-the better of the two ships. Students whose activations span thousands (late SE blocks of the
+With ``qat`` (``auto``, the default), where that search misses the bound, a copy of the student
+is fine-tuned under simulated INT8 (:mod:`edgekd.export.qat`, ``qat_steps`` steps), exported,
+quantized and searched the same way, its agreement measured against the original student's
+``model.onnx``; the better of the two ships. Students whose activations span thousands (late SE blocks of the
 quickstart's alpha-0.9 students) lose half their predictions to post-training INT8 and no group
 of layers kept in float gives them back; fine-tuning does (README, INT8).
 
@@ -101,7 +100,8 @@ class Int8Config(Section):
                                           "which sensitive layers are kept in float")
     qat: Literal["auto", "on", "off"] = Field(
         "auto", description="INT8-aware fine-tuning of a copy of the student before quantizing "
-                            "(edgekd.export.qat): auto when the all-INT8 file misses min_agreement; "
+                            "(edgekd.export.qat): auto when post-training INT8, layers kept in "
+                            "float included, misses min_agreement; "
                             "on: always; off: never (then only layers kept in float raise agreement)")
     qat_steps: int = Field(1200, ge=1, le=1_000_000, description="fine-tuning steps (batches of 32 "
                                                                   "training images, cell-balanced; "
