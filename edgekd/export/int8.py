@@ -25,8 +25,8 @@ records every try.
 With ``qat`` (``auto``, the default), where that search misses the bound, a copy of the student
 is fine-tuned under simulated INT8 (:mod:`edgekd.export.qat`, ``qat_steps`` steps), exported,
 quantized and searched the same way, its agreement measured against the original student's
-``model.onnx``; the better of the two ships. Students whose activations span thousands (late SE blocks of the
-quickstart's alpha-0.9 students) lose half their predictions to post-training INT8 and no group
+``model.onnx``; the better of the two ships. Students whose activations span thousands (late SE
+blocks of the quickstart's alpha-0.9 students) lose half their predictions to post-training INT8 and no group
 of layers kept in float gives them back; fine-tuning does (README, INT8).
 
 The calibration images are drawn evenly over the (class, group) cells (``balanced_calibration``).
@@ -261,10 +261,10 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
     a time until the argmax agreement with fp32 on ``check_images`` reaches ``min_agreement``, or
     a group raises it by less than :data:`MIN_GAIN` or, short of the bound, than
     :data:`GAIN_STANDARD_ERRORS` standard errors of the gain (:func:`paired_gain`): more float only
-    costs speed, and a gain the check
-    images cannot tell from noise is not one (a cell-weighted validation split of 400 images
-    counts each minority image about nine times; on a fine-tuned sweep student, keeping the first
-    and last layers in float scored +0.017 on validation and -0.006 on the test images).
+    costs speed, and a gain the check images cannot tell from noise is not one (a cell-weighted
+    validation split of 400 images counts each minority image about nine times; on a fine-tuned
+    sweep student, keeping the first and last layers in float scored +0.017 on validation and
+    -0.006 on the test images).
 
     The fp32 predictions to agree with are ``reference_path``'s (default: ``onnx_path`` itself;
     after INT8-aware fine-tuning, the original student's file). ``search=False`` makes only the

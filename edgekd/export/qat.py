@@ -195,8 +195,8 @@ def _observe(traced: nn.Module, quantizers: list[ActivationQuantizer], images: n
 
 def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[int], Split],
                                 calibration_images: np.ndarray, mean, std, *, symmetric: bool,
-                                steps: int = 600, lr: float = 5e-4, batch_size: int = 32,
-                                refresh_every: int = 50, seed: int = 0, balanced: bool = True,
+                                steps: int = 1200, lr: float = 5e-4, batch_size: int = 32,
+                                refresh_every: int = 50, seed: int = 0,
                                 log: Callable[[str], None] = lambda message: None) -> nn.Module:
     """A copy of ``student`` fine-tuned for ``steps`` steps under simulated INT8 (see the module
     docstring) to keep ``student``'s own predictions on training images; activation ranges are
@@ -204,8 +204,8 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
 
     ``train_for_pass(k)`` is the training split of the ``k``-th pass over the data, one pass
     being ``len(split) / batch_size`` steps: the build passes ``DataSplits.train_for_epoch``, so
-    a generated source brings fresh images each pass and a file source the same ones. With
-    ``balanced`` each batch draws its images with probability proportional to
+    a generated source brings fresh images each pass and a file source the same ones. Each
+    batch draws its images with probability proportional to
     :func:`~edgekd.data.splits.cell_weights`: on a biased training split the minority (class,
     group) cells, where a balanced test split finds the flips, come as often as there.
 
@@ -220,21 +220,18 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     rng = np.random.default_rng(seed)
-    split, p, pass_index, pass_end = None, None, -1, 0
+    pass_index, pass_end = -1, 0
     for step in range(steps):
         if step == pass_end:  # the next pass: its split and its draw weights
             pass_index += 1
             split = train_for_pass(pass_index)
             pass_end = step + max(1, -(-len(split) // batch_size))
-            p = None
-            if balanced:
-                p = cell_weights(split.labels, split.groups)
-                p = p / p.sum()
+            p = cell_weights(split.labels, split.groups)
+            p = p / p.sum()
         if step % refresh_every == 0:
             _observe(traced, quantizers, calibration_images, mean, std, batch_size=128, device=device)
         # sorted: a memory-mapped split reads in order
-        index = np.sort(rng.choice(len(split), size=min(batch_size, len(split)), p=p,
-                                   replace=p is not None))
+        index = np.sort(rng.choice(len(split), size=min(batch_size, len(split)), p=p, replace=True))
         x = to_input(take(split.images, index), mean, std, device)  # read from the file
         with torch.no_grad():
             target = student(x).float()  # the fp32 student's own logits
