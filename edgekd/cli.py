@@ -272,11 +272,32 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
                    "write it (--out).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="With --no-update-card: the engine file or folder (default: current directory).")
+@click.option("--check", "check_only", is_flag=True,
+              help="Build nothing: check the files meant for TensorRT against the target's parser "
+                   "rules (and TensorRT-RTX's parser where installed); exit 1 when one fails.")
+@click.option("--target", default=None, metavar="NAME",
+              help="With --check: the deployment target to check for (default: the card's).")
 def engine(bundle: Path, precision: str, dla_core: int | None, workspace_mb: int, min_batch: int,
-           opt_batch: int, max_batch: int, update_card_flag: bool, out: Path | None) -> None:
+           opt_batch: int, max_batch: int, update_card_flag: bool, out: Path | None,
+           check_only: bool, target: str | None) -> None:
     """On the device: build a TensorRT engine from BUNDLE's ONNX, evaluate it, add it to the bundle."""
-    from edgekd.bench.engine import build_bundle_engine
+    from edgekd.bench.engine import build_bundle_engine, check_bundle_for_tensorrt
     from edgekd.card.table import format_table, summary_headers, summary_rows
+
+    if target is not None and not check_only:
+        raise EdgeKDError("--target: only with --check (an engine is built for this device's TensorRT)")
+    if check_only:
+        from edgekd.card.gates import describe_gate
+
+        result = check_bundle_for_tensorrt(bundle, target=target, log=click.echo)
+        failed = [g for g in result["gates"] if not g["passed"]]
+        for gate in failed:
+            click.echo(describe_gate(gate), err=True)
+        parser = result["deployment"].get("parser", {})
+        click.echo(f"{bundle}: " + (f"{len(failed)} check(s) failed" if failed else
+                                    f"every file passes for {result['deployment']['target']['name']}")
+                   + ("" if parser.get("name") else f" ({parser.get('skipped')})"))
+        raise SystemExit(1 if failed else 0)
 
     result = build_bundle_engine(bundle, precision=precision, dla_core=dla_core,
                                  workspace_mb=workspace_mb, min_batch=min_batch, opt_batch=opt_batch,

@@ -138,8 +138,9 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
     evaluations.update(artifacts)
     if artifacts_status is not None:
         status["artifacts"] = artifacts_status
+    deployment, status["tensorrt_check"] = _tensorrt_check_stage(run_dir, recipe, evaluations, data, log)
     card = build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=recipe.seeds,
-                      learned=student.objective, skipped_artifacts=skipped,
+                      learned=student.objective, skipped_artifacts=skipped, deployment=deployment,
                       debias_epochs={name: _debias_history(models[name].history)
                                      for name in ("baseline", "student")
                                      if "adversary_top1" in (models[name].history[-1]
@@ -157,6 +158,32 @@ def _build(recipe: Recipe, *, out, log, on_epoch_end, run_dir, shared_dir, dist)
                               manifest_extra={"engines": engines} if engines else None)
     return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
                        rows=summary_rows(card))
+
+
+def _tensorrt_check_stage(run_dir: Path, recipe: Recipe, evaluations: dict[str, Evaluation],
+                          data: DataSplits, log) -> tuple[dict, str]:
+    """The files meant for TensorRT against the target's rules, and through TensorRT-RTX's parser
+    and builder where it is installed (:mod:`edgekd.export.tensorrt_check`)."""
+    from edgekd.export.targets import get_target
+    from edgekd.export.tensorrt_check import TENSORRT_FILES, check_for_tensorrt, proxy_module
+
+    target = get_target(recipe.export.target)
+    files = {e.file: e.path for e in evaluations.values() if e.file in TENSORRT_FILES and e.path}
+    proxy = proxy_module()
+    stage = Stage(run_dir, "tensorrt_check", {
+        "target": target.record(), "files": {name: sha256_file(path) for name, path in files.items()},
+        "proxy": getattr(proxy, "__version__", None), "image_size": data.image_size})
+
+    def check(stage: Stage) -> None:
+        write_json(stage.path("deployment.json"), check_for_tensorrt(
+            files, target, image_size=data.image_size, proxy=proxy, log=log))
+
+    status = stage.run(check)
+    deployment = read_json(stage.path("deployment.json"))
+    deployment["onnx"] = {"opset": recipe.export.onnx.opset, "exporter": recipe.export.onnx.exporter}
+    if status == "reused":
+        log(f"tensorrt: rules of TensorRT {target.rules} and the parser check reused")
+    return deployment, status
 
 
 def _fetch_weights(recipe: Recipe) -> None:

@@ -109,11 +109,12 @@ def test_the_default_exporter_is_dynamo_and_matches_torch(tiny_build, tmp_path):
     import torch
 
     from edgekd.data import load_data
-    from edgekd.export.onnx import OnnxConfig, compare_with_torch, export_onnx
+    from edgekd.export.onnx import compare_with_torch, export_onnx
+    from edgekd.export.tensorrt_rules import check_file
     from edgekd.models import create_model
-    from edgekd.recipe import load_recipe
+    from edgekd.recipe import load_recipe, parse_recipe
 
-    cfg = OnnxConfig()
+    cfg = parse_recipe({"name": "x"}).export.onnx  # the default target: JetPack 6.1 (TensorRT 10.3)
     assert (cfg.exporter, cfg.opset) == ("dynamo", 18)
     recipe = load_recipe(tiny_build.bundle_dir / "recipe.yaml")
     data = load_data(recipe.data, seed=recipe.seed)
@@ -125,6 +126,9 @@ def test_the_default_exporter_is_dynamo_and_matches_torch(tiny_build, tmp_path):
     check = compare_with_torch(model, path, data.test.images, data.mean, data.std)
     assert check["argmax_agreement"] == 1.0 and check["max_abs_diff"] < 1e-4
     assert onnx.load(str(path)).opset_import[0].version == 18
+    # TensorRT 10 reads opset 18's ReduceMean axes (a constant input); 8.6 would ignore them
+    assert check_file(path, "10") == []
+    assert {p.rule for p in check_file(path, "8.6")} == {"opset", "reduce-axes"}
 
 
 def test_card_md_front_matter_is_yaml_with_model_index(tiny_build):
@@ -142,7 +146,8 @@ def test_card_md_front_matter_is_yaml_with_model_index(tiny_build):
 def test_build_summary_rows(tiny_build):
     assert [r["model"] for r in tiny_build.rows] == ["teacher", "baseline", "student", "onnx"]
     assert tiny_build.stage_status == {"teacher": "trained", "baseline": "trained",
-                                       "student": "trained", "export": "trained"}
+                                       "student": "trained", "export": "trained",
+                                       "tensorrt_check": "trained"}
 
 
 def test_verify_names_a_flipped_byte_a_missing_and_an_extra_file(tiny_build, tmp_path):

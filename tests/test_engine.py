@@ -66,7 +66,8 @@ def test_engine_names_sources_and_plan(bundle):
     assert engine_model_name("int8", 1) == "tensorrt_int8_dla1"
 
     assert choose_source(bundle, "fp16") == ("model.onnx", None, None)
-    with pytest.raises(EdgeKDError, match="has neither model.int8.trt.onnx nor calibration.cache"):
+    with pytest.raises(EdgeKDError, match=f"{bundle}: --precision int8: there is neither "
+                                          "model.int8.trt.onnx nor calibration.cache"):
         choose_source(bundle, "int8")
     with pytest.raises(EdgeKDError, match="--precision: 'int4'; choose one of: fp16, int8, fp32"):
         choose_source(bundle, "int4")

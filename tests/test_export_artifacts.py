@@ -77,16 +77,22 @@ def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifac
                    if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
     assert len(zero_points) > 20
     assert all((z == 0).all() for z in zero_points)  # symmetric everywhere
-    assert {str(z.dtype) for z in zero_points} <= {"int8", "int32"}  # int32: the biases
+    assert {str(z.dtype) for z in zero_points} == {"int8"}  # biases float: no int32 DQ
     assert _input_zero_point_type(model) == onnx.TensorProto.INT8
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert "calibration.cache" in manifest["files"] and "model.int8.trt.onnx" in manifest["files"]
-    header, scales = read_tensorrt_cache(bundle / "calibration.cache")
-    assert header == "TRT-100300-EntropyCalibration2"
-    assert "images" in scales and all(s > 0 for s in scales.values())
     entry = artifact_build.card["models"]["onnx_int8_trt"]
-    assert entry["export"]["symmetric"] and entry["export"]["calibration_cache"] == "calibration.cache"
-    assert entry["extra_files"] == {"calibration.cache": "calibration.cache"}
+    assert entry["export"]["symmetric"] and entry["export"]["quantized_biases"] is False
+    assert "model.int8.trt.onnx" in manifest["files"]
+    if entry["export"]["fine_tuned"]:  # the fine-tuned file's scales do not fit model.onnx
+        assert "calibration.cache" not in manifest["files"]
+        assert entry["export"]["calibration_cache"]["file"] is None
+        assert "INT8-aware fine-tuned" in entry["export"]["calibration_cache"]["left_out"]
+    else:
+        header, scales = read_tensorrt_cache(bundle / "calibration.cache")
+        assert header == "TRT-100300-EntropyCalibration2" and "calibration.cache" in manifest["files"]
+        assert "images" in scales and all(s > 0 for s in scales.values())
+        assert entry["export"]["calibration_cache"]["file"] == "calibration.cache"
+        assert entry["extra_files"] == {"calibration.cache": "calibration.cache"}
     assert entry["export"]["tries"][0]["kept_in_float"] == []
     md = (bundle / "card.md").read_text()
     agreement = entry["export"]["agreement_with_fp32_on_validation"]
@@ -117,8 +123,8 @@ def test_int8_agreement_is_weighted_per_cell_as_a_balanced_split(artifact_build)
 def test_tensorrt_cache_hand_worked(tmp_path):
     from edgekd.export.int8 import read_tensorrt_cache, write_tensorrt_cache
 
-    # amax 2.54 -> scale 0.02 = 0x3ca3d70a as a big-endian float32; amax 127 -> 1.0 = 0x3f800000
-    path = write_tensorrt_cache({"images": (-2.54, 1.0), "logits": (-3.0, 127.0)}, tmp_path / "c.cache",
+    # scale 0.02 (amax 2.54) = 0x3ca3d70a as a big-endian float32; 1.0 (amax 127) = 0x3f800000
+    path = write_tensorrt_cache({"images": 2.54 / 127, "logits": 1.0}, tmp_path / "c.cache",
                                 tensorrt_version="8.6.1")
     assert path.read_text() == "TRT-8601-EntropyCalibration2\nimages: 3ca3d70a\nlogits: 3f800000\n"
     header, scales = read_tensorrt_cache(path)

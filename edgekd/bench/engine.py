@@ -43,18 +43,23 @@ import numpy as np
 
 from edgekd.bundle.eval_set import EVAL_SET, read_eval_set
 from edgekd.errors import EdgeKDError
-from edgekd.export.tensorrt import device_settings, precision_flags, profile_shapes
+from edgekd.export.tensorrt import (
+    CALIBRATION_CACHE,
+    INT8_TRT_ONNX,
+    PRECISIONS,
+    device_settings,
+    engine_source,
+    precision_flags,
+    profile_shapes,
+)
 from edgekd.fairness.metric_table import METRICS, difference
 from edgekd.files import atomic_output
 
 __all__ = ["PRECISIONS", "INT8_TRT_ONNX", "CALIBRATION_CACHE", "EnginePlan", "engine_file_name",
+           "target_mismatch", "check_bundle_for_tensorrt",
            "engine_model_name", "choose_source", "plan_engine", "built_on", "engine_entry",
            "build_bundle_engine"]
 
-PRECISIONS = ("fp16", "int8", "fp32")
-INT8_TRT_ONNX = "model.int8.trt.onnx"
-CALIBRATION_CACHE = "calibration.cache"
-SOURCE_ONNX = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -93,33 +98,33 @@ def engine_model_name(precision: str, dla_core: int | None = None) -> str:
     return f"tensorrt_{precision}{'' if dla_core is None else f'_dla{dla_core}'}"
 
 
-def choose_source(bundle: Path, precision: str) -> tuple[str, str | None, str | None]:
+def choose_source(bundle: Path, precision: str, *, strongly_typed: bool = False,
+                  calibrator: bool = True) -> tuple[str, str | None, str | None]:
     """The ONNX file an engine of ``precision`` is built from, where its INT8 scales come from,
-    and the calibration cache it reads (file names in ``bundle``); see the module's table."""
+    and the calibration cache it reads (file names in ``bundle``), for a TensorRT that builds
+    ``strongly_typed`` networks (11.x) or not: :func:`edgekd.export.tensorrt.engine_source`."""
     bundle = Path(bundle)
-    if precision not in PRECISIONS:
-        raise EdgeKDError(f"--precision: {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if not (bundle / SOURCE_ONNX).is_file():
-        raise EdgeKDError(f"{bundle}: has no {SOURCE_ONNX} to build an engine from")
-    if precision != "int8":
-        return SOURCE_ONNX, None, None
-    if (bundle / INT8_TRT_ONNX).is_file():
-        return INT8_TRT_ONNX, f"Q/DQ nodes of {INT8_TRT_ONNX}", None
-    if (bundle / CALIBRATION_CACHE).is_file():
-        return SOURCE_ONNX, f"calibration cache {CALIBRATION_CACHE}", CALIBRATION_CACHE
-    raise EdgeKDError(f"--precision int8: {bundle} has neither {INT8_TRT_ONNX} nor {CALIBRATION_CACHE}; "
-                      f"build with export.int8 for TensorRT, or choose --precision fp16")
+    files = {p.name: p for p in bundle.iterdir() if p.is_file()} if bundle.is_dir() else {}
+    try:
+        return engine_source(precision, files, strongly_typed=strongly_typed, calibrator=calibrator)
+    except EdgeKDError as error:
+        message = str(error)
+        raise EdgeKDError(message if message.startswith("--precision: ") else f"{bundle}: {message}") \
+            from None
 
 
 def plan_engine(bundle: Path, *, precision: str = "fp16", dla_core: int | None = None,
                 workspace_mb: int = 1024, min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32,
-                image_size: int | None = None) -> EnginePlan:
+                image_size: int | None = None, strongly_typed: bool = False,
+                calibrator: bool = True) -> EnginePlan:
     """Every choice of an engine build for ``bundle``, checked (one-line errors), without TensorRT.
 
-    ``image_size`` defaults to the bundle's preprocess.json ``input_size``.
+    ``image_size`` defaults to the bundle's preprocess.json ``input_size``; ``strongly_typed``
+    and ``calibrator`` describe the TensorRT that will build (11.x: strongly typed, no calibrator).
     """
     bundle = Path(bundle)
-    onnx, scales, cache = choose_source(bundle, precision)
+    onnx, scales, cache = choose_source(bundle, precision, strongly_typed=strongly_typed,
+                                        calibrator=calibrator)
     device = device_settings(precision, dla_core)
     if workspace_mb < 16:
         raise EdgeKDError(f"--workspace-mb: {workspace_mb}; must be at least 16")
@@ -138,8 +143,9 @@ def plan_engine(bundle: Path, *, precision: str = "fp16", dla_core: int | None =
     if device["device"] == "DLA":  # DLA runs static shapes only: one batch, opt_batch
         min_batch = max_batch = opt_batch
     shapes = profile_shapes(image_size, min_batch, opt_batch, max_batch)
+    flags = [] if strongly_typed else precision_flags(precision)
     return EnginePlan(precision=precision, onnx=onnx, int8_scales=scales, calibration_cache=cache,
-                      flags=tuple(precision_flags(precision) + device["flags"]), device=device["device"],
+                      flags=tuple(flags + device["flags"]), device=device["device"],
                       dla_core=device["dla_core"], gpu_fallback="GPU_FALLBACK" in device["flags"],
                       batches=(min_batch, opt_batch, max_batch), input_shapes=shapes,
                       workspace_mb=workspace_mb, file=engine_file_name(precision, dla_core),
@@ -207,6 +213,72 @@ def engine_entry(plan: EnginePlan, *, metrics: dict, predictions: np.ndarray, ev
     return plan.name, entry
 
 
+def _local_api():
+    """This machine's TensorRT (:class:`~edgekd.export.tensorrt.TensorRTApi`), or None."""
+    from edgekd.export.tensorrt import tensorrt_api
+
+    try:
+        return tensorrt_api()
+    except ImportError:
+        return None
+
+
+def target_mismatch(target: dict | None, version: str) -> str | None:
+    """One line when this device's TensorRT ``version`` is not the line of the bundle's
+    deployment ``target`` (the card's ``deployment.target``), saying what to do; else None."""
+    from edgekd.export.targets import TARGETS, tensorrt_line
+
+    if not target or not target.get("rules"):
+        return None
+    local = tensorrt_line(version)
+    if local == target["rules"]:
+        return None
+    fits = [t.name for t in TARGETS.values() if t.rules == local]
+    return (f"engine: this device has TensorRT {version}, the bundle was made for {target.get('name')} "
+            f"(TensorRT {target.get('tensorrt')}, ONNX opset <= {target.get('max_opset')}); its files "
+            f"may not parse or may compute differently here: rebuild with --set export.target="
+            f"{fits[0] if fits else '<target>'} for this TensorRT"
+            + (f" (targets of this line: {', '.join(fits)})" if len(fits) > 1 else "")
+            + ", or install the TensorRT of the target")
+
+
+def check_bundle_for_tensorrt(bundle: str | Path, *, target: str | None = None,
+                              log: Callable[[str], None] | None = None) -> dict:
+    """Without building an engine: the bundle's files meant for TensorRT against the rules of
+    ``target`` (default: the one its card names) and, where TensorRT-RTX is installed, through
+    its parser and builder (:func:`edgekd.export.tensorrt_check.check_for_tensorrt`).
+
+    Returns ``{"deployment": ..., "gates": [...]}``; a gate that fails means a file the target's
+    TensorRT would not parse.
+    """
+    from edgekd.bench.target import _preprocess, is_bundle
+    from edgekd.card.io import load_card
+    from edgekd.export.targets import get_target
+    from edgekd.export.tensorrt_check import (
+        TENSORRT_FILES,
+        check_for_tensorrt,
+        proxy_module,
+        tensorrt_gates,
+    )
+
+    bundle = Path(bundle)
+    if not is_bundle(bundle):
+        raise EdgeKDError(f"{bundle}: not a bundle directory (with manifest.json and card.json); "
+                          f"unpack the release tarball and give its directory")
+    card = load_card(bundle)
+    name = target or ((card.get("deployment") or {}).get("target") or {}).get("name")
+    if name is None:
+        raise EdgeKDError(f"{bundle}: its card names no deployment target (built before targets "
+                          f"existed); give one with --target")
+    preprocess = _preprocess(bundle / "preprocess.json") or {}
+    size = (preprocess.get("input_size") or [3, 224, 224])[1]
+    files = {f: bundle / f for f in TENSORRT_FILES if (bundle / f).is_file()}
+    deployment = check_for_tensorrt(files, get_target(name), image_size=size, proxy=proxy_module(),
+                                    log=log or (lambda message: None))
+    names = {e["file"]: n for n, e in (card.get("models") or {}).items() if e.get("file")}
+    return {"deployment": deployment, "gates": tensorrt_gates(deployment, names)}
+
+
 def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core: int | None = None,
                         workspace_mb: int = 1024, min_batch: int = 1, opt_batch: int = 8,
                         max_batch: int = 32, update_card: bool = True, out: str | Path | None = None,
@@ -259,8 +331,11 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
         raise EdgeKDError(f"{bundle}: not a bundle directory (with manifest.json and card.json); "
                           f"unpack the release tarball and give its directory")
     target = resolve_target(bundle)
+    api = _local_api()
     plan = plan_engine(bundle, precision=precision, dla_core=dla_core, workspace_mb=workspace_mb,
-                       min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch)
+                       min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                       strongly_typed=api is not None and api.strongly_typed,
+                       calibrator=api is None or api.has_calibrator)
     has_eval = (bundle / EVAL_SET).is_file()
     if update_card:
         if not has_eval:
@@ -280,6 +355,9 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
     if status is not None:
         raise EdgeKDError(f"edgekd engine: {status}")
     card = load_card(bundle)
+    note = api and target_mismatch((card.get("deployment") or {}).get("target"), api.version)
+    if note:
+        log(note)
     with tempfile.TemporaryDirectory(prefix="edgekd-engine-") as tmp:
         path = Path(tmp) / plan.file
         log(f"engine: building {plan.file} from {plan.onnx} ({plan.precision}"

@@ -78,7 +78,7 @@ def seed_significance(seed_metrics: dict[str, list[dict]], *, class_names: list[
 def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
                seed_metrics: dict[str, list[dict]] | None = None, seeds: list[int] | None = None,
                learned: dict | None = None, debias_epochs: dict[str, list[dict]] | None = None,
-               skipped_artifacts: list[dict] | None = None) -> dict:
+               skipped_artifacts: list[dict] | None = None, deployment: dict | None = None) -> dict:
     """The whole card of a build; nothing is added to it later but bench results
     (:func:`edgekd.card.bench.add_bench_result`).
 
@@ -99,6 +99,9 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
         Per debiased stage, the adversary's record of every epoch.
     skipped_artifacts : list of dict, optional
         Artifacts the recipe asked for that could not be built here, with the reason.
+    deployment : dict, optional
+        The deployment target and the TensorRT checks of the files meant for it
+        (:func:`edgekd.export.tensorrt_check.check_for_tensorrt`); its results are gates.
     """
     cfg = recipe.card
     labels, groups = data.test.labels, data.test.groups
@@ -175,6 +178,11 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
                    "epochs": dict(debias_epochs or {})},
         "plots": [f"plots/{name}" for name in PLOT_NAMES],
     }
+    if deployment is not None:
+        from edgekd.export.tensorrt_check import tensorrt_gates
+
+        card["deployment"] = deployment
+        gates += tensorrt_gates(deployment, {e.file: name for name, e in evaluations.items() if e.file})
     attributes = by_attribute(data, evaluations, min_support=cfg.min_support)
     if attributes:  # several protected attributes: each alone, besides their intersections
         card["by_attribute"] = attributes

@@ -119,4 +119,5 @@ def describe_gate(gate: dict) -> str:
     """One line for a failed gate: name, artifact, value and threshold."""
     value = "undefined" if gate["value"] is None else f"{gate['value']:.4f}"
     return (f"gate failed: {gate['name']} on {gate['artifact']}: {gate['metric']} is {value}, "
-            f"needs {gate['comparison']} {gate['threshold']}")
+            f"needs {gate['comparison']} {gate['threshold']}"
+            + (f" ({gate['detail']})" if gate.get("detail") else ""))

@@ -479,6 +479,58 @@ def _significance(card: dict) -> list[str]:
     return lines
 
 
+def _deployment(card: dict) -> list[str]:
+    """The deployment target, and whether the files meant for TensorRT pass its parser."""
+    deployment = card.get("deployment")
+    if not deployment:
+        return []
+    target, onnx = deployment.get("target") or {}, deployment.get("onnx") or {}
+    dla = target.get("dla_cores")
+    lines = ["", "## Deployment target", "",
+             f"Made for **{_cell(target.get('name'))}**: {_cell(target.get('description'))} "
+             f"(TensorRT {_cell(target.get('tensorrt'))}, ONNX opset <= {_cell(target.get('max_opset'))}, "
+             f"compute capability {_cell(target.get('compute_capability'))}"
+             + (f", up to {dla} DLA cores" if dla else "") + ")."
+             + (f" model.onnx is opset {onnx['opset']} ({_cell(onnx.get('exporter'))} exporter)."
+                if onnx.get("opset") else "")
+             + " Engines are built on the device: `edgekd engine BUNDLE --precision fp16|int8`."]
+    parser = deployment.get("parser") or {}
+    rules = deployment.get("rules") or {}
+    line = next(iter(rules.values()), {}).get("line", target.get("rules"))
+    parse_title = (f"{parser['name']} parse and build ({parser.get('compute_capability')})"
+                   if parser.get("name") else "TensorRT parser")
+    label = f"TensorRT {line}" + ("" if "." in str(line) else ".x")
+    lines += ["", f"| file | {_cell(label)} rules | {_cell(parse_title)} |", "|---|---|---|"]
+    for name, result in rules.items():
+        first = (result.get("problems") or [{}])[0]
+        rule = ("pass" if result.get("passed") else
+                f"**FAIL** ({result.get('count')}): node {_oneline(first.get('node'))}: "
+                f"{_oneline(first.get('rule'))}: {_oneline(first.get('detail'))}")
+        parsed = (parser.get("files") or {}).get(name)
+        if parsed is None:
+            built = "not run"
+        elif parsed.get("built"):
+            built = f"parsed and built ({_num(parsed.get('engine_bytes', 0) / 1e6, 1)} MB engine)"
+        else:
+            built = f"**FAIL**: {_oneline(parsed.get('error'))[:200]}"
+        lines.append(f"| {_cell(name)} | {rule} | {built} |")
+    lines.append("")
+    lines.append(_oneline(parser.get("note") or parser.get("skipped") or "") or "-")
+    caches = [(n, e["export"]["calibration_cache"]) for n, e in card["models"].items()
+              if isinstance(e.get("export"), dict) and isinstance(e["export"].get("calibration_cache"), dict)]
+    for name, cache in caches:
+        lines.append("")
+        lines.append(f"calibration.cache ({name}): " + (
+            f"the activation scales of {_oneline(cache.get('scales_from'))}, {cache.get('tensors')} tensors"
+            if cache.get("file") else f"not shipped: {_oneline(cache.get('left_out'))}") + ".")
+    return lines
+
+
+def _oneline(value) -> str:
+    """A card string on one table line: whitespace collapsed, pipes escaped."""
+    return _cell(" ".join(str(value).split())) if value is not None else "-"
+
+
 def _gates(card: dict) -> list[str]:
     lines = ["", "## Release gates", ""]
     if not card.get("gates"):
@@ -561,7 +613,8 @@ def render_markdown(card: dict) -> str:
     lines = ["---", yaml.safe_dump(front_matter(card), sort_keys=False).rstrip(), "---", "",
              f"# {card['name']} {card['version']}", ""]
     for section in (_intro, _distillation, _checkpoints, _data, _headline, _disparity_table,
-                    _student_by_group, _by_attribute, _significance, _gates, _bench, _plots, _limitations,
+                    _student_by_group, _by_attribute, _significance, _deployment, _gates, _bench, _plots,
+                    _limitations,
                     _provenance):
         lines += section(card)
     return "\n".join(lines)

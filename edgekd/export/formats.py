@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, create_model, model_validator
 
@@ -34,6 +35,7 @@ from edgekd.export.fp16 import Fp16Config
 from edgekd.export.int8 import Int8Config
 from edgekd.export.onnx import OnnxConfig
 from edgekd.export.runtime import cpu_runtime_name
+from edgekd.export.targets import DEFAULT_TARGET, TARGETS
 from edgekd.export.tensorrt import TensorRTConfig
 
 __all__ = ["ExportFormat", "ExportContext", "Artifact", "EXPORT_FORMATS", "register_format", "ExportConfig",
@@ -67,7 +69,7 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
     from edgekd.export.int8 import (
         FORMS,
         TENSORRT_CACHE,
-        calibration_ranges,
+        qdq_activation_scales,
         quantize_to_agreement,
         write_tensorrt_cache,
     )
@@ -94,11 +96,18 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
                 f"with fp32 on the validation images (cell-weighted) {result.agreement:.4f}, kept in "
                 f"float: {kept}"
                 + ("" if result.reached else f" (below export.int8.min_agreement {cfg.min_agreement})"))
-        extra = {}
-        if key == "tensorrt":
-            extra[TENSORRT_CACHE] = write_tensorrt_cache(
-                calibration_ranges(ctx.onnx_path, images, ctx.mean, ctx.std, method=cfg.method),
-                ctx.out_dir / TENSORRT_CACHE)
+        extra, cache = {}, {}
+        if key == "tensorrt":  # the shipped file's scales, for implicit INT8 from model.onnx
+            if result.fine_tuned:
+                cache = {"file": None, "left_out": "the shipped file was INT8-aware fine-tuned: its "
+                                                   "scales belong to the fine-tuned weights, not "
+                                                   "model.onnx's; INT8 engines are built from its "
+                                                   "Q/DQ nodes"}
+            else:
+                scales = qdq_activation_scales(result.path, ctx.onnx_path)
+                extra[TENSORRT_CACHE] = write_tensorrt_cache(scales, ctx.out_dir / TENSORRT_CACHE)
+                cache = {"file": TENSORRT_CACHE, "scales_from": f"{form.file} (the shipped Q/DQ file)",
+                         "tensors": len(scales)}
         artifacts.append(Artifact(
             name=form.name, file=form.file, path=result.path, precision="int8", runtime=cpu_runtime_name(),
             export={"format": "QDQ", "form": f"{key} ({form.runtime_note})", "per_channel": True,
@@ -111,7 +120,8 @@ def _int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
                     "qat": cfg.qat, "fine_tuned": result.fine_tuned,
                     **({"fine_tuning": {"steps": cfg.qat_steps, "lr": cfg.qat_lr}}
                        if result.fine_tuned else {}),
-                    **({"calibration_cache": TENSORRT_CACHE} if extra else {})},
+                    "quantized_biases": form.quantize_bias,
+                    **({"calibration_cache": cache} if cache else {})},
             extra_files=extra))
     return artifacts
 
@@ -165,6 +175,22 @@ register_format(ExportFormat("fp16", Fp16Config, "model.fp16.onnx", _fp16, "onnx
 register_format(ExportFormat("tensorrt", TensorRTConfig, "model.<precision>.engine", _tensorrt,
                              "TensorRT, cuda-python and an NVIDIA GPU (or Torch-TensorRT)"))
 
+def _resolve_target(export):
+    """The target fixes model.onnx's opset and exporter where the recipe leaves them out, and
+    refuses the ones its TensorRT cannot parse."""
+    from edgekd.errors import EdgeKDError
+    from edgekd.export.targets import get_target, resolve_onnx_export
+
+    try:
+        opset, exporter = resolve_onnx_export(get_target(export.target), opset=export.onnx.opset,
+                                              exporter=export.onnx.exporter)
+    except EdgeKDError as error:
+        raise ValueError(str(error)) from None
+    if (export.onnx.opset, export.onnx.exporter) != (opset, exporter):
+        export.onnx.opset, export.onnx.exporter = opset, exporter
+    return export
+
+
 def _int8_engine_needs_its_qdq_file(export):
     trt, int8 = export.tensorrt, export.int8
     if trt.enabled and trt.via == "onnx" and trt.precision == "int8" \
@@ -177,7 +203,12 @@ def _int8_engine_needs_its_qdq_file(export):
 ExportConfig = create_model(
     "ExportConfig", __base__=Section,
     __doc__="``export``: the fp32 ONNX file (``onnx``) and one section per format of the table.",
-    __validators__={"int8_engine_qdq": model_validator(mode="after")(_int8_engine_needs_its_qdq_file)},
+    __validators__={"int8_engine_qdq": model_validator(mode="after")(_int8_engine_needs_its_qdq_file),
+                    "resolve_target": model_validator(mode="after")(_resolve_target)},
+    target=(Literal[tuple(TARGETS)], Field(
+        DEFAULT_TARGET, description="what the bundle is for (edgekd.export.targets): fixes the ONNX "
+                                    "opset and the TensorRT rules every file meant for TensorRT "
+                                    "must pass; one of " + ", ".join(TARGETS))),
     onnx=(OnnxConfig, Field(default_factory=OnnxConfig)),
     **{key: (fmt.config, Field(default_factory=fmt.config)) for key, fmt in EXPORT_FORMATS.items()},
 )

@@ -3,9 +3,13 @@
 * ``cpu`` -> ``model.int8.onnx``: activations ``uint8`` (U8S8), what onnxruntime's x86 CPU kernels
   run natively (with signed activations the quickstart student ran 4.6x slower; 2026-11-27).
 * ``tensorrt`` -> ``model.int8.trt.onnx``: activations and weights ``int8`` and symmetric (every
-  zero point 0), the only form TensorRT's explicit quantization and the GPU execution providers
-  take; with it ships ``calibration.cache``, the same calibration's ranges in TensorRT's cache
-  format, for building an INT8 engine from ``model.onnx`` on the device instead.
+  zero point 0), biases kept float (onnxruntime quantizes them to int32 by default, and TensorRT's
+  parser takes DequantizeLinear only on int8: an int32 bias fails at its first node), per-axis
+  scales on weights only: the form TensorRT's explicit quantization and the GPU execution
+  providers take (checked by :mod:`edgekd.export.tensorrt_rules`); with it ships
+  ``calibration.cache``, the shipped file's activation scales in TensorRT's cache format, for
+  building an INT8 engine from ``model.onnx`` on the device instead (left out when the shipped
+  file was INT8-aware fine-tuned: its scales belong to the fine-tuned weights, not model.onnx's).
 
 Both are QDQ (QuantizeLinear/DequantizeLinear pairs around each quantized op) with per-channel
 weights, calibrated on ``calibration_samples`` training images by ``method``: ``minmax`` (the
@@ -55,7 +59,7 @@ from edgekd.errors import EdgeKDError
 from edgekd.export.runtime import OnnxClassifier, normalise
 
 __all__ = ["CALIBRATION_METHODS", "FORMS", "Int8Config", "Int8Form", "Int8Result", "paired_gain",
-           "quantize_int8", "quantize_to_agreement", "sensitive_groups", "calibration_ranges",
+           "quantize_int8", "quantize_to_agreement", "sensitive_groups", "qdq_activation_scales",
            "write_tensorrt_cache", "read_tensorrt_cache", "tensorrt_version_number"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -72,12 +76,14 @@ class Int8Form:
     activations: str
     symmetric: bool
     runtime_note: str
+    quantize_bias: bool = True  # int32 biases (onnxruntime's default); TensorRT takes float ones
 
 
 FORMS = {
     "cpu": Int8Form("onnx_int8", "model.int8.onnx", "uint8", False, "U8S8, onnxruntime's CPU kernels"),
     "tensorrt": Int8Form("onnx_int8_trt", "model.int8.trt.onnx", "int8", True,
-                         "S8S8 symmetric, zero points 0: TensorRT and GPU execution providers"),
+                         "S8S8 symmetric, zero points 0, float biases: TensorRT and GPU execution "
+                         "providers", quantize_bias=False),
 }
 TENSORRT_CACHE = "calibration.cache"
 
@@ -159,12 +165,13 @@ def _reader(onnx_path: Path, images: np.ndarray, mean, std, batch_size: int):
 def quantize_int8(onnx_path: Path, out_path: Path, calibration_images: np.ndarray, mean, std, *,
                   method: str = "minmax", activations: str = "uint8", symmetric: bool = False,
                   exclude: list[str] | tuple[str, ...] = (), batch_size: int = 32,
-                  pre_process: bool = True) -> Path:
+                  pre_process: bool = True, quantize_bias: bool = True) -> Path:
     """Write a QDQ INT8 copy of ``onnx_path`` calibrated on uint8 images (N, H, W, 3).
 
     ``activations`` is ``uint8`` or ``int8``; ``symmetric`` makes every activation and weight
     range symmetric (zero point 0); ``exclude`` names nodes kept in float; ``pre_process=False``
-    when ``onnx_path`` is already pre-processed.
+    when ``onnx_path`` is already pre-processed; ``quantize_bias=False`` keeps Conv and Gemm
+    biases float (no int32 DequantizeLinear: the TensorRT form).
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
@@ -189,7 +196,8 @@ def quantize_int8(onnx_path: Path, out_path: Path, calibration_images: np.ndarra
                         quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=activation_types[activations], weight_type=QuantType.QInt8,
                         calibrate_method=methods[method], nodes_to_exclude=list(exclude),
-                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                                       "QuantizeBias": quantize_bias})
         staged.replace(out_path)
     return out_path
 
@@ -296,7 +304,8 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
                 kept_nodes += names
             candidate = quantize_int8(prepared, Path(tmp) / f"try{step}.onnx", calibration_images, mean,
                                       std, method=method, activations=form.activations,
-                                      symmetric=form.symmetric, exclude=kept_nodes, pre_process=False)
+                                      symmetric=form.symmetric, exclude=kept_nodes, pre_process=False,
+                                      quantize_bias=form.quantize_bias)
             predicted = OnnxClassifier(candidate, threads=threads).predict_images(check_images, mean, std)
             agrees = predicted.argmax(1) == reference
             agreement = float(np.average(agrees, weights=check_weights))
@@ -320,39 +329,49 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
                       tries=tries, reached=agreement >= min_agreement)
 
 
-def calibration_ranges(onnx_path: Path, images: np.ndarray, mean, std, *, method: str = "minmax",
-                       batch_size: int = 32) -> dict[str, tuple[float, float]]:
-    """(lowest, highest) of every float tensor of ``onnx_path`` over ``images``, by ``method``."""
-    from onnxruntime.quantization.calibrate import create_calibrator
+def qdq_activation_scales(qdq_path: Path, reference_path: Path | None = None) -> dict[str, float]:
+    """``{tensor: scale}`` of every activation a QDQ file quantizes (per-tensor
+    QuantizeLinear nodes on non-constant inputs), named as in ``reference_path`` (the fp32
+    ``model.onnx``; onnxruntime renames a graph output it quantizes to
+    ``<name>_QuantizeLinear_Input``); tensors ``reference_path`` lacks are left out."""
+    import onnx
+    from onnx import numpy_helper
 
-    with tempfile.TemporaryDirectory() as tmp:
-        calibrator = create_calibrator(str(onnx_path), augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                                       calibrate_method=_methods()[method])
-        calibrator.collect_data(_reader(Path(onnx_path), images, mean, std, batch_size))
-        ranges = calibrator.compute_data()
-    out = {}
-    for name, data in ranges.items():
-        low, high = data.range_value
-        out[name] = (float(np.asarray(low).min()), float(np.asarray(high).max()))
-    return out
+    graph = onnx.load(str(qdq_path), load_external_data=False).graph
+    initializers = {t.name: t for t in graph.initializer}
+    known = None
+    if reference_path is not None:
+        reference = onnx.load(str(reference_path), load_external_data=False).graph
+        known = {i.name for i in reference.input} | {o for n in reference.node for o in n.output}
+    scales = {}
+    for node in graph.node:
+        if node.op_type != "QuantizeLinear" or node.input[0] in initializers:
+            continue
+        scale = numpy_helper.to_array(initializers[node.input[1]]) if node.input[1] in initializers \
+            else None
+        if scale is None or scale.size != 1:
+            continue
+        name = node.input[0].removesuffix("_QuantizeLinear_Input")
+        if known is None or name in known:
+            scales[name] = float(scale.reshape(()))
+    return scales
 
 
-def write_tensorrt_cache(ranges: dict[str, tuple[float, float]], path: Path, *,
+def write_tensorrt_cache(scales: dict[str, float], path: Path, *,
                          tensorrt_version: str = "10.3.0") -> Path:
-    """Write ``ranges`` as a TensorRT INT8 calibration cache (``IInt8EntropyCalibrator2``'s format).
+    """Write ``scales`` (tensor -> scale, as :func:`qdq_activation_scales` reads them from the
+    shipped Q/DQ file) as a TensorRT INT8 calibration cache (``IInt8EntropyCalibrator2``'s format).
 
     Line 1 is ``TRT-<version>-EntropyCalibration2`` (version 10.3.0 -> 100300, 8.6.1 -> 8601);
-    then one line per tensor, ``<name>: <scale>``, the scale ``max(|lowest|, |highest|) / 127``
-    written as the 8 hex digits of its big-endian float32. ``edgekd engine`` rewrites line 1 for
-    the TensorRT it builds with.
+    then one line per tensor, ``<name>: <scale>``, the scale (``amax / 127``) written as the 8 hex
+    digits of its big-endian float32. ``edgekd engine`` rewrites line 1 for the TensorRT it
+    builds with.
     """
     from edgekd.files import write_atomic
 
     lines = [f"TRT-{tensorrt_version_number(tensorrt_version)}-EntropyCalibration2"]
-    for name in sorted(ranges):
-        amax = max(abs(ranges[name][0]), abs(ranges[name][1]))
-        scale = max(amax, 1e-8) / 127.0
-        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
+    for name in sorted(scales):
+        lines.append(f"{name}: {struct.pack('>f', max(float(scales[name]), 1e-8 / 127.0)).hex()}")
     write_atomic(Path(path), "\n".join(lines) + "\n")
     return Path(path)
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from edgekd.config import Section
 from edgekd.export.runtime import OnnxClassifier
@@ -20,22 +20,18 @@ INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
 class OnnxConfig(Section):
-    """``export.onnx``: the fp32 ONNX file every other artifact starts from."""
+    """``export.onnx``: the fp32 ONNX file every other artifact starts from. Opset and exporter
+    default to what ``export.target`` parses (:func:`edgekd.export.targets.resolve_onnx_export`)."""
 
-    exporter: Literal["torchscript", "dynamo"] = Field(
-        "dynamo", description="dynamo (torch.export; the exporter torch keeps) or torchscript "
-                              "(deprecated by torch; opset 17 for TensorRT 8.5/8.6 on JetPack 5 and 6.0)")
-    opset: int = Field(18, ge=13, le=23)
+    exporter: Literal["torchscript", "dynamo"] | None = Field(
+        None, description="dynamo (torch.export; the exporter torch keeps; opset 18 or newer) or "
+                          "torchscript (deprecated by torch; opset 17 and lower, what TensorRT 8.5/8.6 "
+                          "on JetPack 5 and 6.0 parse); default: from export.target")
+    opset: int | None = Field(None, ge=13, le=23, description="default: 18 where export.target "
+                                                              "parses it, else the target's ceiling")
     min_agreement: float = Field(
         0.999, ge=0.0, le=1.0, description="argmax agreement with torch below which the build fails"
     )
-
-    @model_validator(mode="after")
-    def _dynamo_opset(self) -> OnnxConfig:
-        if self.exporter == "dynamo" and self.opset < 18:
-            raise ValueError("exporter: dynamo writes opset 18 or newer; use opset >= 18 or "
-                             "exporter: torchscript")
-        return self
 
 
 def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: int,

@@ -1,15 +1,17 @@
 """TensorRT engines: built from the ONNX file with the TensorRT Python API, run without torch.
 
-Building (``build_engine``), TensorRT 8.6 and 10:
+Building (``build_engine``), one function for TensorRT 8.5/8.6, 10.x, 11.x and TensorRT-RTX
+(:class:`TensorRTApi` holds the differences):
 
-1. ``trt.Builder`` -> network (explicit batch; the flag is needed only on 8.x) -> ``trt.OnnxParser``
-   reads ``model.onnx``;
-2. builder config: workspace limit (``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``),
-   ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``; for INT8 the scales come from the Q/DQ nodes of
+1. ``trt.Builder`` -> network (explicit batch: a flag on 8.x only; strongly typed on 11.x and
+   TensorRT-RTX) -> ``trt.OnnxParser`` reads the file :func:`engine_source` picks;
+2. builder config: workspace limit (``set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``);
+   on 8.x/10.x ``BuilderFlag.FP16`` / ``BuilderFlag.INT8``, INT8 scales from the Q/DQ nodes of
    the explicitly quantized ``model.int8.trt.onnx`` (no calibrator: the build machine and, by
    default, ``edgekd engine``), or from the bundle's ``calibration.cache`` read by a calibrator
    that never sees an image (:func:`cache_calibrator`; implicit quantization, deprecated since
-   TensorRT 10.1, for engines built from ``model.onnx``);
+   TensorRT 10.1, removed in 11, for engines built from ``model.onnx``); on 11.x no precision
+   flags: fp16 from ``model.fp16.onnx``, INT8 from ``model.int8.trt.onnx``;
 3. optionally a DLA core (``default_device_type = DeviceType.DLA``, ``DLA_core``,
    ``BuilderFlag.GPU_FALLBACK``; fp16 or int8 only): :func:`device_settings`;
 4. one optimisation profile for the batch range (min / opt / max);
@@ -25,6 +27,8 @@ skips the engine (or fails with that line when the recipe says ``required: true`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -35,10 +39,18 @@ from edgekd.config import Section
 from edgekd.errors import EdgeKDError
 from edgekd.export.artifact import Artifact, ExportContext
 from edgekd.export.runtime import batched_logits
+from edgekd.export.targets import tensorrt_line
+
+PRECISIONS = ("fp16", "int8", "fp32")
+SOURCE_ONNX = "model.onnx"
+FP16_ONNX = "model.fp16.onnx"
+INT8_TRT_ONNX = "model.int8.trt.onnx"
+CALIBRATION_CACHE = "calibration.cache"
 
 __all__ = ["TensorRTConfig", "build_tensorrt_artifact", "tensorrt_status", "engine_info", "build_engine",
            "TensorRTClassifier", "DeviceBuffers", "profile_shapes", "precision_flags", "device_settings",
-           "calibration_algorithm", "CacheReader", "cache_calibrator"]
+           "calibration_algorithm", "CacheReader", "cache_calibrator", "TensorRTApi", "tensorrt_api",
+           "engine_source", "PRECISIONS", "SOURCE_ONNX", "FP16_ONNX", "INT8_TRT_ONNX", "CALIBRATION_CACHE"]
 
 
 class TensorRTConfig(Section):
@@ -202,9 +214,10 @@ def for_tensorrt_version(cache: bytes, version: str) -> bytes:
     return f"TRT-{tensorrt_version_number(version)}-{parts[2]}".encode() + sep + rest
 
 
-def cache_calibrator(cache_path: Path):
+def cache_calibrator(cache_path: Path, *, trt=None):
     """A TensorRT calibrator that only reads ``cache_path`` (the bundle's ``calibration.cache``)."""
-    import tensorrt as trt
+    if trt is None:
+        import tensorrt as trt
 
     cache = for_tensorrt_version(Path(cache_path).read_bytes(), trt.__version__)
     base = getattr(trt, calibration_algorithm(cache, where=str(cache_path)))
@@ -217,36 +230,158 @@ def cache_calibrator(cache_path: Path):
     return CacheCalibrator()
 
 
+@dataclass(frozen=True)
+class TensorRTApi:
+    """How one TensorRT Python module builds: its version, the rules line of its parser
+    (:mod:`edgekd.export.tensorrt_rules`), and the API differences between lines.
+
+    ============  ==================  ===========================  ====================  ==========
+    line          network flags       precision                    INT8 calibrator       target CC
+    ============  ==================  ===========================  ====================  ==========
+    8.5, 8.6      EXPLICIT_BATCH      BuilderFlag.FP16 / INT8      yes                   the GPU's
+    10            none (explicit)     BuilderFlag.FP16 / INT8      deprecated (10.1)     the GPU's
+    11            STRONGLY_TYPED      the file's types: fp16 from  removed               the GPU's
+                  (always on)         model.fp16.onnx, int8 from
+                                      Q/DQ (no precision flags)
+    TensorRT-RTX  STRONGLY_TYPED      as 11                        none                  chosen
+    ============  ==================  ===========================  ====================  ==========
+    """
+
+    module: object
+    version: str
+    line: str
+    rtx: bool
+
+    @property
+    def name(self) -> str:
+        return f"TensorRT-RTX {self.version}" if self.rtx else f"TensorRT {self.version}"
+
+    @property
+    def strongly_typed(self) -> bool:
+        return self.line == "11"
+
+    @property
+    def has_calibrator(self) -> bool:
+        return not self.strongly_typed and hasattr(self.module, "IInt8EntropyCalibrator2")
+
+    def network_flags(self) -> int:
+        flags = self.module.NetworkDefinitionCreationFlag
+        if self.line in ("8.5", "8.6"):
+            return 1 << int(flags.EXPLICIT_BATCH)
+        if self.strongly_typed and hasattr(flags, "STRONGLY_TYPED"):
+            return 1 << int(flags.STRONGLY_TYPED)  # ignored by 11 (always on), needed by RTX
+        return 0
+
+
+def tensorrt_api(trt=None) -> TensorRTApi:
+    """The :class:`TensorRTApi` of ``trt`` (default: ``import tensorrt``); TensorRT-RTX's
+    module (``tensorrt_rtx``) builds as TensorRT 11 does."""
+    if trt is None:
+        import tensorrt as trt
+    version = str(trt.__version__)
+    rtx = getattr(trt, "__name__", "").startswith("tensorrt_rtx")
+    return TensorRTApi(module=trt, version=version, line="11" if rtx else tensorrt_line(version), rtx=rtx)
+
+
+def engine_source(precision: str, files: Mapping[str, Path | None], *, strongly_typed: bool,
+                  calibrator: bool = True) -> tuple[str, str | None, str | None]:
+    """The ONNX file an engine of ``precision`` is built from, where its INT8 scales come from,
+    and the calibration cache it reads: ``(file, int8_scales, cache)``, file names of ``files``
+    (name -> path, ``None`` or missing where absent).
+
+    ==========  =================================  ==============================================
+    precision   weakly typed (8.x, 10.x)           strongly typed (11.x, TensorRT-RTX)
+    ==========  =================================  ==============================================
+    fp32        model.onnx                         model.onnx
+    fp16        model.onnx + BuilderFlag.FP16      model.fp16.onnx (the network's types)
+    int8        model.int8.trt.onnx (its Q/DQ), or model.int8.trt.onnx only (no calibrator)
+                model.onnx + calibration.cache
+    ==========  =================================  ==============================================
+    """
+    def has(name: str) -> bool:
+        return files.get(name) is not None
+
+    if precision not in PRECISIONS:
+        raise EdgeKDError(f"--precision: {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if not has(SOURCE_ONNX):
+        raise EdgeKDError(f"has no {SOURCE_ONNX} to build an engine from")
+    if precision == "fp32":
+        return SOURCE_ONNX, None, None
+    if precision == "fp16":
+        if not strongly_typed:
+            return SOURCE_ONNX, None, None
+        if has(FP16_ONNX):
+            return FP16_ONNX, None, None
+        raise EdgeKDError(f"--precision fp16: this TensorRT builds strongly typed networks, fp16 "
+                          f"from an fp16-typed file, and there is no {FP16_ONNX}; build with "
+                          f"export.fp16.enabled: true, or choose --precision fp32 or int8")
+    if has(INT8_TRT_ONNX):
+        return INT8_TRT_ONNX, f"Q/DQ nodes of {INT8_TRT_ONNX}", None
+    if strongly_typed or not calibrator:
+        raise EdgeKDError(f"--precision int8: this TensorRT takes INT8 only from Q/DQ nodes, and there "
+                          f"is no {INT8_TRT_ONNX}; build with export.int8 for TensorRT, or choose "
+                          f"--precision fp16")
+    if has(CALIBRATION_CACHE):
+        return SOURCE_ONNX, f"calibration cache {CALIBRATION_CACHE}", CALIBRATION_CACHE
+    raise EdgeKDError(f"--precision int8: there is neither {INT8_TRT_ONNX} nor {CALIBRATION_CACHE}; "
+                      f"build with export.int8 for TensorRT, or choose --precision fp16")
+
+
+def _collecting_logger(trt):
+    """A ``trt.ILogger`` that keeps warnings and errors instead of printing them (TensorRT-RTX on
+    a machine without a GPU logs a CUDA driver error it then works around)."""
+
+    class Collecting(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.messages: list[str] = []
+
+        def log(self, severity, message) -> None:
+            if severity <= trt.ILogger.Severity.WARNING:
+                self.messages.append(str(message))
+
+    return Collecting()
+
+
 def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size: int,
                  min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32, workspace_mb: int = 1024,
                  calibration_cache: Path | None = None, explicit_int8: bool = False,
-                 dla_core: int | None = None) -> Path:
+                 dla_core: int | None = None, trt=None, compute_capability: str | None = None,
+                 quiet: bool = False) -> Path:
     """Serialise a TensorRT engine for ``onnx_path`` at ``precision`` (fp32, fp16 or int8).
 
-    INT8 scales come from the Q/DQ nodes of ``onnx_path`` when ``explicit_int8`` (explicit
-    quantization: no calibrator, the form TensorRT keeps; implicit calibration is deprecated since
-    TensorRT 10.1), else from ``calibration_cache`` (read only, its header set to this TensorRT).
-    ``dla_core`` puts the layers on that DLA core with GPU fallback (:func:`device_settings`).
+    One builder for every TensorRT line (:class:`TensorRTApi`): on 8.x and 10.x the precision is
+    a builder flag and INT8 scales come from the Q/DQ nodes of ``onnx_path`` when
+    ``explicit_int8``, else from ``calibration_cache`` (read only, its header set to this
+    TensorRT); on 11.x and TensorRT-RTX the network is strongly typed, so the file's types are the
+    precision (:func:`engine_source` picks the file) and there is no calibrator. ``dla_core`` puts
+    the layers on that DLA core with GPU fallback (:func:`device_settings`). ``trt`` is the
+    TensorRT module (default ``tensorrt``; ``tensorrt_rtx`` for the build machine's proxy
+    check), ``compute_capability`` (``"SM86"``) the GPU to build for where the module lets
+    one choose (TensorRT-RTX), and ``quiet`` keeps TensorRT's log out of the output.
     """
-    import tensorrt as trt
-
+    api = tensorrt_api(trt)
+    trt = api.module
     device = device_settings(precision, dla_core)
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _collecting_logger(trt) if quiet else trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    major = int(trt.__version__.split(".")[0])
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(api.network_flags())
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgeKDError(f"export.tensorrt: TensorRT cannot parse {onnx_path.name}: {errors[:300]}")
+        raise EdgeKDError(f"{api.name} cannot parse {Path(onnx_path).name}: "
+                          f"{' '.join(errors.split())[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if compute_capability is not None:
+        config.num_compute_capabilities = 1
+        config.set_compute_capability(getattr(trt.ComputeCapability, compute_capability), 0)
     input_name = network.get_input(0).name
     profile = builder.create_optimization_profile()
     profile.set_shape(input_name, *profile_shapes(image_size, min_batch, opt_batch, max_batch))
     config.add_optimization_profile(profile)
-    for flag in precision_flags(precision) + device["flags"]:
+    flags = [] if api.strongly_typed else precision_flags(precision)
+    for flag in flags + device["flags"]:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     if device["device"] == "DLA":
         cores = int(builder.num_DLA_cores)
@@ -257,15 +392,20 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = device["dla_core"]
     if precision == "int8" and not explicit_int8:
+        if not api.has_calibrator:
+            raise EdgeKDError(f"{api.name} has no INT8 calibrator: build int8 from the Q/DQ file "
+                              f"({INT8_TRT_ONNX})")
         if calibration_cache is None:
-            raise EdgeKDError(f"{onnx_path.name}: int8 needs its Q/DQ scales (model.int8.trt.onnx) or a "
-                              f"calibration cache (calibration.cache)")
-        config.int8_calibrator = cache_calibrator(calibration_cache)
+            raise EdgeKDError(f"{Path(onnx_path).name}: int8 needs its Q/DQ scales ({INT8_TRT_ONNX}) "
+                              f"or a calibration cache ({CALIBRATION_CACHE})")
+        config.int8_calibrator = cache_calibrator(calibration_cache, trt=trt)
         config.set_calibration_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EdgeKDError(f"export.tensorrt: TensorRT could not build a {precision} engine from "
-                          f"{onnx_path.name} (see its log above)")
+        detail = "; ".join(getattr(logger, "messages", [])[-2:])
+        raise EdgeKDError(f"{api.name} could not build a {precision} engine from "
+                          f"{Path(onnx_path).name}" + (f": {' '.join(detail.split())[:300]}" if detail
+                                                       else " (see its log above)"))
     from edgekd.files import write_atomic
 
     write_atomic(Path(out_path), bytes(serialized))
@@ -403,12 +543,16 @@ def build_tensorrt_artifact(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact
         return Artifact(name=name, skipped=status)
     if cfg.via == "torch_tensorrt":
         return _torch_tensorrt(cfg, ctx)
-    # int8: explicit quantization from the TensorRT-form INT8 file the int8 row wrote just before
-    source = ctx.out_dir / "model.int8.trt.onnx" if cfg.precision == "int8" else ctx.onnx_path
-    path = build_engine(source, ctx.out_dir / f"model.{cfg.precision}.engine",
+    api = tensorrt_api()
+    files = {SOURCE_ONNX: ctx.onnx_path,
+             **{file: ctx.out_dir / file for file in (FP16_ONNX, INT8_TRT_ONNX)
+                if (ctx.out_dir / file).is_file()}}
+    source, _, _ = engine_source(cfg.precision, files, strongly_typed=api.strongly_typed,
+                                 calibrator=False)  # at build time: INT8 from the Q/DQ file
+    path = build_engine(files[source], ctx.out_dir / f"model.{cfg.precision}.engine",
                         precision=cfg.precision, image_size=ctx.image_size, min_batch=cfg.min_batch,
                         opt_batch=cfg.opt_batch, max_batch=cfg.max_batch, workspace_mb=cfg.workspace_mb,
-                        explicit_int8=cfg.precision == "int8")
+                        explicit_int8=source == INT8_TRT_ONNX)
     info = engine_info()
     ctx.log(f"export: {path.name} (TensorRT {info['tensorrt']}, {info['gpu']})")
     return Artifact(name=name, file=path.name, path=path, kind="tensorrt", precision=cfg.precision,
