@@ -65,9 +65,10 @@ def run_seed(recipe_path: str, overrides: list[str], variants: dict[str, list[st
     """Train one seed's teacher, baseline and student variants; their test metrics and times."""
     import torch
 
+    from edgekd.context import BuildContext
     from edgekd.data import load_data
-    from edgekd.pipeline import train_models
     from edgekd.recipe import load_recipe
+    from edgekd.train.stage import train_models
 
     torch.set_num_threads(threads)
     base = load_recipe(recipe_path, tuple(overrides))
@@ -91,7 +92,7 @@ def run_seed(recipe_path: str, overrides: list[str], variants: dict[str, list[st
             shared = seed_dir / f"own-{slug}" if own else seed_dir
             started = time.perf_counter()
             models = train_models(recipe, data, run_dir=seed_dir / slug, shared_dir=shared,
-                                  seed=seed, log=log, on_epoch_end=None, dist=_single())
+                                  seed=seed, ctx=BuildContext(log=log, dist=_single()))
             for role in ROLES:
                 if own:
                     results[f"{name}: {role}"] = _metrics(models[role], data)

@@ -40,8 +40,8 @@ __all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides"]
 # The sections a recipe picks by name: section -> (tag key, {name: settings class}), and the
 # name used when a section gives none.
 _CHOICES: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {
-    "data": ("source", {name: DATA_SOURCES.get(name).config for name in DATA_SOURCES}),
-    "distill": ("method", {name: OBJECTIVES.get(name).config for name in OBJECTIVES}),
+    "data": ("source", {name: DATA_SOURCES[name].config for name in sorted(DATA_SOURCES.names())}),
+    "distill": ("method", {name: OBJECTIVES[name].config for name in sorted(OBJECTIVES.names())}),
 }
 _DEFAULT_CHOICE = {"data": "trifeature", "distill": "kd"}
 

@@ -24,39 +24,67 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A mapping from a name used in recipes to an implementation."""
+    """A table from a name used in recipes (or on the card) to an implementation, in the order
+    entries were added. Every table of edgekd is one: data sources, distillation methods,
+    metrics, checkpoint metrics, export formats, artifact files, bench backends."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        def add(obj: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = obj
-            return obj
+    def add(self, name: str, obj: T) -> T:
+        """Add ``obj`` as ``name``; a name is registered once."""
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = obj
+        return obj
 
-        return add
+    def register(self, name: str) -> Callable[[T], T]:
+        """:meth:`add` as a decorator."""
+        return lambda obj: self.add(name, obj)
+
+    def remove(self, name: str) -> None:
+        """Forget an entry (tests that register one of their own)."""
+        del self._entries[name]
 
     def get(self, name: str, *, key: str | None = None) -> T:
-        """Return the entry for ``name``; ``key`` is the recipe key named in the error."""
+        """Return the entry for ``name``; an unknown name is one line listing the registered
+        ones (``key``: the recipe key or flag it came from)."""
         try:
             return self._entries[name]
         except KeyError:
             where = f"{key}: " if key else ""
             raise EdgeKDError(
-                f"{where}unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+                f"{where}unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._entries))}"
             ) from None
 
+    __getitem__ = get
+
+    def __setitem__(self, name: str, obj: T) -> None:
+        """Replace (or add) an entry in place: tests stand one in with ``monkeypatch.setitem``."""
+        self._entries[name] = obj
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        """Every name, in the order added."""
+        return list(self._entries)
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())
+
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def tag_of(config: Any, field: str) -> str:

@@ -168,7 +168,7 @@ def _row(point: dict, card: dict, point_dir: Path) -> dict:
                   for key in ("top1", "mean_abs_disparity")}
     agreements = {f"{name}_agreement": (card["models"][name].get("vs_student") or {}).get(
         "prediction_agreement") for name in AGREEMENT_OF if name in card["models"]}
-    return {**point, **{metric.key: metric.read(m) for metric in METRICS},
+    return {**point, **{metric.key: metric.read(m) for metric in METRICS.values()},
             "adversary_top1": adversary[-1].get("adversary_top1"),
             "adversary_reference": adversary[-1].get("adversary_reference"),
             **references, **agreements, "bundle": str(point_dir / "bundle")}
@@ -180,7 +180,7 @@ def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
     from edgekd.files import write_atomic
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.keys() + list(EXTRA_COLUMNS) + ["bundle"])
+    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.names() + list(EXTRA_COLUMNS) + ["bundle"])
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _text(row[k]) if k in keys else row.get(k) for k in writer.fieldnames})
@@ -192,10 +192,10 @@ def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
     optional = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
                                               "onnx_int8_agreement", "onnx_int8_trt_agreement")
                 if any(r.get(k) is not None for r in rows)}
-    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS}, **optional,
+    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS.values()}, **optional,
                "pareto": "Pareto"}
     front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows]))
-    shown = [{**{k: _text(r[k]) for k in keys}, **{m.key: r[m.key] for m in METRICS},
+    shown = [{**{k: _text(r[k]) for k in keys}, **{m.key: r[m.key] for m in METRICS.values()},
               **{k: r.get(k) for k in optional}, "pareto": "*" if i in front else ""}
              for i, r in enumerate(rows)]
     table = format_table(shown, headers)
@@ -256,7 +256,7 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
     for key in keys:
         numeric = all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool) for r in rows)
         xs = [r[key] if numeric else _text(r[key]) for r in rows]
-        metrics = list(METRICS)
+        metrics = METRICS.values()
         fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
         for ax, metric in zip(axes[0], metrics):
             ax.plot(xs, [r[metric.key] if r[metric.key] is not None else float("nan") for r in rows], "o")

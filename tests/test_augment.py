@@ -196,8 +196,8 @@ def test_a_resumed_augmented_run_equals_one_that_never_stopped(tmp_path):
 
 # -------------------------------------------------------------------------- stage keys
 def test_augmentation_settings_are_in_the_teacher_cache_and_model_keys():
-    from edgekd.pipeline import _model_key, teacher_outputs_inputs
     from edgekd.stages import Stage
+    from edgekd.train.stage import model_key, teacher_outputs_inputs
     from edgekd.train.teacher_outputs import TeacherOutputs
 
     def keys(student: dict, teacher: dict | None = None) -> tuple[str, str, dict]:
@@ -206,7 +206,7 @@ def test_augmentation_settings_are_in_the_teacher_cache_and_model_keys():
                                "teacher": {"arch": "test_efficientnet", "epochs": 1,
                                            **(teacher or {})}})
         inputs = teacher_outputs_inputs({"data": {}, "seed": 0}, "teacher-key", recipe.student)
-        return Stage("runs", "teacher_outputs", inputs).key, recipe.student, _model_key(recipe.student)
+        return Stage("runs", "teacher_outputs", inputs).key, recipe.student, model_key(recipe.student)
 
     off, off_cfg, off_model = keys({})
     assert "augment" not in off_model  # off: the keys of runs made before augmentation existed

@@ -64,9 +64,9 @@ def test_bench_all_eval_lists_every_artifact_with_its_numbers(bundle, tmp_path):
         "prediction_agreement"]
 
     table = all_rows(saved)
-    assert len(table) == 4 and set(all_headers(table)) >= {m.key for m in METRICS}
+    assert len(table) == 4 and set(all_headers(table)) >= {m.key for m in METRICS.values()}
     first = table[0]
-    for metric in METRICS:
+    for metric in METRICS.values():
         assert first[metric.key] == metric.read(onnx["eval"])
     assert first["agreement"] == 1.0 and table[1]["top1"] is None  # metrics once per artifact
     assert "agreement: with model.onnx through onnxruntime (CPUExecutionProvider)" in result.stdout

@@ -1,5 +1,5 @@
-"""Issue 17: the device computes the card's metrics from counts (numpy only), and they equal the
-fairlearn numbers the build puts on the card."""
+"""The card's one metrics engine (counts, numpy only; what the device runs too) against fairlearn,
+the independent reference, on random and edge-case predictions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from compare import assert_close_tree
 
-from edgekd.fairness.from_counts import evaluate_counts
+from edgekd.errors import EdgeKDError
 from edgekd.fairness.metrics import evaluate_predictions
+from edgekd.fairness.reference import cross_check, fairlearn_metrics
 
 
 @pytest.mark.parametrize("num_classes, num_groups, seed", [(4, 2, 0), (3, 3, 1), (5, 4, 2), (2, 2, 3)])
@@ -21,8 +22,8 @@ def test_count_metrics_equal_fairlearn_on_random_predictions(num_classes, num_gr
     groups = rng.integers(0, num_groups, n)
     pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, num_classes, n))
     classes, group_names = [f"c{i}" for i in range(num_classes)], [f"g{i}" for i in range(num_groups)]
-    assert_close_tree(evaluate_counts(y, pred, groups, class_names=classes, group_names=group_names),
-           evaluate_predictions(y, pred, groups, class_names=classes, group_names=group_names))
+    assert_close_tree(evaluate_predictions(y, pred, groups, class_names=classes, group_names=group_names),
+                      fairlearn_metrics(y, pred, groups, class_names=classes, group_names=group_names))
 
 
 def test_count_metrics_equal_fairlearn_with_empty_cells_and_a_never_predicted_class():
@@ -31,8 +32,8 @@ def test_count_metrics_equal_fairlearn_with_empty_cells_and_a_never_predicted_cl
     groups = np.array([0, 1, 0, 0, 0, 1, 1, 0, 1, 1])
     pred = np.array([0, 1, 0, 1, 0, 0, 1, 1, 0, 0])
     names = dict(class_names=["x", "y", "z"], group_names=["a", "b", "c"])
-    counted = evaluate_counts(y, pred, groups, **names)
-    assert_close_tree(counted, evaluate_predictions(y, pred, groups, **names))
+    counted = evaluate_predictions(y, pred, groups, **names)
+    assert_close_tree(counted, fairlearn_metrics(y, pred, groups, **names))
     assert counted["per_class"][1]["recall_by_group"] == {"a": 0.5, "b": None, "c": None}
     # predicted 0: 6 images, 3 right; predicted 1: 4 images, 1 right; 2 never predicted
     assert counted["macro_precision"] == pytest.approx((3 / 6 + 1 / 4 + 0) / 3)
@@ -40,10 +41,25 @@ def test_count_metrics_equal_fairlearn_with_empty_cells_and_a_never_predicted_cl
 
 def test_one_group_only_has_undefined_gaps():
     y, pred, groups = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.zeros(4, int)
-    counted = evaluate_counts(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"])
-    assert_close_tree(counted, evaluate_predictions(y, pred, groups, class_names=["x", "y"],
+    counted = evaluate_predictions(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"])
+    assert_close_tree(counted, fairlearn_metrics(y, pred, groups, class_names=["x", "y"],
                                                     group_names=["a", "b"]))
     assert counted["mean_abs_disparity"] is None and counted["dpd"]["mean"] is None
+
+
+def test_the_build_stops_in_one_line_when_the_engine_and_fairlearn_disagree():
+    y = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    groups = np.array([0, 0, 1, 1, 0, 1, 0, 1])
+    pred = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    names = dict(class_names=["x", "y"], group_names=["a", "b"])
+    metrics = evaluate_predictions(y, pred, groups, **names)
+    cross_check(metrics, y, pred, groups, what="student", **names)  # they agree: no error
+    # hand-worked: P(pred=x | a) = 3/4, P(pred=x | b) = 1/4 -> DPD of each class 0.5
+    assert metrics["dpd"]["mean"] == pytest.approx(0.5)
+    broken = {**metrics, "dpd": {**metrics["dpd"], "mean": 0.25}}
+    with pytest.raises(EdgeKDError, match=r"^student: dpd mean is 0.25 from the count engine and "
+                                          r"0.5 from fairlearn; the two must agree"):
+        cross_check(broken, y, pred, groups, what="student", **names)
 
 
 def test_device_commands_run_without_torch_fairlearn_scipy_or_matplotlib(tiny_build, tmp_path):

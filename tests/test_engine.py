@@ -31,11 +31,11 @@ from edgekd.bundle.eval_set import read_eval_set
 from edgekd.card.io import load_card
 from edgekd.cli import main
 from edgekd.errors import EdgeKDError
+from edgekd.export.calibration_cache import calibration_algorithm
 from edgekd.export.tensorrt import (
     CacheReader,
     DeviceBuffers,
     TensorRTClassifier,
-    calibration_algorithm,
     device_settings,
     tensorrt_status,
 )
@@ -250,9 +250,9 @@ def test_engine_entry_compares_with_model_onnx_and_the_student(bundle, tmp_path)
     assert vs["agreement_with"].startswith("model.onnx through onnxruntime")
     onnx_vs_student = card["models"]["onnx"]["vs_student"]["prediction_agreement"]
     assert vs["student_agreement_bounds"] == student_agreement_bounds((n - 3) / n, onnx_vs_student)
-    for metric in METRICS:
+    for metric in METRICS.values():
         assert vs[f"{metric.key}_change"] == pytest.approx(metric.read(metrics) - metric.read(student))
-    assert set(entry["ci"]) >= {m.key for m in METRICS if m.interval}
+    assert set(entry["ci"]) >= {m.key for m in METRICS.values() if m.interval}
     assert student_agreement_bounds(0.9, 1.0) == [0.9, 0.9]
     assert student_agreement_bounds(0.9, 0.95) == pytest.approx([0.85, 0.95])
 

@@ -68,7 +68,7 @@ def test_int8_with_signed_activations_for_tensorrt(artifact_build, tmp_path):
 def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifact_build):
     from onnx import numpy_helper
 
-    from edgekd.export.int8 import read_tensorrt_cache
+    from edgekd.export.calibration_cache import read_tensorrt_cache
 
     bundle = artifact_build.bundle_dir
     model = onnx.load(str(bundle / "model.int8.trt.onnx"))
@@ -121,7 +121,7 @@ def test_int8_agreement_is_weighted_per_cell_as_a_balanced_split(artifact_build)
 
 
 def test_tensorrt_cache_hand_worked(tmp_path):
-    from edgekd.export.int8 import read_tensorrt_cache, write_tensorrt_cache
+    from edgekd.export.calibration_cache import read_tensorrt_cache, write_tensorrt_cache
 
     # scale 0.02 (amax 2.54) = 0x3ca3d70a as a big-endian float32; 1.0 (amax 127) = 0x3f800000
     path = write_tensorrt_cache({"images": 2.54 / 127, "logits": 1.0}, tmp_path / "c.cache",

@@ -17,7 +17,7 @@ from edgekd.card.gates import evaluate_gates
 from edgekd.card.markdown import render_markdown
 from edgekd.card.table import format_table, summary_rows
 from edgekd.fairness.counts import CellCounts
-from edgekd.fairness.metric_table import METRICS, Metric, headline, register_metric
+from edgekd.fairness.metric_table import METRICS, Metric, gated_metrics, headline, register_metric
 from edgekd.recipe import load_recipe, parse_recipe
 from edgekd.sweep import run_sweep
 
@@ -72,8 +72,8 @@ class _Split(SimpleNamespace):
 def test_the_four_headline_metrics_are_read_from_the_card_metrics():
     metrics = {"top1": 0.5, "mean_abs_disparity": 0.25, "dpd": {"mean": 0.125}, "eod": {"mean": None}}
     assert headline(metrics) == {"top1": 0.5, "mean_abs_disparity": 0.25, "dpd": 0.125, "eod": None}
-    assert [m.gate for m in METRICS.gated()] == ["min_top1", "max_mean_abs_disparity", "max_dpd", "max_eod"]
-    assert [m.comparison for m in METRICS] == [">=", "<=", "<=", "<="]
+    assert [m.gate for m in gated_metrics()] == ["min_top1", "max_mean_abs_disparity", "max_dpd", "max_eod"]
+    assert [m.comparison for m in METRICS.values()] == [">=", "<=", "<=", "<="]
 
 
 def test_a_metric_added_through_the_table_reaches_card_markdown_table_gates(worst_cell_metric):

@@ -21,7 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgekd.bench.engine import check_bundle_for_tensorrt, choose_source, plan_engine, target_mismatch
 from edgekd.cli import main
 from edgekd.errors import EdgeKDError
-from edgekd.export.int8 import qdq_activation_scales, read_tensorrt_cache
+from edgekd.export.calibration_cache import read_tensorrt_cache
+from edgekd.export.int8 import qdq_activation_scales
 from edgekd.export.targets import (
     TARGETS,
     get_target,

@@ -301,8 +301,9 @@ def test_every_distillation_method_honours_label_smoothing(method):
 
 def test_the_build_routes_each_networks_label_smoothing_to_its_objectives(tmp_path, monkeypatch):
     """Teacher: its own; baseline (inside its debiasing wrappers) and student: the student's."""
-    from edgekd import pipeline
+    from edgekd.context import BuildContext
     from edgekd.data import load_data
+    from edgekd.train import stage as train_stages
     from edgekd.train.distributed import SINGLE
 
     recipe = parse_recipe({"name": "ls", "data": DATA,
@@ -315,11 +316,11 @@ def test_the_build_routes_each_networks_label_smoothing_to_its_objectives(tmp_pa
 
     def train_stage(stage, cfg, objective, data, **kwargs):
         seen[stage.name] = objective
-        return pipeline._Trained(None, stage, cfg, "trained", np.zeros((0, 2)), [])
+        return train_stages.Trained(None, stage, cfg, "trained", np.zeros((0, 2)), [])
 
-    monkeypatch.setattr(pipeline, "_train_stage", train_stage)
-    pipeline.train_models(recipe, load_data(recipe.data, seed=0), run_dir=tmp_path, shared_dir=tmp_path,
-                          seed=0, log=lambda m: None, on_epoch_end=None, dist=SINGLE)
+    monkeypatch.setattr(train_stages, "train_stage", train_stage)
+    train_stages.train_models(recipe, load_data(recipe.data, seed=0), run_dir=tmp_path, shared_dir=tmp_path,
+                              seed=0, ctx=BuildContext(log=lambda m: None, dist=SINGLE))
 
     def innermost(objective):
         while hasattr(objective, "task"):

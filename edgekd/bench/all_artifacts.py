@@ -148,7 +148,7 @@ def all_headers(rows: list[dict] | None = None) -> dict[str, str]:
     headers = {"artifact": "artifact", "format": "format", "backend": "backend", "size_mb": "size MB",
             "batch": "batch", "p50_ms": "p50 ms", "p99_ms": "p99 ms", "images_per_s": "images/s",
             "peak_rss_mb": "peak RSS MB", "gpu_memory_mb": "GPU MB",
-            **{m.key: m.label for m in METRICS},
+            **{m.key: m.label for m in METRICS.values()},
             "agreement": "agree onnx", "agreement_student": "agree student"}
     if rows is None:
         return headers
@@ -187,7 +187,7 @@ def all_rows(result: dict) -> list[dict]:
                    "images_per_s": timing.get("throughput_ips"), "peak_rss_mb": timing.get("peak_rss_mb"),
                    "gpu_memory_mb": timing.get("gpu_memory_mb")}
             first = i == 0
-            row.update({m.key: m.read(ev) if first else None for m in METRICS})
+            row.update({m.key: m.read(ev) if first else None for m in METRICS.values()})
             row["agreement"] = agree if first else None
             row["agreement_student"] = (None if not first or bounds is None else
                                         f"{bounds[0]:.4f}" if bounds[0] == bounds[1]

@@ -8,7 +8,7 @@ torch``, TensorRT only for an engine. onnxruntime's GPU providers get their opti
 :func:`provider_options` (TensorRT's engine cache under ``--trt-cache``, fp16 for fp16 and int8
 files; CUDA's device, cuDNN algorithm search and memory arena). ``trtexec`` runs out of process
 (:mod:`edgekd.bench.trtexec`) and has no loader. The build evaluates its exported artifacts
-through the same loaders (:func:`edgekd.export.formats.evaluate_file`), so a card's numbers come
+through the same loaders (:func:`edgekd.bench.evaluate.logits_through`), so a card's numbers come
 from the runtime that ships.
 """
 
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.errors import EdgeKDError
+from edgekd.registry import Registry
 
 __all__ = ["BACKENDS", "BenchBackend", "PREFERRED_PROVIDERS", "Backend", "resolve_providers",
            "provider_options", "file_precision", "DEFAULT_TRT_CACHE", "load_onnxruntime", "load_tensorrt",
@@ -245,9 +246,11 @@ class BenchBackend:
     needs: Callable[[], bool] | None = None
 
 
-BACKENDS: dict[str, BenchBackend] = {b.name: b for b in (
+BACKENDS: Registry[BenchBackend] = Registry("bench backend")
+for _backend in (
     BenchBackend("onnxruntime", ("onnx",), ".onnx model", load_onnxruntime),
     BenchBackend("tensorrt", ("engine",), "TensorRT .engine", load_tensorrt, tensorrt_available),
     BenchBackend("trtexec", ("engine", "onnx"), ".engine or .onnx model", None),
     BenchBackend("torch", ("torch",), "TorchScript .pt or torch.export .pt2 file", load_torch),
-)}
+):
+    BACKENDS.add(_backend.name, _backend)

@@ -43,9 +43,8 @@ import numpy as np
 
 from edgekd.bundle.eval_set import EVAL_SET, read_eval_set
 from edgekd.errors import EdgeKDError
+from edgekd.export.files import CALIBRATION_CACHE, INT8_TRT_ONNX, engine_file_name, engine_model_name
 from edgekd.export.tensorrt import (
-    CALIBRATION_CACHE,
-    INT8_TRT_ONNX,
     PRECISIONS,
     device_settings,
     engine_source,
@@ -86,16 +85,6 @@ class EnginePlan:
         out["flags"], out["batches"] = list(self.flags), list(self.batches)
         out["input_shapes"] = [list(s) for s in self.input_shapes]
         return out
-
-
-def engine_file_name(precision: str, dla_core: int | None = None) -> str:
-    """``model.fp16.engine``, ``model.int8.dla0.engine``."""
-    return f"model.{precision}{'' if dla_core is None else f'.dla{dla_core}'}.engine"
-
-
-def engine_model_name(precision: str, dla_core: int | None = None) -> str:
-    """The engine's model name on the card: ``tensorrt_fp16``, ``tensorrt_int8_dla0``."""
-    return f"tensorrt_{precision}{'' if dla_core is None else f'_dla{dla_core}'}"
 
 
 def choose_source(bundle: Path, precision: str, *, strongly_typed: bool = False,
@@ -166,7 +155,7 @@ def engine_entry(plan: EnginePlan, *, metrics: dict, predictions: np.ndarray, ev
                  batch: int) -> tuple[str, dict]:
     """The card's model entry of an engine evaluated on the device: ``(name, entry)``.
 
-    ``metrics`` are the engine's (:func:`edgekd.fairness.from_counts.evaluate_counts` on
+    ``metrics`` are the engine's (:func:`edgekd.fairness.metrics.evaluate_predictions` on
     ``eval_set``); ``reference`` the predictions of ``model.onnx`` through onnxruntime on the same
     images. ``vs_student``: the change of every metric of the table against the student's
     metrics on the card (the eval set is the build's test split), and the prediction agreement
@@ -188,7 +177,7 @@ def engine_entry(plan: EnginePlan, *, metrics: dict, predictions: np.ndarray, ev
         "student_agreement_bounds": student_agreement_bounds(
             agree, (onnx.get("vs_student") or {}).get("prediction_agreement")),
         **{f"{m.key}_change": difference(m.read(metrics), m.read(student.get("metrics") or {}))
-           for m in METRICS},
+           for m in METRICS.values()},
     }
     evaluation = Evaluation(
         name=plan.name, kind="tensorrt", predictions=np.asarray(predictions), metrics=metrics,

@@ -4,7 +4,7 @@ The images are normalised with the bundle's preprocess.json exactly as at build 
 (:func:`edgekd.export.runtime.normalise`), run through the same backend that was timed, and the
 predictions scored with the card's metric set (top-1, macro
 recall/precision/F1, per-class recall by group, disparity, DPD, EOD) from counts with numpy
-alone (:func:`edgekd.fairness.from_counts.evaluate_counts`, equal to the card's fairlearn numbers,
+alone (:func:`edgekd.fairness.metrics.evaluate_predictions`, the card's own engine,
 under the card's ``data.min_support``), so the device needs no fairlearn, pandas or scikit-learn.
 The last partial batch is padded to the full batch size, so engines built for one batch size work
 too.
@@ -24,13 +24,14 @@ import numpy as np
 
 from edgekd.bundle.eval_set import read_eval_set
 from edgekd.errors import EdgeKDError
+from edgekd.export.files import MODEL_ONNX
 from edgekd.export.runtime import batched_logits
-from edgekd.fairness.from_counts import evaluate_counts
+from edgekd.fairness.metrics import evaluate_predictions
 
 __all__ = ["evaluate_artifact", "eval_predictions", "logits_through", "reference_predictions",
            "REFERENCE_FILE", "agreement", "student_agreement_bounds", "card_min_support"]
 
-REFERENCE_FILE = "model.onnx"
+REFERENCE_FILE = MODEL_ONNX  # what device-side agreement is measured against
 
 
 def _preprocessing(bundle: Path, preprocess: dict, images: np.ndarray) -> tuple:
@@ -101,7 +102,7 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     Returns
     -------
     dict
-        The metrics of :func:`edgekd.fairness.from_counts.evaluate_counts` plus ``batch`` (and
+        The metrics of :func:`edgekd.fairness.metrics.evaluate_predictions` plus ``batch`` (and
         ``agreement`` ``{"with": reference_name, "prediction_agreement": float}``).
     """
     images, labels, groups = read_eval_set(bundle, preprocess)
@@ -110,7 +111,7 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
         infer, bundle, preprocess, batch=batch, dtype=dtype)
     if min_support is None:
         min_support = _bundle_min_support(bundle)
-    metrics = evaluate_counts(labels, pred, groups, class_names=class_names, group_names=group_names,
+    metrics = evaluate_predictions(labels, pred, groups, class_names=class_names, group_names=group_names,
                               min_support=min_support)
     out = {"batch": batch, **metrics}
     if reference is not None:
@@ -156,7 +157,7 @@ def logits_through(backend: str, path: Path, images: np.ndarray, mean, std, *,
     (onnxruntime on its CPU provider): how the build evaluates every exported artifact."""
     from edgekd.bench.backends import BACKENDS
 
-    runner = BACKENDS.get(backend)
+    runner = BACKENDS[backend] if backend in BACKENDS else None
     if runner is None or runner.load is None:
         raise EdgeKDError(f"{path}: no in-process backend {backend!r} to evaluate it")
     providers = ["CPUExecutionProvider"] if backend == "onnxruntime" else None

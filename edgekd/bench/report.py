@@ -44,7 +44,7 @@ def describe_result(result: dict) -> list[str]:
     ev = result.get("eval")
     if ev:
         parts = []
-        for metric in METRICS:
+        for metric in METRICS.values():
             value = metric.read(ev)
             if value is None:
                 continue

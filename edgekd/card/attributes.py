@@ -65,7 +65,7 @@ def by_attribute(data, evaluations: dict, *, min_support: int) -> dict:
         "models": {name: {mean_abs_disparity, max_abs_disparity, max_abs_disparity_class,
         dpd, eod, disparity_by_class}}}}``; ``{}`` for one attribute.
     """
-    from edgekd.fairness.metrics import evaluate_predictions  # fairlearn: build side only
+    from edgekd.fairness.metrics import evaluate_predictions
 
     attributes = getattr(data, "attributes", None)
     if attributes is None or not attributes.several:

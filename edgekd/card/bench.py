@@ -30,7 +30,7 @@ BENCH_HEADERS = {
 
 def bench_headers() -> dict[str, str]:
     """Columns of :func:`result_rows`: timing, every metric of the metric table, agreement."""
-    return {**BENCH_HEADERS, **{m.key: m.label for m in METRICS}, "agreement": "agree model.onnx"}
+    return {**BENCH_HEADERS, **{m.key: m.label for m in METRICS.values()}, "agreement": "agree model.onnx"}
 
 
 def result_rows(result: dict, *, device: bool = False) -> list[dict]:
@@ -52,7 +52,7 @@ def result_rows(result: dict, *, device: bool = False) -> list[dict]:
             "mj_per_image": power.get("energy_per_image_mj"),
         }
         ev = (result.get("eval") or {}) if i == 0 else {}  # scored once, shown on the first row
-        row.update({m.key: m.read(ev) for m in METRICS})
+        row.update({m.key: m.read(ev) for m in METRICS.values()})
         row["agreement"] = (ev.get("agreement") or {}).get("prediction_agreement")
         if device:
             row = {"device": result["device"]["id"], **row}

@@ -22,7 +22,12 @@ import numpy as np
 
 from edgekd.fairness.metric_table import difference
 
-__all__ = ["Evaluation", "evaluate", "drift", "DEFAULT_MIN_SUPPORT"]
+__all__ = ["Evaluation", "evaluate", "evaluate_trained", "drift", "DEFAULT_MIN_SUPPORT", "CURVE_KEYS"]
+
+# What the card keeps of every training epoch (its training-curves plot draws them).
+CURVE_KEYS = ("epoch", "train_loss", "train_top1", "val_top1", "val_mean_abs_disparity",
+              "val_cell_balanced_accuracy", "val_worst_cell_recall", "adversary_top1",
+              "adversary_reference")
 
 # The card's default ``card.min_support``: a recall or rate resting on fewer test images is too
 # noisy to compare (one image moves a recall of 20 by 0.05) and is left out of the gaps.
@@ -96,17 +101,48 @@ def evaluate(name: str, predictions: np.ndarray, data, *, kind: str, size_bytes:
         The torch student an exported artifact came from; adds ``vs_student``.
     min_support : int
         The recipe's ``card.min_support``: the fewest test images a recall or rate may rest on
-        to count in a disparity, DPD or EOD (:mod:`edgekd.fairness.metrics`).
+        to count in a disparity, DPD or EOD (:mod:`edgekd.fairness.metrics`). The headline DPD
+        and EOD are cross-checked against fairlearn (:func:`edgekd.fairness.reference.cross_check`).
     """
-    from edgekd.fairness.metrics import evaluate_predictions  # fairlearn: build side only
+    from edgekd.fairness.metrics import evaluate_predictions
+    from edgekd.fairness.reference import cross_check  # fairlearn: build side only
 
     predictions = np.asarray(predictions)
-    metrics = evaluate_predictions(data.test.labels, predictions, data.test.groups,
-                                   class_names=data.class_names, group_names=data.group_names,
-                                   min_support=min_support)
+    names = dict(class_names=data.class_names, group_names=data.group_names, min_support=min_support)
+    metrics = evaluate_predictions(data.test.labels, predictions, data.test.groups, **names)
+    cross_check(metrics, data.test.labels, predictions, data.test.groups, what=name, **names)
     evaluation = Evaluation(name=name, kind=kind, predictions=predictions, metrics=metrics,
                             size_bytes=int(size_bytes), precision=precision, runtime=runtime, file=file,
                             path=path, details=dict(details or {}), min_support=min_support)
     if reference is not None:
         evaluation.vs_student = drift(reference, evaluation)
     return evaluation
+
+
+def evaluate_trained(name: str, trained, data, *, min_support: int) -> Evaluation:
+    """A trained torch model's evaluation (``trained``: :class:`edgekd.train.stage.Trained`), with
+    where it came from: arch, parameters, first weights, stage key, and its training (the epoch
+    chosen and by what, precision, label smoothing, augmentation, the per-epoch curves)."""
+    from edgekd.models import count_parameters, state_dict_bytes, weights_record
+    from edgekd.train.selection import best_epoch, resolve_select_by
+
+    cfg = trained.config
+    select_by = resolve_select_by(cfg.select_by, len(data.group_names))
+    best = best_epoch(trained.history, select_by)
+    training = {"epochs": cfg.epochs, "selected_by": select_by,
+                "best_epoch": best["epoch"] if best else 0,
+                "best_val_top1": best["val_top1"] if best else None,
+                "label_smoothing": cfg.label_smoothing}
+    if trained.history and trained.history[-1].get("precision"):
+        training["precision"] = trained.history[-1]["precision"]
+    if best and select_by != "top1":
+        training[f"best_val_{select_by}"] = best.get(f"val_{select_by}")
+    training["augment"] = cfg.augment.effective()
+    training["history"] = [{key: record[key] for key in CURVE_KEYS if record.get(key) is not None}
+                           for record in trained.history]
+    return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
+                    size_bytes=state_dict_bytes(trained.model),
+                    details={"arch": cfg.arch, "parameters": count_parameters(trained.model),
+                             "weights": weights_record(cfg), "stage_key": trained.stage.key,
+                             "training": training},
+                    min_support=min_support)

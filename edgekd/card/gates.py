@@ -18,7 +18,7 @@ from pydantic import Field, create_model
 
 from edgekd.config import Section
 from edgekd.errors import EdgeKDError
-from edgekd.fairness.metric_table import METRICS, difference
+from edgekd.fairness.metric_table import difference, gated_metrics
 
 __all__ = ["Gate", "gate_table", "GatesConfig", "evaluate_gates", "failed_gates", "describe_gate"]
 
@@ -58,7 +58,7 @@ _DESCRIPTIONS = {
 
 def gate_table() -> dict[str, Gate]:
     """Every gate by name: one per gated metric of the table, then the reference gates."""
-    return {**{m.gate: _metric_gate(m) for m in METRICS.gated()},
+    return {**{m.gate: _metric_gate(m) for m in gated_metrics()},
             **{g.name: g for g in _REFERENCE_GATES}}
 
 

@@ -45,7 +45,7 @@ def front_matter(card: dict) -> dict:
     for name, entry in card["models"].items():
         metrics = [{"type": m.hub_type or m.key, "name": f"{m.description} ({name})",
                     "value": round(value, 6)}
-                   for m in METRICS if (value := m.read(entry["metrics"])) is not None]
+                   for m in METRICS.values() if (value := m.read(entry["metrics"])) is not None]
         results.append({
             "task": {"type": "image-classification", "name": f"{name} ({entry['kind']})"},
             "dataset": {"type": dataset, "name": dataset, "split": "test"},
@@ -61,7 +61,7 @@ def front_matter(card: dict) -> dict:
     if bases:
         front["base_model"] = bases[0] if len(bases) == 1 else bases
         front["base_model_relation"] = "finetune"
-    front["metrics"] = [m.hub_type or m.key for m in METRICS]
+    front["metrics"] = [m.hub_type or m.key for m in METRICS.values()]
     front["model-index"] = [{"name": card["name"], "results": results}]
     return front
 
@@ -316,12 +316,12 @@ def _headline(card: dict) -> list[str]:
         ci = intervals[0]
         title += (f"; {ci['level']:.0%} confidence intervals ({ci['method']}, "
                   f"{ci['resamples']} resamples, seed {ci.get('seed')})")
-    columns = ["model", "kind", "precision", *(m.title for m in METRICS), "size MB"]
+    columns = ["model", "kind", "precision", *(m.title for m in METRICS.values()), "size MB"]
     lines = ["", title, "", "| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
              "|" + "---|" * len(columns)]
     for name, entry in card["models"].items():
         m, ci = entry["metrics"], entry.get("ci")
-        cells = [_with_ci(metric.read(m), ci, metric.key) for metric in METRICS]
+        cells = [_with_ci(metric.read(m), ci, metric.key) for metric in METRICS.values()]
         size = entry.get("size_bytes")
         lines.append(f"| {name} | {entry['kind']} | {entry.get('precision', 'fp32')} | "
                      + " | ".join(cells) + f" | {_num(size / 1e6 if size else None, 1)} |")

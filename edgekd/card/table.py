@@ -10,14 +10,15 @@ __all__ = ["summary_rows", "summary_headers", "format_table"]
 def summary_rows(card: dict) -> list[dict]:
     """Model, kind, every metric of the metric table, and size, from a card."""
     return [{"model": name, "kind": entry["kind"],
-             **{m.key: m.read(entry["metrics"]) for m in METRICS},
+             **{m.key: m.read(entry["metrics"]) for m in METRICS.values()},
              "size_mb": entry["size_bytes"] / 1e6}
             for name, entry in card["models"].items()]
 
 
 def summary_headers() -> dict[str, str]:
     """Column headers of :func:`summary_rows`."""
-    return {"model": "model", "kind": "kind", **{m.key: m.label for m in METRICS}, "size_mb": "size MB"}
+    return {"model": "model", "kind": "kind", **{m.key: m.label for m in METRICS.values()},
+            "size_mb": "size MB"}
 
 
 _ONE_DECIMAL = {"size_mb"}

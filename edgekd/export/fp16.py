@@ -11,9 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgekd.config import Section
+from edgekd.export.artifact import Artifact, ExportContext
+from edgekd.export.files import FP16_ONNX
+from edgekd.export.runtime import cpu_runtime_name
 from edgekd.files import write_atomic
 
-__all__ = ["convert_fp16"]
+__all__ = ["Fp16Config", "convert_fp16", "export_fp16"]
 
 
 class Fp16Config(Section):
@@ -30,3 +33,11 @@ def convert_fp16(onnx_path: Path, out_path: Path) -> Path:
     model = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
     write_atomic(Path(out_path), model.SerializeToString())
     return Path(out_path)
+
+
+def export_fp16(cfg: Fp16Config, ctx: ExportContext) -> Artifact:
+    """The ``export.fp16`` row of :mod:`edgekd.export.formats`."""
+    path = convert_fp16(ctx.onnx_path, ctx.out_dir / FP16_ONNX)
+    ctx.log(f"export: {path.name} (FP16, fp32 inputs and outputs)")
+    return Artifact(name="onnx_fp16", file=path.name, path=path, precision="fp16", runtime=cpu_runtime_name(),
+                    export={"io": "float32"})

@@ -44,7 +44,6 @@ group but the dense convolutions kept in float: there the model's margins are th
 
 from __future__ import annotations
 
-import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +55,14 @@ from pydantic import Field, field_validator
 from edgekd.config import Section
 from edgekd.data.rows import take
 from edgekd.errors import EdgeKDError
-from edgekd.export.runtime import OnnxClassifier, normalise
+from edgekd.export.artifact import Artifact, ExportContext
+from edgekd.export.calibration_cache import write_tensorrt_cache
+from edgekd.export.files import ARTIFACT_FILES, CALIBRATION_CACHE
+from edgekd.export.runtime import OnnxClassifier, cpu_runtime_name, normalise
 
 __all__ = ["CALIBRATION_METHODS", "FORMS", "Int8Config", "Int8Form", "Int8Result", "paired_gain",
            "quantize_int8", "quantize_to_agreement", "sensitive_groups", "qdq_activation_scales",
-           "write_tensorrt_cache", "read_tensorrt_cache", "tensorrt_version_number"]
+           "export_int8"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 MIN_GAIN = 0.005  # a group kept in float that raises agreement by less ends the search
@@ -80,12 +82,12 @@ class Int8Form:
 
 
 FORMS = {
-    "cpu": Int8Form("onnx_int8", "model.int8.onnx", "uint8", False, "U8S8, onnxruntime's CPU kernels"),
-    "tensorrt": Int8Form("onnx_int8_trt", "model.int8.trt.onnx", "int8", True,
+    "cpu": Int8Form("onnx_int8", ARTIFACT_FILES["onnx_int8"].file, "uint8", False,
+                    "U8S8, onnxruntime's CPU kernels"),
+    "tensorrt": Int8Form("onnx_int8_trt", ARTIFACT_FILES["onnx_int8_trt"].file, "int8", True,
                          "S8S8 symmetric, zero points 0, float biases: TensorRT and GPU execution "
                          "providers", quantize_bias=False),
 }
-TENSORRT_CACHE = "calibration.cache"
 
 
 class Int8Config(Section):
@@ -357,40 +359,86 @@ def qdq_activation_scales(qdq_path: Path, reference_path: Path | None = None) ->
     return scales
 
 
-def write_tensorrt_cache(scales: dict[str, float], path: Path, *,
-                         tensorrt_version: str = "10.3.0") -> Path:
-    """Write ``scales`` (tensor -> scale, as :func:`qdq_activation_scales` reads them from the
-    shipped Q/DQ file) as a TensorRT INT8 calibration cache (``IInt8EntropyCalibrator2``'s format).
+def export_int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
+    """The ``export.int8`` row of :mod:`edgekd.export.formats`: one file per form of
+    ``cfg.forms``, each searched to ``min_agreement`` (and with ``qat``, INT8-aware fine-tuned
+    where that misses), the TensorRT form with its calibration cache."""
+    from edgekd.data.splits import cell_weights
 
-    Line 1 is ``TRT-<version>-EntropyCalibration2`` (version 10.3.0 -> 100300, 8.6.1 -> 8601);
-    then one line per tensor, ``<name>: <scale>``, the scale (``amax / 127``) written as the 8 hex
-    digits of its big-endian float32. ``edgekd engine`` rewrites line 1 for the TensorRT it
-    builds with.
-    """
-    from edgekd.files import write_atomic
+    calibration = (ctx.calibration.cell_balanced(cfg.calibration_samples) if cfg.balanced_calibration
+                   else ctx.calibration)
+    images = calibration.images[:cfg.calibration_samples]
+    weights = cell_weights(ctx.check.labels, ctx.check.groups)
+    artifacts = []
+    for key in cfg.forms:
+        form = FORMS[key]
+        search = dict(form=form, method=cfg.method, min_agreement=cfg.min_agreement, check_weights=weights,
+                      threads=ctx.threads, log=ctx.log)
+        # off and auto: the float-layer search on the student as it is (seconds), then with auto,
+        # only where that misses, the search on a fine-tuned copy (minutes); on: the student's
+        # all-INT8 try, then the fine-tuned copy
+        result = quantize_to_agreement(ctx.onnx_path, ctx.out_dir / form.file, images, ctx.check.images,
+                                       ctx.mean, ctx.std, search=cfg.qat != "on", **search)
+        if cfg.qat == "on" or (cfg.qat == "auto" and not result.reached):
+            result = _with_fine_tuning(cfg, ctx, form, result, images, search)
+        kept = ", ".join(result.kept_in_float) or "nothing"
+        ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration"
+                + (", INT8-aware fine-tuned" if result.fine_tuned else "") + "): agreement "
+                f"with fp32 on the validation images (cell-weighted) {result.agreement:.4f}, kept in "
+                f"float: {kept}"
+                + ("" if result.reached else f" (below export.int8.min_agreement {cfg.min_agreement})"))
+        extra, cache = {}, {}
+        if key == "tensorrt":  # the shipped file's scales, for implicit INT8 from model.onnx
+            if result.fine_tuned:
+                cache = {"file": None, "left_out": "the shipped file was INT8-aware fine-tuned: its "
+                                                   "scales belong to the fine-tuned weights, not "
+                                                   "model.onnx's; INT8 engines are built from its "
+                                                   "Q/DQ nodes"}
+            else:
+                scales = qdq_activation_scales(result.path, ctx.onnx_path)
+                extra[CALIBRATION_CACHE] = write_tensorrt_cache(scales, ctx.out_dir / CALIBRATION_CACHE)
+                cache = {"file": CALIBRATION_CACHE, "scales_from": f"{form.file} (the shipped Q/DQ file)",
+                         "tensors": len(scales)}
+        artifacts.append(Artifact(
+            name=form.name, file=form.file, path=result.path, precision="int8", runtime=cpu_runtime_name(),
+            export={"format": "QDQ", "form": f"{key} ({form.runtime_note})", "per_channel": True,
+                    "activations": form.activations, "symmetric": form.symmetric, "method": cfg.method,
+                    "calibration_samples": int(len(images)),
+                    "calibration_draw": "cell_balanced" if cfg.balanced_calibration else "first",
+                    "agreement_with_fp32_on_validation": result.agreement,
+                    "min_agreement": cfg.min_agreement, "kept_in_float": result.kept_in_float,
+                    "float_nodes": result.float_nodes, "tries": result.tries,
+                    "qat": cfg.qat, "fine_tuned": result.fine_tuned,
+                    **({"fine_tuning": {"steps": cfg.qat_steps, "lr": cfg.qat_lr}}
+                       if result.fine_tuned else {}),
+                    "quantized_biases": form.quantize_bias,
+                    **({"calibration_cache": cache} if cache else {})},
+            extra_files=extra))
+    return artifacts
 
-    lines = [f"TRT-{tensorrt_version_number(tensorrt_version)}-EntropyCalibration2"]
-    for name in sorted(scales):
-        lines.append(f"{name}: {struct.pack('>f', max(float(scales[name]), 1e-8 / 127.0)).hex()}")
-    write_atomic(Path(path), "\n".join(lines) + "\n")
-    return Path(path)
 
+def _with_fine_tuning(cfg: Int8Config, ctx: ExportContext, form, before, images, search: dict):
+    """Fine-tune a copy of the student under simulated INT8 (:mod:`edgekd.export.qat`), export it
+    like ``model.onnx`` and quantize it, its agreement measured against the original student's
+    file; ship whichever of ``before`` and this agrees more (every try of both on the card)."""
+    import tempfile
+    from dataclasses import replace
 
-def read_tensorrt_cache(path: Path) -> tuple[str, dict[str, float]]:
-    """The header and ``{tensor: scale}`` of a TensorRT calibration cache."""
-    text = Path(path).read_text().splitlines()
-    if not text or not text[0].startswith("TRT-"):
-        raise EdgeKDError(f"{path}: not a TensorRT calibration cache (first line TRT-<version>-<algorithm>)")
-    scales = {}
-    for line in text[1:]:
-        name, sep, value = line.rpartition(": ")
-        if not sep:
-            raise EdgeKDError(f"{path}: line {line!r} is not '<tensor>: <hex scale>'")
-        scales[name] = struct.unpack(">f", bytes.fromhex(value.strip().rjust(8, "0")))[0]
-    return text[0], scales
+    from edgekd.export.onnx import export_onnx
+    from edgekd.export.qat import quantization_aware_finetune
 
-
-def tensorrt_version_number(version: str) -> int:
-    """TensorRT's own numbering: 8.6.1 -> 8601, 10.3.0 -> 100300."""
-    major, minor, patch = (int(p) for p in (version.split(".") + ["0", "0"])[:3])
-    return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
+    final = ctx.out_dir / form.file
+    with tempfile.TemporaryDirectory(dir=ctx.out_dir) as tmp:
+        tuned = quantization_aware_finetune(
+            ctx.student, ctx.train_for_epoch or (lambda epoch: ctx.calibration), images, ctx.mean,
+            ctx.std, symmetric=form.symmetric, steps=cfg.qat_steps, lr=cfg.qat_lr, log=ctx.log)
+        tuned_onnx = export_onnx(tuned, Path(tmp) / "fine_tuned.onnx", image_size=ctx.image_size,
+                                 opset=ctx.export.onnx.opset, exporter=ctx.export.onnx.exporter)
+        after = quantize_to_agreement(tuned_onnx, Path(tmp) / form.file, images, ctx.check.images, ctx.mean,
+                                      ctx.std, reference_path=ctx.onnx_path,
+                                      note="after INT8-aware fine-tuning", **search)
+        tries = before.tries + after.tries
+        if after.agreement > before.agreement:
+            after.path.replace(final)
+            return replace(after, path=final, tries=tries, fine_tuned=True)
+    return replace(before, tries=tries)

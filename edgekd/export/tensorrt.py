@@ -38,19 +38,16 @@ from pydantic import Field, model_validator
 from edgekd.config import Section
 from edgekd.errors import EdgeKDError
 from edgekd.export.artifact import Artifact, ExportContext
+from edgekd.export.calibration_cache import calibration_algorithm, for_tensorrt_version
+from edgekd.export.files import CALIBRATION_CACHE, FP16_ONNX, INT8_TRT_ONNX, MODEL_ONNX, engine_file_name
 from edgekd.export.runtime import batched_logits
 from edgekd.export.targets import tensorrt_line
 
 PRECISIONS = ("fp16", "int8", "fp32")
-SOURCE_ONNX = "model.onnx"
-FP16_ONNX = "model.fp16.onnx"
-INT8_TRT_ONNX = "model.int8.trt.onnx"
-CALIBRATION_CACHE = "calibration.cache"
 
 __all__ = ["TensorRTConfig", "build_tensorrt_artifact", "tensorrt_status", "engine_info", "build_engine",
            "TensorRTClassifier", "DeviceBuffers", "profile_shapes", "precision_flags", "device_settings",
-           "calibration_algorithm", "CacheReader", "cache_calibrator", "TensorRTApi", "tensorrt_api",
-           "engine_source", "PRECISIONS", "SOURCE_ONNX", "FP16_ONNX", "INT8_TRT_ONNX", "CALIBRATION_CACHE"]
+           "CacheReader", "cache_calibrator", "TensorRTApi", "tensorrt_api", "engine_source", "PRECISIONS"]
 
 
 class TensorRTConfig(Section):
@@ -159,26 +156,6 @@ def device_settings(precision: str, dla_core: int | None) -> dict:
     return {"device": "DLA", "dla_core": dla_core, "flags": ["GPU_FALLBACK"]}
 
 
-# The first line of a TensorRT calibration cache names the algorithm that wrote it
-# ("TRT-100300-EntropyCalibration2"); a cache is read back by a calibrator of the same algorithm.
-_CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2",
-                "EntropyCalibration": "IInt8EntropyCalibrator",
-                "MinMaxCalibration": "IInt8MinMaxCalibrator",
-                "LegacyCalibration": "IInt8LegacyCalibrator"}
-
-
-def calibration_algorithm(cache: bytes, *, where: str = "calibration.cache") -> str:
-    """The ``trt`` calibrator class that reads ``cache`` (a TensorRT calibration cache: a header
-    line ``TRT-<version>-<algorithm>``, then ``tensor: hex scale`` lines)."""
-    header = cache.split(b"\n", 1)[0].decode("ascii", "replace").strip()
-    parts = header.split("-", 2)
-    if len(parts) != 3 or parts[0] != "TRT" or parts[2] not in _CALIBRATORS:
-        raise EdgeKDError(f"{where}: not a TensorRT calibration cache (first line {header[:60]!r}; "
-                          f"expected TRT-<version>-<algorithm>, algorithm one of "
-                          f"{', '.join(_CALIBRATORS)})")
-    return _CALIBRATORS[parts[2]]
-
-
 class CacheReader:
     """The calibrator methods of a cache-only calibration: no batch is ever given (TensorRT reads
     every scale from the cache), and the cache is never rewritten. Mixed into the ``trt``
@@ -199,19 +176,6 @@ class CacheReader:
 
     def write_calibration_cache(self, data) -> None:
         """The bundle's cache stays as shipped (its manifest checks it)."""
-
-
-def for_tensorrt_version(cache: bytes, version: str) -> bytes:
-    """``cache`` with its header's version set to ``version`` (10.3.0 -> ``TRT-100300-...``): the
-    scales do not depend on the version, and a cache written for another TensorRT is otherwise
-    not read."""
-    from edgekd.export.int8 import tensorrt_version_number
-
-    header, sep, rest = cache.partition(b"\n")
-    parts = header.decode("ascii", "replace").split("-", 2)
-    if len(parts) != 3 or parts[0] != "TRT":
-        return cache
-    return f"TRT-{tensorrt_version_number(version)}-{parts[2]}".encode() + sep + rest
 
 
 def cache_calibrator(cache_path: Path, *, trt=None):
@@ -303,13 +267,13 @@ def engine_source(precision: str, files: Mapping[str, Path | None], *, strongly_
 
     if precision not in PRECISIONS:
         raise EdgeKDError(f"--precision: {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if not has(SOURCE_ONNX):
-        raise EdgeKDError(f"has no {SOURCE_ONNX} to build an engine from")
+    if not has(MODEL_ONNX):
+        raise EdgeKDError(f"has no {MODEL_ONNX} to build an engine from")
     if precision == "fp32":
-        return SOURCE_ONNX, None, None
+        return MODEL_ONNX, None, None
     if precision == "fp16":
         if not strongly_typed:
-            return SOURCE_ONNX, None, None
+            return MODEL_ONNX, None, None
         if has(FP16_ONNX):
             return FP16_ONNX, None, None
         raise EdgeKDError(f"--precision fp16: this TensorRT builds strongly typed networks, fp16 "
@@ -322,7 +286,7 @@ def engine_source(precision: str, files: Mapping[str, Path | None], *, strongly_
                           f"is no {INT8_TRT_ONNX}; build with export.int8 for TensorRT, or choose "
                           f"--precision fp16")
     if has(CALIBRATION_CACHE):
-        return SOURCE_ONNX, f"calibration cache {CALIBRATION_CACHE}", CALIBRATION_CACHE
+        return MODEL_ONNX, f"calibration cache {CALIBRATION_CACHE}", CALIBRATION_CACHE
     raise EdgeKDError(f"--precision int8: there is neither {INT8_TRT_ONNX} nor {CALIBRATION_CACHE}; "
                       f"build with export.int8 for TensorRT, or choose --precision fp16")
 
@@ -544,12 +508,12 @@ def build_tensorrt_artifact(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact
     if cfg.via == "torch_tensorrt":
         return _torch_tensorrt(cfg, ctx)
     api = tensorrt_api()
-    files = {SOURCE_ONNX: ctx.onnx_path,
+    files = {MODEL_ONNX: ctx.onnx_path,
              **{file: ctx.out_dir / file for file in (FP16_ONNX, INT8_TRT_ONNX)
                 if (ctx.out_dir / file).is_file()}}
     source, _, _ = engine_source(cfg.precision, files, strongly_typed=api.strongly_typed,
                                  calibrator=False)  # at build time: INT8 from the Q/DQ file
-    path = build_engine(files[source], ctx.out_dir / f"model.{cfg.precision}.engine",
+    path = build_engine(files[source], ctx.out_dir / engine_file_name(cfg.precision),
                         precision=cfg.precision, image_size=ctx.image_size, min_batch=cfg.min_batch,
                         opt_batch=cfg.opt_batch, max_batch=cfg.max_batch, workspace_mb=cfg.workspace_mb,
                         explicit_int8=source == INT8_TRT_ONNX)

@@ -18,15 +18,16 @@ import tempfile
 from pathlib import Path
 
 from edgekd.errors import EdgeKDError
+from edgekd.export.files import tensorrt_files
 from edgekd.export.targets import DeploymentTarget
-from edgekd.export.tensorrt import FP16_ONNX, INT8_TRT_ONNX, SOURCE_ONNX, build_engine, tensorrt_api
+from edgekd.export.tensorrt import build_engine, tensorrt_api
 from edgekd.export.tensorrt_rules import check_file, describe, line_label
 
 __all__ = ["TENSORRT_FILES", "PROXY_COMPUTE_CAPABILITY", "proxy_module", "check_for_tensorrt",
            "tensorrt_gates"]
 
-# file -> the precision an engine built from it runs at
-TENSORRT_FILES = {SOURCE_ONNX: "fp32", FP16_ONNX: "fp16", INT8_TRT_ONNX: "int8"}
+# file meant for TensorRT -> the precision an engine built from it runs at
+TENSORRT_FILES = {file: row.precision for file, row in tensorrt_files().items()}
 PROXY_COMPUTE_CAPABILITY = "SM86"
 MAX_PROBLEMS_KEPT = 20
 

@@ -26,7 +26,7 @@ def headline_from_counts(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
     (``reference``: the full evaluation, whose cell sizes decide what is measured)."""
     counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups,
                         min_support=min_support, reference=reference)
-    return {m.key: m.from_counts(counts) for m in METRICS if m.interval}
+    return {m.key: m.from_counts(counts) for m in METRICS.values() if m.interval}
 
 
 def bootstrap_intervals(y_true, y_pred, groups, *, num_classes: int, num_groups: int,
@@ -42,7 +42,7 @@ def bootstrap_intervals(y_true, y_pred, groups, *, num_classes: int, num_groups:
                       min_support=min_support)
     rng = np.random.default_rng(seed)
     n = len(y_true)
-    draws: dict[str, list[float]] = {m.key: [] for m in METRICS if m.interval}
+    draws: dict[str, list[float]] = {m.key: [] for m in METRICS.values() if m.interval}
     for _ in range(resamples):
         idx = rng.integers(0, n, size=n)
         values = headline_from_counts(y_true[idx], y_pred[idx], groups[idx],

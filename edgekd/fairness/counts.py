@@ -2,8 +2,9 @@
 
 One evaluation (true class, predicted class and protected group of each test image) is reduced to
 counts per (class, group) cell with ``np.bincount``; every count-based metric reads them. The
-definitions are those of :mod:`edgekd.fairness.metrics` (which goes through fairlearn for the
-card); a test checks they agree. They are cheap enough to recompute for 1000 bootstrap resamples
+definitions are those of :mod:`edgekd.fairness.metrics` (the card's engine, built on these
+counts) and of :mod:`edgekd.fairness.reference` (the same through fairlearn); a test checks
+they agree. They are cheap enough to recompute for 1000 bootstrap resamples
 (fairlearn's per-call overhead would cost 1000x) and need neither fairlearn nor pandas, so the
 device side can use them.
 

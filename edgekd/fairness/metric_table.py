@@ -15,12 +15,13 @@ Numpy only (no fairlearn, no pandas): the device side imports it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgekd.fairness.counts import CellCounts, mean_abs_disparity, mean_dpd, mean_eod, top1
+from edgekd.registry import Registry
 
-__all__ = ["Metric", "METRICS", "register_metric", "headline", "difference"]
+__all__ = ["Metric", "METRICS", "register_metric", "gated_metrics", "headline", "difference"]
 
 
 @dataclass(frozen=True)
@@ -76,37 +77,18 @@ class Metric:
         return None if node is None else float(node)
 
 
-class _Table:
-    """The registered metrics, in the order the card shows them."""
-
-    def __init__(self) -> None:
-        self._metrics: dict[str, Metric] = {}
-
-    def add(self, metric: Metric) -> Metric:
-        if metric.key in self._metrics:
-            raise ValueError(f"metric {metric.key!r} is registered twice")
-        self._metrics[metric.key] = metric
-        return metric
-
-    def remove(self, key: str) -> None:
-        """Forget a metric (tests that register one of their own)."""
-        del self._metrics[key]
-
-    def __iter__(self) -> Iterator[Metric]:
-        return iter(list(self._metrics.values()))
-
-    def __getitem__(self, key: str) -> Metric:
-        return self._metrics[key]
-
-    def keys(self) -> list[str]:
-        return list(self._metrics)
-
-    def gated(self) -> list[Metric]:
-        return [m for m in self if m.gate]
+METRICS: Registry[Metric] = Registry("metric")
 
 
-METRICS = _Table()
-register_metric = METRICS.add
+def register_metric(metric: Metric) -> Metric:
+    """Add ``metric`` to the table (after the four below: the card shows them in this order)."""
+    return METRICS.add(metric.key, metric)
+
+
+def gated_metrics() -> list[Metric]:
+    """The metrics with a release gate, in table order."""
+    return [m for m in METRICS.values() if m.gate]
+
 
 register_metric(Metric(
     key="top1", label="top-1", title="top-1", description="top-1 accuracy", higher_is_better=True,
@@ -128,7 +110,7 @@ register_metric(Metric(
 
 def headline(metrics: dict) -> dict[str, float | None]:
     """Every table metric of one evaluation's metrics dict, by key."""
-    return {m.key: m.read(metrics) for m in METRICS}
+    return {m.key: m.read(metrics) for m in METRICS.values()}
 
 
 def difference(after: float | None, before: float | None) -> float | None:
