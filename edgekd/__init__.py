@@ -57,8 +57,9 @@ def __getattr__(name: str) -> Any:
 # package). So the package is imported here, first (its ``__init__`` imports nothing), and the
 # function below then takes the name for good: ``from edgekd import bench`` is this function
 # whatever was imported before. Importing by module path (``from edgekd.bench.runner import
-# run_bench``, ``from edgekd.bench import runner``) is unaffected; attribute paths through the
-# name (``import edgekd.bench.runner as r``, ``mock.patch("edgekd.bench.runner.x")``) are not.
+# run_bench``, ``from edgekd.bench import runner``) works as ever; what walks attributes from
+# ``edgekd`` down (``import edgekd.bench.runner as r``, ``mock.patch("edgekd.bench.runner.x")``)
+# reaches the function and fails, so nothing in edgekd or its tests does.
 importlib.import_module("edgekd.bench")
 
 
