@@ -187,9 +187,9 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
           from_json: Path | None, progress: bool | None, all_artifacts: bool, trt_cache: Path,
           private_key: Path | None) -> None:
     """Measure latency, throughput and memory (and power, accuracy) of BUNDLE_OR_MODEL here."""
-    from edgekd.bench import run_bench, update_card
-    from edgekd.bench.card_update import BENCH_ALL_SCHEMA, load_result, update_card_all
+    from edgekd.bench.card_update import BENCH_ALL_SCHEMA, load_result, update_card, update_card_all
     from edgekd.bench.report import describe_result
+    from edgekd.bench.runner import run_bench
     from edgekd.bench.target import resolve_target
     from edgekd.card.bench import bench_headers, result_rows
     from edgekd.card.table import format_table

@@ -36,6 +36,19 @@ def test_api_builds_the_tiny_recipe_and_reads_its_bundle(tiny_build):
     assert result["schema"] == "edgekd.bench/v1" and result["artifact"]["file"] == "model.onnx"
 
 
+def test_api_bench_is_a_function_whatever_was_imported_before():
+    # issue 26: no callable module; edgekd.bench is a plain function, the package of the same
+    # name is imported by module path
+    code = ("import sys, types; from edgekd.bench.runner import run_bench; "
+            "import edgekd.bench.card_update; from edgekd.bench import runner; "
+            "import edgekd; from edgekd import bench; "
+            "assert type(bench) is types.FunctionType and edgekd.bench is bench, bench; "
+            "assert runner.run_bench is run_bench and not callable(sys.modules['edgekd.bench']); "
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 def test_api_errors_are_edgekd_errors(tmp_path):
     with pytest.raises(edgekd.EdgeKDError, match="no card.json; not an edgekd bundle"):
         edgekd.load_card(tmp_path)

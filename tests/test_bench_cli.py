@@ -21,8 +21,8 @@ from bench_samples import NANO, TRT10
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from edgekd.bench import run_bench
 from edgekd.bench.card_update import update_card
+from edgekd.bench.runner import run_bench
 from edgekd.bundle import verify_bundle, write_manifest
 from edgekd.bundle.eval_set import read_eval_set, write_eval_set
 from edgekd.card.markdown import render_markdown

@@ -319,9 +319,9 @@ def test_fashion_mnist_train_size_keeps_a_seeded_subset(tmp_path):
 def test_fashion_mnist_debian_package_when_installed():
     """The real files of Debian's dataset-fashion-mnist at the default path: 10 classes,
     60000 training and 10000 test images, and the tint that ``bias`` plants."""
-    from edgekd.data.fashion_mnist import FashionMnistColoredData
+    from edgekd.data.fashion_mnist import FashionMnistColoredConfig
 
-    root = FashionMnistColoredData.model_fields["path"].default
+    root = FashionMnistColoredConfig.model_fields["path"].default
     assert root == Path("/usr/share/datasets/fashion-mnist")
     if not root.is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)")

@@ -270,10 +270,10 @@ def test_teacher_outputs_are_computed_once_and_read_back(tmp_path):
     import timm
 
     from edgekd.data import load_data
-    from edgekd.data.trifeature import TrifeatureData
+    from edgekd.data.trifeature import TrifeatureConfig
     from edgekd.train.teacher_outputs import TeacherOutputs, teacher_forward
 
-    data = load_data(TrifeatureData(image_size=32, train_size=40, val_size=16, test_size=16),
+    data = load_data(TrifeatureConfig(image_size=32, train_size=40, val_size=16, test_size=16),
                      seed=0)
     torch.manual_seed(0)
     teacher = timm.create_model("test_efficientnet", num_classes=4).eval()

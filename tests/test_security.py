@@ -664,7 +664,7 @@ def test_bench_reads_no_bundle_file_symlinked_out(bundle, tmp_path, name):
 
 
 def test_a_malformed_bench_result_never_reaches_the_card(bundle, tmp_path):
-    from edgekd.bench import run_bench
+    from edgekd.bench.runner import run_bench
 
     result = run_bench(bundle, warmup=0, iterations=2)
     result["results"][0]["batch"] = "many"

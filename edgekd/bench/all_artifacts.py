@@ -75,7 +75,7 @@ def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] = "1",
         reason}`` per artifact that cannot run here).
     """
     from edgekd.bench.device import describe_device, reset_peak_rss
-    from edgekd.bench.runner import _bundle_info, run_bench
+    from edgekd.bench.runner import bundle_info, run_bench
 
     log = log or (lambda message: None)
     resolved = resolve_target(target)
@@ -124,7 +124,7 @@ def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] = "1",
         "schema": BENCH_ALL_SCHEMA,
         "edgekd": __version__,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bundle": _bundle_info(resolved),
+        "bundle": bundle_info(resolved),
         "device": describe_device(),
         "peak_rss": "per artifact" if resets and all(resets) else "cumulative over the artifacts",
         "reference": reference_info,

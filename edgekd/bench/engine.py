@@ -118,9 +118,9 @@ def plan_engine(bundle: Path, *, precision: str = "fp16", dla_core: int | None =
     if workspace_mb < 16:
         raise EdgeKDError(f"--workspace-mb: {workspace_mb}; must be at least 16")
     if image_size is None:
-        from edgekd.bench.target import _preprocess
+        from edgekd.bench.target import read_preprocess
 
-        preprocess = _preprocess(bundle / "preprocess.json")
+        preprocess = read_preprocess(bundle / "preprocess.json")
         if preprocess is None:
             raise EdgeKDError(f"{bundle}: has no preprocess.json (its input size)")
         _, h, w = preprocess["input_size"]
@@ -240,7 +240,7 @@ def check_bundle_for_tensorrt(bundle: str | Path, *, target: str | None = None,
     Returns ``{"deployment": ..., "gates": [...]}``; a gate that fails means a file the target's
     TensorRT would not parse.
     """
-    from edgekd.bench.target import _preprocess, is_bundle
+    from edgekd.bench.target import is_bundle, read_preprocess
     from edgekd.card.io import load_card
     from edgekd.export.targets import get_target
     from edgekd.export.tensorrt_check import (
@@ -259,7 +259,7 @@ def check_bundle_for_tensorrt(bundle: str | Path, *, target: str | None = None,
     if name is None:
         raise EdgeKDError(f"{bundle}: its card names no deployment target (built before targets "
                           f"existed); give one with --target")
-    preprocess = _preprocess(bundle / "preprocess.json") or {}
+    preprocess = read_preprocess(bundle / "preprocess.json") or {}
     size = (preprocess.get("input_size") or [3, 224, 224])[1]
     files = {f: bundle / f for f in TENSORRT_FILES if (bundle / f).is_file()}
     deployment = check_for_tensorrt(files, get_target(name), image_size=size, proxy=proxy_module(),

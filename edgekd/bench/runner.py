@@ -36,7 +36,8 @@ from edgekd.errors import EdgeKDError
 from edgekd.files import sha256_file
 from edgekd.versions import library_versions
 
-__all__ = ["BENCH_SCHEMA", "DEFAULT_ITERATIONS", "parse_batch_sizes", "choose_backend", "run_bench"]
+__all__ = ["BENCH_SCHEMA", "DEFAULT_ITERATIONS", "parse_batch_sizes", "choose_backend", "run_bench",
+           "bundle_info"]
 
 BENCH_SCHEMA = "edgekd.bench/v1"
 DEFAULT_ITERATIONS = 100
@@ -121,7 +122,9 @@ def _input_chw(target: Target, backend: Backend | None, model: Path) -> tuple[in
                       f"beside it, or bench the bundle directory")
 
 
-def _bundle_info(target: Target) -> dict | None:
+def bundle_info(target: Target) -> dict | None:
+    """A result's ``bundle`` entry: the name and version in the bundle's manifest (both None when
+    it cannot be read); None for a model file outside a bundle."""
     if target.bundle is None:
         return None
     try:
@@ -318,7 +321,7 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "artifact": {"file": model.name, "path": str(model.resolve()), "sha256": sha256_file(model),
                      "size_bytes": model.stat().st_size},
-        "bundle": _bundle_info(resolved),
+        "bundle": bundle_info(resolved),
         "backend": name,
         "runtime": runtime,
         "device": device,

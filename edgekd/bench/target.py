@@ -16,7 +16,7 @@ from edgekd.card.io import CARD_JSON
 from edgekd.errors import EdgeKDError
 from edgekd.paths import inside
 
-__all__ = ["MODEL_KINDS", "Target", "resolve_target", "is_bundle"]
+__all__ = ["MODEL_KINDS", "Target", "resolve_target", "is_bundle", "read_preprocess"]
 
 MODEL_KINDS = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "torch",
                ".pt2": "torch", ".ep": "torch", ".ts": "torch"}
@@ -49,7 +49,13 @@ def is_bundle(path: Path) -> bool:
     return path.is_dir() and ((path / MANIFEST).is_file() or (path / CARD_JSON).is_file())
 
 
-def _preprocess(path: Path) -> dict | None:
+def read_preprocess(path: Path) -> dict | None:
+    """The contents of the preprocess.json at ``path``, checked (JSON with ``input_size`` three
+    positive integers ``[C, H, W]``, not a symlink out of its folder); None when there is no
+    such file. A bad file is one :class:`~edgekd.errors.EdgeKDError` line::
+
+        size = (read_preprocess(bundle / "preprocess.json") or {}).get("input_size")
+    """
     if not path.is_file():
         return None
     inside(path.name, path.parent, listed_in=path.parent)  # not a symlink out of the bundle
@@ -73,9 +79,9 @@ def resolve_target(path: str | Path) -> Target:
         if not is_bundle(path):
             raise EdgeKDError(f"{path}: a directory but not an edgekd bundle (no manifest.json or "
                               f"card.json); give a bundle directory or a model file")
-        return Target(path, None, path, _preprocess(path / "preprocess.json"))
+        return Target(path, None, path, read_preprocess(path / "preprocess.json"))
     if path.suffix not in MODEL_KINDS:
         raise EdgeKDError(f"{path}: unsupported model file {path.suffix or '(no extension)'!r}; "
                           f"give a bundle directory or one of: {', '.join(MODEL_KINDS)}")
     bundle = path.parent if is_bundle(path.parent) else None
-    return Target(path, path, bundle, _preprocess(path.parent / "preprocess.json"))
+    return Target(path, path, bundle, read_preprocess(path.parent / "preprocess.json"))

@@ -29,7 +29,7 @@ from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
 from edgekd.paths import inside
 
-__all__ = ["FileData", "LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
+__all__ = ["FileSourceConfig", "LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
            "IMAGENET_STD", "normalisation", "read_split", "describe_bad", "fingerprint",
            "remove_orphans"]
 
@@ -44,7 +44,7 @@ def default_cache_dir() -> Path:
 
 
 
-class FileData(Section):
+class FileSourceConfig(Section):
     """What every file-based source shares: a root folder, the size, the decode cache."""
 
     root: Path = Field(description="dataset folder, relative to the recipe's folder")

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data._images import FileSourceConfig, describe_bad, normalisation, read_split
 from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
@@ -63,7 +63,7 @@ def read_partition(path: Path) -> dict[str, int]:
 
 
 
-class CelebAData(FileData):
+class CelebAConfig(FileSourceConfig):
     """``data.source: celeba``: CelebA's aligned images and attribute files."""
 
     source: Literal["celeba"] = "celeba"
@@ -89,7 +89,7 @@ def _protected(protected: str | list[str]) -> ProtectedAttributes:
                                single_names=single)
 
 
-@register_source(CelebAData)
+@register_source(CelebAConfig)
 def load_celeba(cfg, *, seed: int) -> DataSplits:
     names, attributes = read_attributes(cfg.root / "list_attr_celeba.txt")
     for key, value in [("target", cfg.target)] + [("protected", a) for a in attribute_list(cfg.protected)]:

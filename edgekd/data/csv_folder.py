@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data._images import FileSourceConfig, describe_bad, normalisation, read_split
 from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
@@ -72,7 +72,7 @@ def _names(values: list[str], given: list[str] | None) -> list[str]:
 
 
 
-class CsvData(FileData):
+class CsvConfig(FileSourceConfig):
     """``data.source: csv``: a folder of images and one CSV per split."""
 
     source: Literal["csv"] = "csv"
@@ -127,7 +127,7 @@ def _attributes(cfg, train: list[Row]) -> ProtectedAttributes:
     return ProtectedAttributes(tuple(columns), values)
 
 
-@register_source(CsvData)
+@register_source(CsvConfig)
 def load_csv(cfg, *, seed: int) -> DataSplits:
     columns = (cfg.path_column, cfg.label_column, attribute_list(cfg.group_column))
     files = {"train": cfg.train_csv, "val": cfg.val_csv, "test": cfg.test_csv}

@@ -90,7 +90,7 @@ def _groups(labels: np.ndarray, bias: float, rng) -> np.ndarray:
 
 
 
-class FashionMnistColoredData(Section):
+class FashionMnistColoredConfig(Section):
     """``data.source: fashion_mnist_colored``: Fashion-MNIST tinted by a biased colour group."""
 
     source: Literal["fashion_mnist_colored"] = "fashion_mnist_colored"
@@ -106,7 +106,7 @@ class FashionMnistColoredData(Section):
                           "(worth it at large image_size); none: kept in memory")
 
 
-@register_source(FashionMnistColoredData)
+@register_source(FashionMnistColoredConfig)
 def load_fashion_mnist_colored(cfg, *, seed: int) -> DataSplits:
     path = Path(cfg.path)
     train_x, train_y = read_idx(path / "train-images-idx3-ubyte"), read_idx(path / "train-labels-idx1-ubyte")

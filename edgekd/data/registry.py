@@ -4,12 +4,12 @@ A source is one module under ``edgekd/data`` that defines its recipe section (a
 :class:`~edgekd.config.Section` whose ``source`` field is ``Literal[NAME]``) and registers its
 loader with it, the way timm registers a model where it is defined::
 
-    class MyData(Section):
+    class MyConfig(Section):
         source: Literal["mine"] = "mine"
         image_size: int = 64
 
-    @register_source(MyData)
-    def load_mine(cfg: MyData, *, seed: int) -> DataSplits: ...
+    @register_source(MyConfig)
+    def load_mine(cfg: MyConfig, *, seed: int) -> DataSplits: ...
 
 :mod:`edgekd.recipe` builds the ``data`` section's schema from this registry.
 """

@@ -200,7 +200,7 @@ def generate_split(split: str, n: int, *, seed: int, num_classes: int, image_siz
 
 
 
-class TrifeatureData(Section):
+class TrifeatureConfig(Section):
     """``data.source: trifeature``: the generated, deliberately biased shapes set."""
 
     source: Literal["trifeature"] = "trifeature"
@@ -216,7 +216,7 @@ class TrifeatureData(Section):
     )
 
 
-@register_source(TrifeatureData)
+@register_source(TrifeatureConfig)
 def load_trifeature(cfg, *, seed: int) -> DataSplits:
     """Build the three splits of a recipe's ``data`` section (``source: trifeature``)."""
     common = dict(seed=seed, num_classes=cfg.num_classes, image_size=cfg.image_size,

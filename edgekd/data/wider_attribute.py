@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.config import resolve_path
-from edgekd.data._images import FileData, describe_bad, normalisation, read_split
+from edgekd.data._images import FileSourceConfig, describe_bad, normalisation, read_split
 from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
@@ -108,7 +108,7 @@ def _attribute_indices(protected: list[str], id_map: dict[str, str]) -> list[int
 
 
 
-class WiderAttributeData(FileData):
+class WiderAttributeConfig(FileSourceConfig):
     """``data.source: wider_attribute``: WIDER Attribute events with gender as the group."""
 
     source: Literal["wider_attribute"] = "wider_attribute"
@@ -154,7 +154,7 @@ def _codes(people: list[dict], indices: list[int], threshold: float) -> list[int
     return codes
 
 
-@register_source(WiderAttributeData)
+@register_source(WiderAttributeConfig)
 def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
     folder = cfg.annotations
     trainval = read_annotations(_find(cfg.root, folder, "wider_attribute_trainval.json"))

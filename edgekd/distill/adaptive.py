@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from edgekd.distill.losses import DistillSettings, kd_loss_per_sample, register_method
+from edgekd.distill.kd import kd_loss_per_sample
+from edgekd.distill.registry import DistillMethodConfig, register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["AdaptiveKDLoss", "subgroup_weights"]
@@ -51,7 +52,7 @@ def subgroup_weights(pred: np.ndarray, labels: np.ndarray, groups: np.ndarray, *
     return np.nan_to_num(alpha * acc / best, nan=0.0)
 
 
-class AdaptiveConfig(DistillSettings):
+class AdaptiveConfig(DistillMethodConfig):
     """``distill.method: adaptive``: per-subgroup KD weights after "Teacher's pet" (2021)."""
 
     method: Literal["adaptive"] = "adaptive"

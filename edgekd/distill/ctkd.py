@@ -25,7 +25,8 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from edgekd.distill.losses import DistillSettings, kd_loss, register_method
+from edgekd.distill.kd import kd_loss
+from edgekd.distill.registry import DistillMethodConfig, register_method
 from edgekd.models.reversal import grad_reverse
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
@@ -41,7 +42,7 @@ def cosine_curriculum(epoch: int, curriculum_epochs: float) -> float:
     return (1.0 - math.cos(math.pi * progress)) / 2.0
 
 
-class CTKDConfig(DistillSettings):
+class CTKDConfig(DistillMethodConfig):
     """``distill.method: ctkd``: curriculum temperature KD (Li et al. 2023)."""
 
     method: Literal["ctkd"] = "ctkd"

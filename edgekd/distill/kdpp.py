@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from edgekd.distill.losses import DistillSettings, kd_loss, register_method
+from edgekd.distill.kd import kd_loss
+from edgekd.distill.registry import DistillMethodConfig, register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["KDPPLoss", "nd_loss", "class_means", "warmup_weight"]
@@ -58,7 +59,7 @@ def nd_loss(projected: torch.Tensor, teacher_features: torch.Tensor, labels: tor
     return (1.0 - along / norm).mean()
 
 
-class KDPPConfig(DistillSettings):
+class KDPPConfig(DistillMethodConfig):
     """``distill.method: kdpp``: KD++ / ND loss (Wang et al. 2023)."""
 
     method: Literal["kdpp"] = "kdpp"

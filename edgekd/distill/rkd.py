@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from edgekd.distill.losses import DistillSettings, kd_loss, register_method
+from edgekd.distill.kd import kd_loss
+from edgekd.distill.registry import DistillMethodConfig, register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["RKDLoss", "rkd_distance_loss", "rkd_angle_loss", "normalised_distances"]
@@ -75,7 +76,7 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
     return total / (b ** 3)
 
 
-class RKDConfig(DistillSettings):
+class RKDConfig(DistillMethodConfig):
     """``distill.method: rkd``: relational KD (Park et al. 2019) on pooled features."""
 
     method: Literal["rkd"] = "rkd"

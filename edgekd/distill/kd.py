@@ -1,68 +1,26 @@
-"""Classic knowledge distillation (Hinton et al. 2015) and the method registry.
+"""Classic knowledge distillation (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
+Network", 2015): ``distill.method: kd``.
 
-``distill.method: NAME`` picks a registered :class:`~edgekd.train.objective.Objective` class. A
-method is one module: its recipe section (a :class:`DistillSettings` with ``method:
-Literal[NAME]``) and its loss, registered together the way timm registers a model where it is
-defined::
+The student learns the teacher's softened class probabilities beside the labels::
 
-    class MyConfig(DistillSettings):
-        method: Literal["mine"] = "mine"
-        temperature: float = 4.0
+    L = alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(s, y)
 
-    @register_method(MyConfig)
-    class MyLoss(Objective):
-        uses_teacher = True
-        def __init__(self, *, temperature: float = 4.0, label_smoothing: float = 0.0): ...
-
-The loss's keyword arguments are the section's keys (:func:`build_objective` passes them), plus
-``label_smoothing`` (the student's): every method's cross-entropy on the labels goes through
-:func:`~edgekd.train.objective.label_cross_entropy` with it.
+The soft-target term (:func:`kd_loss`, per sample :func:`kd_loss_per_sample`) is also the KD
+part of ``ctkd``, ``kdpp``, ``rkd`` and ``adaptive``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from edgekd.config import Section
-from edgekd.registry import Registry, tag_of
+from edgekd.distill.registry import DistillMethodConfig, register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
-__all__ = ["DistillSettings", "KDConfig", "KDLoss", "OBJECTIVES", "register_method", "build_objective",
-           "kd_loss", "kd_loss_per_sample"]
-
-OBJECTIVES: Registry[type[Objective]] = Registry("distillation method")
-
-
-class DistillSettings(Section):
-    """What every ``distill`` section has besides its method's own keys."""
-
-    cache_teacher: bool = Field(
-        True, description="compute the teacher's outputs once per split and keep them on disk"
-    )
-
-
-def register_method(config: type[DistillSettings]) -> Callable[[type[Objective]], type[Objective]]:
-    """Register the decorated objective class under the name ``config`` declares in ``method``."""
-
-    def add(cls: type[Objective]) -> type[Objective]:
-        cls.config = config
-        OBJECTIVES.register(tag_of(config, "method"))(cls)
-        return cls
-
-    return add
-
-
-def build_objective(cfg: DistillSettings, *, label_smoothing: float = 0.0) -> Objective:
-    """The student's objective for a recipe's ``distill`` section: the registered class, called
-    with the section's own keys and the student's ``label_smoothing``."""
-    cls = OBJECTIVES.get(cfg.method, key="distill.method")
-    return cls(**cfg.model_dump(exclude={"method", *DistillSettings.model_fields}),
-               label_smoothing=label_smoothing)
+__all__ = ["KDConfig", "KDLoss", "kd_loss", "kd_loss_per_sample"]
 
 
 def kd_loss_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
@@ -87,7 +45,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return kd_loss_per_sample(student_logits, teacher_logits, temperature).mean()
 
 
-class KDConfig(DistillSettings):
+class KDConfig(DistillMethodConfig):
     """``distill.method: kd``: Hinton et al. (2015) soft-target distillation."""
 
     method: Literal["kd"] = "kd"
