@@ -21,6 +21,7 @@ from edgekd.errors import EdgeKDError
 __all__ = ["Registry", "tag_of"]
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class Registry(Generic[T]):
@@ -47,18 +48,21 @@ class Registry(Generic[T]):
         """Forget an entry (tests that register one of their own)."""
         del self._entries[name]
 
-    def get(self, name: str, *, key: str | None = None) -> T:
+    def get(self, name: str, default: Any = _MISSING, *, key: str | None = None) -> T:
         """Return the entry for ``name``; an unknown name is one line listing the registered
-        ones (``key``: the recipe key or flag it came from)."""
+        ones (``key``: the recipe key or flag it came from), or ``default`` when one is given."""
         try:
             return self._entries[name]
         except KeyError:
+            if default is not _MISSING:
+                return default
             where = f"{key}: " if key else ""
             raise EdgeKDError(
                 f"{where}unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._entries))}"
             ) from None
 
-    __getitem__ = get
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
 
     def __setitem__(self, name: str, obj: T) -> None:
         """Replace (or add) an entry in place: tests stand one in with ``monkeypatch.setitem``."""

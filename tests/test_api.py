@@ -13,6 +13,9 @@ import pytest
 import edgekd
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_card_v0.1.0.json"
+# the card of tests/tiny.yaml before issue 26's restructuring (one metrics engine, the export
+# table, the registries, the pipeline split): main 2fb1bc0, 2026-12-03
+FIXTURE_ISSUE_26 = Path(__file__).parent / "fixtures" / "tiny_card_v0.2.0.json"
 
 
 def test_importing_edgekd_loads_nothing_heavy():
@@ -98,3 +101,24 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     tensorrt = {"tensorrt_rules", "tensorrt_parse"}  # issue 25: gates of the TensorRT checks
     assert [g["name"] for g in after["gates"] if g["name"] not in tensorrt] == \
         [g["name"] for g in before["gates"]]
+
+
+def test_tiny_card_is_the_one_from_before_issue_26_key_by_key(tiny_build):
+    """Issue 26 changed where things are done, not what they give: the same keys everywhere, the
+    same models, classes, groups, gates and stage names, and (on the machine that made the
+    fixture, where the kernels are the same) the same numbers."""
+    before = json.loads(FIXTURE_ISSUE_26.read_text())
+    after = tiny_build.card
+
+    def keys(card):  # TensorRT-RTX's parse is there only where the trt-check extra is installed
+        return {p for p in _key_paths(card) if not p.startswith("/deployment/parser")}
+
+    assert keys(after) == keys(before)
+    assert list(after["models"]) == list(before["models"])
+    assert [(g["name"], g["artifact"]) for g in after["gates"] if g["name"] != "tensorrt_parse"] == \
+        [(g["name"], g["artifact"]) for g in before["gates"] if g["name"] != "tensorrt_parse"]
+    for key in ("schema", "name", "version", "task", "distillation", "debias"):
+        assert after[key] == before[key], key
+    assert {k: after["deployment"][k] for k in ("target", "rules", "onnx")} == \
+        {k: before["deployment"][k] for k in ("target", "rules", "onnx")}
+    assert after["data"]["groups"] == before["data"]["groups"]
