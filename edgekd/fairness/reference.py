@@ -148,25 +148,8 @@ def _summary(values: np.ndarray, class_names: list[str], *, absolute: bool = Fal
 
 def fairlearn_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
                       class_names: list[str], group_names: list[str], min_support: int = 1) -> dict:
-    """The card's metric set for one model or artifact, through fairlearn (the reference).
-
-    Parameters
-    ----------
-    y_true, y_pred, groups : array of int, shape (n,)
-        True class, predicted class and protected group index of each test image.
-    class_names, group_names : list of str
-        Names in index order; group order fixes the sign of two-group disparities.
-    min_support : int
-        Fewest test images a rate may rest on (see the module's docstring); 1 keeps every cell.
-
-    Returns
-    -------
-    dict
-        ``top1``, ``macro_recall``, ``macro_precision``, ``macro_f1``, ``mean_abs_disparity``,
-        ``max_abs_disparity``, ``dpd`` and ``eod`` (each ``mean``, ``worst``, ``worst_class``)
-        and ``per_class`` rows with recall by group, support by group, disparity, DPD and EOD;
-        plus, by key, every metric of :mod:`edgekd.fairness.metric_table` that has no ``path``.
-    """
+    """The card's metric set for one model or artifact, through fairlearn: the same parameters,
+    keys and (a test holds them equal) values as :func:`edgekd.fairness.metrics.evaluate_predictions`."""
     y_true, y_pred, groups = (np.asarray(a).astype(np.int64) for a in (y_true, y_pred, groups))
     num_classes, num_groups = len(class_names), len(group_names)
     precision, recall, f1, _ = precision_recall_fscore_support(
