@@ -58,7 +58,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Runs directory; the build goes to OUT/<recipe name>.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set distill.temperature=8 (repeatable).")
@@ -189,7 +189,7 @@ def keygen(key: Path) -> None:
               help="tegrastats sampling interval in ms.")
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also score top-1 and fairness on the bundle's eval_set.npz, through this backend.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Write the whole result to this JSON file.")
 @click.option("--update-card", "update_card_flag", is_flag=True,
               help="Add the result to the bundle's card, re-render card.md, refresh the manifest.")
@@ -323,7 +323,7 @@ def engine(bundle: Path, precision: str, dla_core: int | None, workspace_mb: int
 @click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
               help="A recipe key and its values, e.g. --grid debias.lambda=0,0.5,1 (repeatable: "
                    "every combination is built).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Runs directory; the sweep goes to OUT/<name>/sweep.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key for every point (repeatable).")

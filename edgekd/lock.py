@@ -84,10 +84,13 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
     try:
         from edgekd.files import write_json
 
-        write_json(folder / HOLDER_FILE, {
-            "pid": os.getpid(), "host": socket.gethostname(),
-            "command": command or " ".join(["edgekd", *sys.argv[1:]])[:300],
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        try:  # the note only names the holder: a full disk must not stop the lock itself
+            write_json(folder / HOLDER_FILE, {
+                "pid": os.getpid(), "host": socket.gethostname(),
+                "command": command or " ".join(["edgekd", *sys.argv[1:]])[:300],
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        except OSError:
+            pass
         yield folder
     finally:
         _HELD.discard(key)

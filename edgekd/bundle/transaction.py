@@ -45,6 +45,7 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -138,9 +139,9 @@ def _remove_stray_temporaries(bundle: Path) -> None:
     if not bundle.is_dir() or bundle.is_symlink():
         return
     try:
-        listed = set(read_json(bundle / MANIFEST).get("files", {}))
-    except (OSError, ValueError, AttributeError):
-        return
+        listed = set(json.loads(manifest_bytes(bundle)).get("files", {}))
+    except (EdgeKDError, OSError, ValueError, AttributeError, RecursionError):
+        return  # never read through a symlink; verify names what is wrong
     for rel in bundle_files(bundle)[0]:
         if rel not in listed and _STRAY_TMP.match(rel.rsplit("/", 1)[-1]):
             (bundle / rel).unlink()
@@ -257,16 +258,19 @@ def bundle_change(bundle: str | Path, *, key: str | Path | None = None,
         _swap(bundle, staged)
         swapped = True
         _refresh_tarball(bundle)
-        journal.unlink()
-        _step("committed")
     except OSError as err:
         _undo(bundle, staged, journal, swapped)
         raise EdgeKDError(fault_line(err, bundle, swapped=swapped)) from None
     except Exception:
         _undo(bundle, staged, journal, swapped)
         raise
-    for leftover in (staged, old_dir(bundle)):
-        _discard(leftover)
+    try:  # the change is whole: bundle and tarball are new; what is left is tidying up
+        journal.unlink()
+        _step("committed")
+        for leftover in (staged, old_dir(bundle)):
+            _discard(leftover)
+    except OSError:
+        pass  # the next command's recover() removes them
     if note and log is not None:
         log(note)
 
