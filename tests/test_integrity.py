@@ -237,6 +237,59 @@ def test_a_bench_result_missing_fields_is_one_line(bundle, result, tmp_path, dro
     assert files_of(bundle) == before
 
 
+def _paths(value, path=(), depth=0):
+    yield path
+    if depth >= 4:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key), depth + 1)
+    elif isinstance(value, list) and value:
+        yield from _paths(value[0], (*path, 0), depth + 1)
+
+
+def test_every_field_of_a_bench_result_removed_or_mistyped_is_shown_or_one_line(bundle, result,
+                                                                                 tmp_path):
+    """Each node of a real result (to depth 4) deleted or replaced by a string: ``bench
+    --from-json`` shows it or refuses it in one line, and one that passes the check merges into
+    a card that renders; never a traceback."""
+    from edgekd.bench.card_update import check_result
+    from edgekd.card.bench import add_bench_result
+    from edgekd.card.html import render_html
+    from edgekd.card.io import load_card
+    from edgekd.card.schema import check_card
+
+    real = json.loads(result.read_text())
+    card = load_card(bundle)
+    path = tmp_path / "mutated.json"
+    shown = refused = 0
+    for where in list(_paths(real))[1:]:
+        for value in ("x", KeyError):
+            if value is KeyError and isinstance(where[-1], int):
+                continue
+            mutated = json.loads(json.dumps(real))
+            parent = mutated
+            for key in where[:-1]:
+                parent = parent[key]
+            if value is KeyError:
+                del parent[where[-1]]
+            else:
+                parent[where[-1]] = value
+            path.write_text(json.dumps(mutated))
+            out = invoke("bench", bundle, "--from-json", path)
+            assert out.exception is None or isinstance(out.exception, SystemExit), (where, out.output)
+            if out.exit_code:
+                assert out.exit_code == 2 and len(out.output.strip().splitlines()) == 1, out.output
+                refused += 1
+                continue
+            shown += 1
+            check_result(mutated, "mutated")
+            merged = check_card(add_bench_result(card, mutated))
+            render_html(merged, [])
+    print(f"bench result mutations: {shown} shown, {refused} refused in one line")
+    assert shown > 20 and refused > 10
+
+
 # --------------------------------------------------------------- 2. special output files
 @pytest.mark.parametrize("kind", ["char device", "fifo", "symlink to stdout", "directory"])
 def test_bench_json_never_replaces_a_special_file(bundle, result, tmp_path, kind):
@@ -495,6 +548,35 @@ def test_a_real_sigkill_inside_update_card_is_finished_by_the_next_command(
     with tarfile.open(signed_run / "tiny-0.1.0.tar.gz") as tar:  # the tarball carries the update
         card = json.loads(tar.extractfile("tiny-0.1.0/card.json").read())
     assert card["bench"] and card == json.loads((bundle / "card.json").read_text())
+
+
+def test_bench_all_update_card_with_key_re_signs_and_refreshes_the_tarball(signed_run, result, keys,
+                                                                           tmp_path):
+    single = json.loads(result.read_text())
+    merged = tmp_path / "all.json"
+    merged.write_text(json.dumps({"schema": "edgekd.bench-all/v1", "device": single["device"],
+                                  "results": [single]}))
+    bundle = signed_run / "bundle"
+    done = invoke("bench", bundle, "--from-json", merged, "--update-card", "--key", keys[0])
+    assert done.exit_code == 0, done.output
+    assert f"signature: {bundle / 'manifest.sig'} re-signed" in done.output
+    for target in (bundle, signed_run / "tiny-0.1.0.tar.gz"):
+        assert invoke("verify", target, "--key", keys[1]).exit_code == 0
+    with tarfile.open(signed_run / "tiny-0.1.0.tar.gz") as tar:
+        assert json.loads(tar.extractfile("tiny-0.1.0/card.json").read())["bench"]
+    dropped = invoke("bench", bundle, "--from-json", merged, "--update-card")
+    assert "no longer held and was removed" in dropped.output and not (bundle / "manifest.sig").exists()
+    with tarfile.open(signed_run / "tiny-0.1.0.tar.gz") as tar:  # nor does the tarball keep it
+        assert "tiny-0.1.0/manifest.sig" not in tar.getnames()
+
+
+def test_a_stray_temporary_of_an_older_writer_is_removed_by_the_next_update(bundle, result):
+    stray = bundle / ".card.json.k3j_9xqz.tmp"
+    stray.write_text("half a card")
+    assert "extra file: .card.json.k3j_9xqz.tmp" in invoke("verify", bundle).output
+    done = invoke("bench", bundle, "--from-json", result, "--update-card")
+    assert done.exit_code == 0, done.output
+    assert not stray.exists() and invoke("verify", bundle).exit_code == 0
 
 
 def _limited(args: list[str], limit: int) -> subprocess.CompletedProcess:

@@ -78,15 +78,49 @@ def load_result(path: str | Path) -> dict:
     return result
 
 
+_NUMBER = {"type": ["number", "null"]}
+_TEXT = {"type": ["string", "null"], "maxLength": 1000}
+_COUNT = {"type": ["integer", "null"]}
+_SHOWN = {  # what the bench table and its lines read beyond the card's bench_result (all optional)
+    "type": "object",
+    "properties": {
+        "device": {"type": "object", "properties": {
+            "cpu": {"type": "object", "properties": {
+                "model": _TEXT, "usable_cores": _COUNT, "logical_cores": _COUNT}},
+            "os": _TEXT,
+            "jetson": {"type": ["object", "null"], "properties": {
+                "model": _TEXT, "l4t": _TEXT, "jetpack": _TEXT, "power_mode": _TEXT,
+                "clocks_locked": {"type": ["boolean", "null"]}}},
+            "gpus": {"type": ["array", "null"], "maxItems": 64, "items": {"type": "object", "properties": {
+                "name": _TEXT, "memory_total_mb": _NUMBER, "driver": _TEXT}}}}},
+        "runtime": {"type": ["object", "null"], "properties": {
+            "name": _TEXT, "version": _TEXT, "threads": _COUNT,
+            "providers": {"type": ["array", "null"], "maxItems": 16, "items": {"type": "string"}}}},
+        "session_s": _NUMBER,
+        "artifact": {"type": "object", "properties": {"size_bytes": _COUNT, "sha256": _TEXT}},
+        "eval": {"type": ["object", "null"], "properties": {
+            "n": _COUNT, "build_top1": _NUMBER, "top1_change_vs_build": _NUMBER,
+            "agreement": {"type": ["object", "null"], "properties": {
+                "prediction_agreement": _NUMBER}}}},
+        "results": {"type": "array", "items": {"type": "object", "properties": {
+            "power": {"type": ["object", "null"], "properties": {
+                "peak_w": _NUMBER, "samples": _COUNT, "measured": _TEXT, "note": _TEXT}},
+            "throughput_ips": _NUMBER, "first_inference_ms": _NUMBER, "peak_rss_mb": _NUMBER,
+            "gpu_memory_mb": _NUMBER}}},
+    },
+}
+
+
 def check_result(result: object, where: str) -> dict:
-    """``result`` if it has every field a bench table and a card read (the card schema's
-    ``bench_result``, plus ``artifact.sha256`` and finite numbers), else one line."""
+    """``result`` if it has every field a card reads (the card schema's ``bench_result``, plus
+    ``artifact.sha256`` and finite numbers) and every field the bench table and its lines read
+    is of its type where present (:data:`_SHOWN`), else one line naming the first that is not."""
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import best_match
 
     from edgekd.card.schema import card_schema
 
-    schema = {**card_schema()["$defs"]["bench_result"], "$defs": card_schema()["$defs"]}
+    schema = {"allOf": [card_schema()["$defs"]["bench_result"], _SHOWN], "$defs": card_schema()["$defs"]}
     error = best_match(Draft202012Validator(schema).iter_errors(result))
     if error is not None:
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
