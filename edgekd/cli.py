@@ -160,7 +160,7 @@ def sign(bundle: Path, private_key: Path) -> None:
 
 
 @main.command()
-@click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("key", type=click.Path(path_type=Path))
 def keygen(key: Path) -> None:
     """Write a new Ed25519 private key to KEY (mode 0600) and its public key to KEY.pub."""
     from edgekd.bundle.signing import generate_keypair

@@ -36,7 +36,7 @@ from edgekd.errors import EdgeKDError
 from edgekd.export.formats import ExportConfig
 from edgekd.files import sha256_json
 from edgekd.models import ModelConfig
-from edgekd.yaml_bounded import load_yaml
+from edgekd.yaml_bounded import MAX_BYTES, load_yaml
 
 __all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides"]
 
@@ -110,6 +110,8 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise EdgeKDError(f"recipe {str(path)!r} does not exist or is not a file")
+    if path.stat().st_size > MAX_BYTES:  # before reading it: a recipe is small
+        raise EdgeKDError(f"{path}: {path.stat().st_size} bytes, above the {MAX_BYTES} a recipe may have")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

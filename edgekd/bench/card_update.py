@@ -16,6 +16,7 @@ card reads, and its ``artifact.file`` must name a file of the bundle (:mod:`edge
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -48,8 +49,8 @@ def load_result(path: str | Path) -> dict:
     Every result is checked for the fields the table and the card read (one line naming the
     first missing or mistyped one, never a ``KeyError``)."""
     path = Path(path)
-    kind = special_file(path)
-    if kind not in (None, "a symlink"):
+    if path.exists() and not path.is_file():  # a device or a FIFO (followed through a symlink)
+        kind = special_file(os.path.realpath(path)) or "not a regular file"
         raise EdgeKDError(f"--from-json: {path}: {kind}, not a result file")
     try:
         if path.stat().st_size > MAX_RESULT_BYTES:
