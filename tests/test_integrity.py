@@ -309,6 +309,20 @@ def test_bench_json_never_replaces_a_special_file(bundle, result, tmp_path, kind
     assert (after.st_mode, after.st_ino, after.st_rdev) == (before.st_mode, before.st_ino, before.st_rdev)
 
 
+def test_inputs_that_are_devices_or_huge_are_one_line_and_never_read(bundle, tmp_path):
+    zero = tmp_path / "result.json"
+    zero.symlink_to("/dev/zero")  # read whole, it would never end
+    assert "a character device, not a result file" in one_line(
+        invoke("bench", bundle, "--from-json", zero))
+    recipe = tmp_path / "huge.yaml"
+    with open(recipe, "wb") as fh:
+        fh.truncate(10 << 30)  # sparse: 10 GB that nobody should read
+    assert "10737418240 bytes, above the 1048576 a recipe may have" in one_line(
+        invoke("build", recipe, "--out", tmp_path / "runs"))
+    (tmp_path / "keydir").mkdir()
+    assert "exists and is a directory" in one_line(invoke("keygen", tmp_path / "keydir"))
+
+
 @pytest.mark.parametrize("kind", ["symlink", "directory"])
 def test_a_lock_path_that_is_a_symlink_or_a_directory_is_refused(bundle, result, tmp_path, kind):
     canary = Canary(tmp_path / "precious.txt")
