@@ -219,6 +219,10 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     from edgekd.card.table import format_table
     from edgekd.files import write_json
 
+    if update_card_flag:  # a bundle an interrupted swap left missing comes back first
+        from edgekd.bundle.transaction import recover_missing
+
+        recover_missing(target, log=click.echo)
     bundle = resolve_target(target).bundle
     if private_key is not None and not update_card_flag:
         raise EdgeKDError("--key: only used with --update-card (to re-sign the updated bundle)")

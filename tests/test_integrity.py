@@ -502,6 +502,33 @@ def test_a_kill_at_every_write_leaves_a_verifiable_bundle_the_next_command_finis
     assert kills >= 8, interrupter.names
 
 
+def test_without_an_atomic_exchange_a_kill_between_the_renames_is_put_right_next_time(
+        signed_template, result, keys, tmp_path, monkeypatch):
+    """Where renameat2's exchange is missing, the swap is two renames; a kill between them
+    leaves no bundle folder for a moment, and the next command finishes the change."""
+    import edgekd.bundle.transaction as transaction
+
+    reference = tmp_path / "reference"
+    shutil.copytree(signed_template, reference)
+    _update(reference, result, keys[0])
+    run = tmp_path / "run"
+    shutil.copytree(signed_template, run)
+
+    def kill_between(name: str) -> None:
+        if name == "swap-between-renames":
+            raise _Killed()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(transaction, "_exchange", lambda a, b: False)
+        patch.setattr(transaction, "_step", kill_between)
+        with pytest.raises(_Killed):
+            _update(run, result, keys[0])
+    assert not (run / "bundle").exists() and (run / ".bundle.edgekd-old").is_dir()
+    done = invoke("bench", run / "bundle", "--from-json", result, "--update-card", "--key", keys[0])
+    assert done.exit_code == 0 and "finished a change that was interrupted" in done.output, done.output
+    assert _state(run, keys[1]) == _state(reference, keys[1]) and leftovers(run) == []
+
+
 @pytest.mark.parametrize("code, command", [(errno.ENOSPC, "update"), (errno.EROFS, "sign")],
                          ids=["full disk in update-card", "read-only in sign"])
 def test_a_failed_write_at_any_step_changes_nothing_and_is_one_line(

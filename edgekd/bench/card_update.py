@@ -193,9 +193,10 @@ def _locked_change(bundle: Path, change, *, key: str | Path | None, log) -> dict
     with the private ``key`` (whose signature must have held before) or removed, tarball
     rewritten; ``log`` gets the line saying what became of the signature."""
     from edgekd.bundle.signing import check_before_resign
-    from edgekd.bundle.transaction import bundle_change, recover
+    from edgekd.bundle.transaction import bundle_change, recover, recover_missing
     from edgekd.lock import run_lock
 
+    recover_missing(bundle, log=log)  # a bundle an interrupted swap left missing comes back
     if bundle.is_symlink() or not bundle.is_dir():
         raise EdgeKDError(f"{bundle}: not a bundle directory")
     with run_lock(bundle.resolve().parent):

@@ -273,15 +273,16 @@ def sign_release(bundle: str | Path, key_path: str | Path, *,
     (:func:`edgekd.bundle.transaction.bundle_change`) under the run folder's lock: a kill or a
     full disk leaves the bundle and its tarball either unsigned or signed, never a mix that the
     next command cannot finish. Returns the signature record and the tarball (None without)."""
-    from edgekd.bundle.transaction import bundle_change
+    from edgekd.bundle.transaction import bundle_change, recover_missing
     from edgekd.bundle.write import release_tarball
     from edgekd.lock import run_lock
 
     bundle = Path(bundle)
+    load_private_key(key_path)  # a bad key is one line before anything is locked or staged
+    recover_missing(bundle, log=log)  # a bundle an interrupted swap left missing comes back
     if bundle.is_symlink() or not bundle.is_dir():
         raise EdgeKDError(f"{bundle}: not a bundle directory (sign the bundle folder; its tarball "
                           f"is re-written)")
-    load_private_key(key_path)  # a bad key is one line before anything is locked or staged
     with run_lock(bundle.resolve().parent):
         with bundle_change(bundle, rewrite_manifest=False, log=log) as staged:
             record = sign_bundle(staged, key_path)

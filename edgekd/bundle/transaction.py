@@ -25,8 +25,9 @@ The steps, in order: (1) finish or discard an earlier interrupted change (:func:
 remove ``manifest.sig`` (saying so); (3) check the staged bundle verifies; (4) write the journal;
 (5) swap the staged folder and the bundle in one ``renameat2(RENAME_EXCHANGE)`` (two renames
 where the system has no exchange; a kill between them leaves no ``bundle`` folder for a moment,
-which step 1 of the next command puts back); (6) rewrite the tarball beside the bundle (a
-temporary file renamed over it); (7) remove the journal, then the old copy.
+which the next ``sign`` or ``bench --update-card`` puts back first, :func:`recover_missing`);
+(6) rewrite the tarball beside the bundle (a temporary file renamed over it); (7) remove the
+journal, then the old copy.
 
 A kill at any point leaves ``bundle`` either the old bundle or the new one, each verifying with
 its own manifest (and signature), and the tarball either the old release or the new one; the
@@ -57,7 +58,8 @@ from edgekd.bundle.manifest import MANIFEST, SIGNATURE, bundle_files, manifest_b
 from edgekd.errors import EdgeKDError
 from edgekd.files import read_json, write_json
 
-__all__ = ["bundle_change", "recover", "staged_dir", "journal_path", "old_dir", "fault_line"]
+__all__ = ["bundle_change", "recover", "recover_missing", "pending", "staged_dir", "journal_path",
+           "old_dir", "fault_line"]
 
 _STRAY_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_output's mkstemp names
 
@@ -180,6 +182,25 @@ def recover(bundle: str | Path, *, log: Callable[[str], None] | None = None) -> 
     if note and log is not None:
         log(note)
     return note
+
+
+def pending(bundle: str | Path) -> bool:
+    """True when a change of ``bundle`` was interrupted (its journal or a copy beside it)."""
+    bundle = Path(bundle)
+    return any(p.exists() for p in (journal_path(bundle), staged_dir(bundle), old_dir(bundle)))
+
+
+def recover_missing(bundle: str | Path, *, log: Callable[[str], None] | None = None) -> None:
+    """Before a command finds ``bundle`` missing: when a kill between the two renames of a swap
+    (no exchange on this system) left it so, put it back (or finish the change) under the run
+    folder's lock. Does nothing, and takes no lock, otherwise."""
+    from edgekd.lock import run_lock
+
+    bundle = Path(bundle)
+    if bundle.exists() or bundle.is_symlink() or not pending(bundle):
+        return
+    with run_lock(bundle.resolve().parent):
+        recover(bundle, log=log)
 
 
 # ------------------------------------------------------------------------------ the change
