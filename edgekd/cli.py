@@ -6,7 +6,9 @@ command exits with code 2. Device-side commands (card, verify) import no torch.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +18,11 @@ from edgekd import __version__
 from edgekd.errors import EdgeKDError
 
 __all__ = ["main"]
+
+
+# Faults of the machine rather than of edgekd: a full disk or quota, a file over the size
+# limit, a read-only file system. Writes are atomic (edgekd.files), so one line is enough.
+_MACHINE_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -32,6 +39,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EdgeKDError as err:
             _fail(str(err), err.exit_code)
+        except OSError as err:
+            if err.errno not in _MACHINE_FAULTS:
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            _fail(f"{where}{err.strerror or os.strerror(err.errno)}; nothing was left half-written "
+                  f"(free space or use a writable folder, then run the command again)")
         except KeyboardInterrupt:
             _fail("interrupted; run the same command again to resume from the last finished epoch",
                   130)
@@ -45,15 +58,17 @@ def main() -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Runs directory; the build goes to OUT/<recipe name>.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key, e.g. --set distill.temperature=8 (repeatable).")
 def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     """Run the pipeline of RECIPE and write the release bundle."""
     from edgekd.card.table import format_table
+    from edgekd.paths import output_dir
     from edgekd.pipeline import build as run_build
 
+    output_dir(out, option="--out")
     result = run_build(recipe, out=out, overrides=overrides, log=lambda m: click.echo(m))
     if result is None:  # a torchrun rank other than 0: rank 0 reports for the job
         return
@@ -111,12 +126,18 @@ def card(bundle: Path, formats: str, check: bool) -> None:
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--key", "public_key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Ed25519 public key (PEM or OpenSSH): also check the bundle's signature.")
-def verify(bundle: Path, public_key: Path | None) -> None:
+@click.option("--name", "expected_name", default=None,
+              help="The release name you expect (the manifest's, which the signature covers).")
+@click.option("--version", "expected_version", default=None,
+              help="The release version you expect.")
+def verify(bundle: Path, public_key: Path | None, expected_name: str | None,
+           expected_version: str | None) -> None:
     """Check every file of BUNDLE (a directory or its .tar.gz) against its manifest, and with
-    --key the manifest against its signature."""
+    --key the manifest against its signature; print the release's name and version, and with
+    --name / --version compare them."""
     from edgekd.bundle import verify_report
 
-    problems, note = verify_report(bundle, public_key)
+    problems, note = verify_report(bundle, public_key, name=expected_name, version=expected_version)
     for line in problems:
         click.echo(line, err=True)
     if problems:
@@ -132,18 +153,21 @@ def sign(bundle: Path, private_key: Path) -> None:
     """Sign BUNDLE's manifest (manifest.sig) and re-write its tarball beside it."""
     from edgekd.bundle.signing import sign_release
 
-    record, tarball = sign_release(bundle, private_key)
+    record, tarball = sign_release(bundle, private_key, log=click.echo)
     click.echo(f"signed: {bundle / 'manifest.sig'} (ed25519, key {record['key_id']})")
     if tarball is not None:
         click.echo(f"tarball: {tarball} re-written with the signature")
 
 
 @main.command()
-@click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("key", type=click.Path(path_type=Path))
 def keygen(key: Path) -> None:
     """Write a new Ed25519 private key to KEY (mode 0600) and its public key to KEY.pub."""
     from edgekd.bundle.signing import generate_keypair
+    from edgekd.paths import output_file
 
+    for path in (key, Path(f"{key}.pub")):
+        output_file(path, option="keygen")
     private, public = generate_keypair(key)
     click.echo(f"private key: {private} (keep it off the device)")
     click.echo(f"public key: {public} (give it to edgekd verify --key)")
@@ -165,7 +189,7 @@ def keygen(key: Path) -> None:
               help="tegrastats sampling interval in ms.")
 @click.option("--eval", "evaluate", is_flag=True,
               help="Also score top-1 and fairness on the bundle's eval_set.npz, through this backend.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Write the whole result to this JSON file.")
 @click.option("--update-card", "update_card_flag", is_flag=True,
               help="Add the result to the bundle's card, re-render card.md, refresh the manifest.")
@@ -195,23 +219,33 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     from edgekd.card.table import format_table
     from edgekd.files import write_json
 
+    if update_card_flag:  # a bundle an interrupted swap left missing comes back first
+        from edgekd.bundle.transaction import recover_missing
+
+        recover_missing(target, log=click.echo)
     bundle = resolve_target(target).bundle
     if private_key is not None and not update_card_flag:
         raise EdgeKDError("--key: only used with --update-card (to re-sign the updated bundle)")
     if update_card_flag and bundle is None:
         raise EdgeKDError(f"--update-card: {target} is not in a bundle; give the bundle directory or "
                           f"a model file inside it")
-    if update_card_flag:  # one command per run folder, taken before measuring anything
-        from edgekd.bundle.signing import check_before_resign
-        from edgekd.lock import run_lock
+    if json_path is not None:
+        from edgekd.paths import output_file
 
-        click.get_current_context().with_resource(run_lock(bundle.resolve().parent))
-        if private_key is not None:
-            check_before_resign(bundle, private_key)
+        output_file(json_path, option="--json")
     if json_path is not None and bundle is not None and \
             json_path.resolve().is_relative_to(bundle.resolve()):
         raise EdgeKDError(f"--json: {json_path} is inside the bundle and would break its manifest; "
                           f"write the result outside it")
+    if update_card_flag:  # one command per run folder, taken before measuring anything
+        from edgekd.bundle.signing import check_before_resign
+        from edgekd.bundle.transaction import recover
+        from edgekd.lock import run_lock
+
+        click.get_current_context().with_resource(run_lock(bundle.resolve().parent))
+        recover(bundle, log=click.echo)  # an update or a signing a kill interrupted
+        if private_key is not None:
+            check_before_resign(bundle, private_key)
     show_progress = sys.stderr.isatty() if progress is None else progress
     if all_artifacts or (from_json is not None and load_result(from_json)["schema"] == BENCH_ALL_SCHEMA):
         from edgekd.bench.all_artifacts import all_headers, all_rows, describe_all, run_bench_all
@@ -230,7 +264,7 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
         for line in describe_all(result):
             click.echo(line)
         if update_card_flag:
-            update_card_all(bundle, result["results"])
+            update_card_all(bundle, result["results"], key=private_key, log=click.echo)
             click.echo(f"card: {bundle / 'card.json'} updated ({len(result['results'])} artifacts, "
                        f"device {result['device']['id']}); manifest refreshed")
         if json_path is not None:
@@ -314,14 +348,16 @@ def engine(bundle: Path, precision: str, dla_core: int | None, workspace_mb: int
 @click.option("--grid", "grid", multiple=True, required=True, metavar="KEY=V1,V2,...",
               help="A recipe key and its values, e.g. --grid debias.lambda=0,0.5,1 (repeatable: "
                    "every combination is built).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Runs directory; the sweep goes to OUT/<name>/sweep.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key for every point (repeatable).")
 def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, ...]) -> None:
     """One build per grid point of RECIPE, sharing the teacher and the baseline."""
+    from edgekd.paths import output_dir
     from edgekd.sweep import format_sweep_table, run_sweep
 
+    output_dir(out, option="--out")
     result = run_sweep(recipe, grid, out=out, overrides=overrides, log=lambda m: click.echo(m))
     click.echo("")
     click.echo(format_sweep_table(result.rows, result.keys))

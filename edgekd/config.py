@@ -16,12 +16,13 @@ __all__ = ["Section", "resolve_path"]
 
 
 class Section(BaseModel):
-    """A recipe section: unknown keys are errors, values are checked on assignment too.
+    """A recipe section: unknown keys are errors, values are checked on assignment too, and a
+    float must be finite (``.inf`` and ``.nan`` are refused).
 
     ``renamed_keys`` maps a key a section used to have to what replaced it, so an old recipe
     gets one line saying what to write instead of "extra inputs are not permitted"."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
     renamed_keys: ClassVar[dict[str, str]] = {}
 
     @model_validator(mode="before")

@@ -6,7 +6,9 @@ files. :func:`run_lock` takes an operating-system lock (``flock`` through the fi
 before anything is written. A second command gets one line naming the folder and the holder
 (pid, host, command, start time, kept in ``.edgekd.lock.json`` beside the lock) and changes
 nothing. The kernel drops the lock when its process dies, even by SIGKILL, so a stale lock of a
-dead process is simply taken over by the next command; its holder note is then rewritten.
+dead process is simply taken over by the next command; its holder note is then rewritten. A
+lock path that is not a regular file (a symlink, a directory, a FIFO) is refused with one line:
+opening it would follow the link and truncate whatever it points to.
 
 Torch-free: ``bench --update-card`` runs on the device.
 """
@@ -58,12 +60,20 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
     """
     from filelock import FileLock, Timeout
 
+    from edgekd.paths import output_dir, special_file
+
     folder = Path(folder)
+    output_dir(folder, option="run folder")
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     if key in _HELD:  # this process holds it already (the bench command, then update_card)
         yield folder
         return
+    for name in (LOCK_FILE, HOLDER_FILE):  # opening a symlink would write where it points
+        kind = special_file(folder / name)
+        if kind is not None:
+            raise EdgeKDError(f"{folder / name}: {kind}, not the lock file edgekd makes; refusing to "
+                              f"open it (remove it if no edgekd command is running)")
     lock = FileLock(folder / LOCK_FILE, timeout=0, thread_local=False)
     try:
         lock.acquire()
@@ -74,10 +84,13 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
     try:
         from edgekd.files import write_json
 
-        write_json(folder / HOLDER_FILE, {
-            "pid": os.getpid(), "host": socket.gethostname(),
-            "command": command or " ".join(["edgekd", *sys.argv[1:]])[:300],
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        try:  # the note only names the holder: a full disk must not stop the lock itself
+            write_json(folder / HOLDER_FILE, {
+                "pid": os.getpid(), "host": socket.gethostname(),
+                "command": command or " ".join(["edgekd", *sys.argv[1:]])[:300],
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        except OSError:
+            pass
         yield folder
     finally:
         _HELD.discard(key)

@@ -1,6 +1,7 @@
 """The recipe: one YAML file that is the whole truth of a build.
 
-A recipe is data. It is read with ``yaml.safe_load`` (no tags, no code) and validated against a
+A recipe is data. It is read as safe YAML (no tags, no code) with its size, depth and aliases
+bounded (:mod:`edgekd.yaml_bounded`), its numbers must be finite, and it is validated against a
 pydantic schema; every mistake becomes one :class:`~edgekd.errors.EdgeKDError` line that names
 the key path, the value and what is allowed::
 
@@ -18,6 +19,7 @@ module assembles them (the ``data`` and ``distill`` sections as unions tagged by
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Union
 
@@ -34,6 +36,7 @@ from edgekd.errors import EdgeKDError
 from edgekd.export.formats import ExportConfig
 from edgekd.files import sha256_json
 from edgekd.models import ModelConfig
+from edgekd.yaml_bounded import MAX_BYTES, load_yaml
 
 __all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides"]
 
@@ -107,6 +110,8 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise EdgeKDError(f"recipe {str(path)!r} does not exist or is not a file")
+    if path.stat().st_size > MAX_BYTES:  # before reading it: a recipe is small
+        raise EdgeKDError(f"{path}: {path.stat().st_size} bytes, above the {MAX_BYTES} a recipe may have")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -118,7 +123,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def _parse_yaml(text: str, source: str) -> dict:
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text, source)
     except yaml.constructor.ConstructorError as err:
         line = f" line {err.problem_mark.line + 1}:" if err.problem_mark else ""
         tag = (err.problem or "").split("tag ")[-1]
@@ -184,7 +189,7 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 
 def _parse_yaml_value(text: str, key: str) -> Any:
     try:
-        return yaml.safe_load(text) if text.strip() else ""
+        return load_yaml(text, f"--set {key}") if text.strip() else ""
     except yaml.YAMLError:
         raise EdgeKDError(f"--set {key}: value {text!r} is not a valid YAML value") from None
 
@@ -192,6 +197,7 @@ def _parse_yaml_value(text: str, key: str) -> Any:
 def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".") -> Recipe:
     """Validate plain data as a recipe, turning the first problems into one line each."""
     raw = dict(raw)
+    _check_finite(raw, source)
     for section, (tag, choices) in _CHOICES.items():
         value = raw.get(section)
         if isinstance(value, dict) and tag not in value:  # the default choice, as when absent
@@ -206,6 +212,21 @@ def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".
     except ValidationError as err:
         lines = [f"{source}: {_describe(e, raw)}" for e in err.errors()]
         raise EdgeKDError("\n".join(lines)) from None
+
+
+def _check_finite(value: Any, source: str, path: str = "") -> None:
+    """Every number of a recipe is finite: ``.inf`` or ``.nan`` (YAML's spellings) anywhere,
+    even under a key whose schema would take any value, is one line naming the key. A
+    non-finite weight decay or learning rate would train to NaN and ship it."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, source, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, source, f"{path}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise EdgeKDError(f"{source}: {path or '(top level)'} = {value!r}: must be a finite number "
+                          f"(not .inf or .nan)")
 
 
 def _describe(error: dict, raw: dict) -> str:

@@ -31,6 +31,7 @@ from edgekd.card.table import format_table
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metric_table import METRICS
 from edgekd.recipe import Recipe, load_recipe
+from edgekd.yaml_bounded import load_yaml
 
 __all__ = ["parse_grid", "grid_points", "pareto_front", "run_sweep", "SweepResult"]
 
@@ -55,7 +56,7 @@ def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list]:
         values = []
         for raw in raw_values:
             try:
-                values.append(yaml.safe_load(raw))
+                values.append(load_yaml(raw, f"--grid {key}"))
             except yaml.YAMLError:
                 raise EdgeKDError(f"--grid {key}: value {raw!r} is not a valid YAML value") from None
         grid[key] = values

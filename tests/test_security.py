@@ -672,8 +672,11 @@ def test_a_malformed_bench_result_never_reaches_the_card(bundle, tmp_path):
     saved.write_text(json.dumps(result))
     before = {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)}
     merged = invoke("bench", bundle, "--from-json", saved, "--update-card")
-    assert merged.exit_code == 2, merged.output  # the result's table is printed first, then:
-    last = merged.output.strip().splitlines()[-1]
-    assert last.startswith(f"error: {bundle / 'card.json'}: bench.") and \
-        "'many' is not of type 'integer'" in last
+    line = _one_line(merged)  # refused as it is read, before any table or write
+    assert line.startswith(f"error: --from-json: {saved}: results[0].batch: ") and \
+        "'many' is not of type 'integer'" in line
+    assert {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)} == before
+    from edgekd.bench.card_update import update_card  # the library refuses it too, by the schema
+    with pytest.raises(EdgeKDError, match=r"bench result 1 of 1: results\[0\]\.batch"):
+        update_card(bundle, result, log=None)
     assert {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)} == before

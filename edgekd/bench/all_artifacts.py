@@ -182,7 +182,9 @@ def all_rows(result: dict) -> list[dict]:
         for i, timing in enumerate(r["results"]):
             lat = timing["latency_ms"]
             row = {"artifact": r["artifact"]["file"], "format": artifact_format(r), "backend": r["backend"],
-                   "size_mb": r["artifact"]["size_bytes"] / 1e6, "batch": timing["batch"],
+                   "size_mb": (r["artifact"]["size_bytes"] / 1e6
+                               if isinstance(r["artifact"].get("size_bytes"), (int, float)) else None),
+                   "batch": timing["batch"],
                    "p50_ms": lat.get("p50"), "p99_ms": lat.get("p99"),
                    "images_per_s": timing.get("throughput_ips"), "peak_rss_mb": timing.get("peak_rss_mb"),
                    "gpu_memory_mb": timing.get("gpu_memory_mb")}
@@ -200,16 +202,18 @@ def describe_all(result: dict) -> list[str]:
     """The lines under the --all table: device, what agreement means, memory, skipped files."""
     from edgekd.bench.report import describe_result
 
-    lines = describe_result({**result["results"][0], "eval": None})[:1]  # the device line
+    first = result["results"][0] if result.get("results") else {"device": result.get("device")}
+    lines = describe_result({**first, "eval": None})[:1]  # the device line
     reference = result.get("reference")
-    if reference:
+    if isinstance(reference, dict):
         build = reference.get("vs_student_at_build")
-        lines.append(f"agreement: with {reference['file']} through {reference['runtime']} on the "
-                     f"{reference['images']} eval images (the student's predictions are not in the "
-                     f"bundle; {reference['file']} agreed with the student on "
+        lines.append(f"agreement: with {reference.get('file')} through {reference.get('runtime')} on "
+                     f"the {reference.get('images')} eval images (the student's predictions are not "
+                     f"in the bundle; {reference.get('file')} agreed with the student on "
                      f"{'-' if build is None else f'{build:.4f}'} of them at build, hence the "
                      f"student column)")
-    lines.append(f"peak RSS: process peak, {result['peak_rss']}")
-    for item in result["skipped"]:
-        lines.append(f"skipped {item['file']}: {item['reason']}")
+    if result.get("peak_rss") is not None:
+        lines.append(f"peak RSS: process peak, {result['peak_rss']}")
+    for item in result.get("skipped") or []:
+        lines.append(f"skipped {item.get('file')}: {item.get('reason')}")
     return lines

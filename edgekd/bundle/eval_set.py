@@ -11,6 +11,7 @@ and protected-group indices, in one ``np.savez_compressed`` archive. It is read 
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -81,7 +82,11 @@ MAX_EVAL_IMAGES = 1_000_000  # far above any test split; bounds what a hostile h
 
 
 def _headers(source: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """dtype and shape of each array of the npz, read from the .npy headers without loading."""
+    """dtype and shape of each array of the npz, read from the .npy headers without loading.
+
+    The bytes a header declares must be what the archive holds for that member (its
+    uncompressed size in the zip directory, less the header): a 30 MB file whose header
+    declares a million images is refused here, before anything is allocated."""
     out = {}
     with zipfile.ZipFile(source) as archive:
         for info in archive.infolist():
@@ -91,22 +96,42 @@ def _headers(source: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
                 read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                         else np.lib.format.read_array_header_2_0)
                 shape, _, dtype = read(fh)
-            out[name] = (np.dtype(dtype), tuple(shape))
+                header = fh.tell()
+            dtype, shape = np.dtype(dtype), tuple(shape)
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if header + declared != info.file_size:
+                raise ValueError(f"{info.filename} declares {shape} {dtype} ({declared} bytes) but the "
+                                 f"archive holds {info.file_size - header} bytes for it")
+            out[name] = (dtype, shape)
     return out
 
 
-def _check_headers(source: Path, preprocess: dict) -> None:
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_headers(source: Path, preprocess: dict | None) -> None:
     try:
         headers = _headers(source)
     except (ValueError, OSError, zipfile.BadZipFile, KeyError, SyntaxError) as err:
         raise EdgeKDError(f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
                           f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
-    _, h, w = preprocess["input_size"]
     dtype, shape = headers.get("images", (None, ()))
+    if preprocess is None:  # sizes as the file holds them (checked in _headers), any input size
+        _, h, w = (3, *shape[1:3]) if len(shape) == 4 else (3, 0, 0)
+    else:
+        _, h, w = preprocess["input_size"]
     if dtype != np.uint8 or len(shape) != 4 or shape[1:] != (h, w, 3) or shape[0] > MAX_EVAL_IMAGES:
         raise EdgeKDError(f"{source}: images must be uint8 (N, {h}, {w}, 3) with N <= {MAX_EVAL_IMAGES} "
                           f"as preprocess.json input_size says; the header says {dtype} {shape}")
     n = shape[0]
+    memory = _memory_bytes()
+    if memory is not None and n * h * w * 3 > memory // 2:
+        raise EdgeKDError(f"{source}: {n} images of {h}x{w} need {n * h * w * 3} bytes, more than half "
+                          f"of this machine's memory ({memory} bytes); evaluate on a smaller set")
     for name in ("labels", "groups"):
         dtype, shape = headers.get(name, (None, ()))
         if dtype is None or dtype.kind not in "iu" or shape != (n,):
@@ -137,14 +162,15 @@ def read_eval_set(path: str | Path, preprocess: dict | None = None) -> EvalSet:
         raise EdgeKDError(f"{source}: no evaluation set; build with bundle.include_eval_set: true "
                           f"to put one in the bundle")
     inside(source.name, source.parent, listed_in=source.parent)  # not a symlink out of the bundle
-    if preprocess is not None:
-        _check_headers(source, preprocess)
+    _check_headers(source, preprocess)
     try:
         with np.load(source, allow_pickle=False) as archive:
             images, labels, groups = archive["images"], archive["labels"], archive["groups"]
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
         raise EdgeKDError(f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
                           f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
+    except MemoryError:
+        raise EdgeKDError(f"{source}: too large to load into this machine's memory") from None
     _check(images, labels, groups, str(source))
     eval_set = EvalSet(images, labels, groups)
     if preprocess is not None:

@@ -1,8 +1,11 @@
 """``manifest.json``: sha256 and size of every file in a bundle, and the versions that made it.
 
-A bundle holds regular files only. :func:`verify_bundle` reads nothing outside the bundle: a
-manifest entry that is absolute, climbs out with ``..`` or goes through a symlink is refused with
-one line (exit 2), and a symlink anywhere in the bundle is reported, never followed.
+A bundle holds regular files only. A manifest names each file once, by its canonical relative
+path (``model.onnx``, never ``./model.onnx``), and carries the release's ``name`` and ``version``
+(checked by :func:`edgekd.paths.release_name`: the tarball's name is made from them).
+:func:`verify_bundle` reads nothing outside the bundle: a manifest entry that is absolute,
+climbs out with ``..`` or goes through a symlink is refused with one line (exit 2), and a
+symlink anywhere in the bundle is reported, never followed.
 
 Torch-free: ``edgekd verify`` runs on the device.
 """
@@ -15,11 +18,11 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 from edgekd.files import sha256_file, write_json
-from edgekd.paths import inside, is_inside
+from edgekd.paths import canonical_relpath, inside, is_inside, release_name, special_file
 from edgekd.versions import library_versions
 
 __all__ = ["MANIFEST", "MANIFEST_SCHEMA", "MAX_MANIFEST_BYTES", "write_manifest", "verify_bundle",
-           "read_manifest", "bundle_files"]
+           "read_manifest", "manifest_bytes", "parse_manifest", "bundle_files"]
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "edgekd.manifest/v1"
@@ -63,19 +66,47 @@ def write_manifest(bundle: Path, *, name: str, version: str, extra: dict | None 
     return manifest
 
 
-def read_manifest(bundle: Path) -> dict:
-    """The manifest of ``bundle``, its ``files`` checked for shape and containment."""
-    path = bundle / MANIFEST
-    if path.is_symlink() or not path.is_file():
+def manifest_bytes(bundle: Path) -> bytes:
+    """The bytes of ``bundle/manifest.json``: a regular file of the bundle (never a symlink,
+    which could lead out of it), at most :data:`MAX_MANIFEST_BYTES`; else one line."""
+    path = Path(bundle) / MANIFEST
+    kind = special_file(path)
+    if kind == "a symlink":
+        raise EdgeKDError(f"{path}: a symlink (to {os.path.realpath(path)}); a bundle's manifest is a "
+                          f"regular file of the bundle and is never followed out of it")
+    if kind is not None or not path.exists():
         raise EdgeKDError(f"{bundle}: no {MANIFEST}; not an edgekd bundle")
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise EdgeKDError(f"{path}: {path.stat().st_size} bytes, above the {MAX_MANIFEST_BYTES} a "
-                          f"manifest may have")
+    size = path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        raise EdgeKDError(f"{path}: {size} bytes, above the {MAX_MANIFEST_BYTES} a manifest may have")
+    return path.read_bytes()
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise _Duplicate(twice)
+    return dict(pairs)
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def parse_manifest(data: bytes, bundle: Path) -> dict:
+    """A manifest's bytes checked: JSON (no key twice), a release ``name`` and ``version``
+    (:func:`~edgekd.paths.release_name`), and ``files`` mapping canonical relative paths inside
+    ``bundle`` to ``{sha256, size}``; every problem is one line."""
+    path = Path(bundle) / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(data, object_pairs_hook=_no_duplicates)
         listed = manifest["files"]
+    except _Duplicate as err:
+        raise EdgeKDError(f"{path}: lists {str(err)!r} twice; each key and file appears once") from None
     except (ValueError, KeyError, TypeError, RecursionError):
         raise EdgeKDError(f"{path}: not a valid edgekd manifest (JSON with 'files')") from None
+    release_name(manifest.get("name"), manifest.get("version"), listed_in=path)
     if not isinstance(listed, dict) or not all(
             isinstance(v, dict) and isinstance(v.get("sha256"), str)
             and isinstance(v.get("size"), int) and not isinstance(v.get("size"), bool)
@@ -83,9 +114,15 @@ def read_manifest(bundle: Path) -> dict:
         raise EdgeKDError(f"{path}: 'files' must map each file to {{sha256: string, size: integer}}")
     for rel in listed:
         inside(rel, bundle, listed_in=path)
-        if rel in _UNLISTED or rel in ("", "."):
+        canonical_relpath(rel, listed_in=path)
+        if rel in _UNLISTED:
             raise EdgeKDError(f"{path}: lists {rel!r}, which a manifest cannot list")
     return manifest
+
+
+def read_manifest(bundle: Path) -> dict:
+    """The manifest of ``bundle``, checked (:func:`manifest_bytes`, :func:`parse_manifest`)."""
+    return parse_manifest(manifest_bytes(bundle), bundle)
 
 
 def verify_bundle(bundle: str | Path) -> list[str]:

@@ -5,6 +5,13 @@ The manifest holds the sha256 and size of every file, so signing it signs the wh
 the manifest. Anyone can still recompute a manifest after changing a file (``verify`` alone then
 passes), but only the holder of the private key can sign it again.
 
+The manifest also carries the release's ``name`` and ``version``, so the signature binds them:
+``verify`` prints them, compares them with ``--name`` / ``--version`` when given, and for a
+tarball requires its file name and its top folder to be ``<name>-<version>``: a signed release
+renamed to another model or version fails. An empty or malformed ``manifest.sig`` is "invalid",
+never "signed". A private key file open to its group or others (mode ``& 077``) is refused, as
+OpenSSH refuses one.
+
 Keys are ordinary PEM files (PKCS#8 private, SubjectPublicKeyInfo public), the ones
 ``openssl genpkey -algorithm ed25519`` and ``edgekd keygen`` write; an OpenSSH ``ssh-ed25519``
 public key works for checking too. Signing and checking use the ``cryptography`` library.
@@ -24,18 +31,22 @@ import base64
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
-from edgekd.bundle.manifest import MANIFEST, SIGNATURE, verify_bundle
+from edgekd.bundle.manifest import MANIFEST, SIGNATURE, manifest_bytes, parse_manifest, verify_bundle
 from edgekd.errors import EdgeKDError
 from edgekd.files import write_atomic, write_json
+from edgekd.paths import special_file
 
 __all__ = ["SIGNATURE", "SIGNATURE_SCHEMA", "generate_keypair", "sign_bundle", "check_signature",
-           "check_before_resign", "signature_after_change", "rewrite_tarball", "key_id",
-           "load_private_key", "load_public_key", "sign_release", "verify_signed"]
+           "check_before_resign", "signature_after_change", "key_id", "load_private_key",
+           "load_public_key", "sign_release", "verify_signed", "read_signature", "identity_problems",
+           "release_identity"]
 
 SIGNATURE_SCHEMA = "edgekd.signature/v1"
 PASSWORD_ENV = "EDGEKD_KEY_PASSWORD"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _raw(public_key) -> bytes:
@@ -58,12 +69,22 @@ def _read_key_file(path: Path, what: str) -> bytes:
     return path.read_bytes()
 
 
+def _check_private_mode(path: Path) -> None:
+    """Refuse a private key that the file's group or others may read or write, as OpenSSH
+    does: whoever could read it can sign releases; whoever could write it can swap it."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise EdgeKDError(f"--key: {path}: private key with mode {mode:04o}, open to the file's group "
+                          f"or others; refused: make it private with `chmod 600 {path}`")
+
+
 def load_private_key(path: str | Path):
     """An Ed25519 private key from a PEM file (password from ``EDGEKD_KEY_PASSWORD`` if set)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     data = _read_key_file(Path(path), "private key")
+    _check_private_mode(Path(path))
     password = os.environ.get(PASSWORD_ENV)
     try:
         key = load_pem_private_key(data, password.encode() if password else None)
@@ -133,7 +154,7 @@ def sign_bundle(bundle: str | Path, key_path: str | Path) -> dict:
         raise EdgeKDError(f"{bundle}: does not match its manifest ({problems[0]}"
                           f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); "
                           f"a bundle is signed only as it was built")
-    manifest = (bundle / MANIFEST).read_bytes()
+    manifest = manifest_bytes(bundle)
     record = {
         "schema": SIGNATURE_SCHEMA,
         "algorithm": "ed25519",
@@ -156,23 +177,51 @@ def check_signature(bundle: str | Path, public_key_path: str | Path) -> list[str
     return _check(Path(bundle), load_public_key(public_key_path))
 
 
+_SIG_FIELDS = {"signature": 64, "public_key": 32}  # decoded lengths of an Ed25519 signature, key
+
+
+def read_signature(bundle: Path) -> tuple[dict | None, str | None]:
+    """The parsed ``manifest.sig`` of ``bundle``, or the one-line problem with it.
+
+    An absent file is "unsigned"; an empty, oversized, non-regular or malformed one (not JSON,
+    another schema, a signature or key that is not base64 of the right length, a digest that is
+    not 64 hex digits) is "invalid": never reported as signed.
+    """
+    sig_path = bundle / SIGNATURE
+    kind = special_file(sig_path)
+    if kind is None and not sig_path.exists():
+        return None, f"unsigned: {SIGNATURE} is missing (sign with `edgekd sign BUNDLE --key KEY`)"
+    if kind is not None:
+        return None, f"invalid signature: {SIGNATURE} is {kind}, not a regular file"
+    size = sig_path.stat().st_size
+    if size == 0:
+        return None, f"invalid signature: {SIGNATURE} is empty"
+    if size > 64 << 10:
+        return None, f"invalid signature: {SIGNATURE} is too large to be an edgekd signature"
+    try:
+        record = json.loads(sig_path.read_bytes())
+        if record.get("schema") != SIGNATURE_SCHEMA or record.get("algorithm") != "ed25519":
+            raise ValueError
+        for field, length in _SIG_FIELDS.items():
+            if len(base64.b64decode(record[field], validate=True)) != length:
+                raise ValueError
+        if not _HEX64.match(record["manifest_sha256"]) or not isinstance(record["key_id"], str):
+            raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        return None, (f"invalid signature: {SIGNATURE} is not an {SIGNATURE_SCHEMA} ed25519 record "
+                      f"(JSON with a 64-byte signature and a 32-byte public key, base64)")
+    return record, None
+
+
 def _check(bundle: Path, public) -> list[str]:
     from cryptography.exceptions import InvalidSignature
 
-    sig_path = bundle / SIGNATURE
-    if sig_path.is_symlink() or not sig_path.is_file():
-        return [f"unsigned: {SIGNATURE} is missing (sign with `edgekd sign BUNDLE --key KEY`)"]
-    if sig_path.stat().st_size > 64 << 10:
-        return [f"bad signature: {SIGNATURE} is too large to be an edgekd signature"]
-    try:
-        record = json.loads(sig_path.read_bytes())
-        signature = base64.b64decode(record["signature"], validate=True)
-        signed_digest, signer = record["manifest_sha256"], record["key_id"]
-        if record.get("schema") != SIGNATURE_SCHEMA or record.get("algorithm") != "ed25519":
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        return [f"bad signature: {SIGNATURE} is not an {SIGNATURE_SCHEMA} ed25519 record"]
-    manifest = (bundle / MANIFEST).read_bytes()
+    record, problem = read_signature(bundle)
+    if problem:
+        return [problem]
+    signature = base64.b64decode(record["signature"])
+    signed_digest, signer = record["manifest_sha256"], record["key_id"]
+    manifest = manifest_bytes(bundle)
     if signer != key_id(public):
         return [f"wrong signer: {SIGNATURE} was made by key {signer}, not by the given key "
                 f"{key_id(public)}"]
@@ -184,7 +233,7 @@ def _check(bundle: Path, public) -> list[str]:
         return [f"signature mismatch: {SIGNATURE} does not verify {MANIFEST} under key "
                 f"{key_id(public)}"]
     if hashlib.sha256(manifest).hexdigest() != signed_digest:
-        return [f"bad signature: {SIGNATURE} records another manifest_sha256 than the manifest it "
+        return [f"invalid signature: {SIGNATURE} records another manifest_sha256 than the manifest it "
                 f"signs (the record was edited)"]
     return []
 
@@ -199,67 +248,111 @@ def check_before_resign(bundle: str | Path, key_path: str | Path) -> None:
                           f"holds under that key (check it with `edgekd verify {bundle} --key PUB`)")
 
 
-def rewrite_tarball(bundle: str | Path) -> Path | None:
-    """Re-write the ``<name>-<version>.tar.gz`` beside a build's ``bundle/`` (if there is one) so
-    the release tarball carries the signature too; returns its path."""
-    from edgekd.bundle.write import _write_tarball, tarball_path
-
+def signature_after_change(bundle: str | Path, key_path: str | Path | None, *,
+                           shown_as: str | Path | None = None) -> str | None:
+    """After the manifest of ``bundle`` (a staged copy, :mod:`edgekd.bundle.transaction`)
+    changed: re-sign with ``key_path``, or remove the now-invalid ``manifest.sig``. Returns one
+    line saying which (naming ``shown_as``, the bundle as the user knows it), or None when the
+    bundle was not signed and no key was given."""
     bundle = Path(bundle)
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    path = tarball_path(bundle.parent, manifest["name"], manifest["version"])
-    if bundle.name != "bundle" or not path.is_file():
-        return None
-    _write_tarball(bundle, path, f"{manifest['name']}-{manifest['version']}")
-    return path
-
-
-def signature_after_change(bundle: str | Path, key_path: str | Path | None) -> str | None:
-    """After the manifest changed (``bench --update-card``): re-sign with ``key_path``, or drop
-    the now-invalid ``manifest.sig``. Returns one line saying which, or None when the bundle
-    was not signed and no key was given."""
-    bundle = Path(bundle)
+    shown = Path(shown_as) if shown_as is not None else bundle
     sig_path = bundle / SIGNATURE
     if key_path is not None:
         record = sign_bundle(bundle, key_path)
-        return f"signature: {sig_path} re-signed (key {record['key_id']})"
-    if sig_path.exists():
+        return f"signature: {shown / SIGNATURE} re-signed (key {record['key_id']})"
+    if sig_path.exists() or sig_path.is_symlink():
         sig_path.unlink()
-        return (f"signature: the manifest changed, so {sig_path} no longer held and was removed; "
-                f"sign again with `edgekd sign {bundle} --key KEY`")
+        return (f"signature: the manifest changed, so {shown / SIGNATURE} no longer held and was "
+                f"removed; sign again with `edgekd sign {shown} --key KEY`")
     return None
 
 
-def sign_release(bundle: str | Path, key_path: str | Path) -> tuple[dict, Path | None]:
-    """:func:`sign_bundle` under the run folder's lock, then :func:`rewrite_tarball`."""
+def sign_release(bundle: str | Path, key_path: str | Path, *,
+                 log=None) -> tuple[dict, Path | None]:
+    """Sign ``bundle`` (:func:`sign_bundle`) and rewrite the tarball beside it, as one change
+    (:func:`edgekd.bundle.transaction.bundle_change`) under the run folder's lock: a kill or a
+    full disk leaves the bundle and its tarball either unsigned or signed, never a mix that the
+    next command cannot finish. Returns the signature record and the tarball (None without)."""
+    from edgekd.bundle.transaction import bundle_change, recover_missing
+    from edgekd.bundle.write import release_tarball
     from edgekd.lock import run_lock
 
     bundle = Path(bundle)
-    if not bundle.is_dir():
+    load_private_key(key_path)  # a bad key is one line before anything is locked or staged
+    recover_missing(bundle, log=log)  # a bundle an interrupted swap left missing comes back
+    if bundle.is_symlink() or not bundle.is_dir():
         raise EdgeKDError(f"{bundle}: not a bundle directory (sign the bundle folder; its tarball "
                           f"is re-written)")
     with run_lock(bundle.resolve().parent):
-        record = sign_bundle(bundle, key_path)
-        return record, rewrite_tarball(bundle)
+        with bundle_change(bundle, rewrite_manifest=False, log=log) as staged:
+            record = sign_bundle(staged, key_path)
+        return record, release_tarball(bundle)
 
 
-def verify_signed(bundle: str | Path, public_key_path: str | Path | None) -> tuple[list[str], str]:
-    """:func:`~edgekd.bundle.manifest.verify_bundle`, and with a public key the signature first.
+def release_identity(bundle: Path) -> tuple[str, str]:
+    """The ``name`` and ``version`` of a bundle's (checked) manifest."""
+    manifest = parse_manifest(manifest_bytes(bundle), bundle)
+    return manifest["name"], manifest["version"]
 
-    Returns the problems (one line each) and a note on the signature for the success line.
+
+def identity_problems(bundle: Path, *, name: str | None = None, version: str | None = None,
+                      archive: Path | None = None) -> list[str]:
+    """The release's name and version (from its manifest, which the signature covers) against
+    what the user expects (``name``, ``version``) and, for a tarball, against its file name and
+    top folder: a renamed release is a problem, one line each."""
+    real_name, real_version = release_identity(bundle)
+    release = f"{real_name}-{real_version}"
+    problems = []
+    if name is not None and name != real_name:
+        problems.append(f"wrong release: the manifest names {real_name!r}, not the expected {name!r}")
+    if version is not None and version != real_version:
+        problems.append(f"wrong release: the manifest says version {real_version!r}, not the expected "
+                        f"{version!r}")
+    if archive is not None:
+        if bundle.name != release:
+            problems.append(f"renamed release: the archive's top folder is {bundle.name!r} but its "
+                            f"manifest is release {release!r}")
+        if archive.name != f"{release}.tar.gz":
+            problems.append(f"renamed release: {archive.name!r} holds release {release!r} (its "
+                            f"manifest); a release tarball is named {release}.tar.gz")
+    return problems
+
+
+def verify_signed(bundle: str | Path, public_key_path: str | Path | None, *,
+                  name: str | None = None, version: str | None = None,
+                  archive: Path | None = None) -> tuple[list[str], str]:
+    """:func:`~edgekd.bundle.manifest.verify_bundle`, with a public key the signature first, and
+    the release's identity (:func:`identity_problems`).
+
+    Returns the problems (one line each) and a note for the success line: the release's name
+    and version, and the signature's state. Without a key an existing ``manifest.sig`` must at
+    least be a well-formed record ("signed, signature not checked"); an empty or malformed one
+    is a problem ("invalid signature"), never "signed".
     """
     bundle = Path(bundle)
-    if public_key_path is None:
+    public = load_public_key(public_key_path) if public_key_path is not None else None
+    if public is None:
         problems = verify_bundle(bundle)
-        signed = (bundle / SIGNATURE).is_file()
-        return problems, ("signed, signature not checked (give --key PUB)" if signed else "")
-    public = load_public_key(public_key_path)
-    if not bundle.is_dir() or not (bundle / MANIFEST).is_file():
-        return verify_bundle(bundle), ""  # its one line: not a bundle
-    signature = _check(bundle, public)
+        record, problem = read_signature(bundle)
+        signature = [] if record is not None or problem.startswith("unsigned") else [problem]
+        note = "signed, signature not checked (give --key PUB)" if record is not None else ""
+    else:
+        if bundle.is_symlink() or not bundle.is_dir() or special_file(bundle / MANIFEST) is not None \
+                or not (bundle / MANIFEST).exists():
+            return verify_bundle(bundle), ""  # its one line: not a bundle
+        signature = _check(bundle, public)
+        try:
+            problems = verify_bundle(bundle)
+        except EdgeKDError:
+            if not signature:
+                raise
+            problems = []  # a manifest that fails its signature is not read further
+        note = f"signature by key {key_id(public)} holds"
     try:
-        problems = verify_bundle(bundle)
+        identity = identity_problems(bundle, name=name, version=version, archive=archive)
+        release = "release {} {}".format(*release_identity(bundle))
     except EdgeKDError:
         if not signature:
             raise
-        problems = []  # a manifest that fails its signature is not read further
-    return signature + problems, f"signature by key {key_id(public)} holds"
+        identity, release = [], "release unknown"  # a manifest failing its signature is not read
+    return signature + problems + identity, release + (f"; {note}" if note else "")

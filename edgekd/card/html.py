@@ -3,8 +3,10 @@
 It renders the body of ``card.md`` (the same words and tables), converting the small Markdown
 subset that :func:`~edgekd.card.markdown.render_markdown` writes: headings, pipe tables, bullet
 lists (one nesting level), fenced code, paragraphs, images on their own line, ``**bold**`` and
-```code```. No Markdown library is needed on the device for this. Images whose file name is one
-of the given plots become ``data:image/png;base64,...`` URIs, so the page needs no other file.
+```code```, and backslash escapes (every card string arrives escaped by
+:mod:`edgekd.card.escape`, so none can become a tag, a link or an image). No Markdown library is
+needed on the device for this. Images whose file name is one of the given plots become
+``data:image/png;base64,...`` URIs, so the page needs no other file.
 """
 
 from __future__ import annotations
@@ -26,10 +28,24 @@ td{text-align:right}td:first-child{text-align:left}pre{background:#f4f4f4;paddin
 img{max-width:100%}figcaption{font-size:.85em;color:#555}"""
 
 
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")  # a CommonMark backslash escape: \ + ASCII punctuation
+_HELD = re.compile("\ue000(\\d+)\ue001")  # private-use marks: never in escaped card text
+
+
 def _inline(text: str) -> str:
-    text = html.escape(text, quote=False)
+    """HTML of one line of card.md: ``**bold**`` and ```code``` of the renderer's own text;
+    every backslash-escaped character (all markup a card string carries) is set aside first and
+    put back as that literal character, HTML-escaped, so it can never open a tag or a span."""
+    held: list[str] = []
+
+    def hold(match: re.Match) -> str:
+        held.append(match.group(1))
+        return f"\ue000{len(held) - 1}\ue001"
+
+    text = html.escape(_ESCAPE.sub(hold, text), quote=True)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    return _HELD.sub(lambda m: html.escape(held[int(m.group(1))], quote=True), text)
 
 
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
@@ -64,7 +80,7 @@ def markdown_to_html(markdown: str, images: dict[str, str] | None = None) -> str
             rows = []
             while i < len(lines) and lines[i].startswith("|"):
                 cells = re.split(r"(?<!\\)\|", lines[i].strip()[1:-1])
-                rows.append([c.strip().replace("\\|", "|") for c in cells])
+                rows.append([c.strip() for c in cells])  # an escaped \| stays for _inline
                 i += 1
             i -= 1
             body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]

@@ -7,14 +7,18 @@ artifact with bootstrap intervals; exported artifacts against the torch student;
 disparity of every model; per-class recall by group of the distilled student; each protected
 attribute alone (several attributes); classes significantly changed by distillation; release
 gates; bench results; plots; limitations; provenance. Every section after the headline tolerates a
-card that lacks its keys (cards written before the key existed, minimal test cards).
+card that lacks its keys (cards written before the key existed, minimal test cards). Every card
+string is escaped for Markdown before it is placed (:mod:`edgekd.card.escape`).
 """
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from edgekd.card.bench import bench_headers, bench_rows
+from edgekd.card.escape import markdown_card, plain_card
 from edgekd.fairness.metric_table import METRICS
 
 __all__ = ["render_markdown", "front_matter", "base_models", "pipe_table"]
@@ -86,7 +90,7 @@ def _cell(value) -> str:
         return f"{value:.4g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
-    return str(value).replace("|", "\\|")
+    return str(value)  # card strings arrive escaped (render_markdown), their | included
 
 
 def pipe_table(rows: list[dict], headers: dict[str, str]) -> list[str]:
@@ -551,11 +555,19 @@ def _bench(card: dict) -> list[str]:
     return lines + pipe_table(rows, bench_headers())
 
 
+_PLOT = re.compile(r"^plots/[A-Za-z0-9][A-Za-z0-9._-]*\.png$")  # the bundle's own, by name
+
+
 def _plots(card: dict) -> list[str]:
+    """An image line per plot of the bundle (``plots/<name>.png``); any other entry is named as
+    text, never made an image (it could be a remote URL)."""
     if not card.get("plots"):
         return []
     lines = ["", "## Plots", ""]
     for path in card["plots"]:
+        if not _PLOT.match(path):
+            lines += [f"- not shown: {path} (not a plot of this bundle)", ""]
+            continue
         title = path.rsplit("/", 1)[-1].removesuffix(".png").replace("_", " ")
         lines += [f"![{title}]({path})", ""]
     return lines[:-1]
@@ -609,9 +621,12 @@ def _provenance(card: dict) -> list[str]:
 
 
 def render_markdown(card: dict) -> str:
-    """The whole ``card.md``."""
-    lines = ["---", yaml.safe_dump(front_matter(card), sort_keys=False).rstrip(), "---", "",
-             f"# {card['name']} {card['version']}", ""]
+    """The whole ``card.md``. Every string of the card is escaped once, before any section
+    places it (:func:`edgekd.card.escape.markdown_card`), and the front matter is YAML made
+    from one-line strings: no card string can start a line, close a cell or be markup."""
+    front = yaml.safe_dump(front_matter(plain_card(card)), sort_keys=False).rstrip()
+    card = markdown_card(card)
+    lines = ["---", front, "---", "", f"# {card['name']} {card['version']}", ""]
     for section in (_intro, _distillation, _checkpoints, _data, _headline, _disparity_table,
                     _student_by_group, _by_attribute, _significance, _deployment, _gates, _bench, _plots,
                     _limitations,

@@ -1,4 +1,8 @@
-"""The card's plots (PNG, matplotlib's Agg backend: no display needed on a build server)."""
+"""The card's plots (PNG, matplotlib's Agg backend: no display needed on a build server).
+
+Class, group, model and attribute names are data: each label goes through
+:func:`edgekd.card.escape.plot_label` (one line, ``$`` escaped) with LaTeX off, so no name is
+ever parsed as mathtext (a class ``price $_$ band`` once failed the build after training)."""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.card.escape import plot_label
 from edgekd.files import atomic_output
 
 __all__ = ["PLOT_NAMES", "write_plots", "plot_training_curves", "save_figure"]
@@ -18,6 +23,7 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.usetex"] = False  # labels are data: never LaTeX (plot_label: no mathtext)
     import matplotlib.pyplot as plt
 
     return plt
@@ -32,8 +38,9 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
     plt = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    classes = card["task"]["classes"]
-    groups = card["data"]["groups"]
+    classes = [plot_label(c) for c in card["task"]["classes"]]
+    group_keys = card["data"]["groups"]
+    groups = [plot_label(g) for g in group_keys]
     models = list(card["models"])
     x = np.arange(len(classes))
     paths = []
@@ -43,7 +50,7 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
     for i, name in enumerate(models):
         values = [row["disparity"] if row["disparity"] is not None else np.nan
                   for row in card["models"][name]["metrics"]["per_class"]]
-        ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=name)
+        ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=plot_label(name))
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, classes, rotation=30, ha="right")
     sign = f"recall({groups[0]}) - recall({groups[1]})" if len(groups) == 2 else "max - min group recall"
@@ -61,20 +68,20 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
     width = 0.8 / len(groups)
     for ax, name in zip(axes.flat, models):
         rows = card["models"][name]["metrics"]["per_class"]
-        for j, group in enumerate(groups):
+        for j, group in enumerate(group_keys):
             values = [r["recall_by_group"][group] if r["recall_by_group"][group] is not None else np.nan
                       for r in rows]
-            ax.bar(x + (j - (len(groups) - 1) / 2) * width, values, width, label=group)
+            ax.bar(x + (j - (len(groups) - 1) / 2) * width, values, width, label=groups[j])
         ax.set_xticks(x, classes, rotation=30, ha="right", fontsize=7)
         ax.set_ylim(0, 1)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(plot_label(name), fontsize=9)
     for ax in axes.flat[len(models):]:
         ax.axis("off")
     for row in axes:
         row[0].set_ylabel("recall")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", ncol=len(groups), fontsize=7,
-               title=card["data"]["protected_attribute"], title_fontsize=7)
+               title=plot_label(card["data"]["protected_attribute"]), title_fontsize=7)
     fig.suptitle("Recall per group and class", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     paths.append(save_figure(fig, out_dir / PLOT_NAMES[1]))
@@ -106,13 +113,14 @@ def plot_training_curves(card: dict, path: Path) -> Path:
 
     for k, (name, history) in enumerate(curves.items()):
         colour = f"C{k % 10}"
-        draw(axes[0], history, "train_loss", colour, label=name)
-        draw(axes[1], history, "val_top1", colour, label=name)
+        label = plot_label(name)
+        draw(axes[0], history, "train_loss", colour, label=label)
+        draw(axes[1], history, "val_top1", colour, label=label)
         draw(axes[1], history, "val_cell_balanced_accuracy", colour, "--")
-        draw(axes[2], history, "val_mean_abs_disparity", colour, label=name)
+        draw(axes[2], history, "val_mean_abs_disparity", colour, label=label)
         if name in adversary:
-            draw(axes[3], history, "adversary_top1", colour, label=f"{name}: adversary")
-            draw(axes[3], history, "adversary_reference", colour, ":", label=f"{name}: no-leak reference")
+            draw(axes[3], history, "adversary_top1", colour, label=f"{label}: adversary")
+            draw(axes[3], history, "adversary_reference", colour, ":", label=f"{label}: no-leak reference")
     titles = ["training loss (each its own objective)", "validation top-1 (- -: cell-balanced)",
               "validation mean |disparity|", "adversary accuracy"]
     for ax, title in zip(axes, titles):

@@ -11,6 +11,7 @@ import numpy as np
 
 # Importing a source's module registers it.
 from edgekd.data import celeba, csv_folder, fashion_mnist, trifeature, wider_attribute  # noqa: F401
+from edgekd.data.labels import check_data_labels
 from edgekd.data.registry import DATA_SOURCES, DataSource, register_source
 from edgekd.data.splits import DataSplits, Split
 
@@ -25,6 +26,7 @@ def load_data(cfg, *, seed: int) -> DataSplits:
     """The splits for a recipe's ``data`` section, with ``description["warnings"]`` listing what
     makes its fairness numbers undefined (see :func:`data_warnings`)."""
     data = DATA_SOURCES.get(cfg.source, key="data.source").load(cfg, seed=seed)
+    check_data_labels(data, f"data ({cfg.source})")  # before any training; the csv source earlier
     warnings = data_warnings(data)
     if warnings:
         data.description["warnings"] = warnings

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.data._images import FileSourceConfig, describe_bad, normalisation, read_split
 from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
+from edgekd.data.labels import check_label, check_labels
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
 from edgekd.errors import EdgeKDError
@@ -135,6 +136,10 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     class_names = _names([r[1] for r in rows["train"]], cfg.classes)
     attributes = _attributes(cfg, rows["train"])
     group_names = attributes.group_names()
+    where = str(cfg.root / files["train"])  # the names, checked before any image is decoded
+    check_labels(class_names, "class name", where)
+    check_labels(group_names, "group name", where)
+    check_label(cfg.protected_attribute, "protected attribute (data.protected_attribute)", "recipe")
     for split, items in rows.items():  # every path of every split inside the root, before any decoding
         for n, item in enumerate(items, start=2):
             inside(item[0], cfg.root, listed_in=f"{cfg.root / files[split]} line {n}")

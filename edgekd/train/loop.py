@@ -10,12 +10,15 @@ validation split), checkpoint ``last.pt`` (model, optimiser, schedule, history) 
 ``best.pt`` by the recipe's ``select_by`` score. Every random draw is seeded from
 ``(seed, epoch)``, and the augmentation of the training images (``augment``,
 :mod:`edgekd.data.augment`) from ``(seed, epoch, index)``, so a build stopped after epoch ``k``
-and resumed gives the same weights as one that never stopped.
+and resumed gives the same weights as one that never stopped. A loss or an epoch's metric that
+is NaN or infinite stops training with one line naming the stage, the epoch and the term
+(:mod:`edgekd.train.finite`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -33,6 +36,7 @@ from edgekd.models import feature_width, pooled_features_and_logits
 from edgekd.models.tensors import predict_logits, to_input
 from edgekd.stages import Stage
 from edgekd.train.distributed import SINGLE, Dist, rank_indices
+from edgekd.train.finite import check_loss, check_record, nonfinite_term
 from edgekd.train.objective import Batch, Objective
 from edgekd.train.precision import Precision, resolve_precision
 from edgekd.train.selection import resolve_select_by, validation_scores
@@ -230,6 +234,10 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
                     features, teacher_logits = pooled_features_and_logits(teacher, batch.images)
                 batch.teacher_features, batch.teacher_logits = features.float(), teacher_logits.float()
             loss, logits = runner(batch)
+            loss_value = float(loss.detach())
+            if not dist.enabled and not math.isfinite(loss_value):  # DDP: at the epoch's end, together
+                check_loss(loss_value, stage=stage.name, epoch=epoch + 1, step=step + 1,
+                           steps=steps_per_epoch, term=nonfinite_term(objective, logits, batch, net))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if clip:
@@ -240,12 +248,13 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             _schedule_step(schedule)
             if ema is not None:
                 ema.update(net, step=epoch * steps_per_epoch + step)
-            total_loss += loss.item() * len(idx)
+            total_loss += loss_value * len(idx)
             correct += int((logits.argmax(1) == batch.labels).sum())
             seen += len(idx)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
         bar.close()
         total_loss, correct, seen = dist.sum([total_loss, correct, seen])
+        check_loss(total_loss, stage=stage.name, epoch=epoch + 1, step=0, steps=steps_per_epoch)
         extra = objective.epoch_metrics()  # reduced across ranks by the objectives that count
         record = None
         if dist.is_main:
@@ -263,6 +272,7 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
                 "seconds": time.perf_counter() - started,
             }
         record = dist.broadcast(record)
+        check_record(record, stage=stage.name, epoch=epoch + 1)  # before it is kept or shipped
         history.append(record)
         score = record[f"val_{select_by}"]
         score = -1.0 if score is None else score

@@ -72,7 +72,7 @@ elif stage == "tarball":
         path.with_name(f".{path.name}.tmp").write_bytes(b"\x1f\x8b half a tarball")
         die()
 
-    bundle_write._write_tarball = killing_tarball
+    bundle_write.write_tarball = killing_tarball
 
 if __name__ == "__main__":
     build(recipe, out=out, log=print, on_epoch_end=on_epoch_end)
