@@ -92,7 +92,7 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
 @click.option("--check", is_flag=True, help="Exit non-zero when a gate fails or a file is wrong.")
 def card(bundle: Path, formats: str, check: bool) -> None:
     """Print a bundle's card, or check its gates and checksums."""
-    from edgekd.bundle import verify_bundle
+    from edgekd.bundle import verify_report
     from edgekd.card.gates import describe_gate, failed_gates
     from edgekd.card.html import bundle_plots, render_html
     from edgekd.card.io import load_card
@@ -106,12 +106,13 @@ def card(bundle: Path, formats: str, check: bool) -> None:
             raise EdgeKDError(f"--format: unknown format {fmt!r}; choose from: {', '.join(allowed)}")
     plots = bundle_plots(bundle, data) if "html" in chosen and not check else []
     if check:
-        problems = verify_bundle(bundle) + [describe_gate(g) for g in failed_gates(data)]
+        files, note = verify_report(bundle)  # the one verify: checksums, and a signature if any
+        problems = files + [describe_gate(g) for g in failed_gates(data)]
         for line in problems:
             click.echo(line, err=True)
         if problems:
             sys.exit(1)
-        click.echo(f"{bundle}: all gates pass, all checksums match")
+        click.echo(f"{bundle}: all gates pass, all checksums match" + (f" ({note})" if note else ""))
         return
     for fmt in chosen:
         if fmt == "md":
@@ -151,7 +152,7 @@ def verify(bundle: Path, public_key: Path | None, expected_name: str | None,
               help="Ed25519 private key (PEM), e.g. from edgekd keygen.")
 def sign(bundle: Path, private_key: Path) -> None:
     """Sign BUNDLE's manifest (manifest.sig) and re-write its tarball beside it."""
-    from edgekd.bundle.signing import sign_release
+    from edgekd.bundle.transaction import sign_release
 
     record, tarball = sign_release(bundle, private_key, log=click.echo)
     click.echo(f"signed: {bundle / 'manifest.sig'} (ed25519, key {record['key_id']})")

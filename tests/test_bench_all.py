@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from edgekd.bench.all_artifacts import all_headers, all_rows, bundle_artifacts, run_bench_all
 from edgekd.bench.target import resolve_target
-from edgekd.bundle import verify_bundle, write_manifest
+from edgekd.bundle import manifest_problems, write_manifest
 from edgekd.card.io import load_card
 from edgekd.cli import main
 from edgekd.errors import EdgeKDError
@@ -70,14 +70,14 @@ def test_bench_all_eval_lists_every_artifact_with_its_numbers(bundle, tmp_path):
         assert first[metric.key] == metric.read(onnx["eval"])
     assert first["agreement"] == 1.0 and table[1]["top1"] is None  # metrics once per artifact
     assert "agreement: with model.onnx through onnxruntime (CPUExecutionProvider)" in result.stdout
-    assert verify_bundle(bundle) == []  # --all alone changes nothing
+    assert manifest_problems(bundle) == []  # --all alone changes nothing
 
     merged = CliRunner().invoke(main, ["bench", str(bundle), "--from-json", str(out), "--update-card"])
     assert merged.exit_code == 0, merged.output
     bench = load_card(bundle)["bench"][saved["device"]["id"]]["onnxruntime"]
     assert set(bench) == {"model.onnx", "model.fp16.onnx"}
     assert bench["model.fp16.onnx"]["eval"]["agreement"]["with"] == "model.onnx"
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
     shown = CliRunner().invoke(main, ["card", str(bundle)])
     assert "| model.fp16.onnx | 1 |" in shown.output and "agree model.onnx" in shown.output
 
@@ -89,7 +89,7 @@ def test_bench_all_update_card_merges_every_artifact(bundle):
     card = load_card(bundle)
     (by_backend,) = card["bench"].values()
     assert set(by_backend["onnxruntime"]) == {"model.onnx", "model.fp16.onnx"}
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
 
 
 def test_an_engine_that_cannot_run_here_is_listed_as_skipped(bundle):

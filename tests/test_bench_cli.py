@@ -23,7 +23,7 @@ from onnx import TensorProto, helper
 
 from edgekd.bench.card_update import update_card
 from edgekd.bench.runner import run_bench
-from edgekd.bundle import verify_bundle, write_manifest
+from edgekd.bundle import manifest_problems, write_manifest
 from edgekd.bundle.eval_set import read_eval_set, write_eval_set
 from edgekd.card.markdown import render_markdown
 from edgekd.cli import main
@@ -154,7 +154,7 @@ def test_bench_a_bundle_on_cpu_writes_json_and_updates_the_card(bundle, tmp_path
     entry = card["bench"][result["device"]["id"]]["onnxruntime"]["model.onnx"]
     assert entry["results"][1]["batch"] == 4 and "samples_ms" not in entry["results"][1]
     assert "path" not in entry["artifact"] and entry["artifact"]["sha256"] == result["artifact"]["sha256"]
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
     assert CliRunner().invoke(main, ["verify", str(bundle)]).exit_code == 0
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["name"] == "tiny" and manifest["version"] == "0.1.0"
@@ -189,7 +189,7 @@ def test_a_result_from_a_device_merges_into_the_bundle_it_measured(bundle, tmp_p
     card = json.loads((copy / "card.json").read_text())
     device = json.loads(saved.read_text())["device"]["id"]
     assert card["bench"][device]["onnxruntime"]["model.onnx"]["results"][0]["iterations"] == 3
-    assert verify_bundle(copy) == []
+    assert manifest_problems(copy) == []
 
     other = tmp_path / "other"
     shutil.copytree(bundle, other)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from edgekd.bundle import verify_bundle
+from edgekd.bundle import manifest_problems
 from edgekd.cli import main
 from edgekd.export.runtime import OnnxClassifier
 
@@ -22,7 +22,7 @@ BUNDLE_FILES = {"card.html", "card.json", "card.md", "eval_set.npz", "plots", "m
 def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
     bundle = tiny_build.bundle_dir
     assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = BUNDLE_FILES - {"plots"} | {"plots/disparity_by_class.png", "plots/recall_by_group.png",
                                         "plots/training_curves.png"}
@@ -192,6 +192,6 @@ def test_bench_eval_on_the_bundle_reproduces_the_card(tiny_build, tmp_path):
     expected = tiny_build.card["models"]["onnx"]["metrics"]
     assert measured["eval"]["top1"] == pytest.approx(expected["top1"])
     assert measured["eval"]["mean_abs_disparity"] == pytest.approx(expected["mean_abs_disparity"])
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
     card = json.loads((bundle / "card.json").read_text())
     assert card["bench"], "the result was merged into the card"

@@ -26,7 +26,7 @@ from edgekd.bench.engine import (
     plan_engine,
 )
 from edgekd.bench.evaluate import reference_predictions, student_agreement_bounds
-from edgekd.bundle import verify_bundle
+from edgekd.bundle import manifest_problems
 from edgekd.bundle.eval_set import read_eval_set
 from edgekd.card.io import load_card
 from edgekd.cli import main
@@ -293,7 +293,7 @@ def test_adding_an_engine_keeps_the_bundle_verifiable_and_renders_its_row(bundle
     assert card["models"][name]["size_bytes"] == 1
     engines = json.loads((bundle / "manifest.json").read_text())["engines"]
     assert engines["model.fp16.dla0.engine"]["cuda"] == "12.8"
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
 
 
 def test_engine_gates_use_the_cards_thresholds():
@@ -351,7 +351,7 @@ def test_engine_builds_evaluates_and_updates_the_bundle_where_tensorrt_runs(bund
         pytest.skip(tensorrt_status())
     result = build_bundle_engine(bundle, precision="fp16", max_batch=16)
     assert result["engine"] == bundle / "model.fp16.engine" and result["card_updated"]
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
     entry = load_card(bundle)["models"]["tensorrt_fp16"]
     assert entry["built_on_device"] and entry["vs_student"]["prediction_agreement"] > 0.95
 
@@ -393,7 +393,7 @@ def test_engine_command_end_to_end_with_a_stand_in_tensorrt(bundle, tmp_path, mo
     assert entry["vs_student"]["prediction_agreement"] == 1.0  # it ran model.onnx
     assert entry["build"]["int8_scales"] == "calibration cache calibration.cache"
     assert entry["metrics"]["top1"] == load_card(bundle)["models"]["onnx"]["metrics"]["top1"]
-    assert verify_bundle(bundle) == []
+    assert manifest_problems(bundle) == []
 
     out = tmp_path / "engines"
     out.mkdir()

@@ -121,7 +121,7 @@ def bundle(run) -> Path:
 
 @pytest.fixture(scope="module")
 def signed_template(template, keys, tmp_path_factory) -> Path:
-    from edgekd.bundle.signing import sign_release
+    from edgekd.bundle.transaction import sign_release
 
     target = tmp_path_factory.mktemp("signed") / "run"
     shutil.copytree(template, target)
@@ -456,7 +456,7 @@ def _update(run: Path, result: Path, key: Path | None):
 
 
 def _sign(run: Path, result: Path, key: Path | None):
-    from edgekd.bundle.signing import sign_release
+    from edgekd.bundle.transaction import sign_release
 
     return sign_release(run / "bundle", key)
 

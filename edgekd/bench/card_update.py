@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from edgekd.bench.runner import BENCH_SCHEMA
-from edgekd.bundle.manifest import read_manifest, verify_bundle
+from edgekd.bundle.manifest import manifest_problems, read_manifest
 from edgekd.card.bench import add_bench_result, add_engine_evaluation
 from edgekd.card.io import CARD_JSON, CARD_MD, card_text, load_card, non_finite_path
 from edgekd.card.markdown import render_markdown
@@ -154,7 +154,7 @@ def _verified(bundle: Path) -> tuple[dict, dict]:
     """The card (checked against its schema) and manifest of a bundle that matches its manifest."""
     card = load_card(bundle)
     manifest = read_manifest(bundle)  # shape, size and containment checked
-    problems = verify_bundle(bundle)
+    problems = manifest_problems(bundle)
     if problems:
         raise EdgeKDError(f"{bundle}: does not match its manifest before the update ({problems[0]}"
                           f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); run "

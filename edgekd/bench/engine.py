@@ -310,7 +310,7 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
         reference_predictions,
     )
     from edgekd.bench.target import is_bundle, resolve_target
-    from edgekd.bundle.manifest import verify_bundle
+    from edgekd.bundle.manifest import manifest_problems
     from edgekd.card.io import load_card
     from edgekd.export.tensorrt import build_engine, engine_info, tensorrt_status
 
@@ -330,7 +330,7 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
         if not has_eval:
             raise EdgeKDError(f"{bundle}: has no {EVAL_SET} to evaluate the engine on; build with "
                               f"bundle.include_eval_set: true, or use --no-update-card")
-        problems = verify_bundle(bundle)
+        problems = manifest_problems(bundle)
         if problems:
             raise EdgeKDError(f"{bundle}: does not match its manifest ({problems[0]}); run `edgekd "
                               f"verify` and restore the bundle first")

@@ -1,4 +1,12 @@
-"""Release bundles: the directory, its manifest and its tarball (torch-free)."""
+"""Release bundles: the directory, its manifest and its tarball (torch-free).
+
+One verify: :func:`verify_report` (and :func:`verify`, its problems alone, the API's) checks a
+bundle directory or tarball file by file against its manifest
+(:func:`edgekd.bundle.manifest.manifest_problems`), its signature whenever one exists
+(:func:`edgekd.bundle.signing.verify_signed`: against ``key`` when given; without one, an empty
+or malformed signature is a problem, a well-formed one is noted as not checked), and its
+release name and version. ``edgekd verify`` and ``edgekd card --check`` both call it.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,11 @@ import tempfile
 from pathlib import Path
 
 from edgekd.bundle.extract import extract_bundle
-from edgekd.bundle.manifest import verify_bundle, write_manifest
-from edgekd.bundle.write import tarball_path, write_bundle
+from edgekd.bundle.manifest import manifest_problems, write_manifest
+from edgekd.bundle.tarball import tarball_path
+from edgekd.bundle.write import write_bundle
 
-__all__ = ["verify", "verify_report", "verify_bundle", "write_manifest", "write_bundle", "tarball_path"]
+__all__ = ["verify", "verify_report", "manifest_problems", "write_manifest", "write_bundle", "tarball_path"]
 
 
 def verify_report(bundle: str | Path, key: str | Path | None = None, *, name: str | None = None,

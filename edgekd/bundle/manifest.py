@@ -3,7 +3,7 @@
 A bundle holds regular files only. A manifest names each file once, by its canonical relative
 path (``model.onnx``, never ``./model.onnx``), and carries the release's ``name`` and ``version``
 (checked by :func:`edgekd.paths.release_name`: the tarball's name is made from them).
-:func:`verify_bundle` reads nothing outside the bundle: a manifest entry that is absolute,
+:func:`manifest_problems` reads nothing outside the bundle: a manifest entry that is absolute,
 climbs out with ``..`` or goes through a symlink is refused with one line (exit 2), and a
 symlink anywhere in the bundle is reported, never followed.
 
@@ -21,7 +21,7 @@ from edgekd.files import sha256_file, write_json
 from edgekd.paths import canonical_relpath, inside, is_inside, release_name, special_file
 from edgekd.versions import library_versions
 
-__all__ = ["MANIFEST", "MANIFEST_SCHEMA", "MAX_MANIFEST_BYTES", "write_manifest", "verify_bundle",
+__all__ = ["MANIFEST", "MANIFEST_SCHEMA", "MAX_MANIFEST_BYTES", "write_manifest", "manifest_problems",
            "read_manifest", "manifest_bytes", "parse_manifest", "bundle_files"]
 
 MANIFEST = "manifest.json"
@@ -125,7 +125,7 @@ def read_manifest(bundle: Path) -> dict:
     return parse_manifest(manifest_bytes(bundle), bundle)
 
 
-def verify_bundle(bundle: str | Path) -> list[str]:
+def manifest_problems(bundle: str | Path) -> list[str]:
     """Check every file against the manifest; one line per problem, empty when all is well.
 
     Raises :class:`EdgeKDError` (before reading any listed file) when the manifest is unreadable

@@ -34,14 +34,14 @@ import os
 import re
 from pathlib import Path
 
-from edgekd.bundle.manifest import MANIFEST, SIGNATURE, manifest_bytes, parse_manifest, verify_bundle
+from edgekd.bundle.manifest import MANIFEST, SIGNATURE, manifest_bytes, manifest_problems, parse_manifest
 from edgekd.errors import EdgeKDError
 from edgekd.files import write_atomic, write_json
 from edgekd.paths import special_file
 
 __all__ = ["SIGNATURE", "SIGNATURE_SCHEMA", "generate_keypair", "sign_bundle", "check_signature",
            "check_before_resign", "signature_after_change", "key_id", "load_private_key",
-           "load_public_key", "sign_release", "verify_signed", "read_signature", "identity_problems",
+           "load_public_key", "verify_signed", "read_signature", "identity_problems",
            "release_identity"]
 
 SIGNATURE_SCHEMA = "edgekd.signature/v1"
@@ -149,7 +149,7 @@ def sign_bundle(bundle: str | Path, key_path: str | Path) -> dict:
     """
     bundle = Path(bundle)
     key = load_private_key(key_path)
-    problems = verify_bundle(bundle)
+    problems = manifest_problems(bundle)
     if problems:
         raise EdgeKDError(f"{bundle}: does not match its manifest ({problems[0]}"
                           f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); "
@@ -267,28 +267,6 @@ def signature_after_change(bundle: str | Path, key_path: str | Path | None, *,
     return None
 
 
-def sign_release(bundle: str | Path, key_path: str | Path, *,
-                 log=None) -> tuple[dict, Path | None]:
-    """Sign ``bundle`` (:func:`sign_bundle`) and rewrite the tarball beside it, as one change
-    (:func:`edgekd.bundle.transaction.bundle_change`) under the run folder's lock: a kill or a
-    full disk leaves the bundle and its tarball either unsigned or signed, never a mix that the
-    next command cannot finish. Returns the signature record and the tarball (None without)."""
-    from edgekd.bundle.transaction import bundle_change, recover_missing
-    from edgekd.bundle.write import release_tarball
-    from edgekd.lock import run_lock
-
-    bundle = Path(bundle)
-    load_private_key(key_path)  # a bad key is one line before anything is locked or staged
-    recover_missing(bundle, log=log)  # a bundle an interrupted swap left missing comes back
-    if bundle.is_symlink() or not bundle.is_dir():
-        raise EdgeKDError(f"{bundle}: not a bundle directory (sign the bundle folder; its tarball "
-                          f"is re-written)")
-    with run_lock(bundle.resolve().parent):
-        with bundle_change(bundle, rewrite_manifest=False, log=log) as staged:
-            record = sign_bundle(staged, key_path)
-        return record, release_tarball(bundle)
-
-
 def release_identity(bundle: Path) -> tuple[str, str]:
     """The ``name`` and ``version`` of a bundle's (checked) manifest."""
     manifest = parse_manifest(manifest_bytes(bundle), bundle)
@@ -321,7 +299,7 @@ def identity_problems(bundle: Path, *, name: str | None = None, version: str | N
 def verify_signed(bundle: str | Path, public_key_path: str | Path | None, *,
                   name: str | None = None, version: str | None = None,
                   archive: Path | None = None) -> tuple[list[str], str]:
-    """:func:`~edgekd.bundle.manifest.verify_bundle`, with a public key the signature first, and
+    """:func:`~edgekd.bundle.manifest.manifest_problems`, with a public key the signature first, and
     the release's identity (:func:`identity_problems`).
 
     Returns the problems (one line each) and a note for the success line: the release's name
@@ -332,17 +310,17 @@ def verify_signed(bundle: str | Path, public_key_path: str | Path | None, *,
     bundle = Path(bundle)
     public = load_public_key(public_key_path) if public_key_path is not None else None
     if public is None:
-        problems = verify_bundle(bundle)
+        problems = manifest_problems(bundle)
         record, problem = read_signature(bundle)
         signature = [] if record is not None or problem.startswith("unsigned") else [problem]
         note = "signed, signature not checked (give --key PUB)" if record is not None else ""
     else:
         if bundle.is_symlink() or not bundle.is_dir() or special_file(bundle / MANIFEST) is not None \
                 or not (bundle / MANIFEST).exists():
-            return verify_bundle(bundle), ""  # its one line: not a bundle
+            return manifest_problems(bundle), ""  # its one line: not a bundle
         signature = _check(bundle, public)
         try:
-            problems = verify_bundle(bundle)
+            problems = manifest_problems(bundle)
         except EdgeKDError:
             if not signature:
                 raise

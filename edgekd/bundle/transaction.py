@@ -54,12 +54,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edgekd.bundle.manifest import MANIFEST, SIGNATURE, bundle_files, manifest_bytes, verify_bundle
+from edgekd.bundle.manifest import MANIFEST, SIGNATURE, bundle_files, manifest_bytes, manifest_problems
+from edgekd.bundle.signing import load_private_key, sign_bundle, signature_after_change
+from edgekd.bundle.tarball import refresh_tarball, release_tarball
 from edgekd.errors import EdgeKDError
 from edgekd.files import read_json, write_json
 
 __all__ = ["bundle_change", "recover", "recover_missing", "pending", "staged_dir", "journal_path",
-           "old_dir", "fault_line"]
+           "old_dir", "fault_line", "sign_release"]
 
 _STRAY_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_output's mkstemp names
 
@@ -223,7 +225,6 @@ def _stage(bundle: Path, staged: Path) -> None:
 
 
 def _refresh_tarball(bundle: Path) -> Path | None:
-    from edgekd.bundle.write import refresh_tarball
 
     _step("tarball")
     return refresh_tarball(bundle)
@@ -254,7 +255,6 @@ def bundle_change(bundle: str | Path, *, key: str | Path | None = None,
     EdgeKDError
         One line when a write fails (nothing changed) or the staged bundle does not verify.
     """
-    from edgekd.bundle.signing import signature_after_change
 
     bundle = Path(bundle)
     recover(bundle, log=log)
@@ -269,7 +269,7 @@ def bundle_change(bundle: str | Path, *, key: str | Path | None = None,
         else:
             note = None
         _step("signed")
-        problems = verify_bundle(staged)
+        problems = manifest_problems(staged)
         if problems:
             raise EdgeKDError(f"{bundle}: the changed bundle would not match its manifest "
                               f"({problems[0]}); nothing was changed")
@@ -319,3 +319,23 @@ def _rewrite_manifest(staged: Path) -> None:
     manifest = read_manifest(staged)
     keep = {k: v for k, v in manifest.items() if k not in ("schema", "name", "version", "files")}
     write_manifest(staged, name=manifest["name"], version=manifest["version"], extra=keep)
+
+
+def sign_release(bundle: str | Path, key_path: str | Path, *,
+                 log=None) -> tuple[dict, Path | None]:
+    """Sign ``bundle`` (:func:`edgekd.bundle.signing.sign_bundle`) and rewrite the tarball beside
+    it, as one change (:func:`bundle_change`) under the run folder's lock: a kill or a full disk
+    leaves the bundle and its tarball either unsigned or signed, never a mix that the next command
+    cannot finish. Returns the signature record and the tarball (None without)."""
+    from edgekd.lock import run_lock
+
+    bundle = Path(bundle)
+    load_private_key(key_path)  # a bad key is one line before anything is locked or staged
+    recover_missing(bundle, log=log)  # a bundle an interrupted swap left missing comes back
+    if bundle.is_symlink() or not bundle.is_dir():
+        raise EdgeKDError(f"{bundle}: not a bundle directory (sign the bundle folder; its tarball "
+                          f"is re-written)")
+    with run_lock(bundle.resolve().parent):
+        with bundle_change(bundle, rewrite_manifest=False, log=log) as staged:
+            record = sign_bundle(staged, key_path)
+        return record, release_tarball(bundle)
