@@ -99,7 +99,7 @@ def keys(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def result(template, tmp_path_factory) -> Path:
     """A bench result of the tiny bundle's model.onnx, saved as --from-json reads it."""
-    from edgekd.bench import run_bench
+    from edgekd.bench.runner import run_bench
 
     measured = run_bench(template / "bundle", warmup=0, iterations=2)
     path = tmp_path_factory.mktemp("result") / "result.json"

@@ -492,7 +492,7 @@ def _deployment(card: dict) -> list[str]:
     dla = target.get("dla_cores")
     lines = ["", "## Deployment target", "",
              f"Made for **{_cell(target.get('name'))}**: {_cell(target.get('description'))} "
-             f"(TensorRT {_cell(target.get('tensorrt'))}, ONNX opset <= {_cell(target.get('max_opset'))}, "
+             f"(TensorRT {_cell(target.get('tensorrt'))}, ONNX opset up to {_cell(target.get('max_opset'))}, "
              f"compute capability {_cell(target.get('compute_capability'))}"
              + (f", up to {dla} DLA cores" if dla else "") + ")."
              + (f" model.onnx is opset {onnx['opset']} ({_cell(onnx.get('exporter'))} exporter)."
