@@ -1,5 +1,6 @@
-"""Comparing nested results (dicts, lists, numbers) the way the tests need: exact structure,
-floats to a relative and absolute 1e-12."""
+"""Nested results (dicts, lists, numbers) the way the tests need them: compared with exact
+structure and floats to a relative and absolute 1e-12, and walked and mutated at every path (the
+hostile-file tests break one field at a time)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,35 @@ def assert_close_tree(a, b, path: str = "") -> None:
         assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), (path, a, b)
     else:
         assert a == b, (path, a, b)
+
+
+def key_paths(value, path=(), depth=0):
+    """Every path (tuple of keys and list indices) into ``value``, 4 levels deep at most; of a
+    list only the first item is walked."""
+    yield path
+    if depth >= 4:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from key_paths(item, (*path, key), depth + 1)
+    elif isinstance(value, list) and value:
+        yield from key_paths(value[0], (*path, 0), depth + 1)
+
+
+REMOVED = object()  # the value that deletes the key at a path
+
+
+def mutated(document, where: tuple, value):
+    """A deep copy of JSON ``document`` with ``value`` at the path ``where`` (``REMOVED``:
+    the key deleted there)."""
+    import json
+
+    copy = json.loads(json.dumps(document))
+    parent = copy
+    for key in where[:-1]:
+        parent = parent[key]
+    if value is REMOVED:
+        del parent[where[-1]]
+    else:
+        parent[where[-1]] = value
+    return copy

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from compare import REMOVED, key_paths, mutated
 
 from edgekd.bundle import verify_report
 from edgekd.cli import main
@@ -237,17 +238,6 @@ def test_a_bench_result_missing_fields_is_one_line(bundle, result, tmp_path, dro
     assert files_of(bundle) == before
 
 
-def _paths(value, path=(), depth=0):
-    yield path
-    if depth >= 4:
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*path, key), depth + 1)
-    elif isinstance(value, list) and value:
-        yield from _paths(value[0], (*path, 0), depth + 1)
-
-
 def test_every_field_of_a_bench_result_removed_or_mistyped_is_shown_or_one_line(bundle, result,
                                                                                  tmp_path):
     """Each node of a real result (to depth 4) deleted or replaced by a string: ``bench
@@ -263,19 +253,12 @@ def test_every_field_of_a_bench_result_removed_or_mistyped_is_shown_or_one_line(
     card = load_card(bundle)
     path = tmp_path / "mutated.json"
     shown = refused = 0
-    for where in list(_paths(real))[1:]:
+    for where in list(key_paths(real))[1:]:
         for value in ("x", KeyError):
             if value is KeyError and isinstance(where[-1], int):
                 continue
-            mutated = json.loads(json.dumps(real))
-            parent = mutated
-            for key in where[:-1]:
-                parent = parent[key]
-            if value is KeyError:
-                del parent[where[-1]]
-            else:
-                parent[where[-1]] = value
-            path.write_text(json.dumps(mutated))
+            broken = mutated(real, where, REMOVED if value is KeyError else value)
+            path.write_text(json.dumps(broken))
             out = invoke("bench", bundle, "--from-json", path)
             assert out.exception is None or isinstance(out.exception, SystemExit), (where, out.output)
             if out.exit_code:
@@ -283,8 +266,8 @@ def test_every_field_of_a_bench_result_removed_or_mistyped_is_shown_or_one_line(
                 refused += 1
                 continue
             shown += 1
-            check_result(mutated, "mutated")
-            merged = check_card(add_bench_result(card, mutated))
+            check_result(broken, "mutated")
+            merged = check_card(add_bench_result(card, broken))
             render_html(merged, [])
     print(f"bench result mutations: {shown} shown, {refused} refused in one line")
     assert shown > 20 and refused > 10

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from compare import REMOVED, key_paths, mutated
 from PIL import Image
 
 from edgekd.bundle.extract import extract_bundle
@@ -181,17 +182,6 @@ def test_malformed_card_json_is_one_line(bundle, content, needle):
         assert str(path) in line and needle in line, line
 
 
-def _paths(value, path=(), depth=0):
-    yield path
-    if depth >= 4:
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*path, key), depth + 1)
-    elif isinstance(value, list) and value:
-        yield from _paths(value[0], (*path, 0), depth + 1)
-
-
 def test_every_node_of_a_card_replaced_renders_or_is_one_line(tiny_build):
     """Each node of a real card (to depth 4, the first item of each list) replaced by a value of
     the wrong shape or deleted: the card either renders (md, html, gates) or check_card names
@@ -200,27 +190,20 @@ def test_every_node_of_a_card_replaced_renders_or_is_one_line(tiny_build):
 
     card = json.loads((tiny_build.bundle_dir / "card.json").read_text())
     refused = rendered = 0
-    for path in list(_paths(card))[1:]:
+    for path in list(key_paths(card))[1:]:
         for value in ("x", None, KeyError):
             if value is KeyError and isinstance(path[-1], int):
                 continue
-            mutated = json.loads(json.dumps(card))
-            parent = mutated
-            for key in path[:-1]:
-                parent = parent[key]
-            if value is KeyError:
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = value
+            broken = mutated(card, path, REMOVED if value is KeyError else value)
             try:
-                check_card(mutated)
+                check_card(broken)
             except EdgeKDError as err:
                 assert "\n" not in str(err)
                 refused += 1
                 continue
-            render_markdown(mutated)
-            render_html(mutated, [])
-            [describe_gate(g) for g in failed_gates(mutated)]
+            render_markdown(broken)
+            render_html(broken, [])
+            [describe_gate(g) for g in failed_gates(broken)]
             rendered += 1
     print(f"card mutations: {refused} refused in one line, {rendered} rendered")
     assert refused > 150 and rendered > 50, (refused, rendered)
