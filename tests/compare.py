@@ -54,3 +54,13 @@ def mutated(document, where: tuple, value):
     else:
         parent[where[-1]] = value
     return copy
+
+
+def one_line(result, exit_code: int = 2) -> str:
+    """The single error line of a CLI result (click's ``CliRunner``) with ``exit_code``; no
+    traceback."""
+    assert result.exit_code == exit_code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from compare import REMOVED, key_paths, mutated
+from compare import REMOVED, key_paths, mutated, one_line
 
 from edgekd.bundle import verify_report
 from edgekd.cli import main
@@ -37,15 +37,6 @@ KILL_SCRIPT = TESTS / "scripts" / "kill_in_transaction.py"
 # ------------------------------------------------------------------------------------ helpers
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line(result, exit_code: int = 2) -> str:
-    """The single error line of a CLI result with ``exit_code``; no traceback."""
-    assert result.exit_code == exit_code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
 
 
 class Canary:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from compare import REMOVED, key_paths, mutated
+from compare import REMOVED, key_paths, mutated, one_line
 from PIL import Image
 
 from edgekd.bundle.extract import extract_bundle
@@ -69,15 +69,6 @@ def _bomb_png(width: int = 20000, height: int = 20000) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def _one_line(result, exit_code: int = 2) -> str:
-    """The single error line of a CLI result with ``exit_code``; no traceback."""
-    assert result.exit_code == exit_code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
-
-
 def invoke(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
@@ -108,7 +99,7 @@ def test_html_card_embeds_no_file_outside_the_bundle(bundle, tmp_path, plot):
     canary = Canary(tmp_path / "outside" / "canary.png", _png_bytes())
     plot = str(canary.path) if plot == "ABSOLUTE" else plot
     _edit_card(bundle, lambda c: c.update(plots=[plot]))
-    line = _one_line(invoke("card", bundle, "--format", "html"))
+    line = one_line(invoke("card", bundle, "--format", "html"))
     assert "card.json" in line and "plots" in line
     assert canary.unread
 
@@ -118,7 +109,7 @@ def test_html_card_refuses_a_plot_symlinked_out_of_the_bundle(bundle, tmp_path):
     plot = bundle / "plots" / "recall_by_group.png"
     plot.unlink()
     plot.symlink_to(canary.path)
-    line = _one_line(invoke("card", bundle, "--format", "html"))
+    line = one_line(invoke("card", bundle, "--format", "html"))
     assert "recall_by_group.png" in line and f"outside {bundle.resolve()}" in line
     assert canary.unread
 
@@ -132,7 +123,7 @@ def test_card_json_symlinked_out_of_the_bundle_is_not_read(bundle, tmp_path):
     canary = Canary(tmp_path / "outside" / "card.json", (bundle / "card.json").read_bytes())
     (bundle / "card.json").unlink()
     (bundle / "card.json").symlink_to(canary.path)
-    line = _one_line(invoke("card", bundle))
+    line = one_line(invoke("card", bundle))
     assert "outside" in line and canary.unread
 
 
@@ -154,7 +145,7 @@ DEEP = "[" * 200_000 + "]" * 200_000
     ("HUGE", f"above the {MAX_CARD_BYTES} bytes a card may have"),
     ("GATE_VALUE", "gates[0].value: 'high' is not of type 'number', 'null'"),
 ])
-def test_malformed_card_json_is_one_line(bundle, content, needle):
+def test_malformed_card_json_isone_line(bundle, content, needle):
     path = bundle / "card.json"
     card = json.loads(path.read_text())
     if content == "MODELS_STRING":
@@ -178,11 +169,11 @@ def test_malformed_card_json_is_one_line(bundle, content, needle):
     else:
         path.write_text(content)
     for args in (["card", bundle], ["card", bundle, "--format", "html,json"], ["card", bundle, "--check"]):
-        line = _one_line(invoke(*args))
+        line = one_line(invoke(*args))
         assert str(path) in line and needle in line, line
 
 
-def test_every_node_of_a_card_replaced_renders_or_is_one_line(tiny_build):
+def test_every_node_of_a_card_replaced_renders_or_isone_line(tiny_build):
     """Each node of a real card (to depth 4, the first item of each list) replaced by a value of
     the wrong shape or deleted: the card either renders (md, html, gates) or check_card names
     the problem; nothing else escapes."""
@@ -265,7 +256,7 @@ def test_a_csv_path_outside_data_root_is_one_line_and_never_opened(shop, tmp_pat
         listed = "img/link.png"
     line_no = _add_row(shop, listed)
     out = tmp_path / "runs"
-    line = _one_line(invoke("build", _csv_recipe(tmp_path), "--out", out))
+    line = one_line(invoke("build", _csv_recipe(tmp_path), "--out", out))
     assert f"{shop / 'test.csv'} line {line_no}: path {listed!r} is outside {shop.resolve()}" in line
     assert canary.unread
     assert not (tmp_path / "cache").exists()  # refused before any image was decoded
@@ -331,7 +322,7 @@ def test_verify_reads_no_manifest_entry_outside_the_bundle(bundle, tmp_path, ent
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"][entry] = {"sha256": "0" * 64, "size": 6}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    line = _one_line(invoke("verify", bundle))
+    line = one_line(invoke("verify", bundle))
     assert "manifest.json" in line and f"is outside {bundle.resolve()}" in line
     assert canary.unread
 
@@ -340,14 +331,14 @@ def test_verify_follows_no_symlink_out_of_the_bundle(bundle, tmp_path):
     copy = Canary(tmp_path / "elsewhere" / "model.onnx", (bundle / "model.onnx").read_bytes())
     (bundle / "model.onnx").unlink()
     (bundle / "model.onnx").symlink_to(copy.path)  # identical bytes: the hash would match
-    line = _one_line(invoke("verify", bundle))
+    line = one_line(invoke("verify", bundle))
     assert "'model.onnx' is outside" in line and copy.unread
 
 
 def test_verify_does_not_enter_a_directory_linked_out_of_the_bundle(bundle, tmp_path):
     canary = Canary(tmp_path / "etc" / "hostname")
     (bundle / "plots" / "etcdir").symlink_to(canary.path.parent, target_is_directory=True)
-    line = _one_line(invoke("verify", bundle))
+    line = one_line(invoke("verify", bundle))
     assert "plots/etcdir is a symlink to" in line and "outside the bundle" in line
     assert canary.unread
 
@@ -363,11 +354,11 @@ def test_a_symlink_inside_the_bundle_is_reported_not_followed(bundle):
     ({"card.json": "abc"}, "'files' must map each file"),
     ({"manifest.sig": {"sha256": "0", "size": 1}}, "which a manifest cannot list"),
 ])
-def test_a_manifest_of_the_wrong_shape_is_one_line(bundle, files, needle):
+def test_a_manifest_of_the_wrong_shape_isone_line(bundle, files, needle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"] = files
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    assert needle in _one_line(invoke("verify", bundle))
+    assert needle in one_line(invoke("verify", bundle))
 
 
 # ------------------------------------------------------------------- 4. eval_set.npz ranges
@@ -385,25 +376,25 @@ def test_a_bad_eval_set_is_one_line_in_bench_eval(bundle, change, needle):
         arrays = {k: stored[k].copy() for k in stored.files}
     change(arrays)
     np.savez_compressed(bundle / "eval_set.npz", **arrays)
-    line = _one_line(invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
+    line = one_line(invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
     assert "eval_set.npz" in line and needle in line, line
 
 
-def test_an_eval_set_that_is_not_an_npz_is_one_line(bundle):
+def test_an_eval_set_that_is_not_an_npz_isone_line(bundle):
     (bundle / "eval_set.npz").write_bytes(b"PK\x03\x04 not really a zip")
-    assert "not an edgekd evaluation set" in _one_line(
+    assert "not an edgekd evaluation set" in one_line(
         invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
 
 
 # ------------------------------------------------------------------------- 5. pixel limits
-def test_a_decompression_bomb_is_skipped_and_counted_or_one_line(shop, tmp_path):
+def test_a_decompression_bomb_is_skipped_and_counted_orone_line(shop, tmp_path):
     (shop / "img" / "bomb.png").write_bytes(_bomb_png())
     _add_row(shop, "img/bomb.png", split="train")
     data = load_data(_csv_cfg(tmp_path), seed=0)
     assert data.description["skipped_bad_images"] == {"train": 1, "val": 0, "test": 0}
     reason = data.description["skipped_bad_image_examples"][0]
     assert "bomb.png" in reason and "data.max_image_pixels 89478485" in reason
-    line = _one_line(invoke("build", _csv_recipe(tmp_path, on_bad_image="error"), "--out",
+    line = one_line(invoke("build", _csv_recipe(tmp_path, on_bad_image="error"), "--out",
                             tmp_path / "runs"))
     assert "bomb.png" in line and "data.max_image_pixels" in line
     assert not (tmp_path / "runs" / "files" / "stages").exists()
@@ -482,7 +473,7 @@ def test_a_member_larger_than_its_manifest_says_is_never_written(run, tmp_path):
         return member, data
 
     archive = _rebuilt_tarball(run, tmp_path, grow)
-    line = _one_line(invoke("verify", archive))
+    line = one_line(invoke("verify", archive))
     assert "tiny-0.1.0/model.onnx" in line and "but its manifest says" in line
     with pytest.raises(EdgeKDError, match="manifest says"):
         extract_bundle(archive, tmp_path / "x")
@@ -502,7 +493,7 @@ def test_extraction_caps_each_member_and_the_total(run, tmp_path):
 def test_a_tarball_without_a_manifest_is_refused(run, tmp_path):
     archive = _rebuilt_tarball(run, tmp_path, lambda m, d: (
         (tarfile.TarInfo("tiny-0.1.0/x"), b"") if m.name.endswith("manifest.json") else (m, d)))
-    assert "found 0; not an edgekd bundle" in _one_line(invoke("verify", archive))
+    assert "found 0; not an edgekd bundle" in one_line(invoke("verify", archive))
 
 
 # ------------------------------------------------------------------------- 8. signed bundles
@@ -572,7 +563,7 @@ def test_another_key_or_no_signature_fails(bundle, signed, tmp_path, keys):
     (signed / "manifest.sig").unlink()
     result = invoke("verify", signed, "--key", keys[1])
     assert result.exit_code == 1 and "unsigned: manifest.sig is missing" in result.output
-    line = _one_line(invoke("verify", signed, "--key", keys[0]))
+    line = one_line(invoke("verify", signed, "--key", keys[0]))
     assert "that is the private key; give the .pub file" in line
 
 
@@ -587,7 +578,7 @@ def test_bench_update_card_drops_or_renews_the_signature(signed, keys):
     assert "no longer held and was removed; sign again with `edgekd sign" in dropped.output
     assert not (signed / "manifest.sig").exists()
     refused = invoke(*bench, "--key", keys[0])  # nothing signed to renew
-    assert "unsigned: manifest.sig is missing" in _one_line(refused)
+    assert "unsigned: manifest.sig is missing" in one_line(refused)
 
 
 def test_bench_update_card_never_re_signs_a_swapped_model(signed, keys):
@@ -599,7 +590,7 @@ def test_bench_update_card_never_re_signs_a_swapped_model(signed, keys):
     manifest["files"]["model.onnx"] = {"sha256": sha256_file(model), "size": model.stat().st_size}
     (signed / "manifest.json").write_text(json.dumps(manifest))
     before = {rel: (signed / rel).read_bytes() for rel in _files_of(signed)}
-    line = _one_line(invoke("bench", signed, "--warmup", "0", "--iterations", "2", "--update-card",
+    line = one_line(invoke("bench", signed, "--warmup", "0", "--iterations", "2", "--update-card",
                             "--key", keys[0]))
     assert "manifest.json changed after it was signed" in line
     assert {rel: (signed / rel).read_bytes() for rel in _files_of(signed)} == before
@@ -607,7 +598,7 @@ def test_bench_update_card_never_re_signs_a_swapped_model(signed, keys):
 
 def test_signing_refuses_a_bundle_that_does_not_match_its_manifest(bundle, keys):
     (bundle / "card.md").write_text("forged")
-    line = _one_line(invoke("sign", bundle, "--key", keys[0]))
+    line = one_line(invoke("sign", bundle, "--key", keys[0]))
     assert "size mismatch: card.md" in line and not (bundle / "manifest.sig").exists()
 
 
@@ -622,7 +613,7 @@ def test_bench_update_card_on_a_folder_in_use_is_one_line_and_touches_nothing(bu
     try:
         assert holder.stdout.readline().strip() == "held"
         before = {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)}
-        line = _one_line(invoke("bench", bundle, "--warmup", "0", "--iterations", "2", "--update-card"))
+        line = one_line(invoke("bench", bundle, "--warmup", "0", "--iterations", "2", "--update-card"))
         assert line == (f"error: {bundle.resolve().parent}: in use by pid {holder.pid} on "
                         f"{__import__('socket').gethostname()}, `edgekd build held`, since "
                         + line.split(", since ")[1])
@@ -641,7 +632,7 @@ def test_bench_reads_no_bundle_file_symlinked_out(bundle, tmp_path, name):
     canary = Canary(tmp_path / "elsewhere" / name, (bundle / name).read_bytes())
     (bundle / name).unlink()
     (bundle / name).symlink_to(canary.path)
-    line = _one_line(invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
+    line = one_line(invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
     assert f"'{name}' is outside {bundle.resolve()}" in line
     assert canary.unread
 
@@ -655,7 +646,7 @@ def test_a_malformed_bench_result_never_reaches_the_card(bundle, tmp_path):
     saved.write_text(json.dumps(result))
     before = {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)}
     merged = invoke("bench", bundle, "--from-json", saved, "--update-card")
-    line = _one_line(merged)  # refused as it is read, before any table or write
+    line = one_line(merged)  # refused as it is read, before any table or write
     assert line.startswith(f"error: --from-json: {saved}: results[0].batch: ") and \
         "'many' is not of type 'integer'" in line
     assert {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)} == before
