@@ -390,7 +390,7 @@ def test_an_eval_set_that_is_not_an_npz_isone_line(bundle):
 def test_a_decompression_bomb_is_skipped_and_counted_orone_line(shop, tmp_path):
     (shop / "img" / "bomb.png").write_bytes(_bomb_png())
     _add_row(shop, "img/bomb.png", split="train")
-    data = load_data(_csv_cfg(tmp_path), seed=0)
+    data = load_data(_csv_cfg(tmp_path, max_bad_fraction=1), seed=0)  # 1 file of a tiny split
     assert data.description["skipped_bad_images"] == {"train": 1, "val": 0, "test": 0}
     reason = data.description["skipped_bad_image_examples"][0]
     assert "bomb.png" in reason and "data.max_image_pixels 89478485" in reason
@@ -402,7 +402,7 @@ def test_a_decompression_bomb_is_skipped_and_counted_orone_line(shop, tmp_path):
 
 def test_the_recipe_sets_the_pixel_limit(shop, tmp_path):
     (shop / "img" / "c.png").write_bytes(_png_bytes(size=(80, 60)))  # 4800 pixels, the others 1200
-    small = load_data(_csv_cfg(tmp_path, max_image_pixels=2000), seed=0)
+    small = load_data(_csv_cfg(tmp_path, max_image_pixels=2000, max_bad_fraction=1), seed=0)
     assert small.description["skipped_bad_images"] == {"train": 1, "val": 1, "test": 1}
     with pytest.raises(EdgeKDError, match=r"c.png: 80 x 60 pixels, above data.max_image_pixels 2000; "
                                           r"raise it in the recipe"):

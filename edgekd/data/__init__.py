@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 # Importing a source's module registers it.
-from edgekd.data import celeba, csv_folder, fashion_mnist, trifeature, wider_attribute  # noqa: F401
+from edgekd.data import celeba, csv_folder, fashion_mnist, image_folder, trifeature, wider_attribute  # noqa: F401
 from edgekd.data.labels import check_data_labels
 from edgekd.data.registry import DATA_SOURCES, DataSource, register_source
 from edgekd.data.splits import DataSplits, Split
@@ -19,15 +19,17 @@ __all__ = ["DATA_SOURCES", "DataSource", "DataSplits", "Split", "load_data", "re
            "PIXEL_NEUTRAL", "data_warnings"]
 
 # Data settings that do not change the pixels a build trains on, left out of stage keys: moving
-# the cache, decoding with more threads or making a bad file fatal must not force a retrain.
-PIXEL_NEUTRAL = {"cache_dir", "workers", "on_bad_image"}
+# the cache, decoding with more threads or making bad files fatal must not force a retrain.
+PIXEL_NEUTRAL = {"cache_dir", "workers", "on_bad_image", "max_bad_fraction"}
 
 def load_data(cfg, *, seed: int) -> DataSplits:
-    """The splits for a recipe's ``data`` section, with ``description["warnings"]`` listing what
-    makes its fairness numbers undefined (see :func:`data_warnings`)."""
+    """The splits for a recipe's ``data`` section. ``description["warnings"]`` holds the lines the
+    build prints as ``warning: ...`` (and the card lists): the source's own (files left out,
+    the classes found when the recipe declares none) and what makes the fairness numbers
+    undefined (see :func:`data_warnings`)."""
     data = DATA_SOURCES.get(cfg.source, key="data.source").load(cfg, seed=seed)
     check_data_labels(data, f"data ({cfg.source})")  # before any training; the csv source earlier
-    warnings = data_warnings(data)
+    warnings = list(data.description.pop("warnings", None) or []) + data_warnings(data)
     if warnings:
         data.description["warnings"] = warnings
     return data

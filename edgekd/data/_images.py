@@ -8,7 +8,9 @@ boxes, the size and the decoder). Later builds, other recipes and the other rank
 job memory-map it, and batches are read from the map (:mod:`edgekd.data.rows`), so a build's
 memory does not grow with the data set. Files that are missing or do not decode are listed in
 the cache's index, so a cached load reports them too, and are left out of the split or stop the
-build (``data.on_bad_image``).
+build (``data.on_bad_image``). Left out, they are named in one warning line per split (how many
+are missing, how many do not decode, the first few of each), and a split losing more than
+``data.max_bad_fraction`` of its files stops the build with one line.
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, PositiveFloat, ValidationInfo, field_validator, model_validator
 
-from edgekd.config import Section, resolve_path
+from edgekd.config import resolve_path
+from edgekd.data._subset import SizedTestConfig
 from edgekd.data.cache import cached_images, remove_orphans
 from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
 from edgekd.paths import inside
 
 __all__ = ["FileSourceConfig", "LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
-           "IMAGENET_STD", "normalisation", "read_split", "describe_bad", "fingerprint",
-           "remove_orphans"]
+           "IMAGENET_STD", "normalisation", "read_split", "BadFiles", "describe_bad", "fingerprint",
+           "remove_orphans", "DEFAULT_MAX_BAD_FRACTION"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,7 +48,14 @@ def default_cache_dir() -> Path:
 
 
 
-class FileSourceConfig(Section):
+# A split may lose at most this share of its files to missing or undecodable images. The few
+# broken files of a large crawl (6 of 2400 is 0.25%) build, each split with a warning line naming
+# them; a wrong root, a half-copied archive or a broken mount (tens of percent) stops the build
+# before training, rather than training on a remnant whose class and group balance nobody chose.
+DEFAULT_MAX_BAD_FRACTION = 0.01
+
+
+class FileSourceConfig(SizedTestConfig):
     """What every file-based source shares: a root folder, the size, the decode cache."""
 
     root: Path = Field(description="dataset folder, relative to the recipe's folder")
@@ -55,6 +66,10 @@ class FileSourceConfig(Section):
     workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
     on_bad_image: Literal["skip", "error"] = Field(
         "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
+    max_bad_fraction: float = Field(
+        DEFAULT_MAX_BAD_FRACTION, ge=0.0, le=1.0,
+        description="largest share of a split's files that may be missing or corrupt (left out, "
+                    "with a warning); more stops the build")
     max_image_pixels: int = Field(
         89_478_485, ge=1, description="an image with more pixels is a bad image (decompression bombs)")
     mean: tuple[float, float, float] | None = Field(None, description="per-channel mean (ImageNet's)")
@@ -208,33 +223,100 @@ def _select(images: np.ndarray, count: int, bad: list[tuple[int, str]], on_bad_i
     return LoadedImages(images, keep, [reason for _, reason in bad])
 
 
+@dataclass(frozen=True)
+class BadFiles:
+    """The files of one split that were left out: missing ones and ones that did not decode
+    (named as the source lists them), and the one-line reason for each."""
+
+    split: str
+    total: int  # files the split listed
+    missing: list[str]
+    unreadable: list[str]
+    reasons: list[str]
+    named_in: str = ""  # where the split's files are listed, for the lines
+
+    SHOWN = 3  # names per kind in a line
+
+    def __len__(self) -> int:
+        return len(self.missing) + len(self.unreadable)
+
+    @property
+    def fraction(self) -> float:
+        return len(self) / self.total if self.total else 0.0
+
+    def _where(self) -> str:
+        return f"data: {self.split} split" + (f" ({self.named_in})" if self.named_in else "")
+
+    def _kinds(self) -> str:
+        def named(kind: str, names: list[str]) -> str:
+            unique = list(dict.fromkeys(names))  # person crops of one file: named once
+            more = f" and {len(unique) - self.SHOWN} more" if len(unique) > self.SHOWN else ""
+            return f"{len(names)} {kind} ({', '.join(unique[:self.SHOWN])}{more})"
+
+        return ", ".join(named(kind, names) for kind, names in
+                         (("missing", self.missing), ("unreadable", self.unreadable)) if names)
+
+    def warning(self, max_fraction: float) -> str:
+        """The build log's line for a split that lost files, within ``max_fraction``."""
+        return (f"{self._where()}: {len(self)} of {self.total} image files left out "
+                f"({100 * self.fraction:.3g}%; data.max_bad_fraction {max_fraction:g}): "
+                f"{self._kinds()}")
+
+    def error(self, max_fraction: float) -> str:
+        return (f"{self._where()}: {len(self)} of {self.total} image files are missing or "
+                f"unreadable ({100 * self.fraction:.3g}%), above data.max_bad_fraction "
+                f"{max_fraction:g}: {self._kinds()}; fix or remove them, or raise "
+                "data.max_bad_fraction")
+
+
+def _shown_name(path: Path, root: Path) -> str:
+    path = Path(path)
+    return os.path.relpath(path, root) if path.is_absolute() else str(path)
+
+
 def read_split(cfg, split: str, paths: list[Path], labels: np.ndarray, groups: np.ndarray,
                boxes: list[Box | None] | None = None,
-               listed_in: str | list[str] | None = None) -> tuple[Split, list[str]]:
+               listed_in: str | list[str] | None = None,
+               named_in: str = "") -> tuple[Split, BadFiles]:
     """A :class:`Split` of a file-based source under the recipe's image settings (size, cache,
-    workers, ``on_bad_image``, ``max_image_pixels``), with the samples whose file did not decode
-    left out; also the one-line reason for each of those.
+    workers, ``on_bad_image``, ``max_image_pixels``, ``max_bad_fraction``), with the samples
+    whose file is missing or did not decode left out; also those files (:class:`BadFiles`,
+    ``named_in``: where the split's files are listed, for its lines).
 
     Every path must resolve (symlinks too) inside ``cfg.root``; one that does not stops the load
     with one line naming it, where it was listed (``listed_in``: one label, or one per path) and
-    the root, before any file is opened.
+    the root, before any file is opened. A split that loses more than ``cfg.max_bad_fraction``
+    of its files stops the load with one line naming them; the check runs on the cache's record
+    of bad files too, so a cached load reports and refuses exactly what a fresh decode would.
     """
     where = listed_in if listed_in is not None else f"data ({split} split)"
+    given = list(paths)
     paths = [inside(path, cfg.root, listed_in=where if isinstance(where, str) else where[i])
              for i, path in enumerate(paths)]
     loaded = load_images(paths, size=cfg.image_size, cache_dir=cfg.cache_dir, boxes=boxes,
                          workers=cfg.workers, on_bad_image=cfg.on_bad_image, split=split,
                          max_pixels=getattr(cfg, "max_image_pixels", DEFAULT_MAX_PIXELS))
+    failed = np.setdiff1d(np.arange(len(paths)), loaded.keep)  # in index order, as loaded.bad
+    missing = [i for i in failed.tolist() if not paths[i].exists()]
+    unreadable = [i for i in failed.tolist() if paths[i].exists()]
+    bad = BadFiles(split, len(paths), [_shown_name(given[i], cfg.root) for i in missing],
+                   [_shown_name(given[i], cfg.root) for i in unreadable], list(loaded.bad), named_in)
+    max_fraction = getattr(cfg, "max_bad_fraction", DEFAULT_MAX_BAD_FRACTION)
+    if bad.fraction > max_fraction:
+        raise EdgeKDError(bad.error(max_fraction))
     if len(loaded.keep) == 0:
         raise EdgeKDError(f"data: no image of the {split} split could be read; first: {loaded.bad[0]}")
     keep = loaded.keep
     split_data = Split(images=loaded.images, labels=np.asarray(labels, np.int64)[keep],
                        groups=np.asarray(groups, np.int64)[keep])
-    return split_data, loaded.bad
+    return split_data, bad
 
 
-def describe_bad(bad: dict[str, list[str]]) -> dict:
-    """The card's record of skipped files: a count per split and the first few reasons."""
-    reasons = [reason for split in bad.values() for reason in split]
+def describe_bad(bad: dict[str, BadFiles], cfg) -> dict:
+    """The card's record of skipped files (a count per split and the first few reasons) and
+    the build log's ``warnings``: one line per split that lost files."""
+    reasons = [reason for split in bad.values() for reason in split.reasons]
+    max_fraction = getattr(cfg, "max_bad_fraction", DEFAULT_MAX_BAD_FRACTION)
     return {"skipped_bad_images": {split: len(items) for split, items in bad.items()},
-            "skipped_bad_image_examples": reasons[:5]}
+            "skipped_bad_image_examples": reasons[:5],
+            "warnings": [items.warning(max_fraction) for items in bad.values() if len(items)]}

@@ -8,7 +8,8 @@ Young; groups ``not Male`` and ``Male``) or several (``protected: [Male, Young]`
 their intersections, ``Male=0,Young=0``, ``Male=0,Young=1``, ``Male=1,Young=0``,
 ``Male=1,Young=1``, 1 for CelebA's 1 and 0 for its -1; see :mod:`edgekd.data.groups`).
 ``undersample: true`` balances the target in the training split (seeded); ``max_per_split``
-takes a seeded subset for quick runs.
+takes a seeded subset of each split for quick runs; ``test_size`` a seeded subset of the test
+partition stratified over (target, group) cells, which it takes instead of ``max_per_split``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from edgekd.data._images import FileSourceConfig, describe_bad, normalisation, read_split
+from edgekd.data._subset import kept_test_indices
 from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
@@ -106,28 +108,34 @@ def load_celeba(cfg, *, seed: int) -> DataSplits:
         labels = np.array([attributes[f][t] == 1 for f in files], dtype=np.int64)
         groups = protected.combine(np.array([attributes[f][p] == 1 for f in files], dtype=np.int64))
         keep = np.arange(len(files))
+        if split == "test" and cfg.test_size is not None:  # instead of max_per_split
+            keep = kept_test_indices(cfg.test_size, labels, groups, seed=seed,
+                                     what="CelebA's test partition")
         if split == "train" and cfg.undersample and len(files):
             counts = np.bincount(labels, minlength=2)
             keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == k), counts.min(),
                                                       replace=False) for k in (0, 1)]))
-        if cfg.max_per_split and len(keep) > cfg.max_per_split:
+        if cfg.max_per_split and len(keep) > cfg.max_per_split and not (
+                split == "test" and cfg.test_size is not None):
             keep = np.sort(rng.choice(keep, cfg.max_per_split, replace=False))
         if len(keep) == 0:
             raise EdgeKDError(f"data: the CelebA {split} split is empty (list_eval_partition.txt "
                               f"code {code})")
         splits[split], bad[split] = read_split(
             cfg, split, [cfg.root / "img_align_celeba" / files[i] for i in keep],
-            labels[keep], groups[keep], listed_in=str(cfg.root / "list_eval_partition.txt"))
+            labels[keep], groups[keep], listed_in=str(cfg.root / "list_eval_partition.txt"),
+            named_in=f"list_eval_partition.txt code {code}")
     mean, std = normalisation(cfg)
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=[f"not {cfg.target}", cfg.target],
         group_names=protected.group_names(), attributes=protected,
         protected_attribute=protected.label, mean=mean, std=std,
-        description={"source": "celeba", "synthetic": False, "root": str(cfg.root), **describe_bad(bad),
+        description={"source": "celeba", "synthetic": False, "root": str(cfg.root), **describe_bad(bad, cfg),
                      "summary": f"CelebA, target {cfg.target}, protected {protected.label}"
                                 + (" (groups: their intersections)" if protected.several else "")
                                 + ", "
                                 f"{cfg.image_size}px" + (", train undersampled to balance the "
-                                                         "target" if cfg.undersample else "")},
+                                                         "target" if cfg.undersample else "")
+                                + (f", test: a stratified {cfg.test_size}" if cfg.test_size else "")},
     )

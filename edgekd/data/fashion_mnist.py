@@ -10,7 +10,9 @@ Each 28 x 28 grey image is tinted warm (red) or cool (blue); the tint is the pro
 As in ``trifeature``, in train and validation class ``c`` takes its majority group ``c % 2``
 with probability ``bias``; the test split is balanced (half of each class in each group). The
 last ``val_size`` training images are the validation split; ``train_size`` keeps a seeded random
-share of the rest, so a CPU build can train on part of the 60000 images.
+share of the rest, so a CPU build can train on part of the 60000 images; ``test_size`` keeps a
+seeded subset of the 10000 test images stratified over the (class, tint) cells, so it stays
+balanced (all of them when unset).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from edgekd.config import Section
+from edgekd.data._subset import SizedTestConfig, kept_test_indices
 from edgekd.data.cache import cached_images
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits, Split
@@ -90,7 +92,7 @@ def _groups(labels: np.ndarray, bias: float, rng) -> np.ndarray:
 
 
 
-class FashionMnistColoredConfig(Section):
+class FashionMnistColoredConfig(SizedTestConfig):
     """``data.source: fashion_mnist_colored``: Fashion-MNIST tinted by a biased colour group."""
 
     source: Literal["fashion_mnist_colored"] = "fashion_mnist_colored"
@@ -127,6 +129,9 @@ def load_fashion_mnist_colored(cfg, *, seed: int) -> DataSplits:
                           f"left after the {cfg.val_size} of data.val_size; choose at most {cut}")
     keep = (np.sort(rng.permutation(cut)[:cfg.train_size]) if cfg.train_size is not None
             else np.arange(cut))
+    # Drawn from its own stream, after the tints: test_size leaves every other draw as it was.
+    test = kept_test_indices(cfg.test_size, test_labels, test_groups, seed=seed,
+                             what="the Fashion-MNIST test split")
 
     def split(x, y, g) -> Split:
         return Split(images=_images(x, g, cfg.image_size, cfg.cache_dir), labels=y, groups=g)
@@ -134,10 +139,13 @@ def load_fashion_mnist_colored(cfg, *, seed: int) -> DataSplits:
     return DataSplits(
         train=split(train_x[keep], labels[keep], groups[keep]),
         val=split(train_x[cut:], labels[cut:], groups[cut:]),
-        test=split(test_x, test_labels, test_groups),
+        test=split(test_x[test], test_labels[test], test_groups[test]),
         class_names=list(CLASSES), group_names=["warm", "cool"], protected_attribute="colour tint",
         mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
         description={"source": "fashion_mnist_colored", "synthetic": False, "path": str(path),
                      "summary": f"Fashion-MNIST tinted warm or cool (tint as protected attribute), "
-                                f"train/val bias {cfg.bias}, balanced test, {cfg.image_size}px"},
+                                f"train/val bias {cfg.bias}, balanced test"
+                                + (f" (a stratified {len(test)} of {len(test_labels)})"
+                                   if cfg.test_size is not None else "")
+                                + f", {cfg.image_size}px"},
     )

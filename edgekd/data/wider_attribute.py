@@ -20,6 +20,7 @@ of the trainval file.
   sample with an unknown attribute is excluded under ``unknown: exclude``. One attribute other
   than Male gives the groups ``not <name>`` / ``<name>``.
 * ``crop: person`` makes every annotated person's box a sample, with that person's own values.
+* ``test_size`` keeps a seeded subset of the test samples stratified over (event, group) cells.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.config import resolve_path
 from edgekd.data._images import FileSourceConfig, describe_bad, normalisation, read_split
+from edgekd.data._subset import kept_test_indices
 from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, check_attribute_list
 from edgekd.data.registry import register_source
 from edgekd.data.splits import DataSplits
@@ -206,6 +208,12 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
     what = (f"gender (male share > {cfg.threshold}) as protected attribute" if gender else
             f"{attributes.label} (share marked present > {cfg.threshold}) as protected attribute"
             + ("s, groups their intersections" if attributes.several else ""))
+    unit = "person crops" if cfg.crop == "person" else "images"
+    if samples["test"]:
+        keep = kept_test_indices(cfg.test_size, np.array([i[2] for i in samples["test"]]),
+                                 np.array([i[3] for i in samples["test"]]), seed=seed,
+                                 what=f"the WIDER Attribute test split ({unit})")
+        samples["test"] = [samples["test"][i] for i in keep]
     splits, bad = {}, {}
     for split, items in samples.items():
         if not items:
@@ -214,9 +222,9 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
         splits[split], bad[split] = read_split(
             cfg, split, [i[0] for i in items], np.array([i[2] for i in items]),
             np.array([i[3] for i in items]), boxes=[i[1] for i in items],
-            listed_in=f"the WIDER Attribute annotations ({split} file_name)")
+            listed_in=f"the WIDER Attribute annotations ({split} file_name)",
+            named_in=f"{split}/ of the annotations")
     mean, std = normalisation(cfg)
-    unit = "person crops" if cfg.crop == "person" else "images"
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=class_names, group_names=attributes.group_names(), attributes=attributes,
@@ -224,10 +232,11 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
         description={"source": "wider_attribute", "synthetic": False, "root": str(cfg.root),
                      "label_map": cfg.label_map, "crop": cfg.crop,
                      ("excluded_unknown_gender" if gender else "excluded_unknown_attribute"): excluded,
-                     **describe_bad(bad),
+                     **describe_bad(bad, cfg),
                      "summary": f"WIDER Attribute {unit}, {len(class_names)} "
                                 f"{'clusters' if cfg.label_map == 'clusters16' else 'events'}, "
                                 f"{what}, {sum(excluded.values())} {unit} of unknown {unknown_of} "
                                 f"{'excluded' if cfg.unknown == 'exclude' else 'kept as a group'}, "
-                                f"{cfg.image_size}px"},
+                                f"{cfg.image_size}px"
+                                + (f", test: a stratified {cfg.test_size}" if cfg.test_size else "")},
     )
