@@ -350,3 +350,15 @@ def test_test_size_on_the_csv_celeba_and_wider_sources(shirts, celeba_root, wide
     with pytest.raises(EdgeKDError, match=r"^data.test_size = 2: the WIDER Attribute test split "
                                           r"\(images\) has only 1 images"):
         load_data(_cfg(tmp_path, source="wider_attribute", root="wider", test_size=2), seed=0)
+
+
+def test_a_short_row_or_a_non_utf8_groups_csv_is_one_line(folders, tmp_path):
+    cfg = _cfg(tmp_path, source="image_folder", root="pets", group_column="sex")
+    (folders / "groups.csv").write_text("path,sex\ntrain/cat/1.png,f\ntrain/cat/2.png\n")
+    with pytest.raises(EdgeKDError) as caught:
+        load_data(cfg, seed=0)
+    assert str(caught.value) == (f"{folders}/groups.csv line 3: fewer cells than the header; "
+                                 "path, sex are needed")
+    (folders / "groups.csv").write_bytes(b"path,sex\ntrain/cat/1.png,\xff\n")
+    with pytest.raises(EdgeKDError, match=r"groups.csv: not a UTF-8 CSV file \(UnicodeDecodeError"):
+        load_data(cfg, seed=0)

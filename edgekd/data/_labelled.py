@@ -83,14 +83,22 @@ def read_rows(path: Path, *, path_column: str, label_column: str | None,
         raise EdgeKDError(f"data: CSV file {str(path)!r} does not exist")
     columns = [path_column, *([label_column] if label_column else []), *group_columns]
     keys = "data.path_column, " + ("data.label_column, " if label_column else "") + "data.group_column"
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            raise EdgeKDError(f"{path}: no column {missing[0]!r}; columns are: "
-                              f"{', '.join(reader.fieldnames or [])} (set {keys})")
-        rows = [(r[path_column], r[label_column].strip() if label_column else "",
-                 tuple(r[c].strip() for c in group_columns)) for r in reader]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise EdgeKDError(f"{path}: no column {missing[0]!r}; columns are: "
+                                  f"{', '.join(reader.fieldnames or [])} (set {keys})")
+            rows = []
+            for r in reader:
+                if any(r[c] is None for c in columns):  # a row shorter than the header
+                    raise EdgeKDError(f"{path} line {reader.line_num}: fewer cells than the header; "
+                                      f"{', '.join(columns)} are needed")
+                rows.append((r[path_column], r[label_column].strip() if label_column else "",
+                             tuple(r[c].strip() for c in group_columns)))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise EdgeKDError(f"{path}: not a UTF-8 CSV file ({err.__class__.__name__}: {err})") from None
     if not rows:
         raise EdgeKDError(f"{path}: the CSV has no rows")
     return rows

@@ -156,7 +156,7 @@ def load_image_folder(cfg, *, seed: int) -> DataSplits:
         rest = np.setdiff1d(np.arange(len(paths)), val)
         coded["val"] = [paths[i] for i in val], labels[val], groups[val]
         coded["train"] = [paths[i] for i in rest], labels[rest], groups[rest]
-        named["val"], folder["val"] = f"carved from train/ ({size} images)", "train"
+        named["val"], folder["val"] = "carved from train/", "train"
         notes.append(f"val: {size} images carved from train/")
     paths, labels, groups = coded["test"]
     keep = kept_test_indices(cfg.test_size, labels, groups, seed=seed, what="test/")
