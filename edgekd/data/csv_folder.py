@@ -87,8 +87,9 @@ class CsvConfig(FileSourceConfig):
     classes: list[str] | None = Field(None, description="class names in index order")
     groups: list[str] | dict[str, list[str]] | None = Field(
         None, description="group names in index order (several columns: column -> value names)")
-    protected_attribute: str = Field(
-        "group", description="the card's name for the attribute (several columns: their names)")
+    protected_attribute: str | None = Field(
+        None, description="the card's name for the attribute (default: the group column's name; "
+                          "several columns: their names)")
 
     @field_validator("group_column")
     @classmethod
@@ -124,7 +125,7 @@ def _attributes(cfg, train: list[Row]) -> ProtectedAttributes:
         raise EdgeKDError(f"data.group_column: the columns {', '.join(columns)} make {total} groups "
                           f"(intersections of their values); at most {MAX_GROUPS} are allowed")
     if len(columns) == 1:
-        return ProtectedAttributes((cfg.protected_attribute,), values)
+        return ProtectedAttributes((cfg.protected_attribute or columns[0],), values)
     return ProtectedAttributes(tuple(columns), values)
 
 
@@ -139,7 +140,8 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     where = str(cfg.root / files["train"])  # the names, checked before any image is decoded
     check_labels(class_names, "class name", where)
     check_labels(group_names, "group name", where)
-    check_label(cfg.protected_attribute, "protected attribute (data.protected_attribute)", "recipe")
+    if cfg.protected_attribute is not None:
+        check_label(cfg.protected_attribute, "protected attribute (data.protected_attribute)", "recipe")
     for split, items in rows.items():  # every path of every split inside the root, before any decoding
         for n, item in enumerate(items, start=2):
             inside(item[0], cfg.root, listed_in=f"{cfg.root / files[split]} line {n}")
@@ -155,11 +157,10 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
             attributes.combine(codes),
             listed_in=[f"{source} line {n}" for n in range(2, len(items) + 2)])
     mean, std = normalisation(cfg)
-    named = not attributes.several or "protected_attribute" in cfg.model_fields_set
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=class_names, group_names=group_names, attributes=attributes,
-        protected_attribute=cfg.protected_attribute if named else attributes.label,
+        protected_attribute=cfg.protected_attribute or attributes.label,
         mean=mean, std=std,
         description={"source": "csv", "synthetic": False, "root": str(cfg.root), **describe_bad(bad),
                      "summary": f"Images from {cfg.root} listed in {', '.join(files.values())} "
