@@ -3,12 +3,15 @@
 Sections, in order: model and intended use; distillation (and adversarial debiasing); the epoch
 each torch model ships and the score that chose it; data and protected attribute(s), with the
 cells too small to measure (and each torch model's training augmentation); headline metrics per model and
-artifact with bootstrap intervals; exported artifacts against the torch student; per-class
-disparity of every model; per-class recall by group of the distilled student; each protected
-attribute alone (several attributes); classes significantly changed by distillation; release
+artifact with bootstrap intervals and the worst (class, group) cell; exported artifacts against the
+torch student; per-class disparity of every model; per-class recall by group of the distilled
+student; each protected attribute alone (several attributes); classes changed by distillation
+(significant, and by at least ``card.min_effect``); release
 gates; bench results; plots; limitations; provenance. Every section after the headline tolerates a
 card that lacks its keys (cards written before the key existed, minimal test cards). Every card
-string is escaped for Markdown before it is placed (:mod:`edgekd.card.escape`).
+string is escaped for Markdown before it is placed (:mod:`edgekd.card.escape`), every number
+printed without a negative zero (:mod:`edgekd.card.numbers`). The front matter describes the
+shipped model only (:func:`front_matter`).
 """
 
 from __future__ import annotations
