@@ -323,12 +323,10 @@ def test_card_md_front_matter_sections_and_valid_html(tmp_path):
     bundle = _bundle(tmp_path, card)
     md = (bundle / "card.md").read_text()
     front = yaml.safe_load(md.split("---\n")[1])
-    assert front["library_name"] == "onnx" and front["datasets"] == ["handmade"]
-    results = front["model-index"][0]["results"]
-    assert [r["task"]["name"] for r in results] == ["teacher (torch)", "baseline (torch)",
-                                                    "student (torch)", "onnx (onnx)"]
-    assert results[2]["metrics"][0] == {"type": "accuracy", "name": "top-1 accuracy (student)",
-                                        "value": round(card["models"]["student"]["metrics"]["top1"], 6)}
+    assert front["library_name"] == "onnx" and "datasets" not in front  # handmade: no Hub dataset
+    [result] = front["model-index"][0]["results"]  # the shipped model only
+    assert result["metrics"][0] == {"type": "accuracy", "name": "top-1 accuracy (model.onnx through onnx)",
+                                    "value": round(card["models"]["onnx"]["metrics"]["top1"], 6)}
     for heading in ("## Model and intended use", "## Distillation", "## Data and protected attribute",
                     "## Headline metrics", "## Per-class recall disparity, every model and artifact",
                     "## Classes significantly changed by distillation", "## Release gates",

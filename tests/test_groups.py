@@ -266,7 +266,7 @@ def test_csv_two_group_columns_make_intersections(tmp_path):
     assert ordered.group_names[:2] == ["sex=f,age=young", "sex=f,age=old"]
     assert ordered.test.groups.tolist() == [1, 2, 0, 3]
     single = load_data(_recipe({**base, "group_column": "sex"}, tmp_path).data, seed=0)
-    assert single.group_names == ["f", "m"] and single.protected_attribute == "group"
+    assert single.group_names == ["f", "m"] and single.protected_attribute == "sex"  # its column
     with pytest.raises(EdgeKDError, match="no column 'region'"):
         load_data(_recipe({**base, "group_column": ["sex", "region"]}, tmp_path).data, seed=0)
 

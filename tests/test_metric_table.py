@@ -86,8 +86,8 @@ def test_a_metric_added_through_the_table_reaches_card_markdown_table_gates(wors
     assert 0.0 <= ci["low"] <= ci["high"] <= 1.0
 
     md = render_markdown(card)
-    assert "| mean EOD | worst-cell recall | size MB |" in md  # a column of the headline table
-    assert "recall of the worst (class, group) cell (student)" in md  # front matter result
+    assert "| mean EOD | worst-cell recall | worst recall (class, colour) |" in md  # a headline column
+    assert "recall of the worst (class, group) cell (model.onnx through onnx)" in md  # front matter
 
     rows = summary_rows(card)
     assert rows[2]["worst_cell_recall"] == pytest.approx(0.5)

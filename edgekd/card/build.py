@@ -2,26 +2,32 @@
 
 The card holds, per model and artifact, the metrics measured on the test split through that
 artifact's own runtime with bootstrap confidence intervals; the class-wise change from teacher
-and from baseline to the distilled student with McNemar tests (Benjamini-Hochberg corrected);
-the release gates; and provenance. It holds no timestamp, so the same recipe and seed
+and from baseline to the distilled student with McNemar tests (Benjamini-Hochberg corrected; a
+class counts as changed when significant and moved by ``card.min_effect``); the release gates;
+the license and Hub dataset id of the model card (:mod:`edgekd.card.hub`); and provenance, with
+no local path (:func:`public_description`). It holds no timestamp, so the same recipe and seed
 give the same card.
 """
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import PurePath
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.card.attributes import by_attribute, small_cells, small_groups
 from edgekd.card.evaluation import DEFAULT_MIN_SUPPORT, Evaluation
 from edgekd.card.gates import GatesConfig, evaluate_gates
+from edgekd.card.hub import DEFAULT_LICENSE, check_dataset_id, check_license
 from edgekd.card.plots import PLOT_NAMES
 from edgekd.config import Section
 from edgekd.fairness.bootstrap import bootstrap_intervals
 from edgekd.fairness.metric_table import difference
-from edgekd.fairness.significance import classwise_mcnemar, welch_from_metrics
+from edgekd.fairness.significance import DEFAULT_MIN_EFFECT, classwise_mcnemar, welch_from_metrics
 from edgekd.versions import library_versions
 
-__all__ = ["CARD_SCHEMA", "CardConfig", "build_card", "class_change", "seed_significance"]
+__all__ = ["CARD_SCHEMA", "CardConfig", "build_card", "class_change", "seed_significance",
+           "public_description"]
 
 CARD_SCHEMA = "edgekd.card/v1"
 
@@ -36,7 +42,63 @@ class CardConfig(Section):
         DEFAULT_MIN_SUPPORT, ge=1, le=1_000_000,
         description="fewest test images of a (class, group) cell (of a group, for DPD) whose rate "
                     "counts in the disparities and their means; smaller cells are named on the card")
+    min_effect: float = Field(
+        DEFAULT_MIN_EFFECT, ge=0.0, le=1.0,
+        description="smallest |recall change| of a class that counts as changed by distillation "
+                    "(besides being significant); 0 counts every significant change")
+    license: str = Field(DEFAULT_LICENSE, description="the model's license on the Hugging Face Hub "
+                                                      "(a Hub license id: apache-2.0, mit, other, ...)")
+    license_name: str | None = Field(None, max_length=200, validate_default=True,
+                                     description="the license's name when license is other")
+    dataset_id: str | None = Field(
+        None, description="the Hugging Face Hub dataset the data is (owner/name); named in the card's "
+                          "datasets and model-index")
     gates: GatesConfig = Field(default_factory=GatesConfig)
+
+    @field_validator("license")
+    @classmethod
+    def _hub_license(cls, value: str) -> str:
+        return check_license(value)
+
+    @field_validator("dataset_id")
+    @classmethod
+    def _hub_dataset(cls, value: str | None) -> str | None:
+        return check_dataset_id(value)
+
+    @field_validator("license_name")
+    @classmethod
+    def _named_other(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("license") == "other" and not value:
+            raise ValueError("card.license is other: name the license here (the Hub asks for it, "
+                             "with the license's text in a LICENSE file)")
+        return value
+
+
+_LOCAL_KEYS = ("root", "path")  # where a data source keeps the folder or file it read
+
+
+def public_description(description: dict) -> dict:
+    """A data description without the local paths it was read from: each ``root`` / ``path``
+    becomes its last component (``/home/ana/data/shop`` -> ``shop``), and so does every mention
+    of it in the description's strings (the summary, the bad-image reasons). A card is published;
+    the folder layout of the machine that built it is not part of it."""
+    fallback = str(description.get("source", "data"))
+    places = {str(description[key]): PurePath(description[key]).name or fallback
+              for key in _LOCAL_KEYS if isinstance(description.get(key), str) and description[key]}
+    longest_first = sorted(places.items(), key=lambda item: -len(item[0]))
+
+    def scrub(value):
+        if isinstance(value, str):
+            for full, name in longest_first:
+                value = value.replace(full, name)
+            return value
+        if isinstance(value, dict):
+            return {key: scrub(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [scrub(item) for item in value]
+        return value
+
+    return scrub(description)
 
 
 def class_change(before: dict, after: dict) -> dict:
@@ -120,7 +182,8 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
     significance = {
         f"{before}_to_student": classwise_mcnemar(
             labels, evaluations[before].predictions, student.predictions, groups,
-            class_names=data.class_names, group_names=data.group_names, alpha=cfg.alpha)
+            class_names=data.class_names, group_names=data.group_names, alpha=cfg.alpha,
+            min_effect=cfg.min_effect)
         for before in ("teacher", "baseline")
     }
     if seed_metrics:
@@ -137,13 +200,17 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
         "value": onnx_check,
         "passed": onnx_check >= recipe.export.onnx.min_agreement,
     }]
+    description = public_description(data.description)
     card = {
         "schema": CARD_SCHEMA,
         "name": recipe.name,
         "version": recipe.version,
         "task": {"type": "image-classification", "classes": data.class_names},
+        "license": cfg.license,
+        **({"license_name": cfg.license_name} if cfg.license_name else {}),
         "data": {
-            **data.description,
+            **description,
+            **({"dataset_id": cfg.dataset_id} if cfg.dataset_id else {}),
             "protected_attribute": data.protected_attribute,
             "groups": data.group_names,
             "splits": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
@@ -168,7 +235,7 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
         "provenance": {
             "recipe_sha256": recipe.sha256(),
             "seed": recipe.seed,
-            "data": data.description.get("summary"),
+            "data": description.get("summary"),
             "versions": library_versions(),
             "stage_keys": {name: e.details["stage_key"] for name, e in evaluations.items()
                            if "stage_key" in e.details},

@@ -3,12 +3,15 @@
 Sections, in order: model and intended use; distillation (and adversarial debiasing); the epoch
 each torch model ships and the score that chose it; data and protected attribute(s), with the
 cells too small to measure (and each torch model's training augmentation); headline metrics per model and
-artifact with bootstrap intervals; exported artifacts against the torch student; per-class
-disparity of every model; per-class recall by group of the distilled student; each protected
-attribute alone (several attributes); classes significantly changed by distillation; release
+artifact with bootstrap intervals and the worst (class, group) cell; exported artifacts against the
+torch student; per-class disparity of every model; per-class recall by group of the distilled
+student; each protected attribute alone (several attributes); classes changed by distillation
+(significant, and by at least ``card.min_effect``); release
 gates; bench results; plots; limitations; provenance. Every section after the headline tolerates a
 card that lacks its keys (cards written before the key existed, minimal test cards). Every card
-string is escaped for Markdown before it is placed (:mod:`edgekd.card.escape`).
+string is escaped for Markdown before it is placed (:mod:`edgekd.card.escape`), every number
+printed without a negative zero (:mod:`edgekd.card.numbers`). The front matter describes the
+shipped model only (:func:`front_matter`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import yaml
 
 from edgekd.card.bench import bench_headers, bench_rows
 from edgekd.card.escape import markdown_card, plain_card
+from edgekd.card.hub import DEFAULT_LICENSE, dataset_id
+from edgekd.card.numbers import fixed, general, signed
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["render_markdown", "front_matter", "base_models", "pipe_table"]
+__all__ = ["render_markdown", "front_matter", "shipped_model", "base_models", "pipe_table"]
 
 
 
@@ -37,57 +42,107 @@ def base_models(card: dict) -> list[str]:
     return ids
 
 
+SHIPPED = ("onnx", "student")  # the model a card's model-index describes: the first present
+
+
+def shipped_model(card: dict) -> str:
+    """The name of the model the card's Hub metadata describes: ``onnx`` (model.onnx, fp32,
+    measured through onnxruntime: the file that ships, through the runtime that runs it), or
+    ``student`` on a card without it."""
+    return next(name for name in (*SHIPPED, *card["models"]) if name in card["models"])
+
+
+def _runtime(entry: dict) -> str:
+    """The runtime that measured an artifact, without its execution providers."""
+    return str(entry.get("runtime") or entry["kind"]).split(" (")[0]
+
+
+def _hub_metrics(card: dict, name: str) -> list[dict]:
+    entry = card["models"][name]
+    where = f"{entry['file']} through {_runtime(entry)}" if entry.get("file") else f"{name}, {entry['kind']}"
+    metrics = [{"type": m.hub_type or m.key, "name": f"{m.description} ({where})", "value": round(value, 6)}
+               for m in METRICS.values() if (value := m.read(entry["metrics"])) is not None]
+    worst = entry["metrics"].get("worst_cell")
+    if worst:
+        attribute = card["data"].get("protected_attribute", "group")
+        metrics.append({"type": "worst_class_group_recall",
+                        "name": f"lowest recall of a (class, {attribute}) cell: {worst['class']}, "
+                                f"{worst['group']} ({where})",
+                        "value": round(worst["recall"], 6)})
+    return metrics
+
+
 def front_matter(card: dict) -> dict:
-    """The YAML header the Hugging Face Hub reads (``model-index`` with results per artifact).
+    """The YAML header the Hugging Face Hub reads.
+
+    ``model-index`` has one result: the shipped model (:func:`shipped_model`) on the test split.
+    The Hub keys results by task and dataset, so results of several models on the same data
+    would merge into one under the first model's name; the teacher and the baseline are
+    comparisons in the text, not results. ``license`` is the recipe's ``card.license``
+    (``unknown`` on cards from before it), ``datasets`` a Hub dataset id only where the data is
+    one (:func:`edgekd.card.hub.dataset_id`).
 
     ``base_model`` names the exact timm weights (``timm/efficientnet_b0.ra_in1k``) only when the
     build loaded some (:func:`base_models`), with ``base_model_relation: finetune``: the Hub
     has no relation for distillation, and without it two base models read as a merge.
     """
-    dataset = card["data"].get("source", "unknown")
-    results = []
-    for name, entry in card["models"].items():
-        metrics = [{"type": m.hub_type or m.key, "name": f"{m.description} ({name})",
-                    "value": round(value, 6)}
-                   for m in METRICS.values() if (value := m.read(entry["metrics"])) is not None]
-        results.append({
-            "task": {"type": "image-classification", "name": f"{name} ({entry['kind']})"},
-            "dataset": {"type": dataset, "name": dataset, "split": "test"},
-            "metrics": metrics,
-        })
-    front = {
+    data = card["data"]
+    source = data.get("source", "unknown")
+    hub_dataset = dataset_id(data)
+    name = shipped_model(card)
+    front: dict = {"license": card.get("license", DEFAULT_LICENSE)}
+    if front["license"] == "other" and card.get("license_name"):
+        front["license_name"] = card["license_name"]
+    front.update({
         "library_name": "onnx",
         "pipeline_tag": "image-classification",
         "tags": ["edgekd", "knowledge-distillation", "fairness", "image-classification"],
-        "datasets": [dataset],
-    }
+    })
+    if hub_dataset:
+        front["datasets"] = [hub_dataset]
     bases = base_models(card)
     if bases:
         front["base_model"] = bases[0] if len(bases) == 1 else bases
         front["base_model_relation"] = "finetune"
-    front["metrics"] = [m.hub_type or m.key for m in METRICS.values()]
-    front["model-index"] = [{"name": card["name"], "results": results}]
+    metrics = _hub_metrics(card, name)
+    front["metrics"] = list(dict.fromkeys(m["type"] for m in metrics))
+    result = {
+        "task": {"type": "image-classification", "name": "Image Classification"},
+        "dataset": {"type": hub_dataset or source,
+                    "name": source if not hub_dataset or hub_dataset.endswith(f"/{source}")
+                    else f"{source} (from {hub_dataset})",
+                    "split": "test"},
+        "metrics": metrics,
+    }
+    front["model-index"] = [{"name": card["name"], "results": [result]}]
     return front
 
 
 # ------------------------------------------------------------------------------------ cells
 def _num(value, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return fixed(value, digits)
 
 
 def _signed(value) -> str:
-    return "-" if value is None else f"{value:+.3f}"
+    return signed(value)
 
 
 def _mark(test: dict) -> str:
-    return f"{test['p_adjusted']:.3g}" + (" **significant**" if test["significant"] else "")
+    """The p-value cell: ``**changed**`` when significant and large enough, ``significant, under
+    min_effect`` when only significant; cards before the threshold say ``**significant**``."""
+    if not test["significant"]:
+        return f"{test['p_adjusted']:.3g}"
+    if "changed" not in test:
+        return f"{test['p_adjusted']:.3g} **significant**"
+    return f"{test['p_adjusted']:.3g} " + ("**changed**" if test["changed"]
+                                           else "significant, under min_effect")
 
 
 def _cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return general(value)
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
     return str(value)  # card strings arrive escaped (render_markdown), their | included
@@ -140,11 +195,30 @@ def _intro(card: dict) -> list[str]:
         + " ".join(part for part in (f"Shipped artifacts: {', '.join(shipped)}." if shipped else "",
                                      _weights_sentence(card)) if part),
         "",
+        f"The Hub metadata (model-index) reports {_shipped_text(card)} only; the teacher and the "
+        "baseline are comparisons in the tables below. " + _license_text(card),
+        "",
         "Intended use: classifying images like the training data on the device, with the "
         "per-group behaviour below known and accepted. Not for decisions about people on the "
         "basis of the protected attribute; check the per-class disparities and gates before use "
         "in a new population.",
     ]
+
+
+def _shipped_text(card: dict) -> str:
+    name = shipped_model(card)
+    entry = card["models"][name]
+    if entry.get("file"):
+        return f"{entry['file']} ({entry.get('precision', 'fp32')}, measured through {_runtime(entry)})"
+    return f"the {name}"
+
+
+def _license_text(card: dict) -> str:
+    license_id = card.get("license", DEFAULT_LICENSE)
+    named = f" ({card['license_name']})" if license_id == "other" and card.get("license_name") else ""
+    hint = ("; the terms of the training data and of the starting weights apply: state them with "
+            "`card.license`" if license_id == "unknown" else "")
+    return f"License: {license_id}{named}{hint}."
 
 
 def _distillation(card: dict) -> list[str]:
@@ -223,7 +297,8 @@ def _data(card: dict) -> list[str]:
         f"{data.get('summary', '')}. {protected}. Splits: "
         + ", ".join(f"{k} {v}" for k, v in data["splits"].items()) + "."
         + (" Test images per group: " + ", ".join(f"{g} {n}" for g, n in counts.items()) + "."
-           if counts else ""),
+           if counts else "")
+        + (f" On the Hugging Face Hub: {dataset_id(data)}." if dataset_id(data) else ""),
         *_small(data),
         *_augmentation(card),
     ]
@@ -296,7 +371,13 @@ def _with_ci(value, ci: dict | None, key: str) -> str:
     interval = (ci or {}).get(key)
     if value is None:
         return "-"
-    return f"{value:.3f}" + (f" [{interval['low']:.3f}, {interval['high']:.3f}]" if interval else "")
+    return fixed(value) + (f" [{fixed(interval['low'])}, {fixed(interval['high'])}]" if interval else "")
+
+
+def _worst_cell(metrics: dict) -> str:
+    """``0.000 (shirt, dark)``: the lowest cell recall and its cell (``-`` on cards before it)."""
+    worst = metrics.get("worst_cell")
+    return f"{_num(worst['recall'])} ({worst['class']}, {worst['group']})" if worst else "-"
 
 
 def _agreement(drift: dict) -> str:
@@ -320,15 +401,19 @@ def _headline(card: dict) -> list[str]:
         ci = intervals[0]
         title += (f"; {ci['level']:.0%} confidence intervals ({ci['method']}, "
                   f"{ci['resamples']} resamples, seed {ci.get('seed')})")
-    columns = ["model", "kind", "precision", *(m.title for m in METRICS.values()), "size MB"]
-    lines = ["", title, "", "| " + " | ".join(c.replace("|", "\\|") for c in columns) + " |",
-             "|" + "---|" * len(columns)]
+    columns = ["model", "kind", "precision", *(m.title.replace("|", "\\|") for m in METRICS.values()),
+               f"worst recall (class, {card['data']['protected_attribute']})", "size MB"]
+    lines = ["", title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name, entry in card["models"].items():
         m, ci = entry["metrics"], entry.get("ci")
         cells = [_with_ci(metric.read(m), ci, metric.key) for metric in METRICS.values()]
         size = entry.get("size_bytes")
         lines.append(f"| {name} | {entry['kind']} | {entry.get('precision', 'fp32')} | "
-                     + " | ".join(cells) + f" | {_num(size / 1e6 if size else None, 1)} |")
+                     + " | ".join(cells) + f" | {_worst_cell(m)} | {_num(size / 1e6 if size else None, 1)} |")
+    if any(e["metrics"].get("worst_cell") for e in card["models"].values()):
+        lines += ["", "Worst recall: the (class, group) cell with the lowest recall among the cells with "
+                      f"at least {card['data'].get('min_support', 1)} test images; a mean gap can be "
+                      "small while one cell is never recognised."]
     drift = [(n, e["vs_student"]) for n, e in card["models"].items() if e.get("vs_student")]
     if drift:
         lines += ["", "Exported artifacts against the torch student they came from:", "",
@@ -384,7 +469,7 @@ def _disparity_table(card: dict) -> list[str]:
 
 def _student_by_group(card: dict) -> list[str]:
     groups = card["data"]["groups"]
-    lines = ["", "## Per-class recall by group (distilled student)", "",
+    lines = ["", f"## Per-class recall by {card['data']['protected_attribute']} (distilled student)", "",
              "| class | " + " | ".join(f"recall {g}" for g in groups) + " | disparity | DPD | EOD |",
              "|---|" + "---|" * (len(groups) + 3)]
     for row in card["models"]["student"]["metrics"]["per_class"]:
@@ -426,10 +511,24 @@ def _by_attribute(card: dict) -> list[str]:
 _PAIRS = (("teacher -> student", "teacher_to_student"), ("baseline -> student", "baseline_to_student"))
 
 
+def _changed_line(label: str, test: dict, n: int) -> str:
+    """``2 of 4 classes changed significantly by at least 0.02``, with the count at any size."""
+    method = f"{test['test']}, alpha {test['alpha']}"
+    significant = test["significant_classes"]
+    if "changed_classes" not in test:  # a card from before the effect-size threshold
+        return (f"- {label}: **{len(significant)} of {n} classes significantly changed** ({method}; "
+                f"no effect-size threshold on this card): {', '.join(significant) or 'none'}")
+    changed = test["changed_classes"]
+    return (f"- {label}: **{len(changed)} of {n} classes changed significantly by at least "
+            f"{_cell(test.get('min_effect'))}** in recall ({method}): {', '.join(changed) or 'none'}; "
+            f"{len(significant)} of {n} significant at any size")
+
+
 def _significance(card: dict) -> list[str]:
     lines = ["", "## Classes significantly changed by distillation", ""]
     comparisons = card.get("comparisons") or {}
     significance = card.get("significance") or {}
+    attribute = card["data"]["protected_attribute"]
     for label, key in _PAIRS:
         change = comparisons.get(key)
         if change:
@@ -439,16 +538,17 @@ def _significance(card: dict) -> list[str]:
         test = significance.get(key)
         if not test:
             continue
-        changed = ", ".join(test["significant_classes"]) or "none"
-        lines.append(f"- {label}: **{test['share_significant']:.0%} of classes significantly changed** "
-                     f"({test['test']}, alpha {test['alpha']}): {changed}")
+        lines.append(_changed_line(label, test, len(test["per_class"])))
+        flag = "changed" if "changed_classes" in test else "significant"
         by_group: dict[str, list[str]] = {}
         for row in test["per_class"]:
             for group, cell in row.get("by_group", {}).items():
-                if cell.get("significant"):
+                if cell.get(flag):
                     by_group.setdefault(group, []).append(row["class"])
         if any(row.get("by_group") for row in test["per_class"]):
-            lines.append(f"  - within one group ({label}, corrected over every class and group): "
+            size = f", by at least {_cell(test.get('min_effect'))}" if flag == "changed" else ""
+            lines.append(f"  - within one {attribute} group ({label}, corrected over every class and "
+                         f"group{size}): "
                          + "; ".join(f"{g}: {', '.join(by_group.get(g, [])) or 'none'}"
                                      for g in card["data"]["groups"]))
     if not significance.get("teacher_to_student"):
@@ -583,8 +683,8 @@ def _limitations(card: dict) -> list[str]:
         lines.append(f"- Fairness is measured over the intersections of {data['protected_attribute']} "
                      "and for each attribute alone; other attributes are not covered.")
     else:
-        lines.append("- Fairness is measured for one protected attribute with the groups above; other "
-                     "attributes and intersections are not covered.")
+        lines.append(f"- Fairness is measured for one protected attribute, {data['protected_attribute']}, "
+                     "with the groups above; other attributes and intersections are not covered.")
     counts = data.get("test_counts_by_group") or {}
     if counts:
         lines.append(f"- The smallest group has {min(counts.values())} test images; per-class "

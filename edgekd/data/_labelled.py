@@ -40,8 +40,9 @@ class LabelledConfig(FileSourceConfig):
         None, description="class names in index order; any other label is an error")
     groups: list[str] | dict[str, list[str]] | None = Field(
         None, description="group names in index order (several columns: column -> value names)")
-    protected_attribute: str = Field(
-        "group", description="the card's name for the attribute (several columns: their names)")
+    protected_attribute: str | None = Field(
+        None, description="the card's name for the attribute (default: the group column's name; "
+                          "several columns: their names)")
 
     @field_validator("group_column")
     @classmethod
@@ -131,7 +132,7 @@ def protected_attributes(cfg: LabelledConfig, train: list[tuple[str, ...]]) -> P
         raise EdgeKDError(f"data.group_column: the columns {', '.join(columns)} make {total} groups "
                           f"(intersections of their values); at most {MAX_GROUPS} are allowed")
     if len(columns) == 1:
-        return ProtectedAttributes((cfg.protected_attribute,), values)
+        return ProtectedAttributes((cfg.protected_attribute or columns[0],), values)
     return ProtectedAttributes(tuple(columns), values)
 
 
@@ -181,7 +182,8 @@ def check_names(cfg: LabelledConfig, class_names: list[str], group_names: list[s
     """The class, group and attribute names, checked before any image is decoded."""
     check_labels(class_names, "class name", where)
     check_labels(group_names, "group name", where)
-    check_label(cfg.protected_attribute, "protected attribute (data.protected_attribute)", "recipe")
+    if cfg.protected_attribute is not None:
+        check_label(cfg.protected_attribute, "protected attribute (data.protected_attribute)", "recipe")
 
 
 def census_line(source: str, *, kind: str, key: str, found_in: str, names: list[str],

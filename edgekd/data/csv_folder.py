@@ -94,12 +94,11 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
             "csv", kind="groups", key="data.groups", found_in=files["train"], names=group_names,
             splits={split: data.groups for split, data in splits.items()}))
     mean, std = normalisation(cfg)
-    named = not attributes.several or "protected_attribute" in cfg.model_fields_set
     subset = (f", test: a stratified {len(keep)} of {total_test}" if cfg.test_size is not None else "")
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=class_names, group_names=group_names, attributes=attributes,
-        protected_attribute=cfg.protected_attribute if named else attributes.label,
+        protected_attribute=cfg.protected_attribute or attributes.label,
         mean=mean, std=std,
         description={"source": "csv", "synthetic": False, "root": str(cfg.root), **described,
                      "summary": f"Images from {cfg.root} listed in {', '.join(files.values())} "

@@ -187,11 +187,10 @@ def load_image_folder(cfg, *, seed: int) -> DataSplits:
             "image_folder", kind="groups", key="data.groups", found_in=cfg.groups_csv,
             names=group_names, splits={split: data.groups for split, data in splits.items()}))
     mean, std = normalisation(cfg)
-    named_attribute = not attributes.several or "protected_attribute" in cfg.model_fields_set
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
         class_names=class_names, group_names=group_names, attributes=attributes,
-        protected_attribute=cfg.protected_attribute if named_attribute else attributes.label,
+        protected_attribute=cfg.protected_attribute or attributes.label,
         mean=mean, std=std,
         description={"source": "image_folder", "synthetic": False, "root": str(cfg.root), **described,
                      "summary": f"Images from {cfg.root}/<split>/<class>/ with groups from "

@@ -24,7 +24,7 @@ import numpy as np
 from edgekd.fairness.counts import CellCounts, top1
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["evaluate_predictions"]
+__all__ = ["evaluate_predictions", "worst_cell"]
 
 
 def _none(value) -> float | None:
@@ -37,6 +37,22 @@ def _summary(values: np.ndarray, class_names: list[str]) -> dict:
     worst = int(np.nanargmax(values))
     return {"mean": float(np.nanmean(values)), "worst": float(values[worst]),
             "worst_class": class_names[worst]}
+
+
+def worst_cell(counts: CellCounts, class_names: list[str], group_names: list[str]) -> dict | None:
+    """The (class, group) cell with the lowest recall among the measured cells (at least
+    ``min_support`` test images): ``{"class", "group", "recall", "images"}``, the first cell in
+    (class, group) order on a tie; ``None`` when no cell is measured.
+
+    A mean gap (DPD, |disparity|) can be small while one cell is never recognised: this is the
+    number that says so.
+    """
+    recall = np.where(counts.measured_cells & (counts.positives > 0), counts.tpr, np.inf)
+    if not np.isfinite(recall).any():
+        return None
+    c, g = np.unravel_index(int(np.argmin(recall)), recall.shape)
+    return {"class": class_names[c], "group": group_names[g], "recall": float(recall[c, g]),
+            "images": int(counts.positives[c, g])}
 
 
 def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
@@ -58,8 +74,8 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
         ``top1``, ``macro_recall``, ``macro_precision``, ``macro_f1`` (a class with no prediction
         or no image counts as 0, as scikit-learn's ``zero_division=0`` does),
         ``mean_abs_disparity``, ``max_abs_disparity``, ``dpd`` and ``eod`` (each ``mean``,
-        ``worst``, ``worst_class``) and ``per_class`` rows with recall by group, support by group,
-        disparity, DPD and EOD; plus, by key, every metric of
+        ``worst``, ``worst_class``), ``worst_cell`` (:func:`worst_cell`) and ``per_class``
+        rows with recall by group, support by group, disparity, DPD and EOD; plus, by key, every metric of
         :mod:`edgekd.fairness.metric_table` that has no ``path``.
     """
     num_classes, num_groups = len(class_names), len(group_names)
@@ -95,6 +111,7 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
         "max_abs_disparity_class": abs_disp["worst_class"],
         "dpd": _summary(dpd, class_names),
         "eod": _summary(eod, class_names),
+        "worst_cell": worst_cell(counts, class_names, group_names),
         "classes_without_support": [class_names[c] for c in range(num_classes)
                                     if (counts.positives[c] == 0).any()],
         "per_class": per_class,

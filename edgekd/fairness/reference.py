@@ -184,6 +184,7 @@ def fairlearn_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
         "max_abs_disparity_class": abs_disp["worst_class"],
         "dpd": _summary(dpd, class_names),
         "eod": _summary(eod, class_names),
+        "worst_cell": _worst_cell(cell_recall, support, class_names, group_names, min_support),
         "classes_without_support": [
             class_names[c] for c in range(num_classes) if (support[c] == 0).any()
         ],
@@ -196,6 +197,19 @@ def fairlearn_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
         metrics.update({m.key: m.from_counts(counts) for m in counted})
     return metrics
 
+
+
+def _worst_cell(cell_recall: np.ndarray, support: np.ndarray, class_names: list[str],
+                group_names: list[str], min_support: int) -> dict | None:
+    """The lowest recall over the cells with ``max(min_support, 1)`` images, first in (class,
+    group) order on a tie."""
+    cells = [(cell_recall[c, g], c, g) for c in range(len(class_names)) for g in range(len(group_names))
+             if support[c, g] >= max(min_support, 1)]
+    if not cells:
+        return None
+    recall, c, g = min(cells, key=lambda cell: cell[0])  # min keeps the first of equal recalls
+    return {"class": class_names[c], "group": group_names[g], "recall": float(recall),
+            "images": int(support[c, g])}
 
 
 CROSS_CHECKED = (("dpd", "mean"), ("dpd", "worst"), ("eod", "mean"), ("eod", "worst"))
