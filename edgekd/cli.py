@@ -377,3 +377,5 @@ def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, 
     click.echo(f"results: {result.csv_path}")
     for path in result.plots:
         click.echo(f"plot: {path}")
+    for row in result.rows:
+        click.echo(f"release: {row['tarball']}")
