@@ -180,11 +180,15 @@ def keygen(key: Path) -> None:
               help="auto, onnxruntime, tensorrt, trtexec or torch.")
 @click.option("--providers", default=None,
               help="onnxruntime providers in order, e.g. cuda,cpu (default: best of TensorRT, CUDA, CPU).")
-@click.option("--batch-sizes", default="1", show_default=True, help="Comma-separated, e.g. 1,8,32.")
+@click.option("--batch-sizes", default=None,
+              help="Comma-separated, e.g. 1,8,32 (default: 1,8, or the batch a fixed-batch model takes).")
 @click.option("--threads", type=int, default=None, help="Intra-op threads (onnxruntime, torch).")
 @click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls before timing.")
-@click.option("--iterations", type=int, default=None, help="Timed calls per batch size (default 100).")
+@click.option("--iterations", type=int, default=None,
+              help="Timed calls per batch size, split over the repeats (default 200).")
 @click.option("--duration", type=float, default=None, help="Seconds per batch size, instead of --iterations.")
+@click.option("--repeats", type=int, default=5, show_default=True,
+              help="Back-to-back timing loops per batch size; the table shows the range of their medians.")
 @click.option("--tegrastats", is_flag=True, help="Sample Jetson power with tegrastats while timing.")
 @click.option("--tegrastats-interval", type=int, default=100, show_default=True,
               help="tegrastats sampling interval in ms.")
@@ -203,13 +207,17 @@ def keygen(key: Path) -> None:
               help="Progress line on stderr (default: when stderr is a terminal).")
 @click.option("--all", "all_artifacts", is_flag=True,
               help="Every artifact of the bundle, each through its backend, in one table.")
+@click.option("--include-trt-form", is_flag=True,
+              help="With --all: also time model.int8.trt.onnx (the TensorRT form) on an onnxruntime "
+                   "without TensorRT or CUDA, where it is skipped by default.")
 @click.option("--trt-cache", type=click.Path(file_okay=False, path_type=Path),
               default=Path("~/.cache/edgekd/ort-trt"), show_default=True,
               help="Engine cache of onnxruntime's TensorRT provider (one folder per model file).")
-def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, threads: int | None,
-          warmup: int, iterations: int | None, duration: float | None, tegrastats: bool,
-          tegrastats_interval: int, evaluate: bool, json_path: Path | None, update_card_flag: bool,
-          from_json: Path | None, progress: bool | None, all_artifacts: bool, trt_cache: Path,
+def bench(target: Path, backend: str, providers: str | None, batch_sizes: str | None,
+          threads: int | None, warmup: int, iterations: int | None, duration: float | None,
+          repeats: int, tegrastats: bool, tegrastats_interval: int, evaluate: bool,
+          json_path: Path | None, update_card_flag: bool, from_json: Path | None,
+          progress: bool | None, all_artifacts: bool, include_trt_form: bool, trt_cache: Path,
           private_key: Path | None) -> None:
     """Measure latency, throughput and memory (and power, accuracy) of BUNDLE_OR_MODEL here."""
     from edgekd.bench.card_update import BENCH_ALL_SCHEMA, load_result, update_card, update_card_all
@@ -248,6 +256,8 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
         if private_key is not None:
             check_before_resign(bundle, private_key)
     show_progress = sys.stderr.isatty() if progress is None else progress
+    if include_trt_form and not all_artifacts:
+        raise EdgeKDError("--include-trt-form: only with --all (a file named on its own is always timed)")
     if all_artifacts or (from_json is not None and load_result(from_json)["schema"] == BENCH_ALL_SCHEMA):
         from edgekd.bench.all_artifacts import all_headers, all_rows, describe_all, run_bench_all
 
@@ -258,8 +268,9 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
             raise EdgeKDError("--all with --tegrastats: sample power per artifact without --all")
         result = load_result(from_json) if from_json is not None else run_bench_all(
             target, batch_sizes=batch_sizes, providers=providers, threads=threads, warmup=warmup,
-            iterations=iterations, duration=duration, evaluate=evaluate, trt_cache=trt_cache,
-            progress=show_progress, log=lambda m: click.echo(m, err=True))
+            iterations=iterations, duration=duration, repeats=repeats, evaluate=evaluate,
+            include_trt_form=include_trt_form, trt_cache=trt_cache, progress=show_progress,
+            log=lambda m: click.echo(m, err=True))
         rows = all_rows(result)
         click.echo(format_table(rows, all_headers(rows)))
         for line in describe_all(result):
@@ -277,7 +288,7 @@ def bench(target: Path, backend: str, providers: str | None, batch_sizes: str, t
     else:
         result = run_bench(target, backend=backend, providers=providers, batch_sizes=batch_sizes,
                            threads=threads, warmup=warmup, iterations=iterations, duration=duration,
-                           tegrastats=tegrastats, tegrastats_interval_ms=tegrastats_interval,
+                           repeats=repeats, tegrastats=tegrastats, tegrastats_interval_ms=tegrastats_interval,
                            evaluate=evaluate, log=lambda m: click.echo(m, err=True),
                            progress=show_progress, trt_cache=trt_cache)
     click.echo(format_table(result_rows(result), bench_headers()))
@@ -366,3 +377,5 @@ def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, 
     click.echo(f"results: {result.csv_path}")
     for path in result.plots:
         click.echo(f"plot: {path}")
+    for row in result.rows:
+        click.echo(f"release: {row['tarball']}")

@@ -2,8 +2,12 @@
 
     edgekd sweep recipes/quickstart.yaml --grid debias.lambda=0,0.5,1
 
-Every point is the recipe with ``--set KEY=VALUE`` for its grid values, so any point is
-reproducible alone with ``edgekd build RECIPE --set KEY=VALUE``. Points run in order into
+Every point is the recipe with ``--set KEY=VALUE`` for its grid values and its own release
+name, ``<name>-<point>`` (:func:`point_name`, e.g. ``tiny-distill.temperature-8``), so each
+point's bundle, manifest, card and tarball (``<name>-<point>-<version>.tar.gz``) say which point
+it is and two points' tarballs never share a file name. Any point is reproducible alone with
+``edgekd build RECIPE --set KEY=VALUE`` (the same models and metrics under the recipe's own
+name; add ``--set name=<point name>`` for the same release name). Points run in order into
 ``runs/<name>/sweep/<point>/``; the teacher, baseline and teacher-outputs stages live in the
 main run ``runs/<name>/stages/`` and are trained once. A point whose bundle already holds the
 card of the same resolved recipe is skipped, so a re-run after an interruption picks up where it
@@ -11,14 +15,19 @@ stopped. The results go to ``runs/<name>/sweep/<swept keys>/results.csv`` with t
 accuracy against mean |disparity| with the Pareto front marked and the teacher and the baseline
 drawn as references, and each metric against each swept key. A debiased student's row also has
 the adversary's accuracy next to the accuracy its criterion leaves it without a leak
-(:func:`edgekd.debias.adversarial.adversary_reference`).
+(:func:`edgekd.debias.adversarial.adversary_reference`). Each point's top-1 and mean |disparity|
+carry the bootstrap confidence interval of its card (:mod:`edgekd.fairness.bootstrap`): in the
+table as ``value [low, high]``, in the CSV as ``<metric>_low`` and ``<metric>_high`` columns for
+every metric with an interval, and as error bars in the plots.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +42,12 @@ from edgekd.fairness.metric_table import METRICS
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.yaml_bounded import load_yaml
 
-__all__ = ["parse_grid", "grid_points", "pareto_front", "run_sweep", "SweepResult"]
+__all__ = ["parse_grid", "grid_points", "point_name", "pareto_front", "run_sweep", "SweepResult",
+           "format_sweep_table", "write_sweep_plots", "TABLE_INTERVALS"]
 
+TABLE_INTERVALS = ("top1", "mean_abs_disparity")
+"""The metrics whose interval the terminal table shows (the plot's axes); the CSV has them all."""
+MAX_NAME = 100  # a recipe's (and release's) name
 
 
 def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list]:
@@ -83,6 +96,22 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def point_name(base: str, point: dict) -> str:
+    """A grid point's release name: the recipe's ``base`` name, then each key and value, with
+    any character a release name cannot hold replaced by ``-``; where that is over 100
+    characters, ``base`` and a hash of the point instead.
+
+    >>> point_name("tiny", {"distill.temperature": 8, "debias.lambda": 0.5})
+    'tiny-distill.temperature-8_debias.lambda-0.5'
+    """
+    slug = "_".join(f"{k}-{_text(v)}" for k, v in point.items())
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{base}-{slug}")
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(_slug(point).encode()).hexdigest()[:12]
+        name = f"{base[:MAX_NAME - 1 - len(digest)]}-{digest}"
+    return name
+
+
 def _slug(point: dict) -> str:
     return ",".join(f"{k}={_text(v)}" for k, v in point.items()).replace("/", "_")
 
@@ -112,8 +141,12 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
     grid = parse_grid(grid_items)
     base = load_recipe(recipe_path, overrides)
     points = grid_points(grid)
+    names = [point.get("name") if "name" in point else point_name(base.name, point) for point in points]
+    if len(set(names)) < len(names):  # values that differ only in characters a name cannot hold
+        names = [f"{name[:MAX_NAME - 4]}-p{n:02d}" for n, name in enumerate(names, start=1)]
     # Validate every point before training anything: a bad value must not stop a sweep midway.
-    recipes = [_point_recipe_with(recipe_path, overrides, point) for point in points]
+    recipes = [_point_recipe_with(recipe_path, overrides, point, name)
+               for point, name in zip(points, names)]
     run_dir = Path(out) / base.name
     sweep_dir = run_dir / "sweep"
     rows = []
@@ -123,7 +156,7 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
         if card is not None:
             log(f"sweep {n}/{len(points)} {_slug(point)}: finished earlier, skipped")
         else:
-            log(f"sweep {n}/{len(points)} {_slug(point)}")
+            log(f"sweep {n}/{len(points)} {_slug(point)}: release {recipe.name}")
             result = build_recipe(recipe, out=out, log=log, run_dir=point_dir, shared_dir=run_dir)
             card = result.card
         rows.append(_row(point, card, point_dir))
@@ -133,10 +166,11 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
     return SweepResult(sweep_dir=sweep_dir, rows=rows, keys=list(grid), csv_path=csv_path, plots=plots)
 
 
-def _point_recipe_with(recipe_path, overrides, point: dict) -> Recipe:
+def _point_recipe_with(recipe_path, overrides, point: dict, name: str) -> Recipe:
     extra = [f"{k}={_text(v)}" for k, v in point.items()]
+    named = [] if "name" in point else [f"name={json.dumps(name)}"]  # quoted: always a string
     try:
-        return load_recipe(recipe_path, tuple(overrides) + tuple(extra))
+        return load_recipe(recipe_path, tuple(overrides) + tuple(extra) + tuple(named))
     except EdgeKDError as err:
         first = str(err).splitlines()[0]
         raise EdgeKDError(f"--grid point {', '.join(extra)}: {first}") from None
@@ -161,18 +195,41 @@ EXTRA_COLUMNS = {"adversary_top1": "adversary acc.", "adversary_reference": "no-
                  **{f"{name}_agreement": f"{name} agreement" for name in AGREEMENT_OF}}
 
 
+def _intervals(entry: dict) -> dict:
+    """``<metric>_low`` and ``<metric>_high`` of a card's model entry, for every metric of the
+    metric table with an interval (None where the card has none)."""
+    ci = entry.get("ci") or {}
+    out = {}
+    for metric in METRICS.values():
+        if metric.interval:
+            bounds = ci.get(metric.key) if isinstance(ci.get(metric.key), dict) else {}
+            out[f"{metric.key}_low"] = bounds.get("low")
+            out[f"{metric.key}_high"] = bounds.get("high")
+    return out
+
+
+def _interval_columns() -> list[str]:
+    return [f"{m.key}_{end}" for m in METRICS.values() if m.interval for end in ("low", "high")]
+
+
 def _row(point: dict, card: dict, point_dir: Path) -> dict:
-    m = card["models"]["student"]["metrics"]
+    from edgekd.paths import release_name
+
+    student = card["models"]["student"]
+    m = student["metrics"]
     adversary = ((card.get("debias") or {}).get("epochs") or {}).get("student") or [{}]
     references = {f"{ref}_{key}": card["models"][ref]["metrics"].get(key)
                   for ref in REFERENCES if ref in card["models"]
                   for key in ("top1", "mean_abs_disparity")}
     agreements = {f"{name}_agreement": (card["models"][name].get("vs_student") or {}).get(
         "prediction_agreement") for name in AGREEMENT_OF if name in card["models"]}
+    release = release_name(card["name"], card["version"], listed_in=point_dir / "bundle" / "card.json")
     return {**point, **{metric.key: metric.read(m) for metric in METRICS.values()},
+            **_intervals(student), "ci_level": (student.get("ci") or {}).get("level"),
             "adversary_top1": adversary[-1].get("adversary_top1"),
             "adversary_reference": adversary[-1].get("adversary_reference"),
-            **references, **agreements, "bundle": str(point_dir / "bundle")}
+            **references, **agreements, "bundle": str(point_dir / "bundle"),
+            "tarball": str(point_dir / f"{release}.tar.gz")}
 
 
 def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
@@ -181,7 +238,8 @@ def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
     from edgekd.files import write_atomic
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.names() + list(EXTRA_COLUMNS) + ["bundle"])
+    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.names() + _interval_columns() + ["ci_level"]
+                            + list(EXTRA_COLUMNS) + ["bundle", "tarball"])
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _text(row[k]) if k in keys else row.get(k) for k in writer.fieldnames})
@@ -189,14 +247,32 @@ def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
     return path
 
 
+def _with_interval(row: dict, key: str) -> float | str | None:
+    """``0.9612 [0.9475, 0.9738]``: the value and its interval, or the bare value without one."""
+    value, low, high = row.get(key), row.get(f"{key}_low"), row.get(f"{key}_high")
+    if value is None or low is None or high is None:
+        return value
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+
 def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
+    """One line per grid point: its values, the student's metrics (top-1 and mean |disparity|
+    with their bootstrap interval, ``value [low, high]``), the adversary and agreement columns
+    some point has, and whether it is on the Pareto front; the references on a line below."""
     optional = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
                                               "onnx_int8_agreement", "onnx_int8_trt_agreement")
                 if any(r.get(k) is not None for r in rows)}
-    headers = {**{k: k for k in keys}, **{m.key: m.label for m in METRICS.values()}, **optional,
-               "pareto": "Pareto"}
+    levels = {r.get("ci_level") for r in rows if r.get("ci_level") is not None}
+    level = f"{next(iter(levels)):.0%} CI" if len(levels) == 1 else "CI"
+    headers = {**{k: k for k in keys},
+               **{m.key: f"{m.label} [{level}]" if m.key in TABLE_INTERVALS and any(
+                   r.get(f"{m.key}_low") is not None for r in rows) else m.label
+                  for m in METRICS.values()},
+               **optional, "pareto": "Pareto"}
     front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows]))
-    shown = [{**{k: _text(r[k]) for k in keys}, **{m.key: r[m.key] for m in METRICS.values()},
+    shown = [{**{k: _text(r[k]) for k in keys},
+              **{m.key: _with_interval(r, m.key) if m.key in TABLE_INTERVALS else r[m.key]
+                 for m in METRICS.values()},
               **{k: r.get(k) for k in optional}, "pareto": "*" if i in front else ""}
              for i, r in enumerate(rows)]
     table = format_table(shown, headers)
@@ -219,8 +295,21 @@ def _references(rows: list[dict]) -> list[tuple[str, float, float]]:
     return seen
 
 
+def _error_bars(rows: list[dict], key: str, values: list[float]) -> list[list[float]]:
+    """matplotlib's asymmetric ``[[below...], [above...]]`` from each row's interval (0 where a
+    row has none)."""
+    below, above = [], []
+    for r, value in zip(rows, values):
+        low, high = r.get(f"{key}_low"), r.get(f"{key}_high")
+        ok = None not in (low, high) and value == value  # a NaN value has no bar
+        below.append(max(0.0, value - low) if ok else 0.0)
+        above.append(max(0.0, high - value) if ok else 0.0)
+    return [below, above]
+
+
 def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[Path]:
-    """``accuracy_vs_disparity.png`` (Pareto front marked) and ``<metric>_vs_<key>.png``."""
+    """``accuracy_vs_disparity.png`` (Pareto front marked) and ``metrics_vs_<key>.png``, each
+    point with the error bars of its bootstrap intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,7 +321,10 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
     disp = [r["mean_abs_disparity"] or 0.0 for r in rows]
     front = pareto_front(list(zip(acc, disp)))
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter(disp, acc, color="tab:blue", label="distilled student, per grid point")
+    ax.errorbar(disp, acc, xerr=_error_bars(rows, "mean_abs_disparity", disp),
+                yerr=_error_bars(rows, "top1", acc), fmt="o", color="tab:blue", ecolor="tab:blue",
+                elinewidth=1, capsize=3, alpha=0.8,
+                label="distilled student, per grid point (bootstrap CI)")
     ordered = sorted(front, key=lambda i: disp[i])
     ax.plot([disp[i] for i in ordered], [acc[i] for i in ordered], "o-", color="tab:red",
             label="Pareto front")
@@ -260,7 +352,8 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
         metrics = METRICS.values()
         fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3), squeeze=False)
         for ax, metric in zip(axes[0], metrics):
-            ax.plot(xs, [r[metric.key] if r[metric.key] is not None else float("nan") for r in rows], "o")
+            ys = [r[metric.key] if r[metric.key] is not None else float("nan") for r in rows]
+            ax.errorbar(xs, ys, yerr=_error_bars(rows, metric.key, ys), fmt="o", capsize=3)
             ax.set_xlabel(key)
             ax.set_title(metric.title)
         fig.tight_layout()

@@ -219,6 +219,28 @@ def test_fixed_batch_model_runs_only_its_batch(tmp_path):
     assert result["settings"]["input_shape"] == [3, SIZE, SIZE] and result["bundle"] is None
     with pytest.raises(EdgeKDError, match="built for batch size 1 only; use --batch-sizes 1"):
         run_bench(path, batch_sizes="1,8", iterations=3)
+    # by default 1 and 8, less what the model cannot take: here its one batch size
+    assert [r["batch"] for r in run_bench(path, iterations=2, warmup=0)["results"]] == [1]
+
+
+def test_a_card_with_a_result_from_before_repeats_still_updates_and_renders(bundle):
+    old = run_bench(bundle, batch_sizes="1", iterations=4, warmup=0)
+    old["settings"].pop("repeats")
+    for r in old["results"]:  # what edgekd.bench/v1 wrote before the spread columns
+        for key in ("repeats", "repeat_p50_ms"):
+            r.pop(key)
+        for q in ("p10", "p25", "p75"):
+            r["latency_ms"].pop(q)
+    update_card(bundle, old, log=lambda m: None)
+    shown = render_markdown(json.loads((bundle / "card.json").read_text()))
+    assert "| model.onnx | 1 |" in shown and "p10-p90 ms" not in shown  # no column nobody measured
+    res = invoke(bundle, "--iterations", "4", "--warmup", "0", "--update-card")
+    assert res.exit_code == 0, res.output
+    assert "p10-p90 ms" in (bundle / "card.md").read_text()
+    entry = json.loads((bundle / "card.json").read_text())["bench"][old["device"]["id"]]["onnxruntime"]
+    assert [r["batch"] for r in entry["model.onnx"]["results"]] == [1, 8]
+    assert all(r["repeats"] == 4 and len(r["repeat_p50_ms"]) == 4 for r in entry["model.onnx"]["results"])
+    assert manifest_problems(bundle) == []
 
 
 @pytest.mark.parametrize("args, message", [
@@ -235,6 +257,7 @@ def test_fixed_batch_model_runs_only_its_batch(tmp_path):
     (["{b}", "--providers", "cuda"], "--providers: 'cuda' is not available in this onnxruntime"),
     (["{b}", "--iterations", "5", "--duration", "1"], "give one of them, not both"),
     (["{b}", "--iterations", "0"], "--iterations: 0; must be a positive integer"),
+    (["{b}", "--repeats", "0"], "--repeats: 0; must be a positive integer"),
     (["{t}/model.onnx", "--eval"], "model.onnx is not in a bundle; --eval reads the bundle's"),
     (["{b}", "--update-card", "--json", "{b}/r.json"], "r.json is inside the bundle and would break"),
     (["{t}/model.onnx", "--update-card"], "--update-card: {t}/model.onnx is not in a bundle"),

@@ -4,6 +4,7 @@ device facts. Every expected number below is read off the line by hand.
 
 from datetime import datetime
 
+import numpy as np
 import pytest
 from bench_samples import (
     AGX_ORIN,
@@ -22,7 +23,9 @@ from edgekd.bench.device import device_id, jetson_info, l4t_release, slug
 from edgekd.bench.runner import parse_batch_sizes
 from edgekd.bench.stats import latency_stats
 from edgekd.bench.tegrastats import CpuCore, Rail, parse_line, summarise_power, total_power_mw
+from edgekd.bench.timing import split_calls, time_batch
 from edgekd.bench.trtexec import decode_version, parse_trtexec_output, trtexec_command
+from edgekd.card.bench import latency_cells, ms_range
 from edgekd.errors import EdgeKDError
 
 
@@ -170,8 +173,35 @@ def test_latency_stats_hand_worked():
     assert s["p90"] == pytest.approx(9.1)
     assert s["p95"] == pytest.approx(9.55)
     assert s["p99"] == pytest.approx(9.91)
+    # p10 -> x[0.9] = 1.9, p25 -> x[2.25] = 3.25, p75 -> x[6.75] = 7.75: the spread columns
+    assert (s["p10"], s["p25"], s["p75"]) == pytest.approx((1.9, 3.25, 7.75))
     assert s["std"] == pytest.approx((82.5 / 9) ** 0.5)  # sum of squares about 5.5 is 82.5
     assert latency_stats([2.0])["std"] == 0.0
+
+
+def test_timed_calls_split_into_repeats():
+    assert split_calls(200, 5) == [40] * 5
+    assert split_calls(10, 3) == [4, 3, 3] and split_calls(2, 5) == [1, 1] and split_calls(7, 1) == [7]
+    calls = []
+    r = time_batch(lambda x: calls.append(x.shape[0]), np.zeros((2, 1, 1, 1), np.float32), warmup=3,
+                   iterations=10, repeats=3)
+    assert len(calls) == 1 + 3 + 10 and r["iterations"] == 10 and r["repeats"] == 3
+    chunks = (r["samples_ms"][:4], r["samples_ms"][4:7], r["samples_ms"][7:])
+    assert r["repeat_p50_ms"] == [float(np.median(c)) for c in chunks]
+    assert r["latency_ms"]["p50"] == pytest.approx(float(np.median(r["samples_ms"])))
+    timed = time_batch(lambda x: None, np.zeros((1, 1, 1, 1), np.float32), warmup=0, iterations=None,
+                       duration=0.002, repeats=4)  # each loop gets a share, and at least one call
+    assert timed["repeats"] == 4 and timed["iterations"] >= 4
+
+
+def test_latency_spread_cells():
+    assert ms_range(1.1023, 1.4012) == "1.10-1.40" and ms_range(9.87, 14.46) == "9.87-14.5"
+    assert ms_range(0.05234, 172.8) == "0.0523-173" and ms_range(None, 2.0) is None
+    timing = {"latency_ms": {"p10": 1.0, "p50": 1.2, "p90": 2.0}, "repeat_p50_ms": [1.25, 1.18, 1.3]}
+    assert latency_cells(timing) == {"p10_p90_ms": "1.00-2.00", "repeat_p50_ms": "1.18-1.30"}
+    # a result from before repeats: no spread of the medians, p10 absent
+    assert latency_cells({"latency_ms": {"p50": 1.2, "p90": 2.0}}) == {"p10_p90_ms": None,
+                                                                       "repeat_p50_ms": None}
 
 
 def test_batch_size_lists():

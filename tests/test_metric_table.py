@@ -102,7 +102,7 @@ def test_a_metric_added_through_the_table_reaches_card_markdown_table_gates(wors
 def test_a_metric_added_through_the_table_reaches_the_sweep_csv(worst_cell_metric, tiny_recipe, tmp_path):
     # A finished point: its bundle holds the card of the same resolved recipe, so the sweep reads
     # it instead of training, and only the table and CSV code runs.
-    point = load_recipe(tiny_recipe, ["distill.temperature=2"])
+    point = load_recipe(tiny_recipe, ["distill.temperature=2", "name=tiny-distill.temperature-2"])
     card = _card(point)
     bundle = tmp_path / "tiny" / "sweep" / "distill.temperature=2" / "bundle"
     bundle.mkdir(parents=True)
@@ -110,9 +110,15 @@ def test_a_metric_added_through_the_table_reaches_the_sweep_csv(worst_cell_metri
     result = run_sweep(tiny_recipe, ["distill.temperature=2"], out=tmp_path, log=lambda m: None)
     with open(result.csv_path) as fh:
         rows = list(csv.DictReader(fh))
+    intervals = [f"{m}_{end}" for m in ("top1", "mean_abs_disparity", "dpd", "eod", "worst_cell_recall")
+                 for end in ("low", "high")]
     assert list(rows[0]) == ["distill.temperature", "top1", "mean_abs_disparity", "dpd", "eod",
-                             "worst_cell_recall", "adversary_top1", "adversary_reference",
-                             "teacher_top1", "teacher_mean_abs_disparity", "baseline_top1",
-                             "baseline_mean_abs_disparity", "onnx_agreement", "onnx_int8_agreement",
-                             "onnx_int8_trt_agreement", "onnx_fp16_agreement", "bundle"]
+                             "worst_cell_recall", *intervals, "ci_level", "adversary_top1",
+                             "adversary_reference", "teacher_top1", "teacher_mean_abs_disparity",
+                             "baseline_top1", "baseline_mean_abs_disparity", "onnx_agreement",
+                             "onnx_int8_agreement", "onnx_int8_trt_agreement", "onnx_fp16_agreement",
+                             "bundle", "tarball"]
     assert float(rows[0]["worst_cell_recall"]) == pytest.approx(0.5)
+    ci = card["models"]["student"]["ci"]["worst_cell_recall"]  # its interval rides along too
+    assert (float(rows[0]["worst_cell_recall_low"]), float(rows[0]["worst_cell_recall_high"])) == \
+        (ci["low"], ci["high"])

@@ -11,7 +11,7 @@ from PIL import Image
 
 from edgekd.cli import main
 from edgekd.errors import EdgeKDError
-from edgekd.sweep import grid_points, pareto_front, parse_grid
+from edgekd.sweep import grid_points, pareto_front, parse_grid, point_name
 
 
 def test_parse_grid_and_points():
@@ -34,6 +34,15 @@ def test_parse_grid_errors(items, needle):
         parse_grid(items)
 
 
+def test_point_names_are_release_names():
+    assert point_name("tiny", {"distill.temperature": 8}) == "tiny-distill.temperature-8"
+    assert point_name("q", {"distill.method": "kd", "debias.lambda": 0.5}) == \
+        "q-distill.method-kd_debias.lambda-0.5"
+    assert point_name("q", {"data.crop": [1, 2]}) == "q-data.crop--1--2-"  # "[1, 2]": no brackets
+    long = point_name("q" * 90, {"distill.temperature": 8})
+    assert len(long) == 100 and long.startswith("q" * 87 + "-")
+
+
 def test_pareto_front_hand_worked():
     # (top1, mean |disparity|): B beats A on both; C is more accurate but less fair than B; D is
     # beaten by C
@@ -51,6 +60,16 @@ def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
     assert [c.parent.parent.name for c in cards] == ["distill.temperature=2", "distill.temperature=8"]
     temperatures = [json.loads(c.read_text())["distillation"]["temperature"] for c in cards]
     assert temperatures == [2, 8]
+    # each point is its own release: name in card and manifest, tarball named after it, verified
+    tarballs = []
+    for card, t in zip(cards, (2, 8)):
+        name = f"tiny-distill.temperature-{t}"
+        manifest = json.loads((card.parent / "manifest.json").read_text())
+        assert json.loads(card.read_text())["name"] == manifest["name"] == name
+        tarballs.append(card.parent.parent / f"{name}-0.1.0.tar.gz")
+        assert sorted(p.name for p in card.parent.parent.glob("*.tar.gz")) == [tarballs[-1].name]
+        checked = runner.invoke(main, ["verify", str(tarballs[-1]), "--name", name])
+        assert checked.exit_code == 0, checked.output
     report = sweep_dir / "distill.temperature"
     with open(report / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -59,9 +78,22 @@ def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
     for row, card in zip(rows, cards):  # each exported file's agreement with its student
         exported = json.loads(card.read_text())["models"]["onnx"]["vs_student"]
         assert float(row["onnx_agreement"]) == pytest.approx(exported["prediction_agreement"])
-    for name in ("accuracy_vs_disparity.png", "metrics_vs_distill.temperature.png"):
+    table = result.output.split("\n\n")[-2]  # the sweep table, between the build logs and results:
+    header = table.splitlines()[0]
+    assert "top-1 [95% CI]" in header and "mean |disp| [95% CI]" in header
+    for row, card, tarball in zip(rows, cards, tarballs):  # the intervals are the card's
+        student = json.loads(card.read_text())["models"]["student"]
+        for key in ("top1", "mean_abs_disparity", "dpd", "eod"):
+            assert float(row[f"{key}_low"]) == student["ci"][key]["low"]
+            assert float(row[f"{key}_high"]) == student["ci"][key]["high"]
+        top1, ci = student["metrics"]["top1"], student["ci"]["top1"]
+        line = next(x for x in table.splitlines() if x.startswith(row["distill.temperature"] + " "))
+        assert f"{top1:.4f} [{ci['low']:.4f}, {ci['high']:.4f}]" in line
+        assert row["tarball"] == str(tarball)
+    sizes = {"accuracy_vs_disparity.png": (605, 440), "metrics_vs_distill.temperature.png": (1408, 330)}
+    for name, size in sizes.items():  # figsize x 110 dpi
         with Image.open(report / name) as image:
-            assert image.format == "PNG" and image.size[0] > 100
+            assert image.format == "PNG" and image.size == size
     assert "Pareto" in result.output and "top-1" in result.output
     # teacher and baseline ride along as references: in the CSV, under the table, in the plot
     teacher = json.loads(cards[0].read_text())["models"]["teacher"]["metrics"]
@@ -99,20 +131,25 @@ def test_bad_grid_key_or_value_is_one_line_and_trains_nothing(tiny_recipe, tmp_p
 
 
 def test_sweep_table_shows_adversary_against_its_reference_and_the_references(tmp_path):
-    from edgekd.sweep import format_sweep_table, write_sweep_plots
+    from edgekd.sweep import _error_bars, format_sweep_table, write_sweep_plots
 
     rows = [{"debias.lambda": lam, "top1": acc, "mean_abs_disparity": disp, "adversary_top1": adv,
              "adversary_reference": 0.5, "teacher_top1": 0.7, "teacher_mean_abs_disparity": 0.36,
              "baseline_top1": 0.62, "baseline_mean_abs_disparity": 0.5}
             for lam, acc, disp, adv in ((0, 0.6, 0.5, 0.97), (1, 0.7, 0.2, 0.55))]
+    rows[1].update(top1_low=0.65, top1_high=0.74, mean_abs_disparity_low=0.1,
+                   mean_abs_disparity_high=0.3, ci_level=0.95)  # the first point has no interval
     for row in rows:
         row.update({k: None for k in ("dpd", "eod") if k not in row})
     table = format_sweep_table(rows, ["debias.lambda"])
     header = table.splitlines()[0]
     assert "adversary acc." in header and "no-leak ref." in header
     assert "0.9700" in table and "0.5000" in table
+    assert "top-1 [95% CI]" in header and "0.7000 [0.6500, 0.7400]" in table
+    assert "0.2000 [0.1000, 0.3000]" in table and "0.6000 " in table.splitlines()[2]
     assert table.splitlines()[-1] == ("teacher: top-1 0.7000, mean |disparity| 0.3600; "
                                       "baseline: top-1 0.6200, mean |disparity| 0.5000")
     plots = write_sweep_plots(rows, ["debias.lambda"], tmp_path)
     with Image.open(plots[0]) as image:
-        assert image.format == "PNG"
+        assert image.format == "PNG" and image.size == (605, 440)
+    assert _error_bars(rows, "top1", [0.6, 0.7]) == [[0.0, pytest.approx(0.05)], [0.0, pytest.approx(0.04)]]

@@ -27,8 +27,9 @@ from edgekd.errors import EdgeKDError
 from edgekd.registry import Registry
 
 __all__ = ["BACKENDS", "BenchBackend", "PREFERRED_PROVIDERS", "Backend", "resolve_providers",
-           "provider_options", "file_precision", "DEFAULT_TRT_CACHE", "load_onnxruntime", "load_tensorrt",
-           "load_torch", "tensorrt_available", "engine_without_tensorrt"]
+           "provider_options", "gpu_providers", "file_precision", "DEFAULT_TRT_CACHE",
+           "load_onnxruntime", "load_tensorrt", "load_torch", "tensorrt_available",
+           "engine_without_tensorrt"]
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 _ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
             "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
@@ -83,6 +84,16 @@ def resolve_providers(requested: str | Sequence[str] | None, available: Sequence
                               f"{_version('onnxruntime') or ''}; available: {', '.join(available)}")
         chosen.append(full)
     return chosen
+
+
+def gpu_providers(providers: Sequence[str]) -> list[str]:
+    """Those of ``providers`` that run on an NVIDIA GPU (TensorRT's and CUDA's): where the files
+    meant for TensorRT are what ships.
+
+    >>> gpu_providers(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    ['CUDAExecutionProvider']
+    """
+    return [p for p in providers if p in PREFERRED_PROVIDERS[:2]]
 
 
 def file_precision(name: str) -> str:

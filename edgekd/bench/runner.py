@@ -2,8 +2,10 @@
 
 :func:`run_bench` checks every option first (one :class:`~edgekd.errors.EdgeKDError` line for a
 bad one), picks the backend and the model file, then for each batch size times the first
-inference, a warm-up and the timed calls (:func:`edgekd.bench.timing.time_batch`), with
-tegrastats sampling power during the timed calls when asked. ``--backend trtexec`` hands the
+inference, a warm-up and the timed calls in a few back-to-back repeats
+(:func:`edgekd.bench.timing.time_batch`), with tegrastats sampling power during the timed calls
+when asked. By default it times batch sizes 1 and 8 (those the model takes, for a model built
+for one batch size or an engine profile without them). ``--backend trtexec`` hands the
 timing to NVIDIA's trtexec instead. The result is a plain dict, schema ``edgekd.bench/v1``.
 
     result = run_bench("runs/quickstart/bundle", batch_sizes="1,8", iterations=200)
@@ -22,25 +24,28 @@ from edgekd.bench.backends import (
     DEFAULT_TRT_CACHE,
     Backend,
     engine_without_tensorrt,
+    gpu_providers,
     load_onnxruntime,
     tensorrt_available,
 )
 from edgekd.bench.device import describe_device, gpu_memory_used_mb, peak_rss_mb
 from edgekd.bench.target import Target, resolve_target
 from edgekd.bench.tegrastats import TegrastatsSampler, find_tegrastats, summarise_power
-from edgekd.bench.timing import random_batch, time_batch
+from edgekd.bench.timing import DEFAULT_REPEATS, random_batch, time_batch
 from edgekd.bundle.eval_set import EVAL_SET, read_eval_set
 from edgekd.bundle.manifest import read_manifest
 from edgekd.card.io import load_card
 from edgekd.errors import EdgeKDError
+from edgekd.export.files import INT8_ONNX, INT8_TRT_ONNX
 from edgekd.files import sha256_file
 from edgekd.versions import library_versions
 
-__all__ = ["BENCH_SCHEMA", "DEFAULT_ITERATIONS", "parse_batch_sizes", "choose_backend", "run_bench",
-           "bundle_info"]
+__all__ = ["BENCH_SCHEMA", "DEFAULT_BATCH_SIZES", "DEFAULT_ITERATIONS", "parse_batch_sizes",
+           "default_batch_sizes", "check_options", "choose_backend", "run_bench", "bundle_info"]
 
 BENCH_SCHEMA = "edgekd.bench/v1"
-DEFAULT_ITERATIONS = 100
+DEFAULT_BATCH_SIZES = (1, 8)
+DEFAULT_ITERATIONS = 200  # per batch size, split over the repeats (5 x 40 by default)
 TRTEXEC_WARMUP_MS = 200
 
 
@@ -96,7 +101,12 @@ def _files(target: Target, kind: str) -> list[Path]:
     return sorted(target.files(kind), key=lambda p: p.name != "model.onnx")
 
 
-def _check_numbers(*, threads, warmup, iterations, duration, tegrastats_interval_ms) -> int | None:
+def check_options(*, threads: int | None, warmup: int, iterations: int | None, duration: float | None,
+                  repeats: int, tegrastats_interval_ms: int = 100) -> int | None:
+    """One line for the first bad number; the timed calls per batch size (the default when
+    neither ``iterations`` nor ``duration`` is given)."""
+    if repeats < 1:
+        raise EdgeKDError(f"--repeats: {repeats}; must be a positive integer")
     if threads is not None and threads < 1:
         raise EdgeKDError(f"--threads: {threads}; must be a positive integer")
     if warmup < 0:
@@ -146,8 +156,23 @@ def _build_top1(target: Target, file: str) -> float | None:
     return None
 
 
-def _bench_in_process(backend: Backend, chw, sizes, *, warmup, iterations, duration, sampler_factory,
-                      progress, has_gpu, log) -> list[dict]:
+def default_batch_sizes(backend: Backend | None) -> list[int]:
+    """:data:`DEFAULT_BATCH_SIZES`, less those ``backend`` cannot take (a model built for one batch
+    size, an engine's profile); when it takes none of them, its own (the fixed batch, or the
+    profile's smallest)."""
+    sizes = list(DEFAULT_BATCH_SIZES)
+    if backend is None:
+        return sizes
+    if backend.fixed_batch is not None:
+        return [backend.fixed_batch]
+    if backend.batch_range is not None:
+        low, high = backend.batch_range
+        return [b for b in sizes if low <= b <= high] or [low]
+    return sizes
+
+
+def _bench_in_process(backend: Backend, chw, sizes, *, warmup, iterations, duration, repeats,
+                      sampler_factory, progress, has_gpu, log) -> list[dict]:
     if backend.fixed_batch is not None and any(b != backend.fixed_batch for b in sizes):
         raise EdgeKDError(f"{backend.model}: built for batch size {backend.fixed_batch} only; use "
                           f"--batch-sizes {backend.fixed_batch} (or export with a dynamic batch)")
@@ -163,13 +188,15 @@ def _bench_in_process(backend: Backend, chw, sizes, *, warmup, iterations, durat
         x = random_batch(b, chw, backend.input_dtype)
         sampler = sampler_factory() if sampler_factory else None
         r = time_batch(backend.infer, x, warmup=warmup, iterations=iterations, duration=duration,
-                       progress=progress, desc=f"{backend.name} batch {b}", sampler=sampler)
+                       repeats=repeats, progress=progress, desc=f"{backend.name} batch {b}",
+                       sampler=sampler)
         r["peak_rss_mb"] = peak_rss_mb()
         r["gpu_memory_mb"] = gpu_memory_used_mb() if has_gpu else None
         r["power"] = (summarise_power(sampler.samples, images=b * r["iterations"], seconds=r["wall_s"])
                       if sampler else None)
-        log(f"batch {b}: p50 {r['latency_ms']['p50']:.3f} ms, {r['throughput_ips']:.1f} images/s "
-            f"({r['iterations']} calls)")
+        lat = r["latency_ms"]
+        log(f"batch {b}: p50 {lat['p50']:.3f} ms (p10-p90 {lat['p10']:.3f}-{lat['p90']:.3f}), "
+            f"{r['throughput_ips']:.1f} images/s ({r['iterations']} calls in {r['repeats']} repeats)")
         results.append(r)
     return results
 
@@ -201,6 +228,8 @@ def _bench_trtexec(model: Path, target: Target, sizes, *, iterations, duration, 
             "batch": b,
             "iterations": calls,
             "latency_ms": out["latency_ms"],
+            "repeats": None,  # trtexec times in one run of its own
+            "repeat_p50_ms": None,
             "throughput_ips": out["throughput_ips"],
             "first_inference_ms": None,
             "wall_s": seconds,
@@ -216,8 +245,9 @@ def _bench_trtexec(model: Path, target: Target, sizes, *, iterations, duration, 
 
 
 def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Sequence[str] | None = None,
-              batch_sizes: str | Sequence[int] = "1", threads: int | None = None, warmup: int = 10,
-              iterations: int | None = None, duration: float | None = None, tegrastats: bool = False,
+              batch_sizes: str | Sequence[int] | None = None, threads: int | None = None,
+              warmup: int = 10, iterations: int | None = None, duration: float | None = None,
+              repeats: int = DEFAULT_REPEATS, tegrastats: bool = False,
               tegrastats_interval_ms: int = 100, evaluate: bool = False, progress: bool = False,
               trt_cache: str | Path | None = DEFAULT_TRT_CACHE, reference=None,
               log: Callable[[str], None] | None = None) -> dict:
@@ -231,15 +261,18 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
         ``auto``, ``onnxruntime``, ``tensorrt``, ``trtexec`` or ``torch``.
     providers : str or list of str, optional
         onnxruntime execution providers (default: best available of TensorRT, CUDA, CPU).
-    batch_sizes : str or list of int
-        ``"1,8"`` or ``[1, 8]``.
+    batch_sizes : str or list of int, optional
+        ``"1,8"`` or ``[1, 8]`` (default: 1 and 8, see :func:`default_batch_sizes`).
     threads : int, optional
         Intra-op threads (onnxruntime) or torch threads.
     warmup : int
         Untimed calls after the first inference (trtexec: a fixed 200 ms warm-up instead).
     iterations, duration : int or float, optional
-        Timed calls per batch size, or seconds per batch size; at most one
-        (default: 100 iterations).
+        Timed calls per batch size, or seconds per batch size, split over the repeats; at most
+        one (default: 200 iterations).
+    repeats : int
+        Back-to-back timed loops per batch size (default 5); each loop's median is kept
+        (``repeat_p50_ms``) to show how far the median moves between loops.
     tegrastats : bool
         Sample power with tegrastats during the timed calls (Jetson only).
     tegrastats_interval_ms : int
@@ -263,13 +296,15 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
         ``schema`` (``edgekd.bench/v1``), ``edgekd``, ``measured_at``, ``artifact`` (file, path,
         sha256, size_bytes), ``bundle`` (name, version, or None), ``backend``, ``runtime``,
         ``device``, ``versions``, ``settings``, ``session_s``, ``results`` (one per batch size:
-        batch, iterations, latency_ms {mean, std, min, p50, p90, p95, p99, max}, throughput_ips,
-        first_inference_ms, wall_s, peak_rss_mb, gpu_memory_mb, power, samples_ms) and ``eval``.
+        batch, iterations, latency_ms {mean, std, min, p10, p25, p50, p75, p90, p95, p99, max},
+        repeats, repeat_p50_ms, throughput_ips, first_inference_ms, wall_s, peak_rss_mb,
+        gpu_memory_mb, power, samples_ms) and ``eval``.
     """
     log = log or (lambda message: None)
-    sizes = parse_batch_sizes(batch_sizes)
-    iterations = _check_numbers(threads=threads, warmup=warmup, iterations=iterations,
-                                duration=duration, tegrastats_interval_ms=tegrastats_interval_ms)
+    sizes = parse_batch_sizes(batch_sizes) if batch_sizes is not None else None
+    iterations = check_options(threads=threads, warmup=warmup, iterations=iterations,
+                                duration=duration, repeats=repeats,
+                                tegrastats_interval_ms=tegrastats_interval_ms)
     resolved = resolve_target(target)
     name, model = choose_backend(resolved, backend)
     if backend == "auto" and name == "onnxruntime" and resolved.files("engine"):
@@ -294,14 +329,19 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
     device = describe_device()
     evaluation = None
     if name == "trtexec":
+        sizes = sizes or default_batch_sizes(None)
         results, runtime, chw = _bench_trtexec(model, resolved, sizes, iterations=iterations,
                                           duration=duration, sampler_factory=sampler_factory, log=log)
         session_s = None
     else:
         loaded = BACKENDS[name].load(model, providers=providers, threads=threads, trt_cache=trt_cache)
         chw = _input_chw(resolved, loaded, model)
+        sizes = sizes or default_batch_sizes(loaded)
+        if model.name == INT8_TRT_ONNX and not gpu_providers(loaded.runtime.get("providers") or []):
+            log(f"{model.name} is the TensorRT form (symmetric int8 Q/DQ meant for TensorRT); on "
+                f"onnxruntime's CPU provider it is not the fast form ({INT8_ONNX} is)")
         results = _bench_in_process(loaded, chw, sizes, warmup=warmup, iterations=iterations,
-                                    duration=duration, sampler_factory=sampler_factory,
+                                    duration=duration, repeats=repeats, sampler_factory=sampler_factory,
                                     progress=progress, has_gpu=bool(device["gpus"]), log=log)
         runtime, session_s = loaded.runtime, loaded.session_s
         if evaluate:
@@ -328,6 +368,7 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
         "versions": library_versions(),
         "settings": {
             "batch_sizes": sizes, "warmup": warmup, "iterations": iterations, "duration_s": duration,
+            "repeats": repeats if name != "trtexec" else None,
             "input_shape": list(chw),
             "input": "random standard normal (seed 0)",
             "tegrastats_interval_ms": tegrastats_interval_ms if tegrastats else None,

@@ -14,11 +14,14 @@ import numpy as np
 
 __all__ = ["PERCENTILES", "latency_stats"]
 
-PERCENTILES = (50, 90, 95, 99)
+PERCENTILES = (10, 25, 50, 75, 90, 95, 99)
 
 
 def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
-    """Mean, std, min, p50, p90, p95, p99 and max of latencies in milliseconds.
+    """Mean, std, min, p10, p25, p50, p75, p90, p95, p99 and max of latencies in milliseconds.
+
+    p50 is the median a bench reports; p10-p90 is its spread (the middle 80% of calls), p25-p75
+    the interquartile range.
 
     Parameters
     ----------
@@ -28,12 +31,15 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
     Returns
     -------
     dict
-        ``mean``, ``std``, ``min``, ``p50``, ``p90``, ``p95``, ``p99``, ``max`` (floats, ms).
+        ``mean``, ``std``, ``min``, ``p10``, ``p25``, ``p50``, ``p75``, ``p90``, ``p95``,
+        ``p99``, ``max`` (floats, ms).
 
     Examples
     --------
     >>> latency_stats([1, 2, 3, 4])["p50"]
     2.5
+    >>> latency_stats([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])["p10"]
+    2.0
     """
     x = np.asarray(samples_ms, dtype=np.float64)
     if x.ndim != 1 or len(x) == 0:

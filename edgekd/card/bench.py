@@ -7,25 +7,58 @@
 - :func:`add_engine_evaluation`: a TensorRT engine built and evaluated on the device
   (``edgekd engine``) as one more model entry, with its release gates.
 
-Table columns of on-device metrics come from the metric table.
+Table columns of on-device metrics come from the metric table. Each latency is shown as its
+median (p50) with two spreads: p10-p90 of the timed calls, and the range of the medians of the
+timing loop's repeats (results from before repeats show ``-`` there).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 from edgekd.fairness.metric_table import METRICS
 
 __all__ = ["BENCH_HEADERS", "bench_headers", "card_entry", "add_bench_result", "add_engine_evaluation",
-           "result_rows", "bench_rows"]
+           "result_rows", "bench_rows", "latency_cells", "ms_range"]
 
 BENCH_HEADERS = {
     "device": "device", "backend": "backend", "artifact": "artifact", "batch": "batch",
-    "p50_ms": "p50 ms", "p90_ms": "p90 ms", "p99_ms": "p99 ms", "mean_ms": "mean ms",
+    "p50_ms": "p50 ms", "p10_p90_ms": "p10-p90 ms", "repeat_p50_ms": "p50 of repeats",
+    "p90_ms": "p90 ms", "p99_ms": "p99 ms", "mean_ms": "mean ms",
     "images_per_s": "images/s", "first_ms": "first ms", "peak_rss_mb": "peak RSS MB",
     "power_w": "power W", "mj_per_image": "mJ/image",
 }
 """Timing columns; :func:`bench_headers` adds the metric table's and agreement."""
+
+
+def _significant(value: float, digits: int = 3) -> str:
+    """``value`` to ``digits`` significant digits without an exponent: 1.29, 14.5, 173, 0.0523."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
+def ms_range(low, high) -> str | None:
+    """``"1.10-1.40"``: a latency range in ms (3 significant digits), or None without both ends.
+
+    >>> ms_range(1.1023, 1.4012)
+    '1.10-1.40'
+    """
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        return None
+    return f"{_significant(low)}-{_significant(high)}"
+
+
+def latency_cells(timing: dict) -> dict[str, str | None]:
+    """The spread columns of one batch size's timing: ``p10_p90_ms`` (p10 to p90 of the timed
+    calls) and ``repeat_p50_ms`` (lowest to highest median of the repeats)."""
+    lat = timing.get("latency_ms") or {}
+    medians = timing.get("repeat_p50_ms")
+    medians = [m for m in medians if isinstance(m, (int, float))] if isinstance(medians, list) else []
+    return {"p10_p90_ms": ms_range(lat.get("p10"), lat.get("p90")),
+            "repeat_p50_ms": ms_range(min(medians), max(medians)) if medians else None}
 
 
 def bench_headers() -> dict[str, str]:
@@ -43,7 +76,8 @@ def result_rows(result: dict, *, device: bool = False) -> list[dict]:
             "backend": result["backend"],
             "artifact": result["artifact"]["file"],
             "batch": r["batch"],
-            "p50_ms": lat.get("p50"), "p90_ms": lat.get("p90"), "p99_ms": lat.get("p99"),
+            "p50_ms": lat.get("p50"), **latency_cells(r),
+            "p90_ms": lat.get("p90"), "p99_ms": lat.get("p99"),
             "mean_ms": lat.get("mean"),
             "images_per_s": r.get("throughput_ips"),
             "first_ms": r.get("first_inference_ms"),
