@@ -220,7 +220,8 @@ def test_a_csv_build_names_its_group_column_and_keeps_no_local_path(tmp_path):
 name: shop
 threads: 1
 data: {{source: csv, root: private-folder/shop, image_size: 16, path_column: file,
-        label_column: animal, group_column: background, cache_dir: {tmp_path / 'cache'}}}
+        label_column: animal, group_column: background, max_bad_fraction: 1,
+        cache_dir: {tmp_path / 'cache'}}}
 teacher: {{arch: test_efficientnet, epochs: 1, batch_size: 4}}
 student: {{arch: test_efficientnet, epochs: 1, batch_size: 4}}
 export: {{onnx: {{exporter: torchscript, opset: 17}}}}
