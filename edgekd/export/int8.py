@@ -495,7 +495,8 @@ def export_int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
         form, result = FORMS[key], results[key]
         reason = shipped_reason(result.tries, result.shipped, cfg.min_agreement)
         outcome = "" if result.reached else f" -> gate {INT8_GATE} " + (
-            "fails" if cfg.on_miss == "fail" else "only warns (export.int8.on_miss: warn)")
+            "fails (export.int8.on_miss=warn ships it with a warning)" if cfg.on_miss == "fail"
+            else "only warns (export.int8.on_miss: warn)")
         ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration): "
                 f"shipped: {reason}{outcome}")
         extra, cache = {}, {}
