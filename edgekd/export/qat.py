@@ -226,19 +226,20 @@ class FineTuningCost:
 
 def probe_fine_tuning(student: nn.Module, train_for_pass: Callable[[int], Split],
                       calibration_images: np.ndarray, mean, std, *, symmetric: bool,
-                      probe_steps: int = 3, batch_size: int = 32) -> FineTuningCost:
+                      probe_steps: int = 5, batch_size: int = 32) -> FineTuningCost:
     """Time :func:`quantization_aware_finetune` on ``probe_steps`` steps after one warm-up step
     (the first step allocates; its time is left out) and return the cost of each part; the copy
-    it tunes is thrown away and ``student`` is untouched. A step costs the mean of the timed
-    ones, not their median: on a shared machine the steps another process slows down are part
-    of what the run will take."""
+    it tunes is thrown away and ``student`` is untouched. A step costs the median of the timed
+    ones: on a shared machine one step another process stalled would otherwise price them all
+    (a mean of 3 steps once priced 300 tiny steps at 15 minutes; they took 3). The estimate is a
+    snapshot of the machine's load, not a promise."""
     clock: dict = {}
     quantization_aware_finetune(student, train_for_pass, calibration_images, mean, std,
                                 symmetric=symmetric, steps=probe_steps + 1, batch_size=batch_size,
                                 clock=clock)
     steps = clock["steps"][1:] or clock["steps"]
     return FineTuningCost(setup_seconds=clock["setup"], refresh_seconds=clock["refresh"][0],
-                          step_seconds=float(np.mean(steps)))
+                          step_seconds=float(np.median(steps)))
 
 
 def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[int], Split],
