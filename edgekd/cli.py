@@ -77,9 +77,9 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     click.echo("")
     click.echo("stages: " + ", ".join(f"{k} {v}" for k, v in result.stage_status.items()))
     click.echo(f"bundle: {result.bundle_dir}")
-    from edgekd.card.gates import describe_gate
+    from edgekd.card.gates import describe_gate, warned_gates
 
-    for gate in result.failed_gates:
+    for gate in warned_gates(result.card) + result.failed_gates:
         click.echo(describe_gate(gate), err=True)
     if result.failed_gates:
         sys.exit(1)
@@ -93,7 +93,7 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
 def card(bundle: Path, formats: str, check: bool) -> None:
     """Print a bundle's card, or check its gates and checksums."""
     from edgekd.bundle import verify_report
-    from edgekd.card.gates import describe_gate, failed_gates
+    from edgekd.card.gates import describe_gate, failed_gates, warned_gates
     from edgekd.card.html import bundle_plots, render_html
     from edgekd.card.io import load_card
     from edgekd.card.markdown import render_markdown
@@ -108,11 +108,13 @@ def card(bundle: Path, formats: str, check: bool) -> None:
     if check:
         files, note = verify_report(bundle)  # the one verify: checksums, and a signature if any
         problems = files + [describe_gate(g) for g in failed_gates(data)]
-        for line in problems:
+        warnings = [describe_gate(g) for g in warned_gates(data)]
+        for line in warnings + problems:
             click.echo(line, err=True)
         if problems:
             sys.exit(1)
-        click.echo(f"{bundle}: all gates pass, all checksums match" + (f" ({note})" if note else ""))
+        gates = (f"all gates pass but {len(warnings)} that only warn" if warnings else "all gates pass")
+        click.echo(f"{bundle}: {gates}, all checksums match" + (f" ({note})" if note else ""))
         return
     for fmt in chosen:
         if fmt == "md":

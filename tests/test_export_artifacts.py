@@ -162,12 +162,12 @@ def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, 
     for n, attempt in enumerate(result.tries):  # one more group kept in float per try
         assert attempt["kept_in_float"] == labels[:n]
     agreements = [t["agreement"] for t in result.tries]
-    chosen = len(result.kept_in_float)  # the try that ships: the last that measurably gained
+    chosen = result.shipped  # the bound out of reach: the best try seen ships (the earliest of equals)
+    assert chosen == agreements.index(max(agreements))
     assert result.tries[chosen]["kept_in_float"] == result.kept_in_float
     assert result.agreement == agreements[chosen]
-    assert all(agreements[n + 1] > agreements[n] + MIN_GAIN for n in range(chosen))
-    if chosen < len(result.tries) - 1:  # the next try stopped the search: it gained too little
-        assert chosen == len(result.tries) - 2
+    # every try but the last measurably gained; the last ended the search or the plan did
+    assert all(agreements[n + 1] > agreements[n] + MIN_GAIN for n in range(len(agreements) - 2))
     assert result.path.is_file()
 
 
@@ -336,16 +336,21 @@ def test_verify_a_tarball_and_a_tampered_one(artifact_build, tmp_path):
 def test_int8_aware_fine_tuning_is_tried_and_recorded(artifact_build):
     """With ``qat: on`` each form's all-INT8 try of the student as it is comes first, then the
     fine-tuned copy's tries (measured against the original student's file); the card says which
-    shipped, and card.md says so when the fine-tuned one did."""
+    shipped and why, and card.md says so when the fine-tuned one did."""
+    from edgekd.export.int8 import shipped_try
+
     for name in ("onnx_int8", "onnx_int8_trt"):
         export = artifact_build.card["models"][name]["export"]
         tries = export["tries"]
         assert export["qat"] == "on" and tries[0]["kept_in_float"] == [] and "note" not in tries[0]
         tuned = [t for t in tries if t.get("note") == "after INT8-aware fine-tuning"]
         assert tuned and tuned[0]["kept_in_float"] == []
-        best_before = max(t["agreement"] for t in tries if "note" not in t)
-        assert export["fine_tuned"] == (max(t["agreement"] for t in tuned) > best_before)
-        assert export["agreement_with_fp32_on_validation"] == max(t["agreement"] for t in tries)
+        shipped = export["shipped"]["try"]
+        assert shipped == shipped_try(tries, export["min_agreement"])
+        assert export["fine_tuned"] == ("note" in tries[shipped])
+        assert export["agreement_with_fp32_on_validation"] == tries[shipped]["agreement"]
+        assert export["fine_tuning_decision"]["ran"] and export["fine_tuning_decision"]["by"] == \
+            "export.int8.qat: on"
         if export["fine_tuned"]:
             assert export["fine_tuning"] == {"steps": 6, "lr": 5e-4}
             assert "after INT8-aware fine-tuning of a copy of the student (6 steps" in \

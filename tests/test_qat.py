@@ -111,5 +111,44 @@ def test_fine_tuning_moves_a_copy_and_keeps_the_students_predictions(tmp_path):
     assert set(tuned.state_dict()) == set(before)  # no parametrization left behind
     assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
     assert passes == [0, 1, 2]  # 32 images of batches of 16: a pass is 2 steps, 5 steps start 3
-    assert len(messages) == 3 and "step 5/5" in messages[-1] and "batch agreement" in messages[-1]
+    # a line every refresh_every steps, and the last; each with the time so far and left
+    steps = [m.split(" step ")[1].split(":")[0] for m in messages]
+    assert {"2/5", "4/5", "5/5"} <= set(steps) and steps[-1] == "5/5"
+    assert all("batch agreement" in m and " elapsed" in m for m in messages)
+    assert all("left" in m for m in messages[:-1]) and "left" not in messages[-1]
     assert type(tuned) is type(student)  # exports like any student
+
+
+def test_fine_tuning_progress_lines_come_by_time_too_and_the_probe_times_the_parts():
+    from edgekd.export.qat import probe_fine_tuning
+
+    student = _tiny()
+    images = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
+    split = Split(images, np.arange(32) % 2, (np.arange(32) // 2) % 2)
+    messages: list[str] = []
+    quantization_aware_finetune(student, lambda k: split, images, (0.5,) * 3, (0.25,) * 3,
+                                symmetric=False, steps=3, batch_size=8, refresh_every=50,
+                                progress_seconds=0.0, label="model.int8.onnx", log=messages.append)
+    assert [m.split(": KL")[0] for m in messages] == [
+        f"export: INT8-aware fine-tuning (model.int8.onnx) step {k}/3" for k in (1, 2, 3)]
+    assert "about" in messages[0] and "left" in messages[0]
+    cost = probe_fine_tuning(student, lambda k: split, images, (0.5,) * 3, (0.25,) * 3,
+                             symmetric=True, probe_steps=2, batch_size=8)
+    assert cost.step_seconds > 0 and cost.refresh_seconds > 0 and cost.setup_seconds > 0
+
+
+def test_a_non_finite_fine_tuning_loss_stops_in_one_line_naming_the_step():
+    from edgekd.errors import EdgeKDError
+
+    student = _tiny()
+    with torch.no_grad():
+        student.get_classifier().bias.fill_(float("nan"))  # a student whose outputs are NaN
+    images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    split = Split(images, np.arange(16) % 2, (np.arange(16) // 2) % 2)
+    with pytest.raises(EdgeKDError) as err:
+        quantization_aware_finetune(student, lambda k: split, images, (0.5,) * 3, (0.25,) * 3,
+                                    symmetric=True, steps=5, batch_size=8, label="model.int8.trt.onnx")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("export.int8.qat: the INT8-aware fine-tuning loss is nan at step 1 of 5 "
+                              "(model.int8.trt.onnx); fine-tuning stopped")

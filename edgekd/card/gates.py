@@ -7,6 +7,13 @@ a reference: the student's mean |disparity| against the teacher's, and for expor
 only, agreement with and top-1 drop against the torch student. Each evaluated gate is one entry
 ``{name, artifact, metric, threshold, comparison, value, passed}``; a gate whose value is
 undefined (no class with support in every group) fails, since a release cannot show it holds.
+
+One gate takes its threshold from the export section rather than ``card.gates``:
+``int8_min_agreement`` (:func:`int8_gates`), each INT8 file's agreement with fp32 on the
+validation images against ``export.int8.min_agreement``, both read from the file's ``export``
+entry on the card. With ``export.int8.on_miss: warn`` a miss is kept on the card with
+``on_miss: warn``: it does not pass, but it does not fail the release either
+(:func:`failed_gates` leaves it out, :func:`warned_gates` lists it).
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from edgekd.config import Section
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metric_table import difference, gated_metrics
 
-__all__ = ["Gate", "gate_table", "GatesConfig", "evaluate_gates", "failed_gates", "describe_gate"]
+__all__ = ["Gate", "gate_table", "GatesConfig", "evaluate_gates", "int8_gates", "failed_gates",
+           "warned_gates", "describe_gate", "INT8_GATE"]
+
+INT8_GATE = "int8_min_agreement"
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,8 @@ def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
     -------
     list of dict
         ``{name, artifact, metric, threshold, comparison, value, passed}`` per gate and releasable
-        model (distilled student and exported artifacts, in card order).
+        model (distilled student and exported artifacts, in card order), then
+        :func:`int8_gates`.
     """
     gates = gate_table()
     for name in gates_cfg:
@@ -108,16 +119,47 @@ def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
             results.append({"name": gate.name, "artifact": name, "metric": gate.metric,
                             "threshold": threshold, "comparison": gate.comparison, "value": value,
                             "passed": bool(passed)})
-    return results
+    return results + int8_gates({**card, "models": {n: card["models"][n] for n in releasable}})
+
+
+def int8_gates(card: dict) -> list[dict]:
+    """The ``int8_min_agreement`` gate of every INT8 file on ``card``: the shipped file's
+    ``export.agreement_with_fp32_on_validation`` against its ``export.min_agreement`` (``>=``),
+    with ``on_miss: warn`` when ``export.on_miss`` is ``warn``, and on a miss the line saying
+    which try shipped and why (``export.shipped.reason``) as ``detail``. Read from the card
+    alone, so a card's gate can be checked against its models."""
+    gates = []
+    for name, entry in card["models"].items():
+        export = entry.get("export")
+        if not isinstance(export, dict) or "min_agreement" not in export \
+                or "agreement_with_fp32_on_validation" not in export:
+            continue
+        value, threshold = export["agreement_with_fp32_on_validation"], export["min_agreement"]
+        passed = value is not None and value >= threshold
+        reason = (export.get("shipped") or {}).get("reason")
+        gates.append({"name": INT8_GATE, "artifact": name,
+                      "metric": "INT8 argmax agreement with fp32 on the validation images (cell-weighted)",
+                      "threshold": threshold, "comparison": ">=", "value": value, "passed": bool(passed),
+                      **({"on_miss": "warn"} if export.get("on_miss") == "warn" else {}),
+                      **({"detail": f"shipped: {reason}"} if reason and not passed else {})})
+    return gates
 
 
 def failed_gates(card: dict) -> list[dict]:
-    return [g for g in card.get("gates", []) if not g["passed"]]
+    """The gates that did not pass and fail the release (a miss marked ``on_miss: warn`` does not)."""
+    return [g for g in card.get("gates", []) if not g["passed"] and g.get("on_miss") != "warn"]
+
+
+def warned_gates(card: dict) -> list[dict]:
+    """The gates that did not pass but only warn (``on_miss: warn``)."""
+    return [g for g in card.get("gates", []) if not g["passed"] and g.get("on_miss") == "warn"]
 
 
 def describe_gate(gate: dict) -> str:
-    """One line for a failed gate: name, artifact, value and threshold."""
+    """One line for a failed (or warning) gate: name, artifact, value and threshold."""
     value = "undefined" if gate["value"] is None else f"{gate['value']:.4f}"
-    return (f"gate failed: {gate['name']} on {gate['artifact']}: {gate['metric']} is {value}, "
+    head = ("gate warning (on_miss: warn)" if gate.get("on_miss") == "warn" and not gate["passed"]
+            else "gate failed")
+    return (f"{head}: {gate['name']} on {gate['artifact']}: {gate['metric']} is {value}, "
             f"needs {gate['comparison']} {gate['threshold']}"
             + (f" ({gate['detail']})" if gate.get("detail") else ""))

@@ -641,9 +641,10 @@ def _gates(card: dict) -> list[str]:
         return lines + ["No gates configured (set `card.gates` in the recipe)."]
     lines += ["| gate | artifact | metric | value | threshold | result |", "|---|---|---|---|---|---|"]
     for gate in card["gates"]:
+        result = "pass" if gate["passed"] else "warn" if gate.get("on_miss") == "warn" else "**FAIL**"
         lines.append(f"| {gate['name']} | {gate['artifact']} | {gate.get('metric', '-')} | "
                      f"{_num(gate['value'], 4)} | {gate['comparison']} {gate['threshold']} | "
-                     f"{'pass' if gate['passed'] else '**FAIL**'} |")
+                     f"{result} |")
     return lines
 
 

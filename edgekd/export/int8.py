@@ -22,16 +22,23 @@ argmax agreement with the fp32 model on the validation images (weighted per (cla
 as a balanced split would count them) must reach ``min_agreement``; below it, groups of the layers
 INT8 hurts most are kept in float, one group at a time, cheapest first (:func:`sensitive_groups`:
 the first and last layers, the squeeze-and-excitation blocks, the SiLU and residual element-wise
-ops, the depthwise convolutions), and the first try that reaches the bound ships (else the last
-that measurably gained, saying so; the search ends when a group does not). The card
-records every try.
+ops, the depthwise convolutions); the search ends at the first try that reaches the bound or
+when a group does not measurably gain.
 
-With ``qat`` (``auto``, the default), where that search misses the bound, a copy of the student
-is fine-tuned under simulated INT8 (:mod:`edgekd.export.qat`, ``qat_steps`` steps), exported,
-quantized and searched the same way, its agreement measured against the original student's
-``model.onnx``; the better of the two ships. Students whose activations span thousands (late SE
-blocks of the quickstart's alpha-0.9 students) lose half their predictions to post-training INT8 and no group
-of layers kept in float gives them back; fine-tuning does (README, INT8).
+With ``qat`` (``auto``, the default), where that search misses the bound and an estimate of the
+fine-tuning's time (:func:`edgekd.export.qat.probe_fine_tuning`, a few timed steps) fits
+``qat_budget_minutes``, a copy of the student is fine-tuned under simulated INT8
+(:mod:`edgekd.export.qat`, ``qat_steps`` steps), exported, quantized and searched the same way,
+its agreement measured against the original student's ``model.onnx``. Students whose
+activations span thousands (late SE blocks of the quickstart's alpha-0.9 students) lose half
+their predictions to post-training INT8 and no group of layers kept in float gives them back;
+fine-tuning does (README, INT8).
+
+What ships is :func:`shipped_try` over every try of both: the cheapest (fewest layers in float)
+that reaches the bound, else the best measured; one log line and the card say which and why
+(``export.shipped``). A shipped file below the bound fails the release gate
+``int8_min_agreement`` (:func:`edgekd.card.gates.int8_gates`) unless ``on_miss: warn``. The
+card records every try.
 
 The calibration images are drawn evenly over the (class, group) cells (``balanced_calibration``).
 Measured on three quickstart students (48 px, 2026-11-27), test agreement with nothing kept in
@@ -45,6 +52,7 @@ group but the dense convolutions kept in float: there the model's margins are th
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -62,7 +70,7 @@ from edgekd.export.runtime import OnnxClassifier, cpu_runtime_name, normalise
 
 __all__ = ["CALIBRATION_METHODS", "FORMS", "Int8Config", "Int8Form", "Int8Result", "paired_gain",
            "quantize_int8", "quantize_to_agreement", "sensitive_groups", "qdq_activation_scales",
-           "export_int8"]
+           "shipped_try", "shipped_reason", "decide_fine_tuning", "export_int8"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 MIN_GAIN = 0.005  # a group kept in float that raises agreement by less ends the search
@@ -106,11 +114,20 @@ class Int8Config(Section):
     min_agreement: float = Field(
         0.97, ge=0.0, le=1.0, description="argmax agreement with fp32 on the validation images below "
                                           "which sensitive layers are kept in float")
+    on_miss: Literal["fail", "warn"] = Field(
+        "fail", description="when the shipped file stays below min_agreement: fail (the release "
+                            "gate int8_min_agreement fails: edgekd build and card --check exit 1) "
+                            "or warn (the gate is on the card, marked warn, and the build passes)")
     qat: Literal["auto", "on", "off"] = Field(
         "auto", description="INT8-aware fine-tuning of a copy of the student before quantizing "
                             "(edgekd.export.qat): auto when post-training INT8, layers kept in "
-                            "float included, misses min_agreement; "
-                            "on: always; off: never (then only layers kept in float raise agreement)")
+                            "float included, misses min_agreement and the estimated time fits "
+                            "qat_budget_minutes; on: always; off: never (then only layers kept "
+                            "in float raise agreement)")
+    qat_budget_minutes: float = Field(
+        10.0, ge=0.0, le=100_000.0,
+        description="with qat auto: the longest INT8-aware fine-tuning (all forms that need it, "
+                    "estimated from a few timed steps) that runs without being asked")
     qat_steps: int = Field(1200, ge=1, le=1_000_000, description="fine-tuning steps (batches of 32 "
                                                                   "training images, cell-balanced; "
                                                                   "fresh ones each pass where the "
@@ -136,6 +153,7 @@ class Int8Result:
     tries: list[dict] = field(default_factory=list)
     reached: bool = True
     fine_tuned: bool = False
+    shipped: int = 0  # the index in ``tries`` of the try that ships
 
 
 def _methods():
@@ -261,6 +279,52 @@ def paired_gain(agrees: np.ndarray, baseline: np.ndarray,
     return gain, float(np.sqrt((w ** 2 * (d - gain) ** 2).sum()) / total)
 
 
+def shipped_try(tries: Sequence[dict], min_agreement: float) -> int:
+    """The index of the try that ships: of the tries whose ``agreement`` reaches
+    ``min_agreement``, the cheapest (fewest ``float_nodes``; then the higher agreement, then the
+    earlier); when none does, the best measured (the highest agreement; the earlier on a tie).
+
+    A key, not a scan, so that the choice over two searches' tries (post-training, then after
+    fine-tuning) is the same as each search's own choice whenever it falls in that search.
+
+    Examples
+    --------
+    >>> shipped_try([{"agreement": 0.89, "float_nodes": 0}, {"agreement": 0.92, "float_nodes": 3},
+    ...              {"agreement": 0.90, "float_nodes": 9}], 0.97)
+    1
+    """
+    if not tries:
+        raise ValueError("no tries to choose from")
+
+    def key(index: int) -> tuple:
+        attempt = tries[index]
+        if attempt["agreement"] >= min_agreement:
+            return 0, attempt.get("float_nodes", 0), -attempt["agreement"], index
+        return 1, 0, -attempt["agreement"], index
+
+    return min(range(len(tries)), key=key)
+
+
+def _kept(attempt: dict) -> str:
+    return (f"keeping {', '.join(attempt['kept_in_float']) or 'nothing'} in float"
+            + (f" {attempt['note']}" if attempt.get("note") else ""))
+
+
+def shipped_reason(tries: Sequence[dict], index: int, min_agreement: float) -> str:
+    """Which try ships and why, in words (the card's ``export.shipped.reason``, and the log line's
+    with the gate's outcome after it): ``"0.9169 keeping first and last layers in float, the best
+    of 4 tries; below min_agreement 0.97"``."""
+    attempt = tries[index]
+    count = f"{len(tries)} tries" if len(tries) > 1 else "1 try"
+    head = f"{attempt['agreement']:.4f} {_kept(attempt)}"
+    if attempt["agreement"] >= min_agreement:
+        reaching = sum(t["agreement"] >= min_agreement for t in tries)
+        return (f"{head}, the cheapest (fewest layers in float) of the {reaching} of {count} that "
+                f"reach min_agreement {min_agreement}" if reaching > 1
+                else f"{head}, the one of {count} that reaches min_agreement {min_agreement}")
+    return f"{head}, the best of {count}; below min_agreement {min_agreement}"
+
+
 def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: np.ndarray,
                           check_images: np.ndarray, mean, std, *, form: Int8Form, method: str = "minmax",
                           min_agreement: float = 0.97, check_weights: np.ndarray | None = None,
@@ -269,9 +333,9 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
                           log=lambda message: None) -> Int8Result:
     """Quantize ``onnx_path`` to ``form``, keeping :func:`sensitive_groups` in float one group at
     a time until the argmax agreement with fp32 on ``check_images`` reaches ``min_agreement``, or
-    a group raises it by less than :data:`MIN_GAIN` or, short of the bound, than
-    :data:`GAIN_STANDARD_ERRORS` standard errors of the gain (:func:`paired_gain`): more float only
-    costs speed, and a gain the check images cannot tell from noise is not one (a cell-weighted
+    a group raises it by less than :data:`MIN_GAIN` or than :data:`GAIN_STANDARD_ERRORS` standard
+    errors of the gain (:func:`paired_gain`): more float only costs speed, and a gain the check
+    images cannot tell from noise is no reason to search on (a cell-weighted
     validation split of 400 images counts each minority image about nine times; on a fine-tuned
     sweep student, keeping the first and last layers in float scored +0.017 on validation and
     -0.006 on the test images).
@@ -285,8 +349,10 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
     :func:`~edgekd.data.splits.cell_weights`, so that a biased validation split counts its
     (class, group) cells as a balanced test split will: flips concentrate in the minority cells).
 
-    Returns the first try that reaches it, or else the last try that measurably gained
-    (``reached=False``).
+    Returns :func:`shipped_try` of the tries: the first that reaches the bound (the search
+    ends there, and each try keeps more in float), or else the best measured (``reached=False``),
+    which can be the try whose gain ended the search: a gain too small to go on for is still
+    the best agreement seen.
     """
     from onnxruntime.quantization import quant_pre_process
 
@@ -299,7 +365,7 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
         plan = [("nothing", [])] + (sensitive_groups(prepared) if search else [])
         kept_labels: list[str] = []
         kept_nodes: list[str] = []
-        tries, best = [], None
+        tries, files, previous = [], [], None
         for step, (label, names) in enumerate(plan):
             if names:
                 kept_labels.append(label)
@@ -313,22 +379,22 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
             agreement = float(np.average(agrees, weights=check_weights))
             tries.append({"kept_in_float": list(kept_labels), "float_nodes": len(kept_nodes),
                           "agreement": agreement, **({"note": note} if note else {})})
+            files.append(candidate)
             log(f"export: {form.file}: agreement with fp32 {agreement:.4f} keeping "
                 f"{', '.join(kept_labels) or 'nothing'} in float" + (f" {note}" if note else ""))
-            if best is not None:
-                gain, error = paired_gain(agrees, best[4], check_weights)
-                # more float is kept when it reaches the bound (and gains), or gains beyond noise
-                needed = MIN_GAIN if agreement >= min_agreement \
-                    else max(MIN_GAIN, GAIN_STANDARD_ERRORS * error)
-                if gain <= needed:
-                    break  # keeping more in float did not measurably help: the best so far ships
-            best = (agreement, candidate, list(kept_labels), len(kept_nodes), agrees)
             if agreement >= min_agreement:
-                break
-        agreement, chosen, labels, count, _ = best
-        chosen.replace(out_path)
-    return Int8Result(path=out_path, agreement=agreement, kept_in_float=labels, float_nodes=count,
-                      tries=tries, reached=agreement >= min_agreement)
+                break  # the cheapest that reaches the bound: more float only costs speed
+            if previous is not None:
+                gain, error = paired_gain(agrees, previous, check_weights)
+                if gain <= max(MIN_GAIN, GAIN_STANDARD_ERRORS * error):
+                    break  # keeping more in float did not measurably help: stop searching
+            previous = agrees
+        index = shipped_try(tries, min_agreement)
+        files[index].replace(out_path)
+    chosen = tries[index]
+    return Int8Result(path=out_path, agreement=chosen["agreement"],
+                      kept_in_float=list(chosen["kept_in_float"]), float_nodes=chosen["float_nodes"],
+                      tries=tries, reached=chosen["agreement"] >= min_agreement, shipped=index)
 
 
 def qdq_activation_scales(qdq_path: Path, reference_path: Path | None = None) -> dict[str, float]:
@@ -359,34 +425,80 @@ def qdq_activation_scales(qdq_path: Path, reference_path: Path | None = None) ->
     return scales
 
 
+def decide_fine_tuning(mode: str, *, minutes: float, budget_minutes: float, steps: int,
+                       forms: int) -> tuple[bool, str]:
+    """Whether INT8-aware fine-tuning runs, and the line that says so before it starts.
+
+    ``mode`` is ``export.int8.qat`` (``on`` or ``auto``; ``off`` never gets here); ``minutes``
+    the estimate for all ``forms`` that need it (:meth:`edgekd.export.qat.FineTuningCost.minutes`
+    times ``forms``). ``on`` always runs; ``auto`` runs when ``minutes <= budget_minutes``.
+    """
+    from edgekd.export.qat import format_minutes
+
+    what = (f"INT8 fine-tuning: about {format_minutes(minutes * 60)} for {steps} steps x {forms} "
+            f"form{'s' if forms != 1 else ''}")
+    if mode == "on":
+        return True, f"{what} (export.int8.qat: on): running"
+    if minutes <= budget_minutes:
+        return True, f"{what}, within export.int8.qat_budget_minutes {budget_minutes:g}: running"
+    return False, (f"{what}, above export.int8.qat_budget_minutes {budget_minutes:g}: skipped (set "
+                   f"export.int8.qat=on to run it)")
+
+
+QAT_BATCH = 32  # the fine-tuning's batch (Int8Config.qat_steps says so)
+
+
 def export_int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
     """The ``export.int8`` row of :mod:`edgekd.export.formats`: one file per form of
-    ``cfg.forms``, each searched to ``min_agreement`` (and with ``qat``, INT8-aware fine-tuned
-    where that misses), the TensorRT form with its calibration cache."""
+    ``cfg.forms``, each searched to ``min_agreement``, then (with ``qat``) INT8-aware fine-tuned
+    where that misses and the estimate fits the budget (every form that needs it, after all
+    forms were searched, so that the estimate covers them all), the TensorRT form with its
+    calibration cache. Each form ships :func:`shipped_try` of all its tries, said in one line."""
+    from edgekd.card.gates import INT8_GATE
     from edgekd.data.splits import cell_weights
+    from edgekd.export.qat import format_minutes, probe_fine_tuning
 
     calibration = (ctx.calibration.cell_balanced(cfg.calibration_samples) if cfg.balanced_calibration
                    else ctx.calibration)
     images = calibration.images[:cfg.calibration_samples]
     weights = cell_weights(ctx.check.labels, ctx.check.groups)
+    searches = {key: dict(form=FORMS[key], method=cfg.method, min_agreement=cfg.min_agreement,
+                          check_weights=weights, threads=ctx.threads, log=ctx.log) for key in cfg.forms}
+    # off and auto: the float-layer search on the student as it is (seconds); on: only its
+    # all-INT8 try before the fine-tuned copy's search
+    results = {key: quantize_to_agreement(ctx.onnx_path, ctx.out_dir / FORMS[key].file, images,
+                                          ctx.check.images, ctx.mean, ctx.std, search=cfg.qat != "on",
+                                          **searches[key]) for key in cfg.forms}
+    need = [key for key in cfg.forms if cfg.qat == "on" or (cfg.qat == "auto" and not results[key].reached)]
+    decision = None
+    if need:
+        cost = probe_fine_tuning(ctx.student, lambda epoch: ctx.calibration, images, ctx.mean, ctx.std,
+                                 symmetric=FORMS[need[0]].symmetric, batch_size=QAT_BATCH)
+        estimate = cost.minutes(steps=cfg.qat_steps) * len(need)
+        run, line = decide_fine_tuning(cfg.qat, minutes=estimate, budget_minutes=cfg.qat_budget_minutes,
+                                       steps=cfg.qat_steps, forms=len(need))
+        ctx.log(f"export: {line}")
+        decision = {"forms": [FORMS[key].file for key in need], "ran": run,
+                    "budget_minutes": cfg.qat_budget_minutes,
+                    "by": "export.int8.qat: on" if cfg.qat == "on"
+                    else f"estimate {'within' if run else 'above'} export.int8.qat_budget_minutes"}
+        if run:
+            seconds = 0.0
+            for key in need:
+                results[key], took = _with_fine_tuning(cfg, ctx, FORMS[key], results[key], images,
+                                                       searches[key])
+                seconds += took
+            ctx.log(f"export: INT8 fine-tuning took {format_minutes(seconds)} for {len(need)} "
+                    f"form{'s' if len(need) != 1 else ''} (estimated {format_minutes(estimate * 60)})")
     artifacts = []
     for key in cfg.forms:
-        form = FORMS[key]
-        search = dict(form=form, method=cfg.method, min_agreement=cfg.min_agreement, check_weights=weights,
-                      threads=ctx.threads, log=ctx.log)
-        # off and auto: the float-layer search on the student as it is (seconds), then with auto,
-        # only where that misses, the search on a fine-tuned copy (minutes); on: the student's
-        # all-INT8 try, then the fine-tuned copy
-        result = quantize_to_agreement(ctx.onnx_path, ctx.out_dir / form.file, images, ctx.check.images,
-                                       ctx.mean, ctx.std, search=cfg.qat != "on", **search)
-        if cfg.qat == "on" or (cfg.qat == "auto" and not result.reached):
-            result = _with_fine_tuning(cfg, ctx, form, result, images, search)
-        kept = ", ".join(result.kept_in_float) or "nothing"
-        ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration"
-                + (", INT8-aware fine-tuned" if result.fine_tuned else "") + "): agreement "
-                f"with fp32 on the validation images (cell-weighted) {result.agreement:.4f}, kept in "
-                f"float: {kept}"
-                + ("" if result.reached else f" (below export.int8.min_agreement {cfg.min_agreement})"))
+        form, result = FORMS[key], results[key]
+        reason = shipped_reason(result.tries, result.shipped, cfg.min_agreement)
+        outcome = "" if result.reached else f" -> gate {INT8_GATE} " + (
+            "fails (export.int8.on_miss=warn ships it with a warning)" if cfg.on_miss == "fail"
+            else "only warns (export.int8.on_miss: warn)")
+        ctx.log(f"export: {form.file} (INT8 QDQ {form.activations}, {cfg.method} calibration): "
+                f"shipped: {reason}{outcome}")
         extra, cache = {}, {}
         if key == "tensorrt":  # the shipped file's scales, for implicit INT8 from model.onnx
             if result.fine_tuned:
@@ -406,9 +518,12 @@ def export_int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
                     "calibration_samples": int(len(images)),
                     "calibration_draw": "cell_balanced" if cfg.balanced_calibration else "first",
                     "agreement_with_fp32_on_validation": result.agreement,
-                    "min_agreement": cfg.min_agreement, "kept_in_float": result.kept_in_float,
+                    "min_agreement": cfg.min_agreement, "on_miss": cfg.on_miss,
+                    "kept_in_float": result.kept_in_float,
                     "float_nodes": result.float_nodes, "tries": result.tries,
+                    "shipped": {"try": result.shipped, "reason": reason},
                     "qat": cfg.qat, "fine_tuned": result.fine_tuned,
+                    **({"fine_tuning_decision": decision} if decision else {}),
                     **({"fine_tuning": {"steps": cfg.qat_steps, "lr": cfg.qat_lr}}
                        if result.fine_tuned else {}),
                     "quantized_biases": form.quantize_bias,
@@ -417,11 +532,13 @@ def export_int8(cfg: Int8Config, ctx: ExportContext) -> list[Artifact]:
     return artifacts
 
 
-def _with_fine_tuning(cfg: Int8Config, ctx: ExportContext, form, before, images, search: dict):
+def _with_fine_tuning(cfg: Int8Config, ctx: ExportContext, form: Int8Form, before: Int8Result,
+                      images: np.ndarray, search: dict) -> tuple[Int8Result, float]:
     """Fine-tune a copy of the student under simulated INT8 (:mod:`edgekd.export.qat`), export it
     like ``model.onnx`` and quantize it, its agreement measured against the original student's
-    file; ship whichever of ``before`` and this agrees more (every try of both on the card)."""
-    import tempfile
+    file; ship :func:`shipped_try` of the tries of both (every try of both on the card). Also
+    returns the seconds the fine-tuning itself took (what the estimate is for)."""
+    import time
     from dataclasses import replace
 
     from edgekd.export.onnx import export_onnx
@@ -429,16 +546,20 @@ def _with_fine_tuning(cfg: Int8Config, ctx: ExportContext, form, before, images,
 
     final = ctx.out_dir / form.file
     with tempfile.TemporaryDirectory(dir=ctx.out_dir) as tmp:
+        started = time.perf_counter()
         tuned = quantization_aware_finetune(
             ctx.student, ctx.train_for_epoch or (lambda epoch: ctx.calibration), images, ctx.mean,
-            ctx.std, symmetric=form.symmetric, steps=cfg.qat_steps, lr=cfg.qat_lr, log=ctx.log)
+            ctx.std, symmetric=form.symmetric, steps=cfg.qat_steps, lr=cfg.qat_lr, batch_size=QAT_BATCH,
+            label=form.file, log=ctx.log)
+        took = time.perf_counter() - started
         tuned_onnx = export_onnx(tuned, Path(tmp) / "fine_tuned.onnx", image_size=ctx.image_size,
                                  opset=ctx.export.onnx.opset, exporter=ctx.export.onnx.exporter)
         after = quantize_to_agreement(tuned_onnx, Path(tmp) / form.file, images, ctx.check.images, ctx.mean,
                                       ctx.std, reference_path=ctx.onnx_path,
                                       note="after INT8-aware fine-tuning", **search)
         tries = before.tries + after.tries
-        if after.agreement > before.agreement:
+        index = shipped_try(tries, cfg.min_agreement)
+        if index >= len(before.tries):  # the same try the fine-tuned search chose for itself
             after.path.replace(final)
-            return replace(after, path=final, tries=tries, fine_tuned=True)
-    return replace(before, tries=tries)
+            return replace(after, path=final, tries=tries, fine_tuned=True, shipped=index), took
+    return replace(before, tries=tries), took

@@ -39,8 +39,11 @@ carries them.
 from __future__ import annotations
 
 import copy
+import math
 import operator
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -53,7 +56,8 @@ from edgekd.data.splits import Split, cell_weights
 from edgekd.errors import EdgeKDError
 from edgekd.models.tensors import to_input
 
-__all__ = ["ActivationQuantizer", "WeightQuantizer", "insert_quantizers", "quantization_aware_finetune"]
+__all__ = ["ActivationQuantizer", "WeightQuantizer", "insert_quantizers", "quantization_aware_finetune",
+           "FineTuningCost", "probe_fine_tuning", "format_minutes"]
 
 _QUANTIZED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.SiLU, nn.ReLU, nn.ReLU6,
                       nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.Tanh, nn.AdaptiveAvgPool2d,
@@ -193,10 +197,56 @@ def _observe(traced: nn.Module, quantizers: list[ActivationQuantizer], images: n
         q.observing = False
 
 
+def format_minutes(seconds: float) -> str:
+    """``"14 min"``, ``"1 min 05 s"``, ``"40 s"``: a duration as the progress lines say it."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{round(seconds / 60)} min"
+
+
+@dataclass(frozen=True)
+class FineTuningCost:
+    """What one run of :func:`quantization_aware_finetune` costs here, measured by
+    :func:`probe_fine_tuning`: the copy and trace before the first step, one re-measurement of
+    the activation ranges, one step."""
+
+    setup_seconds: float
+    refresh_seconds: float
+    step_seconds: float
+
+    def minutes(self, *, steps: int, refresh_every: int = 50) -> float:
+        """Estimated minutes of one run of ``steps`` steps: ``(setup + steps * step +
+        ceil(steps / refresh_every) * refresh) / 60``."""
+        return (self.setup_seconds + steps * self.step_seconds
+                + math.ceil(steps / refresh_every) * self.refresh_seconds) / 60.0
+
+
+def probe_fine_tuning(student: nn.Module, train_for_pass: Callable[[int], Split],
+                      calibration_images: np.ndarray, mean, std, *, symmetric: bool,
+                      probe_steps: int = 5, batch_size: int = 32) -> FineTuningCost:
+    """Time :func:`quantization_aware_finetune` on ``probe_steps`` steps after one warm-up step
+    (the first step allocates; its time is left out) and return the cost of each part; the copy
+    it tunes is thrown away and ``student`` is untouched. A step costs the median of the timed
+    ones: on a shared machine one step another process stalled would otherwise price them all
+    (a mean of 3 steps once priced 300 tiny steps at 15 minutes; they took 3). The estimate is a
+    snapshot of the machine's load, not a promise."""
+    clock: dict = {}
+    quantization_aware_finetune(student, train_for_pass, calibration_images, mean, std,
+                                symmetric=symmetric, steps=probe_steps + 1, batch_size=batch_size,
+                                clock=clock)
+    steps = clock["steps"][1:] or clock["steps"]
+    return FineTuningCost(setup_seconds=clock["setup"], refresh_seconds=clock["refresh"][0],
+                          step_seconds=float(np.median(steps)))
+
+
 def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[int], Split],
                                 calibration_images: np.ndarray, mean, std, *, symmetric: bool,
                                 steps: int = 1200, lr: float = 5e-4, batch_size: int = 32,
-                                refresh_every: int = 50, seed: int = 0,
+                                refresh_every: int = 50, seed: int = 0, label: str = "",
+                                progress_seconds: float = 10.0, clock: dict | None = None,
                                 log: Callable[[str], None] = lambda message: None) -> nn.Module:
     """A copy of ``student`` fine-tuned for ``steps`` steps under simulated INT8 (see the module
     docstring) to keep ``student``'s own predictions on training images; activation ranges are
@@ -209,9 +259,18 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
     :func:`~edgekd.data.splits.cell_weights`: on a biased training split the minority (class,
     group) cells, where a balanced test split finds the flips, come as often as there.
 
+    Progress goes to ``log`` every ``refresh_every`` steps and whenever ``progress_seconds``
+    passed since the last line, with the time left at the pace so far (``label`` names the file
+    being tuned for). A loss that is not finite stops the run in one line naming the step.
+    ``clock``, when given, receives the seconds of the setup, of each range re-measurement
+    (``refresh``) and of each step (:func:`probe_fine_tuning`).
+
     Returns the fine-tuned float model (eval mode, on the student's device); ``student`` is left
     untouched. The fp32 targets are computed batch by batch (a large split is never read whole).
     """
+    started = time.perf_counter()
+    timings: dict = {"refresh": [], "steps": []} if clock is None else clock
+    timings.update(refresh=[], steps=[])
     student = student.eval()
     device = next(student.parameters()).device
     model = copy.deepcopy(student).eval()
@@ -221,7 +280,10 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     rng = np.random.default_rng(seed)
     pass_index, pass_end = -1, 0
+    timings["setup"] = time.perf_counter() - started
+    loop_started = last_line = time.perf_counter()
     for step in range(steps):
+        tick = time.perf_counter()
         if step == pass_end:  # the next pass: its split and its draw weights
             pass_index += 1
             split = train_for_pass(pass_index)
@@ -230,6 +292,8 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
             p = p / p.sum()
         if step % refresh_every == 0:
             _observe(traced, quantizers, calibration_images, mean, std, batch_size=128, device=device)
+            timings["refresh"].append(time.perf_counter() - tick)
+            tick = time.perf_counter()
         # sorted: a memory-mapped split reads in order
         index = np.sort(rng.choice(len(split), size=min(batch_size, len(split)), p=p, replace=True))
         x = to_input(take(split.images, index), mean, std, device)  # read from the file
@@ -237,14 +301,26 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
             target = student(x).float()  # the fp32 student's own logits
         logits = traced(x)
         loss = matching_loss(logits.float(), target)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise EdgeKDError(
+                f"export.int8.qat: the INT8-aware fine-tuning loss is {value} at step {step + 1} of "
+                f"{steps}{label and f' ({label})'}; fine-tuning stopped and nothing is shipped (lower "
+                f"export.int8.qat_lr, check the student's outputs, or set export.int8.qat: off)")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         schedule.step()
-        if (step + 1) % refresh_every == 0 or step + 1 == steps:
+        now = time.perf_counter()
+        timings["steps"].append(now - tick)
+        if (step + 1) % refresh_every == 0 or step + 1 == steps or now - last_line >= progress_seconds:
+            last_line = now
             agree = float((logits.argmax(1) == target.argmax(1)).float().mean())
-            log(f"export: INT8-aware fine-tuning step {step + 1}/{steps}: KL {loss.item():.4f}, "
-                f"batch agreement {agree:.3f}")
+            elapsed = now - started
+            left = (now - loop_started) / (step + 1) * (steps - step - 1)
+            log(f"export: INT8-aware fine-tuning{label and f' ({label})'} step {step + 1}/{steps}: "
+                f"KL {value:.4f}, batch agreement {agree:.3f}; {format_minutes(elapsed)} elapsed"
+                + (f", about {format_minutes(left)} left" if step + 1 < steps else ""))
     for module in model.modules():
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
