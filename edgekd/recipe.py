@@ -8,12 +8,13 @@ the key path, the value and what is allowed::
     recipe = load_recipe("recipes/quickstart.yaml", overrides=["distill.temperature=8"])
 
 Each section's schema lives with what it configures: a data source's in its module under
-``edgekd/data`` (registered in :data:`edgekd.data.DATA_SOURCES`), a distillation method's beside
-its loss (:data:`edgekd.distill.OBJECTIVES`), the networks' in :mod:`edgekd.models`, the
-adversary's in :mod:`edgekd.debias`, each export format's in its exporter
-(:data:`edgekd.export.formats.EXPORT_FORMATS`), the card's in :mod:`edgekd.card.build`. This
-module assembles them (the ``data`` and ``distill`` sections as unions tagged by ``source`` and
-``method``) and holds the YAML reading, ``--set`` overrides and the error text.
+``edgekd/data`` (registered in :data:`edgekd.data.DATA_SOURCES`), the distillation methods' in
+:mod:`edgekd.distill.configs` (:data:`edgekd.distill.METHOD_CONFIGS`), the networks' in
+:mod:`edgekd.models`, the adversary's in :mod:`edgekd.debias`, each export format's in its
+exporter (:data:`edgekd.export.formats.EXPORT_FORMATS`), the card's in :mod:`edgekd.card.build`.
+None of them imports torch, so a recipe mistake is reported in a second. This module assembles
+them (the ``data`` and ``distill`` sections as unions tagged by ``source`` and ``method``) and
+holds the YAML reading, ``--set`` overrides and the error text.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from edgekd.card.build import CardConfig
 from edgekd.config import Section
 from edgekd.data import DATA_SOURCES
 from edgekd.debias import DebiasConfig
-from edgekd.distill import OBJECTIVES
+from edgekd.distill import METHOD_CONFIGS
 from edgekd.errors import EdgeKDError
 from edgekd.export.formats import ExportConfig
 from edgekd.files import sha256_json
@@ -44,7 +45,7 @@ __all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides"]
 # name used when a section gives none.
 _CHOICES: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {
     "data": ("source", {name: DATA_SOURCES[name].config for name in sorted(DATA_SOURCES.names())}),
-    "distill": ("method", {name: OBJECTIVES[name].config for name in sorted(OBJECTIVES.names())}),
+    "distill": ("method", {name: METHOD_CONFIGS[name] for name in sorted(METHOD_CONFIGS.names())}),
 }
 _DEFAULT_CHOICE = {"data": "trifeature", "distill": "kd"}
 
@@ -208,6 +209,9 @@ def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".
                 f"choose one of: {', '.join(sorted(choices))}"
             )
     try:
+        # first without the checks against timm's model names, which import torch (seconds):
+        # a mistake anywhere else is one line before any of that loads
+        Recipe.model_validate(raw, context={"base_dir": Path(base_dir), "timm": False})
         return Recipe.model_validate(raw, context={"base_dir": Path(base_dir)})
     except ValidationError as err:
         lines = [f"{source}: {_describe(e, raw)}" for e in err.errors()]
