@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -79,7 +79,9 @@ class Recipe(Section):
     seed: int = Field(0, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, min_length=2, description="training seeds of the multi-seed study (Welch test)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    threads: int | Literal["auto"] = Field(
+        "auto", description="CPU threads of torch and onnxruntime; auto: the cores this process "
+                            "may use less the busy ones (1-minute load average), see edgekd.threads")
     data: DataConfig = Field(default_factory=lambda: _default("data"))
     teacher: ModelConfig = Field(default_factory=_teacher)
     student: ModelConfig = Field(default_factory=_student)
@@ -88,6 +90,15 @@ class Recipe(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     bundle: BundleConfig = Field(default_factory=BundleConfig)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        if value is None:  # what recipes written before auto say
+            return "auto"
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("must be auto or a whole number of threads, at least 1")
 
     @field_validator("seeds")
     @classmethod
