@@ -21,7 +21,7 @@ from edgekd.context import BuildContext, step
 from edgekd.errors import EdgeKDError
 from edgekd.lock import run_locks
 from edgekd.recipe import Recipe, load_recipe
-from edgekd.threads import resolve_threads
+from edgekd.threads import ThreadChoice, resolve_threads
 
 __all__ = ["build", "build_recipe", "BuildResult"]
 
@@ -54,11 +54,15 @@ def build(recipe: str | Path | Recipe, *, out: str | Path = "runs", overrides: t
     ``on_epoch_end(stage, epoch, record)`` is called after every training epoch (tests use it
     to interrupt a build).
     """
+    threads = None
     if not isinstance(recipe, Recipe):
+        # a mistake in the file is one line before torch loads; then the threads line, and the
+        # arch names are checked against timm once torch is in (seconds on a busy machine)
+        threads = _start(load_recipe(recipe, overrides, check_models=False), log)
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         raise EdgeKDError("overrides apply to a recipe file; set the fields of a Recipe object directly")
-    return build_recipe(recipe, out=out, log=log, on_epoch_end=on_epoch_end)
+    return _run(recipe, out=out, log=log, on_epoch_end=on_epoch_end, threads=threads)
 
 
 def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str], None] = print,
@@ -74,12 +78,26 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
     :mod:`edgekd.train.distributed`); rank 0 alone writes stages, exports, evaluates and
     writes the bundle, and the other ranks return ``None`` once it has.
     """
+    return _run(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
+                shared_dir=shared_dir)
+
+
+def _start(recipe: Recipe, log: Callable[[str], None]) -> ThreadChoice:
+    """The build's first lines: its threads (:func:`edgekd.threads.resolve_threads`), then torch
+    loading (seconds on a busy machine: said, not silent). Under torchrun rank 0 alone says them."""
     threads = resolve_threads(recipe.threads)
     first = log if os.environ.get("RANK", "0") == "0" else _quiet  # before torchrun's group forms
     first(threads.line())
-    if "torch" not in sys.modules:
-        with step(first, "loading torch"):  # seconds on a busy machine: said, not silent
-            import torch
+    if "timm" not in sys.modules:
+        with step(first, "loading torch and timm"):
+            import timm  # noqa: F401  (imports torch)
+    return threads
+
+
+def _run(recipe: Recipe, *, out, log, on_epoch_end, run_dir=None, shared_dir=None,
+         threads: ThreadChoice | None = None) -> BuildResult | None:
+    """:func:`build_recipe`, whose first lines :func:`build` may have said already (``threads``)."""
+    threads = threads or _start(recipe, log)
     import torch
 
     from edgekd.train.distributed import init_distributed
