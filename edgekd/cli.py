@@ -64,7 +64,7 @@ def main() -> None:
               help="Override a recipe key, e.g. --set distill.temperature=8 (repeatable).")
 def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     """Run the pipeline of RECIPE and write the release bundle."""
-    from edgekd.card.table import format_table
+    from edgekd.card.gates import describe_gate, warned_gates
     from edgekd.paths import output_dir
     from edgekd.pipeline import build as run_build
 
@@ -73,12 +73,7 @@ def build(recipe: Path, out: Path, overrides: tuple[str, ...]) -> None:
     if result is None:  # a torchrun rank other than 0: rank 0 reports for the job
         return
     click.echo("")
-    click.echo(format_table(result.rows))
-    click.echo("")
-    click.echo("stages: " + ", ".join(f"{k} {v}" for k, v in result.stage_status.items()))
-    click.echo(f"bundle: {result.bundle_dir}")
-    from edgekd.card.gates import describe_gate, warned_gates
-
+    click.echo(result.summary())
     for gate in warned_gates(result.card) + result.failed_gates:
         click.echo(describe_gate(gate), err=True)
     if result.failed_gates:

@@ -9,21 +9,19 @@ whose inputs did not change is reused, an interrupted one resumes from its last 
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgekd.bundle import write_bundle
-from edgekd.card.build import build_card
-from edgekd.card.evaluation import evaluate_trained
 from edgekd.card.gates import failed_gates
-from edgekd.card.table import summary_rows
-from edgekd.context import BuildContext
-from edgekd.data import load_data
+from edgekd.card.table import format_summary, summary_rows
+from edgekd.context import BuildContext, step
 from edgekd.errors import EdgeKDError
 from edgekd.lock import run_locks
-from edgekd.memory import release_free_memory
 from edgekd.recipe import Recipe, load_recipe
+from edgekd.threads import ThreadChoice, resolve_threads
 
 __all__ = ["build", "build_recipe", "BuildResult"]
 
@@ -42,6 +40,11 @@ class BuildResult:
     def failed_gates(self) -> list[dict]:
         return failed_gates(self.card)
 
+    def summary(self) -> str:
+        """What ``edgekd build`` prints at the end: one row per model and artifact (with its
+        agreement with the student), what each stage did, every gate, the bundle's path."""
+        return format_summary(self.card, self.stage_status, self.bundle_dir)
+
 
 def build(recipe: str | Path | Recipe, *, out: str | Path = "runs", overrides: tuple[str, ...] = (),
           log: Callable[[str], None] = print, on_epoch_end=None) -> BuildResult | None:
@@ -51,11 +54,15 @@ def build(recipe: str | Path | Recipe, *, out: str | Path = "runs", overrides: t
     ``on_epoch_end(stage, epoch, record)`` is called after every training epoch (tests use it
     to interrupt a build).
     """
+    threads = None
     if not isinstance(recipe, Recipe):
+        # a mistake in the file is one line before torch loads; then the threads line, and the
+        # arch names are checked against timm once torch is in (seconds on a busy machine)
+        threads = _start(load_recipe(recipe, overrides, check_models=False), log)
         recipe = load_recipe(recipe, overrides)
     elif overrides:
         raise EdgeKDError("overrides apply to a recipe file; set the fields of a Recipe object directly")
-    return build_recipe(recipe, out=out, log=log, on_epoch_end=on_epoch_end)
+    return _run(recipe, out=out, log=log, on_epoch_end=on_epoch_end, threads=threads)
 
 
 def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str], None] = print,
@@ -71,10 +78,31 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
     :mod:`edgekd.train.distributed`); rank 0 alone writes stages, exports, evaluates and
     writes the bundle, and the other ranks return ``None`` once it has.
     """
+    return _run(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
+                shared_dir=shared_dir)
+
+
+def _start(recipe: Recipe, log: Callable[[str], None]) -> ThreadChoice:
+    """The build's first lines: its threads (:func:`edgekd.threads.resolve_threads`), then torch
+    loading (seconds on a busy machine: said, not silent). Under torchrun rank 0 alone says them."""
+    threads = resolve_threads(recipe.threads)
+    first = log if os.environ.get("RANK", "0") == "0" else _quiet  # before torchrun's group forms
+    first(threads.line())
+    if "timm" not in sys.modules:
+        with step(first, "loading torch and timm"):
+            import timm  # noqa: F401  (imports torch)
+    return threads
+
+
+def _run(recipe: Recipe, *, out, log, on_epoch_end, run_dir=None, shared_dir=None,
+         threads: ThreadChoice | None = None) -> BuildResult | None:
+    """:func:`build_recipe`, whose first lines :func:`build` may have said already (``threads``)."""
+    threads = threads or _start(recipe, log)
     import torch
 
     from edgekd.train.distributed import init_distributed
 
+    torch.set_num_threads(threads.count)
     dist = init_distributed()
     if not dist.is_main:
         log = _quiet
@@ -82,7 +110,8 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
         with run_locks(run_dir if run_dir is not None else Path(out) / recipe.name, shared_dir,
                        enabled=dist.is_main):  # rank 0 writes for the job
             result = _build(recipe, out=out, run_dir=run_dir, shared_dir=shared_dir,
-                            ctx=BuildContext(log=log, dist=dist, on_epoch_end=on_epoch_end))
+                            ctx=BuildContext(log=log, dist=dist, on_epoch_end=on_epoch_end,
+                                             threads=threads.count))
         dist.barrier()  # the other ranks wait until rank 0 has written the bundle
         return result
     finally:
@@ -95,17 +124,20 @@ def _quiet(message: str) -> None:
 
 
 def _build(recipe: Recipe, *, out, run_dir, shared_dir, ctx: BuildContext) -> BuildResult | None:
-    import torch
-
+    from edgekd.bundle import write_bundle
+    from edgekd.card.build import build_card
+    from edgekd.card.evaluation import evaluate_trained
+    from edgekd.data import load_data
     from edgekd.export.stage import artifacts_stage, onnx_stage, tensorrt_check_stage
+    from edgekd.memory import release_free_memory
     from edgekd.train.stage import debias_history, seed_study, train_models
 
-    torch.set_num_threads(recipe.threads or torch.get_num_threads())
-    _fetch_weights(recipe)
     log = ctx.log
+    _fetch_weights(recipe)
     run_dir = Path(run_dir) if run_dir is not None else Path(out) / recipe.name
     shared_dir = Path(shared_dir) if shared_dir is not None else run_dir
-    data = load_data(recipe.data, seed=recipe.seed)
+    with ctx.step(f"data: loading {recipe.data.source}"):
+        data = load_data(recipe.data, seed=recipe.seed)
     log(f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
         f"test {len(data.test)}")
     for line in data.description.get("warnings", []):
@@ -115,23 +147,30 @@ def _build(recipe: Recipe, *, out, run_dir, shared_dir, ctx: BuildContext) -> Bu
     if not ctx.is_main:
         return None
 
-    evaluations = {name: evaluate_trained(name, trained, data, min_support=recipe.card.min_support)
-                   for name, trained in models.items()}
+    evaluations = {}
+    for name, trained in models.items():
+        with ctx.step(f"evaluating {name} on {len(data.test)} test images") as progress:
+            evaluations[name] = evaluate_trained(name, trained, data,
+                                                 min_support=recipe.card.min_support)
+            progress.result = f"top-1 {evaluations[name].metrics['top1']:.4f}"
     student = models["student"]
     status = {name: trained.status for name, trained in models.items()}
-    evaluations["onnx"], status["export"] = onnx_stage(run_dir, recipe, student, data, evaluations, log)
+    evaluations["onnx"], status["export"] = onnx_stage(run_dir, recipe, student, data, evaluations, ctx)
     release_free_memory()
-    artifacts, skipped, artifacts_status = artifacts_stage(run_dir, recipe, student, evaluations, data, log)
+    artifacts, skipped, artifacts_status = artifacts_stage(run_dir, recipe, student, evaluations, data, ctx)
     evaluations.update(artifacts)
     if artifacts_status is not None:
         status["artifacts"] = artifacts_status
-    deployment, status["tensorrt_check"] = tensorrt_check_stage(run_dir, recipe, evaluations, data, log)
-    card = build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=recipe.seeds,
-                      learned=student.objective, skipped_artifacts=skipped, deployment=deployment,
-                      debias_epochs={name: debias_history(models[name].history)
-                                     for name in ("baseline", "student")
-                                     if "adversary_top1" in (models[name].history[-1]
-                                                             if models[name].history else {})})
+    deployment, status["tensorrt_check"] = tensorrt_check_stage(run_dir, recipe, evaluations, data, ctx)
+    resamples = recipe.card.bootstrap_resamples
+    with ctx.step(f"card: metrics, class tests and {resamples} bootstrap resamples of "
+                  f"{len(evaluations)} models"):
+        card = build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=recipe.seeds,
+                          learned=student.objective, skipped_artifacts=skipped, deployment=deployment,
+                          debias_epochs={name: debias_history(models[name].history)
+                                         for name in ("baseline", "student")
+                                         if "adversary_top1" in (models[name].history[-1]
+                                                                 if models[name].history else {})})
     files = {e.file: e.path for e in evaluations.values() if e.path is not None}
     files.update({name: e.path.parent / stored for e in evaluations.values()
                   for name, stored in e.details.get("extra_files", {}).items()})
@@ -139,10 +178,12 @@ def _build(recipe: Recipe, *, out, run_dir, shared_dir, ctx: BuildContext) -> Bu
     if recipe.bundle.include_eval_set:  # the test split, for edgekd bench --eval on the device
         from edgekd.bundle.eval_set import write_eval_set
 
-        files["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
-                                               data.test.images, data.test.labels, data.test.groups)
+        with ctx.step(f"writing eval_set.npz ({len(data.test)} test images, compressed)"):
+            files["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
+                                                   data.test.images, data.test.labels,
+                                                   data.test.groups)
     bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=files,
-                              manifest_extra={"engines": engines} if engines else None)
+                              manifest_extra={"engines": engines} if engines else None, log=log)
     return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
                        rows=summary_rows(card))
 

@@ -8,12 +8,13 @@ the key path, the value and what is allowed::
     recipe = load_recipe("recipes/quickstart.yaml", overrides=["distill.temperature=8"])
 
 Each section's schema lives with what it configures: a data source's in its module under
-``edgekd/data`` (registered in :data:`edgekd.data.DATA_SOURCES`), a distillation method's beside
-its loss (:data:`edgekd.distill.OBJECTIVES`), the networks' in :mod:`edgekd.models`, the
-adversary's in :mod:`edgekd.debias`, each export format's in its exporter
-(:data:`edgekd.export.formats.EXPORT_FORMATS`), the card's in :mod:`edgekd.card.build`. This
-module assembles them (the ``data`` and ``distill`` sections as unions tagged by ``source`` and
-``method``) and holds the YAML reading, ``--set`` overrides and the error text.
+``edgekd/data`` (registered in :data:`edgekd.data.DATA_SOURCES`), the distillation methods' in
+:mod:`edgekd.distill.configs` (:data:`edgekd.distill.METHOD_CONFIGS`), the networks' in
+:mod:`edgekd.models`, the adversary's in :mod:`edgekd.debias`, each export format's in its
+exporter (:data:`edgekd.export.formats.EXPORT_FORMATS`), the card's in :mod:`edgekd.card.build`.
+None of them imports torch, so a recipe mistake is reported in a second. This module assembles
+them (the ``data`` and ``distill`` sections as unions tagged by ``source`` and ``method``) and
+holds the YAML reading, ``--set`` overrides and the error text.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -31,7 +32,7 @@ from edgekd.card.build import CardConfig
 from edgekd.config import Section
 from edgekd.data import DATA_SOURCES
 from edgekd.debias import DebiasConfig
-from edgekd.distill import OBJECTIVES
+from edgekd.distill import METHOD_CONFIGS
 from edgekd.errors import EdgeKDError
 from edgekd.export.formats import ExportConfig
 from edgekd.files import sha256_json
@@ -44,7 +45,7 @@ __all__ = ["Recipe", "load_recipe", "parse_recipe", "apply_overrides"]
 # name used when a section gives none.
 _CHOICES: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {
     "data": ("source", {name: DATA_SOURCES[name].config for name in sorted(DATA_SOURCES.names())}),
-    "distill": ("method", {name: OBJECTIVES[name].config for name in sorted(OBJECTIVES.names())}),
+    "distill": ("method", {name: METHOD_CONFIGS[name] for name in sorted(METHOD_CONFIGS.names())}),
 }
 _DEFAULT_CHOICE = {"data": "trifeature", "distill": "kd"}
 
@@ -78,7 +79,9 @@ class Recipe(Section):
     seed: int = Field(0, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, min_length=2, description="training seeds of the multi-seed study (Welch test)")
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: all cores)")
+    threads: int | Literal["auto"] = Field(
+        "auto", description="CPU threads of torch and onnxruntime; auto: the cores this process "
+                            "may use less the busy ones (1-minute load average), see edgekd.threads")
     data: DataConfig = Field(default_factory=lambda: _default("data"))
     teacher: ModelConfig = Field(default_factory=_teacher)
     student: ModelConfig = Field(default_factory=_student)
@@ -87,6 +90,15 @@ class Recipe(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
     card: CardConfig = Field(default_factory=CardConfig)
     bundle: BundleConfig = Field(default_factory=BundleConfig)
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        if value is None:  # what recipes written before auto say
+            return "auto"
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("must be auto or a whole number of threads, at least 1")
 
     @field_validator("seeds")
     @classmethod
@@ -105,8 +117,13 @@ class Recipe(Section):
 
 
 # ---------------------------------------------------------------------------------- loading
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override (``key.path=value``) and validate a recipe file."""
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                check_models: bool = True) -> Recipe:
+    """Read, override (``key.path=value``) and validate a recipe file.
+
+    ``check_models=False`` leaves out the checks of ``teacher``/``student`` arch names against
+    timm's registry, which import torch (seconds): a first look that reports any other mistake
+    at once (``edgekd build`` looks first, then loads torch and checks the rest)."""
     path = Path(path)
     if not path.is_file():
         raise EdgeKDError(f"recipe {str(path)!r} does not exist or is not a file")
@@ -118,7 +135,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise EdgeKDError(f"{path}: not a text file; a recipe is UTF-8 YAML") from None
     raw = _parse_yaml(text, str(path))
     raw = apply_overrides(raw, overrides)
-    return parse_recipe(raw, source=str(path), base_dir=path.parent)
+    return parse_recipe(raw, source=str(path), base_dir=path.parent, check_models=check_models)
 
 
 def _parse_yaml(text: str, source: str) -> dict:
@@ -194,8 +211,10 @@ def _parse_yaml_value(text: str, key: str) -> Any:
         raise EdgeKDError(f"--set {key}: value {text!r} is not a valid YAML value") from None
 
 
-def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".") -> Recipe:
-    """Validate plain data as a recipe, turning the first problems into one line each."""
+def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".",
+                 check_models: bool = True) -> Recipe:
+    """Validate plain data as a recipe, turning the first problems into one line each
+    (``check_models``: see :func:`load_recipe`)."""
     raw = dict(raw)
     _check_finite(raw, source)
     for section, (tag, choices) in _CHOICES.items():
@@ -208,6 +227,11 @@ def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".
                 f"choose one of: {', '.join(sorted(choices))}"
             )
     try:
+        # first without the checks against timm's model names, which import torch (seconds):
+        # a mistake anywhere else is one line before any of that loads
+        first = Recipe.model_validate(raw, context={"base_dir": Path(base_dir), "timm": False})
+        if not check_models:
+            return first
         return Recipe.model_validate(raw, context={"base_dir": Path(base_dir)})
     except ValidationError as err:
         lines = [f"{source}: {_describe(e, raw)}" for e in err.errors()]

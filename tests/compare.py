@@ -58,9 +58,12 @@ def mutated(document, where: tuple, value):
 
 def one_line(result, exit_code: int = 2) -> str:
     """The single error line of a CLI result (click's ``CliRunner``) with ``exit_code``; no
-    traceback."""
+    traceback. The error is all of stderr; stdout may hold the progress lines a build printed
+    before it stopped (``threads: ...``, ``data: loading ...``), never an error."""
     assert result.exit_code == exit_code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.output.strip().splitlines()
+    lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert not any(line.startswith(("error", "Traceback")) for line in result.stdout.splitlines()), \
+        result.output
     return lines[0]

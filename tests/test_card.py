@@ -156,7 +156,8 @@ def test_build_and_card_check_exit_1_and_name_the_failed_gate(tiny_recipe, tmp_p
     assert built.exit_code == 1
     assert "gate failed: min_top1 on student: top-1 accuracy is" in built.output
     assert "needs >= 0.99" in built.output
-    assert "max_eod" not in built.output  # that gate passes
+    assert "gate failed: max_eod" not in built.output  # that gate passes
+    assert "  pass  max_eod on student = " in built.output  # and the summary lists it
     bundle = tmp_path / "tiny" / "bundle"
     check = runner.invoke(main, ["card", str(bundle), "--check"])
     assert check.exit_code == 1

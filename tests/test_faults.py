@@ -66,7 +66,7 @@ def test_a_second_build_on_a_busy_folder_gets_one_line_and_a_kill_resumes(tiny_b
     before = _snapshot(out)
     second = CliRunner().invoke(main, ["build", str(TESTS / "tiny.yaml"), "--out", str(out)])
     assert second.exit_code == 2
-    lines = second.output.strip().splitlines()
+    lines = second.stderr.strip().splitlines()  # stdout: the threads line before the lock
     assert len(lines) == 1, second.output
     assert lines[0].startswith(f"error: {out / 'tiny'}: in use by pid {first.pid} on ")
     assert "kill_in_stage.py" in lines[0] or "edgekd" in lines[0]

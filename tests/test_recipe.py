@@ -67,7 +67,7 @@ def test_bad_recipe_exits_2_with_one_line_naming_the_key(tmp_path, case):
     path = _write(tmp_path, content)
     result = CliRunner().invoke(main, ["build", str(path), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]  # stdout: progress
     assert len(lines) == 1, result.output
     assert lines[0].startswith("error: ")
     assert "Traceback" not in result.output

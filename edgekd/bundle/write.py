@@ -14,11 +14,16 @@ from edgekd.card.io import CARD_JSON, CARD_MD, write_card_json
 from edgekd.card.markdown import render_markdown
 from edgekd.card.plots import write_plots
 from edgekd.config import Section
+from edgekd.context import Log, step
 from edgekd.errors import EdgeKDError
 from edgekd.files import write_atomic, write_json
 from edgekd.paths import release_name
 
 __all__ = ["BundleConfig", "write_bundle"]
+
+
+def _silent(message: str) -> None:
+    """The default log: a bundle written outside a build says nothing."""
 
 
 class BundleConfig(Section):
@@ -29,13 +34,13 @@ class BundleConfig(Section):
 
 
 def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str, Path],
-                 manifest_extra: dict | None = None) -> Path:
+                 manifest_extra: dict | None = None, log: Log = _silent) -> Path:
     """Write ``run_dir/bundle`` whole or not at all, then the tarball beside it.
 
     ``card`` is written as it is (its ``plots`` name the files drawn here). The bundle is
     assembled in a temporary sibling directory and swapped in at the end, so an interrupted
     build never leaves a half-written bundle; a write that fails (a full disk) removes the
-    temporary directory and is one line.
+    temporary directory and is one line. ``log`` hears each step (the plots take seconds).
     """
     from edgekd.bundle.transaction import fault_line, recover
 
@@ -46,11 +51,13 @@ def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for name, source in artifacts.items():
-            shutil.copyfile(source, tmp / name)
+        with step(log, f"bundle: copying {', '.join(artifacts) or 'no files'}"):
+            for name, source in artifacts.items():
+                shutil.copyfile(source, tmp / name)
         write_atomic(tmp / "recipe.yaml", recipe.to_yaml())
         write_json(tmp / "preprocess.json", data.preprocess())
-        plots = write_plots(card, tmp / "plots")
+        with step(log, "bundle: drawing the card's plots"):
+            plots = write_plots(card, tmp / "plots")
         write_card_json(tmp / CARD_JSON, card)
         write_atomic(tmp / CARD_MD, render_markdown(card))
         write_atomic(tmp / "card.html", render_html(card, plots))
@@ -61,7 +68,8 @@ def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str
             final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old, ignore_errors=True)
-        write_tarball(final, run_dir / f"{root}.tar.gz", root)
+        with step(log, f"bundle: writing {root}.tar.gz"):
+            write_tarball(final, run_dir / f"{root}.tar.gz", root)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise EdgeKDError(fault_line(err, final).replace("could not write the change",

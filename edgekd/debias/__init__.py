@@ -11,18 +11,31 @@ may say about them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import importlib
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
 from edgekd.config import Section
 from edgekd.data.splits import cell_weights
-from edgekd.debias.adversarial import AdversarialDebiasing, Adversary, lambda_at
-from edgekd.debias.reweighing import Reweighing
-from edgekd.train.objective import Objective
 
-__all__ = ["AdversarialDebiasing", "Adversary", "Reweighing", "cell_weights", "lambda_at",
-           "with_debiasing"]
+if TYPE_CHECKING:
+    from edgekd.debias.adversarial import AdversarialDebiasing, Adversary, lambda_at
+    from edgekd.debias.reweighing import Reweighing
+    from edgekd.train.objective import Objective
+
+__all__ = ["AdversarialDebiasing", "Adversary", "DebiasConfig", "Reweighing", "cell_weights",
+           "lambda_at", "with_debiasing"]
+
+# The training side, loaded on first use: the recipe reads DebiasConfig without importing torch.
+_LAZY = {"AdversarialDebiasing": "edgekd.debias.adversarial", "Adversary": "edgekd.debias.adversarial",
+         "lambda_at": "edgekd.debias.adversarial", "Reweighing": "edgekd.debias.reweighing"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'edgekd.debias' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
 
 
 class DebiasConfig(Section):
@@ -56,6 +69,9 @@ class DebiasConfig(Section):
 
 def with_debiasing(objective: Objective, cfg) -> Objective:
     """``objective`` wrapped by the recipe's ``debias`` section (unchanged when it is off)."""
+    from edgekd.debias.adversarial import AdversarialDebiasing
+    from edgekd.debias.reweighing import Reweighing
+
     if cfg is None:
         return objective
     if cfg.method == "adversarial":

@@ -17,14 +17,12 @@ images takes its class's weight. The weights are written to the card.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
-from pydantic import Field
 
+from edgekd.distill.configs import AdaptiveConfig
 from edgekd.distill.kd import kd_loss_per_sample
-from edgekd.distill.registry import DistillMethodConfig, register_method
+from edgekd.distill.registry import register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["AdaptiveKDLoss", "subgroup_weights"]
@@ -50,15 +48,6 @@ def subgroup_weights(pred: np.ndarray, labels: np.ndarray, groups: np.ndarray, *
     if not best or np.isnan(best):  # the teacher is never right: fall back to labels only
         return np.zeros((num_classes, num_groups))
     return np.nan_to_num(alpha * acc / best, nan=0.0)
-
-
-class AdaptiveConfig(DistillMethodConfig):
-    """``distill.method: adaptive``: per-subgroup KD weights after "Teacher's pet" (2021)."""
-
-    method: Literal["adaptive"] = "adaptive"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight where the teacher is best")
-    per: Literal["class", "cell"] = Field("cell", description="(class, group) cell, or class")
 
 
 @register_method(AdaptiveConfig)

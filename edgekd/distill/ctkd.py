@@ -19,14 +19,13 @@ whatever the recipe's epochs. The temperature of every epoch is logged in the st
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
+from edgekd.distill.configs import CTKDConfig
 from edgekd.distill.kd import kd_loss
-from edgekd.distill.registry import DistillMethodConfig, register_method
+from edgekd.distill.registry import register_method
 from edgekd.models.reversal import grad_reverse
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
@@ -40,28 +39,6 @@ def cosine_curriculum(epoch: int, curriculum_epochs: float) -> float:
         return 1.0
     progress = min(epoch, curriculum_epochs) / curriculum_epochs
     return (1.0 - math.cos(math.pi * progress)) / 2.0
-
-
-class CTKDConfig(DistillMethodConfig):
-    """``distill.method: ctkd``: curriculum temperature KD (Li et al. 2023)."""
-
-    method: Literal["ctkd"] = "ctkd"
-    t_min: float = Field(1.0, gt=0.0)
-    t_range: float = Field(20.0, gt=0.0)
-    initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="as kd's alpha")
-    curriculum_share: float = Field(0.5, ge=0.0, le=1.0,
-                                    description="share of the epochs over which lambda ramps 0 -> 1")
-    renamed_keys = {"curriculum_epochs": "curriculum_share, a share of the student's epochs in "
-                                         "[0, 1] (e.g. 0.5)"}
-
-    @model_validator(mode="after")
-    def _initial_inside(self) -> CTKDConfig:
-        if not self.t_min < self.initial_temperature < self.t_min + self.t_range:
-            raise ValueError(f"initial_temperature {self.initial_temperature:g} must lie strictly "
-                             f"between t_min {self.t_min:g} and t_min + t_range "
-                             f"{self.t_min + self.t_range:g}")
-        return self
 
 
 @register_method(CTKDConfig)

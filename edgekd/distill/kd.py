@@ -11,13 +11,11 @@ part of ``ctkd``, ``kdpp``, ``rkd`` and ``adaptive``.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from edgekd.distill.registry import DistillMethodConfig, register_method
+from edgekd.distill.configs import KDConfig
+from edgekd.distill.registry import register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["KDConfig", "KDLoss", "kd_loss", "kd_loss_per_sample"]
@@ -43,16 +41,6 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     be a tensor (CTKD learns it).
     """
     return kd_loss_per_sample(student_logits, teacher_logits, temperature).mean()
-
-
-class KDConfig(DistillMethodConfig):
-    """``distill.method: kd``: Hinton et al. (2015) soft-target distillation."""
-
-    method: Literal["kd"] = "kd"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    # 0.5, not Hinton's 0.9: on the quickstart (3 seeds, README) a teacher that leans on the
-    # colour shortcut passes it on through soft targets; 0.9 gave top-1 0.642 against 0.741.
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term vs CE")
 
 
 @register_method(KDConfig)

@@ -18,16 +18,14 @@ keeps that shape in a 6-epoch build, where a count of 20 would never let the wei
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
+from edgekd.distill.configs import KDPPConfig
 from edgekd.distill.kd import kd_loss
-from edgekd.distill.registry import DistillMethodConfig, register_method
+from edgekd.distill.registry import register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["KDPPLoss", "nd_loss", "class_means", "warmup_weight"]
@@ -57,18 +55,6 @@ def nd_loss(projected: torch.Tensor, teacher_features: torch.Tensor, labels: tor
     along = (projected * direction).sum(dim=1)
     norm = torch.maximum(projected.norm(dim=1), teacher_features.norm(dim=1)).clamp_min(1e-12)
     return (1.0 - along / norm).mean()
-
-
-class KDPPConfig(DistillMethodConfig):
-    """``distill.method: kdpp``: KD++ / ND loss (Wang et al. 2023)."""
-
-    method: Literal["kdpp"] = "kdpp"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
-    warmup_share: float = Field(0.3, ge=0.0, le=1.0,
-                                description="KD weight = min(1, epoch / (share x epochs))")
-    nd_weight: float = Field(2.0, ge=0.0)
-    renamed_keys = {"warmup_epochs": "warmup_share, a share of the student's epochs in [0, 1] "
-                                     "(e.g. 0.3)"}
 
 
 @register_method(KDPPConfig)

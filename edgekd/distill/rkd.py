@@ -16,14 +16,12 @@ Total: ``CE + w_D * L_D + w_A * L_A (+ kd_weight * KD)`` with the paper's ``w_D 
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
+from edgekd.distill.configs import RKDConfig
 from edgekd.distill.kd import kd_loss
-from edgekd.distill.registry import DistillMethodConfig, register_method
+from edgekd.distill.registry import register_method
 from edgekd.train.objective import Batch, Objective, label_cross_entropy
 
 __all__ = ["RKDLoss", "rkd_distance_loss", "rkd_angle_loss", "normalised_distances"]
@@ -74,16 +72,6 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
         pred = _angles(student.float(), anchors)
         total = total + F.smooth_l1_loss(pred, target, reduction="sum")
     return total / (b ** 3)
-
-
-class RKDConfig(DistillMethodConfig):
-    """``distill.method: rkd``: relational KD (Park et al. 2019) on pooled features."""
-
-    method: Literal["rkd"] = "rkd"
-    distance_weight: float = Field(25.0, ge=0.0)
-    angle_weight: float = Field(50.0, ge=0.0)
-    kd_weight: float = Field(0.0, ge=0.0, description="optional classic KD term")
-    temperature: float = Field(4.0, gt=0.0, le=100.0, description="for the optional KD term")
 
 
 @register_method(RKDConfig)

@@ -36,6 +36,7 @@ from typing import Literal
 from pydantic import Field, create_model, model_validator
 
 from edgekd.config import Section
+from edgekd.context import step
 from edgekd.export.artifact import Artifact, ExportContext
 from edgekd.export.fp16 import Fp16Config, export_fp16
 from edgekd.export.int8 import Int8Config, export_int8
@@ -123,6 +124,7 @@ def build_artifacts(ctx: ExportContext) -> list[Artifact]:
     artifacts = []
     for fmt in built_from_onnx():
         if getattr(ctx.export, fmt.key).enabled:
-            made = fmt.exporter(getattr(ctx.export, fmt.key), ctx)
+            with step(ctx.log, f"exporting {fmt.key} from {ctx.onnx_path.name}"):
+                made = fmt.exporter(getattr(ctx.export, fmt.key), ctx)
             artifacts += made if isinstance(made, list) else [made]
     return artifacts

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from edgekd.config import Section
 from edgekd.export.runtime import OnnxClassifier
-from edgekd.models.tensors import predict_logits
+
+if TYPE_CHECKING:  # torch is imported where a model is exported: the recipe reads OnnxConfig
+    import torch
 
 __all__ = ["export_onnx", "compare_with_torch"]
 
@@ -45,6 +46,8 @@ def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: i
     torch's tracing exporter, deprecated by torch (its warning is shown): it writes any opset from
     13, and opset 17 is what TensorRT 8.5/8.6 (JetPack 5 and 6.0) parse.
     """
+    import torch
+
     model = model.eval()
     example = torch.zeros(2, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -83,6 +86,8 @@ class _quiet_exporter:
 def compare_with_torch(model: torch.nn.Module, onnx_path: Path, images: np.ndarray, mean, std,
                        *, threads: int | None = None) -> dict:
     """Run the same real images through torch and onnxruntime; report how closely they agree."""
+    from edgekd.models.tensors import predict_logits
+
     torch_logits = predict_logits(model, images, mean, std)
     ort_logits = OnnxClassifier(onnx_path, threads=threads).predict_images(images, mean, std)
     return {

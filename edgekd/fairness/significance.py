@@ -30,7 +30,6 @@ between the seeds of model A and of model B on class accuracy normalised by over
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from edgekd.errors import EdgeKDError
 
@@ -45,12 +44,19 @@ __all__ = ["DEFAULT_MIN_EFFECT", "mcnemar_exact", "benjamini_hochberg", "classwi
 DEFAULT_MIN_EFFECT = 0.02
 
 
+def _stats():
+    """scipy.stats, imported where a test runs: the recipe reads DEFAULT_MIN_EFFECT without it."""
+    from scipy import stats
+
+    return stats
+
+
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value from the discordant counts ``b`` and ``c``."""
     n = int(b) + int(c)
     if n == 0:
         return 1.0
-    return float(stats.binomtest(int(min(b, c)), n, 0.5, alternative="two-sided").pvalue)
+    return float(_stats().binomtest(int(min(b, c)), n, 0.5, alternative="two-sided").pvalue)
 
 
 def benjamini_hochberg(pvalues, *, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +64,7 @@ def benjamini_hochberg(pvalues, *, alpha: float = 0.05) -> tuple[np.ndarray, np.
     p = np.asarray(pvalues, dtype=float)
     if p.size == 0:
         return p, np.zeros(0, dtype=bool)
-    adjusted = stats.false_discovery_control(p, method="bh")
+    adjusted = _stats().false_discovery_control(p, method="bh")
     return adjusted, adjusted <= alpha
 
 
@@ -178,7 +184,7 @@ def welch_classwise(recall_a: np.ndarray, top1_a: np.ndarray, recall_b: np.ndarr
         elif np.allclose(a, a[0]) and np.allclose(b, b[0]):  # no spread: t undefined
             p.append(1.0 if np.isclose(a[0], b[0]) else 0.0)
         else:
-            p.append(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
+            p.append(float(_stats().ttest_ind(a, b, equal_var=False).pvalue))
     adjusted, rejected = benjamini_hochberg(p, alpha=alpha)
     rows = [{"class": name, "mean_normalised_a": _mean_or_none(norm_a[:, k]),
              "mean_normalised_b": _mean_or_none(norm_b[:, k]), "p": p[k],

@@ -72,9 +72,9 @@ class ModelConfig(Section):
 
     @field_validator("arch")
     @classmethod
-    def _known_arch(cls, arch: str) -> str:
-        from edgekd.models import is_known_arch
-
+    def _known_arch(cls, arch: str, info: ValidationInfo) -> str:
+        if not _asks_timm(info):
+            return arch
         if not is_known_arch(arch):
             raise ValueError(
                 f"{arch!r} is not a timm model (see timm.list_models(), e.g. efficientnet_b0)"
@@ -96,13 +96,13 @@ class ModelConfig(Section):
         return resolve_path(path, info, folder=False)
 
     @model_validator(mode="after")
-    def _weights(self) -> ModelConfig:
+    def _weights(self, info: ValidationInfo) -> ModelConfig:
         if self.epochs == 0 and self.checkpoint is None and not self.pretrained:
             raise ValueError("epochs: 0 needs a checkpoint or pretrained: true")
         if self.pretrained and self.checkpoint is not None:
             raise ValueError("pretrained: true and a checkpoint both give the first weights; "
                              "keep one")
-        if self.pretrained:
+        if self.pretrained and _asks_timm(info):
             from timm.models import is_model_pretrained
 
             if not is_model_pretrained(self.arch):
@@ -111,6 +111,13 @@ class ModelConfig(Section):
         # a tag with pretrained: false names the architecture only (the card says "scratch"),
         # so `--set student.pretrained=false` tries a recipe without the hub
         return self
+
+
+def _asks_timm(info: ValidationInfo) -> bool:
+    """Whether to check names against timm's registry, which imports torch (seconds): the recipe
+    is validated once with ``context={"timm": False}`` so a mistake elsewhere is reported before
+    torch loads, then again with the checks (:func:`edgekd.recipe.parse_recipe`)."""
+    return (info.context or {}).get("timm", True)
 
 
 def is_known_arch(arch: str) -> bool:

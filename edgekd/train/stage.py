@@ -179,7 +179,8 @@ def train_stage(stage: Stage, cfg, objective, data: DataSplits, *, seed: int, te
     if dist.is_main:
         if cfg.epochs == 0:
             torch.save({"model": model.state_dict(), "epoch": 0}, stage.path("best.pt"))
-        logits = predict_logits(model, data.test.images, data.mean, data.std)
+        with ctx.step(f"{stage.name}: predicting {len(data.test)} test images"):
+            logits = predict_logits(model, data.test.images, data.mean, data.std)
         np.savez(stage.path("test_predictions.npz"), logits=logits, labels=data.test.labels,
                  groups=data.test.groups)
         write_json(stage.path("objective.json"), objective.summary())
