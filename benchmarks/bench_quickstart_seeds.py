@@ -38,6 +38,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import write_result  # noqa: E402
+
 ROLES = ("teacher", "baseline")
 
 
@@ -134,6 +137,20 @@ def summarise(per_seed: dict[int, dict], names: list[str]) -> list[str]:
     return lines
 
 
+def summary(per_seed: dict[int, dict], names: list[str]) -> dict[str, dict]:
+    """Mean, sample standard deviation and median over seeds of each model's test metrics."""
+    out: dict[str, dict] = {}
+    for name in names:
+        out[name] = {}
+        for key in ("top1", "mean_abs_disparity", "adversary_top1", "adversary_reference"):
+            values = [r[name][key] for r in per_seed.values() if r[name].get(key) is not None]
+            if values:
+                out[name][key] = {"mean": statistics.fmean(values),
+                                  "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                                  "median": statistics.median(values), "n": len(values)}
+    return out
+
+
 def _mean_sd(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.fmean(values):.3f} +- {sd:.3f}"
@@ -210,6 +227,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--out", default="runs/seeds-bench")
     parser.add_argument("--plot", type=Path, help="also draw top-1 against |disparity| (PNG)")
+    parser.add_argument("--result", help="results file name under benchmarks/results "
+                                         "(default: seeds_<recipe name>)")
     args = parser.parse_args()
 
     from edgekd.errors import EdgeKDError
@@ -242,7 +261,14 @@ def main() -> None:
     names = [*ROLES, *variants]
     names += [n for n in next(iter(per_seed.values())) if n not in names]  # variants' own teachers
     print("\n".join(summarise(per_seed, names)))
-    print(f"\n{time.perf_counter() - started:.0f} s for {len(seeds)} seeds")
+    seconds = time.perf_counter() - started
+    print(f"\n{seconds:.0f} s for {len(seeds)} seeds")
+    path = write_result(args.result or f"seeds_{recipe.name}", {
+        "recipe": args.recipe, "overrides": args.overrides, "variants": variants, "jobs": args.jobs,
+        "threads_per_job": threads, "seconds": round(seconds, 1),
+        "summary": summary(per_seed, names),
+        "per_seed": {str(seed): results for seed, results in per_seed.items()}})
+    print(f"results: {path}")
     if args.plot:
         print(f"plot: {plot(per_seed, names, args.plot)}")
     if not args.only_variants:

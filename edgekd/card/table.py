@@ -60,7 +60,8 @@ def format_stages(status: dict[str, str]) -> str:
 def format_gate(gate: dict) -> str:
     """One line for a gate of the card: pass or FAIL, name, artifact, value and threshold."""
     value = "undefined" if gate["value"] is None else _cell(gate["value"])
-    return (f"{'pass' if gate['passed'] else 'FAIL'}  {gate['name']} on {gate['artifact']} = {value} "
+    verdict = "pass" if gate["passed"] else "warn" if gate.get("on_miss") == "warn" else "FAIL"
+    return (f"{verdict}  {gate['name']} on {gate['artifact']} = {value} "
             f"(needs {gate['comparison']} {gate['threshold']}): {gate['metric']}"
             + (f"; {gate['detail']}" if gate.get("detail") and not gate["passed"] else ""))
 
@@ -69,8 +70,10 @@ def format_summary(card: dict, stage_status: dict[str, str], bundle_dir: str | P
     """The end of ``edgekd build``: the table, the stages line, every gate, the bundle."""
     gates = card.get("gates", [])
     passed = sum(gate["passed"] for gate in gates)
+    warned = sum(not gate["passed"] and gate.get("on_miss") == "warn" for gate in gates)
+    counted = f"gates: {passed} of {len(gates)} pass" + (f", {warned} only warn" if warned else "")
     lines = [format_table(summary_rows(card)), "", format_stages(stage_status),
-             f"gates: {passed} of {len(gates)} pass" if gates else "gates: none set (card.gates)"]
+             counted if gates else "gates: none set (card.gates)"]
     lines += [f"  {format_gate(gate)}" for gate in gates]
     lines.append(f"bundle: {bundle_dir}")
     return "\n".join(lines)
