@@ -88,6 +88,12 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     # issue 25: the deployment target and the TensorRT checks of the files meant for it
     added |= {p for p in _key_paths(after) if p.startswith("/deployment")}
     assert {"/deployment/target/name", "/deployment/rules/model.onnx/passed"} <= added
+    # the newcomer's card: its license, each model's worst (class, group) cell, and the classes
+    # that changed by at least card.min_effect
+    added |= {p for p in _key_paths(after) if p == "/license" or "/metrics/worst_cell" in p
+              or (p.startswith("/significance/") and p.rsplit("/", 1)[-1] in
+                  ("min_effect", "changed_classes", "share_changed", "recall_change", "changed"))}
+    assert "/models/student/metrics/worst_cell/recall" in added
     assert _key_paths(after) - _key_paths(before) == added
     assert _key_paths(before) - _key_paths(after) == set()
     assert after["debias"] == {**before["debias"], "reweigh": False}
