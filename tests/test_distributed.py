@@ -51,8 +51,10 @@ def test_two_process_build_writes_one_bundle_and_matches_single_process(tmp_path
                                                                          tiny_build):
     done = _torchrun("-m", "edgekd", "build", str(tiny_recipe), "--out", str(tmp_path), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("bundle: ") == 1  # rank 0 reports; rank 1 stays quiet
     bundle = tmp_path / "tiny" / "bundle"
+    lines = done.stdout.splitlines()
+    assert lines.count(f"bundle: {bundle}") == 1  # rank 0 reports; rank 1 stays quiet
+    assert sum(line.startswith("threads: ") for line in lines) == 1
     card = json.loads((bundle / "card.json").read_text())
     history = json.loads((tmp_path / "tiny" / "stages" / "student" / "history.json").read_text())
     epoch_images = 256 // 32 * 32  # tiny.yaml: 256 images, global batch 32
