@@ -22,7 +22,7 @@ from edgekd.data.labels import check_label, check_labels
 from edgekd.errors import EdgeKDError
 
 __all__ = ["LabelledConfig", "Row", "read_rows", "value_names", "protected_attributes",
-           "index_values", "group_codes", "check_names", "census_line", "listing"]
+           "index_values", "group_codes", "check_names", "census_line", "census_lines", "listing"]
 
 Row = tuple[str, str, tuple[str, ...]]  # path, label ("" when the file has none), group values
 
@@ -184,6 +184,20 @@ def check_names(cfg: LabelledConfig, class_names: list[str], group_names: list[s
     check_labels(group_names, "group name", where)
     if cfg.protected_attribute is not None:
         check_label(cfg.protected_attribute, "protected attribute (data.protected_attribute)", "recipe")
+
+
+def census_lines(cfg: LabelledConfig, source: str, *, class_names: list[str], group_names: list[str],
+                  splits: dict, classes_found_in: str, groups_found_in: str) -> list[str]:
+    """The :func:`census_line` of the classes and of the groups, for each the recipe does not
+    declare (``splits``: split -> its loaded data, with ``labels`` and ``groups``)."""
+    lines = []
+    if not cfg.classes:
+        lines.append(census_line(source, kind="classes", key="data.classes", found_in=classes_found_in,
+                                 names=class_names, splits={k: d.labels for k, d in splits.items()}))
+    if not cfg.groups_declared():
+        lines.append(census_line(source, kind="groups", key="data.groups", found_in=groups_found_in,
+                                 names=group_names, splits={k: d.groups for k, d in splits.items()}))
+    return lines
 
 
 def census_line(source: str, *, kind: str, key: str, found_in: str, names: list[str],

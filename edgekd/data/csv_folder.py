@@ -23,7 +23,7 @@ from typing import Literal
 from edgekd.data._images import describe_bad, normalisation, read_split
 from edgekd.data._labelled import (
     LabelledConfig,
-    census_line,
+    census_lines,
     check_names,
     group_codes,
     index_values,
@@ -85,14 +85,9 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
             cfg, split, [Path(r[0]) for r in items], *coded[split],
             listed_in=[f"{source} line {n}" for n in lines[split]], named_in=files[split])
     described = describe_bad(bad, cfg)
-    if not cfg.classes:
-        described["warnings"].append(census_line(
-            "csv", kind="classes", key="data.classes", found_in=files["train"], names=class_names,
-            splits={split: data.labels for split, data in splits.items()}))
-    if not cfg.groups_declared():
-        described["warnings"].append(census_line(
-            "csv", kind="groups", key="data.groups", found_in=files["train"], names=group_names,
-            splits={split: data.groups for split, data in splits.items()}))
+    described["warnings"] += census_lines(cfg, "csv", class_names=class_names, group_names=group_names,
+                                          splits=splits, classes_found_in=files["train"],
+                                          groups_found_in=files["train"])
     mean, std = normalisation(cfg)
     subset = (f", test: a stratified {len(keep)} of {total_test}" if cfg.test_size is not None else "")
     return DataSplits(

@@ -34,7 +34,7 @@ from pydantic import Field
 from edgekd.data._images import describe_bad, normalisation, read_split
 from edgekd.data._labelled import (
     LabelledConfig,
-    census_line,
+    census_lines,
     check_names,
     group_codes,
     index_values,
@@ -178,14 +178,9 @@ def load_image_folder(cfg, *, seed: int) -> DataSplits:
     if orphans:
         warnings.append(f"data (image_folder): {len(orphans)} rows of {cfg.groups_csv} name no image "
                         f"under {cfg.root}: {listing(orphans, 5)}")
-    if not cfg.classes:
-        warnings.append(census_line(
-            "image_folder", kind="classes", key="data.classes", found_in="train/'s class folders",
-            names=class_names, splits={split: data.labels for split, data in splits.items()}))
-    if not cfg.groups_declared():
-        warnings.append(census_line(
-            "image_folder", kind="groups", key="data.groups", found_in=cfg.groups_csv,
-            names=group_names, splits={split: data.groups for split, data in splits.items()}))
+    warnings += census_lines(cfg, "image_folder", class_names=class_names, group_names=group_names,
+                             splits=splits, classes_found_in="train/'s class folders",
+                             groups_found_in=cfg.groups_csv)
     mean, std = normalisation(cfg)
     return DataSplits(
         train=splits["train"], val=splits["val"], test=splits["test"],
