@@ -76,7 +76,7 @@ def take(images: np.ndarray, index: Index) -> np.ndarray:
     row_bytes = images.strides[0]
     runs = np.flatnonzero(np.diff(rows) != 1) + 1
     starts, ends = np.concatenate([[0], runs]), np.concatenate([runs, [len(rows)]])
-    view = memoryview(out).cast("B")
+    view = out.data.cast("B")
     filename, offset = where
     with open(filename, "rb", buffering=0) as fh:
         for a, b in zip(starts.tolist(), ends.tolist()):
