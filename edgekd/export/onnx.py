@@ -41,8 +41,8 @@ def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: i
 
     ``exporter="dynamo"`` (the default) uses ``torch.export``, the exporter torch keeps, and writes
     opset 18 or newer (its down-conversion to 17 fails on EfficientNet's reductions); it matched
-    TorchScript's file on every test image (``benchmarks/bench_exporters.py``) but takes about 10x
-    longer (15 s against 1.6 s for timm's test_efficientnet here). ``exporter="torchscript"`` is
+    TorchScript's file on every test image but takes many times longer
+    (``benchmarks/bench_exporters.py`` compares the two). ``exporter="torchscript"`` is
     torch's tracing exporter, deprecated by torch (its warning is shown): it writes any opset from
     13, and opset 17 is what TensorRT 8.5/8.6 (JetPack 5 and 6.0) parse.
     """
