@@ -2,15 +2,17 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# The versions CI installs; `make constraints` rewrites it from the venv.
+CONSTRAINTS ?= constraints/ci.txt
 
-.PHONY: demo test test-all lint install clean
+.PHONY: demo test test-all lint typecheck constraints install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[train,dev,trt-check]"
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[train,dev,trt-check]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,7 +27,13 @@ test-all: install
 	$(BIN)/python -m pytest -q -m ""
 
 lint: install
-	$(BIN)/ruff check edgekd tests benchmarks
+	$(BIN)/ruff check edgekd tests benchmarks scripts
+
+typecheck: install
+	$(BIN)/mypy  # edgekd/, as [tool.mypy] in pyproject.toml says
+
+constraints:
+	$(BIN)/python scripts/constraints.py > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -8,7 +8,7 @@ together. Unknown keys are errors, and values are checked on assignment too.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
@@ -35,6 +35,10 @@ class Section(BaseModel):
         return data
 
 
+@overload
+def resolve_path(path: Path, info: ValidationInfo, *, folder: bool) -> Path: ...
+@overload
+def resolve_path(path: None, info: ValidationInfo, *, folder: bool) -> None: ...
 def resolve_path(path: Path | None, info: ValidationInfo, *, folder: bool) -> Path | None:
     """A path from the recipe, relative to the recipe's folder (the validation context's
     ``base_dir``), that must exist; raises ``ValueError`` (a recipe error line) when it does not."""

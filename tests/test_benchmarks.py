@@ -13,6 +13,7 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # its subprocess may take 900 s
 def test_seeds_benchmark_on_the_tiny_recipe(tmp_path):
     plot = tmp_path / "seeds.png"
     run = subprocess.run(

@@ -47,6 +47,7 @@ def _torchrun(*args: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+@pytest.mark.timeout(900)  # the torchrun build alone may take its 600 s under load
 def test_two_process_build_writes_one_bundle_and_matches_single_process(tmp_path, tiny_recipe,
                                                                          tiny_build):
     done = _torchrun("-m", "edgekd", "build", str(tiny_recipe), "--out", str(tmp_path), timeout=600)

@@ -79,6 +79,7 @@ def test_a_second_build_on_a_busy_folder_gets_one_line_and_a_kill_resumes(tiny_b
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a killed build and its resumed build
 @pytest.mark.parametrize("stage, sig", [
     ("teacher", "KILL"), ("baseline", "KILL"), ("teacher_outputs", "KILL"), ("student", "INT"),
     ("student", "TERM"), ("export", "KILL"), ("bundle", "KILL"), ("tarball", "KILL"),

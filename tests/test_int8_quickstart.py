@@ -15,6 +15,7 @@ ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the whole quickstart build
 def test_the_collapsed_quickstart_student_keeps_its_predictions_in_int8(tmp_path):
     from edgekd.pipeline import build
 

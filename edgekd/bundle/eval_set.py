@@ -74,7 +74,7 @@ def write_eval_set(path: str | Path, images: np.ndarray, labels: np.ndarray, gro
                     "descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
                     "shape": array.shape})  # rows are written in C order
                 for chunk in batches(array, 256):
-                    member.write(memoryview(chunk).cast("B"))
+                    member.write(chunk.data.cast("B"))
     return target
 
 

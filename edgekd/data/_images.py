@@ -110,7 +110,7 @@ def _decode(path: Path, size: int, box: Box | None, max_pixels: int = DEFAULT_MA
                 x, y, w, h = box
                 right, bottom = min(image.width, x + max(w, 1)), min(image.height, y + max(h, 1))
                 image = image.crop((max(0, int(x)), max(0, int(y)), int(right), int(bottom)))
-            return np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
     except FileNotFoundError:
         raise EdgeKDError(f"{path}: image file not found") from None
     except Image.DecompressionBombError:  # Pillow's own check, at twice its limit, fired first

@@ -175,7 +175,7 @@ def _write(target: Path, index_path: Path, fingerprint: str, count: int, size: i
                 pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
                 if pixels.shape != (stop - start, size, size, 3):
                     raise ValueError(f"fill gave {pixels.shape} for images {start}:{stop}")
-                out.write(memoryview(pixels).cast("B"))
+                out.write(pixels.data.cast("B"))
                 bad += failed
         bad.sort()
         if bad:  # keep the good rows only, so a split never copies itself to drop them
@@ -183,7 +183,7 @@ def _write(target: Path, index_path: Path, fingerprint: str, count: int, size: i
             full = np.load(tmp, mmap_mode="r")
             with _npy_file(compact, len(keep), size) as out:
                 for start in range(0, len(keep), step):
-                    out.write(memoryview(take(full, keep[start:start + step])).cast("B"))
+                    out.write(take(full, keep[start:start + step]).data.cast("B"))
             del full
             os.replace(compact, tmp)
         os.replace(tmp, target)

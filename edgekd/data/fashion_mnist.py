@@ -62,7 +62,7 @@ def _colour(grey: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
     if size != rgb.shape[1]:
         from PIL import Image
 
-        rgb = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR))
+        rgb = np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
                         for im in rgb])
     return rgb
 

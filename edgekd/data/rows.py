@@ -30,9 +30,7 @@ from edgekd.errors import EdgeKDError
 __all__ = ["take", "batches", "prefetch", "mapped_file", "eval_batch_size", "EVAL_PIXELS"]
 
 # Pixels per inference batch: 256 images up to 64 x 64 px, fewer above, so a batch's activations
-# stay the same size at any resolution. At 128 px, 256 images held ~720 MB in onnxruntime's arena
-# and ~430 MB in torch for timm's test_efficientnet (benchmarks/bench_data_cache.py); 64 held a
-# quarter of that.
+# (and the peak memory benchmarks/bench_data_cache.py measures) stay the same at any resolution.
 EVAL_PIXELS = 256 * 64 * 64
 
 Index = np.ndarray | slice | list[int]
@@ -76,7 +74,7 @@ def take(images: np.ndarray, index: Index) -> np.ndarray:
     row_bytes = images.strides[0]
     runs = np.flatnonzero(np.diff(rows) != 1) + 1
     starts, ends = np.concatenate([[0], runs]), np.concatenate([runs, [len(rows)]])
-    view = memoryview(out).cast("B")
+    view = out.data.cast("B")
     filename, offset = where
     with open(filename, "rb", buffering=0) as fh:
         for a, b in zip(starts.tolist(), ends.tolist()):

@@ -85,8 +85,8 @@ class DataSplits:
     class_names: list[str]
     group_names: list[str]
     protected_attribute: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # one per channel (RGB)
+    std: tuple[float, ...]
     description: dict = field(default_factory=dict)
     train_for_epoch: Callable[[int], Split] | None = None
     attributes: ProtectedAttributes | None = None  # several attributes: groups are intersections

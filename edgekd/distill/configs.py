@@ -23,8 +23,8 @@ class KDConfig(DistillMethodConfig):
 
     method: Literal["kd"] = "kd"
     temperature: float = Field(4.0, gt=0.0, le=100.0)
-    # 0.5, not Hinton's 0.9: on the quickstart (3 seeds, README) a teacher that leans on the
-    # colour shortcut passes it on through soft targets; 0.9 gave top-1 0.642 against 0.741.
+    # 0.5, not Hinton's 0.9: a teacher that leans on a shortcut (the quickstart's colour) passes
+    # it on through soft targets (benchmarks/bench_quickstart_seeds.py --variant compares alphas).
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term vs CE")
 
 

@@ -1,7 +1,8 @@
 """INT8 ONNX: onnxruntime static quantization (QDQ), in two forms, each checked against fp32.
 
 * ``cpu`` -> ``model.int8.onnx``: activations ``uint8`` (U8S8), what onnxruntime's x86 CPU kernels
-  run natively (with signed activations the quickstart student ran 4.6x slower; 2026-11-27).
+  run natively (signed activations run several times slower there; ``benchmarks/bench_runtimes.py
+  --int8 FILE`` times any INT8 file against fp32).
 * ``tensorrt`` -> ``model.int8.trt.onnx``: activations and weights ``int8`` and symmetric (every
   zero point 0), biases kept float (onnxruntime quantizes them to int32 by default, and TensorRT's
   parser takes DequantizeLinear only on int8: an int32 bias fails at its first node), per-axis
@@ -29,10 +30,9 @@ With ``qat`` (``auto``, the default), where that search misses the bound and an 
 fine-tuning's time (:func:`edgekd.export.qat.probe_fine_tuning`, a few timed steps) fits
 ``qat_budget_minutes``, a copy of the student is fine-tuned under simulated INT8
 (:mod:`edgekd.export.qat`, ``qat_steps`` steps), exported, quantized and searched the same way,
-its agreement measured against the original student's ``model.onnx``. Students whose
-activations span thousands (late SE blocks of the quickstart's alpha-0.9 students) lose half
-their predictions to post-training INT8 and no group of layers kept in float gives them back;
-fine-tuning does (README, INT8).
+its agreement measured against the original student's ``model.onnx``. A student whose
+activations span thousands (late squeeze-and-excitation blocks) can lose half its predictions
+to post-training INT8 that no group of layers kept in float gives back; fine-tuning does.
 
 What ships is :func:`shipped_try` over every try of both: the cheapest (fewest layers in float)
 that reaches the bound, else the best measured; one log line and the card say which and why
@@ -40,13 +40,10 @@ that reaches the bound, else the best measured; one log line and the card say wh
 ``int8_min_agreement`` (:func:`edgekd.card.gates.int8_gates`) unless ``on_miss: warn``. The
 card records every try.
 
-The calibration images are drawn evenly over the (class, group) cells (``balanced_calibration``).
-Measured on three quickstart students (48 px, 2026-11-27), test agreement with nothing kept in
-float, calibration as the images come against cell-balanced: CPU form 0.904 -> 0.929,
-0.968 -> 0.974, 0.961 -> 0.970; TensorRT form 0.783 -> 0.873, 0.948 -> 0.946, 0.891 -> 0.964.
-1024 images instead of 256 lowered it (minmax ranges widen), percentile and entropy moved it by
--0.01 to +0.016. A student whose median top-2 logit margin is 0.24 stayed at 0.95 even with every
-group but the dense convolutions kept in float: there the model's margins are the limit.
+The calibration images are drawn evenly over the (class, group) cells (``balanced_calibration``),
+so the small cells' activations count in the ranges as the card's cell-balanced scores count
+them; more images widen minmax ranges rather than helping. Where a student's top-2 logit margins
+are small, no choice of layers kept in float reaches the bound: the margins are the limit.
 """
 
 from __future__ import annotations

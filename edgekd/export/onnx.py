@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -41,8 +41,8 @@ def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: i
 
     ``exporter="dynamo"`` (the default) uses ``torch.export``, the exporter torch keeps, and writes
     opset 18 or newer (its down-conversion to 17 fails on EfficientNet's reductions); it matched
-    TorchScript's file on every test image (``benchmarks/bench_exporters.py``) but takes about 10x
-    longer (15 s against 1.6 s for timm's test_efficientnet here). ``exporter="torchscript"`` is
+    TorchScript's file on every test image but takes many times longer
+    (``benchmarks/bench_exporters.py`` compares the two). ``exporter="torchscript"`` is
     torch's tracing exporter, deprecated by torch (its warning is shown): it writes any opset from
     13, and opset 17 is what TensorRT 8.5/8.6 (JetPack 5 and 6.0) parse.
     """
@@ -51,13 +51,14 @@ def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: i
     model = model.eval()
     example = torch.zeros(2, 3, image_size, image_size).contiguous(memory_format=torch.channels_last)
     tmp = path.with_name(f".{path.name}.tmp")
-    names = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
+    names: dict[str, Any] = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset)
     try:
         with _quiet_exporter():
             if exporter == "dynamo":
                 batch = torch.export.Dim("batch", min=1, max=4096)
                 program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
                                             dynamic_shapes=({0: batch},), verbose=False, **names)
+                assert program is not None  # dynamo=True always returns the program
                 program.save(str(tmp), external_data=False)
             elif exporter == "torchscript":
                 torch.onnx.export(model, (example,), str(tmp), dynamo=False,

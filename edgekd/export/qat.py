@@ -1,8 +1,7 @@
 """Quantization-aware fine-tuning: teach the student to survive the INT8 file it ships as.
 
 Post-training quantization rounds every weight and every activation of the exported graph to 8
-bits; on some quickstart students that flips half of the predictions (a symmetric int8 file of
-one sweep point agreed with its fp32 student on 0.49 of the test images). Quantization-aware
+bits; on some students that flips half of the predictions. Quantization-aware
 training (Jacob et al., "Quantization and Training of Neural Networks for Efficient
 Integer-Arithmetic-Only Inference", CVPR 2018; Krishnamoorthi, arXiv:1806.08342) simulates that
 rounding in the forward pass and lets the weights adapt to it; the straight-through estimator
@@ -27,10 +26,8 @@ The objective is the student's own predictions: ``KL(softmax(z_fp32) || softmax(
 temperature 1 on the training images, where ``z_fp32`` are the frozen fp32 student's logits, since
 what the card holds the file to is its agreement with that student. The images come from the
 training split, a pass at a time, drawn evenly over the (class, group) cells; a generated source
-draws fresh ones each pass. On the quickstart sweep's worst student (TensorRT form), 600 steps on
-the same 3,200 images kept 0.960 of its test predictions (the copy fitting its batches to KL
-0.01), fresh images 0.964, 1,200 steps on fresh images 0.970; blending images (mixup) or
-matching logits by squared error did not help (0.956, 0.946).
+draws fresh ones each pass, since fresh images and more steps kept more predictions than
+repeating one set (and mixup or a squared-error match of the logits did not help).
 BatchNorm statistics stay frozen (eval mode), as they will be folded. The fine-tuned float
 weights are returned; they are exported and quantized like any student, and only the INT8 file
 carries them.
@@ -231,7 +228,7 @@ def probe_fine_tuning(student: nn.Module, train_for_pass: Callable[[int], Split]
     (the first step allocates; its time is left out) and return the cost of each part; the copy
     it tunes is thrown away and ``student`` is untouched. A step costs the median of the timed
     ones: on a shared machine one step another process stalled would otherwise price them all
-    (a mean of 3 steps once priced 300 tiny steps at 15 minutes; they took 3). The estimate is a
+    many times over. The estimate is a
     snapshot of the machine's load, not a promise."""
     clock: dict = {}
     quantization_aware_finetune(student, train_for_pass, calibration_images, mean, std,

@@ -59,7 +59,7 @@ class ModelConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="autocast of the training steps; auto: bf16 on CUDA GPUs that have "
                             "it (Ampere and newer), fp16 with a gradient scaler on older ones, "
-                            "fp32 on the CPU (bf16 measured slower there)")
+                            "fp32 on the CPU (where bf16 autocast is slower)")
     label_smoothing: float = Field(
         0.0, ge=0.0, lt=1.0, description="smoothing of the cross-entropy on the labels, in "
                                          "every objective of this network (teacher; baseline "
@@ -162,9 +162,9 @@ def zero_classifier(model) -> None:
 
     timm's EfficientNet initialises a linear layer uniformly in ``+-1/sqrt(fan_out)``
     (Tan & Le's TensorFlow init); with ``fan_out`` = 4 classes that is ``+-0.5`` over 1536
-    features, so an untrained B3 outputs logits up to 20 and starts at a loss of 4.5 instead of
-    ``ln 4`` = 1.39 (measured on the quickstart: a first epoch's mean loss of 3.0 to 3.3 against
-    1.2 to 1.4 from zero). Zeros are the usual fix (Goyal et al. 2017 zero the last BN of each
+    features, so an untrained B3 outputs logits up to 20 and starts at a loss far above
+    ``ln 4`` = 1.39, the loss of uniform predictions, and its first epoch pays for it. Zeros are
+    the usual fix (Goyal et al. 2017 zero the last BN of each
     block for the same reason): the first step gives the head a gradient and the backbone its
     first signal the step after. On pretrained features the same holds, and BiT (Kolesnikov et
     al. 2020) zeroes the new head when fine-tuning for the same reason.

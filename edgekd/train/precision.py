@@ -9,8 +9,8 @@
   before the backward pass so small gradients survive float16, and the gradients are divided by
   it again (``unscale_``) before they are clipped or applied; a step whose gradients overflowed
   is skipped and the scale halved.
-* the CPU: ``fp32``. bf16 autocast was measured slower on this machine's CPU (1.0 s against
-  0.6 to 0.7 s a training step), so nothing changes there unless a recipe asks.
+* the CPU: ``fp32``. bf16 autocast is slower than fp32 on CPUs without native bfloat16
+  (``benchmarks/bench_train_step.py`` times both), so nothing changes there unless a recipe asks.
 
 Only the network's forward pass runs under autocast; the objective (every loss, the adversary,
 CTKD's temperature, KD++'s projection) gets float32 logits and features and runs in float32.
