@@ -100,10 +100,13 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     # that changed by at least card.min_effect
     added |= _newcomer_keys(after)
     assert "/models/student/metrics/worst_cell/recall" in added
+    # issue 29: what each compression step did to each (class, group) cell
+    added |= {p for p in _key_paths(after) if p.startswith("/compression_by_group")}
+    assert {"/compression_by_group/steps", "/compression_by_group/min_effect"} <= added
     assert _key_paths(after) - _key_paths(before) == added
     assert _key_paths(before) - _key_paths(after) == set()
     assert after["debias"] == {**before["debias"], "reweigh": False}
-    assert after["plots"] == [*before["plots"], "plots/training_curves.png"]
+    assert after["plots"] == [*before["plots"], "plots/training_curves.png", "plots/compression_by_group.png"]
     for key in ("schema", "name", "version", "task", "distillation", "skipped_artifacts"):
         assert after[key] == before[key], key
     for key in ("seed", "data"):
