@@ -21,6 +21,7 @@ PLOT_NAMES = ("disparity_by_class.png", "recall_by_group.png", "training_curves.
 # cells by steps of card["compression_by_group"]; each artifact's flipped images: plots/flipped_<name>.png
 COMPRESSION_PLOT = "compression_by_group.png"
 MAX_HEATMAP_ROWS = 40  # more cells than this: the changed ones and the most flipped are drawn
+HEATMAP_SATURATION = 0.1  # |recall change| at which the heatmap's colour is full
 
 
 def _pyplot():
@@ -128,7 +129,8 @@ def _heatmap_rows(steps: list[dict]) -> tuple[list[tuple[str, str]], int]:
 
 def plot_compression_by_group(card: dict, path: Path) -> Path:
     """Cells (rows: class / group) by steps (columns) of ``card["compression_by_group"]``,
-    coloured by the cell's recall change over the step (red: recall lost), annotated with its
+    coloured by the cell's recall change over the step (red: recall lost; full colour from
+    :data:`HEATMAP_SATURATION` on), annotated with its
     flips ``right->wrong/wrong->right``; a changed cell (significant and at least ``min_effect``)
     is marked ``*`` and boxed."""
     plt = _pyplot()
@@ -150,7 +152,10 @@ def plot_compression_by_group(card: dict, path: Path) -> Path:
             flips = f"{r['right_to_wrong']}/{r['wrong_to_right']}" + ("*" if r.get("changed") else "")
             notes.append((j, i, flips, bool(r.get("changed"))))
     finite = np.abs(values[np.isfinite(values)])
-    limit = max(0.05, float(finite.max()) if finite.size else 0.0)
+    largest = float(finite.max()) if finite.size else 0.0
+    # compression moves a cell by a few points, distillation from a weak baseline by tens: the
+    # colour saturates at HEATMAP_SATURATION so the small changes stay visible (the numbers say all)
+    limit = min(max(0.05, largest), HEATMAP_SATURATION)
     image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     for j, i, text, changed in notes:
         dark = abs(values[i, j]) > 0.6 * limit  # white on the deep colours
@@ -164,7 +169,8 @@ def plot_compression_by_group(card: dict, path: Path) -> Path:
                                                 else f" ({s['measured_on']})"), 40) for s in steps],
                   rotation=30, ha="right", fontsize=7)
     ax.set_yticks(np.arange(len(cells)), [plot_label(f"{c} / {g}", 40) for c, g in cells], fontsize=7)
-    fig.colorbar(image, ax=ax, label="recall change (after - before)", shrink=0.8)
+    fig.colorbar(image, ax=ax, label="recall change (after - before)", shrink=0.8,
+                 extend="both" if largest > limit else "neither")
     shown = f"; {len(cells)} of {total} cells (changed and most flipped)" if len(cells) < total else ""
     ax.set_title(f"Compression by group: flips right->wrong/wrong->right, * changed{shown}", fontsize=8)
     fig.tight_layout()
