@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -221,3 +222,21 @@ def test_a_build_without_images_says_so(damaged):
     card = {**damaged.card, "compression_by_group": section}
     md = render_markdown(card)
     assert md.count("No thumbnails: no test images at hand to draw from at build time.") == 1
+
+
+def test_the_results_script_reads_the_section_back_from_the_predictions(tiny_build):
+    import importlib.util
+
+    from edgekd.card.compression import SECTION
+
+    path = Path(__file__).parents[1] / "benchmarks" / "bench_compression_by_group.py"
+    spec = importlib.util.spec_from_file_location("bench_compression_by_group", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    card, rows = script.rows_of(tiny_build.bundle_dir)
+    steps = card[SECTION]["steps"]
+    assert [r["step"] for r in rows] == [s["step"] for s in steps]
+    for row, step in zip(rows, steps):
+        assert (row["agreement"], row["right_to_wrong"], row["changed_images"]) == (
+            step["overall"]["agreement"], step["overall"]["right_to_wrong"], step["changed_images"])
+        assert row["worst_cell"] == f"{step['worst_cell']['class']} / {step['worst_cell']['group']}"
