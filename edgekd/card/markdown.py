@@ -655,8 +655,9 @@ def _step_lines(step: dict, plots: list[str], *, fold_rest: bool) -> list[str]:
         span = ("" if not agreements else f", agreement {low}" if low == high
                 else f", agreement {low} to {high}")
         more = sum(1 for r in rest if r.get("changed") or r.get("significant"))
-        summary = (f"{len(rest)} more cells ({more} of them significant{span})" if more
-                   else f"{len(rest)} more cells, none significant{span}")
+        cells = f"{len(rest)} more cell" + ("s" if len(rest) > 1 else "")
+        summary = (f"{cells} ({more} of them significant{span})" if more
+                   else f"{cells}, none significant{span}")
         if fold_rest:
             lines += ["", "<details>", f"<summary>{summary}</summary>", "", *_cell_table(rest), "",
                       "</details>"]
