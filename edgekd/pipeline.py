@@ -182,8 +182,17 @@ def _build(recipe: Recipe, *, out, run_dir, shared_dir, ctx: BuildContext) -> Bu
             files["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
                                                    data.test.images, data.test.labels,
                                                    data.test.groups)
+    from edgekd.bundle.predictions import PREDICTIONS, write_predictions
+
+    # every model's test predictions and the images each artifact changed: the device's
+    # compression steps compare with pred_student, users look the changed images up in eval_set.npz
+    files[PREDICTIONS] = write_predictions(
+        run_dir / "stages" / "export" / PREDICTIONS, y_true=data.test.labels, groups=data.test.groups,
+        predictions={name: e.predictions for name, e in evaluations.items()},
+        artifacts=[name for name, e in evaluations.items() if e.vs_student is not None])
     bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=files,
-                              manifest_extra={"engines": engines} if engines else None, log=log)
+                              manifest_extra={"engines": engines} if engines else None, log=log,
+                              images=data.test.images)
     return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
                        rows=summary_rows(card))
 

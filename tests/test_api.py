@@ -67,8 +67,10 @@ def _key_paths(node, prefix=""):
 
 def _newcomer_keys(card: dict) -> set[str]:
     """The keys the newcomer's card added: its license, each model's worst (class, group) cell,
-    and the classes that changed by at least card.min_effect."""
+    the classes that changed by at least card.min_effect, and what each compression
+    step did to each (class, group) cell."""
     return {p for p in _key_paths(card) if p == "/license" or "/metrics/worst_cell" in p
+            or p.startswith("/compression_by_group")
             or (p.startswith("/significance/") and p.rsplit("/", 1)[-1] in
                 ("min_effect", "changed_classes", "share_changed", "recall_change", "changed"))}
 
@@ -100,10 +102,11 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     # that changed by at least card.min_effect
     added |= _newcomer_keys(after)
     assert "/models/student/metrics/worst_cell/recall" in added
+    assert {"/compression_by_group/steps", "/compression_by_group/min_effect"} <= added
     assert _key_paths(after) - _key_paths(before) == added
     assert _key_paths(before) - _key_paths(after) == set()
     assert after["debias"] == {**before["debias"], "reweigh": False}
-    assert after["plots"] == [*before["plots"], "plots/training_curves.png"]
+    assert after["plots"] == [*before["plots"], "plots/training_curves.png", "plots/compression_by_group.png"]
     for key in ("schema", "name", "version", "task", "distillation", "skipped_artifacts"):
         assert after[key] == before[key], key
     for key in ("seed", "data"):

@@ -15,7 +15,7 @@ from edgekd.cli import main
 from edgekd.export.runtime import OnnxClassifier
 
 BUNDLE_FILES = {"card.html", "card.json", "card.md", "eval_set.npz", "plots", "manifest.json", "model.onnx",
-                "preprocess.json",
+                "predictions.npz", "preprocess.json",
                 "recipe.yaml"}
 
 
@@ -25,7 +25,7 @@ def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
     assert manifest_problems(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
     files = BUNDLE_FILES - {"plots"} | {"plots/disparity_by_class.png", "plots/recall_by_group.png",
-                                        "plots/training_curves.png"}
+                                        "plots/training_curves.png", "plots/compression_by_group.png"}
     assert set(manifest["files"]) == files - {"manifest.json"}
     assert {"torch", "timm", "onnxruntime", "fairlearn"} <= set(manifest["versions"])
     tar = tiny_build.run_dir / "tiny-0.1.0.tar.gz"

@@ -196,7 +196,8 @@ def test_card_has_significance_intervals_plots_and_html(tiny_build, tmp_path):
         with Image.open(bundle / plot) as image:
             assert image.format == "PNG" and image.size[0] > 200
     page = (bundle / "card.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "<table>" in page and "src=\"http" not in page
+    assert page.count("data:image/png;base64,") == len(card["plots"]) == 4
+    assert "<table>" in page and "src=\"http" not in page
     md = (bundle / "card.md").read_text()
     assert "confidence intervals" in md and "significantly changed" in md
     # trained from scratch: no base model named (issue 16), and the card says so

@@ -320,6 +320,6 @@ bundle: {{include_eval_set: true}}
                 with np.load(path) as a, np.load(memory.run_dir / "stages" / stage / path.name) as b:
                     assert all(np.array_equal(a[k], b[k]) for k in a.files), path
                 compared += 1
-    assert compared == 5  # four test_predictions.npz, the teacher's outputs of epoch 0
+    assert compared == 6  # four test_predictions.npz, the teacher's outputs of epoch 0, predictions.npz
     ours, theirs = read_eval_set(mapped.bundle_dir), read_eval_set(memory.bundle_dir)
     assert np.array_equal(ours.images, theirs.images) and len(ours.images) == 6

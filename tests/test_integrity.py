@@ -807,7 +807,8 @@ _FRAGMENTS = ["<script>alert(1)</script>", "![x](http://evil.example/x.png)", "\
               "&lt;b&gt;", "www.evil.example", "http://evil.example/p.png", "\\", "# ", "- ", "> ",
               "1. ", "---", "<http://evil.example>", "</td></tr>", "\"'", "_x_", "~~s~~", "\t", "é"]
 _ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "table",
-                 "tr", "th", "td", "ul", "li", "strong", "code", "pre", "figure", "img", "figcaption"}
+                 "tr", "th", "td", "ul", "li", "strong", "code", "pre", "figure", "img", "figcaption",
+                 "details", "summary"}
 
 
 def _hostile(rng: random.Random) -> str:
@@ -881,10 +882,10 @@ def test_three_routes_of_a_remote_image_into_the_card_are_closed(bundle, result,
     (bundle / "card.json").write_text(json.dumps(card))
     page = invoke("card", bundle, "--format", "html").output
     md = invoke("card", bundle, "--format", "md").output
-    _assert_safe(md, page, plots=3)
+    _assert_safe(md, page, plots=4)
     assert "http\\://evil.example/track.png" in md and "\\<b\\>raw\\</b\\>" in md
     assert "&lt;b&gt;raw&lt;/b&gt;" in page
-    _assert_safe((bundle / "card.md").read_text(), (bundle / "card.html").read_text(), plots=3)
+    _assert_safe((bundle / "card.md").read_text(), (bundle / "card.html").read_text(), plots=4)
     from edgekd.card.markdown import render_markdown  # a CSV class name reaches the card as-is
     card["task"]["classes"][0] = "<i>cat</i> ![x](http://evil.example/c.png)"
     for entry in card["models"].values():

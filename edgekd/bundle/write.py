@@ -34,13 +34,15 @@ class BundleConfig(Section):
 
 
 def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str, Path],
-                 manifest_extra: dict | None = None, log: Log = _silent) -> Path:
+                 manifest_extra: dict | None = None, log: Log = _silent, images=None) -> Path:
     """Write ``run_dir/bundle`` whole or not at all, then the tarball beside it.
 
     ``card`` is written as it is (its ``plots`` name the files drawn here). The bundle is
     assembled in a temporary sibling directory and swapped in at the end, so an interrupted
     build never leaves a half-written bundle; a write that fails (a full disk) removes the
     temporary directory and is one line. ``log`` hears each step (the plots take seconds).
+    ``images`` (the test split, uint8 (N, H, W, 3)) are what the grids of the images each
+    artifact changed are cut from (:func:`edgekd.card.plots.write_plots`).
     """
     from edgekd.bundle.transaction import fault_line, recover
 
@@ -57,7 +59,7 @@ def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str
         write_atomic(tmp / "recipe.yaml", recipe.to_yaml())
         write_json(tmp / "preprocess.json", data.preprocess())
         with step(log, "bundle: drawing the card's plots"):
-            plots = write_plots(card, tmp / "plots")
+            plots = write_plots(card, tmp / "plots", images=images)
         write_card_json(tmp / CARD_JSON, card)
         write_atomic(tmp / CARD_MD, render_markdown(card))
         write_atomic(tmp / "card.html", render_html(card, plots))

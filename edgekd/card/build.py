@@ -16,10 +16,12 @@ from pathlib import PurePath
 from pydantic import Field, ValidationInfo, field_validator
 
 from edgekd.card.attributes import by_attribute, small_cells, small_groups
+from edgekd.card.compression import SECTION, step_entry
 from edgekd.card.evaluation import DEFAULT_MIN_SUPPORT, Evaluation
+from edgekd.card.flipped import flipped_examples, flipped_plot_name
 from edgekd.card.gates import GatesConfig, evaluate_gates
 from edgekd.card.hub import DEFAULT_LICENSE, check_dataset_id, check_license
-from edgekd.card.plots import PLOT_NAMES
+from edgekd.card.plots import COMPRESSION_PLOT, PLOT_NAMES
 from edgekd.config import Section
 from edgekd.fairness.bootstrap import bootstrap_intervals
 from edgekd.fairness.metric_table import difference
@@ -27,7 +29,7 @@ from edgekd.fairness.significance import DEFAULT_MIN_EFFECT, classwise_mcnemar, 
 from edgekd.versions import library_versions
 
 __all__ = ["CARD_SCHEMA", "CardConfig", "build_card", "class_change", "seed_significance",
-           "public_description"]
+           "public_description", "compression_by_group"]
 
 CARD_SCHEMA = "edgekd.card/v1"
 
@@ -135,6 +137,39 @@ def seed_significance(seed_metrics: dict[str, list[dict]], *, class_names: list[
             out[f"{before}_to_student"] = welch_from_metrics(
                 seed_metrics[before], seed_metrics["student"], class_names=class_names, alpha=alpha)
     return out
+
+
+def compression_by_group(data, evaluations: dict[str, Evaluation], *, alpha: float, min_effect: float,
+                         min_support: int, images_at_hand: bool = True) -> dict:
+    """``card["compression_by_group"]`` of a build: the effect of every step of the chain, per
+    (class, group) cell and per group (:func:`edgekd.card.compression.step_entry`), in chain
+    order: teacher -> student, baseline -> student, then student -> every exported artifact (the
+    evaluations with a ``vs_student``), in card order.
+
+    Each artifact's step also names a few of the images it changed (``examples``:
+    :func:`edgekd.card.flipped.flipped_examples`) and the grid that shows them
+    (``examples.plot``, drawn with the bundle's plots), or, without test images at hand
+    (``images_at_hand`` false), a note saying so.
+    """
+    labels, groups = data.test.labels, data.test.groups
+    names = dict(class_names=list(data.class_names), group_names=list(data.group_names))
+    settings = dict(alpha=alpha, min_effect=min_effect, min_support=int(min_support))
+    pairs = [(before, "student") for before in ("teacher", "baseline") if before in evaluations]
+    artifacts = [name for name, e in evaluations.items() if e.vs_student is not None]
+    pairs += [("student", name) for name in artifacts]
+    steps = []
+    for before, after in pairs:
+        before_pred, after_pred = evaluations[before].predictions, evaluations[after].predictions
+        entry = step_entry(before, after, labels, before_pred, after_pred, groups, **names, **settings,
+                           measured_on="build")
+        if after in artifacts:
+            cells = flipped_examples(labels, before_pred, after_pred, groups, entry["per_cell"], **names)
+            entry["examples"] = {"plot": flipped_plot_name(after) if cells and images_at_hand else None,
+                                 "cells": cells}
+            if cells and not images_at_hand:
+                entry["examples"]["note"] = "no test images at hand to draw from at build time"
+        steps.append(entry)
+    return {**settings, "plot": f"plots/{COMPRESSION_PLOT}", "steps": steps}
 
 
 def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
@@ -245,6 +280,13 @@ def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
                    "epochs": dict(debias_epochs or {})},
         "plots": [f"plots/{name}" for name in PLOT_NAMES],
     }
+    images = getattr(data.test, "images", None)
+    card[SECTION] = compression_by_group(data, evaluations, alpha=cfg.alpha, min_effect=cfg.min_effect,
+                                         min_support=cfg.min_support,
+                                         images_at_hand=images is not None and len(images) > 0)
+    card["plots"] += [card[SECTION]["plot"]] + [
+        step["examples"]["plot"] for step in card[SECTION]["steps"]
+        if (step.get("examples") or {}).get("plot")]
     if deployment is not None:
         from edgekd.export.tensorrt_check import tensorrt_gates
 

@@ -3,10 +3,11 @@
 It renders the body of ``card.md`` (the same words and tables), converting the small Markdown
 subset that :func:`~edgekd.card.markdown.render_markdown` writes: headings, pipe tables, bullet
 lists (one nesting level), fenced code, paragraphs, images on their own line, ``**bold**`` and
-```code```, and backslash escapes (every card string arrives escaped by
-:mod:`edgekd.card.escape`, so none can become a tag, a link or an image). No Markdown library is
-needed on the device for this. Images whose file name is one of the given plots become
-``data:image/png;base64,...`` URIs, so the page needs no other file.
+```code```, the renderer's own ``<details>`` / ``<summary>`` lines (long tables folded), and
+backslash escapes (every card string arrives escaped by :mod:`edgekd.card.escape`, so none can
+become a tag, a link or an image). No Markdown library is needed on the device for this. Images
+whose file name is one of the given plots become ``data:image/png;base64,...`` URIs, so the page
+needs no other file.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = ["render_html", "markdown_to_html", "bundle_plots"]
 _STYLE = """body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem}
 td{text-align:right}td:first-child{text-align:left}pre{background:#f4f4f4;padding:.6rem;overflow:auto}
-img{max-width:100%}figcaption{font-size:.85em;color:#555}"""
+img{max-width:100%}summary{cursor:pointer;margin:.3rem 0}figcaption{font-size:.85em;color:#555}"""
 
 
 _ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")  # a CommonMark backslash escape: \ + ASCII punctuation
@@ -49,6 +50,7 @@ def _inline(text: str) -> str:
 
 
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)]+)\)$")
+_SUMMARY = re.compile(r"^<summary>(.*)</summary>$")
 
 
 def markdown_to_html(markdown: str, images: dict[str, str] | None = None) -> str:
@@ -73,6 +75,10 @@ def markdown_to_html(markdown: str, images: dict[str, str] | None = None) -> str
                 block.append(lines[i])
                 i += 1
             out.append("<pre>" + html.escape("\n".join(block)) + "</pre>")
+        elif line in ("<details>", "</details>"):  # the renderer's own folding (card strings are escaped)
+            out.append(line)
+        elif _SUMMARY.match(line):
+            out.append(f"<summary>{_inline(_SUMMARY.match(line).group(1))}</summary>")
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
@@ -138,5 +144,6 @@ def render_html(card: dict, plots: list[Path] | None = None) -> str:
              for name, src in sources.items() if name not in referenced]
     title = html.escape(f"{card['name']} {card['version']}: fairness card")
     return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{_STYLE}</style></head><body>\n{markdown_to_html(render_markdown(card), sources)}\n"
+            f"<style>{_STYLE}</style></head><body>\n"
+            f"{markdown_to_html(render_markdown(card, fold_rest=True), sources)}\n"
             + ("<h2>More plots</h2>\n" + "\n".join(extra) if extra else "") + "\n</body></html>\n")

@@ -6,7 +6,8 @@ cells too small to measure (and each torch model's training augmentation); headl
 artifact with bootstrap intervals and the worst (class, group) cell; exported artifacts against the
 torch student; per-class disparity of every model; per-class recall by group of the distilled
 student; each protected attribute alone (several attributes); classes changed by distillation
-(significant, and by at least ``card.min_effect``); release
+(significant, and by at least ``card.min_effect``); compression by group (what each step of the
+chain did to each (class, group) cell, with each artifact's flipped images); deployment; release
 gates; bench results; plots; limitations; provenance. Every section after the headline tolerates a
 card that lacks its keys (cards written before the key existed, minimal test cards). Every card
 string is escaped for Markdown before it is placed (:mod:`edgekd.card.escape`), every number
@@ -22,6 +23,7 @@ import yaml
 
 from edgekd.card.bench import bench_headers, bench_rows
 from edgekd.card.escape import markdown_card, plain_card
+from edgekd.card.flipped import cell_order
 from edgekd.card.hub import DEFAULT_LICENSE, dataset_id
 from edgekd.card.numbers import fixed, general, signed
 from edgekd.fairness.metric_table import METRICS
@@ -583,6 +585,147 @@ def _significance(card: dict) -> list[str]:
     return lines
 
 
+# ------------------------------------------------------------------- compression by group
+_TOP_CELLS = 5  # cells shown per step besides the significant ones: the lowest agreement
+_SHOWN_CELLS = 20  # at most this many rows per step table; the rest counted (card.md) or folded
+_PAIRED = {"images": "images", "agreement": "agreement", "right_to_wrong": "right -> wrong",
+           "wrong_to_right": "wrong -> right"}
+
+
+def _compression_plots(card: dict) -> set[str]:
+    """The plots the compression section shows (its heatmap, each artifact's flipped images)."""
+    section = card.get("compression_by_group") or {}
+    plots = {section.get("plot")} | {(step.get("examples") or {}).get("plot")
+                                     for step in section.get("steps") or []}
+    return {p for p in plots if p}
+
+
+def _paired_cells(row: dict, change: str) -> str:
+    return (f"{row.get('images', '-')} | {_num(row.get('agreement'))} | {row.get('right_to_wrong', '-')} | "
+            f"{row.get('wrong_to_right', '-')} | {_signed(row.get(change))}")
+
+
+def _worst_text(worst: dict | None, *keys: str) -> str:
+    if not worst:
+        return "-"
+    where = ", ".join(str(worst[k]) for k in keys)
+    return f"{_num(worst.get('agreement'))} ({where}; {worst.get('images')} images)"
+
+
+def _step_title(step: dict) -> str:
+    where = step.get("measured_on")
+    return step["step"] + ("" if where in (None, "build") else f" (on {where})")
+
+
+def _cell_table(rows: list[dict]) -> list[str]:
+    lines = ["| cell | images | agreement | right -> wrong | wrong -> right | recall change | p (adj.) |",
+             "|---|---|---|---|---|---|---|"]
+    return lines + [f"| {r['class']} / {r['group']} | {_paired_cells(r, 'accuracy_change')} | {_mark(r)} |"
+                    for r in rows]
+
+
+def _step_lines(step: dict, plots: list[str], *, fold_rest: bool) -> list[str]:
+    overall = step.get("overall") or {}
+    changed = step.get("changed_cells") or []
+    lines = ["", f"### {_step_title(step)}", "",
+             f"All {overall.get('images')} test images: agreement {_num(overall.get('agreement'), 4)}, "
+             f"{overall.get('right_to_wrong')} right -> wrong and {overall.get('wrong_to_right')} "
+             f"wrong -> right (top-1 {_signed(overall.get('accuracy_change'))}, McNemar p "
+             f"{_cell(overall.get('p'))}); {step.get('changed_images')} predictions changed. "
+             f"Changed cells: **{', '.join(changed) if changed else 'none'}**."]
+    groups = step.get("per_group") or []
+    if groups:
+        lines += ["", "| group | images | agreement | right -> wrong | wrong -> right | accuracy change "
+                      "| p (adj.) |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['group']} | {_paired_cells(r, 'accuracy_change')} | {_mark(r)} |" for r in groups]
+    ordered = sorted(step.get("per_cell") or [], key=cell_order)
+    flagged = sum(1 for r in ordered if r.get("changed") or r.get("significant"))
+    moved = sum(1 for r in ordered[flagged:] if (r.get("agreement") if r.get("agreement") is not None
+                                                  else 1.0) < 1.0)
+    count = min(_SHOWN_CELLS, flagged + min(_TOP_CELLS, moved))
+    shown, rest = ordered[:count], ordered[count:]
+    lines.append("")
+    if not shown:
+        return [*lines, f"Every one of the {len(ordered)} cells kept every prediction.",
+                *_examples_lines(step, plots)]
+    lines += _cell_table(shown)
+    if rest:
+        agreements = [r["agreement"] for r in rest if r.get("agreement") is not None]
+        low, high = (_num(min(agreements)), _num(max(agreements))) if agreements else ("-", "-")
+        span = ("" if not agreements else f", agreement {low}" if low == high
+                else f", agreement {low} to {high}")
+        more = sum(1 for r in rest if r.get("changed") or r.get("significant"))
+        cells = f"{len(rest)} more cell" + ("s" if len(rest) > 1 else "")
+        summary = (f"{cells} ({more} of them significant{span})" if more
+                   else f"{cells}, none significant{span}")
+        if fold_rest:
+            lines += ["", "<details>", f"<summary>{summary}</summary>", "", *_cell_table(rest), "",
+                      "</details>"]
+        else:
+            lines += ["", f"And {summary}: card.html and card.json `compression_by_group` list them."]
+    return lines + _examples_lines(step, plots)
+
+
+def _examples_lines(step: dict, plots: list[str]) -> list[str]:
+    """The images an artifact changed: the grid (a plot of this bundle only) and its rows."""
+    examples = step.get("examples")
+    if examples is None:
+        return []
+    cells = examples.get("cells") or []
+    plot = examples.get("plot")
+    examples = {**examples, "plot": plot if plot in plots and _PLOT.match(str(plot)) else None}
+    if not cells:
+        return ["", f"No test image changed its prediction in {step.get('after')}."]
+    lines = ["", f"Images whose prediction {step.get('after')} changed (indices into the test split: "
+                 "`eval_set.npz`, `predictions.npz` `changed_" + str(step.get("after")) + "`)"
+             + (", one row of the grid per cell, in this order:" if examples.get("plot") else ":"), ""]
+    if examples.get("plot"):
+        lines += [f"![images {step.get('after')} changed]({examples['plot']})", ""]
+    elif examples.get("note"):
+        lines += [f"No thumbnails: {examples['note']}.", ""]
+    lines += ["| row | cell | changed | shown (indices) |", "|---|---|---|---|"]
+    lines += [f"| {k + 1} | {c['class']} / {c['group']} | {c.get('changed')} | "
+              f"{', '.join(map(str, c.get('indices') or []))} |" for k, c in enumerate(cells)]
+    return lines
+
+
+def _compression(card: dict, *, fold_rest: bool = False) -> list[str]:
+    """What every step of the chain did to each (class, group) cell (cards before it: nothing)."""
+    section = card.get("compression_by_group") or {}
+    steps = section.get("steps") or []
+    if not steps:
+        return []
+    attribute = card["data"]["protected_attribute"]
+    lines = ["", "## Compression by group", "",
+             f"What each step did to each (class, {attribute}) cell of the test split, on the same "
+             "images before and after: agreement (the share of predictions the step kept), flips "
+             "right -> wrong and wrong -> right, recall change (after - before), McNemar's exact test "
+             f"on the flips with Benjamini-Hochberg over the cells of the step (alpha "
+             f"{_cell(section.get('alpha'))}). **changed**: significant and |recall change| at least "
+             f"{_cell(section.get('min_effect'))}. Worst cell and group: lowest agreement among those "
+             f"with at least {_cell(section.get('min_support'))} test images. Changed cells come first "
+             "in each table, then the lowest agreement.", "",
+             "| step | agreement | right -> wrong | wrong -> right | top-1 change | predictions changed "
+             "| worst cell | worst group | changed cells |", "|---|---|---|---|---|---|---|---|---|"]
+    for step in steps:
+        overall = step.get("overall") or {}
+        lines.append(f"| {_step_title(step)} | {_num(overall.get('agreement'), 4)} | "
+                     f"{overall.get('right_to_wrong', '-')} | {overall.get('wrong_to_right', '-')} | "
+                     f"{_signed(overall.get('accuracy_change'))} | {step.get('changed_images', '-')} | "
+                     f"{_worst_text(step.get('worst_cell'), 'class', 'group')} | "
+                     f"{_worst_text(step.get('worst_group'), 'group')} | "
+                     f"{len(step.get('changed_cells') or [])} |")
+    plot = section.get("plot")
+    if plot and plot in (card.get("plots") or []) and _PLOT.match(plot):
+        lines += ["", f"![compression by group]({plot})", "",
+                  "Cells (rows) by steps (columns), coloured by the cell's recall change (red: lost); "
+                  "the numbers are its flips right -> wrong/wrong -> right, * and a frame mark a "
+                  "changed cell."]
+    for step in steps:
+        lines += _step_lines(step, card.get("plots") or [], fold_rest=fold_rest)
+    return lines
+
+
 def _deployment(card: dict) -> list[str]:
     """The deployment target, and whether the files meant for TensorRT pass its parser."""
     deployment = card.get("deployment")
@@ -665,7 +808,10 @@ def _plots(card: dict) -> list[str]:
     if not card.get("plots"):
         return []
     lines = ["", "## Plots", ""]
+    shown = _compression_plots(card)
     for path in card["plots"]:
+        if path in shown:  # drawn in the compression section
+            continue
         if not _PLOT.match(path):
             lines += [f"- not shown: {path} (not a plot of this bundle)", ""]
             continue
@@ -721,16 +867,20 @@ def _provenance(card: dict) -> list[str]:
     return lines
 
 
-def render_markdown(card: dict) -> str:
+def render_markdown(card: dict, *, fold_rest: bool = False) -> str:
     """The whole ``card.md``. Every string of the card is escaped once, before any section
     places it (:func:`edgekd.card.escape.markdown_card`), and the front matter is YAML made
-    from one-line strings: no card string can start a line, close a cell or be markup."""
+    from one-line strings: no card string can start a line, close a cell or be markup.
+
+    ``fold_rest`` (card.html) puts the rows a long table leaves out in a ``<details>`` block
+    after it; card.md counts them instead (card.json has them all)."""
     front = yaml.safe_dump(front_matter(plain_card(card)), sort_keys=False).rstrip()
     card = markdown_card(card)
     lines = ["---", front, "---", "", f"# {card['name']} {card['version']}", ""]
     for section in (_intro, _distillation, _checkpoints, _data, _headline, _disparity_table,
-                    _student_by_group, _by_attribute, _significance, _deployment, _gates, _bench, _plots,
-                    _limitations,
-                    _provenance):
+                    _student_by_group, _by_attribute, _significance):
+        lines += section(card)
+    lines += _compression(card, fold_rest=fold_rest)
+    for section in (_deployment, _gates, _bench, _plots, _limitations, _provenance):
         lines += section(card)
     return "\n".join(lines)

@@ -13,10 +13,15 @@ import numpy as np
 from edgekd.card.escape import plot_label
 from edgekd.files import atomic_output
 
-__all__ = ["PLOT_NAMES", "write_plots", "plot_training_curves", "save_figure"]
+__all__ = ["PLOT_NAMES", "COMPRESSION_PLOT", "write_plots", "plot_training_curves",
+           "plot_compression_by_group", "save_figure"]
 
 # under plots/ in a bundle
 PLOT_NAMES = ("disparity_by_class.png", "recall_by_group.png", "training_curves.png")
+# cells by steps of card["compression_by_group"]; each artifact's flipped images: plots/flipped_<name>.png
+COMPRESSION_PLOT = "compression_by_group.png"
+MAX_HEATMAP_ROWS = 40  # more cells than this: the changed ones and the most flipped are drawn
+HEATMAP_SATURATION = 0.1  # |recall change| at which the heatmap's colour is full
 
 
 def _pyplot():
@@ -29,12 +34,16 @@ def _pyplot():
     return plt
 
 
-def write_plots(card: dict, out_dir: Path) -> list[Path]:
+def write_plots(card: dict, out_dir: Path, images=None) -> list[Path]:
     """Write ``out_dir/disparity_by_class.png`` (per-class disparity bars of every model and
     artifact), ``out_dir/recall_by_group.png`` (recall per group and class, one panel per model
     and artifact) and ``out_dir/training_curves.png`` (:func:`plot_training_curves`); return the
     paths written. A disparity or recall that is undefined (no test image of the class in a
-    group) is left out as a missing bar."""
+    group) is left out as a missing bar.
+
+    A card with a ``compression_by_group`` section also gets its heatmap
+    (:func:`plot_compression_by_group`) and, given the test ``images`` (uint8 (N, H, W, 3)), the
+    grid of each artifact's flipped images its steps name (:mod:`edgekd.card.flipped`)."""
     plt = _pyplot()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +96,87 @@ def write_plots(card: dict, out_dir: Path) -> list[Path]:
     paths.append(save_figure(fig, out_dir / PLOT_NAMES[1]))
     plt.close(fig)
     paths.append(plot_training_curves(card, out_dir / PLOT_NAMES[2]))
+    section = card.get("compression_by_group") or {}
+    if section.get("steps"):
+        paths.append(plot_compression_by_group(card, out_dir / COMPRESSION_PLOT))
+        if images is not None:
+            from edgekd.card.flipped import draw_flipped_grid
+
+            for step in section["steps"]:
+                examples = step.get("examples") or {}
+                if examples.get("plot") and examples.get("cells"):
+                    paths.append(draw_flipped_grid(images, examples["cells"],
+                                                   out_dir / Path(examples["plot"]).name))
     return paths
+
+
+def _heatmap_rows(steps: list[dict]) -> tuple[list[tuple[str, str]], int]:
+    """The (class, group) cells the heatmap draws, in the steps' (class, group) order, and how many
+    cells there are: all of them, or (more than :data:`MAX_HEATMAP_ROWS`) the cells changed in
+    any step first, then those with the most flips."""
+    present = list(dict.fromkeys((r["class"], r["group"]) for step in steps for r in step["per_cell"]))
+    if len(present) <= MAX_HEATMAP_ROWS:
+        return present, len(present)
+    weight = {cell: (0, 0) for cell in present}
+    for step in steps:
+        for r in step["per_cell"]:
+            changed, flips = weight[r["class"], r["group"]]
+            weight[r["class"], r["group"]] = (changed + bool(r.get("changed")),
+                                              flips + r["right_to_wrong"] + r["wrong_to_right"])
+    chosen = set(sorted(present, key=lambda cell: (-weight[cell][0], -weight[cell][1]))[:MAX_HEATMAP_ROWS])
+    return [cell for cell in present if cell in chosen], len(present)
+
+
+def plot_compression_by_group(card: dict, path: Path) -> Path:
+    """Cells (rows: class / group) by steps (columns) of ``card["compression_by_group"]``,
+    coloured by the cell's recall change over the step (red: recall lost; full colour from
+    :data:`HEATMAP_SATURATION` on), annotated with its
+    flips ``right->wrong/wrong->right``; a changed cell (significant and at least ``min_effect``)
+    is marked ``*`` and boxed."""
+    plt = _pyplot()
+    from matplotlib.patches import Rectangle
+
+    section = card["compression_by_group"]
+    steps = [s for s in section["steps"] if s.get("per_cell")]
+    cells, total = _heatmap_rows(steps)
+    values = np.full((len(cells), len(steps)), np.nan)
+    index = {cell: i for i, cell in enumerate(cells)}
+    fig, ax = plt.subplots(figsize=(2.8 + 1.1 * len(steps), 1.4 + 0.3 * len(cells)))
+    notes = []
+    for j, step in enumerate(steps):
+        for r in step["per_cell"]:
+            i = index.get((r["class"], r["group"]))
+            if i is None or r.get("accuracy_change") is None:
+                continue
+            values[i, j] = r["accuracy_change"]
+            flips = f"{r['right_to_wrong']}/{r['wrong_to_right']}" + ("*" if r.get("changed") else "")
+            notes.append((j, i, flips, bool(r.get("changed"))))
+    finite = np.abs(values[np.isfinite(values)])
+    largest = float(finite.max()) if finite.size else 0.0
+    # compression moves a cell by a few points, distillation from a weak baseline by tens: the
+    # colour saturates at HEATMAP_SATURATION so the small changes stay visible (the numbers say all)
+    limit = min(max(0.05, largest), HEATMAP_SATURATION)
+    image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    for j, i, text, changed in notes:
+        dark = abs(values[i, j]) > 0.6 * limit  # white on the deep colours
+        ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                color="white" if dark else "#999999" if text == "0/0" else "black",
+                fontweight="bold" if changed else "normal")
+        if changed:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+    ax.set_xticks(np.arange(len(steps)),
+                  [plot_label(f"{s['step']}" + ("" if s.get("measured_on") in (None, "build")
+                                                else f" ({s['measured_on']})"), 40) for s in steps],
+                  rotation=30, ha="right", fontsize=7)
+    ax.set_yticks(np.arange(len(cells)), [plot_label(f"{c} / {g}", 40) for c, g in cells], fontsize=7)
+    fig.colorbar(image, ax=ax, label="recall change (after - before)", shrink=0.8,
+                 extend="both" if largest > limit else "neither")
+    shown = f"; {len(cells)} of {total} cells (changed and most flipped)" if len(cells) < total else ""
+    ax.set_title(f"Compression by group: flips right->wrong/wrong->right, * changed{shown}", fontsize=8)
+    fig.tight_layout()
+    path = save_figure(fig, Path(path))
+    plt.close(fig)
+    return path
 
 
 def plot_training_curves(card: dict, path: Path) -> Path:
