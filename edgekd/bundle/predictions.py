@@ -64,7 +64,7 @@ def write_predictions(path: str | Path, *, y_true: np.ndarray, groups: np.ndarra
         arrays[f"changed_{name}"] = changed_indices(predictions["student"], predictions[name])
     target = Path(path)
     with atomic_output(target) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as bool
     return target
 
 

@@ -152,24 +152,27 @@ def compression_by_group(data, evaluations: dict[str, Evaluation], *, alpha: flo
     (``images_at_hand`` false), a note saying so.
     """
     labels, groups = data.test.labels, data.test.groups
-    names = dict(class_names=list(data.class_names), group_names=list(data.group_names))
-    settings = dict(alpha=alpha, min_effect=min_effect, min_support=int(min_support))
-    pairs = [(before, "student") for before in ("teacher", "baseline") if before in evaluations]
+    class_names, group_names = list(data.class_names), list(data.group_names)
+    pairs: list[tuple[str, str]] = [(before, "student") for before in ("teacher", "baseline")
+                                    if before in evaluations]
     artifacts = [name for name, e in evaluations.items() if e.vs_student is not None]
     pairs += [("student", name) for name in artifacts]
     steps = []
     for before, after in pairs:
         before_pred, after_pred = evaluations[before].predictions, evaluations[after].predictions
-        entry = step_entry(before, after, labels, before_pred, after_pred, groups, **names, **settings,
-                           measured_on="build")
+        entry = step_entry(before, after, labels, before_pred, after_pred, groups,
+                           class_names=class_names, group_names=group_names, alpha=alpha,
+                           min_effect=min_effect, min_support=int(min_support), measured_on="build")
         if after in artifacts:
-            cells = flipped_examples(labels, before_pred, after_pred, groups, entry["per_cell"], **names)
+            cells = flipped_examples(labels, before_pred, after_pred, groups, entry["per_cell"],
+                                     class_names=class_names, group_names=group_names)
             entry["examples"] = {"plot": flipped_plot_name(after) if cells and images_at_hand else None,
                                  "cells": cells}
             if cells and not images_at_hand:
                 entry["examples"]["note"] = "no test images at hand to draw from at build time"
         steps.append(entry)
-    return {**settings, "plot": f"plots/{COMPRESSION_PLOT}", "steps": steps}
+    return {"alpha": alpha, "min_effect": min_effect, "min_support": int(min_support),
+            "plot": f"plots/{COMPRESSION_PLOT}", "steps": steps}
 
 
 def build_card(recipe, data, evaluations: dict[str, Evaluation], *,
