@@ -30,12 +30,12 @@ for path in (HERE, HERE.parent):  # the scripts beside this file, and edgekd its
 import recipe_reference  # noqa: E402
 import render_results  # noqa: E402
 
-_pages: dict[str, str] = {}
+_pages: dict[str, str | bytes] = {}
 REPO = HERE.parent
 DIRECTIVE = re.compile(r"^<!-- edgekd: ([\w-]+)(?: (\S+))? -->$", re.MULTILINE)
 
 
-def _generated() -> dict[str, str]:
+def _generated() -> dict[str, str | bytes]:
     pages = {"reference/recipe.md": recipe_reference.render()}
     pages.update(render_results.render_pages())
     return pages
@@ -45,7 +45,7 @@ def on_config(config):
     """Render the pages once per build and list the results pages under ``Results``."""
     _pages.clear()
     _pages.update(_generated())
-    results = sorted(p for p in _pages if p.startswith("results/"))
+    results = sorted(p for p in _pages if p.startswith("results/") and p.endswith(".md"))
     for entry in config.nav or []:
         if isinstance(entry, dict) and "Results" in entry:
             entry["Results"] = ["results/index.md", *results]

@@ -183,7 +183,16 @@ def sections(root: type[BaseModel] | None = None) -> list[Section]:
                     allowed = f"section: see `{sub_path}`"
             else:
                 allowed = describe_type(props.get(key, {}), defs)
-            rows.append(Row(key, _default(field), allowed, rst_to_markdown(field.description or "")))
+            description = field.description or ""
+            if not description and len(nested) == 1:  # a section: the first line of its docstring
+                description = (inspect.getdoc(nested[0]) or "").split("\n\n")[0].replace("\n", " ")
+            elif not description and len(nested) > 1:
+                description = "one section per choice, each below"
+            elif not description and _choice(model) == f"{key}: {field.get_default()}":
+                description = "picks this section"
+            elif not description and key == "enabled":
+                description = "turns this section on"
+            rows.append(Row(key, _default(field), allowed, rst_to_markdown(description)))
         out.append(Section(path, _choice(model), model, tuple(rows)))
         for sub, sub_path in below:
             walk(sub, sub_path)

@@ -322,11 +322,38 @@ def results_list(results: dict[str, dict]) -> str:
     return table(rows) if rows else "No results file yet.\n"
 
 
-def render_pages(folder: Path = RESULTS) -> dict[str, str]:
-    """``results/<name>.md`` -> Markdown: one page per results file. The hand-written
-    ``docs/results/index.md`` takes :func:`build_time_table` and :func:`results_list`."""
-    results = load_results(folder)
-    return {f"results/{name}.md": render_result(name, result) for name, result in results.items()}
+def seeds_plot(result: dict) -> bytes | None:
+    """Top-1 against mean |disparity| per seed and model, drawn from a seeds results file by the
+    benchmark's own plot function; None without matplotlib (the page then has no plot)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_quickstart_seeds import plot
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plot(result["per_seed"], list(result["summary"]), Path(tmp) / "seeds.png")
+        return path.read_bytes()
+
+
+def render_pages(folder: Path = RESULTS) -> dict[str, str | bytes]:
+    """``results/<name>.md`` -> Markdown: one page per results file (and ``results/<name>.png``,
+    the plot of a seeds study). The hand-written ``docs/results/index.md`` takes
+    :func:`build_time_table` and :func:`results_list`."""
+    pages: dict[str, str | bytes] = {}
+    for name, result in load_results(folder).items():
+        page = render_result(name, result)
+        if name.startswith("seeds_") and result.get("per_seed"):
+            png = seeds_plot(result)
+            if png:
+                pages[f"results/{name}.png"] = png
+                page += (f"\n![Top-1 against mean |disparity|: each dot a seed, large marks the means]"
+                         f"({name}.png)\n")
+        pages[f"results/{name}.md"] = page
+    return pages
 
 
 def main() -> None:
@@ -335,12 +362,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the pages under this folder (else list them)")
     args = parser.parse_args()
     pages = render_pages(args.results)
-    for page, text in pages.items():
+    for page, content in pages.items():
         if args.out:
             target = args.out / page
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-        print(f"{page}: {len(text.splitlines())} lines", file=sys.stderr)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
+        print(f"{page}: {len(content)} {'bytes' if isinstance(content, bytes) else 'characters'}",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -142,3 +142,18 @@ def test_cells_and_docstring_markup():
 def test_every_benchmark_writes_a_results_file():
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         assert "write_result(" in script.read_text(), f"{script.name} writes no results file"
+
+
+def test_a_seeds_study_gets_its_table_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    per_seed = {str(s): {"teacher": {"top1": 0.8 + s / 100, "mean_abs_disparity": 0.2},
+                         "distilled": {"top1": 0.7, "mean_abs_disparity": 0.1 + s / 100}} for s in (0, 1)}
+    summary = {"teacher": {"top1": {"mean": 0.805, "sd": 0.00707, "median": 0.805, "n": 2}},
+               "distilled": {"top1": {"mean": 0.7, "sd": 0.0, "median": 0.7, "n": 2}}}
+    _write_result(tmp_path, "seeds_demo", {"summary": summary, "per_seed": per_seed})
+    pages = render_results.render_pages(tmp_path)
+    assert pages["results/seeds_demo.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    page = pages["results/seeds_demo.md"]
+    assert "| teacher | 2 | 0.805 ± 0.0071 | 0.805 |" in page
+    assert "| 1 | 0.81 / 0.2 | 0.7 / 0.11 |" in page
+    assert "](seeds_demo.png)" in page
