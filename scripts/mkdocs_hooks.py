@@ -20,8 +20,6 @@ import re
 import sys
 from pathlib import Path
 
-from mkdocs.structure.files import File, Files
-
 HERE = Path(__file__).resolve().parent
 for path in (HERE, HERE.parent):  # the scripts beside this file, and edgekd itself
     if str(path) not in sys.path:
@@ -52,7 +50,9 @@ def on_config(config):
     return config
 
 
-def on_files(files: Files, config) -> Files:
+def on_files(files, config):
+    from mkdocs.structure.files import File  # here, so the tables above import without mkdocs
+
     for path, text in _pages.items():
         if files.get_file_from_path(path) is not None:
             raise SystemExit(f"docs/{path} is generated on every build: remove the file from docs/")

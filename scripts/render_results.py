@@ -293,26 +293,32 @@ def render_result(name: str, result: dict) -> str:
     return "\n".join(parts)
 
 
+def _minutes(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
 def build_time_table(results: dict[str, dict]) -> str:
-    """The shipped recipes' build times (``build_time_<recipe>.json``), or a line saying none
-    has been measured."""
+    """The shipped recipes' build times (``build_time_<recipe>.json``, written by
+    ``benchmarks/bench_build_time.py``), or a line saying none has been measured."""
     rows = []
     for name, r in results.items():
         if not name.startswith("build_time_"):
             continue
-        seconds = r.get("wall_seconds")
-        wall = "-"
-        if isinstance(seconds, (int, float)):
-            wall = f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+        load = r.get("load_before", r.get("load"))
         machine = r.get("machine") or {}
-        rows.append({"recipe": f"[`{r.get('recipe', name[len('build_time_'):])}`]({name}.md)", "wall": wall,
-                     "threads": r.get("threads"), "load": r.get("load"), "cores": machine.get("cpus"),
-                     "date": r.get("date"), "commit": r.get("commit")})
+        rows.append({"recipe": f"[`{r.get('recipe', name[len('build_time_'):])}`]({name}.md)",
+                     "wall": _minutes(r.get("wall_seconds")), "cpu": _minutes(r.get("cpu_seconds")),
+                     "peak": r.get("peak_rss_mib"), "threads": r.get("threads"),
+                     "load": load[0] if isinstance(load, list) and load else load,
+                     "cores": machine.get("cpus"), "date": r.get("date"), "commit": r.get("commit")})
     if not rows:
-        return ("No build time has been measured yet: a `benchmarks/results/build_time_<recipe>.json` "
-                "file adds a row here.\n")
-    return table(rows, {"recipe": "recipe", "wall": "build, wall time", "threads": "threads",
-                        "load": "load average", "cores": "cores", "date": "date", "commit": "commit"})
+        return ("No build time has been measured yet: `benchmarks/bench_build_time.py RECIPE` writes "
+                "`benchmarks/results/build_time_<recipe>.json`, which adds a row here.\n")
+    return table(rows, {"recipe": "recipe", "wall": "wall time", "cpu": "CPU time", "peak": "peak MiB",
+                        "threads": "threads", "load": "load average before", "cores": "cores",
+                        "date": "date", "commit": "commit"})
 
 
 def results_list(results: dict[str, dict]) -> str:

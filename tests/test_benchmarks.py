@@ -1,4 +1,4 @@
-"""The seeds benchmark (evidence for the README's quickstart table) runs end to end on the tiny
+"""The seeds benchmark (the seeds studies on the docs' results pages) runs end to end on the tiny
 recipe: per-seed rows, mean and spread, the targets, and the plot."""
 
 from __future__ import annotations
