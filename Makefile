@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The versions CI installs; `make constraints` rewrites it from the venv.
 CONSTRAINTS ?= constraints/ci.txt
 
-.PHONY: demo test test-all lint typecheck constraints install clean
+.PHONY: demo test test-all lint typecheck constraints install docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,5 +35,13 @@ typecheck: install
 constraints:
 	$(BIN)/python scripts/constraints.py > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
+# The documentation site into site/, strict: a warning (a broken link, a missing page) fails.
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -35,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from _results import write_result
 
 SHAPES = ["ellipse", "square", "triangle", "cross"]
 GROUPS = ["warm", "cool"]
@@ -222,13 +223,14 @@ def main() -> None:
     shutil.rmtree(cache, ignore_errors=True)  # the first build decodes
     full = recipe(work / "all.yaml", root, full_csvs, cache, args.size, args.epochs)
     sub = recipe(work / "subset.yaml", root, subset_csvs, cache, args.size, args.epochs)
+    # the import line's peak, the fixed cost under everything else
     _, runtime_mb, _ = run(["-c", "import torch, timm, onnxruntime, edgekd.pipeline"],
                            work / "imports.log")
     rows = [build("cached-subset", work, sub), build("in-memory-subset", work, sub, in_memory=True),
             build("cached-all", work, full)]
     seconds, peak, code = run(["-c", READ_BACK, str(full)], work / "read-back.log")
-    print(f"second data stage (cache read, every split read once): "
-          f"{(work / 'read-back.log').read_text().strip().splitlines()[-1]}; peak RSS {peak:.0f} MB, "
+    read_back = (work / "read-back.log").read_text().strip().splitlines()[-1]
+    print(f"second data stage (cache read, every split read once): {read_back}; peak RSS {peak:.0f} MB, "
           f"{seconds:.0f} s")
     if args.in_memory_all:
         rows.append(build("in-memory-all", work, full, in_memory=True))
@@ -255,6 +257,17 @@ def main() -> None:
     target = 1536 + models_mb
     print(f"target: peak RSS under 1.5 GB plus the models ({target:.0f} MB): "
           f"{'met' if cached_all < target else 'NOT met'} ({cached_all:.0f} MB)")
+    path = write_result("data_cache", {
+        "images": args.images, "image_size": args.size, "subset": args.subset, "epochs": args.epochs,
+        "pixels_mb": round(pixels_mb), "imports_peak_mb": round(runtime_mb),
+        "models_mb": round(models_mb, 2),
+        "rows": [{"build": row["name"], "images": n, "peak_mb": round(row["peak_mb"]),
+                  "wall_s": round(row["seconds"], 1)}
+                 for row, n in zip(rows, [args.subset, args.subset, args.images, args.images])],
+        "second_data_stage": {"peak_mb": round(peak), "wall_s": round(seconds, 1), "log": read_back},
+        "in_memory_all_peak_mb": round(memory_all), "in_memory_all": how,
+        "target_mb": round(target), "target_met": bool(cached_all < target)})
+    print(f"result: {path}")
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _results import write_result
 
 from edgekd.bundle.eval_set import read_eval_set
 from edgekd.card.table import format_table
@@ -68,6 +69,12 @@ def main() -> None:
     ts, dy = rows
     print(f"dynamo / torchscript: export time x{dy['export_s'] / ts['export_s']:.2f}, agreement "
           f"{dy['agreement']:.4f} vs {ts['agreement']:.4f}")
+    path = write_result("exporters", {
+        "run": args.run.name, "arch": recipe.student.arch, "test_images": len(images), "opset": args.opset,
+        "rows": [{**row, "export_s": round(row["export_s"], 3), "size_mb": round(row["size_mb"], 2)}
+                 for row in rows],
+        "dynamo_vs_torchscript_export_time": round(dy["export_s"] / ts["export_s"], 2)})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@
     python benchmarks/bench_quickstart_seeds.py --variant "kd T2=distill.temperature=2" \\
         --variant "rkd=distill.method=rkd"
 
-A top-1 on 800 test images moves by about +-0.03 between training seeds, so one build cannot say
-whether distillation helped. Per seed this trains the teacher and the baseline once and distils
-that teacher into every student variant:
+A top-1 on a few hundred test images moves by a few points between training seeds, so one build
+cannot say whether distillation helped. Per seed this trains the teacher and the baseline once
+and distils that teacher into every student variant:
 
 * ``distilled``: the recipe with its debiasing off (the same student without the adversary and
   reweighing);
@@ -19,10 +19,10 @@ that teacher into every student variant:
 The data are those of the recipe's ``seed`` for every training seed (the seed moves the weights,
 the batch order and the adversary, not the images), exactly as ``seeds:`` in a recipe does. Stages
 are hash-keyed like a build's, so a re-run reuses what finished. ``--jobs 2`` trains two seeds at
-once with one thread each (on this 2-core machine 1.4x the throughput of one process with two).
+once with one thread each (on a 2-core machine more throughput than one process with two).
 
 Prints the per-seed table (top-1 / mean |disparity| / adversary accuracy against its reference),
-the mean +- sd and median of each model, and the targets of issue 15 on the medians: the shipped
+the mean +- sd and median of each model, and the quickstart's targets on the medians: the shipped
 student (``debiased`` if the recipe debiases, else ``distilled``) against baseline and teacher, and
 debiasing against the same student without it.
 """
@@ -161,7 +161,7 @@ def _median(values: list[float]) -> str:
 
 
 def targets(per_seed: dict[int, dict], shipped: str, debiased: bool) -> list[tuple[str, bool]]:
-    """Issue 15's targets on the medians over seeds."""
+    """The quickstart's targets on the medians over seeds."""
     def median(name: str, key: str) -> float:
         return statistics.median(r[name][key] for r in per_seed.values())
 
@@ -273,7 +273,7 @@ def main() -> None:
         print(f"plot: {plot(per_seed, names, args.plot)}")
     if not args.only_variants:
         shipped = "debiased" if debiased else "distilled"
-        print(f"\nTargets of issue 15 on the medians (shipped student: {shipped}):")
+        print(f"\nThe quickstart's targets on the medians (shipped student: {shipped}):")
         for text, ok in targets(per_seed, shipped, debiased):
             print(f"  {'PASS' if ok else 'FAIL'}  {text}")
     sys.stdout.flush()

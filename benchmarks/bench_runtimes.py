@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _results import write_result
 
 from edgekd.bench.timing import random_batch, time_batch
 from edgekd.card.table import format_table
@@ -126,6 +127,12 @@ def main() -> None:
     print(format_table(rows, {"variant": "variant", "threads": "threads", "batch": "batch",
                               "p50_ms": "p50 ms", "images_per_s": "images/s",
                               "vs_ort_fp32": "p50 / ort fp32", "harness_vs_bare": "harness / bare"}))
+    path = write_result("runtimes", {
+        "run": args.run.name, "input": list(chw), "iterations": args.iterations, "rounds": args.rounds,
+        "int8_file": int8_path.name if int8_path.is_file() else None,
+        "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
+        "rows": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in rows]})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

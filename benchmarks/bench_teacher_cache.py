@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import torch
+from _results import write_result
 
 from edgekd.data import load_data
 from edgekd.distill import CrossEntropy, KDLoss, TeacherOutputs
@@ -79,6 +80,14 @@ def main() -> None:
     for label, seconds in rows:
         print(f"{label:<{width}}  {seconds:7.2f} s   x{seconds / baseline:.2f} of baseline")
     print(f"{'filling the cache once (teacher inference)':<{width}}  {fill:7.2f} s")
+    path = write_result("teacher_cache", {
+        "teacher": args.teacher, "student": args.student, "images": args.images,
+        "image_size": args.image_size, "batch_size": 64, "threads": torch.get_num_threads(),
+        "repeats": args.repeats,
+        "rows": [{"epoch": label, "seconds": round(seconds, 3), "vs_baseline": round(seconds / baseline, 3)}
+                 for label, seconds in rows],
+        "cache_fill_seconds": round(fill, 3)})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import statistics
 import time
 
 import torch
+from _results import write_result
 
 
 def _step_ms(arch: str, *, size: int = 48, fused: bool = True, bf16: bool = False,
@@ -83,9 +84,17 @@ def main() -> None:
                 print(f"  torch.compile: first 3 steps incl. compilation {warmup:.1f} s")
     ref = statistics.median(reference)
     print(f"{'reference':40s} {ref:7.0f} ms/step")
+    rows = [{"setting": "reference (48 px, fused AdamW, fp32, eager)", "ms_per_step": round(ref, 1),
+             "vs_reference": 1.0}]
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:40s} {median:7.0f} ms/step   x{median / ref:.2f}")
+        rows.append({"setting": name, "ms_per_step": round(median, 1),
+                     "vs_reference": round(median / ref, 3)})
+    path = write_result(f"train_step_{args.arch}", {
+        "arch": args.arch, "batch_size": 32, "threads": torch.get_num_threads(), "steps": args.steps,
+        "repeats": args.repeats, "rows": rows})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class FileSourceConfig(SizedTestConfig):
     """What every file-based source shares: a root folder, the size, the decode cache."""
 
     root: Path = Field(description="dataset folder, relative to the recipe's folder")
-    image_size: int = Field(224, ge=16, le=1024)
+    image_size: int = Field(224, ge=16, le=1024, description="images are resized to this height and width")
     cache_dir: Path | None = Field(
         None, description="folder of the decoded-image cache, memory-mapped while training "
                           "(default $EDGEKD_CACHE or ~/.cache/edgekd)")

@@ -33,7 +33,7 @@ CENSUS_NAMES = 30  # classes a census line lists (the rarest, when there are mor
 class LabelledConfig(FileSourceConfig):
     """Class names, group columns and their value names, shared by ``csv`` and ``image_folder``."""
 
-    path_column: str = "path"
+    path_column: str = Field("path", description="column of the image path, relative to root")
     group_column: str | list[str] = Field(
         "group", description="group column, or a list: the groups are their intersections")
     classes: list[str] | None = Field(

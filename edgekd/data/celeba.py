@@ -69,7 +69,7 @@ class CelebAConfig(FileSourceConfig):
     """``data.source: celeba``: CelebA's aligned images and attribute files."""
 
     source: Literal["celeba"] = "celeba"
-    target: str = "Smiling"
+    target: str = Field("Smiling", description="the attribute predicted (one of list_attr_celeba.txt's 40)")
     protected: str | list[str] = Field(
         "Male", description="protected attribute, or a list: the groups are their intersections")
     undersample: bool = Field(False, description="balance the target in the training split")

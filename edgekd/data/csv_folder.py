@@ -20,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 from edgekd.data._images import describe_bad, normalisation, read_split
 from edgekd.data._labelled import (
     LabelledConfig,
@@ -44,10 +46,10 @@ class CsvConfig(LabelledConfig):
     """``data.source: csv``: a folder of images and one CSV per split."""
 
     source: Literal["csv"] = "csv"
-    train_csv: str = "train.csv"
-    val_csv: str = "val.csv"
-    test_csv: str = "test.csv"
-    label_column: str = "label"
+    train_csv: str = Field("train.csv", description="CSV of the training split, under root")
+    val_csv: str = Field("val.csv", description="CSV of the validation split, under root")
+    test_csv: str = Field("test.csv", description="CSV of the test split, under root")
+    label_column: str = Field("label", description="column of the class (a name or an index)")
 
 
 @register_source(CsvConfig)

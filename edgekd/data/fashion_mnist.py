@@ -98,9 +98,9 @@ class FashionMnistColoredConfig(SizedTestConfig):
     source: Literal["fashion_mnist_colored"] = "fashion_mnist_colored"
     path: Path = Field(Path("/usr/share/datasets/fashion-mnist"),
                        description="folder of idx files (where Debian's dataset-fashion-mnist puts them)")
-    image_size: int = Field(32, ge=16, le=512)
-    bias: float = Field(0.9, ge=0.0, le=1.0)
-    val_size: int = Field(5000, ge=1)
+    image_size: int = Field(32, ge=16, le=512, description="height and width in pixels (from 28)")
+    bias: float = Field(0.9, ge=0.0, le=1.0, description="P(majority tint) in train/val; test is balanced")
+    val_size: int = Field(5000, ge=1, description="validation images taken from the training file")
     train_size: int | None = Field(None, ge=1, description="training images kept (seeded random "
                                                            "subset); all when unset")
     cache_dir: Path | None = Field(

@@ -207,8 +207,8 @@ class TrifeatureConfig(Section):
     image_size: int = Field(64, ge=16, le=512, description="height and width in pixels")
     num_classes: int = Field(4, ge=2, le=10, description="the first N of the 10 shapes")
     bias: float = Field(0.9, ge=0.0, le=1.0, description="P(majority colour group) in train/val")
-    train_size: int = Field(3200, ge=8)
-    val_size: int = Field(400, ge=8)
+    train_size: int = Field(3200, ge=8, description="training images (per epoch)")
+    val_size: int = Field(400, ge=8, description="validation images, biased like training")
     test_size: int = Field(800, ge=8, description="balanced over (class, group) cells")
     max_rotation: float = Field(180.0, ge=0.0, le=180.0, description="rotation range in degrees (+/-)")
     fresh_train_each_epoch: bool = Field(

@@ -115,10 +115,13 @@ class WiderAttributeConfig(FileSourceConfig):
 
     source: Literal["wider_attribute"] = "wider_attribute"
     annotations: Path | None = Field(None, description="folder of the two JSON files")
-    label_map: Literal["events30", "clusters16"] = "events30"
+    label_map: Literal["events30", "clusters16"] = Field(
+        "events30", description="classes: the 30 events, or the study's 16 event clusters")
     threshold: float = Field(0.5, ge=0.0, lt=1.0, description="male share above which: male")
-    unknown: Literal["exclude", "as_group"] = "exclude"
-    crop: Literal["none", "person"] = "none"
+    unknown: Literal["exclude", "as_group"] = Field(
+        "exclude", description="people of unspecified attribute: left out (counted on the card) or a group")
+    crop: Literal["none", "person"] = Field(
+        "none", description="none: one sample per image; person: each annotated person's box a sample")
     protected: str | list[str] = Field(
         "Male", description="attribute of attribute_id_map, or a list: groups are intersections")
 

@@ -54,7 +54,8 @@ class DebiasConfig(Section):
     hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=lambda: [64], max_length=4, description="adversary MLP hidden widths")
     warmup_epochs: int = Field(0, ge=0, description="epochs that train the adversary alone")
-    schedule: Literal["constant", "linear"] = "constant"
+    schedule: Literal["constant", "linear"] = Field(
+        "constant", description="lambda after the warm-up: constant, or linear from 0 over ramp_epochs")
     ramp_epochs: int = Field(0, ge=0, description="linear: epochs to ramp lambda from 0")
     reweigh: bool = Field(False, description="draw each epoch so that label and group are "
                           "independent: weight P(c)P(g)/P(c,g) per image")

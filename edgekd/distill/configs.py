@@ -22,7 +22,7 @@ class KDConfig(DistillMethodConfig):
     """``distill.method: kd``: Hinton et al. (2015) soft-target distillation."""
 
     method: Literal["kd"] = "kd"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="T: softens both distributions")
     # 0.5, not Hinton's 0.9: a teacher that leans on a shortcut (the quickstart's colour) passes
     # it on through soft targets (benchmarks/bench_quickstart_seeds.py --variant compares alphas).
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the KD term vs CE")
@@ -32,8 +32,8 @@ class RKDConfig(DistillMethodConfig):
     """``distill.method: rkd``: relational KD (Park et al. 2019) on pooled features."""
 
     method: Literal["rkd"] = "rkd"
-    distance_weight: float = Field(25.0, ge=0.0)
-    angle_weight: float = Field(50.0, ge=0.0)
+    distance_weight: float = Field(25.0, ge=0.0, description="w_D of the distance loss (the paper's 25)")
+    angle_weight: float = Field(50.0, ge=0.0, description="w_A of the angle loss (the paper's 50)")
     kd_weight: float = Field(0.0, ge=0.0, description="optional classic KD term")
     temperature: float = Field(4.0, gt=0.0, le=100.0, description="for the optional KD term")
 
@@ -42,8 +42,8 @@ class CTKDConfig(DistillMethodConfig):
     """``distill.method: ctkd``: curriculum temperature KD (Li et al. 2023)."""
 
     method: Literal["ctkd"] = "ctkd"
-    t_min: float = Field(1.0, gt=0.0)
-    t_range: float = Field(20.0, gt=0.0)
+    t_min: float = Field(1.0, gt=0.0, description="lowest learned temperature")
+    t_range: float = Field(20.0, gt=0.0, description="temperature = t_min + t_range * sigmoid(theta)")
     initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="as kd's alpha")
     curriculum_share: float = Field(0.5, ge=0.0, le=1.0,
@@ -64,10 +64,10 @@ class KDPPConfig(DistillMethodConfig):
     """``distill.method: kdpp``: KD++ / ND loss (Wang et al. 2023)."""
 
     method: Literal["kdpp"] = "kdpp"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="T of the KD term")
     warmup_share: float = Field(0.3, ge=0.0, le=1.0,
                                 description="KD weight = min(1, epoch / (share x epochs))")
-    nd_weight: float = Field(2.0, ge=0.0)
+    nd_weight: float = Field(2.0, ge=0.0, description="weight of the norm-and-direction loss")
     renamed_keys = {"warmup_epochs": "warmup_share, a share of the student's epochs in [0, 1] "
                                      "(e.g. 0.3)"}
 
@@ -76,7 +76,7 @@ class AdaptiveConfig(DistillMethodConfig):
     """``distill.method: adaptive``: per-subgroup KD weights after "Teacher's pet" (2021)."""
 
     method: Literal["adaptive"] = "adaptive"
-    temperature: float = Field(4.0, gt=0.0, le=100.0)
+    temperature: float = Field(4.0, gt=0.0, le=100.0, description="T of the KD term")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight where the teacher is best")
     per: Literal["class", "cell"] = Field("cell", description="(class, group) cell, or class")
 

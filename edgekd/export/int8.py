@@ -107,7 +107,8 @@ class Int8Config(Section):
     balanced_calibration: bool = Field(
         True, description="draw the calibration images evenly over the (class, group) cells rather "
                           "than as they come (a biased split under-represents its minority cells)")
-    method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    method: Literal["minmax", "entropy", "percentile"] = Field(
+        "minmax", description="onnxruntime's calibration method for the activation ranges")
     min_agreement: float = Field(
         0.97, ge=0.0, le=1.0, description="argmax agreement with fp32 on the validation images below "
                                           "which sensitive layers are kept in float")

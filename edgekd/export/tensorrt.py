@@ -55,12 +55,13 @@ class TensorRTConfig(Section):
 
     enabled: bool = False
     required: bool = Field(False, description="fail the build when TensorRT or a GPU is missing")
-    via: Literal["onnx", "torch_tensorrt"] = "onnx"
-    precision: Literal["fp32", "fp16", "int8"] = "fp16"
-    workspace_mb: int = Field(1024, ge=16)
-    min_batch: int = Field(1, ge=1)
-    opt_batch: int = Field(8, ge=1)
-    max_batch: int = Field(32, ge=1)
+    via: Literal["onnx", "torch_tensorrt"] = Field(
+        "onnx", description="build from model.onnx, or through Torch-TensorRT")
+    precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="the engine's precision")
+    workspace_mb: int = Field(1024, ge=16, description="builder workspace limit")
+    min_batch: int = Field(1, ge=1, description="smallest batch of the optimisation profile")
+    opt_batch: int = Field(8, ge=1, description="batch the engine is tuned for")
+    max_batch: int = Field(32, ge=1, description="largest batch of the optimisation profile")
 
     @model_validator(mode="after")
     def _batch_order(self) -> TensorRTConfig:

@@ -33,12 +33,12 @@ class ModelConfig(Section):
         None, description="start from local weights: a .safetensors file, or a torch file "
                           "holding a state dict (bare or under 'model' / 'state_dict'), read "
                           "with weights_only; a classifier for another class count is replaced")
-    epochs: int = Field(ge=0)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(2e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(0.05, ge=0.0)
+    epochs: int = Field(ge=0, description="training epochs")
+    batch_size: int = Field(64, ge=1, description="global batch (under torchrun split over the processes)")
+    lr: float = Field(2e-3, gt=0.0, le=10.0, description="peak AdamW learning rate (OneCycle schedule)")
+    weight_decay: float = Field(0.05, ge=0.0, description="AdamW weight decay")
     warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
-    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier (timm's)")
     zero_head: bool = Field(
         True, description="start a new classifier (from scratch, or replacing the one of loaded "
                           "weights) at zero: timm's init of a few-class head gives logits of "
