@@ -50,3 +50,22 @@ def test_put_step_keeps_chain_order_and_replaces_the_same_step():
         ("onnx", "build"), ("onnx_int8", "build"), ("fp16.engine", "orin"), ("fp16.engine", "nano")]
     assert steps[2]["overall"]["agreement"] == 1.0
     assert steps[3]["overall"]["agreement"] == pytest.approx(8 / 12)
+
+
+def test_mcnemar_and_benjamini_hochberg_without_scipy_equal_scipy(monkeypatch):
+    """The device has no scipy: the exact sums in integers and numpy give scipy's numbers."""
+    from edgekd.fairness import significance
+
+    pairs = [(0, 0), (0, 1), (2, 0), (3, 3), (0, 6), (12, 0), (7, 19), (40, 61), (250, 310), (1, 900)]
+    pvalues = np.array([0.5, 0.01, 0.2, 0.03, 1.0, 0.04, 0.001, 0.03, 0.9, 0.049])
+    with_scipy = [significance.mcnemar_exact(b, c) for b, c in pairs]
+    adjusted, rejected = significance.benjamini_hochberg(pvalues, alpha=0.05)
+    monkeypatch.setattr(significance, "_stats", lambda: None)
+    assert [significance.mcnemar_exact(b, c) for b, c in pairs] == pytest.approx(with_scipy, rel=1e-9)
+    # by hand: b = 0, c = 6 -> 2 / 2^6; b = 2, c = 0 -> 2 * 1/4 = 0.5
+    assert significance.mcnemar_exact(0, 6) == 2 / 64 and significance.mcnemar_exact(2, 0) == 0.5
+    lean_adjusted, lean_rejected = significance.benjamini_hochberg(pvalues, alpha=0.05)
+    assert lean_adjusted == pytest.approx(adjusted, rel=1e-12) and (lean_rejected == rejected).all()
+    # by hand: the smallest p 0.001 * 10 / 1 = 0.01; the tied 0.03 -> min over ranks >= 4 of p*10/i
+    assert lean_adjusted[6] == pytest.approx(0.01)
+    assert lean_adjusted[3] == pytest.approx(min(0.03 * 10 / 4, 0.04 * 10 / 5, 0.049 * 10 / 6))

@@ -29,6 +29,8 @@ between the seeds of model A and of model B on class accuracy normalised by over
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from edgekd.errors import EdgeKDError
@@ -45,26 +47,48 @@ DEFAULT_MIN_EFFECT = 0.02
 
 
 def _stats():
-    """scipy.stats, imported where a test runs: the recipe reads DEFAULT_MIN_EFFECT without it."""
-    from scipy import stats
-
+    """scipy.stats, imported where a test runs: the recipe reads DEFAULT_MIN_EFFECT without it;
+    ``None`` where scipy is not installed (the device), and the tests below are counted by hand."""
+    try:
+        from scipy import stats
+    except ImportError:
+        return None
     return stats
 
 
 def mcnemar_exact(b: int, c: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant counts ``b`` and ``c``."""
+    """Two-sided exact McNemar p-value from the discordant counts ``b`` and ``c``.
+
+    scipy's ``binomtest`` where installed; on the device (no scipy) the same sum, exactly in
+    integers: ``min(1, 2 * sum_{i <= min(b, c)} C(b + c, i) / 2^(b + c))``.
+    """
     n = int(b) + int(c)
     if n == 0:
         return 1.0
-    return float(_stats().binomtest(int(min(b, c)), n, 0.5, alternative="two-sided").pvalue)
+    stats = _stats()
+    if stats is not None:
+        return float(stats.binomtest(int(min(b, c)), n, 0.5, alternative="two-sided").pvalue)
+    tail = sum(math.comb(n, i) for i in range(int(min(b, c)) + 1))
+    return min(1.0, 2 * tail / 2 ** n)
 
 
 def benjamini_hochberg(pvalues, *, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """BH-adjusted p-values and which hypotheses are rejected at false discovery rate ``alpha``."""
+    """BH-adjusted p-values and which hypotheses are rejected at false discovery rate ``alpha``.
+
+    scipy's ``false_discovery_control`` where installed; on the device the same step-up in numpy:
+    ``p_(i) * m / i``, made monotone from the largest down, at most 1.
+    """
     p = np.asarray(pvalues, dtype=float)
     if p.size == 0:
         return p, np.zeros(0, dtype=bool)
-    adjusted = _stats().false_discovery_control(p, method="bh")
+    stats = _stats()
+    if stats is not None:
+        adjusted = stats.false_discovery_control(p, method="bh")
+    else:
+        order = np.argsort(p, kind="stable")
+        scaled = p[order] * p.size / np.arange(1, p.size + 1)
+        adjusted = np.empty_like(p)
+        adjusted[order] = np.minimum(np.minimum.accumulate(scaled[::-1])[::-1], 1.0)
     return adjusted, adjusted <= alpha
 
 
@@ -174,6 +198,8 @@ def welch_classwise(recall_a: np.ndarray, top1_a: np.ndarray, recall_b: np.ndarr
     if len(recall_a) < 2 or len(recall_b) < 2:
         raise EdgeKDError(f"welch_classwise: needs at least 2 seeds per model, got {len(recall_a)} "
                           f"and {len(recall_b)}; list several in the recipe's seeds")
+    from scipy import stats  # several seeds: a build-side study, never the device
+
     norm_a = recall_a / top1_a[:, None]
     norm_b = recall_b / top1_b[:, None]
     p = []
@@ -184,7 +210,7 @@ def welch_classwise(recall_a: np.ndarray, top1_a: np.ndarray, recall_b: np.ndarr
         elif np.allclose(a, a[0]) and np.allclose(b, b[0]):  # no spread: t undefined
             p.append(1.0 if np.isclose(a[0], b[0]) else 0.0)
         else:
-            p.append(float(_stats().ttest_ind(a, b, equal_var=False).pvalue))
+            p.append(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
     adjusted, rejected = benjamini_hochberg(p, alpha=alpha)
     rows = [{"class": name, "mean_normalised_a": _mean_or_none(norm_a[:, k]),
              "mean_normalised_b": _mean_or_none(norm_b[:, k]), "p": p[k],
