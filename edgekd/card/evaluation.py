@@ -22,7 +22,8 @@ import numpy as np
 
 from edgekd.fairness.metric_table import difference
 
-__all__ = ["Evaluation", "evaluate", "evaluate_trained", "drift", "DEFAULT_MIN_SUPPORT", "CURVE_KEYS"]
+__all__ = ["Evaluation", "evaluate", "evaluate_trained", "drift", "worst_agreement", "DEFAULT_MIN_SUPPORT",
+           "CURVE_KEYS"]
 
 # What the card keeps of every training epoch (its training-curves plot draws them).
 CURVE_KEYS = ("epoch", "train_loss", "train_top1", "val_top1", "val_mean_abs_disparity",
@@ -70,13 +71,63 @@ class Evaluation:
         return entry
 
 
-def drift(reference: Evaluation, artifact: Evaluation) -> dict:
-    """How an exported artifact's behaviour differs from the torch model it came from."""
-    return {
+def drift(reference: Evaluation, artifact: Evaluation, y_true: np.ndarray | None = None,
+          groups: np.ndarray | None = None, *, class_names: list[str] | None = None,
+          group_names: list[str] | None = None, min_support: int = 1) -> dict:
+    """How an exported artifact's behaviour differs from the torch model it came from: overall,
+    and (given the test labels, groups and names) where it differs most
+    (:func:`worst_agreement`)."""
+    out = {
         "prediction_agreement": float(np.mean(reference.predictions == artifact.predictions)),
         "top1_change": difference(artifact.metrics["top1"], reference.metrics["top1"]),
         "mean_abs_disparity_change": difference(artifact.metrics["mean_abs_disparity"],
                                                 reference.metrics["mean_abs_disparity"]),
+    }
+    if y_true is not None and groups is not None and class_names and group_names:
+        out.update(worst_agreement(y_true, reference.predictions, artifact.predictions, groups,
+                                   class_names=class_names, group_names=group_names,
+                                   min_support=min_support))
+    return out
+
+
+def worst_agreement(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, *,
+                    class_names: list[str], group_names: list[str], min_support: int = 1) -> dict:
+    """Where ``after`` departs most from ``before`` on the test split, among the cells and groups
+    with at least ``min_support`` images (the card's ``min_support``): the summary beside an
+    artifact's overall agreement that the gates ``min_group_agreement_vs_student`` and
+    ``max_group_recall_drop_vs_student`` read.
+
+    Returns ``worst_cell_agreement`` ``{class, group, agreement, images}``,
+    ``worst_group_agreement`` ``{group, agreement, images}`` and ``worst_group_accuracy_change``
+    ``{group, accuracy_change}`` (the most negative change of a group's accuracy, after minus
+    before), each None when no cell or group has that many images. Numpy only: the device
+    computes the same for an engine.
+
+    >>> worst_agreement([0, 0, 1, 1], [0, 0, 1, 1], [0, 1, 1, 1], [0, 0, 1, 1],
+    ...                 class_names=["a", "b"], group_names=["x", "y"])["worst_group_accuracy_change"]
+    {'group': 'x', 'accuracy_change': -0.5}
+    """
+    from edgekd.fairness.compression import worst_cell_agreement
+
+    y_true, before, after, groups = (np.asarray(a, dtype=np.int64) for a in (y_true, before, after, groups))
+    support = max(int(min_support), 1)
+    cell = worst_cell_agreement(y_true, before, after, groups, class_names=class_names,
+                                group_names=group_names, min_support=support)
+    rows = []
+    for g, name in enumerate(group_names):
+        mask = groups == g
+        if mask.sum() >= support:
+            change = float(np.mean(after[mask] == y_true[mask]) - np.mean(before[mask] == y_true[mask]))
+            rows.append({"group": name, "agreement": float(np.mean(before[mask] == after[mask])),
+                         "images": int(mask.sum()), "accuracy_change": change})
+    worst_group = min(rows, key=lambda r: r["agreement"]) if rows else None
+    most_lost = min(rows, key=lambda r: r["accuracy_change"]) if rows else None
+    return {
+        "worst_cell_agreement": cell,
+        "worst_group_agreement": None if worst_group is None else {
+            k: worst_group[k] for k in ("group", "agreement", "images")},
+        "worst_group_accuracy_change": None if most_lost is None else {
+            "group": most_lost["group"], "accuracy_change": most_lost["accuracy_change"]},
     }
 
 
@@ -115,7 +166,9 @@ def evaluate(name: str, predictions: np.ndarray, data, *, kind: str, size_bytes:
                             size_bytes=int(size_bytes), precision=precision, runtime=runtime, file=file,
                             path=path, details=dict(details or {}), min_support=min_support)
     if reference is not None:
-        evaluation.vs_student = drift(reference, evaluation)
+        evaluation.vs_student = drift(reference, evaluation, data.test.labels, data.test.groups,
+                                      class_names=data.class_names, group_names=data.group_names,
+                                      min_support=min_support)
     return evaluation
 
 

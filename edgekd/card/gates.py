@@ -4,14 +4,19 @@ A gate applies to the distilled student and to every exported artifact (what can
 teacher and the baseline are references, not releases. The metric gates come from the metric
 table (:mod:`edgekd.fairness.metric_table`: each metric with a ``gate``); three more compare with
 a reference: the student's mean |disparity| against the teacher's, and for exported artifacts
-only, agreement with and top-1 drop against the torch student. Each evaluated gate is one entry
+only, agreement with and top-1 drop against the torch student, overall and where it is worst:
+the (class, group) cell and the group that agree least with the student, and the group whose
+accuracy dropped most (``vs_student``'s summary, :func:`edgekd.card.evaluation.worst_agreement`;
+these three are on by default, :data:`GATE_DEFAULTS`). Each evaluated gate is one entry
 ``{name, artifact, metric, threshold, comparison, value, passed}``; a gate whose value is
 undefined (no class with support in every group) fails, since a release cannot show it holds.
 
-One gate takes its threshold from the export section rather than ``card.gates``:
-``int8_min_agreement`` (:func:`int8_gates`), each INT8 file's agreement with fp32 on the
-validation images against ``export.int8.min_agreement``, both read from the file's ``export``
-entry on the card. With ``export.int8.on_miss: warn`` a miss is kept on the card with
+Two gates take their threshold from the export section rather than ``card.gates``
+(:func:`int8_gates`): ``int8_min_agreement``, each INT8 file's agreement with fp32 on the
+validation images against ``export.int8.min_agreement``, and ``int8_min_cell_agreement``, the
+agreement of its worst (class, group) cell there against ``export.int8.min_cell_agreement``,
+read from the file's ``export`` entry on the card. With ``export.int8.on_miss: warn`` a miss is
+kept on the card with
 ``on_miss: warn``: it does not pass, but it does not fail the release either
 (:func:`failed_gates` leaves it out, :func:`warned_gates` lists it).
 """
@@ -28,9 +33,22 @@ from edgekd.errors import EdgeKDError
 from edgekd.fairness.metric_table import difference, gated_metrics
 
 __all__ = ["Gate", "gate_table", "GatesConfig", "evaluate_gates", "int8_gates", "failed_gates",
-           "warned_gates", "describe_gate", "INT8_GATE"]
+           "warned_gates", "describe_gate", "INT8_GATE", "INT8_CELL_GATE", "GATE_DEFAULTS"]
 
 INT8_GATE = "int8_min_agreement"
+INT8_CELL_GATE = "int8_min_cell_agreement"
+
+# The worst-place gates are on unless a recipe turns them off (null). Measured on the quickstart
+# bundle's test split (800 images, 100 per cell) against model.onnx (= the student): worst cell
+# 0.94 (model.int8.onnx, square / warm), 0.96 (model.int8.trt.onnx), 1.0 (model.fp16.onnx); worst
+# group 0.9775 / 0.9875 / 1.0; largest group accuracy drop 0.0125 / 0.0075 / 0. The thresholds
+# pass those with room for a retrained student's noise and fail a cell that loses 15 of 100
+# predictions, or a group (4 classes) that loses a fifth of one cell.
+GATE_DEFAULTS = {
+    "min_cell_agreement_vs_student": 0.85,
+    "min_group_agreement_vs_student": 0.95,
+    "max_group_recall_drop_vs_student": 0.03,
+}
 
 
 @dataclass(frozen=True)
@@ -59,11 +77,39 @@ _REFERENCE_GATES = (
          lambda entry, card: entry["vs_student"]["prediction_agreement"], artifacts_only=True),
     Gate("max_top1_drop_vs_student", "top-1 drop against the torch student", "<=",
          lambda entry, card: difference(0.0, entry["vs_student"]["top1_change"]), artifacts_only=True),
+    Gate("min_cell_agreement_vs_student",
+         "prediction agreement with the torch student in its worst (class, group) cell", ">=",
+         lambda entry, card: _worst(entry, "worst_cell_agreement", "agreement"), artifacts_only=True),
+    Gate("min_group_agreement_vs_student", "prediction agreement with the torch student in its worst group",
+         ">=", lambda entry, card: _worst(entry, "worst_group_agreement", "agreement"),
+         artifacts_only=True),
+    Gate("max_group_recall_drop_vs_student",
+         "accuracy lost against the torch student in the group that lost most", "<=",
+         lambda entry, card: difference(0.0, _worst(entry, "worst_group_accuracy_change",
+                                                    "accuracy_change")), artifacts_only=True),
 )
 _DESCRIPTIONS = {
     "min_agreement_vs_student": "exported artifacts: argmax agreement with the torch student",
     "max_top1_drop_vs_student": "exported artifacts: top-1 lost against the torch student",
+    "min_cell_agreement_vs_student": "exported artifacts: argmax agreement with the torch student in "
+                                     "the (class, group) cell of at least card.min_support test images "
+                                     "where it is lowest (default 0.85; quickstart: 0.94 INT8 CPU, "
+                                     "0.96 INT8 TensorRT form, 1.0 fp16)",
+    "min_group_agreement_vs_student": "exported artifacts: argmax agreement with the torch student in "
+                                      "the group where it is lowest (default 0.95; quickstart: "
+                                      "0.9775 INT8 CPU, 0.9875 INT8 TensorRT form, 1.0 fp16)",
+    "max_group_recall_drop_vs_student": "exported artifacts: accuracy (the recall of all its classes) "
+                                        "lost against the torch student in the group that lost most "
+                                        "(default 0.03; quickstart: 0.0125 INT8 CPU, 0.0075 INT8 "
+                                        "TensorRT form, 0 fp16)",
 }
+
+
+def _worst(entry: dict, key: str, field: str) -> float | None:
+    """A field of ``vs_student``'s worst-place summary; None (the gate fails: it cannot show it
+    holds) when the entry has none."""
+    worst = (entry.get("vs_student") or {}).get(key)
+    return worst.get(field) if isinstance(worst, dict) else None
 
 
 def gate_table() -> dict[str, Gate]:
@@ -77,7 +123,8 @@ GatesConfig = create_model(
     __base__=Section,
     __doc__="``card.gates``: release thresholds on the student and every exported artifact (off "
             "when unset). A failed gate makes ``edgekd build`` and ``edgekd card --check`` exit 1.",
-    **{name: (float | None, Field(None, ge=-1.0 if name == "max_disparity_increase_vs_teacher" else 0.0,
+    **{name: (float | None, Field(GATE_DEFAULTS.get(name),
+                                  ge=-1.0 if name == "max_disparity_increase_vs_teacher" else 0.0,
                                   le=1.0, description=_DESCRIPTIONS.get(name)))
        for name in gate_table()},
 )
@@ -123,10 +170,12 @@ def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
 
 
 def int8_gates(card: dict) -> list[dict]:
-    """The ``int8_min_agreement`` gate of every INT8 file on ``card``: the shipped file's
-    ``export.agreement_with_fp32_on_validation`` against its ``export.min_agreement`` (``>=``),
-    with ``on_miss: warn`` when ``export.on_miss`` is ``warn``, and on a miss the line saying
-    which try shipped and why (``export.shipped.reason``) as ``detail``. Read from the card
+    """The INT8 search's bounds as gates, for every INT8 file on ``card``: ``int8_min_agreement``
+    (the shipped file's ``export.agreement_with_fp32_on_validation`` against its
+    ``export.min_agreement``) and, on cards that record it, ``int8_min_cell_agreement`` (its
+    ``export.worst_cell_on_validation`` agreement against ``export.min_cell_agreement``), both
+    ``>=``, with ``on_miss: warn`` when ``export.on_miss`` is ``warn``, and on a miss the line
+    saying which try shipped and why (``export.shipped.reason``) as ``detail``. Read from the card
     alone, so a card's gate can be checked against its models."""
     gates = []
     for name, entry in card["models"].items():
@@ -134,14 +183,21 @@ def int8_gates(card: dict) -> list[dict]:
         if not isinstance(export, dict) or "min_agreement" not in export \
                 or "agreement_with_fp32_on_validation" not in export:
             continue
-        value, threshold = export["agreement_with_fp32_on_validation"], export["min_agreement"]
-        passed = value is not None and value >= threshold
         reason = (export.get("shipped") or {}).get("reason")
-        gates.append({"name": INT8_GATE, "artifact": name,
-                      "metric": "INT8 argmax agreement with fp32 on the validation images (cell-weighted)",
-                      "threshold": threshold, "comparison": ">=", "value": value, "passed": bool(passed),
-                      **({"on_miss": "warn"} if export.get("on_miss") == "warn" else {}),
-                      **({"detail": f"shipped: {reason}"} if reason and not passed else {})})
+        checks = [(INT8_GATE, "INT8 argmax agreement with fp32 on the validation images (cell-weighted)",
+                   export["agreement_with_fp32_on_validation"], export["min_agreement"])]
+        if "min_cell_agreement" in export:
+            worst = export.get("worst_cell_on_validation")
+            checks.append((INT8_CELL_GATE, "INT8 argmax agreement with fp32 in the worst (class, group) "
+                                           "cell of the validation images",
+                           worst.get("agreement") if isinstance(worst, dict) else None,
+                           export["min_cell_agreement"]))
+        for gate, metric, value, threshold in checks:
+            passed = value is not None and value >= threshold
+            gates.append({"name": gate, "artifact": name, "metric": metric, "threshold": threshold,
+                          "comparison": ">=", "value": value, "passed": bool(passed),
+                          **({"on_miss": "warn"} if export.get("on_miss") == "warn" else {}),
+                          **({"detail": f"shipped: {reason}"} if reason and not passed else {})})
     return gates
 
 

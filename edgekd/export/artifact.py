@@ -33,6 +33,8 @@ class ExportContext:
     threads: int | None = None
     log: Callable[[str], None] = print
     train_for_epoch: Callable[[int], Split] | None = None  # fresh training images, where the source has them
+    class_names: tuple[str, ...] = ()  # the check split's classes and groups, to name its cells
+    group_names: tuple[str, ...] = ()
 
 
 @dataclass

@@ -106,7 +106,8 @@ def artifacts_stage(run_dir: Path, recipe: Recipe, student: Trained, evaluations
         context = ExportContext(onnx_path=onnx.path, out_dir=stage.dir, student=student.model,
                                 calibration=data.train_for_epoch(0), check=data.val, mean=data.mean,
                                 std=data.std, image_size=data.image_size, export=cfg,
-                                threads=ctx.threads, log=log, train_for_epoch=data.train_for_epoch)
+                                threads=ctx.threads, log=log, train_for_epoch=data.train_for_epoch,
+                                class_names=tuple(data.class_names), group_names=tuple(data.group_names))
         records = []
         for artifact in build_artifacts(context):
             if artifact.skipped is None:
