@@ -187,12 +187,16 @@ def _finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
 
 
 REFERENCES = ("teacher", "baseline")
-# the artifacts whose test-set prediction agreement with the student each row reports
+# the artifacts whose test-set prediction agreement with the student each row reports: overall,
+# and in the (class, group) cell where it is lowest (its value, and the cell's name)
 AGREEMENT_OF = ("onnx", "onnx_int8", "onnx_int8_trt", "onnx_fp16")
 EXTRA_COLUMNS = {"adversary_top1": "adversary acc.", "adversary_reference": "no-leak ref.",
                  **{f"{ref}_{key}": f"{ref} {label}" for ref in REFERENCES
                     for key, label in (("top1", "top-1"), ("mean_abs_disparity", "|disp|"))},
-                 **{f"{name}_agreement": f"{name} agreement" for name in AGREEMENT_OF}}
+                 **{key: label for name in AGREEMENT_OF for key, label in (
+                     (f"{name}_agreement", f"{name} agreement"),
+                     (f"{name}_worst_cell_agreement", f"{name} worst cell"),
+                     (f"{name}_worst_cell", f"{name} worst cell name"))}}
 
 
 def _intervals(entry: dict) -> dict:
@@ -221,8 +225,15 @@ def _row(point: dict, card: dict, point_dir: Path) -> dict:
     references = {f"{ref}_{key}": card["models"][ref]["metrics"].get(key)
                   for ref in REFERENCES if ref in card["models"]
                   for key in ("top1", "mean_abs_disparity")}
-    agreements = {f"{name}_agreement": (card["models"][name].get("vs_student") or {}).get(
-        "prediction_agreement") for name in AGREEMENT_OF if name in card["models"]}
+    agreements = {}
+    for name in AGREEMENT_OF:
+        if name in card["models"]:
+            drift = card["models"][name].get("vs_student") or {}
+            worst = drift.get("worst_cell_agreement") or {}
+            agreements.update({f"{name}_agreement": drift.get("prediction_agreement"),
+                               f"{name}_worst_cell_agreement": worst.get("agreement"),
+                               f"{name}_worst_cell": f"{worst['class']} / {worst['group']}"
+                               if worst else None})
     release = release_name(card["name"], card["version"], listed_in=point_dir / "bundle" / "card.json")
     return {**point, **{metric.key: metric.read(m) for metric in METRICS.values()},
             **_intervals(student), "ci_level": (student.get("ci") or {}).get("level"),
@@ -260,7 +271,9 @@ def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
     with their bootstrap interval, ``value [low, high]``), the adversary and agreement columns
     some point has, and whether it is on the Pareto front; the references on a line below."""
     optional = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
-                                              "onnx_int8_agreement", "onnx_int8_trt_agreement")
+                                              "onnx_int8_agreement", "onnx_int8_worst_cell_agreement",
+                                              "onnx_int8_trt_agreement",
+                                              "onnx_int8_trt_worst_cell_agreement")
                 if any(r.get(k) is not None for r in rows)}
     levels = {r.get("ci_level") for r in rows if r.get("ci_level") is not None}
     level = f"{next(iter(levels)):.0%} CI" if len(levels) == 1 else "CI"
@@ -273,7 +286,7 @@ def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
     shown = [{**{k: _text(r[k]) for k in keys},
               **{m.key: _with_interval(r, m.key) if m.key in TABLE_INTERVALS else r[m.key]
                  for m in METRICS.values()},
-              **{k: r.get(k) for k in optional}, "pareto": "*" if i in front else ""}
+              **{k: _with_cell(r, k) for k in optional}, "pareto": "*" if i in front else ""}
              for i, r in enumerate(rows)]
     table = format_table(shown, headers)
     references = _references(rows)
@@ -281,6 +294,13 @@ def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
         table += "\n" + "; ".join(f"{name}: top-1 {acc:.4f}, mean |disparity| {disp:.4f}"
                                    for name, acc, disp in references)
     return table
+
+
+def _with_cell(row: dict, key: str) -> float | str | None:
+    """A worst-cell agreement with its cell, ``0.9400 (square / warm)``; other values as they are."""
+    value, cell = row.get(key), row.get(key.removesuffix("_agreement")) if key.endswith(
+        "_worst_cell_agreement") else None
+    return f"{value:.4f} ({cell})" if value is not None and cell else value
 
 
 def _references(rows: list[dict]) -> list[tuple[str, float, float]]:

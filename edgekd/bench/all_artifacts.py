@@ -41,7 +41,7 @@ from edgekd.errors import EdgeKDError
 from edgekd.export.files import INT8_ONNX, INT8_TRT_ONNX
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["bundle_artifacts", "run_bench_all", "all_rows", "all_headers", "describe_all",
+__all__ = ["bundle_artifacts", "run_bench_all", "all_rows", "all_headers", "describe_all", "worst_cell_text",
            "artifact_format", "file_format", "TRT_FORM_SKIPPED"]
 
 TRT_FORM_SKIPPED = (f"the TensorRT form (symmetric int8 Q/DQ for TensorRT), not timed on a CPU-only "
@@ -199,7 +199,8 @@ def all_headers(rows: list[dict] | None = None) -> dict[str, str]:
             "repeat_p50_ms": "p50 of repeats", "p99_ms": "p99 ms", "images_per_s": "images/s",
             "peak_rss_mb": "peak RSS MB", "gpu_memory_mb": "GPU MB",
             **{m.key: m.label for m in METRICS.values()},
-            "agreement": "agree onnx", "agreement_student": "agree student"}
+            "agreement": "agree onnx", "worst_cell": "worst cell vs onnx",
+            "agreement_student": "agree student"}
     if rows is None:
         return headers
     return {k: v for k, v in headers.items() if any(r.get(k) is not None for r in rows)}
@@ -249,6 +250,8 @@ def all_rows(result: dict) -> list[dict]:
             first = i == 0
             row.update({m.key: m.read(ev) if first else None for m in METRICS.values()})
             row["agreement"] = agree if first else None
+            row["worst_cell"] = worst_cell_text((ev.get("agreement") or {}).get("worst_cell_agreement")) \
+                if first else None
             row["agreement_student"] = (None if not first or bounds is None else
                                         f"{bounds[0]:.4f}" if bounds[0] == bounds[1]
                                         else f"{bounds[0]:.4f}-{bounds[1]:.4f}")
@@ -260,6 +263,17 @@ def all_rows(result: dict) -> list[dict]:
                      "size_mb": size / 1e6 if isinstance(size, (int, float)) else None,
                      "batch": "skipped"})
     return rows
+
+
+def worst_cell_text(worst: dict | None) -> str | None:
+    """``"0.9400 square / warm"``: a worst cell's agreement and which cell it is.
+
+    >>> worst_cell_text({"class": "square", "group": "warm", "agreement": 0.94, "images": 100})
+    '0.9400 square / warm'
+    """
+    if not isinstance(worst, dict) or not isinstance(worst.get("agreement"), (int, float)):
+        return None
+    return f"{worst['agreement']:.4f} {worst.get('class')} / {worst.get('group')}"
 
 
 def describe_all(result: dict) -> list[str]:
@@ -275,7 +289,8 @@ def describe_all(result: dict) -> list[str]:
                      f"the {reference.get('images')} eval images (the student's predictions are not "
                      f"in the bundle; {reference.get('file')} agreed with the student on "
                      f"{'-' if build is None else f'{build:.4f}'} of them at build, hence the "
-                     f"student column)")
+                     f"student column); worst cell: the (class, group) cell of at least the card's "
+                     f"min_support images where it agrees least")
     if result.get("peak_rss") is not None:
         lines.append(f"peak RSS: process peak, {result['peak_rss']}")
     for item in result.get("skipped") or []:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from edgekd.bench.runner import BENCH_SCHEMA
 from edgekd.bundle.manifest import manifest_problems, read_manifest
-from edgekd.card.bench import add_bench_result, add_engine_evaluation
+from edgekd.card.bench import add_bench_result, add_engine_evaluation, with_step
 from edgekd.card.io import CARD_JSON, CARD_MD, card_text, load_card, non_finite_path
 from edgekd.card.markdown import render_markdown
 from edgekd.card.schema import check_card, shorten
@@ -102,7 +102,10 @@ _SHOWN = {  # what the bench table and its lines read beyond the card's bench_re
         "eval": {"type": ["object", "null"], "properties": {
             "n": _COUNT, "build_top1": _NUMBER, "top1_change_vs_build": _NUMBER,
             "agreement": {"type": ["object", "null"], "properties": {
-                "prediction_agreement": _NUMBER}}}},
+                "prediction_agreement": _NUMBER}},
+            "compression_step": {"type": "object", "required": ["step", "before", "after", "measured_on"],
+                                 "properties": {key: {"type": "string", "maxLength": 1000} for key in
+                                                ("step", "before", "after", "measured_on")}}}},
         "results": {"type": "array", "items": {"type": "object", "properties": {
             "power": {"type": ["object", "null"], "properties": {
                 "peak_w": _NUMBER, "samples": _COUNT, "measured": _TEXT, "note": _TEXT}},
@@ -249,9 +252,11 @@ def update_card(bundle: str | Path, result: dict, *, key: str | Path | None = No
 
 
 def add_engine(bundle: str | Path, engine: Path, *, name: str, entry: dict, info: dict,
-               file: str | None = None, key: str | Path | None = None, log=_say) -> dict:
+               file: str | None = None, step: dict | None = None, key: str | Path | None = None,
+               log=_say) -> dict:
     """Copy the engine file ``engine`` into ``bundle`` (as ``file``, default its name), add its
-    model entry to the card (:func:`edgekd.card.bench.add_engine_evaluation`) and its
+    model entry to the card (:func:`edgekd.card.bench.add_engine_evaluation`), its compression
+    ``step`` (student -> engine, on this device) to ``compression_by_group``, and its
     ``engine_info`` to the manifest's ``engines`` map; card.md and card.html are re-rendered.
 
     Returns
@@ -264,7 +269,7 @@ def add_engine(bundle: str | Path, engine: Path, *, name: str, entry: dict, info
     inside(file, bundle, listed_in="engine file")
 
     def change(card: dict, staged: Path) -> dict:
-        card = add_engine_evaluation(card, name, {**entry, "file": file})
+        card = with_step(add_engine_evaluation(card, name, {**entry, "file": file}), step)
         rendered = _rendered(bundle, card)
         with atomic_output(staged / file) as tmp:
             shutil.copyfile(engine, tmp)

@@ -163,8 +163,8 @@ def engine_entry(plan: EnginePlan, *, metrics: dict, predictions: np.ndarray, ev
     student given model.onnx's own agreement with it at build time. Bootstrap intervals use the
     card's settings.
     """
-    from edgekd.bench.evaluate import REFERENCE_FILE, agreement, student_agreement_bounds
-    from edgekd.card.evaluation import Evaluation
+    from edgekd.bench.evaluate import REFERENCE_FILE, agreement, card_min_support, student_agreement_bounds
+    from edgekd.card.evaluation import Evaluation, worst_agreement
 
     models = card.get("models") or {}
     student = models.get("student") or {}
@@ -178,6 +178,10 @@ def engine_entry(plan: EnginePlan, *, metrics: dict, predictions: np.ndarray, ev
             agree, (onnx.get("vs_student") or {}).get("prediction_agreement")),
         **{f"{m.key}_change": difference(m.read(metrics), m.read(student.get("metrics") or {}))
            for m in METRICS.values()},
+        # where it departs most from model.onnx: what the worst-place gates read
+        **worst_agreement(eval_set.labels, reference, predictions, eval_set.groups,
+                          class_names=card["task"]["classes"], group_names=card["data"]["groups"],
+                          min_support=card_min_support(card)),
     }
     evaluation = Evaluation(
         name=plan.name, kind="tensorrt", predictions=np.asarray(predictions), metrics=metrics,
@@ -192,7 +196,6 @@ def engine_entry(plan: EnginePlan, *, metrics: dict, predictions: np.ndarray, ev
     entry = evaluation.card_entry()
     ci = student.get("ci")
     if ci and ci.get("resamples"):
-        from edgekd.bench.evaluate import card_min_support
         from edgekd.fairness.bootstrap import bootstrap_intervals
 
         entry["ci"] = bootstrap_intervals(
@@ -298,7 +301,8 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
     -------
     dict
         ``engine`` (path written), ``name``, ``plan``, ``entry`` (the card entry, or None without
-        an eval set), ``card_updated``.
+        an eval set), ``compression_step`` (student -> engine on this device, from the bundle's
+        predictions.npz; None without it or an eval set), ``card_updated``.
     """
     from edgekd.bench.backends import BACKENDS
     from edgekd.bench.card_update import add_engine
@@ -308,6 +312,7 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
         eval_predictions,
         evaluate_artifact,
         reference_predictions,
+        student_step,
     )
     from edgekd.bench.target import is_bundle, resolve_target
     from edgekd.bundle.manifest import manifest_problems
@@ -359,7 +364,7 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
                      calibration_cache=bundle / plan.calibration_cache if plan.calibration_cache else None,
                      dla_core=plan.dla_core)
         info = engine_info()
-        entry = None
+        entry = step = None
         if has_eval:
             loaded = BACKENDS["tensorrt"].load(path)
             predictions = eval_predictions(loaded.infer, bundle, target.preprocess, batch=opt_batch)
@@ -368,14 +373,17 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
                                         predictions=predictions, min_support=card_min_support(card))
             metrics.pop("batch", None)
             del loaded
+            device = describe_device()
             _, entry = engine_entry(plan, metrics=metrics, predictions=predictions,
                                     eval_set=read_eval_set(bundle), card=card, reference=reference,
                                     size_bytes=path.stat().st_size, info=info,
-                                    device=describe_device(), batch=opt_batch)
+                                    device=device, batch=opt_batch)
+            step = student_step(bundle, predictions, after=plan.name, measured_on=device["id"], card=card,
+                                preprocess=target.preprocess)
             log(f"engine: top-1 {metrics['top1']:.4f} on {len(predictions)} images, agreement with "
                 f"model.onnx {entry['vs_student']['prediction_agreement']:.4f}")
         if update_card:
-            add_engine(bundle, path, name=plan.name, entry=entry, info=info)
+            add_engine(bundle, path, name=plan.name, entry=entry, info=info, step=step)
             written = bundle / plan.file
             log(f"engine: {written} added; card.json, card.md and manifest.json updated")
         else:
@@ -384,4 +392,4 @@ def build_bundle_engine(bundle: str | Path, *, precision: str = "fp16", dla_core
             written = destination
             log(f"engine: {written} written (bundle unchanged)")
     return {"engine": written, "name": plan.name, "plan": plan.record(), "entry": entry,
-            "card_updated": update_card}
+            "compression_step": step, "card_updated": update_card}

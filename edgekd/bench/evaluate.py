@@ -9,10 +9,15 @@ under the card's ``data.min_support``), so the device needs no fairlearn, pandas
 The last partial batch is padded to the full batch size, so engines built for one batch size work
 too.
 
-The student's own predictions are not in a bundle, so agreement is measured against
-:func:`reference_predictions`: ``model.onnx`` (the student exported, checked against torch at
-build time) through onnxruntime's CPU provider on the same images. The card says how far that is
+Agreement is measured against :func:`reference_predictions`: ``model.onnx`` (the student
+exported, checked against torch at build time) through onnxruntime's CPU provider on the same
+images, overall and in the (class, group) cell where it is lowest. The card says how far that is
 from the student: :func:`student_agreement_bounds`.
+
+Where the bundle carries the student's own test predictions (``predictions.npz``, written at
+build time), :func:`student_step` makes the card's compression step ``student -> <what was
+measured>`` from them (:func:`edgekd.card.compression.step_entry`, numpy only): the same per-cell
+agreement, flips and McNemar test the build computes for its artifacts, measured on the device.
 """
 
 from __future__ import annotations
@@ -29,9 +34,11 @@ from edgekd.export.runtime import batched_logits
 from edgekd.fairness.metrics import evaluate_predictions
 
 __all__ = ["evaluate_artifact", "eval_predictions", "logits_through", "reference_predictions",
-           "REFERENCE_FILE", "agreement", "student_agreement_bounds", "card_min_support"]
+           "REFERENCE_FILE", "PREDICTIONS", "agreement", "student_agreement_bounds", "card_min_support",
+           "read_student_predictions", "model_name", "student_step"]
 
 REFERENCE_FILE = MODEL_ONNX  # what device-side agreement is measured against
+PREDICTIONS = "predictions.npz"  # the build's test predictions (y_true, groups, pred_<model>, ...)
 
 
 def _preprocessing(bundle: Path, preprocess: dict, images: np.ndarray) -> tuple:
@@ -115,8 +122,65 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
                               min_support=min_support)
     out = {"batch": batch, **metrics}
     if reference is not None:
-        out["agreement"] = {"with": reference_name, "prediction_agreement": agreement(pred, reference)}
+        from edgekd.fairness.compression import worst_cell_agreement
+
+        out["agreement"] = {"with": reference_name, "prediction_agreement": agreement(pred, reference),
+                            "worst_cell_agreement": worst_cell_agreement(
+                                labels, reference, pred, groups, class_names=class_names,
+                                group_names=group_names, min_support=min_support)}
     return out
+
+
+def read_student_predictions(bundle: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(y_true, groups, pred_student)`` from the bundle's ``predictions.npz`` (read without
+    pickles), or None when the bundle has none (built before it was shipped)."""
+    path = Path(bundle) / PREDICTIONS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: np.asarray(archive[key]) for key in ("y_true", "groups", "pred_student")
+                      if key in archive.files}
+    except (OSError, ValueError) as err:
+        raise EdgeKDError(f"{path}: not a readable predictions file ({err})") from None
+    missing = [key for key in ("y_true", "groups", "pred_student") if key not in arrays]
+    if missing:
+        raise EdgeKDError(f"{path}: has no {missing[0]}; it needs y_true, groups and pred_student")
+    n = len(arrays["y_true"])
+    for key, array in arrays.items():
+        if array.ndim != 1 or len(array) != n or not np.issubdtype(array.dtype, np.integer):
+            raise EdgeKDError(f"{path}: {key} must be {n} integers, one per test image; got "
+                              f"{array.dtype} {tuple(array.shape)}")
+    return arrays["y_true"], arrays["groups"], arrays["pred_student"]
+
+
+def model_name(card: dict | None, file: str) -> str:
+    """The card's name for the model in ``file`` (``model.int8.onnx`` -> ``onnx_int8``), or the
+    file name for a file the card does not list."""
+    models = (card or {}).get("models") or {}
+    return next((name for name, entry in models.items() if entry.get("file") == file), file)
+
+
+def student_step(bundle: Path, predictions: np.ndarray, *, after: str, measured_on: str,
+                 card: dict | None, preprocess: dict) -> dict | None:
+    """The card's compression step ``student -> after`` measured on the device: the student's
+    test predictions from the bundle's ``predictions.npz`` against ``predictions`` (the eval
+    set's, same images and order), with the card's settings (:func:`step_settings`). None when
+    the bundle has no ``predictions.npz``."""
+    from edgekd.card.compression import step_entry, step_settings
+
+    shipped = read_student_predictions(bundle)
+    if shipped is None:
+        return None
+    y_true, groups, student = shipped
+    _, labels, eval_groups = read_eval_set(bundle, preprocess)
+    if len(y_true) != len(labels) or not (np.array_equal(y_true, labels)
+                                          and np.array_equal(groups, eval_groups)):
+        raise EdgeKDError(f"{Path(bundle) / PREDICTIONS}: its y_true and groups are not those of "
+                          f"{Path(bundle) / 'eval_set.npz'}; both must hold the test split in one order")
+    return step_entry("student", after, y_true, student, predictions, groups,
+                      class_names=preprocess["class_names"], group_names=preprocess["protected_groups"],
+                      measured_on=measured_on, **step_settings(card))
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float | None:

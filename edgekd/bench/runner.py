@@ -144,11 +144,18 @@ def bundle_info(target: Target) -> dict | None:
     return {"name": manifest.get("name"), "version": manifest.get("version")}
 
 
+def _card(target: Target) -> dict | None:
+    """The bundle's card, or None when it has no (valid) one."""
+    try:
+        return load_card(target.bundle)
+    except EdgeKDError:
+        return None
+
+
 def _build_top1(target: Target, file: str) -> float | None:
     """Top-1 the build measured for this artifact file, from the bundle's card, if recorded."""
-    try:
-        models = load_card(target.bundle)["models"]
-    except (EdgeKDError, KeyError):
+    models = (_card(target) or {}).get("models")
+    if not isinstance(models, dict):
         return None
     for entry in models.values():
         if isinstance(entry, dict) and entry.get("file") == file:
@@ -345,11 +352,19 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
                                     progress=progress, has_gpu=bool(device["gpus"]), log=log)
         runtime, session_s = loaded.runtime, loaded.session_s
         if evaluate:
-            from edgekd.bench.evaluate import evaluate_artifact
+            from edgekd.bench.evaluate import eval_predictions, evaluate_artifact, model_name, student_step
 
-            evaluation = evaluate_artifact(loaded.infer, resolved.bundle, resolved.preprocess,
-                                           batch=loaded.fixed_batch or max(sizes),
-                                           dtype=loaded.input_dtype, reference=reference)
+            batch = loaded.fixed_batch or max(sizes)
+            predictions = eval_predictions(loaded.infer, resolved.bundle, resolved.preprocess, batch=batch,
+                                           dtype=loaded.input_dtype)
+            evaluation = evaluate_artifact(loaded.infer, resolved.bundle, resolved.preprocess, batch=batch,
+                                           dtype=loaded.input_dtype, reference=reference,
+                                           predictions=predictions)
+            card = _card(resolved)
+            step = student_step(resolved.bundle, predictions, after=model_name(card, model.name),
+                                measured_on=device["id"], card=card, preprocess=resolved.preprocess)
+            if step is not None:  # the card's compression step, filed by add_bench_result
+                evaluation["compression_step"] = step
             build_top1 = _build_top1(resolved, model.name)
             evaluation["build_top1"] = build_top1
             evaluation["top1_change_vs_build"] = (None if build_top1 is None or evaluation["top1"] is None

@@ -3,7 +3,8 @@
 - :func:`add_bench_result`: a bench result under
   ``card["bench"][<device id>][<backend>][<artifact file>]``; each result is the
   ``edgekd.bench/v1`` dict that ``edgekd bench --json`` writes, less machine-local paths and raw
-  samples (:func:`card_entry`).
+  samples (:func:`card_entry`); the compression step its evaluation made (``eval.compression_step``:
+  student -> the artifact, on this device) goes to ``card["compression_by_group"]``.
 - :func:`add_engine_evaluation`: a TensorRT engine built and evaluated on the device
   (``edgekd engine``) as one more model entry, with its release gates.
 
@@ -20,6 +21,7 @@ import math
 from edgekd.fairness.metric_table import METRICS
 
 __all__ = ["BENCH_HEADERS", "bench_headers", "card_entry", "add_bench_result", "add_engine_evaluation",
+           "with_step",
            "result_rows", "bench_rows", "latency_cells", "ms_range"]
 
 BENCH_HEADERS = {
@@ -105,8 +107,11 @@ def bench_rows(card: dict) -> list[dict]:
 
 
 def card_entry(result: dict) -> dict:
-    """The part of a result a card keeps: all of it but machine-local paths and raw samples."""
+    """The part of a result a card keeps: all of it but machine-local paths, raw samples and the
+    compression step (kept once, in ``compression_by_group``)."""
     entry = {k: v for k, v in result.items() if k != "target"}
+    if isinstance(entry.get("eval"), dict) and "compression_step" in entry["eval"]:
+        entry["eval"] = {k: v for k, v in entry["eval"].items() if k != "compression_step"}
     entry["artifact"] = {k: v for k, v in result["artifact"].items() if k != "path"}
     entry["results"] = [{k: v for k, v in r.items() if k != "samples_ms"} for r in result["results"]]
     return entry
@@ -118,7 +123,21 @@ def add_bench_result(card: dict, result: dict) -> dict:
     device, backend, artifact = result["device"]["id"], result["backend"], result["artifact"]["file"]
     bench = copy.deepcopy(card.get("bench") or {})
     bench.setdefault(device, {}).setdefault(backend, {})[artifact] = card_entry(result)
-    return {**card, "bench": bench}
+    return with_step({**card, "bench": bench}, (result.get("eval") or {}).get("compression_step"))
+
+
+def with_step(card: dict, step: dict | None) -> dict:
+    """``card`` with a device's compression step in ``compression_by_group`` (replacing the same
+    before, after and device; the section made with the step's card settings if missing)."""
+    if not isinstance(step, dict):
+        return card
+    from edgekd.card.compression import SECTION, put_step, step_settings
+
+    out = dict(card)
+    if SECTION in card:
+        out[SECTION] = copy.deepcopy(card[SECTION])  # put_step changes the section in place
+    put_step(out, copy.deepcopy(step), **step_settings(card))
+    return out
 
 
 def add_engine_evaluation(card: dict, name: str, entry: dict) -> dict:

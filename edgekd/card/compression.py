@@ -15,7 +15,7 @@ import numpy as np
 
 from edgekd.fairness.compression import compression_effect
 
-__all__ = ["step_entry", "put_step", "SECTION"]
+__all__ = ["step_entry", "put_step", "step_settings", "SECTION"]
 
 SECTION = "compression_by_group"
 # compression_effect's settings: kept once for the whole section, not in every step
@@ -75,3 +75,31 @@ def put_step(card: dict, step: dict, *, alpha: float, min_effect: float, min_sup
             steps[i] = step
             return
     steps.append(step)
+
+
+def step_settings(card: dict | None) -> dict:
+    """``alpha``, ``min_effect`` and ``min_support`` for a card's compression steps: its
+    ``compression_by_group`` section's, else its significance tests' and ``data.min_support``,
+    else the defaults (0.05, :data:`~edgekd.fairness.significance.DEFAULT_MIN_EFFECT`, 1): what
+    the device measures its steps with, so they compare with the build's."""
+    from edgekd.fairness.significance import DEFAULT_MIN_EFFECT
+
+    card = card or {}
+    section = card.get(SECTION) or {}
+    test = (card.get("significance") or {}).get("teacher_to_student") or {}
+
+    def number(key: str, default: float) -> float:
+        for source in (section, test):
+            value = source.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return value
+        return default
+
+    def support() -> int:
+        for value in (section.get("min_support"), (card.get("data") or {}).get("min_support")):
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+                return value
+        return 1
+
+    return {"alpha": number("alpha", 0.05), "min_effect": number("min_effect", DEFAULT_MIN_EFFECT),
+            "min_support": support()}
