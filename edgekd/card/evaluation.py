@@ -116,10 +116,11 @@ def worst_agreement(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, g
     rows = []
     for g, name in enumerate(group_names):
         mask = groups == g
-        if mask.sum() >= support:
-            change = float(np.mean(after[mask] == y_true[mask]) - np.mean(before[mask] == y_true[mask]))
-            rows.append({"group": name, "agreement": float(np.mean(before[mask] == after[mask])),
-                         "images": int(mask.sum()), "accuracy_change": change})
+        n = int(mask.sum())
+        if n >= support:  # changes counted in images, as compression_effect counts them
+            gained = int(np.sum(after[mask] == y_true[mask])) - int(np.sum(before[mask] == y_true[mask]))
+            rows.append({"group": name, "agreement": int(np.sum(before[mask] == after[mask])) / n,
+                         "images": n, "accuracy_change": gained / n})
     worst_group = min(rows, key=lambda r: r["agreement"]) if rows else None
     most_lost = min(rows, key=lambda r: r["accuracy_change"]) if rows else None
     return {
