@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import edgekd
+from edgekd.card.gates import GATE_DEFAULTS
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_card_v0.1.0.json"
 # the card of tests/tiny.yaml before issue 26's restructuring (one metrics engine, the export
@@ -67,10 +68,11 @@ def _key_paths(node, prefix=""):
 
 def _newcomer_keys(card: dict) -> set[str]:
     """The keys the newcomer's card added: its license, each model's worst (class, group) cell,
-    the classes that changed by at least card.min_effect, and what each compression
-    step did to each (class, group) cell."""
+    the classes that changed by at least card.min_effect, what each compression step did to each
+    (class, group) cell, and where each exported artifact agrees least with the student (its
+    worst cell and group, its group that lost most accuracy)."""
     return {p for p in _key_paths(card) if p == "/license" or "/metrics/worst_cell" in p
-            or p.startswith("/compression_by_group")
+            or p.startswith("/compression_by_group") or "/vs_student/worst_" in p
             or (p.startswith("/significance/") and p.rsplit("/", 1)[-1] in
                 ("min_effect", "changed_classes", "share_changed", "recall_change", "changed"))}
 
@@ -114,8 +116,11 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     # the stage keys changed with issue 15's model keys (select_by, zero_head), not their names
     assert list(after["provenance"]["stage_keys"]) == list(before["provenance"]["stage_keys"])
     tensorrt = {"tensorrt_rules", "tensorrt_parse"}  # issue 25: gates of the TensorRT checks
-    assert [g["name"] for g in after["gates"] if g["name"] not in tensorrt] == \
+    assert [g["name"] for g in after["gates"] if g["name"] not in tensorrt | set(GATE_DEFAULTS)] == \
         [g["name"] for g in before["gates"]]
+    # the worst-place gates, on by default since, on the exported file
+    assert [(g["name"], g["artifact"]) for g in after["gates"] if g["name"] in GATE_DEFAULTS] == \
+        [(name, "onnx") for name in GATE_DEFAULTS]
 
 
 def test_tiny_card_is_the_one_from_before_issue_26_key_by_key(tiny_build):
@@ -131,7 +136,8 @@ def test_tiny_card_is_the_one_from_before_issue_26_key_by_key(tiny_build):
     assert keys(after) - _newcomer_keys(after) == keys(before)
     assert "/models/onnx/metrics/worst_cell/recall" in _newcomer_keys(after)
     assert list(after["models"]) == list(before["models"])
-    assert [(g["name"], g["artifact"]) for g in after["gates"] if g["name"] != "tensorrt_parse"] == \
+    assert [(g["name"], g["artifact"]) for g in after["gates"]
+            if g["name"] != "tensorrt_parse" and g["name"] not in GATE_DEFAULTS] == \
         [(g["name"], g["artifact"]) for g in before["gates"] if g["name"] != "tensorrt_parse"]
     for key in ("schema", "name", "version", "task", "distillation", "debias"):
         assert after[key] == before[key], key

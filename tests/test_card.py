@@ -297,10 +297,14 @@ def test_evaluate_gates_rejects_unknown_names_and_fails_undefined_values():
 
 def test_constructed_card_keys_significance_and_gates():
     card = _constructed(gates={"max_disparity_increase_vs_teacher": 0.05})
+    # the worst-place gates are on by default, on the exported artifact only
     assert [g["name"] for g in card["gates"]] == ["onnx_matches_torch",
                                                   "max_disparity_increase_vs_teacher",
-                                                  "max_disparity_increase_vs_teacher"]
-    by_artifact = {g["artifact"]: g for g in card["gates"][1:]}
+                                                  "max_disparity_increase_vs_teacher",
+                                                  "min_cell_agreement_vs_student",
+                                                  "min_group_agreement_vs_student",
+                                                  "max_group_recall_drop_vs_student"]
+    by_artifact = {g["artifact"]: g for g in card["gates"][1:3]}
     teacher = card["models"]["teacher"]["metrics"]["mean_abs_disparity"]
     student = card["models"]["student"]["metrics"]["mean_abs_disparity"]
     assert by_artifact["student"]["value"] == pytest.approx(student - teacher)

@@ -115,8 +115,10 @@ def test_a_metric_added_through_the_table_reaches_the_sweep_csv(worst_cell_metri
     assert list(rows[0]) == ["distill.temperature", "top1", "mean_abs_disparity", "dpd", "eod",
                              "worst_cell_recall", *intervals, "ci_level", "adversary_top1",
                              "adversary_reference", "teacher_top1", "teacher_mean_abs_disparity",
-                             "baseline_top1", "baseline_mean_abs_disparity", "onnx_agreement",
-                             "onnx_int8_agreement", "onnx_int8_trt_agreement", "onnx_fp16_agreement",
+                             "baseline_top1", "baseline_mean_abs_disparity",
+                             *[f"{name}_{column}" for name in ("onnx", "onnx_int8", "onnx_int8_trt",
+                                                              "onnx_fp16")
+                               for column in ("agreement", "worst_cell_agreement", "worst_cell")],
                              "bundle", "tarball"]
     assert float(rows[0]["worst_cell_recall"]) == pytest.approx(0.5)
     ci = card["models"]["student"]["ci"]["worst_cell_recall"]  # its interval rides along too
