@@ -103,7 +103,8 @@ def test_the_cell_bound_is_a_gate_that_respects_on_miss():
     assert warned["on_miss"] == "warn" and warned_gates({"gates": [warned]}) == [warned]
     assert failed_gates({"gates": [warned]}) == []
     assert int8_gates(card("fail", 0.8))[1]["passed"]  # the bound itself passes
-    assert not int8_gates(card("fail", None))[1]["passed"]  # no measured cell cannot show it holds
+    # no cell with the images to measure (a tiny validation split): nothing to bound, as in the search
+    assert [g["name"] for g in int8_gates(card("fail", None))] == [INT8_GATE]
 
 
 def test_min_cell_agreement_out_of_range_is_one_line():

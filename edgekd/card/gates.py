@@ -172,7 +172,8 @@ def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
 def int8_gates(card: dict) -> list[dict]:
     """The INT8 search's bounds as gates, for every INT8 file on ``card``: ``int8_min_agreement``
     (the shipped file's ``export.agreement_with_fp32_on_validation`` against its
-    ``export.min_agreement``) and, on cards that record it, ``int8_min_cell_agreement`` (its
+    ``export.min_agreement``) and, on cards that record a measured cell (none has the images:
+    nothing to bound, as in the search), ``int8_min_cell_agreement`` (its
     ``export.worst_cell_on_validation`` agreement against ``export.min_cell_agreement``), both
     ``>=``, with ``on_miss: warn`` when ``export.on_miss`` is ``warn``, and on a miss the line
     saying which try shipped and why (``export.shipped.reason``) as ``detail``. Read from the card
@@ -186,11 +187,10 @@ def int8_gates(card: dict) -> list[dict]:
         reason = (export.get("shipped") or {}).get("reason")
         checks = [(INT8_GATE, "INT8 argmax agreement with fp32 on the validation images (cell-weighted)",
                    export["agreement_with_fp32_on_validation"], export["min_agreement"])]
-        if "min_cell_agreement" in export:
-            worst = export.get("worst_cell_on_validation")
+        worst = export.get("worst_cell_on_validation")
+        if "min_cell_agreement" in export and isinstance(worst, dict):
             checks.append((INT8_CELL_GATE, "INT8 argmax agreement with fp32 in the worst (class, group) "
-                                           "cell of the validation images",
-                           worst.get("agreement") if isinstance(worst, dict) else None,
+                                           "cell of the validation images", worst.get("agreement"),
                            export["min_cell_agreement"]))
         for gate, metric, value, threshold in checks:
             passed = value is not None and value >= threshold
