@@ -194,7 +194,7 @@ def test_a_predictions_file_that_does_not_match_the_eval_set_is_one_line(tmp_pat
     with pytest.raises(EdgeKDError, match=r"predictions.npz: its y_true and groups are not those of "):
         student_step(bundle, lit, after="onnx", measured_on="x", card=None, preprocess=preprocess)
     np.savez(bundle / "predictions.npz", y_true=labels, groups=groups)
-    with pytest.raises(EdgeKDError, match=r"predictions.npz: has no pred_student; it needs y_true, "):
+    with pytest.raises(EdgeKDError, match=r"predictions.npz: lacks pred_student; it needs y_true, "):
         student_step(bundle, lit, after="onnx", measured_on="x", card=None, preprocess=preprocess)
     (bundle / "predictions.npz").unlink()  # a bundle from before: no step, no error
     assert student_step(bundle, lit, after="onnx", measured_on="x", card=None, preprocess=preprocess) is None

@@ -34,11 +34,10 @@ from edgekd.export.runtime import batched_logits
 from edgekd.fairness.metrics import evaluate_predictions
 
 __all__ = ["evaluate_artifact", "eval_predictions", "logits_through", "reference_predictions",
-           "REFERENCE_FILE", "PREDICTIONS", "agreement", "student_agreement_bounds", "card_min_support",
-           "read_student_predictions", "model_name", "student_step"]
+           "REFERENCE_FILE", "agreement", "student_agreement_bounds", "card_min_support", "model_name",
+           "student_step"]
 
 REFERENCE_FILE = MODEL_ONNX  # what device-side agreement is measured against
-PREDICTIONS = "predictions.npz"  # the build's test predictions (y_true, groups, pred_<model>, ...)
 
 
 def _preprocessing(bundle: Path, preprocess: dict, images: np.ndarray) -> tuple:
@@ -131,29 +130,6 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     return out
 
 
-def read_student_predictions(bundle: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(y_true, groups, pred_student)`` from the bundle's ``predictions.npz`` (read without
-    pickles), or None when the bundle has none (built before it was shipped)."""
-    path = Path(bundle) / PREDICTIONS
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: np.asarray(archive[key]) for key in ("y_true", "groups", "pred_student")
-                      if key in archive.files}
-    except (OSError, ValueError) as err:
-        raise EdgeKDError(f"{path}: not a readable predictions file ({err})") from None
-    missing = [key for key in ("y_true", "groups", "pred_student") if key not in arrays]
-    if missing:
-        raise EdgeKDError(f"{path}: has no {missing[0]}; it needs y_true, groups and pred_student")
-    n = len(arrays["y_true"])
-    for key, array in arrays.items():
-        if array.ndim != 1 or len(array) != n or not np.issubdtype(array.dtype, np.integer):
-            raise EdgeKDError(f"{path}: {key} must be {n} integers, one per test image; got "
-                              f"{array.dtype} {tuple(array.shape)}")
-    return arrays["y_true"], arrays["groups"], arrays["pred_student"]
-
-
 def model_name(card: dict | None, file: str) -> str:
     """The card's name for the model in ``file`` (``model.int8.onnx`` -> ``onnx_int8``), or the
     file name for a file the card does not list."""
@@ -167,18 +143,19 @@ def student_step(bundle: Path, predictions: np.ndarray, *, after: str, measured_
     test predictions from the bundle's ``predictions.npz`` against ``predictions`` (the eval
     set's, same images and order), with the card's settings (:func:`step_settings`). None when
     the bundle has no ``predictions.npz``."""
+    from edgekd.bundle.predictions import PREDICTIONS, read_predictions
     from edgekd.card.compression import step_entry, step_settings
 
-    shipped = read_student_predictions(bundle)
-    if shipped is None:
+    if not (Path(bundle) / PREDICTIONS).is_file():
         return None
-    y_true, groups, student = shipped
+    shipped = read_predictions(bundle)
+    y_true, groups = shipped["y_true"], shipped["groups"]
     _, labels, eval_groups = read_eval_set(bundle, preprocess)
     if len(y_true) != len(labels) or not (np.array_equal(y_true, labels)
                                           and np.array_equal(groups, eval_groups)):
         raise EdgeKDError(f"{Path(bundle) / PREDICTIONS}: its y_true and groups are not those of "
                           f"{Path(bundle) / 'eval_set.npz'}; both must hold the test split in one order")
-    return step_entry("student", after, y_true, student, predictions, groups,
+    return step_entry("student", after, y_true, shipped["pred_student"], predictions, groups,
                       class_names=preprocess["class_names"], group_names=preprocess["protected_groups"],
                       measured_on=measured_on, **step_settings(card))
 
