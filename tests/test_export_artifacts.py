@@ -149,7 +149,7 @@ def test_sensitive_groups_are_found_from_the_graph(artifact_build):
 
 def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, tmp_path):
     from edgekd.data import load_data
-    from edgekd.export.int8 import FORMS, MIN_GAIN, quantize_to_agreement, sensitive_groups
+    from edgekd.export.int8 import FORMS, quantize_to_agreement, sensitive_groups
     from edgekd.recipe import load_recipe
 
     data = load_data(load_recipe(TESTS / "tiny.yaml").data, seed=0)
@@ -157,7 +157,8 @@ def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, 
     result = quantize_to_agreement(onnx_path, tmp_path / "q.onnx", data.train.images[:32], data.val.images,
                                    data.mean, data.std, form=FORMS["cpu"], min_agreement=1.01)
     groups = sensitive_groups(onnx_path)
-    assert not result.reached and 1 <= len(result.tries) <= 1 + len(groups)
+    # the bound out of reach: every group is tried, whether or not the one before gained
+    assert not result.reached and len(result.tries) == 1 + len(groups)
     labels = [label for label, _ in groups]
     for n, attempt in enumerate(result.tries):  # one more group kept in float per try
         assert attempt["kept_in_float"] == labels[:n]
@@ -166,20 +167,7 @@ def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, 
     assert chosen == agreements.index(max(agreements))
     assert result.tries[chosen]["kept_in_float"] == result.kept_in_float
     assert result.agreement == agreements[chosen]
-    # every try but the last measurably gained; the last ended the search or the plan did
-    assert all(agreements[n + 1] > agreements[n] + MIN_GAIN for n in range(len(agreements) - 2))
     assert result.path.is_file()
-
-
-def test_paired_gain_and_its_standard_error_hand_worked():
-    from edgekd.export.int8 import paired_gain
-
-    agrees, baseline = np.array([1, 1, 0, 1]), np.array([1, 0, 0, 0])
-    # d = (0, 1, 0, 1): gain 1/2; se = sqrt(4 * 1/4) / 4
-    assert paired_gain(agrees, baseline) == pytest.approx((0.5, 0.25))
-    # weights (1, 1, 1, 3): gain 4/6; se = sqrt(4/9 + 1/9 + 4/9 + 9 * 1/9) / 6 = sqrt(2) / 6
-    assert paired_gain(agrees, baseline, np.array([1, 1, 1, 3])) == pytest.approx((2 / 3, 2 ** 0.5 / 6))
-    assert paired_gain(agrees, agrees) == (0.0, 0.0)  # the same calls: no gain, no doubt
 
 
 def test_fp16_graph_keeps_fp32_io(artifact_build):

@@ -26,9 +26,8 @@ worst (class, group) cell of at least :data:`MIN_CELL_IMAGES` validation images 
 under-represented cells most, Hooker et al. 2020); below either, groups of the layers INT8 hurts
 most are kept in float, one group at a time, cheapest first (:func:`sensitive_groups`: the first
 and last layers, the squeeze-and-excitation blocks, the SiLU and residual element-wise ops, the
-depthwise convolutions); the search ends at the first try that reaches both bounds or when a
-group does not measurably gain on what is missing (the weighted agreement, or the agreement of
-the cell that missed).
+depthwise convolutions); the search ends at the first try that reaches both bounds, or when
+every group is in float (one group that does not gain says nothing of the next).
 
 With ``qat`` (``auto``, the default), where that search misses the bound and an estimate of the
 fine-tuning's time (:func:`edgekd.export.qat.probe_fine_tuning`, a few timed steps) fits
@@ -70,13 +69,11 @@ from edgekd.export.files import ARTIFACT_FILES, CALIBRATION_CACHE
 from edgekd.export.runtime import OnnxClassifier, cpu_runtime_name, normalise
 from edgekd.fairness.compression import worst_cell_agreement
 
-__all__ = ["CALIBRATION_METHODS", "FORMS", "Int8Config", "Int8Form", "Int8Result", "paired_gain",
+__all__ = ["CALIBRATION_METHODS", "FORMS", "Int8Config", "Int8Form", "Int8Result",
            "quantize_int8", "quantize_to_agreement", "sensitive_groups", "qdq_activation_scales",
            "shipped_try", "shipped_reason", "decide_fine_tuning", "export_int8"]
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-MIN_GAIN = 0.005  # a group kept in float that raises agreement by less ends the search
-GAIN_STANDARD_ERRORS = 2.0  # ... or by less than this many standard errors of the paired gain
 # The fewest validation images a (class, group) cell needs to count for min_cell_agreement: one
 # flip in such a cell is 0.2 of its agreement, which the default bound 0.8 still lets pass.
 MIN_CELL_IMAGES = 5
@@ -280,20 +277,6 @@ def sensitive_groups(onnx_path: Path) -> list[tuple[str, list[str]]]:
     return [(label, names) for label, names in groups if names]
 
 
-def paired_gain(agrees: np.ndarray, baseline: np.ndarray,
-                weights: np.ndarray | None = None) -> tuple[float, float]:
-    """The gain in (weighted) agreement of ``agrees`` over ``baseline`` (both per image, 0/1, on
-    the same images) and its standard error: ``d_i = a_i - b_i``, ``gain = sum w_i d_i / W``,
-    ``se = sqrt(sum w_i^2 (d_i - gain)^2) / W`` with ``W = sum w_i`` (the standard error of a
-    weighted mean with fixed weights; paired, so only the images the two files call differently
-    move it). Unweighted, ``se`` is the population standard deviation of ``d`` over ``sqrt(n)``."""
-    d = np.asarray(agrees, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    w = np.ones_like(d) if weights is None else np.asarray(weights, dtype=np.float64)
-    total = w.sum()
-    gain = float((w * d).sum() / total)
-    return gain, float(np.sqrt((w ** 2 * (d - gain) ** 2).sum()) / total)
-
-
 def _cell(attempt: dict) -> float | None:
     """The agreement of a try's worst cell (None: not measured, as in tries from before)."""
     worst = attempt.get("worst_cell")
@@ -385,14 +368,14 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
                           group_names: Sequence[str] = (), threads: int | None = None,
                           reference_path: Path | None = None, search: bool = True, note: str = "",
                           log=lambda message: None) -> Int8Result:
-    """Quantize ``onnx_path`` to ``form``, keeping :func:`sensitive_groups` in float one group at
-    a time until the argmax agreement with fp32 on ``check_images`` reaches ``min_agreement``, or
-    a group raises it by less than :data:`MIN_GAIN` or than :data:`GAIN_STANDARD_ERRORS` standard
-    errors of the gain (:func:`paired_gain`): more float only costs speed, and a gain the check
-    images cannot tell from noise is no reason to search on (a cell-weighted
-    validation split of 400 images counts each minority image about nine times; on a fine-tuned
-    sweep student, keeping the first and last layers in float scored +0.017 on validation and
-    -0.006 on the test images).
+    """Quantize ``onnx_path`` to ``form``, keeping one more of :func:`sensitive_groups` in float
+    per try (cumulatively, cheapest first) until a try reaches the bounds or every group is kept.
+
+    The search does not stop at a group that fails to gain: the groups are different kinds of
+    layers, and one kind not helping says nothing of the next (a student whose first and last
+    layers in float lose agreement can reach the bound once its element-wise ops are float too:
+    ``benchmarks/bench_int8_search.py``). At most ``1 + len(groups)`` tries, each a calibration
+    and one pass over the check images.
 
     The fp32 predictions to agree with are ``reference_path``'s (default: ``onnx_path`` itself;
     after INT8-aware fine-tuning, the original student's file). ``search=False`` makes only the
@@ -406,14 +389,10 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
     With ``check_labels`` and ``check_groups`` (and the names), each try also records its
     ``worst_cell`` (:func:`~edgekd.fairness.compression.worst_cell_agreement` over the cells of at
     least :data:`MIN_CELL_IMAGES` check images), and with ``min_cell_agreement`` a try reaches the
-    bound only when that cell does too (:func:`reaches`). A try that reaches ``min_agreement``
-    but not the cell bound is followed by the next only while keeping more in float measurably
-    raises the agreement of the cell that missed (the same gain rule, on that cell's images).
+    bound only when that cell does too (:func:`reaches`).
 
-    Returns :func:`shipped_try` of the tries: the first that reaches the bound (the search
-    ends there, and each try keeps more in float), or else the best measured (``reached=False``),
-    which can be the try whose gain ended the search: a gain too small to go on for is still
-    the best agreement seen.
+    Returns :func:`shipped_try` of the tries: the first that reaches the bounds (the search
+    ends there, and each try keeps more in float), or else the best measured (``reached=False``).
     """
     from onnxruntime.quantization import quant_pre_process
 
@@ -426,7 +405,8 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
         plan = [("nothing", [])] + (sensitive_groups(prepared) if search else [])
         kept_labels: list[str] = []
         kept_nodes: list[str] = []
-        tries, files, previous = [], [], None
+        tries: list[dict] = []
+        files: list[Path] = []
         for step, (label, names) in enumerate(plan):
             if names:
                 kept_labels.append(label)
@@ -453,13 +433,6 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
                 + f" keeping {', '.join(kept_labels) or 'nothing'} in float" + (f" {note}" if note else ""))
             if reaches(attempt, min_agreement, min_cell_agreement):
                 break  # the cheapest that reaches the bounds: more float only costs speed
-            if previous is not None:
-                gain, error = _gain_on_what_missed(agrees, previous, tries[-2], check_weights,
-                                                   check_labels, check_groups, class_names, group_names,
-                                                   min_agreement)
-                if gain <= max(MIN_GAIN, GAIN_STANDARD_ERRORS * error):
-                    break  # keeping more in float did not measurably help: stop searching
-            previous = agrees
         index = shipped_try(tries, min_agreement, min_cell_agreement)
         files[index].replace(out_path)
     chosen = tries[index]
@@ -472,22 +445,6 @@ def quantize_to_agreement(onnx_path: Path, out_path: Path, calibration_images: n
 def _names(names: Sequence[str], values: np.ndarray) -> list[str]:
     """The given class or group names, or the indices as names."""
     return list(names) or [str(i) for i in range(int(np.max(values, initial=0)) + 1)]
-
-
-def _gain_on_what_missed(agrees: np.ndarray, previous: np.ndarray, before: dict,
-                         weights: np.ndarray | None, labels: np.ndarray | None,
-                         groups: np.ndarray | None, class_names: Sequence[str],
-                         group_names: Sequence[str], min_agreement: float) -> tuple[float, float]:
-    """:func:`paired_gain` of a try over the one ``before`` it, on what ``before`` missed: the
-    weighted agreement, or (when that reached ``min_agreement``) the agreement of ``before``'s
-    worst cell, unweighted on that cell's images."""
-    worst = before.get("worst_cell")
-    if before["agreement"] < min_agreement or not worst or labels is None:
-        return paired_gain(agrees, previous, weights)
-    cls = _names(class_names, labels).index(worst["class"])
-    grp = _names(group_names, groups).index(worst["group"])
-    cell = (np.asarray(labels) == cls) & (np.asarray(groups) == grp)
-    return paired_gain(agrees[cell], previous[cell])
 
 
 def qdq_activation_scales(qdq_path: Path, reference_path: Path | None = None) -> dict[str, float]:
