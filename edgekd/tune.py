@@ -24,7 +24,7 @@ several objectives, draws its whole first generation (``population_size``, 50) a
 study of 10 to 30 builds would be a random search; TPE samples at random only its first few
 trials (``n_startup_trials`` = trials // 3, 2 to 10) and then models the trials that are on or
 near the front (Ozaki et al., "Multiobjective tree-structured Parzen estimator", JAIR 2022,
-which found it ahead of NSGA-II at small budgets). With several workers its ``constant_liar``
+which report it ahead of NSGA-II with few evaluations). With several workers its ``constant_liar``
 keeps them from proposing the same values. The sampler is seeded from the recipe's ``seed``, so
 one worker's study is reproducible; a worker on a shared ``--storage`` adds its host and pid, so
 two workers never draw the same values.
