@@ -461,7 +461,8 @@ def run_tune(recipe_path: str | Path, space_items: list[str] | tuple[str, ...],
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
                 for future in finished:
                     first = False
-                    _record(study, running.pop(future), future.result(), objectives, tune_dir, log)
+                    outcome = future.result()  # a bug or Ctrl-C in the build raises here
+                    _record(study, running.pop(future), outcome, objectives, tune_dir, log)
                     ran += 1
         except BaseException:
             for trial in running.values():  # Ctrl-C or a bug: their values run first next time
