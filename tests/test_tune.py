@@ -254,3 +254,33 @@ def test_sweep_jobs_2_gives_the_rows_of_jobs_1(tiny_recipe, tmp_path):
             assert "jobs: 2 builds at once" in result.output
             assert "[distill.temperature=8,distill.alpha=0.9] " in result.output  # a worker's line
     assert len(rows[1]) == 4 and rows[2] == rows[1]
+
+
+def test_failed_gates_stopped_builds_and_missing_objectives_are_failed_trials_with_a_reason(tmp_path):
+    import optuna
+
+    from edgekd.jobs import BuildOutcome
+    from edgekd.tune import _counted, _record
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    objectives = parse_objectives(["top1:max", "mean_abs_disparity:min"])
+    gate = {"name": "min_top1", "artifact": "student", "metric": "top1", "value": 0.25,
+            "comparison": ">=", "threshold": 0.9, "passed": False}
+    card = {"models": {"student": {"metrics": {"top1": 0.25, "mean_abs_disparity": 0.1}}}}
+    outcomes = [BuildOutcome(card=None, error="student: the loss is NaN at epoch 2"),
+                BuildOutcome(card={**card, "gates": [gate]})]
+    for outcome in outcomes:
+        trial = study.ask({"distill.alpha": optuna.distributions.FloatDistribution(0, 1)})
+        _record(study, trial, outcome, objectives, tmp_path, log=lambda m: None)
+    int8 = parse_objectives(["int8_agreement"])
+    lone = optuna.create_study(directions=["maximize"])
+    trial = lone.ask({"distill.alpha": optuna.distributions.FloatDistribution(0, 1)})
+    _record(lone, trial, BuildOutcome(card={**card, "gates": []}), int8, tmp_path, log=lambda m: None)
+    reasons = [t.user_attrs["failure"] for t in study.trials + lone.trials]
+    assert [t.state.name for t in study.trials + lone.trials] == ["FAIL"] * 3
+    assert all(t.values is None for t in study.trials + lone.trials)  # never a number
+    assert reasons == ["build stopped: student: the loss is NaN at epoch 2",
+                       "gate failed: min_top1 on student: top1 is 0.2500, needs >= 0.9",
+                       "int8_agreement: the card has no onnx_int8 model (export.int8.enabled)"]
+    assert _counted(study) == (2, 0)  # failed trials count toward --trials
+    assert study.best_trials == []  # and the front ignores them
