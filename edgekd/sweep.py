@@ -360,11 +360,12 @@ def _error_bars(rows: list[dict], key: str, values: list[float]) -> list[list[fl
 
 
 def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path, *,
-                      front: list[int] | None = None, each: str = "grid point") -> list[Path]:
+                      front: list[int] | None = None, each: str = "grid point",
+                      labels: list[str] | None = None) -> list[Path]:
     """``accuracy_vs_disparity.png`` (Pareto front marked) and ``metrics_vs_<key>.png``, each
     point with the error bars of its bootstrap intervals. ``front``: the rows to mark as the
     front (default: the accuracy-disparity front of :func:`pareto_front`); ``each``: what a
-    row is, for the legend."""
+    row is, for the legend; ``labels``: each point's label in the plot (default its values)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -391,8 +392,10 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path, *,
                    label=None if name in labelled else f"{name} (trained without distillation)"
                    if name == "baseline" else name)
         labelled.add(name)
-    for r, x, y in zip(rows, disp, acc):
-        ax.annotate(",".join(_text(r[k]) for k in keys), (x, y), fontsize=7,
+    if labels is None:
+        labels = [",".join(_text(r[k]) for k in keys) for r in rows]
+    for label, x, y in zip(labels, disp, acc):
+        ax.annotate(label, (x, y), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("mean |per-class recall disparity| (lower is fairer)")
     ax.set_ylabel("top-1 accuracy")

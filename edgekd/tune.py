@@ -592,8 +592,8 @@ def _report(study, dims, objectives, recipe_path, overrides, base, tune_dir: Pat
     report_dir = tune_dir
     extra = ("state", "failure", *(f"objective:{o.name}" for o, _ in objectives))
     csv_path = write_results_csv(report_dir / "results.csv", rows, ["trial", *keys], extra=extra)
-    plots = write_sweep_plots(rows[:len(complete)], keys, report_dir, front=front,
-                              each="trial") if complete else []
+    plots = write_sweep_plots(rows[:len(complete)], keys, report_dir, front=front, each="trial",
+                              labels=[f"#{t.number}" for t in complete]) if complete else []
     exported = []
     if export_best:
         from edgekd.files import write_atomic

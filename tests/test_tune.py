@@ -196,6 +196,7 @@ def test_a_killed_tune_resumes_and_ends_with_exactly_n_trials(tiny_recipe, tmp_p
     first.wait()
     study = _study(db, "distill.alpha")
     killed_running = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(killed_running) == 1  # the third trial, cut short by the kill
     resumed = subprocess.run(_tune_process(tiny_recipe, tmp_path, 4).args, capture_output=True, text=True,
                              env={**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -237,7 +238,7 @@ def test_two_workers_share_one_journal_study(tiny_recipe, tmp_path):
 
 
 @pytest.mark.slow
-def test_sweep_jobs_2_gives_the_rows_of_jobs_1(tiny_recipe, tmp_path):
+def test_sweep_jobs_2_gives_the_rows_of_jobs_1(tiny_recipe, tmp_path, capfd):
     runner = CliRunner()
     rows = {}
     for jobs in (1, 2):
@@ -252,7 +253,9 @@ def test_sweep_jobs_2_gives_the_rows_of_jobs_1(tiny_recipe, tmp_path):
                           for r in csv.DictReader(fh)]
         if jobs == 2:
             assert "jobs: 2 builds at once" in result.output
-            assert "[distill.temperature=8,distill.alpha=0.9] " in result.output  # a worker's line
+            workers = capfd.readouterr().out  # the builds' own processes write to the terminal
+            assert "[distill.temperature=8,distill.alpha=0.9] student: training" in workers
+            assert workers.count("teacher: reused") == 3  # the first point trained it alone
     assert len(rows[1]) == 4 and rows[2] == rows[1]
 
 
