@@ -169,12 +169,21 @@ def Image_open(path):
     return Image.open(path)
 
 
+ENV = {**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"}
+
+
+def _tune_args(tiny_recipe, out: Path, trials: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "edgekd", "tune", str(tiny_recipe), "--space", "distill.alpha=0.05:0.95",
+            "--trials", str(trials), "--out", str(out), *FAST, *extra]
+
+
 def _tune_process(tiny_recipe, out: Path, trials: int, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "edgekd", "tune", str(tiny_recipe), "--space", "distill.alpha=0.05:0.95",
-         "--trials", str(trials), "--out", str(out), *FAST, *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """A ``tune`` in its own process, its output in ``out``.log (a pipe nobody reads would fill
+    and stop it)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(f"{out}.log", "w") as log:
+        return subprocess.Popen(_tune_args(tiny_recipe, out, trials, *extra), env=ENV, stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow
@@ -197,8 +206,7 @@ def test_a_killed_tune_resumes_and_ends_with_exactly_n_trials(tiny_recipe, tmp_p
     study = _study(db, "distill.alpha")
     killed_running = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING]
     assert len(killed_running) == 1  # the third trial, cut short by the kill
-    resumed = subprocess.run(_tune_process(tiny_recipe, tmp_path, 4).args, capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"})
+    resumed = subprocess.run(_tune_args(tiny_recipe, tmp_path, 4), capture_output=True, text=True, env=ENV)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     trials = _study(db, "distill.alpha").get_trials()
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -220,8 +228,8 @@ def test_two_workers_share_one_journal_study(tiny_recipe, tmp_path):
     storage = f"journal:{tmp_path / 'shared' / 'tune.log'}"
     workers = [_tune_process(tiny_recipe, tmp_path / f"machine{n}", 4, "--storage", storage)
                for n in (1, 2)]
-    outputs = [w.communicate(timeout=900)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    codes = [w.wait(timeout=900) for w in workers]
+    assert codes == [0, 0], [Path(f"{tmp_path / f'machine{n}'}.log").read_text() for n in (1, 2)]
     trials = _study(storage, "distill.alpha").get_trials()
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert 4 <= len(complete) <= 5  # two workers may each start a trial at the last count
