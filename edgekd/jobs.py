@@ -20,6 +20,7 @@ share one folder at once: :func:`check_shared` refuses them with ``--jobs`` over
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -27,7 +28,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
+from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import Any
 
 from edgekd.errors import EdgeKDError
 from edgekd.recipe import Recipe
@@ -65,11 +68,11 @@ def shared_inputs(recipe: Recipe) -> str:
     the seed, the data, both networks and, when the baseline is debiased, the debiasing."""
     from edgekd.data import PIXEL_NEUTRAL
 
-    shared = {"seed": recipe.seed, "data": recipe.data.model_dump(mode="json", exclude=PIXEL_NEUTRAL),
-              "teacher": recipe.teacher.model_dump(mode="json"),
-              "student": recipe.student.model_dump(mode="json")}
+    dump = recipe.model_dump(mode="json")
+    shared = {"seed": dump["seed"], "teacher": dump["teacher"], "student": dump["student"],
+              "data": {k: v for k, v in dump["data"].items() if k not in PIXEL_NEUTRAL}}
     if recipe.debias.active and "baseline" in recipe.debias.apply_to:
-        shared["debias"] = recipe.debias.model_dump(mode="json")
+        shared["debias"] = dump["debias"]
     return json.dumps(shared, sort_keys=True)
 
 
@@ -126,6 +129,7 @@ def _build(build: PointBuild, out: Path, shared_dir: Path,
                               shared_dir=shared_dir)
     except EdgeKDError as err:
         return BuildOutcome(card=None, error=str(err).splitlines()[0])
+    assert result is not None  # None only on a torchrun rank other than 0
     return BuildOutcome(card=result.card)
 
 
@@ -166,9 +170,10 @@ class BuildPool:
         self.shared_dir = Path(shared_dir)
         self.log = log
         self._stack = ExitStack()
-        self._executor: ProcessPoolExecutor | None = None
+        self._context: BaseContext | None = None  # spawn, where builds run in their own processes
+        self._executors: list[ProcessPoolExecutor] = []
         self._free: list[int] = list(range(jobs))
-        self._slots = threading.Lock()
+        self._slots = threading.Condition()  # guards _free and _executors
         self._envs: list[dict[str, str]] = []
 
     def __enter__(self) -> BuildPool:
@@ -185,34 +190,46 @@ class BuildPool:
             where = f"GPUs {', '.join(gpus)} round-robin" if gpus else "no GPU"
             self.log(f"jobs: {self.jobs} builds at once, {self._envs[0]['OMP_NUM_THREADS']} thread(s) "
                      f"each ({cores} cores // {self.jobs}; a recipe's own threads setting wins), {where}")
-            self._executor = self._stack.enter_context(ProcessPoolExecutor(
-                max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                max_tasks_per_child=1))
+            self._context = multiprocessing.get_context("spawn")
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._stack.__exit__(*exc)
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            with self._slots:
+                running = list(self._executors)
+            for executor in running:  # the builds still running finish first
+                executor.shutdown(wait=True)
+        finally:
+            self._stack.__exit__(*exc)
 
     def submit(self, build: PointBuild) -> Future:
         """Start ``build`` (at most ``jobs`` may be running); its future's result is a
         :class:`BuildOutcome`."""
-        if self._executor is None:
+        if self._context is None:
             future: Future = Future()
             try:
                 future.set_result(_build(build, self.out, self.shared_dir, self.log))
             except BaseException as err:  # noqa: B036  (a bug or Ctrl-C: the caller re-raises it)
                 future.set_exception(err)
             return future
-        with self._slots:
+        # one fresh process per build (max_tasks_per_child needs Python 3.11): torch, CUDA and
+        # the environment start clean, and a crash takes only its own build down
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=self._context)
+        with self._slots:  # a finished build's future wakes its waiter before it frees its slot
+            self._slots.wait_for(lambda: bool(self._free))
             slot = self._free.pop(0)
-        future = self._executor.submit(_build_in_worker, build, self.out, self.shared_dir,
-                                       self._envs[slot])
-        future.add_done_callback(lambda _f, s=slot: self._release(s))
+            self._executors.append(executor)
+        future = executor.submit(_build_in_worker, build, self.out, self.shared_dir, self._envs[slot])
+        future.add_done_callback(functools.partial(self._release, slot, executor))
         return future
 
-    def _release(self, slot: int) -> None:
+    def _release(self, slot: int, executor: ProcessPoolExecutor, _future: Future) -> None:
         with self._slots:
             self._free.append(slot)
+            if executor in self._executors:
+                self._executors.remove(executor)
+            self._slots.notify_all()
+        executor.shutdown(wait=False)
 
     def run_all(self, builds: list[PointBuild], *,
                 started: Callable[[int], None] | None = None) -> Iterator[tuple[int, BuildOutcome]]:

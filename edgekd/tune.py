@@ -78,6 +78,7 @@ class Dimension:
             return trial.suggest_categorical(self.key, list(self.choices))
         if isinstance(self.low, int) and isinstance(self.high, int):
             return trial.suggest_int(self.key, self.low, self.high, log=self.log)
+        assert self.low is not None and self.high is not None
         return trial.suggest_float(self.key, float(self.low), float(self.high), log=self.log)
 
     def ends(self) -> list:
@@ -436,7 +437,9 @@ def run_tune(recipe_path: str | Path, space_items: list[str] | tuple[str, ...],
     seed = base.seed if storage is None else \
         base.seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
     study = optuna.create_study(study_name=name, storage=store, load_if_exists=True,
-                                directions=[d for _, d in objectives],
+                                directions=[optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
+                                            else optuna.study.StudyDirection.MINIMIZE
+                                            for _, d in objectives],
                                 sampler=make_sampler(seed, trials))
     _check_study(study, dims, objectives, overrides, base)
     log(f"tune: study {name!r} in {storage or tune_dir / 'study.db'}; sampler {sampler} (seed {seed}); "
@@ -529,6 +532,7 @@ def _record(study, trial, outcome, objectives, tune_dir: Path, log: Callable[[st
 
     point = trial.params
     folder = tune_dir / "trials" / point_folder(point)
+    reason: str | None
     if outcome.error is not None:
         reason = f"build stopped: {outcome.error}"
     elif failed_gates(outcome.card):
