@@ -126,6 +126,7 @@ def _study(storage: str, name: str):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # seven tiny builds
 def test_six_trial_study_front_is_not_dominated_and_rerun_builds_nothing(tiny_recipe, tmp_path):
     runner = CliRunner()
     args = ["tune", str(tiny_recipe), "--space", "distill.alpha=0.05:0.95",
@@ -187,6 +188,7 @@ def _tune_process(tiny_recipe, out: Path, trials: int, *extra: str) -> subproces
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a killed study and its resumed run
 def test_a_killed_tune_resumes_and_ends_with_exactly_n_trials(tiny_recipe, tmp_path):
     import optuna
 
@@ -222,6 +224,7 @@ def test_a_killed_tune_resumes_and_ends_with_exactly_n_trials(tiny_recipe, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # two studies' worth of builds on a shared machine
 def test_two_workers_share_one_journal_study(tiny_recipe, tmp_path):
     import optuna
 
@@ -246,6 +249,7 @@ def test_two_workers_share_one_journal_study(tiny_recipe, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # eight point builds
 def test_sweep_jobs_2_gives_the_rows_of_jobs_1(tiny_recipe, tmp_path, capfd):
     runner = CliRunner()
     rows = {}
