@@ -361,13 +361,16 @@ def engine(bundle: Path, precision: str, dla_core: int | None, workspace_mb: int
               show_default=True, help="Runs directory; the sweep goes to OUT/<name>/sweep.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe key for every point (repeatable).")
-def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, ...]) -> None:
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Builds at once, each in its own process with cores // N threads (one GPU each, "
+                   "round-robin, where GPUs exist).")
+def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, ...], jobs: int) -> None:
     """One build per grid point of RECIPE, sharing the teacher and the baseline."""
     from edgekd.paths import output_dir
     from edgekd.sweep import format_sweep_table, run_sweep
 
     output_dir(out, option="--out")
-    result = run_sweep(recipe, grid, out=out, overrides=overrides, log=lambda m: click.echo(m))
+    result = run_sweep(recipe, grid, out=out, overrides=overrides, jobs=jobs, log=lambda m: click.echo(m))
     click.echo("")
     click.echo(format_sweep_table(result.rows, result.keys))
     click.echo("")
@@ -376,3 +379,52 @@ def sweep(recipe: Path, grid: tuple[str, ...], out: Path, overrides: tuple[str, 
         click.echo(f"plot: {path}")
     for row in result.rows:
         click.echo(f"release: {row['tarball']}")
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--space", "space", multiple=True, required=True, metavar="KEY=LOW:HIGH[:log]|KEY=A,B,...",
+              help="A recipe key and its range or values, e.g. --space distill.alpha=0.1:0.9 or "
+                   "--space debias.method=none,adversarial (repeatable).")
+@click.option("--objective", "objectives", multiple=True, metavar="NAME[:max|min]",
+              help="What to optimise, read from each trial's card (repeatable; default top1:max and "
+                   "mean_abs_disparity:min): top1, mean_abs_disparity, dpd, eod, worst_cell_recall, "
+                   "int8_top1, int8_agreement, int8_worst_cell_recall, size_bytes, int8_size_bytes, "
+                   "latency_ms.")
+@click.option("--trials", type=int, default=20, show_default=True,
+              help="Trials the study ends with (over every worker; a re-run resumes toward it).")
+@click.option("--storage", default=None, metavar="URL",
+              help="Optuna storage shared by workers: sqlite:///PATH, postgresql://..., "
+                   "mysql+pymysql://..., or journal:PATH (default: SQLite in the study's folder).")
+@click.option("--study", "study_name", default=None,
+              help="The study's name and folder (default: the searched keys joined by '+').")
+@click.option("--sampler", default="tpe", show_default=True, help="tpe, nsga2 or random.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Builds at once, each in its own process with cores // N threads (one GPU each, "
+                   "round-robin, where GPUs exist).")
+@click.option("--export-best", is_flag=True, help="Write a recipe for each point on the front.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"),
+              show_default=True, help="Runs directory; the study goes to OUT/<name>/tune/<study>.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe key for every trial (repeatable).")
+def tune(recipe: Path, space: tuple[str, ...], objectives: tuple[str, ...], trials: int,
+         storage: str | None, study_name: str | None, sampler: str, jobs: int, export_best: bool,
+         out: Path, overrides: tuple[str, ...]) -> None:
+    """Search RECIPE's keys for the front of accuracy, fairness and size (Optuna)."""
+    from edgekd.paths import output_dir
+    from edgekd.tune import format_tune_table, run_tune
+
+    output_dir(out, option="--out")
+    result = run_tune(recipe, space, objectives, trials=trials, out=out, overrides=overrides,
+                      storage=storage, study_name=study_name, sampler=sampler, jobs=jobs,
+                      export_best=export_best, log=lambda m: click.echo(m))
+    click.echo("")
+    click.echo(format_tune_table(result.rows, result.keys, result.front))
+    click.echo("")
+    click.echo(f"front: {len(result.front)} of {len(result.rows)} trials (trials "
+               + ", ".join(str(result.rows[i]["trial"]) for i in result.front) + ")")
+    click.echo(f"results: {result.csv_path}")
+    for path in result.plots:
+        click.echo(f"plot: {path}")
+    for path in result.exported:
+        click.echo(f"recipe: {path}")

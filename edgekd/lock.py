@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["LOCK_FILE", "HOLDER_FILE", "run_lock", "run_locks"]
+__all__ = ["LOCK_FILE", "HOLDER_FILE", "run_lock", "run_locks", "held_by_parent"]
 
 LOCK_FILE = ".edgekd.lock"
 HOLDER_FILE = ".edgekd.lock.json"
@@ -116,3 +116,19 @@ def run_locks(run_dir: str | Path, shared_dir: str | Path | None = None, *,
         return
     with run_lock(shared), run_lock(run_dir):
         yield
+
+
+@contextmanager
+def held_by_parent(folder: str | Path) -> Iterator[None]:
+    """In a build process that ``sweep --jobs`` or ``tune --jobs`` started: the parent holds
+    ``folder``'s lock (the shared run folder, whose stages it trained before starting any
+    worker) for all its workers, so a :func:`run_lock` of it here takes nothing."""
+    key = Path(folder).resolve()
+    if key in _HELD:
+        yield
+        return
+    _HELD.add(key)
+    try:
+        yield
+    finally:
+        _HELD.discard(key)

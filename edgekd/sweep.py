@@ -43,7 +43,8 @@ from edgekd.recipe import Recipe, load_recipe
 from edgekd.yaml_bounded import load_yaml
 
 __all__ = ["parse_grid", "grid_points", "point_name", "pareto_front", "run_sweep", "SweepResult",
-           "format_sweep_table", "write_sweep_plots", "TABLE_INTERVALS"]
+           "format_sweep_table", "write_sweep_plots", "TABLE_INTERVALS", "point_recipe", "finished_card",
+           "result_row", "write_results_csv", "point_folder"]
 
 TABLE_INTERVALS = ("top1", "mean_abs_disparity")
 """The metrics whose interval the terminal table shows (the plot's axes); the CSV has them all."""
@@ -112,6 +113,13 @@ def point_name(base: str, point: dict) -> str:
     return name
 
 
+def point_folder(point: dict) -> str:
+    """A point's folder name: ``KEY=VALUE,...``, or a hash of it where that is over 100
+    characters (a trial's unrounded floats)."""
+    slug = _slug(point)
+    return slug if len(slug) <= MAX_NAME else f"p-{hashlib.sha256(slug.encode()).hexdigest()[:16]}"
+
+
 def _slug(point: dict) -> str:
     return ",".join(f"{k}={_text(v)}" for k, v in point.items()).replace("/", "_")
 
@@ -133,11 +141,13 @@ class SweepResult:
 
 
 def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], *,
-              out: str | Path = "runs", overrides: tuple[str, ...] = (),
+              out: str | Path = "runs", overrides: tuple[str, ...] = (), jobs: int = 1,
               log: Callable[[str], None] = print) -> SweepResult:
-    """Build every grid point (see the module doc) and write the table, CSV and plots."""
-    from edgekd.pipeline import build_recipe
+    """Build every grid point (see the module doc), ``jobs`` at once
+    (:class:`edgekd.jobs.BuildPool`), and write the table, CSV and plots."""
+    from edgekd.jobs import BuildPool, PointBuild, check_jobs, check_shared
 
+    check_jobs(jobs)
     grid = parse_grid(grid_items)
     base = load_recipe(recipe_path, overrides)
     points = grid_points(grid)
@@ -145,38 +155,53 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
     if len(set(names)) < len(names):  # values that differ only in characters a name cannot hold
         names = [f"{name[:MAX_NAME - 4]}-p{n:02d}" for n, name in enumerate(names, start=1)]
     # Validate every point before training anything: a bad value must not stop a sweep midway.
-    recipes = [_point_recipe_with(recipe_path, overrides, point, name)
+    recipes = [point_recipe(recipe_path, overrides, point, name, option="--grid")
                for point, name in zip(points, names)]
+    check_shared(recipes, jobs, option="--grid")
     run_dir = Path(out) / base.name
     sweep_dir = run_dir / "sweep"
-    rows = []
-    for n, (point, recipe) in enumerate(zip(points, recipes), start=1):
-        point_dir = sweep_dir / _slug(point)
-        card = _finished_card(point_dir, recipe)
-        if card is not None:
-            log(f"sweep {n}/{len(points)} {_slug(point)}: finished earlier, skipped")
+    cards: list[dict | None] = []
+    todo: list[int] = []
+    for n, (point, recipe) in enumerate(zip(points, recipes)):
+        cards.append(finished_card(sweep_dir / point_folder(point), recipe))
+        if cards[-1] is not None:
+            log(f"sweep {n + 1}/{len(points)} {_slug(point)}: finished earlier, skipped")
         else:
-            log(f"sweep {n}/{len(points)} {_slug(point)}: release {recipe.name}")
-            result = build_recipe(recipe, out=out, log=log, run_dir=point_dir, shared_dir=run_dir)
-            card = result.card
-        rows.append(_row(point, card, point_dir))
+            todo.append(n)
+    builds = [PointBuild(recipes[n], sweep_dir / point_folder(points[n]), point_folder(points[n]))
+              for n in todo]
+    if builds:
+        def started(k: int) -> None:
+            n = todo[k]
+            log(f"sweep {n + 1}/{len(points)} {_slug(points[n])}: release {recipes[n].name}")
+
+        with BuildPool(jobs, out=Path(out), shared_dir=run_dir, log=log) as pool:
+            for k, outcome in pool.run_all(builds, started=started):
+                if outcome.error is not None:
+                    raise EdgeKDError(f"sweep point {_slug(points[todo[k]])}: {outcome.error}")
+                cards[todo[k]] = outcome.card
+    rows = [result_row(point, card, sweep_dir / point_folder(point)) for point, card in zip(points, cards)]
     report_dir = sweep_dir / "+".join(grid)  # one report per set of swept keys
-    csv_path = _write_csv(report_dir / "results.csv", rows, list(grid))
+    csv_path = write_results_csv(report_dir / "results.csv", rows, list(grid))
     plots = write_sweep_plots(rows, list(grid), report_dir)
     return SweepResult(sweep_dir=sweep_dir, rows=rows, keys=list(grid), csv_path=csv_path, plots=plots)
 
 
-def _point_recipe_with(recipe_path, overrides, point: dict, name: str) -> Recipe:
+def point_recipe(recipe_path, overrides, point: dict, name: str, *, option: str) -> Recipe:
+    """The recipe of one point: the recipe file, ``overrides``, then the point's values and its
+    release ``name``; a bad value is one line naming the point (``option``: the flag it came
+    from)."""
     extra = [f"{k}={_text(v)}" for k, v in point.items()]
     named = [] if "name" in point else [f"name={json.dumps(name)}"]  # quoted: always a string
     try:
         return load_recipe(recipe_path, tuple(overrides) + tuple(extra) + tuple(named))
     except EdgeKDError as err:
         first = str(err).splitlines()[0]
-        raise EdgeKDError(f"--grid point {', '.join(extra)}: {first}") from None
+        raise EdgeKDError(f"{option} point {', '.join(extra)}: {first}") from None
 
 
-def _finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
+def finished_card(point_dir: Path, recipe: Recipe) -> dict | None:
+    """The card of ``point_dir``'s bundle when it was built from ``recipe``, else None."""
     try:
         card = load_card(point_dir / "bundle")
     except EdgeKDError:
@@ -216,7 +241,9 @@ def _interval_columns() -> list[str]:
     return [f"{m.key}_{end}" for m in METRICS.values() if m.interval for end in ("low", "high")]
 
 
-def _row(point: dict, card: dict, point_dir: Path) -> dict:
+def result_row(point: dict, card: dict, point_dir: Path) -> dict:
+    """A results row: the point's values, the distilled student's metrics with their
+    intervals, the adversary, the references, each artifact's agreement and the bundle."""
     from edgekd.paths import release_name
 
     student = card["models"]["student"]
@@ -243,14 +270,17 @@ def _row(point: dict, card: dict, point_dir: Path) -> dict:
             "tarball": str(point_dir / f"{release}.tar.gz")}
 
 
-def _write_csv(path: Path, rows: list[dict], keys: list[str]) -> Path:
+def write_results_csv(path: Path, rows: list[dict], keys: list[str],
+                      extra: tuple[str, ...] = ()) -> Path:
+    """The results table as CSV: ``keys``, every metric and interval, the extra columns,
+    then ``extra`` (tune's trial number and state) and the bundle."""
     import io
 
     from edgekd.files import write_atomic
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.names() + _interval_columns() + ["ci_level"]
-                            + list(EXTRA_COLUMNS) + ["bundle", "tarball"])
+                            + list(EXTRA_COLUMNS) + list(extra) + ["bundle", "tarball"])
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _text(row[k]) if k in keys else row.get(k) for k in writer.fieldnames})
@@ -266,10 +296,11 @@ def _with_interval(row: dict, key: str) -> float | str | None:
     return f"{value:.4f} [{low:.4f}, {high:.4f}]"
 
 
-def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
+def format_sweep_table(rows: list[dict], keys: list[str], *, front: list[int] | None = None) -> str:
     """One line per grid point: its values, the student's metrics (top-1 and mean |disparity|
     with their bootstrap interval, ``value [low, high]``), the adversary and agreement columns
-    some point has, and whether it is on the Pareto front; the references on a line below."""
+    some point has, and whether it is on the Pareto front (``front``: the rows on it; default
+    the accuracy-disparity front); the references on a line below."""
     optional = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
                                               "onnx_int8_agreement", "onnx_int8_worst_cell_agreement",
                                               "onnx_int8_trt_agreement",
@@ -282,7 +313,8 @@ def format_sweep_table(rows: list[dict], keys: list[str]) -> str:
                    r.get(f"{m.key}_low") is not None for r in rows) else m.label
                   for m in METRICS.values()},
                **optional, "pareto": "Pareto"}
-    front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows]))
+    front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows])
+                if front is None else front)
     shown = [{**{k: _text(r[k]) for k in keys},
               **{m.key: _with_interval(r, m.key) if m.key in TABLE_INTERVALS else r[m.key]
                  for m in METRICS.values()},
@@ -327,9 +359,13 @@ def _error_bars(rows: list[dict], key: str, values: list[float]) -> list[list[fl
     return [below, above]
 
 
-def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[Path]:
+def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path, *,
+                      front: list[int] | None = None, each: str = "grid point",
+                      labels: list[str] | None = None) -> list[Path]:
     """``accuracy_vs_disparity.png`` (Pareto front marked) and ``metrics_vs_<key>.png``, each
-    point with the error bars of its bootstrap intervals."""
+    point with the error bars of its bootstrap intervals. ``front``: the rows to mark as the
+    front (default: the accuracy-disparity front of :func:`pareto_front`); ``each``: what a
+    row is, for the legend; ``labels``: each point's label in the plot (default its values)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -339,12 +375,12 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
     paths = []
     acc = [r["top1"] for r in rows]
     disp = [r["mean_abs_disparity"] or 0.0 for r in rows]
-    front = pareto_front(list(zip(acc, disp)))
+    front = pareto_front(list(zip(acc, disp))) if front is None else front
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.errorbar(disp, acc, xerr=_error_bars(rows, "mean_abs_disparity", disp),
                 yerr=_error_bars(rows, "top1", acc), fmt="o", color="tab:blue", ecolor="tab:blue",
                 elinewidth=1, capsize=3, alpha=0.8,
-                label="distilled student, per grid point (bootstrap CI)")
+                label=f"distilled student, per {each} (bootstrap CI)")
     ordered = sorted(front, key=lambda i: disp[i])
     ax.plot([disp[i] for i in ordered], [acc[i] for i in ordered], "o-", color="tab:red",
             label="Pareto front")
@@ -356,8 +392,10 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path) -> list[
                    label=None if name in labelled else f"{name} (trained without distillation)"
                    if name == "baseline" else name)
         labelled.add(name)
-    for r, x, y in zip(rows, disp, acc):
-        ax.annotate(",".join(_text(r[k]) for k in keys), (x, y), fontsize=7,
+    if labels is None:
+        labels = [",".join(_text(r[k]) for k in keys) for r in rows]
+    for label, x, y in zip(labels, disp, acc):
+        ax.annotate(label, (x, y), fontsize=7,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("mean |per-class recall disparity| (lower is fairer)")
     ax.set_ylabel("top-1 accuracy")
