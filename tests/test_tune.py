@@ -64,14 +64,17 @@ def test_objectives_by_name_and_direction():
     card = {"models": {"student": {"metrics": {"top1": 0.75, "mean_abs_disparity": 0.125,
                                                "worst_cell": {"recall": 0.5}}},
                        "onnx": {"size_bytes": 1234},
-                       "onnx_int8": {"vs_student": {"prediction_agreement": 0.97}}},
+                       "onnx_int8": {"vs_student": {"prediction_agreement": 0.97,
+                                                    "worst_cell_agreement": {"agreement": 0.875},
+                                                    "worst_group_agreement": {"agreement": 0.9375}}}},
             "bench": {"jetson": {"onnxruntime": {"model.onnx": {"results": [
                 {"batch": 8, "latency_ms": {"p50": 9.0}}, {"batch": 1, "latency_ms": {"p50": 2.5}}]}}}}}
     read = {name: OBJECTIVES[name].read(card) for name in
             ("top1", "mean_abs_disparity", "worst_cell_recall", "size_bytes", "int8_agreement",
-             "latency_ms", "int8_top1")}
+             "latency_ms", "int8_top1", "int8_worst_cell_agreement", "int8_worst_group_agreement")}
     assert read == {"top1": 0.75, "mean_abs_disparity": 0.125, "worst_cell_recall": 0.5,
-                    "size_bytes": 1234, "int8_agreement": 0.97, "latency_ms": 2.5, "int8_top1": None}
+                    "size_bytes": 1234, "int8_agreement": 0.97, "latency_ms": 2.5, "int8_top1": None,
+                    "int8_worst_cell_agreement": 0.875, "int8_worst_group_agreement": 0.9375}
 
 
 def test_dominates_hand_worked():
