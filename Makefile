@@ -28,6 +28,7 @@ test-all: install
 
 lint: install
 	$(BIN)/ruff check edgekd tests benchmarks scripts
+	$(BIN)/ruff format --check edgekd tests benchmarks scripts
 
 typecheck: install
 	$(BIN)/mypy  # edgekd/, as [tool.mypy] in pyproject.toml says

@@ -25,8 +25,13 @@ def results_dir() -> Path:
 
 def _commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return out.stdout.strip() or None
@@ -46,13 +51,21 @@ def write_result(name: str, data: dict) -> Path:
     """Write ``data`` under the run's provenance to ``<results folder>/<name>.json``."""
     folder = results_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": name, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-              "commit": _commit(), "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-              "machine": {"cpus": os.cpu_count(), "processor": platform.machine(),
-                          "cpu_model": _cpu_model(), "python": platform.python_version(),
-                          "load_1min": round(os.getloadavg()[0], 2),
-                          "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-              **data}
+    record = {
+        "benchmark": name,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "commit": _commit(),
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.machine(),
+            "cpu_model": _cpu_model(),
+            "python": platform.python_version(),
+            "load_1min": round(os.getloadavg()[0], 2),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        },
+        **data,
+    }
     path = folder / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")

@@ -78,10 +78,13 @@ def main() -> None:
     args = parser.parse_args()
 
     images = np.random.default_rng(0).integers(
-        0, 256, (args.batch_size, args.image_size, args.image_size, 3), dtype=np.uint8)
+        0, 256, (args.batch_size, args.image_size, args.image_size, 3), dtype=np.uint8
+    )
     step = _step_ms(args.arch, images, args.steps)
-    print(f"{args.arch}, batch {args.batch_size} at {args.image_size} px, "
-          f"{torch.get_num_threads()} threads; medians")
+    print(
+        f"{args.arch}, batch {args.batch_size} at {args.image_size} px, "
+        f"{torch.get_num_threads()} threads; medians"
+    )
     print(f"training step without augmentation: {step:8.1f} ms per batch")
     width = max(len(name) for name in SETTINGS)
     print(f"{'augmentation':<{width}}  per image (used)   vs step   once on the batch")
@@ -90,14 +93,27 @@ def main() -> None:
         augment = Augmenter(AugmentConfig(enabled=True, **settings), seed=0)
         augment(images[:2], np.arange(2), epoch=0)  # warm up
         per_image, batched = _augment_ms(augment, images, args.repeats)
-        print(f"{name:<{width}}  {per_image:8.1f} ms       x{per_image / step:6.3f}   "
-              f"{batched:8.1f} ms")
-        rows.append({"augmentation": name, "per_image_ms": round(per_image, 2),
-                     "per_image_ms_per_image": round(per_image / args.batch_size, 3),
-                     "vs_step": round(per_image / step, 4), "once_on_batch_ms": round(batched, 2)})
-    path = write_result("augment", {
-        "arch": args.arch, "image_size": args.image_size, "batch_size": args.batch_size,
-        "threads": torch.get_num_threads(), "step_ms": round(step, 2), "rows": rows})
+        print(f"{name:<{width}}  {per_image:8.1f} ms       x{per_image / step:6.3f}   {batched:8.1f} ms")
+        rows.append(
+            {
+                "augmentation": name,
+                "per_image_ms": round(per_image, 2),
+                "per_image_ms_per_image": round(per_image / args.batch_size, 3),
+                "vs_step": round(per_image / step, 4),
+                "once_on_batch_ms": round(batched, 2),
+            }
+        )
+    path = write_result(
+        "augment",
+        {
+            "arch": args.arch,
+            "image_size": args.image_size,
+            "batch_size": args.batch_size,
+            "threads": torch.get_num_threads(),
+            "step_ms": round(step, 2),
+            "rows": rows,
+        },
+    )
     print(f"result: {path}")
 
 

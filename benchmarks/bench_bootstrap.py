@@ -32,8 +32,7 @@ def main() -> None:
     names = [str(c) for c in range(args.classes)]
 
     started = time.perf_counter()
-    bootstrap_intervals(y, pred, groups, num_classes=args.classes, num_groups=2,
-                        resamples=args.resamples)
+    bootstrap_intervals(y, pred, groups, num_classes=args.classes, num_groups=2, resamples=args.resamples)
     fast = time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(args.naive):
@@ -44,10 +43,19 @@ def main() -> None:
     print(f"vectorised (np.bincount per resample)       {fast:8.2f} s")
     print(f"fairlearn per resample (from {args.naive} timed)   {naive:8.2f} s")
     print(f"ratio naive / vectorised                    {naive / fast:8.0f}x")
-    path = write_result("bootstrap", {
-        "images": args.images, "classes": args.classes, "groups": 2, "resamples": args.resamples,
-        "naive_resamples_timed": args.naive, "vectorised_s": round(fast, 4),
-        "fairlearn_s_extrapolated": round(naive, 2), "ratio": round(naive / fast, 1)})
+    path = write_result(
+        "bootstrap",
+        {
+            "images": args.images,
+            "classes": args.classes,
+            "groups": 2,
+            "resamples": args.resamples,
+            "naive_resamples_timed": args.naive,
+            "vectorised_s": round(fast, 4),
+            "fairlearn_s_extrapolated": round(naive, 2),
+            "ratio": round(naive / fast, 1),
+        },
+    )
     print(f"result: {path}")
 
 

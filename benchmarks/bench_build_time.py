@@ -51,17 +51,25 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     lines = child.stdout.splitlines()
     threads_line = next((line for line in lines if line.startswith("threads:")), None)
-    result = {"recipe": str(args.recipe), "name": name, "overrides": args.overrides,
-              "wall_seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-              "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "threads": threads_line,
-              "load_before": [round(v, 2) for v in load_before],
-              "load_after": [round(v, 2) for v in load_after],
-              "exit_code": child.returncode,
-              "gates": next((line for line in lines if line.startswith("gates:")), None)}
+    result = {
+        "recipe": str(args.recipe),
+        "name": name,
+        "overrides": args.overrides,
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "threads": threads_line,
+        "load_before": [round(v, 2) for v in load_before],
+        "load_after": [round(v, 2) for v in load_after],
+        "exit_code": child.returncode,
+        "gates": next((line for line in lines if line.startswith("gates:")), None),
+    }
     path = write_result(f"build_time_{name}", result)
-    print(f"{args.recipe}: {wall / 60:.1f} min wall, {result['cpu_seconds'] / 60:.1f} min CPU, "
-          f"peak {result['peak_rss_mib']:.0f} MiB; {threads_line}; load {load_before[0]:.1f} -> "
-          f"{load_after[0]:.1f}; wrote {path}")
+    print(
+        f"{args.recipe}: {wall / 60:.1f} min wall, {result['cpu_seconds'] / 60:.1f} min CPU, "
+        f"peak {result['peak_rss_mib']:.0f} MiB; {threads_line}; load {load_before[0]:.1f} -> "
+        f"{load_after[0]:.1f}; wrote {path}"
+    )
     return child.returncode
 
 

@@ -39,20 +39,37 @@ def rows_of(bundle: Path) -> tuple[dict, list[dict]]:
     for step in section["steps"]:
         if step["measured_on"] != "build":
             continue
-        again = step_entry(step["before"], step["after"], arrays["y_true"], arrays[f"pred_{step['before']}"],
-                           arrays[f"pred_{step['after']}"], arrays["groups"], **names, **settings,
-                           measured_on="build")
+        again = step_entry(
+            step["before"],
+            step["after"],
+            arrays["y_true"],
+            arrays[f"pred_{step['before']}"],
+            arrays[f"pred_{step['after']}"],
+            arrays["groups"],
+            **names,
+            **settings,
+            measured_on="build",
+        )
         if json.loads(json.dumps(again)) != {k: v for k, v in step.items() if k != "examples"}:
             raise SystemExit(f"{bundle}: the card's step {step['step']} differs from its predictions.npz")
         overall, cell, group = step["overall"], step["worst_cell"] or {}, step["worst_group"] or {}
-        rows.append({"step": step["step"], "agreement": overall["agreement"],
-                     "right_to_wrong": overall["right_to_wrong"], "wrong_to_right": overall["wrong_to_right"],
-                     "top1_change": overall["accuracy_change"], "mcnemar_p": overall["p"],
-                     "worst_cell": f"{cell.get('class')} / {cell.get('group')}" if cell else None,
-                     "worst_cell_agreement": cell.get("agreement"), "worst_cell_images": cell.get("images"),
-                     "worst_group": group.get("group"), "worst_group_agreement": group.get("agreement"),
-                     "changed_cells": ", ".join(step["changed_cells"]) or "none",
-                     "changed_images": step["changed_images"]})
+        rows.append(
+            {
+                "step": step["step"],
+                "agreement": overall["agreement"],
+                "right_to_wrong": overall["right_to_wrong"],
+                "wrong_to_right": overall["wrong_to_right"],
+                "top1_change": overall["accuracy_change"],
+                "mcnemar_p": overall["p"],
+                "worst_cell": f"{cell.get('class')} / {cell.get('group')}" if cell else None,
+                "worst_cell_agreement": cell.get("agreement"),
+                "worst_cell_images": cell.get("images"),
+                "worst_group": group.get("group"),
+                "worst_group_agreement": group.get("agreement"),
+                "changed_cells": ", ".join(step["changed_cells"]) or "none",
+                "changed_images": step["changed_images"],
+            }
+        )
     return card, rows
 
 
@@ -62,10 +79,17 @@ def main() -> None:
     args = parser.parse_args()
     card, rows = rows_of(args.bundle)
     section = card["compression_by_group"]
-    path = write_result(f"compression_by_group_{card['name']}", {
-        "recipe": card["name"], "test_images": len(read_predictions(args.bundle)["y_true"]),
-        "alpha": section["alpha"], "min_effect": section["min_effect"], "min_support": section["min_support"],
-        "rows": rows})
+    path = write_result(
+        f"compression_by_group_{card['name']}",
+        {
+            "recipe": card["name"],
+            "test_images": len(read_predictions(args.bundle)["y_true"]),
+            "alpha": section["alpha"],
+            "min_effect": section["min_effect"],
+            "min_support": section["min_support"],
+            "rows": rows,
+        },
+    )
     print(path)
 
 

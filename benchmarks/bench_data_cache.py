@@ -78,10 +78,12 @@ def generate(root: Path, images: int, size: int, jobs: int) -> dict[str, list[tu
     aligned = rng.random(images) < 0.8
     groups = np.where(aligned, labels % 2, 1 - labels % 2)
     groups[-test:] = np.arange(test) % 2  # balanced test
-    rows = [(f"img/{i // 1000:03d}/{i:06d}.jpg", SHAPES[labels[i]], GROUPS[groups[i]])
-            for i in range(images)]
-    splits = {"train": rows[:images - val - test], "val": rows[images - val - test:images - test],
-              "test": rows[images - test:]}
+    rows = [(f"img/{i // 1000:03d}/{i:06d}.jpg", SHAPES[labels[i]], GROUPS[groups[i]]) for i in range(images)]
+    splits = {
+        "train": rows[: images - val - test],
+        "val": rows[images - val - test : images - test],
+        "test": rows[images - test :],
+    }
     wanted = {"images": images, "size": size, "version": 1}
     if marker.exists() and json.loads(marker.read_text()) == wanted:
         return splits
@@ -92,8 +94,10 @@ def generate(root: Path, images: int, size: int, jobs: int) -> dict[str, list[tu
     with ProcessPoolExecutor(jobs) as pool:
         list(pool.map(_draw, tasks, chunksize=256))
     marker.write_text(json.dumps(wanted))
-    print(f"generated {images} JPEGs at {size}px in {root} ({time.perf_counter() - started:.0f} s, "
-          f"{sum(f.stat().st_size for f in (root / 'img').rglob('*.jpg')) / 2**20:.0f} MB)")
+    print(
+        f"generated {images} JPEGs at {size}px in {root} ({time.perf_counter() - started:.0f} s, "
+        f"{sum(f.stat().st_size for f in (root / 'img').rglob('*.jpg')) / 2**20:.0f} MB)"
+    )
     return splits
 
 
@@ -105,7 +109,7 @@ def write_csvs(root: Path, splits: dict, share: float, tag: str) -> dict[str, st
         with open(root / names[split], "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["path", "label", "group"])
-            writer.writerows(rows[:max(1, round(len(rows) * share))])
+            writer.writerows(rows[: max(1, round(len(rows) * share))])
     return names
 
 
@@ -114,7 +118,7 @@ def recipe(path: Path, root: Path, csvs: dict, cache: Path, size: int, epochs: i
 name: bench-data-cache
 threads: 1
 data: {{source: csv, root: {root}, image_size: {size}, cache_dir: {cache}, workers: 2,
-        train_csv: {csvs['train']}, val_csv: {csvs['val']}, test_csv: {csvs['test']},
+        train_csv: {csvs["train"]}, val_csv: {csvs["val"]}, test_csv: {csvs["test"]},
         classes: {SHAPES}, groups: {GROUPS}, protected_attribute: tint}}
 teacher: {{arch: test_efficientnet, epochs: {epochs}, batch_size: 64}}
 student: {{arch: test_efficientnet, epochs: {epochs}, batch_size: 64}}
@@ -173,8 +177,9 @@ def run(args: list[str], log: Path) -> tuple[float, float, int]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     started = time.perf_counter()
     with open(log, "w") as out:
-        child = subprocess.Popen([sys.executable, *args], stdout=out, stderr=subprocess.STDOUT,
-                                 env=env, cwd=REPO)
+        child = subprocess.Popen(
+            [sys.executable, *args], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO
+        )
         _, status, usage = os.wait4(child.pid, 0)
     child.returncode = os.waitstatus_to_exitcode(status)
     return time.perf_counter() - started, usage.ru_maxrss / 1024, child.returncode
@@ -184,15 +189,27 @@ def build(name: str, work: Path, recipe_path: Path, in_memory: bool = False) -> 
     out = work / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     command = (["-c", IN_MEMORY] if in_memory else ["-m", "edgekd"]) + [
-        "build", str(recipe_path), "--out", str(out)]
+        "build",
+        str(recipe_path),
+        "--out",
+        str(out),
+    ]
     seconds, peak, code = run(command, work / f"{name}.log")
     if code not in (0, 1):  # 1: a release gate failed, the bundle is still written
         sys.exit(f"{name}: exit {code}; see {work / f'{name}.log'}")
     card = json.loads(next(out.rglob("card.json")).read_text())
-    models = {k: v.get("size_bytes") or 0 for k, v in card["models"].items()
-              if k in ("teacher", "baseline", "student")}
-    return {"name": name, "seconds": seconds, "peak_mb": peak, "models_bytes": models,
-            "top1": {k: card["models"][k]["metrics"]["top1"] for k in models}}
+    models = {
+        k: v.get("size_bytes") or 0
+        for k, v in card["models"].items()
+        if k in ("teacher", "baseline", "student")
+    }
+    return {
+        "name": name,
+        "seconds": seconds,
+        "peak_mb": peak,
+        "models_bytes": models,
+        "top1": {k: card["models"][k]["metrics"]["top1"] for k in models},
+    }
 
 
 def main() -> None:
@@ -203,8 +220,11 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=4_000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--jobs", type=int, default=2, help="processes generating images")
-    parser.add_argument("--in-memory-all", action="store_true",
-                        help="also build all images in memory (else the subset's growth is scaled)")
+    parser.add_argument(
+        "--in-memory-all",
+        action="store_true",
+        help="also build all images in memory (else the subset's growth is scaled)",
+    )
     args = parser.parse_args()
 
     root = args.data / f"csv-{args.images}-{args.size}px"
@@ -215,59 +235,92 @@ def main() -> None:
     share = args.subset / args.images
     full_csvs = write_csvs(root, splits, 1.0, "all")
     subset_csvs = write_csvs(root, splits, share, f"sub{args.subset}")
-    print(f"{args.images} images at {args.size}px = {pixels_mb:.0f} MB of uint8 pixels "
-          f"({', '.join(f'{k} {len(v)}' for k, v in splits.items())}); subset {args.subset}; "
-          f"OMP_NUM_THREADS=1, recipe threads 1")
+    print(
+        f"{args.images} images at {args.size}px = {pixels_mb:.0f} MB of uint8 pixels "
+        f"({', '.join(f'{k} {len(v)}' for k, v in splits.items())}); subset {args.subset}; "
+        f"OMP_NUM_THREADS=1, recipe threads 1"
+    )
 
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)  # the first build decodes
     full = recipe(work / "all.yaml", root, full_csvs, cache, args.size, args.epochs)
     sub = recipe(work / "subset.yaml", root, subset_csvs, cache, args.size, args.epochs)
     # the import line's peak, the fixed cost under everything else
-    _, runtime_mb, _ = run(["-c", "import torch, timm, onnxruntime, edgekd.pipeline"],
-                           work / "imports.log")
-    rows = [build("cached-subset", work, sub), build("in-memory-subset", work, sub, in_memory=True),
-            build("cached-all", work, full)]
+    _, runtime_mb, _ = run(["-c", "import torch, timm, onnxruntime, edgekd.pipeline"], work / "imports.log")
+    rows = [
+        build("cached-subset", work, sub),
+        build("in-memory-subset", work, sub, in_memory=True),
+        build("cached-all", work, full),
+    ]
     seconds, peak, code = run(["-c", READ_BACK, str(full)], work / "read-back.log")
     read_back = (work / "read-back.log").read_text().strip().splitlines()[-1]
-    print(f"second data stage (cache read, every split read once): {read_back}; peak RSS {peak:.0f} MB, "
-          f"{seconds:.0f} s")
+    print(
+        f"second data stage (cache read, every split read once): {read_back}; peak RSS {peak:.0f} MB, "
+        f"{seconds:.0f} s"
+    )
     if args.in_memory_all:
         rows.append(build("in-memory-all", work, full, in_memory=True))
 
     print(f"\n{'build':<18} {'images':>7} {'peak RSS MB':>12} {'wall s':>8}  top-1 teacher/baseline/student")
     for row, n in zip(rows, [args.subset, args.subset, args.images, args.images]):
-        print(f"{row['name']:<18} {n:>7} {row['peak_mb']:>12.0f} {row['seconds']:>8.0f}  "
-              + " / ".join(f"{v:.3f}" for v in row["top1"].values()))
+        print(
+            f"{row['name']:<18} {n:>7} {row['peak_mb']:>12.0f} {row['seconds']:>8.0f}  "
+            + " / ".join(f"{v:.3f}" for v in row["top1"].values())
+        )
     models_mb = sum(rows[0]["models_bytes"].values()) / 2**20
     cached_sub, memory_sub, cached_all = (r["peak_mb"] for r in rows[:3])
-    print(f"\nmodels' own size (teacher + baseline + student state dicts): {models_mb:.2f} MB; "
-          f"importing torch, timm, onnxruntime and edgekd alone: peak RSS {runtime_mb:.0f} MB")
-    print(f"cached build: peak RSS {cached_all:.0f} MB on {args.images} images, {cached_sub:.0f} MB "
-          f"on {args.subset}: {cached_all - cached_sub:+.0f} MB for {args.images - args.subset} more "
-          f"images ({pixels_mb * (1 - share):.0f} MB of pixels)")
+    print(
+        f"\nmodels' own size (teacher + baseline + student state dicts): {models_mb:.2f} MB; "
+        f"importing torch, timm, onnxruntime and edgekd alone: peak RSS {runtime_mb:.0f} MB"
+    )
+    print(
+        f"cached build: peak RSS {cached_all:.0f} MB on {args.images} images, {cached_sub:.0f} MB "
+        f"on {args.subset}: {cached_all - cached_sub:+.0f} MB for {args.images - args.subset} more "
+        f"images ({pixels_mb * (1 - share):.0f} MB of pixels)"
+    )
     if args.in_memory_all:
         memory_all, how = rows[3]["peak_mb"], "measured"
     else:
         per_image = (memory_sub - cached_sub) / args.subset
         memory_all, how = cached_sub + per_image * args.images, "scaled from the subset"
-    print(f"in-memory path: peak RSS {memory_sub:.0f} MB on {args.subset} images "
-          f"({memory_sub - cached_sub:+.0f} MB against the cache), {memory_all:.0f} MB on "
-          f"{args.images} images ({how}): {memory_all / cached_all:.2f}x the cached build")
+    print(
+        f"in-memory path: peak RSS {memory_sub:.0f} MB on {args.subset} images "
+        f"({memory_sub - cached_sub:+.0f} MB against the cache), {memory_all:.0f} MB on "
+        f"{args.images} images ({how}): {memory_all / cached_all:.2f}x the cached build"
+    )
     target = 1536 + models_mb
-    print(f"target: peak RSS under 1.5 GB plus the models ({target:.0f} MB): "
-          f"{'met' if cached_all < target else 'NOT met'} ({cached_all:.0f} MB)")
-    path = write_result("data_cache", {
-        "images": args.images, "image_size": args.size, "subset": args.subset, "epochs": args.epochs,
-        "pixels_mb": round(pixels_mb), "imports_peak_mb": round(runtime_mb),
-        "models_mb": round(models_mb, 2),
-        "rows": [{"build": row["name"], "images": n, "peak_mb": round(row["peak_mb"]),
-                  "wall_s": round(row["seconds"], 1)}
-                 for row, n in zip(rows, [args.subset, args.subset, args.images, args.images])],
-        "second_data_stage": {"peak_mb": round(peak), "wall_s": round(seconds, 1), "log": read_back},
-        "in_memory_all_peak_mb": round(memory_all), "in_memory_all": how,
-        "target_mb": round(target), "target_met": bool(cached_all < target)})
+    print(
+        f"target: peak RSS under 1.5 GB plus the models ({target:.0f} MB): "
+        f"{'met' if cached_all < target else 'NOT met'} ({cached_all:.0f} MB)"
+    )
+    path = write_result(
+        "data_cache",
+        {
+            "images": args.images,
+            "image_size": args.size,
+            "subset": args.subset,
+            "epochs": args.epochs,
+            "pixels_mb": round(pixels_mb),
+            "imports_peak_mb": round(runtime_mb),
+            "models_mb": round(models_mb, 2),
+            "rows": [
+                {
+                    "build": row["name"],
+                    "images": n,
+                    "peak_mb": round(row["peak_mb"]),
+                    "wall_s": round(row["seconds"], 1),
+                }
+                for row, n in zip(rows, [args.subset, args.subset, args.images, args.images])
+            ],
+            "second_data_stage": {"peak_mb": round(peak), "wall_s": round(seconds, 1), "log": read_back},
+            "in_memory_all_peak_mb": round(memory_all),
+            "in_memory_all": how,
+            "target_mb": round(target),
+            "target_met": bool(cached_all < target),
+        },
+    )
     print(f"result: {path}")
+
 
 if __name__ == "__main__":
     main()

@@ -59,21 +59,47 @@ def main() -> None:
                 export_onnx(model, path, image_size=images.shape[1], opset=args.opset, exporter=exporter)
             seconds = time.perf_counter() - start
             logits = OnnxClassifier(path).predict_images(images, mean, std)
-            rows.append({"exporter": exporter, "export_s": seconds,
-                         "agreement": float(np.mean(logits.argmax(1) == reference.argmax(1))),
-                         "max_abs_diff": f"{float(np.abs(logits - reference).max()):.2e}",
-                         "size_mb": path.stat().st_size / 1e6})
+            rows.append(
+                {
+                    "exporter": exporter,
+                    "export_s": seconds,
+                    "agreement": float(np.mean(logits.argmax(1) == reference.argmax(1))),
+                    "max_abs_diff": f"{float(np.abs(logits - reference).max()):.2e}",
+                    "size_mb": path.stat().st_size / 1e6,
+                }
+            )
     print(f"{args.run}: {recipe.student.arch}, {len(images)} test images, opset {args.opset}")
-    print(format_table(rows, {"exporter": "exporter", "export_s": "export s", "agreement": "agreement",
-                              "max_abs_diff": "max |diff|", "size_mb": "size MB"}))
+    print(
+        format_table(
+            rows,
+            {
+                "exporter": "exporter",
+                "export_s": "export s",
+                "agreement": "agreement",
+                "max_abs_diff": "max |diff|",
+                "size_mb": "size MB",
+            },
+        )
+    )
     ts, dy = rows
-    print(f"dynamo / torchscript: export time x{dy['export_s'] / ts['export_s']:.2f}, agreement "
-          f"{dy['agreement']:.4f} vs {ts['agreement']:.4f}")
-    path = write_result("exporters", {
-        "run": args.run.name, "arch": recipe.student.arch, "test_images": len(images), "opset": args.opset,
-        "rows": [{**row, "export_s": round(row["export_s"], 3), "size_mb": round(row["size_mb"], 2)}
-                 for row in rows],
-        "dynamo_vs_torchscript_export_time": round(dy["export_s"] / ts["export_s"], 2)})
+    print(
+        f"dynamo / torchscript: export time x{dy['export_s'] / ts['export_s']:.2f}, agreement "
+        f"{dy['agreement']:.4f} vs {ts['agreement']:.4f}"
+    )
+    path = write_result(
+        "exporters",
+        {
+            "run": args.run.name,
+            "arch": recipe.student.arch,
+            "test_images": len(images),
+            "opset": args.opset,
+            "rows": [
+                {**row, "export_s": round(row["export_s"], 3), "size_mb": round(row["size_mb"], 2)}
+                for row in rows
+            ],
+            "dynamo_vs_torchscript_export_time": round(dy["export_s"] / ts["export_s"], 2),
+        },
+    )
     print(f"result: {path}")
 
 

@@ -51,12 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     calibration = data.train_for_epoch(0)
     if cfg.balanced_calibration:
         calibration = calibration.cell_balanced(cfg.calibration_samples)
-    images = calibration.images[:cfg.calibration_samples]
+    images = calibration.images[: cfg.calibration_samples]
     weights = cell_weights(data.val.labels, data.val.groups)
 
     def predict(path: Path, split) -> np.ndarray:
-        return OnnxClassifier(path, threads=args.threads).predict_images(split.images, data.mean,
-                                                                         data.std).argmax(1)
+        return (
+            OnnxClassifier(path, threads=args.threads)
+            .predict_images(split.images, data.mean, data.std)
+            .argmax(1)
+        )
 
     reference_val, reference_test = predict(args.onnx, data.val), predict(args.onnx, data.test)
     rows = []
@@ -71,32 +74,61 @@ def main(argv: list[str] | None = None) -> int:
                 for label, names in plan:
                     kept += names
                     start = time.perf_counter()
-                    candidate = quantize_int8(prepared, Path(tmp) / "try.onnx", images, data.mean, data.std,
-                                              method=method, activations=form.activations,
-                                              symmetric=form.symmetric, exclude=kept, pre_process=False,
-                                              quantize_bias=form.quantize_bias)
-                    row = {"form": form_name, "method": method, "kept_in_float_added": label,
-                           "float_nodes": len(kept),
-                           "val_agreement_weighted": round(float(np.average(
-                               predict(candidate, data.val) == reference_val, weights=weights)), 4),
-                           "test_agreement": round(float(np.mean(
-                               predict(candidate, data.test) == reference_test)), 4),
-                           "seconds": round(time.perf_counter() - start, 1)}
+                    candidate = quantize_int8(
+                        prepared,
+                        Path(tmp) / "try.onnx",
+                        images,
+                        data.mean,
+                        data.std,
+                        method=method,
+                        activations=form.activations,
+                        symmetric=form.symmetric,
+                        exclude=kept,
+                        pre_process=False,
+                        quantize_bias=form.quantize_bias,
+                    )
+                    row = {
+                        "form": form_name,
+                        "method": method,
+                        "kept_in_float_added": label,
+                        "float_nodes": len(kept),
+                        "val_agreement_weighted": round(
+                            float(np.average(predict(candidate, data.val) == reference_val, weights=weights)),
+                            4,
+                        ),
+                        "test_agreement": round(
+                            float(np.mean(predict(candidate, data.test) == reference_test)), 4
+                        ),
+                        "seconds": round(time.perf_counter() - start, 1),
+                    }
                     print(row, flush=True)
                     rows.append(row)
-    path = write_result(f"int8_search_{recipe.name}", {
-        "recipe": str(args.recipe), "onnx": args.onnx.name, "min_agreement": cfg.min_agreement,
-        "validation_images": len(data.val), "test_images": len(data.test),
-        "calibration_images": len(images), "rows": rows})
+    path = write_result(
+        f"int8_search_{recipe.name}",
+        {
+            "recipe": str(args.recipe),
+            "onnx": args.onnx.name,
+            "min_agreement": cfg.min_agreement,
+            "validation_images": len(data.val),
+            "test_images": len(data.test),
+            "calibration_images": len(images),
+            "rows": rows,
+        },
+    )
     for form_name in args.forms.split(","):
         for method in args.methods.split(","):
             tries = [r for r in rows if r["form"] == form_name and r["method"] == method]
             first = next((r for r in tries if r["val_agreement_weighted"] >= cfg.min_agreement), None)
-            print(f"{form_name}/{method}: validation "
-                  + " -> ".join(f"{r['val_agreement_weighted']:.4f}" for r in tries)
-                  + (f"; first reaching {cfg.min_agreement}: keeping up to {first['kept_in_float_added']} "
-                     f"(test {first['test_agreement']:.4f} against {tries[0]['test_agreement']:.4f} all-INT8)"
-                     if first else f"; none reaches {cfg.min_agreement}"))
+            print(
+                f"{form_name}/{method}: validation "
+                + " -> ".join(f"{r['val_agreement_weighted']:.4f}" for r in tries)
+                + (
+                    f"; first reaching {cfg.min_agreement}: keeping up to {first['kept_in_float_added']} "
+                    f"(test {first['test_agreement']:.4f} against {tries[0]['test_agreement']:.4f} all-INT8)"
+                    if first
+                    else f"; none reaches {cfg.min_agreement}"
+                )
+            )
     print(f"wrote {path}")
     return 0
 

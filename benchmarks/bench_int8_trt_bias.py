@@ -30,8 +30,13 @@ VARIANTS = {"int32 biases (before)": True, "float biases (after)": False}
 def _int32_dq(path: Path) -> int:
     graph = onnx.load(str(path)).graph
     inits = {t.name: t for t in graph.initializer}
-    return sum(1 for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
-               and inits[n.input[0]].data_type == onnx.TensorProto.INT32)
+    return sum(
+        1
+        for n in graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and inits[n.input[0]].data_type == onnx.TensorProto.INT32
+    )
 
 
 def measure(run: Path, tmp: Path) -> list[dict]:
@@ -57,20 +62,38 @@ def measure(run: Path, tmp: Path) -> list[dict]:
         form = replace(FORMS["tensorrt"], quantize_bias=quantize_bias)
         out = tmp / f"{run.name}-{quantize_bias}" / form.file
         out.parent.mkdir(parents=True)
-        result = quantize_to_agreement(source, out, calibration, data.val.images, data.mean, data.std,
-                                       form=form, method=cfg.method, min_agreement=cfg.min_agreement,
-                                       check_weights=cell_weights(data.val.labels, data.val.groups))
+        result = quantize_to_agreement(
+            source,
+            out,
+            calibration,
+            data.val.images,
+            data.mean,
+            data.std,
+            form=form,
+            method=cfg.method,
+            min_agreement=cfg.min_agreement,
+            check_weights=cell_weights(data.val.labels, data.val.groups),
+        )
         test = OnnxClassifier(out).predict_images(data.test.images, data.mean, data.std).argmax(1)
-        checked = check_for_tensorrt({form.file: out}, get_target(recipe.export.target),
-                                     image_size=data.image_size, proxy=proxy_module())
+        checked = check_for_tensorrt(
+            {form.file: out},
+            get_target(recipe.export.target),
+            image_size=data.image_size,
+            proxy=proxy_module(),
+        )
         parsed = checked.get("parser", {}).get("files", {}).get(form.file, {})
-        rows.append({"run": run.name, "variant": label,
-                     "validation_agreement": round(result.agreement, 4),
-                     "kept_in_float": ", ".join(result.kept_in_float) or "nothing",
-                     "test_agreement": round(float((test == fp32).mean()), 4),
-                     "int32_dq": _int32_dq(out),
-                     "rules": "pass" if checked["rules"][form.file]["passed"] else "FAIL",
-                     "tensorrt_rtx": ("-" if not parsed else "built" if parsed["built"] else "cannot parse")})
+        rows.append(
+            {
+                "run": run.name,
+                "variant": label,
+                "validation_agreement": round(result.agreement, 4),
+                "kept_in_float": ", ".join(result.kept_in_float) or "nothing",
+                "test_agreement": round(float((test == fp32).mean()), 4),
+                "int32_dq": _int32_dq(out),
+                "rules": "pass" if checked["rules"][form.file]["passed"] else "FAIL",
+                "tensorrt_rtx": ("-" if not parsed else "built" if parsed["built"] else "cannot parse"),
+            }
+        )
     return rows
 
 
@@ -89,10 +112,14 @@ def main() -> None:
     for run in dict.fromkeys(r["run"] for r in rows):
         before, after = (next(r for r in rows if r["run"] == run and r["variant"] == v) for v in VARIANTS)
         changes.append(round(after["test_agreement"] - before["test_agreement"], 4))
-        print(f"{run}: test agreement {before['test_agreement']:.4f} -> {after['test_agreement']:.4f} "
-              f"({changes[-1]:+.4f})")
-    print(f"change in test agreement, float - int32 biases: mean {np.mean(changes):+.4f}, "
-          f"min {min(changes):+.4f}, max {max(changes):+.4f} over {len(changes)} builds")
+        print(
+            f"{run}: test agreement {before['test_agreement']:.4f} -> {after['test_agreement']:.4f} "
+            f"({changes[-1]:+.4f})"
+        )
+    print(
+        f"change in test agreement, float - int32 biases: mean {np.mean(changes):+.4f}, "
+        f"min {min(changes):+.4f}, max {max(changes):+.4f} over {len(changes)} builds"
+    )
     from _results import write_result
 
     print(f"result: {write_result('int8_trt_bias', {'rows': rows, 'test_agreement_change': changes})}")

@@ -55,16 +55,25 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 def _metrics(trained, data) -> dict:
     from edgekd.fairness.counts import CellCounts, mean_abs_disparity, top1
 
-    counts = CellCounts(data.test.labels, trained.test_logits.argmax(1), data.test.groups,
-                        num_classes=data.num_classes, num_groups=len(data.group_names))
+    counts = CellCounts(
+        data.test.labels,
+        trained.test_logits.argmax(1),
+        data.test.groups,
+        num_classes=data.num_classes,
+        num_groups=len(data.group_names),
+    )
     last = trained.history[-1] if trained.history else {}
-    return {"top1": top1(counts), "mean_abs_disparity": mean_abs_disparity(counts),
-            "adversary_top1": last.get("adversary_top1"),
-            "adversary_reference": last.get("adversary_reference")}
+    return {
+        "top1": top1(counts),
+        "mean_abs_disparity": mean_abs_disparity(counts),
+        "adversary_top1": last.get("adversary_top1"),
+        "adversary_reference": last.get("adversary_reference"),
+    }
 
 
-def run_seed(recipe_path: str, overrides: list[str], variants: dict[str, list[str]], seed: int,
-             out: str, threads: int) -> dict:
+def run_seed(
+    recipe_path: str, overrides: list[str], variants: dict[str, list[str]], seed: int, out: str, threads: int
+) -> dict:
     """Train one seed's teacher, baseline and student variants; their test metrics and times."""
     import torch
 
@@ -81,6 +90,7 @@ def run_seed(recipe_path: str, overrides: list[str], variants: dict[str, list[st
     log_path = seed_dir / "log.txt"
     seed_dir.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as log_file:
+
         def log(message: str) -> None:
             print(f"[seed {seed}] {message}", file=log_file, flush=True)
 
@@ -94,15 +104,20 @@ def run_seed(recipe_path: str, overrides: list[str], variants: dict[str, list[st
             slug = name.replace(" ", "_").replace("/", "_")
             shared = seed_dir / f"own-{slug}" if own else seed_dir
             started = time.perf_counter()
-            models = train_models(recipe, data, run_dir=seed_dir / slug, shared_dir=shared,
-                                  seed=seed, ctx=BuildContext(log=log, dist=_single()))
+            models = train_models(
+                recipe,
+                data,
+                run_dir=seed_dir / slug,
+                shared_dir=shared,
+                seed=seed,
+                ctx=BuildContext(log=log, dist=_single()),
+            )
             for role in ROLES:
                 if own:
                     results[f"{name}: {role}"] = _metrics(models[role], data)
                 else:
                     results.setdefault(role, _metrics(models[role], data))
-            results[name] = {**_metrics(models["student"], data),
-                             "seconds": time.perf_counter() - started}
+            results[name] = {**_metrics(models["student"], data), "seconds": time.perf_counter() - started}
     (seed_dir / "results.json").write_text(json.dumps(results, indent=1))
     return results
 
@@ -122,18 +137,25 @@ def summarise(per_seed: dict[int, dict], names: list[str]) -> list[str]:
     header = "| seed | " + " | ".join(f"{n} top-1 / \\|disp\\|" for n in names) + " |"
     lines += [header, "|---|" + "---|" * len(names)]
     for seed, results in per_seed.items():
-        cells = [f"{_fmt(results[n]['top1'])} / {_fmt(results[n]['mean_abs_disparity'])}"
-                 for n in names]
+        cells = [f"{_fmt(results[n]['top1'])} / {_fmt(results[n]['mean_abs_disparity'])}" for n in names]
         lines.append(f"| {seed} | " + " | ".join(cells) + " |")
     for label, stat in (("mean +- sd", _mean_sd), ("median", _median)):
-        cells = [f"{stat([r[n]['top1'] for r in per_seed.values()])} / "
-                 f"{stat([r[n]['mean_abs_disparity'] for r in per_seed.values()])}" for n in names]
+        cells = [
+            f"{stat([r[n]['top1'] for r in per_seed.values()])} / "
+            f"{stat([r[n]['mean_abs_disparity'] for r in per_seed.values()])}"
+            for n in names
+        ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    adversary = [(n, [(r[n]["adversary_top1"], r[n]["adversary_reference"]) for r in per_seed.values()])
-                 for n in names if any(r[n].get("adversary_top1") is not None for r in per_seed.values())]
+    adversary = [
+        (n, [(r[n]["adversary_top1"], r[n]["adversary_reference"]) for r in per_seed.values()])
+        for n in names
+        if any(r[n].get("adversary_top1") is not None for r in per_seed.values())
+    ]
     for name, pairs in adversary:
-        lines.append(f"\n{name}: adversary accuracy (last epoch) against the accuracy its criterion "
-                     "leaves it: " + ", ".join(f"{_fmt(a)} vs {_fmt(b)}" for a, b in pairs))
+        lines.append(
+            f"\n{name}: adversary accuracy (last epoch) against the accuracy its criterion "
+            "leaves it: " + ", ".join(f"{_fmt(a)} vs {_fmt(b)}" for a, b in pairs)
+        )
     return lines
 
 
@@ -145,9 +167,12 @@ def summary(per_seed: dict[int, dict], names: list[str]) -> dict[str, dict]:
         for key in ("top1", "mean_abs_disparity", "adversary_top1", "adversary_reference"):
             values = [r[name][key] for r in per_seed.values() if r[name].get(key) is not None]
             if values:
-                out[name][key] = {"mean": statistics.fmean(values),
-                                  "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                                  "median": statistics.median(values), "n": len(values)}
+                out[name][key] = {
+                    "mean": statistics.fmean(values),
+                    "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "median": statistics.median(values),
+                    "n": len(values),
+                }
     return out
 
 
@@ -162,26 +187,37 @@ def _median(values: list[float]) -> str:
 
 def targets(per_seed: dict[int, dict], shipped: str, debiased: bool) -> list[tuple[str, bool]]:
     """The quickstart's targets on the medians over seeds."""
+
     def median(name: str, key: str) -> float:
         return statistics.median(r[name][key] for r in per_seed.values())
 
     student_top1, student_disp = median(shipped, "top1"), median(shipped, "mean_abs_disparity")
     checks = [
-        (f"student top-1 {student_top1:.3f} >= baseline {median('baseline', 'top1'):.3f} + 0.03",
-         student_top1 >= median("baseline", "top1") + 0.03),
-        (f"student top-1 {student_top1:.3f} >= teacher {median('teacher', 'top1'):.3f} - 0.02",
-         student_top1 >= median("teacher", "top1") - 0.02),
-        (f"student |disparity| {student_disp:.3f} <= 0.75 x teacher "
-         f"{median('teacher', 'mean_abs_disparity'):.3f}",
-         student_disp <= 0.75 * median("teacher", "mean_abs_disparity")),
+        (
+            f"student top-1 {student_top1:.3f} >= baseline {median('baseline', 'top1'):.3f} + 0.03",
+            student_top1 >= median("baseline", "top1") + 0.03,
+        ),
+        (
+            f"student top-1 {student_top1:.3f} >= teacher {median('teacher', 'top1'):.3f} - 0.02",
+            student_top1 >= median("teacher", "top1") - 0.02,
+        ),
+        (
+            f"student |disparity| {student_disp:.3f} <= 0.75 x teacher "
+            f"{median('teacher', 'mean_abs_disparity'):.3f}",
+            student_disp <= 0.75 * median("teacher", "mean_abs_disparity"),
+        ),
     ]
     if debiased:
         plain_top1, plain_disp = median("distilled", "top1"), median("distilled", "mean_abs_disparity")
         checks += [
-            (f"debiasing: |disparity| {student_disp:.3f} <= 0.5 x {plain_disp:.3f} without it",
-             student_disp <= 0.5 * plain_disp),
-            (f"debiasing: top-1 {student_top1:.3f} >= {plain_top1:.3f} without it - 0.005",
-             student_top1 >= plain_top1 - 0.005),
+            (
+                f"debiasing: |disparity| {student_disp:.3f} <= 0.5 x {plain_disp:.3f} without it",
+                student_disp <= 0.5 * plain_disp,
+            ),
+            (
+                f"debiasing: top-1 {student_top1:.3f} >= {plain_top1:.3f} without it - 0.005",
+                student_top1 >= plain_top1 - 0.005,
+            ),
         ]
     return checks
 
@@ -201,9 +237,15 @@ def plot(per_seed: dict[int, dict], names: list[str], path: Path) -> Path:
         xs = [r[name]["mean_abs_disparity"] for r in per_seed.values()]
         ys = [r[name]["top1"] for r in per_seed.values()]
         ax.scatter(xs, ys, color=colour, alpha=0.35, s=18)
-        ax.scatter([statistics.fmean(xs)], [statistics.fmean(ys)], color=colour, s=90,
-                   marker="*" if name == "teacher" else "s" if name == "baseline" else "o",
-                   edgecolors="black", label=name)
+        ax.scatter(
+            [statistics.fmean(xs)],
+            [statistics.fmean(ys)],
+            color=colour,
+            s=90,
+            marker="*" if name == "teacher" else "s" if name == "baseline" else "o",
+            edgecolors="black",
+            label=name,
+        )
     ax.set_xlabel("mean |per-class recall disparity| (lower is fairer)")
     ax.set_ylabel("top-1 accuracy (balanced test split)")
     ax.set_title(f"{len(per_seed)} training seeds: each dot a seed, large marks the means")
@@ -218,17 +260,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="recipes/quickstart.yaml")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override for every model (repeatable)")
-    parser.add_argument("--variant", action="append", default=[],
-                        help="NAME=KEY=VALUE[;KEY=VALUE...]: one more student (repeatable)")
-    parser.add_argument("--only-variants", action="store_true",
-                        help="train the --variant students only, not distilled/debiased")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override for every model (repeatable)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="NAME=KEY=VALUE[;KEY=VALUE...]: one more student (repeatable)",
+    )
+    parser.add_argument(
+        "--only-variants",
+        action="store_true",
+        help="train the --variant students only, not distilled/debiased",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--out", default="runs/seeds-bench")
     parser.add_argument("--plot", type=Path, help="also draw top-1 against |disparity| (PNG)")
-    parser.add_argument("--result", help="results file name under benchmarks/results "
-                                         "(default: seeds_<recipe name>)")
+    parser.add_argument(
+        "--result", help="results file name under benchmarks/results (default: seeds_<recipe name>)"
+    )
     args = parser.parse_args()
 
     from edgekd.errors import EdgeKDError
@@ -251,23 +307,36 @@ def main() -> None:
     import os
 
     threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
-    print(f"{args.recipe}: seeds {seeds}, students {list(variants)}, {args.jobs} job(s) x "
-          f"{threads} thread(s); logs in {args.out}/{recipe.name}/seed-*/log.txt", flush=True)
+    print(
+        f"{args.recipe}: seeds {seeds}, students {list(variants)}, {args.jobs} job(s) x "
+        f"{threads} thread(s); logs in {args.out}/{recipe.name}/seed-*/log.txt",
+        flush=True,
+    )
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {seed: pool.submit(run_seed, args.recipe, args.overrides, variants, seed,
-                                     args.out, threads) for seed in seeds}
+        futures = {
+            seed: pool.submit(run_seed, args.recipe, args.overrides, variants, seed, args.out, threads)
+            for seed in seeds
+        }
         per_seed = {seed: future.result() for seed, future in futures.items()}
     names = [*ROLES, *variants]
     names += [n for n in next(iter(per_seed.values())) if n not in names]  # variants' own teachers
     print("\n".join(summarise(per_seed, names)))
     seconds = time.perf_counter() - started
     print(f"\n{seconds:.0f} s for {len(seeds)} seeds")
-    path = write_result(args.result or f"seeds_{recipe.name}", {
-        "recipe": args.recipe, "overrides": args.overrides, "variants": variants, "jobs": args.jobs,
-        "threads_per_job": threads, "seconds": round(seconds, 1),
-        "summary": summary(per_seed, names),
-        "per_seed": {str(seed): results for seed, results in per_seed.items()}})
+    path = write_result(
+        args.result or f"seeds_{recipe.name}",
+        {
+            "recipe": args.recipe,
+            "overrides": args.overrides,
+            "variants": variants,
+            "jobs": args.jobs,
+            "threads_per_job": threads,
+            "seconds": round(seconds, 1),
+            "summary": summary(per_seed, names),
+            "per_seed": {str(seed): results for seed, results in per_seed.items()},
+        },
+    )
     print(f"results: {path}")
     if args.plot:
         print(f"plot: {plot(per_seed, names, args.plot)}")

@@ -109,29 +109,76 @@ def main() -> None:
                 r = time_batch(infer, x, warmup=args.warmup, iterations=args.iterations)
                 p50s[(name, threads)].append(r["latency_ms"]["p50"])
             bare.append(bare_loop_p50(overhead_session.logits, x, args.iterations, args.warmup))
-            harness.append(time_batch(overhead_session.logits, x, warmup=args.warmup,
-                                      iterations=args.iterations)["latency_ms"]["p50"])
+            harness.append(
+                time_batch(overhead_session.logits, x, warmup=args.warmup, iterations=args.iterations)[
+                    "latency_ms"
+                ]["p50"]
+            )
         for (name, threads), values in p50s.items():
             p50 = statistics.median(values)
             reference = statistics.median(p50s[("onnxruntime fp32", threads)])
-            rows.append({"variant": name, "threads": threads, "batch": batch, "p50_ms": p50,
-                         "images_per_s": batch * 1000 / p50, "vs_ort_fp32": p50 / reference})
+            rows.append(
+                {
+                    "variant": name,
+                    "threads": threads,
+                    "batch": batch,
+                    "p50_ms": p50,
+                    "images_per_s": batch * 1000 / p50,
+                    "vs_ort_fp32": p50 / reference,
+                }
+            )
         b, h = statistics.median(bare), statistics.median(harness)
-        rows.append({"variant": "bare loop, ort fp32", "threads": 1, "batch": batch, "p50_ms": b,
-                     "images_per_s": batch * 1000 / b})
-        rows.append({"variant": "edgekd harness, same session", "threads": 1, "batch": batch,
-                     "p50_ms": h, "images_per_s": batch * 1000 / h, "harness_vs_bare": h / b})
-    print(f"{args.run.name} student, input {chw}, {args.iterations} timed calls x {args.rounds} "
-          f"rounds (median of round p50s); load average {load_before:.2f} before, "
-          f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores")
-    print(format_table(rows, {"variant": "variant", "threads": "threads", "batch": "batch",
-                              "p50_ms": "p50 ms", "images_per_s": "images/s",
-                              "vs_ort_fp32": "p50 / ort fp32", "harness_vs_bare": "harness / bare"}))
-    path = write_result("runtimes", {
-        "run": args.run.name, "input": list(chw), "iterations": args.iterations, "rounds": args.rounds,
-        "int8_file": int8_path.name if int8_path.is_file() else None,
-        "load_before": round(load_before, 2), "load_after": round(os.getloadavg()[0], 2),
-        "rows": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in rows]})
+        rows.append(
+            {
+                "variant": "bare loop, ort fp32",
+                "threads": 1,
+                "batch": batch,
+                "p50_ms": b,
+                "images_per_s": batch * 1000 / b,
+            }
+        )
+        rows.append(
+            {
+                "variant": "edgekd harness, same session",
+                "threads": 1,
+                "batch": batch,
+                "p50_ms": h,
+                "images_per_s": batch * 1000 / h,
+                "harness_vs_bare": h / b,
+            }
+        )
+    print(
+        f"{args.run.name} student, input {chw}, {args.iterations} timed calls x {args.rounds} "
+        f"rounds (median of round p50s); load average {load_before:.2f} before, "
+        f"{os.getloadavg()[0]:.2f} after, on {os.cpu_count()} cores"
+    )
+    print(
+        format_table(
+            rows,
+            {
+                "variant": "variant",
+                "threads": "threads",
+                "batch": "batch",
+                "p50_ms": "p50 ms",
+                "images_per_s": "images/s",
+                "vs_ort_fp32": "p50 / ort fp32",
+                "harness_vs_bare": "harness / bare",
+            },
+        )
+    )
+    path = write_result(
+        "runtimes",
+        {
+            "run": args.run.name,
+            "input": list(chw),
+            "iterations": args.iterations,
+            "rounds": args.rounds,
+            "int8_file": int8_path.name if int8_path.is_file() else None,
+            "load_before": round(load_before, 2),
+            "load_after": round(os.getloadavg()[0], 2),
+            "rows": [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in rows],
+        },
+    )
     print(f"result: {path}")
 
 

@@ -36,19 +36,28 @@ def main() -> None:
     parser.add_argument("--student", default="efficientnet_b0")
     args = parser.parse_args()
 
-    recipe = parse_recipe({
-        "name": "bench",
-        "data": {"image_size": args.image_size, "train_size": args.images, "val_size": 64,
-                 "test_size": 64, "fresh_train_each_epoch": False},
-        "teacher": {"arch": args.teacher, "epochs": 1},
-        "student": {"arch": args.student, "epochs": 1, "batch_size": 64},
-    })
+    recipe = parse_recipe(
+        {
+            "name": "bench",
+            "data": {
+                "image_size": args.image_size,
+                "train_size": args.images,
+                "val_size": 64,
+                "test_size": 64,
+                "fresh_train_each_epoch": False,
+            },
+            "teacher": {"arch": args.teacher, "epochs": 1},
+            "student": {"arch": args.student, "epochs": 1, "batch_size": 64},
+        }
+    )
     data = load_data(recipe.data, seed=0)
     torch.manual_seed(0)
     teacher = create_model(recipe.teacher, data.num_classes, key="teacher").eval()
-    print(f"{args.student} student, {args.teacher} teacher, {args.images} images at "
-          f"{args.image_size}px, batch 64, {torch.get_num_threads()} threads, "
-          f"{args.repeats} repeats")
+    print(
+        f"{args.student} student, {args.teacher} teacher, {args.images} images at "
+        f"{args.image_size}px, batch 64, {torch.get_num_threads()} threads, "
+        f"{args.repeats} repeats"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         warm = TeacherOutputs(teacher, data, cache_dir=f"{tmp}/cache")
@@ -63,10 +72,17 @@ def main() -> None:
                 student = create_model(recipe.student, data.num_classes, key="student")
                 stage = Stage(tmp, f"{label}-{repeat}", {"run": repeat})
                 stage.start()
-                history = fit(student, objective, data, recipe.student, stage, seed=0,
-                              teacher_outputs=TeacherOutputs(teacher, data,
-                                                             cache_dir=f"{tmp}/cache"),
-                              cache_teacher=cache, log=lambda m: None)
+                history = fit(
+                    student,
+                    objective,
+                    data,
+                    recipe.student,
+                    stage,
+                    seed=0,
+                    teacher_outputs=TeacherOutputs(teacher, data, cache_dir=f"{tmp}/cache"),
+                    cache_teacher=cache,
+                    log=lambda m: None,
+                )
                 times.append(history[0]["seconds"])
             return statistics.mean(times)
 
@@ -74,19 +90,32 @@ def main() -> None:
         live = epoch_seconds("kd-live", KDLoss(), cache=False)
         cached = epoch_seconds("kd-cached", KDLoss(), cache=True)
 
-    rows = [("baseline epoch (CE)", baseline), ("KD epoch, teacher on every batch", live),
-            ("KD epoch, warm teacher cache", cached)]
+    rows = [
+        ("baseline epoch (CE)", baseline),
+        ("KD epoch, teacher on every batch", live),
+        ("KD epoch, warm teacher cache", cached),
+    ]
     width = max(len(r[0]) for r in rows)
     for label, seconds in rows:
         print(f"{label:<{width}}  {seconds:7.2f} s   x{seconds / baseline:.2f} of baseline")
     print(f"{'filling the cache once (teacher inference)':<{width}}  {fill:7.2f} s")
-    path = write_result("teacher_cache", {
-        "teacher": args.teacher, "student": args.student, "images": args.images,
-        "image_size": args.image_size, "batch_size": 64, "threads": torch.get_num_threads(),
-        "repeats": args.repeats,
-        "rows": [{"epoch": label, "seconds": round(seconds, 3), "vs_baseline": round(seconds / baseline, 3)}
-                 for label, seconds in rows],
-        "cache_fill_seconds": round(fill, 3)})
+    path = write_result(
+        "teacher_cache",
+        {
+            "teacher": args.teacher,
+            "student": args.student,
+            "images": args.images,
+            "image_size": args.image_size,
+            "batch_size": 64,
+            "threads": torch.get_num_threads(),
+            "repeats": args.repeats,
+            "rows": [
+                {"epoch": label, "seconds": round(seconds, 3), "vs_baseline": round(seconds / baseline, 3)}
+                for label, seconds in rows
+            ],
+            "cache_fill_seconds": round(fill, 3),
+        },
+    )
     print(f"result: {path}")
 
 

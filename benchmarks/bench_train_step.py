@@ -26,8 +26,16 @@ import torch
 from _results import write_result
 
 
-def _step_ms(arch: str, *, size: int = 48, fused: bool = True, bf16: bool = False,
-             threads: int | None = None, compile_model: bool = False, steps: int = 12) -> tuple[float, float]:
+def _step_ms(
+    arch: str,
+    *,
+    size: int = 48,
+    fused: bool = True,
+    bf16: bool = False,
+    threads: int | None = None,
+    compile_model: bool = False,
+    steps: int = 12,
+) -> tuple[float, float]:
     import timm
 
     before = torch.get_num_threads()
@@ -71,8 +79,10 @@ def main() -> None:
     }
     if args.compile:
         settings["torch.compile"] = {"compile_model": True}
-    print(f"{args.arch}, batch 32, {torch.get_num_threads()} threads; reference: 48 px, fused "
-          f"AdamW, fp32, eager; median of {args.repeats} runs of {args.steps} steps")
+    print(
+        f"{args.arch}, batch 32, {torch.get_num_threads()} threads; reference: 48 px, fused "
+        f"AdamW, fp32, eager; median of {args.repeats} runs of {args.steps} steps"
+    )
     reference: list[float] = []
     times: dict[str, list[float]] = {name: [] for name in settings}
     for _ in range(args.repeats):
@@ -84,16 +94,30 @@ def main() -> None:
                 print(f"  torch.compile: first 3 steps incl. compilation {warmup:.1f} s")
     ref = statistics.median(reference)
     print(f"{'reference':40s} {ref:7.0f} ms/step")
-    rows = [{"setting": "reference (48 px, fused AdamW, fp32, eager)", "ms_per_step": round(ref, 1),
-             "vs_reference": 1.0}]
+    rows = [
+        {
+            "setting": "reference (48 px, fused AdamW, fp32, eager)",
+            "ms_per_step": round(ref, 1),
+            "vs_reference": 1.0,
+        }
+    ]
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:40s} {median:7.0f} ms/step   x{median / ref:.2f}")
-        rows.append({"setting": name, "ms_per_step": round(median, 1),
-                     "vs_reference": round(median / ref, 3)})
-    path = write_result(f"train_step_{args.arch}", {
-        "arch": args.arch, "batch_size": 32, "threads": torch.get_num_threads(), "steps": args.steps,
-        "repeats": args.repeats, "rows": rows})
+        rows.append(
+            {"setting": name, "ms_per_step": round(median, 1), "vs_reference": round(median / ref, 3)}
+        )
+    path = write_result(
+        f"train_step_{args.arch}",
+        {
+            "arch": args.arch,
+            "batch_size": 32,
+            "threads": torch.get_num_threads(),
+            "steps": args.steps,
+            "repeats": args.repeats,
+            "rows": rows,
+        },
+    )
     print(f"result: {path}")
 
 

@@ -38,8 +38,9 @@ class step:
         self.start = time.perf_counter()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if kind is None:
             self.log(f"{self.what}: {self.result} ({time.perf_counter() - self.start:.1f} s)")
 

@@ -17,8 +17,15 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_output", "write_atomic", "write_json", "read_json", "sha256_file", "canonical_json",
-           "sha256_json"]
+__all__ = [
+    "atomic_output",
+    "write_atomic",
+    "write_json",
+    "read_json",
+    "sha256_file",
+    "canonical_json",
+    "sha256_json",
+]
 
 
 def _current_umask() -> int:

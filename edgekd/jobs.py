@@ -35,8 +35,15 @@ from typing import Any
 from edgekd.errors import EdgeKDError
 from edgekd.recipe import Recipe
 
-__all__ = ["PointBuild", "BuildOutcome", "BuildPool", "check_jobs", "check_shared", "shared_inputs",
-           "worker_env"]
+__all__ = [
+    "PointBuild",
+    "BuildOutcome",
+    "BuildPool",
+    "check_jobs",
+    "check_shared",
+    "shared_inputs",
+    "worker_env",
+]
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,12 @@ def shared_inputs(recipe: Recipe) -> str:
     from edgekd.data import PIXEL_NEUTRAL
 
     dump = recipe.model_dump(mode="json")
-    shared = {"seed": dump["seed"], "teacher": dump["teacher"], "student": dump["student"],
-              "data": {k: v for k, v in dump["data"].items() if k not in PIXEL_NEUTRAL}}
+    shared = {
+        "seed": dump["seed"],
+        "teacher": dump["teacher"],
+        "student": dump["student"],
+        "data": {k: v for k, v in dump["data"].items() if k not in PIXEL_NEUTRAL},
+    }
     if recipe.debias.active and "baseline" in recipe.debias.apply_to:
         shared["debias"] = dump["debias"]
     return json.dumps(shared, sort_keys=True)
@@ -79,9 +90,11 @@ def shared_inputs(recipe: Recipe) -> str:
 def check_shared(recipes: list[Recipe], jobs: int, *, option: str) -> None:
     """With ``jobs`` over 1, every point must share the same teacher and baseline."""
     if jobs > 1 and len({shared_inputs(r) for r in recipes}) > 1:
-        raise EdgeKDError(f"--jobs {jobs}: the {option} points change the teacher or baseline they "
-                          f"share (a seed, data, teacher., student. or baseline debias key), which "
-                          f"one folder cannot train twice at once; run them with --jobs 1")
+        raise EdgeKDError(
+            f"--jobs {jobs}: the {option} points change the teacher or baseline they "
+            f"share (a seed, data, teacher., student. or baseline debias key), which "
+            f"one folder cannot train twice at once; run them with --jobs 1"
+        )
 
 
 def _visible_gpus() -> list[str]:
@@ -102,8 +115,9 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_env(slot: int, jobs: int, *, cores: int, gpus: list[str],
-               omp: str | None = None) -> dict[str, str]:
+def worker_env(
+    slot: int, jobs: int, *, cores: int, gpus: list[str], omp: str | None = None
+) -> dict[str, str]:
     """The environment of the build in pool slot ``slot`` (0-based) of ``jobs``: its share of
     the ``cores`` (``cores // jobs``, at least 1, never more than an ``OMP_NUM_THREADS`` the
     parent has) and, where there are ``gpus``, one of them round-robin.
@@ -120,21 +134,18 @@ def worker_env(slot: int, jobs: int, *, cores: int, gpus: list[str],
     return env
 
 
-def _build(build: PointBuild, out: Path, shared_dir: Path,
-           log: Callable[[str], None]) -> BuildOutcome:
+def _build(build: PointBuild, out: Path, shared_dir: Path, log: Callable[[str], None]) -> BuildOutcome:
     from edgekd.pipeline import build_recipe
 
     try:
-        result = build_recipe(build.recipe, out=out, log=log, run_dir=build.run_dir,
-                              shared_dir=shared_dir)
+        result = build_recipe(build.recipe, out=out, log=log, run_dir=build.run_dir, shared_dir=shared_dir)
     except EdgeKDError as err:
         return BuildOutcome(card=None, error=str(err).splitlines()[0])
     assert result is not None  # None only on a torchrun rank other than 0
     return BuildOutcome(card=result.card)
 
 
-def _build_in_worker(build: PointBuild, out: Path, shared_dir: Path,
-                     env: dict[str, str]) -> BuildOutcome:
+def _build_in_worker(build: PointBuild, out: Path, shared_dir: Path, env: dict[str, str]) -> BuildOutcome:
     """A spawned process's one build (nothing of torch is loaded yet, so the environment still
     decides its threads and GPU)."""
     from edgekd.lock import held_by_parent
@@ -185,11 +196,14 @@ class BuildPool:
 
             cores, gpus = _cores(), _visible_gpus()
             omp = os.environ.get("OMP_NUM_THREADS")
-            self._envs = [worker_env(slot, self.jobs, cores=cores, gpus=gpus, omp=omp)
-                          for slot in range(self.jobs)]
+            self._envs = [
+                worker_env(slot, self.jobs, cores=cores, gpus=gpus, omp=omp) for slot in range(self.jobs)
+            ]
             where = f"GPUs {', '.join(gpus)} round-robin" if gpus else "no GPU"
-            self.log(f"jobs: {self.jobs} builds at once, {self._envs[0]['OMP_NUM_THREADS']} thread(s) "
-                     f"each ({cores} cores // {self.jobs}; a recipe's own threads setting wins), {where}")
+            self.log(
+                f"jobs: {self.jobs} builds at once, {self._envs[0]['OMP_NUM_THREADS']} thread(s) "
+                f"each ({cores} cores // {self.jobs}; a recipe's own threads setting wins), {where}"
+            )
             self._context = multiprocessing.get_context("spawn")
         return self
 
@@ -231,8 +245,9 @@ class BuildPool:
             self._slots.notify_all()
         executor.shutdown(wait=False)
 
-    def run_all(self, builds: list[PointBuild], *,
-                started: Callable[[int], None] | None = None) -> Iterator[tuple[int, BuildOutcome]]:
+    def run_all(
+        self, builds: list[PointBuild], *, started: Callable[[int], None] | None = None
+    ) -> Iterator[tuple[int, BuildOutcome]]:
         """Run every build (the first alone when ``jobs`` > 1: it trains the shared stages);
         yield ``(index, outcome)`` as each finishes. ``started(index)`` is called as each
         build starts."""

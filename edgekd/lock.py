@@ -36,8 +36,7 @@ _HELD: set[Path] = set()  # folders this process holds: taking one again is a no
 def _holder(folder: Path) -> str:
     try:
         info = json.loads((folder / HOLDER_FILE).read_text())
-        return (f"pid {info['pid']} on {info['host']}, `{info['command']}`, since "
-                f"{info['since']}")
+        return f"pid {info['pid']} on {info['host']}, `{info['command']}`, since {info['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process (no holder note)"
 
@@ -72,23 +71,32 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
     for name in (LOCK_FILE, HOLDER_FILE):  # opening a symlink would write where it points
         kind = special_file(folder / name)
         if kind is not None:
-            raise EdgeKDError(f"{folder / name}: {kind}, not the lock file edgekd makes; refusing to "
-                              f"open it (remove it if no edgekd command is running)")
+            raise EdgeKDError(
+                f"{folder / name}: {kind}, not the lock file edgekd makes; refusing to "
+                f"open it (remove it if no edgekd command is running)"
+            )
     lock = FileLock(folder / LOCK_FILE, timeout=0, thread_local=False)
     try:
         lock.acquire()
     except Timeout:
-        raise EdgeKDError(f"{folder}: in use by {_holder(folder)}; one edgekd command per run "
-                          f"folder: wait for it to finish, or use another --out") from None
+        raise EdgeKDError(
+            f"{folder}: in use by {_holder(folder)}; one edgekd command per run "
+            f"folder: wait for it to finish, or use another --out"
+        ) from None
     _HELD.add(key)
     try:
         from edgekd.files import write_json
 
         try:  # the note only names the holder: a full disk must not stop the lock itself
-            write_json(folder / HOLDER_FILE, {
-                "pid": os.getpid(), "host": socket.gethostname(),
-                "command": command or " ".join(["edgekd", *sys.argv[1:]])[:300],
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            write_json(
+                folder / HOLDER_FILE,
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "command": command or " ".join(["edgekd", *sys.argv[1:]])[:300],
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+            )
         except OSError:
             pass
         yield folder
@@ -99,8 +107,9 @@ def run_lock(folder: str | Path, *, command: str | None = None) -> Iterator[Path
 
 
 @contextmanager
-def run_locks(run_dir: str | Path, shared_dir: str | Path | None = None, *,
-              enabled: bool = True) -> Iterator[None]:
+def run_locks(
+    run_dir: str | Path, shared_dir: str | Path | None = None, *, enabled: bool = True
+) -> Iterator[None]:
     """The locks of a build: its run folder, and the folder whose shared stages (teacher,
     baseline, teacher outputs) it trains when that is another one (a sweep point). The shared
     folder is taken first, as ``edgekd build`` of the base recipe takes it, so no two commands

@@ -24,8 +24,15 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["inside", "is_inside", "release_name", "canonical_relpath", "output_file", "output_dir",
-           "special_file"]
+__all__ = [
+    "inside",
+    "is_inside",
+    "release_name",
+    "canonical_relpath",
+    "output_file",
+    "output_dir",
+    "special_file",
+]
 
 
 def is_inside(path: str | Path, root: str | Path) -> bool:
@@ -62,15 +69,16 @@ def inside(path: str | Path, root: str | Path, *, listed_in: str | Path) -> Path
     full = Path(os.path.realpath(real_root / path))
     if full != real_root and not full.is_relative_to(real_root):
         how = "a symlink leads" if not _lexically_outside(path, real_root) else "it points"
-        raise EdgeKDError(f"{listed_in}: path {str(path)!r} is outside {real_root} ({how} to "
-                          f"{full}); only files inside that folder are read")
+        raise EdgeKDError(
+            f"{listed_in}: path {str(path)!r} is outside {real_root} ({how} to "
+            f"{full}); only files inside that folder are read"
+        )
     return full
 
 
 def _lexically_outside(path: str | Path, root: Path) -> bool:
     normal = Path(os.path.normpath(root / path))
     return normal != root and not normal.is_relative_to(root)
-
 
 
 # ------------------------------------------------------------------ names read from files
@@ -90,9 +98,11 @@ def release_name(name: object, version: object, *, listed_in: str | Path) -> str
     """
     for key, value, rule in (("name", name, _NAME), ("version", version, _VERSION)):
         if not isinstance(value, str) or not rule.match(value):
-            raise EdgeKDError(f"{listed_in}: {key} {value!r} is not a release {key} (a letter or "
-                              f"digit, then letters, digits and {'._+-' if key == 'version' else '._-'}, "
-                              f"at most 100); refusing to make a path from it")
+            raise EdgeKDError(
+                f"{listed_in}: {key} {value!r} is not a release {key} (a letter or "
+                f"digit, then letters, digits and {'._+-' if key == 'version' else '._-'}, "
+                f"at most 100); refusing to make a path from it"
+            )
     return f"{name}-{version}"
 
 
@@ -103,11 +113,18 @@ def canonical_relpath(rel: object, *, listed_in: str | Path) -> str:
     A manifest or a bench result names each file one way only: ``./model.onnx`` and
     ``model.onnx`` are the same file, and two spellings would let one file be listed twice.
     """
-    if not isinstance(rel, str) or not rel or rel.startswith("/") or not _REL_PART.match(rel) \
-            or any(part in ("", ".", "..") for part in rel.split("/")):
-        raise EdgeKDError(f"{listed_in}: path {rel!r} is not a plain relative path inside the bundle "
-                          f"(like 'model.onnx' or 'plots/a.png': no '.', '..', '//', leading '/', "
-                          f"backslash or control character)")
+    if (
+        not isinstance(rel, str)
+        or not rel
+        or rel.startswith("/")
+        or not _REL_PART.match(rel)
+        or any(part in ("", ".", "..") for part in rel.split("/"))
+    ):
+        raise EdgeKDError(
+            f"{listed_in}: path {rel!r} is not a plain relative path inside the bundle "
+            f"(like 'model.onnx' or 'plots/a.png': no '.', '..', '//', leading '/', "
+            f"backslash or control character)"
+        )
     return rel
 
 
@@ -128,8 +145,10 @@ def output_file(path: str | Path, *, option: str) -> Path:
     except OSError as err:
         raise EdgeKDError(f"{option}: {path}: cannot be checked ({err.strerror})") from None
     if mode is not None and not stat.S_ISREG(mode):
-        raise EdgeKDError(f"{option}: {path} exists and is {_kind(mode)}, not a regular file; "
-                          f"edgekd replaces only regular files: name a new file")
+        raise EdgeKDError(
+            f"{option}: {path} exists and is {_kind(mode)}, not a regular file; "
+            f"edgekd replaces only regular files: name a new file"
+        )
     output_dir(path.parent, option=option)
     return path
 
@@ -153,8 +172,9 @@ def output_dir(path: str | Path, *, option: str) -> Path:
             raise EdgeKDError(f"{option}: {path}: cannot be checked ({err.strerror})") from None
         if mode is None or not stat.S_ISDIR(mode):
             blocker = probe if mode is not None else _first_non_dir(probe)
-            raise EdgeKDError(f"{option}: {path}: {blocker} is not a folder, so nothing can be "
-                              f"written under it")
+            raise EdgeKDError(
+                f"{option}: {path}: {blocker} is not a folder, so nothing can be written under it"
+            )
         if not os.access(probe, os.W_OK | os.X_OK):
             why = "a read-only file system" if _read_only(probe) else "a folder this user cannot write"
             raise EdgeKDError(f"{option}: {path}: {probe} is on {why}; choose a writable folder")
@@ -177,9 +197,14 @@ def _read_only(path: Path) -> bool:
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "a special file"

@@ -46,8 +46,14 @@ class BuildResult:
         return format_summary(self.card, self.stage_status, self.bundle_dir)
 
 
-def build(recipe: str | Path | Recipe, *, out: str | Path = "runs", overrides: tuple[str, ...] = (),
-          log: Callable[[str], None] = print, on_epoch_end=None) -> BuildResult | None:
+def build(
+    recipe: str | Path | Recipe,
+    *,
+    out: str | Path = "runs",
+    overrides: tuple[str, ...] = (),
+    log: Callable[[str], None] = print,
+    on_epoch_end=None,
+) -> BuildResult | None:
     """Run the whole pipeline for a recipe (a file, or a :class:`~edgekd.recipe.Recipe`); see the
     module docstring. ``overrides`` are ``--set`` items (``"distill.temperature=8"``) for a file.
 
@@ -65,9 +71,15 @@ def build(recipe: str | Path | Recipe, *, out: str | Path = "runs", overrides: t
     return _run(recipe, out=out, log=log, on_epoch_end=on_epoch_end, threads=threads)
 
 
-def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str], None] = print,
-                 on_epoch_end=None, run_dir: Path | None = None,
-                 shared_dir: Path | None = None) -> BuildResult | None:
+def build_recipe(
+    recipe: Recipe,
+    *,
+    out: str | Path = "runs",
+    log: Callable[[str], None] = print,
+    on_epoch_end=None,
+    run_dir: Path | None = None,
+    shared_dir: Path | None = None,
+) -> BuildResult | None:
     """Run the pipeline for a validated recipe.
 
     The build goes to ``run_dir`` (default ``out/<name>``). The teacher, baseline and teacher
@@ -78,8 +90,7 @@ def build_recipe(recipe: Recipe, *, out: str | Path = "runs", log: Callable[[str
     :mod:`edgekd.train.distributed`); rank 0 alone writes stages, exports, evaluates and
     writes the bundle, and the other ranks return ``None`` once it has.
     """
-    return _run(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir,
-                shared_dir=shared_dir)
+    return _run(recipe, out=out, log=log, on_epoch_end=on_epoch_end, run_dir=run_dir, shared_dir=shared_dir)
 
 
 def _start(recipe: Recipe, log: Callable[[str], None]) -> ThreadChoice:
@@ -94,8 +105,16 @@ def _start(recipe: Recipe, log: Callable[[str], None]) -> ThreadChoice:
     return threads
 
 
-def _run(recipe: Recipe, *, out, log, on_epoch_end, run_dir=None, shared_dir=None,
-         threads: ThreadChoice | None = None) -> BuildResult | None:
+def _run(
+    recipe: Recipe,
+    *,
+    out,
+    log,
+    on_epoch_end,
+    run_dir=None,
+    shared_dir=None,
+    threads: ThreadChoice | None = None,
+) -> BuildResult | None:
     """:func:`build_recipe`, whose first lines :func:`build` may have said already (``threads``)."""
     threads = threads or _start(recipe, log)
     import torch
@@ -107,11 +126,16 @@ def _run(recipe: Recipe, *, out, log, on_epoch_end, run_dir=None, shared_dir=Non
     if not dist.is_main:
         log = _quiet
     try:
-        with run_locks(run_dir if run_dir is not None else Path(out) / recipe.name, shared_dir,
-                       enabled=dist.is_main):  # rank 0 writes for the job
-            result = _build(recipe, out=out, run_dir=run_dir, shared_dir=shared_dir,
-                            ctx=BuildContext(log=log, dist=dist, on_epoch_end=on_epoch_end,
-                                             threads=threads.count))
+        with run_locks(
+            run_dir if run_dir is not None else Path(out) / recipe.name, shared_dir, enabled=dist.is_main
+        ):  # rank 0 writes for the job
+            result = _build(
+                recipe,
+                out=out,
+                run_dir=run_dir,
+                shared_dir=shared_dir,
+                ctx=BuildContext(log=log, dist=dist, on_epoch_end=on_epoch_end, threads=threads.count),
+            )
         dist.barrier()  # the other ranks wait until rank 0 has written the bundle
         return result
     finally:
@@ -138,8 +162,10 @@ def _build(recipe: Recipe, *, out, run_dir, shared_dir, ctx: BuildContext) -> Bu
     shared_dir = Path(shared_dir) if shared_dir is not None else run_dir
     with ctx.step(f"data: loading {recipe.data.source}"):
         data = load_data(recipe.data, seed=recipe.seed)
-    log(f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
-        f"test {len(data.test)}")
+    log(
+        f"data: {data.description['summary']}; train {len(data.train)}, val {len(data.val)}, "
+        f"test {len(data.test)}"
+    )
     for line in data.description.get("warnings", []):
         log(f"warning: {line}")
     models = train_models(recipe, data, run_dir=run_dir, shared_dir=shared_dir, seed=recipe.seed, ctx=ctx)
@@ -150,8 +176,7 @@ def _build(recipe: Recipe, *, out, run_dir, shared_dir, ctx: BuildContext) -> Bu
     evaluations = {}
     for name, trained in models.items():
         with ctx.step(f"evaluating {name} on {len(data.test)} test images") as progress:
-            evaluations[name] = evaluate_trained(name, trained, data,
-                                                 min_support=recipe.card.min_support)
+            evaluations[name] = evaluate_trained(name, trained, data, min_support=recipe.card.min_support)
             progress.result = f"top-1 {evaluations[name].metrics['top1']:.4f}"
     student = models["student"]
     status = {name: trained.status for name, trained in models.items()}
@@ -163,38 +188,67 @@ def _build(recipe: Recipe, *, out, run_dir, shared_dir, ctx: BuildContext) -> Bu
         status["artifacts"] = artifacts_status
     deployment, status["tensorrt_check"] = tensorrt_check_stage(run_dir, recipe, evaluations, data, ctx)
     resamples = recipe.card.bootstrap_resamples
-    with ctx.step(f"card: metrics, class tests and {resamples} bootstrap resamples of "
-                  f"{len(evaluations)} models"):
-        card = build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=recipe.seeds,
-                          learned=student.objective, skipped_artifacts=skipped, deployment=deployment,
-                          debias_epochs={name: debias_history(models[name].history)
-                                         for name in ("baseline", "student")
-                                         if "adversary_top1" in (models[name].history[-1]
-                                                                 if models[name].history else {})})
+    with ctx.step(
+        f"card: metrics, class tests and {resamples} bootstrap resamples of {len(evaluations)} models"
+    ):
+        card = build_card(
+            recipe,
+            data,
+            evaluations,
+            seed_metrics=seed_metrics,
+            seeds=recipe.seeds,
+            learned=student.objective,
+            skipped_artifacts=skipped,
+            deployment=deployment,
+            debias_epochs={
+                name: debias_history(models[name].history)
+                for name in ("baseline", "student")
+                if "adversary_top1" in (models[name].history[-1] if models[name].history else {})
+            },
+        )
     files = {e.file: e.path for e in evaluations.values() if e.path is not None}
-    files.update({name: e.path.parent / stored for e in evaluations.values()
-                  for name, stored in e.details.get("extra_files", {}).items()})
+    files.update(
+        {
+            name: e.path.parent / stored
+            for e in evaluations.values()
+            for name, stored in e.details.get("extra_files", {}).items()
+        }
+    )
     engines = {e.file: e.details["engine"] for e in evaluations.values() if "engine" in e.details}
     if recipe.bundle.include_eval_set:  # the test split, for edgekd bench --eval on the device
         from edgekd.bundle.eval_set import write_eval_set
 
         with ctx.step(f"writing eval_set.npz ({len(data.test)} test images, compressed)"):
-            files["eval_set.npz"] = write_eval_set(run_dir / "stages" / "export" / "eval_set.npz",
-                                                   data.test.images, data.test.labels,
-                                                   data.test.groups)
+            files["eval_set.npz"] = write_eval_set(
+                run_dir / "stages" / "export" / "eval_set.npz",
+                data.test.images,
+                data.test.labels,
+                data.test.groups,
+            )
     from edgekd.bundle.predictions import PREDICTIONS, write_predictions
 
     # every model's test predictions and the images each artifact changed: the device's
     # compression steps compare with pred_student, users look the changed images up in eval_set.npz
     files[PREDICTIONS] = write_predictions(
-        run_dir / "stages" / "export" / PREDICTIONS, y_true=data.test.labels, groups=data.test.groups,
+        run_dir / "stages" / "export" / PREDICTIONS,
+        y_true=data.test.labels,
+        groups=data.test.groups,
         predictions={name: e.predictions for name, e in evaluations.items()},
-        artifacts=[name for name, e in evaluations.items() if e.vs_student is not None])
-    bundle_dir = write_bundle(run_dir, recipe, data, card, artifacts=files,
-                              manifest_extra={"engines": engines} if engines else None, log=log,
-                              images=data.test.images)
-    return BuildResult(run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card,
-                       rows=summary_rows(card))
+        artifacts=[name for name, e in evaluations.items() if e.vs_student is not None],
+    )
+    bundle_dir = write_bundle(
+        run_dir,
+        recipe,
+        data,
+        card,
+        artifacts=files,
+        manifest_extra={"engines": engines} if engines else None,
+        log=log,
+        images=data.test.images,
+    )
+    return BuildResult(
+        run_dir=run_dir, bundle_dir=bundle_dir, stage_status=status, card=card, rows=summary_rows(card)
+    )
 
 
 def _fetch_weights(recipe: Recipe) -> None:

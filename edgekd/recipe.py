@@ -78,10 +78,13 @@ class Recipe(Section):
     version: str = Field("0.1.0", pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     seed: int = Field(0, ge=0)
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
-        None, min_length=2, description="training seeds of the multi-seed study (Welch test)")
+        None, min_length=2, description="training seeds of the multi-seed study (Welch test)"
+    )
     threads: int | Literal["auto"] = Field(
-        "auto", description="CPU threads of torch and onnxruntime; auto: the cores this process "
-                            "may use less the busy ones (1-minute load average), see edgekd.threads")
+        "auto",
+        description="CPU threads of torch and onnxruntime; auto: the cores this process "
+        "may use less the busy ones (1-minute load average), see edgekd.threads",
+    )
     data: DataConfig = Field(default_factory=lambda: _default("data"))
     teacher: ModelConfig = Field(default_factory=_teacher)
     student: ModelConfig = Field(default_factory=_student)
@@ -117,8 +120,9 @@ class Recipe(Section):
 
 
 # ---------------------------------------------------------------------------------- loading
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-                check_models: bool = True) -> Recipe:
+def load_recipe(
+    path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check_models: bool = True
+) -> Recipe:
     """Read, override (``key.path=value``) and validate a recipe file.
 
     ``check_models=False`` leaves out the checks of ``teacher``/``student`` arch names against
@@ -178,12 +182,17 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
         chosen = f"{section}.{tag}"
         if chosen not in explicit or not isinstance(before, dict):
             continue
-        new = next((_parse_yaml_value(i.partition("=")[2], chosen) for i in overrides
-                    if i.partition("=")[0] == chosen), None)
+        new = next(
+            (
+                _parse_yaml_value(i.partition("=")[2], chosen)
+                for i in overrides
+                if i.partition("=")[0] == chosen
+            ),
+            None,
+        )
         if new != before.get(tag) and new in choices:
             fields = {f.alias or name for name, f in choices[new].model_fields.items()}
-            raw[section] = {k: v for k, v in before.items()
-                            if k in fields or f"{section}.{k}" in explicit}
+            raw[section] = {k: v for k, v in before.items() if k in fields or f"{section}.{k}" in explicit}
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
@@ -198,7 +207,8 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
             if not isinstance(child, dict):
                 where = ".".join(parts[: depth + 1])
                 raise EdgeKDError(
-                    f"--set {key}: {where} is a value, not a section; cannot set a key under it")
+                    f"--set {key}: {where} is a value, not a section; cannot set a key under it"
+                )
             node = child
         node[parts[-1]] = value
     return raw
@@ -211,8 +221,9 @@ def _parse_yaml_value(text: str, key: str) -> Any:
         raise EdgeKDError(f"--set {key}: value {text!r} is not a valid YAML value") from None
 
 
-def parse_recipe(raw: dict, *, source: str = "recipe", base_dir: Path | str = ".",
-                 check_models: bool = True) -> Recipe:
+def parse_recipe(
+    raw: dict, *, source: str = "recipe", base_dir: Path | str = ".", check_models: bool = True
+) -> Recipe:
     """Validate plain data as a recipe, turning the first problems into one line each
     (``check_models``: see :func:`load_recipe`)."""
     raw = dict(raw)
@@ -249,8 +260,9 @@ def _check_finite(value: Any, source: str, path: str = "") -> None:
         for i, item in enumerate(value):
             _check_finite(item, source, f"{path}[{i}]")
     elif isinstance(value, float) and not math.isfinite(value):
-        raise EdgeKDError(f"{source}: {path or '(top level)'} = {value!r}: must be a finite number "
-                          f"(not .inf or .nan)")
+        raise EdgeKDError(
+            f"{source}: {path or '(top level)'} = {value!r}: must be a finite number (not .inf or .nan)"
+        )
 
 
 def _describe(error: dict, raw: dict) -> str:
@@ -268,7 +280,7 @@ def _describe(error: dict, raw: dict) -> str:
         return f"{key}: required key is missing"
     message = error["msg"]
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     if "input" in error and kind not in ("model_type", "dict_type"):
         return f"{key} = {error['input']!r}: {message}"
     return f"{key}: {message}"
@@ -294,8 +306,9 @@ def _owner_of(loc: list, raw: dict) -> str | None:
         return None
     tag, choices = _CHOICES[str(loc[0])]
     current = (raw.get(str(loc[0])) or {}).get(tag)
-    owners = [name for name, model in choices.items()
-              if name != current and str(loc[1]) in model.model_fields]
+    owners = [
+        name for name, model in choices.items() if name != current and str(loc[1]) in model.model_fields
+    ]
     return f"{loc[0]}.{tag}: {' / '.join(owners)}, not {current}" if owners else None
 
 

@@ -42,9 +42,22 @@ from edgekd.fairness.metric_table import METRICS
 from edgekd.recipe import Recipe, load_recipe
 from edgekd.yaml_bounded import load_yaml
 
-__all__ = ["parse_grid", "grid_points", "point_name", "pareto_front", "run_sweep", "SweepResult",
-           "format_sweep_table", "write_sweep_plots", "TABLE_INTERVALS", "point_recipe", "finished_card",
-           "result_row", "write_results_csv", "point_folder"]
+__all__ = [
+    "parse_grid",
+    "grid_points",
+    "point_name",
+    "pareto_front",
+    "run_sweep",
+    "SweepResult",
+    "format_sweep_table",
+    "write_sweep_plots",
+    "TABLE_INTERVALS",
+    "point_recipe",
+    "finished_card",
+    "result_row",
+    "write_results_csv",
+    "point_folder",
+]
 
 TABLE_INTERVALS = ("top1", "mean_abs_disparity")
 """The metrics whose interval the terminal table shows (the plot's axes); the CSV has them all."""
@@ -60,8 +73,9 @@ def parse_grid(items: list[str] | tuple[str, ...]) -> dict[str, list]:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
-            raise EdgeKDError(f"--grid {item!r}: expected KEY=V1,V2,... with a dotted key, "
-                              "e.g. debias.lambda=0,0.5,1")
+            raise EdgeKDError(
+                f"--grid {item!r}: expected KEY=V1,V2,... with a dotted key, e.g. debias.lambda=0,0.5,1"
+            )
         if key in grid:
             raise EdgeKDError(f"--grid {key}: given twice; list all its values in one --grid")
         raw_values = [v.strip() for v in text.split(",")]
@@ -90,7 +104,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     for i, (acc_i, disp_i) in enumerate(points):
         dominated = any(
             acc_j >= acc_i and disp_j <= disp_i and (acc_j > acc_i or disp_j < disp_i)
-            for j, (acc_j, disp_j) in enumerate(points) if j != i
+            for j, (acc_j, disp_j) in enumerate(points)
+            if j != i
         )
         if not dominated:
             front.append(i)
@@ -109,7 +124,7 @@ def point_name(base: str, point: dict) -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{base}-{slug}")
     if len(name) > MAX_NAME:
         digest = hashlib.sha256(_slug(point).encode()).hexdigest()[:12]
-        name = f"{base[:MAX_NAME - 1 - len(digest)]}-{digest}"
+        name = f"{base[: MAX_NAME - 1 - len(digest)]}-{digest}"
     return name
 
 
@@ -140,9 +155,15 @@ class SweepResult:
     plots: list[Path]
 
 
-def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], *,
-              out: str | Path = "runs", overrides: tuple[str, ...] = (), jobs: int = 1,
-              log: Callable[[str], None] = print) -> SweepResult:
+def run_sweep(
+    recipe_path: str | Path,
+    grid_items: list[str] | tuple[str, ...],
+    *,
+    out: str | Path = "runs",
+    overrides: tuple[str, ...] = (),
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+) -> SweepResult:
     """Build every grid point (see the module doc), ``jobs`` at once
     (:class:`edgekd.jobs.BuildPool`), and write the table, CSV and plots."""
     from edgekd.jobs import BuildPool, PointBuild, check_jobs, check_shared
@@ -153,10 +174,12 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
     points = grid_points(grid)
     names = [point.get("name") if "name" in point else point_name(base.name, point) for point in points]
     if len(set(names)) < len(names):  # values that differ only in characters a name cannot hold
-        names = [f"{name[:MAX_NAME - 4]}-p{n:02d}" for n, name in enumerate(names, start=1)]
+        names = [f"{name[: MAX_NAME - 4]}-p{n:02d}" for n, name in enumerate(names, start=1)]
     # Validate every point before training anything: a bad value must not stop a sweep midway.
-    recipes = [point_recipe(recipe_path, overrides, point, name, option="--grid")
-               for point, name in zip(points, names)]
+    recipes = [
+        point_recipe(recipe_path, overrides, point, name, option="--grid")
+        for point, name in zip(points, names)
+    ]
     check_shared(recipes, jobs, option="--grid")
     run_dir = Path(out) / base.name
     sweep_dir = run_dir / "sweep"
@@ -168,9 +191,11 @@ def run_sweep(recipe_path: str | Path, grid_items: list[str] | tuple[str, ...], 
             log(f"sweep {n + 1}/{len(points)} {_slug(point)}: finished earlier, skipped")
         else:
             todo.append(n)
-    builds = [PointBuild(recipes[n], sweep_dir / point_folder(points[n]), point_folder(points[n]))
-              for n in todo]
+    builds = [
+        PointBuild(recipes[n], sweep_dir / point_folder(points[n]), point_folder(points[n])) for n in todo
+    ]
     if builds:
+
         def started(k: int) -> None:
             n = todo[k]
             log(f"sweep {n + 1}/{len(points)} {_slug(points[n])}: release {recipes[n].name}")
@@ -215,13 +240,24 @@ REFERENCES = ("teacher", "baseline")
 # the artifacts whose test-set prediction agreement with the student each row reports: overall,
 # and in the (class, group) cell where it is lowest (its value, and the cell's name)
 AGREEMENT_OF = ("onnx", "onnx_int8", "onnx_int8_trt", "onnx_fp16")
-EXTRA_COLUMNS = {"adversary_top1": "adversary acc.", "adversary_reference": "no-leak ref.",
-                 **{f"{ref}_{key}": f"{ref} {label}" for ref in REFERENCES
-                    for key, label in (("top1", "top-1"), ("mean_abs_disparity", "|disp|"))},
-                 **{key: label for name in AGREEMENT_OF for key, label in (
-                     (f"{name}_agreement", f"{name} agreement"),
-                     (f"{name}_worst_cell_agreement", f"{name} worst cell"),
-                     (f"{name}_worst_cell", f"{name} worst cell name"))}}
+EXTRA_COLUMNS = {
+    "adversary_top1": "adversary acc.",
+    "adversary_reference": "no-leak ref.",
+    **{
+        f"{ref}_{key}": f"{ref} {label}"
+        for ref in REFERENCES
+        for key, label in (("top1", "top-1"), ("mean_abs_disparity", "|disp|"))
+    },
+    **{
+        key: label
+        for name in AGREEMENT_OF
+        for key, label in (
+            (f"{name}_agreement", f"{name} agreement"),
+            (f"{name}_worst_cell_agreement", f"{name} worst cell"),
+            (f"{name}_worst_cell", f"{name} worst cell name"),
+        )
+    },
+}
 
 
 def _intervals(entry: dict) -> dict:
@@ -249,29 +285,40 @@ def result_row(point: dict, card: dict, point_dir: Path) -> dict:
     student = card["models"]["student"]
     m = student["metrics"]
     adversary = ((card.get("debias") or {}).get("epochs") or {}).get("student") or [{}]
-    references = {f"{ref}_{key}": card["models"][ref]["metrics"].get(key)
-                  for ref in REFERENCES if ref in card["models"]
-                  for key in ("top1", "mean_abs_disparity")}
+    references = {
+        f"{ref}_{key}": card["models"][ref]["metrics"].get(key)
+        for ref in REFERENCES
+        if ref in card["models"]
+        for key in ("top1", "mean_abs_disparity")
+    }
     agreements = {}
     for name in AGREEMENT_OF:
         if name in card["models"]:
             drift = card["models"][name].get("vs_student") or {}
             worst = drift.get("worst_cell_agreement") or {}
-            agreements.update({f"{name}_agreement": drift.get("prediction_agreement"),
-                               f"{name}_worst_cell_agreement": worst.get("agreement"),
-                               f"{name}_worst_cell": f"{worst['class']} / {worst['group']}"
-                               if worst else None})
+            agreements.update(
+                {
+                    f"{name}_agreement": drift.get("prediction_agreement"),
+                    f"{name}_worst_cell_agreement": worst.get("agreement"),
+                    f"{name}_worst_cell": f"{worst['class']} / {worst['group']}" if worst else None,
+                }
+            )
     release = release_name(card["name"], card["version"], listed_in=point_dir / "bundle" / "card.json")
-    return {**point, **{metric.key: metric.read(m) for metric in METRICS.values()},
-            **_intervals(student), "ci_level": (student.get("ci") or {}).get("level"),
-            "adversary_top1": adversary[-1].get("adversary_top1"),
-            "adversary_reference": adversary[-1].get("adversary_reference"),
-            **references, **agreements, "bundle": str(point_dir / "bundle"),
-            "tarball": str(point_dir / f"{release}.tar.gz")}
+    return {
+        **point,
+        **{metric.key: metric.read(m) for metric in METRICS.values()},
+        **_intervals(student),
+        "ci_level": (student.get("ci") or {}).get("level"),
+        "adversary_top1": adversary[-1].get("adversary_top1"),
+        "adversary_reference": adversary[-1].get("adversary_reference"),
+        **references,
+        **agreements,
+        "bundle": str(point_dir / "bundle"),
+        "tarball": str(point_dir / f"{release}.tar.gz"),
+    }
 
 
-def write_results_csv(path: Path, rows: list[dict], keys: list[str],
-                      extra: tuple[str, ...] = ()) -> Path:
+def write_results_csv(path: Path, rows: list[dict], keys: list[str], extra: tuple[str, ...] = ()) -> Path:
     """The results table as CSV: ``keys``, every metric and interval, the extra columns,
     then ``extra`` (tune's trial number and state) and the bundle."""
     import io
@@ -279,8 +326,16 @@ def write_results_csv(path: Path, rows: list[dict], keys: list[str],
     from edgekd.files import write_atomic
 
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys + METRICS.names() + _interval_columns() + ["ci_level"]
-                            + list(EXTRA_COLUMNS) + list(extra) + ["bundle", "tarball"])
+    writer = csv.DictWriter(
+        buffer,
+        fieldnames=keys
+        + METRICS.names()
+        + _interval_columns()
+        + ["ci_level"]
+        + list(EXTRA_COLUMNS)
+        + list(extra)
+        + ["bundle", "tarball"],
+    )
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _text(row[k]) if k in keys else row.get(k) for k in writer.fieldnames})
@@ -301,37 +356,61 @@ def format_sweep_table(rows: list[dict], keys: list[str], *, front: list[int] | 
     with their bootstrap interval, ``value [low, high]``), the adversary and agreement columns
     some point has, and whether it is on the Pareto front (``front``: the rows on it; default
     the accuracy-disparity front); the references on a line below."""
-    optional = {k: EXTRA_COLUMNS[k] for k in ("adversary_top1", "adversary_reference",
-                                              "onnx_int8_agreement", "onnx_int8_worst_cell_agreement",
-                                              "onnx_int8_trt_agreement",
-                                              "onnx_int8_trt_worst_cell_agreement")
-                if any(r.get(k) is not None for r in rows)}
+    optional = {
+        k: EXTRA_COLUMNS[k]
+        for k in (
+            "adversary_top1",
+            "adversary_reference",
+            "onnx_int8_agreement",
+            "onnx_int8_worst_cell_agreement",
+            "onnx_int8_trt_agreement",
+            "onnx_int8_trt_worst_cell_agreement",
+        )
+        if any(r.get(k) is not None for r in rows)
+    }
     levels = {r.get("ci_level") for r in rows if r.get("ci_level") is not None}
     level = f"{next(iter(levels)):.0%} CI" if len(levels) == 1 else "CI"
-    headers = {**{k: k for k in keys},
-               **{m.key: f"{m.label} [{level}]" if m.key in TABLE_INTERVALS and any(
-                   r.get(f"{m.key}_low") is not None for r in rows) else m.label
-                  for m in METRICS.values()},
-               **optional, "pareto": "Pareto"}
-    front = set(pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows])
-                if front is None else front)
-    shown = [{**{k: _text(r[k]) for k in keys},
-              **{m.key: _with_interval(r, m.key) if m.key in TABLE_INTERVALS else r[m.key]
-                 for m in METRICS.values()},
-              **{k: _with_cell(r, k) for k in optional}, "pareto": "*" if i in front else ""}
-             for i, r in enumerate(rows)]
+    headers = {
+        **{k: k for k in keys},
+        **{
+            m.key: f"{m.label} [{level}]"
+            if m.key in TABLE_INTERVALS and any(r.get(f"{m.key}_low") is not None for r in rows)
+            else m.label
+            for m in METRICS.values()
+        },
+        **optional,
+        "pareto": "Pareto",
+    }
+    front = set(
+        pareto_front([(r["top1"], r["mean_abs_disparity"] or 0.0) for r in rows]) if front is None else front
+    )
+    shown = [
+        {
+            **{k: _text(r[k]) for k in keys},
+            **{
+                m.key: _with_interval(r, m.key) if m.key in TABLE_INTERVALS else r[m.key]
+                for m in METRICS.values()
+            },
+            **{k: _with_cell(r, k) for k in optional},
+            "pareto": "*" if i in front else "",
+        }
+        for i, r in enumerate(rows)
+    ]
     table = format_table(shown, headers)
     references = _references(rows)
     if references:
-        table += "\n" + "; ".join(f"{name}: top-1 {acc:.4f}, mean |disparity| {disp:.4f}"
-                                   for name, acc, disp in references)
+        table += "\n" + "; ".join(
+            f"{name}: top-1 {acc:.4f}, mean |disparity| {disp:.4f}" for name, acc, disp in references
+        )
     return table
 
 
 def _with_cell(row: dict, key: str) -> float | str | None:
     """A worst-cell agreement with its cell, ``0.9400 (square / warm)``; other values as they are."""
-    value, cell = row.get(key), row.get(key.removesuffix("_agreement")) if key.endswith(
-        "_worst_cell_agreement") else None
+    value, cell = (
+        row.get(key),
+        row.get(key.removesuffix("_agreement")) if key.endswith("_worst_cell_agreement") else None,
+    )
     return f"{value:.4f} ({cell})" if value is not None and cell else value
 
 
@@ -359,9 +438,15 @@ def _error_bars(rows: list[dict], key: str, values: list[float]) -> list[list[fl
     return [below, above]
 
 
-def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path, *,
-                      front: list[int] | None = None, each: str = "grid point",
-                      labels: list[str] | None = None) -> list[Path]:
+def write_sweep_plots(
+    rows: list[dict],
+    keys: list[str],
+    out_dir: Path,
+    *,
+    front: list[int] | None = None,
+    each: str = "grid point",
+    labels: list[str] | None = None,
+) -> list[Path]:
     """``accuracy_vs_disparity.png`` (Pareto front marked) and ``metrics_vs_<key>.png``, each
     point with the error bars of its bootstrap intervals. ``front``: the rows to mark as the
     front (default: the accuracy-disparity front of :func:`pareto_front`); ``each``: what a
@@ -377,26 +462,45 @@ def write_sweep_plots(rows: list[dict], keys: list[str], out_dir: Path, *,
     disp = [r["mean_abs_disparity"] or 0.0 for r in rows]
     front = pareto_front(list(zip(acc, disp))) if front is None else front
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.errorbar(disp, acc, xerr=_error_bars(rows, "mean_abs_disparity", disp),
-                yerr=_error_bars(rows, "top1", acc), fmt="o", color="tab:blue", ecolor="tab:blue",
-                elinewidth=1, capsize=3, alpha=0.8,
-                label=f"distilled student, per {each} (bootstrap CI)")
+    ax.errorbar(
+        disp,
+        acc,
+        xerr=_error_bars(rows, "mean_abs_disparity", disp),
+        yerr=_error_bars(rows, "top1", acc),
+        fmt="o",
+        color="tab:blue",
+        ecolor="tab:blue",
+        elinewidth=1,
+        capsize=3,
+        alpha=0.8,
+        label=f"distilled student, per {each} (bootstrap CI)",
+    )
     ordered = sorted(front, key=lambda i: disp[i])
-    ax.plot([disp[i] for i in ordered], [acc[i] for i in ordered], "o-", color="tab:red",
-            label="Pareto front")
+    ax.plot(
+        [disp[i] for i in ordered], [acc[i] for i in ordered], "o-", color="tab:red", label="Pareto front"
+    )
     styles = {"teacher": ("*", "black", 140), "baseline": ("s", "tab:gray", 60)}
     labelled = set()
     for name, ref_acc, ref_disp in _references(rows):
         marker, colour, size = styles[name]
-        ax.scatter([ref_disp], [ref_acc], marker=marker, color=colour, s=size, zorder=3,
-                   label=None if name in labelled else f"{name} (trained without distillation)"
-                   if name == "baseline" else name)
+        ax.scatter(
+            [ref_disp],
+            [ref_acc],
+            marker=marker,
+            color=colour,
+            s=size,
+            zorder=3,
+            label=None
+            if name in labelled
+            else f"{name} (trained without distillation)"
+            if name == "baseline"
+            else name,
+        )
         labelled.add(name)
     if labels is None:
         labels = [",".join(_text(r[k]) for k in keys) for r in rows]
     for label, x, y in zip(labels, disp, acc):
-        ax.annotate(label, (x, y), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
+        ax.annotate(label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("mean |per-class recall disparity| (lower is fairer)")
     ax.set_ylabel("top-1 accuracy")
     ax.set_title("Distilled students against the teacher and the baseline")

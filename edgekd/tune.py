@@ -49,8 +49,19 @@ from edgekd.errors import EdgeKDError
 from edgekd.registry import Registry
 from edgekd.yaml_bounded import load_yaml
 
-__all__ = ["Dimension", "Objective", "OBJECTIVES", "SAMPLERS", "parse_space", "parse_objectives",
-           "run_tune", "TuneResult", "format_tune_table", "DEFAULT_OBJECTIVES", "dominates"]
+__all__ = [
+    "Dimension",
+    "Objective",
+    "OBJECTIVES",
+    "SAMPLERS",
+    "parse_space",
+    "parse_objectives",
+    "run_tune",
+    "TuneResult",
+    "format_tune_table",
+    "DEFAULT_OBJECTIVES",
+    "dominates",
+]
 
 DEFAULT_OBJECTIVES = ("top1:max", "mean_abs_disparity:min")
 _FAILURE = "failure"  # the trial attribute with the reason a trial failed
@@ -97,8 +108,10 @@ def _number(raw: str, item: str) -> int | float:
     except yaml.YAMLError:
         value = None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise EdgeKDError(f"--space {item!r}: {raw!r} is not a number; a range is KEY=LOW:HIGH[:log] "
-                          f"with numbers, e.g. distill.alpha=0.1:0.9")
+        raise EdgeKDError(
+            f"--space {item!r}: {raw!r} is not a number; a range is KEY=LOW:HIGH[:log] "
+            f"with numbers, e.g. distill.alpha=0.1:0.9"
+        )
     return value
 
 
@@ -106,20 +119,26 @@ def parse_space(items: list[str] | tuple[str, ...]) -> list[Dimension]:
     """``["distill.alpha=0.1:0.9", "distill.temperature=1:8:log", "debias.method=none,adversarial"]``
     -> one :class:`Dimension` each. The keys are checked against the recipe by :func:`run_tune`."""
     if not items:
-        raise EdgeKDError("--space: give at least one KEY=LOW:HIGH[:log] or KEY=A,B,... "
-                          "(e.g. --space distill.alpha=0.1:0.9)")
+        raise EdgeKDError(
+            "--space: give at least one KEY=LOW:HIGH[:log] or KEY=A,B,... "
+            "(e.g. --space distill.alpha=0.1:0.9)"
+        )
     dims: list[Dimension] = []
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")) or not text.strip():
-            raise EdgeKDError(f"--space {item!r}: expected KEY=LOW:HIGH[:log] or KEY=A,B,... with a "
-                              f"dotted recipe key, e.g. distill.alpha=0.1:0.9")
+            raise EdgeKDError(
+                f"--space {item!r}: expected KEY=LOW:HIGH[:log] or KEY=A,B,... with a "
+                f"dotted recipe key, e.g. distill.alpha=0.1:0.9"
+            )
         if key in {d.key for d in dims}:
             raise EdgeKDError(f"--space {key}: given twice; give each key one range or list")
         if key == "name":
-            raise EdgeKDError("--space name: a trial's release name is made from its values; "
-                              "search a setting of the build instead")
+            raise EdgeKDError(
+                "--space name: a trial's release name is made from its values; "
+                "search a setting of the build instead"
+            )
         if "," in text:
             raw = [v.strip() for v in text.split(",")]
             if any(not v for v in raw):
@@ -131,8 +150,10 @@ def parse_space(items: list[str] | tuple[str, ...]) -> list[Dimension]:
                 except yaml.YAMLError:
                     raise EdgeKDError(f"--space {key}: value {value!r} is not a valid YAML value") from None
                 if not (choice is None or isinstance(choice, (bool, int, float, str))):
-                    raise EdgeKDError(f"--space {key}: value {value!r} is not a number, text, true/false "
-                                      f"or null, the values a list may hold")
+                    raise EdgeKDError(
+                        f"--space {key}: value {value!r} is not a number, text, true/false "
+                        f"or null, the values a list may hold"
+                    )
                 choices.append(choice)
             if len(set(map(repr, choices))) < len(choices):
                 raise EdgeKDError(f"--space {key}: a value is listed twice in {text!r}")
@@ -141,8 +162,10 @@ def parse_space(items: list[str] | tuple[str, ...]) -> list[Dimension]:
         parts = [p.strip() for p in text.split(":")]
         log = len(parts) == 3 and parts[2] == "log"
         if len(parts) not in (2, 3) or (len(parts) == 3 and not log):
-            raise EdgeKDError(f"--space {item!r}: expected KEY=LOW:HIGH, KEY=LOW:HIGH:log or "
-                              f"KEY=A,B,... (two or more values)")
+            raise EdgeKDError(
+                f"--space {item!r}: expected KEY=LOW:HIGH, KEY=LOW:HIGH:log or "
+                f"KEY=A,B,... (two or more values)"
+            )
         low, high = _number(parts[0], item), _number(parts[1], item)
         if not low < high:
             raise EdgeKDError(f"--space {key}: LOW {low} must be below HIGH {high}")
@@ -185,6 +208,7 @@ def _model(name: str, *path: str) -> Callable[[dict], float | None]:
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
         return value
+
     return read
 
 
@@ -204,35 +228,80 @@ def _register_objectives() -> None:
     from edgekd.fairness.metric_table import METRICS
 
     for metric in METRICS.values():
-        OBJECTIVES.add(metric.key, Objective(
-            metric.key, "maximize" if metric.higher_is_better else "minimize", _student(metric.key),
-            "the card has no value for it", f"the distilled student's {metric.description}"))
+        OBJECTIVES.add(
+            metric.key,
+            Objective(
+                metric.key,
+                "maximize" if metric.higher_is_better else "minimize",
+                _student(metric.key),
+                "the card has no value for it",
+                f"the distilled student's {metric.description}",
+            ),
+        )
     for name, direction, read, missing, description in (
-        ("worst_cell_recall", "maximize", _model("student", "metrics", "worst_cell", "recall"),
-         "no (class, group) cell had enough images", "the student's lowest (class, group) recall"),
-        ("int8_top1", "maximize", _model("onnx_int8", "metrics", "top1"),
-         "the card has no onnx_int8 model (export.int8.enabled)", "the INT8 file's top-1"),
-        ("int8_agreement", "maximize", _model("onnx_int8", "vs_student", "prediction_agreement"),
-         "the card has no onnx_int8 model (export.int8.enabled)",
-         "share of test images on which the INT8 file predicts what the student predicts"),
-        ("int8_worst_cell_agreement", "maximize",
-         _model("onnx_int8", "vs_student", "worst_cell_agreement", "agreement"),
-         "the card has no onnx_int8 worst-cell agreement (export.int8.enabled)",
-         "the INT8 file's agreement with the student in its worst (class, group) cell"),
-        ("int8_worst_group_agreement", "maximize",
-         _model("onnx_int8", "vs_student", "worst_group_agreement", "agreement"),
-         "the card has no onnx_int8 worst-group agreement (export.int8.enabled)",
-         "the INT8 file's agreement with the student in its worst group"),
-        ("int8_worst_cell_recall", "maximize", _model("onnx_int8", "metrics", "worst_cell", "recall"),
-         "the card has no onnx_int8 worst cell (export.int8.enabled)",
-         "the INT8 file's lowest (class, group) recall"),
-        ("size_bytes", "minimize", _model("onnx", "size_bytes"), "the card has no model.onnx size",
-         "the size of model.onnx"),
-        ("int8_size_bytes", "minimize", _model("onnx_int8", "size_bytes"),
-         "the card has no onnx_int8 model (export.int8.enabled)", "the size of model.int8.onnx"),
-        ("latency_ms", "minimize", _latency,
-         "the card has no bench result of model.onnx at batch 1 (edgekd bench --update-card)",
-         "median batch-1 latency of model.onnx from the card's bench result"),
+        (
+            "worst_cell_recall",
+            "maximize",
+            _model("student", "metrics", "worst_cell", "recall"),
+            "no (class, group) cell had enough images",
+            "the student's lowest (class, group) recall",
+        ),
+        (
+            "int8_top1",
+            "maximize",
+            _model("onnx_int8", "metrics", "top1"),
+            "the card has no onnx_int8 model (export.int8.enabled)",
+            "the INT8 file's top-1",
+        ),
+        (
+            "int8_agreement",
+            "maximize",
+            _model("onnx_int8", "vs_student", "prediction_agreement"),
+            "the card has no onnx_int8 model (export.int8.enabled)",
+            "share of test images on which the INT8 file predicts what the student predicts",
+        ),
+        (
+            "int8_worst_cell_agreement",
+            "maximize",
+            _model("onnx_int8", "vs_student", "worst_cell_agreement", "agreement"),
+            "the card has no onnx_int8 worst-cell agreement (export.int8.enabled)",
+            "the INT8 file's agreement with the student in its worst (class, group) cell",
+        ),
+        (
+            "int8_worst_group_agreement",
+            "maximize",
+            _model("onnx_int8", "vs_student", "worst_group_agreement", "agreement"),
+            "the card has no onnx_int8 worst-group agreement (export.int8.enabled)",
+            "the INT8 file's agreement with the student in its worst group",
+        ),
+        (
+            "int8_worst_cell_recall",
+            "maximize",
+            _model("onnx_int8", "metrics", "worst_cell", "recall"),
+            "the card has no onnx_int8 worst cell (export.int8.enabled)",
+            "the INT8 file's lowest (class, group) recall",
+        ),
+        (
+            "size_bytes",
+            "minimize",
+            _model("onnx", "size_bytes"),
+            "the card has no model.onnx size",
+            "the size of model.onnx",
+        ),
+        (
+            "int8_size_bytes",
+            "minimize",
+            _model("onnx_int8", "size_bytes"),
+            "the card has no onnx_int8 model (export.int8.enabled)",
+            "the size of model.int8.onnx",
+        ),
+        (
+            "latency_ms",
+            "minimize",
+            _latency,
+            "the card has no bench result of model.onnx at batch 1 (edgekd bench --update-card)",
+            "median batch-1 latency of model.onnx from the card's bench result",
+        ),
     ):
         OBJECTIVES.add(name, Objective(name, direction, read, missing, description))
 
@@ -251,8 +320,7 @@ def parse_objectives(items: list[str] | tuple[str, ...]) -> list[tuple[Objective
             raise EdgeKDError(f"--objective {item!r}: the direction is max or min, e.g. top1:max")
         if name.strip() in {o.name for o, _ in chosen}:
             raise EdgeKDError(f"--objective {name}: given twice")
-        direction = objective.direction if not sep else (
-            "maximize" if way.strip() == "max" else "minimize")
+        direction = objective.direction if not sep else ("maximize" if way.strip() == "max" else "minimize")
         chosen.append((objective, direction))
     return chosen
 
@@ -264,8 +332,9 @@ def parse_objectives(items: list[str] | tuple[str, ...]) -> list[tuple[Objective
 def _tpe(seed: int, trials: int):
     import optuna
 
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                      n_startup_trials=max(2, min(10, trials // 3)))
+    return optuna.samplers.TPESampler(
+        seed=seed, multivariate=True, n_startup_trials=max(2, min(10, trials // 3))
+    )
 
 
 def _nsga2(seed: int, trials: int):
@@ -303,23 +372,29 @@ def _storage(url: str | None, tune_dir: Path):
         tune_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(tune_dir / 'study.db').resolve()}"
     if url.startswith("journal:"):
-        path = Path(url[len("journal:"):]).expanduser()
-        if not url[len("journal:"):]:
-            raise EdgeKDError("--storage journal:PATH: give the journal file's path, e.g. "
-                              "journal:/shared/tune.log")
+        path = Path(url[len("journal:") :]).expanduser()
+        if not url[len("journal:") :]:
+            raise EdgeKDError(
+                "--storage journal:PATH: give the journal file's path, e.g. journal:/shared/tune.log"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     try:
-        return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}}
-                          if url.startswith("sqlite") else None)
+        return RDBStorage(
+            url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+        )
     except (ImportError, ModuleNotFoundError) as err:
-        raise EdgeKDError(f"--storage {url.split('://')[0]}://...: its database driver is not "
-                          f"installed ({err.name}); install it, or use sqlite:///PATH or "
-                          f"journal:PATH") from None
+        raise EdgeKDError(
+            f"--storage {url.split('://')[0]}://...: its database driver is not "
+            f"installed ({err.name}); install it, or use sqlite:///PATH or "
+            f"journal:PATH"
+        ) from None
     except (ValueError, optuna.exceptions.StorageInternalError) as err:
-        raise EdgeKDError(f"--storage: cannot open {url!r} ({str(err).splitlines()[0]}); give an "
-                          f"RDB URL (sqlite:///PATH, postgresql://..., mysql+pymysql://...) or "
-                          f"journal:PATH") from None
+        raise EdgeKDError(
+            f"--storage: cannot open {url!r} ({str(err).splitlines()[0]}); give an "
+            f"RDB URL (sqlite:///PATH, postgresql://..., mysql+pymysql://...) or "
+            f"journal:PATH"
+        ) from None
 
 
 def _alive(worker: str | None) -> bool:
@@ -372,8 +447,9 @@ def _counted(study) -> tuple[int, int]:
     for trial in study.get_trials(deepcopy=False):
         if trial.state == optuna.trial.TrialState.COMPLETE:
             done += 1
-        elif trial.state == optuna.trial.TrialState.FAIL and \
-                not str(trial.user_attrs.get(_FAILURE, _INTERRUPTED)).startswith(_INTERRUPTED):
+        elif trial.state == optuna.trial.TrialState.FAIL and not str(
+            trial.user_attrs.get(_FAILURE, _INTERRUPTED)
+        ).startswith(_INTERRUPTED):
             done += 1
         elif trial.state == optuna.trial.TrialState.RUNNING:
             running += 1
@@ -410,11 +486,21 @@ class TuneResult:
     ran: int = 0  # trials this command built or finished
 
 
-def run_tune(recipe_path: str | Path, space_items: list[str] | tuple[str, ...],
-             objective_items: list[str] | tuple[str, ...] = (), *, trials: int = 20,
-             out: str | Path = "runs", overrides: tuple[str, ...] = (), storage: str | None = None,
-             study_name: str | None = None, sampler: str = "tpe", jobs: int = 1,
-             export_best: bool = False, log: Callable[[str], None] = print) -> TuneResult:
+def run_tune(
+    recipe_path: str | Path,
+    space_items: list[str] | tuple[str, ...],
+    objective_items: list[str] | tuple[str, ...] = (),
+    *,
+    trials: int = 20,
+    out: str | Path = "runs",
+    overrides: tuple[str, ...] = (),
+    storage: str | None = None,
+    study_name: str | None = None,
+    sampler: str = "tpe",
+    jobs: int = 1,
+    export_best: bool = False,
+    log: Callable[[str], None] = print,
+) -> TuneResult:
     """Search ``space_items`` for the front of ``objective_items`` in ``trials`` trials (see
     the module doc), ``jobs`` builds at once; write the table's CSV, the plots and, with
     ``export_best``, one recipe per front point."""
@@ -432,8 +518,11 @@ def run_tune(recipe_path: str | Path, space_items: list[str] | tuple[str, ...],
     dims = parse_space(space_items)
     base = load_recipe(recipe_path, overrides)
     # every key and both ends of every range must make a valid recipe before anything is built
-    ends = [point_recipe(recipe_path, overrides, {d.key: value}, base.name, option="--space")
-            for d in dims for value in d.ends()]
+    ends = [
+        point_recipe(recipe_path, overrides, {d.key: value}, base.name, option="--space")
+        for d in dims
+        for value in d.ends()
+    ]
     check_shared([base, *ends], jobs, option="--space")
     name = study_name or "+".join(d.key for d in dims)
     if not name or "/" in name or name.startswith("."):
@@ -442,16 +531,26 @@ def run_tune(recipe_path: str | Path, space_items: list[str] | tuple[str, ...],
     tune_dir = run_dir / "tune" / name
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = _storage(storage, tune_dir)
-    seed = base.seed if storage is None else \
-        base.seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
-    study = optuna.create_study(study_name=name, storage=store, load_if_exists=True,
-                                directions=[optuna.study.StudyDirection.MAXIMIZE if d == "maximize"
-                                            else optuna.study.StudyDirection.MINIMIZE
-                                            for _, d in objectives],
-                                sampler=make_sampler(seed, trials))
+    seed = (
+        base.seed
+        if storage is None
+        else base.seed + zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 1_000_000
+    )
+    study = optuna.create_study(
+        study_name=name,
+        storage=store,
+        load_if_exists=True,
+        directions=[
+            optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
+            for _, d in objectives
+        ],
+        sampler=make_sampler(seed, trials),
+    )
     _check_study(study, dims, objectives, overrides, base)
-    log(f"tune: study {name!r} in {storage or tune_dir / 'study.db'}; sampler {sampler} (seed {seed}); "
-        f"objectives " + ", ".join(f"{o.name} {d[:3]}" for o, d in objectives))
+    log(
+        f"tune: study {name!r} in {storage or tune_dir / 'study.db'}; sampler {sampler} (seed {seed}); "
+        f"objectives " + ", ".join(f"{o.name} {d[:3]}" for o, d in objectives)
+    )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     _recover(study, log)
     done, _ = _counted(study)
@@ -464,8 +563,7 @@ def run_tune(recipe_path: str | Path, space_items: list[str] | tuple[str, ...],
                 while len(running) < (1 if first else jobs) and sum(_counted(study)) < trials:
                     trial = study.ask()
                     trial.set_user_attr(_WORKER, worker)
-                    future = _start(trial, dims, recipe_path, overrides, base, tune_dir, pool, log,
-                                    trials)
+                    future = _start(trial, dims, recipe_path, overrides, base, tune_dir, pool, log, trials)
                     running[future] = trial
                 if not running:
                     break
@@ -482,15 +580,29 @@ def run_tune(recipe_path: str | Path, space_items: list[str] | tuple[str, ...],
             raise
     if done and not ran:
         log(f"tune: the study has its {trials} trials already; raise --trials to search further")
-    return _report(study, dims, objectives, recipe_path, overrides, base, tune_dir, name,
-                   storage or str(tune_dir / "study.db"), export_best, ran)
+    return _report(
+        study,
+        dims,
+        objectives,
+        recipe_path,
+        overrides,
+        base,
+        tune_dir,
+        name,
+        storage or str(tune_dir / "study.db"),
+        export_best,
+        ran,
+    )
 
 
 def _check_study(study, dims: list[Dimension], objectives, overrides, base) -> None:
     """A study is made once with its space, objectives and recipe; a later worker must bring the
     same, or the sampler would mix searches."""
-    setup = {"space": [d.spec() for d in dims], "objectives": [f"{o.name}:{d[:3]}" for o, d in objectives],
-             "recipe_sha256": base.sha256()}
+    setup = {
+        "space": [d.spec() for d in dims],
+        "objectives": [f"{o.name}:{d[:3]}" for o, d in objectives],
+        "recipe_sha256": base.sha256(),
+    }
     known = study.user_attrs.get("edgekd")
     if known is None:
         study.set_user_attr("edgekd", setup)
@@ -498,8 +610,10 @@ def _check_study(study, dims: list[Dimension], objectives, overrides, base) -> N
     for what, value in setup.items():
         if known.get(what) != value:
             flag = {"space": "--space", "objectives": "--objective", "recipe_sha256": "recipe or --set"}[what]
-            raise EdgeKDError(f"study {study.study_name!r} was made with another {flag} "
-                              f"({known.get(what)}); give the same, or a new study with --study NAME")
+            raise EdgeKDError(
+                f"study {study.study_name!r} was made with another {flag} "
+                f"({known.get(what)}); give the same, or a new study with --study NAME"
+            )
 
 
 def _start(trial, dims, recipe_path, overrides, base, tune_dir, pool, log, trials) -> Future:
@@ -560,8 +674,10 @@ def _record(study, trial, outcome, objectives, tune_dir: Path, log: Callable[[st
     row = result_row(point, outcome.card, folder)
     trial.set_user_attr("row", {k: v for k, v in row.items() if k not in point})
     study.tell(trial, values)
-    log(f"tune trial {trial.number}: "
-        + ", ".join(f"{o.name} {v:.4g}" for (o, _), v in zip(objectives, values)))
+    log(
+        f"tune trial {trial.number}: "
+        + ", ".join(f"{o.name} {v:.4g}" for (o, _), v in zip(objectives, values))
+    )
 
 
 def format_tune_table(rows: list[dict], keys: list[str], front: list[int]) -> str:
@@ -578,25 +694,46 @@ def format_tune_table(rows: list[dict], keys: list[str], front: list[int]) -> st
     return table
 
 
-def _report(study, dims, objectives, recipe_path, overrides, base, tune_dir: Path, name: str,
-            storage: str, export_best: bool, ran: int) -> TuneResult:
+def _report(
+    study,
+    dims,
+    objectives,
+    recipe_path,
+    overrides,
+    base,
+    tune_dir: Path,
+    name: str,
+    storage: str,
+    export_best: bool,
+    ran: int,
+) -> TuneResult:
     import optuna
 
     from edgekd.sweep import point_name, point_recipe, write_results_csv, write_sweep_plots
 
     keys = [d.key for d in dims]
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
-              and not str(t.user_attrs.get(_FAILURE, "")).startswith(_INTERRUPTED)]
-    complete = sorted((t for t in trials if t.state == optuna.trial.TrialState.COMPLETE),
-                      key=lambda t: t.number)
-    failed = sorted((t for t in trials if t.state != optuna.trial.TrialState.COMPLETE),
-                    key=lambda t: t.number)
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+        and not str(t.user_attrs.get(_FAILURE, "")).startswith(_INTERRUPTED)
+    ]
+    complete = sorted(
+        (t for t in trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.number
+    )
+    failed = sorted(
+        (t for t in trials if t.state != optuna.trial.TrialState.COMPLETE), key=lambda t: t.number
+    )
     best = {t.number for t in study.best_trials} if complete else set()
     rows = []
     for t in complete + failed:
-        row = {"trial": t.number, **{k: t.params.get(k) for k in keys}, **t.user_attrs.get("row", {}),
-               "state": t.state.name, "failure": t.user_attrs.get(_FAILURE)}
+        row = {
+            "trial": t.number,
+            **{k: t.params.get(k) for k in keys},
+            **t.user_attrs.get("row", {}),
+            "state": t.state.name,
+            "failure": t.user_attrs.get(_FAILURE),
+        }
         for (objective, _), value in zip(objectives, t.values or [None] * len(objectives)):
             row[f"objective:{objective.name}"] = value
         rows.append(row)
@@ -604,8 +741,18 @@ def _report(study, dims, objectives, recipe_path, overrides, base, tune_dir: Pat
     report_dir = tune_dir
     extra = ("state", "failure", *(f"objective:{o.name}" for o, _ in objectives))
     csv_path = write_results_csv(report_dir / "results.csv", rows, ["trial", *keys], extra=extra)
-    plots = write_sweep_plots(rows[:len(complete)], keys, report_dir, front=front, each="trial",
-                              labels=[f"#{t.number}" for t in complete]) if complete else []
+    plots = (
+        write_sweep_plots(
+            rows[: len(complete)],
+            keys,
+            report_dir,
+            front=front,
+            each="trial",
+            labels=[f"#{t.number}" for t in complete],
+        )
+        if complete
+        else []
+    )
     exported = []
     if export_best:
         from edgekd.files import write_atomic
@@ -615,9 +762,21 @@ def _report(study, dims, objectives, recipe_path, overrides, base, tune_dir: Pat
             release = point_name(base.name, point)
             recipe = point_recipe(recipe_path, overrides, point, release, option="--space")
             path = report_dir / "best" / f"{release}.yaml"
-            write_atomic(path, f"# edgekd tune: study {name}, trial {rows[i]['trial']} (on the front)\n"
-                         + recipe.to_yaml())
+            write_atomic(
+                path,
+                f"# edgekd tune: study {name}, trial {rows[i]['trial']} (on the front)\n" + recipe.to_yaml(),
+            )
             exported.append(path)
-    return TuneResult(tune_dir=tune_dir, study_name=name, storage=storage, rows=rows, front=front,
-                      keys=keys, objectives=[(o.name, d) for o, d in objectives], csv_path=csv_path,
-                      plots=plots, exported=exported, ran=ran)
+    return TuneResult(
+        tune_dir=tune_dir,
+        study_name=name,
+        storage=storage,
+        rows=rows,
+        front=front,
+        keys=keys,
+        objectives=[(o.name, d) for o, d in objectives],
+        csv_path=csv_path,
+        plots=plots,
+        exported=exported,
+        ran=ran,
+    )

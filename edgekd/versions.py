@@ -7,8 +7,19 @@ from importlib import metadata
 
 __all__ = ["library_versions"]
 
-_LIBRARIES = ("edgekd", "torch", "torchvision", "timm", "onnx", "onnxruntime", "onnxruntime-gpu",
-              "fairlearn", "numpy", "scikit-learn", "tensorrt")
+_LIBRARIES = (
+    "edgekd",
+    "torch",
+    "torchvision",
+    "timm",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "fairlearn",
+    "numpy",
+    "scikit-learn",
+    "tensorrt",
+)
 
 
 def library_versions() -> dict[str, str]:

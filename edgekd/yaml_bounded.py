@@ -103,8 +103,10 @@ def load_yaml(text: str, source: str) -> object:
         if node is None:
             return None
         if _expanded_size(node) > MAX_NODES:
-            raise EdgeKDError(f"{source}: refused: its aliases expand to more than {MAX_NODES} values "
-                              f"(an alias bomb); a recipe is small plain data")
+            raise EdgeKDError(
+                f"{source}: refused: its aliases expand to more than {MAX_NODES} values "
+                f"(an alias bomb); a recipe is small plain data"
+            )
         return loader.construct_document(node)
     finally:
         loader.dispose()

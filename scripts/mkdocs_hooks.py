@@ -73,22 +73,46 @@ def docstring(path: str) -> str:
 def targets_table() -> str:
     from edgekd.export.targets import TARGETS
 
-    rows = [{"target": f"`{t.name}`", "devices": t.description, "TensorRT": t.tensorrt,
-             "rules": t.rules, "opset <=": t.max_opset,
-             "compute capability": ", ".join(t.compute_capability), "DLA cores": t.dla_cores,
-             "INT8 calibrator": t.int8_calibrator, "strongly typed": t.strongly_typed}
-            for t in TARGETS.values()]
+    rows = [
+        {
+            "target": f"`{t.name}`",
+            "devices": t.description,
+            "TensorRT": t.tensorrt,
+            "rules": t.rules,
+            "opset <=": t.max_opset,
+            "compute capability": ", ".join(t.compute_capability),
+            "DLA cores": t.dla_cores,
+            "INT8 calibrator": t.int8_calibrator,
+            "strongly typed": t.strongly_typed,
+        }
+        for t in TARGETS.values()
+    ]
     return render_results.table(rows)
 
 
 def metrics_table() -> str:
     from edgekd.fairness.metric_table import METRICS
 
-    rows = [{"key": f"`{m.key}`", "metric": m.description, "better": "higher" if m.higher_is_better
-             else "lower", "interval": m.interval, "gate": f"`card.gates.{m.gate}`" if m.gate else "-"}
-            for m in METRICS.values()]
-    return render_results.table(rows, {"key": "key", "metric": "metric", "better": "better",
-                                       "interval": "bootstrap interval", "gate": "release gate"})
+    rows = [
+        {
+            "key": f"`{m.key}`",
+            "metric": m.description,
+            "better": "higher" if m.higher_is_better else "lower",
+            "interval": m.interval,
+            "gate": f"`card.gates.{m.gate}`" if m.gate else "-",
+        }
+        for m in METRICS.values()
+    ]
+    return render_results.table(
+        rows,
+        {
+            "key": "key",
+            "metric": "metric",
+            "better": "better",
+            "interval": "bootstrap interval",
+            "gate": "release gate",
+        },
+    )
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
@@ -114,6 +138,7 @@ _ROLE_HTML = re.compile(r":(?:func|class|mod|meth|attr|data|exc|obj):<code>(~?)(
 
 def on_page_content(html: str, page, config, files) -> str:
     """Docstrings' Sphinx roles in the API pages (``:func:`~a.b```) read as plain code (`b`)."""
+
     def code(match: re.Match) -> str:
         name = match.group(2).rsplit(".", 1)[-1] if match.group(1) else match.group(2)
         return f"<code>{name}</code>"

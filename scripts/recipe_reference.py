@@ -57,8 +57,12 @@ def _cell(text: str) -> str:
 
 def _constraints(schema: dict) -> list[str]:
     out = []
-    for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
-                      ("exclusiveMaximum", "<")):
+    for key, sign in (
+        ("minimum", ">="),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "<="),
+        ("exclusiveMaximum", "<"),
+    ):
         if key in schema:
             out.append(f"{sign} {schema[key]}")
     if "minItems" in schema and "prefixItems" not in schema:
@@ -147,8 +151,11 @@ def _choice(model: type[BaseModel]) -> str | None:
     """``source: csv`` for a member of a tagged union (its one-value Literal tag field)."""
     for name in ("source", "method"):
         field = model.model_fields.get(name)
-        if (field is not None and typing.get_origin(field.annotation) is typing.Literal
-                and len(typing.get_args(field.annotation)) == 1):
+        if (
+            field is not None
+            and typing.get_origin(field.annotation) is typing.Literal
+            and len(typing.get_args(field.annotation)) == 1
+        ):
             return f"{name}: {typing.get_args(field.annotation)[0]}"
     return None
 
@@ -177,8 +184,12 @@ def sections(root: type[BaseModel] | None = None) -> list[Section]:
                 below += [(sub, sub_path) for sub in nested]
                 if len(nested) > 1:  # a tagged union: each choice is a section of its own
                     tags = sorted(c for c in (_choice(n) for n in nested) if c)
-                    allowed = (f"a section chosen by `{tags[0].split(':')[0]}`: "
-                               + ", ".join(t.split(": ")[1] for t in tags) if tags else "section")
+                    allowed = (
+                        f"a section chosen by `{tags[0].split(':')[0]}`: "
+                        + ", ".join(t.split(": ")[1] for t in tags)
+                        if tags
+                        else "section"
+                    )
                 else:
                     allowed = f"section: see `{sub_path}`"
             else:
@@ -222,8 +233,10 @@ def render(root: type[BaseModel] | None = None) -> str:
         if doc and not doc.startswith("A recipe section"):
             lines += [doc, ""]
         lines += ["| key | default | allowed | description |", "| --- | --- | --- | --- |"]
-        lines += [f"| `{r.key}` | {_code(r.default)} | {_cell(r.allowed)} | {_cell(r.description)} |"
-                  for r in section.rows]
+        lines += [
+            f"| `{r.key}` | {_code(r.default)} | {_cell(r.allowed)} | {_cell(r.description)} |"
+            for r in section.rows
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -22,8 +22,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["load_results", "render_pages", "render_result", "build_time_table", "results_list", "table",
-           "fmt"]
+__all__ = [
+    "load_results",
+    "render_pages",
+    "render_result",
+    "build_time_table",
+    "results_list",
+    "table",
+    "fmt",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -83,10 +90,18 @@ def table(rows: list[dict], columns: dict[str, str] | None = None) -> str:
         for row in rows:
             for key in row:
                 columns.setdefault(key, key.replace("_", " "))
-    numeric = {k: all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
-                      for r in rows if r.get(k) is not None) for k in columns}
-    lines = ["| " + " | ".join(columns.values()) + " |",
-             "| " + " | ".join("---:" if numeric[k] else "---" for k in columns) + " |"]
+    numeric = {
+        k: all(
+            isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)
+            for r in rows
+            if r.get(k) is not None
+        )
+        for k in columns
+    }
+    lines = [
+        "| " + " | ".join(columns.values()) + " |",
+        "| " + " | ".join("---:" if numeric[k] else "---" for k in columns) + " |",
+    ]
     lines += ["| " + " | ".join(_cell(row.get(k)) for k in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -100,29 +115,63 @@ def _pm(stats: dict | None) -> str:
 # ------------------------------------------------------------------------------ renderers
 def _seeds(result: dict) -> str:
     summary = result["summary"]
-    rows = [{"model": name, "seeds": (s.get("top1") or {}).get("n"),
-             "top1": _pm(s.get("top1")), "top1_median": (s.get("top1") or {}).get("median"),
-             "disparity": _pm(s.get("mean_abs_disparity")),
-             "disparity_median": (s.get("mean_abs_disparity") or {}).get("median"),
-             "adversary": _pm(s.get("adversary_top1")) if s.get("adversary_top1") else None,
-             "reference": _pm(s.get("adversary_reference")) if s.get("adversary_reference") else None}
-            for name, s in summary.items()]
-    out = ["Over the training seeds (mean ± sample sd, and the median), on the test split:", "",
-           table(rows, {"model": "model", "seeds": "seeds", "top1": "top-1", "top1_median": "median",
-                        "disparity": "mean \\|disparity\\|", "disparity_median": "median",
-                        "adversary": "adversary accuracy", "reference": "its no-leak reference"})]
+    rows = [
+        {
+            "model": name,
+            "seeds": (s.get("top1") or {}).get("n"),
+            "top1": _pm(s.get("top1")),
+            "top1_median": (s.get("top1") or {}).get("median"),
+            "disparity": _pm(s.get("mean_abs_disparity")),
+            "disparity_median": (s.get("mean_abs_disparity") or {}).get("median"),
+            "adversary": _pm(s.get("adversary_top1")) if s.get("adversary_top1") else None,
+            "reference": _pm(s.get("adversary_reference")) if s.get("adversary_reference") else None,
+        }
+        for name, s in summary.items()
+    ]
+    out = [
+        "Over the training seeds (mean ± sample sd, and the median), on the test split:",
+        "",
+        table(
+            rows,
+            {
+                "model": "model",
+                "seeds": "seeds",
+                "top1": "top-1",
+                "top1_median": "median",
+                "disparity": "mean \\|disparity\\|",
+                "disparity_median": "median",
+                "adversary": "adversary accuracy",
+                "reference": "its no-leak reference",
+            },
+        ),
+    ]
     variants = result.get("variants") or {}
     if variants:
-        out += ["The students, as `--set` overrides of the recipe:", "",
-                table([{"student": k, "overrides": " ".join(f"`{o}`" for o in v) or "(the recipe)"}
-                       for k, v in variants.items()])]
+        out += [
+            "The students, as `--set` overrides of the recipe:",
+            "",
+            table(
+                [
+                    {"student": k, "overrides": " ".join(f"`{o}`" for o in v) or "(the recipe)"}
+                    for k, v in variants.items()
+                ]
+            ),
+        ]
     per_seed = result.get("per_seed") or {}
     if per_seed:
         names = list(summary)
-        rows = [{"seed": seed, **{n: f"{fmt(r[n]['top1'])} / {fmt(r[n]['mean_abs_disparity'])}"
-                                  for n in names if n in r}} for seed, r in per_seed.items()]
-        out += ["Per seed, top-1 / mean \\|disparity\\|:", "",
-                table(rows, {"seed": "seed", **{n: n for n in names}})]
+        rows = [
+            {
+                "seed": seed,
+                **{n: f"{fmt(r[n]['top1'])} / {fmt(r[n]['mean_abs_disparity'])}" for n in names if n in r},
+            }
+            for seed, r in per_seed.items()
+        ]
+        out += [
+            "Per seed, top-1 / mean \\|disparity\\|:",
+            "",
+            table(rows, {"seed": "seed", **{n: n for n in names}}),
+        ]
     return "\n".join(out)
 
 
@@ -130,23 +179,33 @@ def _int8_trt_bias(result: dict) -> str:
     changes = result.get("test_agreement_change") or []
     text = table(result["rows"])
     if changes:
-        text += (f"\nChange in test agreement, float minus int32 biases, over {len(changes)} builds: "
-                 f"mean {fmt(sum(changes) / len(changes))}, min {fmt(min(changes))}, "
-                 f"max {fmt(max(changes))}.\n")
+        text += (
+            f"\nChange in test agreement, float minus int32 biases, over {len(changes)} builds: "
+            f"mean {fmt(sum(changes) / len(changes))}, min {fmt(min(changes))}, "
+            f"max {fmt(max(changes))}.\n"
+        )
     return text
 
 
 def _bootstrap(result: dict) -> str:
-    rows = [{"method": "vectorised (one `np.bincount` per resample)", "seconds": result["vectorised_s"]},
-            {"method": f"fairlearn per resample (extrapolated from {result['naive_resamples_timed']})",
-             "seconds": result["fairlearn_s_extrapolated"]}]
-    return (f"{result['resamples']} resamples of {result['images']} images, {result['classes']} "
-            f"classes, {result['groups']} groups.\n\n" + table(rows)
-            + f"\nfairlearn per resample / vectorised: x{fmt(result['ratio'])}\n")
+    rows = [
+        {"method": "vectorised (one `np.bincount` per resample)", "seconds": result["vectorised_s"]},
+        {
+            "method": f"fairlearn per resample (extrapolated from {result['naive_resamples_timed']})",
+            "seconds": result["fairlearn_s_extrapolated"],
+        },
+    ]
+    return (
+        f"{result['resamples']} resamples of {result['images']} images, {result['classes']} "
+        f"classes, {result['groups']} groups.\n\n"
+        + table(rows)
+        + f"\nfairlearn per resample / vectorised: x{fmt(result['ratio'])}\n"
+    )
 
 
 def _settings(keys: list[str], columns: dict[str, str] | None = None) -> Callable[[dict], str]:
     """A line of the run's settings, then the rows."""
+
     def render(result: dict) -> str:
         settings = ", ".join(f"{k.replace('_', ' ')} {fmt(result[k])}" for k in keys if k in result)
         extra = ""
@@ -155,18 +214,22 @@ def _settings(keys: list[str], columns: dict[str, str] | None = None) -> Callabl
         if "cache_fill_seconds" in result:
             extra = f"Filling the cache once (teacher inference): {fmt(result['cache_fill_seconds'])} s.\n\n"
         return f"Settings: {settings}.\n\n{extra}" + table(result.get("rows", []), columns)
+
     return render
 
 
 def _data_cache(result: dict) -> str:
     second = result.get("second_data_stage") or {}
-    return (f"{result['images']} images at {result['image_size']} px ({fmt(result['pixels_mb'])} MB of "
-            f"uint8 pixels), subset {result['subset']}; importing torch, timm and onnxruntime alone: "
-            f"peak {fmt(result['imports_peak_mb'])} MB.\n\n" + table(result["rows"])
-            + f"\nA second data stage (cache read, every split read once): peak "
-            f"{fmt(second.get('peak_mb'))} MB, {fmt(second.get('wall_s'))} s. The in-memory path on all "
-            f"images: {fmt(result['in_memory_all_peak_mb'])} MB ({result['in_memory_all']}). Target "
-            f"{fmt(result['target_mb'])} MB: {'met' if result['target_met'] else 'not met'}.\n")
+    return (
+        f"{result['images']} images at {result['image_size']} px ({fmt(result['pixels_mb'])} MB of "
+        f"uint8 pixels), subset {result['subset']}; importing torch, timm and onnxruntime alone: "
+        f"peak {fmt(result['imports_peak_mb'])} MB.\n\n"
+        + table(result["rows"])
+        + f"\nA second data stage (cache read, every split read once): peak "
+        f"{fmt(second.get('peak_mb'))} MB, {fmt(second.get('wall_s'))} s. The in-memory path on all "
+        f"images: {fmt(result['in_memory_all_peak_mb'])} MB ({result['in_memory_all']}). Target "
+        f"{fmt(result['target_mb'])} MB: {'met' if result['target_met'] else 'not met'}.\n"
+    )
 
 
 # Benchmark name (or prefix ending in "_") -> renderer of its tables. A file with no renderer
@@ -175,17 +238,22 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "seeds_": _seeds,
     "int8_trt_bias": _int8_trt_bias,
     "bootstrap": _bootstrap,
-    "teacher_cache": _settings(["teacher", "student", "images", "image_size", "batch_size", "threads",
-                                "repeats"]),
-    "augment": _settings(["arch", "image_size", "batch_size", "threads"], {
-        "augmentation": "augmentation", "per_image_ms": "ms per batch, image by image (what the loop does)",
-        "per_image_ms_per_image": "ms per image", "vs_step": "x training step",
-        "once_on_batch_ms": "ms per batch, one draw for all"}),
+    "teacher_cache": _settings(
+        ["teacher", "student", "images", "image_size", "batch_size", "threads", "repeats"]
+    ),
+    "augment": _settings(
+        ["arch", "image_size", "batch_size", "threads"],
+        {
+            "augmentation": "augmentation",
+            "per_image_ms": "ms per batch, image by image (what the loop does)",
+            "per_image_ms_per_image": "ms per image",
+            "vs_step": "x training step",
+            "once_on_batch_ms": "ms per batch, one draw for all",
+        },
+    ),
     "train_step_": _settings(["arch", "batch_size", "threads", "steps", "repeats"]),
-    "runtimes": _settings(["run", "input", "iterations", "rounds", "int8_file", "load_before",
-                           "load_after"]),
-    "exporters": _settings(["run", "arch", "test_images", "opset",
-                            "dynamo_vs_torchscript_export_time"]),
+    "runtimes": _settings(["run", "input", "iterations", "rounds", "int8_file", "load_before", "load_after"]),
+    "exporters": _settings(["run", "arch", "test_images", "opset", "dynamo_vs_torchscript_export_time"]),
     "data_cache": _data_cache,
 }
 
@@ -219,8 +287,10 @@ def load_results(folder: Path = RESULTS) -> dict[str, dict]:
             raise SystemExit(f"{path}: not a readable JSON results file ({err})") from None
         missing = [k for k in ("date", "command") if not isinstance(data, dict) or k not in data]
         if missing:
-            raise SystemExit(f"{path}: a results file needs {', '.join(missing)} (benchmarks/_results.py "
-                             "write_result writes them)")
+            raise SystemExit(
+                f"{path}: a results file needs {', '.join(missing)} (benchmarks/_results.py "
+                "write_result writes them)"
+            )
         out[path.stem] = data
     return out
 
@@ -266,8 +336,10 @@ def provenance(result: dict) -> str:
     if machine.get("load_1min") is not None:
         where += f", load average {machine['load_1min']:.2f} at the end"
     commit = result.get("commit") or "unknown"
-    return (f"Measured {result['date']} at commit `{commit}` on {where}, by\n\n"
-            f"```sh\npython {result['command']}\n```\n")
+    return (
+        f"Measured {result['date']} at commit `{commit}` on {where}, by\n\n"
+        f"```sh\npython {result['command']}\n```\n"
+    )
 
 
 def render_result(name: str, result: dict) -> str:
@@ -275,15 +347,23 @@ def render_result(name: str, result: dict) -> str:
     doc = _script_doc(result.get("command", ""))
     first, _, body = doc.partition("\n\n")
     lead = " ".join(first.split())
-    parts = [f"# {name.replace('_', ' ')}", "", lead, "",
-             f"Results file: `benchmarks/results/{name}.json`. " + provenance(result)]
+    parts = [
+        f"# {name.replace('_', ' ')}",
+        "",
+        lead,
+        "",
+        f"Results file: `benchmarks/results/{name}.json`. " + provenance(result),
+    ]
     machine = result.get("machine") or {}
     load, cpus = machine.get("load_1min"), machine.get("cpus")
     if isinstance(load, (int, float)) and isinstance(cpus, int) and load > cpus:
-        parts += ["!!! warning \"Measured on a busy machine\"",
-                  f"    The load average was {load:.2f} on {cpus} cores when the run ended: other",
-                  "    processes shared the cores, so timings and their ratios are unreliable. Run the",
-                  "    command again on an idle machine to replace this file.", ""]
+        parts += [
+            '!!! warning "Measured on a busy machine"',
+            f"    The load average was {load:.2f} on {cpus} cores when the run ended: other",
+            "    processes shared the cores, so timings and their ratios are unreliable. Run the",
+            "    command again on an idle machine to replace this file.",
+            "",
+        ]
     if body:
         parts += ["## What it measures", "", body, ""]
     parts += ["## Results", "", renderer_for(name)(result)]
@@ -308,23 +388,51 @@ def build_time_table(results: dict[str, dict]) -> str:
             continue
         load = r.get("load_before", r.get("load"))
         machine = r.get("machine") or {}
-        rows.append({"recipe": f"[`{r.get('recipe', name[len('build_time_'):])}`]({name}.md)",
-                     "wall": _minutes(r.get("wall_seconds")), "cpu": _minutes(r.get("cpu_seconds")),
-                     "peak": r.get("peak_rss_mib"), "threads": r.get("threads"),
-                     "load": load[0] if isinstance(load, list) and load else load,
-                     "cores": machine.get("cpus"), "date": r.get("date"), "commit": r.get("commit")})
+        rows.append(
+            {
+                "recipe": f"[`{r.get('recipe', name[len('build_time_') :])}`]({name}.md)",
+                "wall": _minutes(r.get("wall_seconds")),
+                "cpu": _minutes(r.get("cpu_seconds")),
+                "peak": r.get("peak_rss_mib"),
+                "threads": r.get("threads"),
+                "load": load[0] if isinstance(load, list) and load else load,
+                "cores": machine.get("cpus"),
+                "date": r.get("date"),
+                "commit": r.get("commit"),
+            }
+        )
     if not rows:
-        return ("No build time has been measured yet: `benchmarks/bench_build_time.py RECIPE` writes "
-                "`benchmarks/results/build_time_<recipe>.json`, which adds a row here.\n")
-    return table(rows, {"recipe": "recipe", "wall": "wall time", "cpu": "CPU time", "peak": "peak MiB",
-                        "threads": "threads", "load": "load average before", "cores": "cores",
-                        "date": "date", "commit": "commit"})
+        return (
+            "No build time has been measured yet: `benchmarks/bench_build_time.py RECIPE` writes "
+            "`benchmarks/results/build_time_<recipe>.json`, which adds a row here.\n"
+        )
+    return table(
+        rows,
+        {
+            "recipe": "recipe",
+            "wall": "wall time",
+            "cpu": "CPU time",
+            "peak": "peak MiB",
+            "threads": "threads",
+            "load": "load average before",
+            "cores": "cores",
+            "date": "date",
+            "commit": "commit",
+        },
+    )
 
 
 def results_list(results: dict[str, dict]) -> str:
     """One row per results file: its page, date, commit and command."""
-    rows = [{"page": f"[{name}]({name}.md)", "date": r.get("date"), "commit": r.get("commit"),
-             "command": f"`{r.get('command', '')}`"} for name, r in results.items()]
+    rows = [
+        {
+            "page": f"[{name}]({name}.md)",
+            "date": r.get("date"),
+            "commit": r.get("commit"),
+            "command": f"`{r.get('command', '')}`",
+        }
+        for name, r in results.items()
+    ]
     return table(rows) if rows else "No results file yet.\n"
 
 
@@ -356,8 +464,10 @@ def render_pages(folder: Path = RESULTS) -> dict[str, str | bytes]:
             png = seeds_plot(result)
             if png:
                 pages[f"results/{name}.png"] = png
-                page += (f"\n![Top-1 against mean |disparity|: each dot a seed, large marks the means]"
-                         f"({name}.png)\n")
+                page += (
+                    f"\n![Top-1 against mean |disparity|: each dot a seed, large marks the means]"
+                    f"({name}.png)\n"
+                )
         pages[f"results/{name}.md"] = page
     return pages
 
@@ -376,8 +486,10 @@ def main() -> None:
                 target.write_bytes(content)
             else:
                 target.write_text(content)
-        print(f"{page}: {len(content)} {'bytes' if isinstance(content, bytes) else 'characters'}",
-              file=sys.stderr)
+        print(
+            f"{page}: {len(content)} {'bytes' if isinstance(content, bytes) else 'characters'}",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@ ROW = re.compile(r"^\|\s*([A-Za-z][A-Za-z0-9]*)\s*\|\s*(Y|N)\s*\|\s*([^|]*)\|?\s
 
 
 def table(repo: Path, ref: str) -> dict:
-    text = subprocess.run(["git", "-C", str(repo), "show", f"{ref}:docs/operators.md"],
-                          check=True, capture_output=True, text=True).stdout
+    text = subprocess.run(
+        ["git", "-C", str(repo), "show", f"{ref}:docs/operators.md"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     supported, types, restrictions = [], {}, {}
     for line in text.splitlines():
         match = ROW.match(line)
@@ -33,15 +37,24 @@ def table(repo: Path, ref: str) -> dict:
                 restrictions[match.group(1)] = match.group(4).strip()
     header = next(line for line in text.splitlines() if "supports" in line and "pset" in line)
     ceiling = max(int(n) for n in re.findall(r"opset (\d+)", header, flags=re.IGNORECASE))
-    return {"source": f"onnx-tensorrt {ref}: docs/operators.md", "max_opset": ceiling,
-            "supported": sorted(supported), "types": types, "restrictions": restrictions}
+    return {
+        "source": f"onnx-tensorrt {ref}: docs/operators.md",
+        "max_opset": ceiling,
+        "supported": sorted(supported),
+        "types": types,
+        "restrictions": restrictions,
+    }
 
 
 def main(repo: str) -> None:
     lines = {line: table(Path(repo), ref) for line, ref in SOURCES.items()}
     OUT.write_text(json.dumps(lines, indent=1, sort_keys=True) + "\n")
-    print(f"{OUT}: " + ", ".join(f"{k} ({len(v['supported'])} operators, opset <= {v['max_opset']})"
-                                 for k, v in lines.items()))
+    print(
+        f"{OUT}: "
+        + ", ".join(
+            f"{k} ({len(v['supported'])} operators, opset <= {v['max_opset']})" for k, v in lines.items()
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def one_line(result, exit_code: int = 2) -> str:
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert not any(line.startswith(("error", "Traceback")) for line in result.stdout.splitlines()), \
+    assert not any(line.startswith(("error", "Traceback")) for line in result.stdout.splitlines()), (
         result.output
+    )
     return lines[0]

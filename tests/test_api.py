@@ -20,9 +20,11 @@ FIXTURE_ISSUE_26 = Path(__file__).parent / "fixtures" / "tiny_card_v0.2.0.json"
 
 
 def test_importing_edgekd_loads_nothing_heavy():
-    code = ("import sys, edgekd; from edgekd import load_card, verify, bench; "
-            "print(sorted(m for m in ('torch', 'timm', 'fairlearn', 'sklearn', 'matplotlib') "
-            "if m in sys.modules))")
+    code = (
+        "import sys, edgekd; from edgekd import load_card, verify, bench; "
+        "print(sorted(m for m in ('torch', 'timm', 'fairlearn', 'sklearn', 'matplotlib') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -32,8 +34,10 @@ def test_api_builds_the_tiny_recipe_and_reads_its_bundle(tiny_build):
     from edgekd import bench, load_card, verify
 
     assert load_card(tiny_build.bundle_dir) == json.loads((tiny_build.bundle_dir / "card.json").read_text())
-    assert load_card(tiny_build.bundle_dir)["models"]["student"]["metrics"]["top1"] == \
-        tiny_build.card["models"]["student"]["metrics"]["top1"]
+    assert (
+        load_card(tiny_build.bundle_dir)["models"]["student"]["metrics"]["top1"]
+        == tiny_build.card["models"]["student"]["metrics"]["top1"]
+    )
     assert verify(tiny_build.bundle_dir) == []
     assert verify(tiny_build.run_dir / "tiny-0.1.0.tar.gz") == []
     result = bench(tiny_build.bundle_dir, batch_sizes="1", warmup=1, iterations=3)
@@ -43,12 +47,14 @@ def test_api_builds_the_tiny_recipe_and_reads_its_bundle(tiny_build):
 def test_api_bench_is_a_function_whatever_was_imported_before():
     # issue 26: no callable module; edgekd.bench is a plain function, the package of the same
     # name is imported by module path
-    code = ("import sys, types; from edgekd.bench.runner import run_bench; "
-            "import edgekd.bench.card_update; from edgekd.bench import runner; "
-            "import edgekd; from edgekd import bench; "
-            "assert type(bench) is types.FunctionType and edgekd.bench is bench, bench; "
-            "assert runner.run_bench is run_bench and not callable(sys.modules['edgekd.bench']); "
-            "print('ok')")
+    code = (
+        "import sys, types; from edgekd.bench.runner import run_bench; "
+        "import edgekd.bench.card_update; from edgekd.bench import runner; "
+        "import edgekd; from edgekd import bench; "
+        "assert type(bench) is types.FunctionType and edgekd.bench is bench, bench; "
+        "assert runner.run_bench is run_bench and not callable(sys.modules['edgekd.bench']); "
+        "print('ok')"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
 
@@ -71,10 +77,19 @@ def _newcomer_keys(card: dict) -> set[str]:
     the classes that changed by at least card.min_effect, what each compression step did to each
     (class, group) cell, and where each exported artifact agrees least with the student (its
     worst cell and group, its group that lost most accuracy)."""
-    return {p for p in _key_paths(card) if p == "/license" or "/metrics/worst_cell" in p
-            or p.startswith("/compression_by_group") or "/vs_student/worst_" in p
-            or (p.startswith("/significance/") and p.rsplit("/", 1)[-1] in
-                ("min_effect", "changed_classes", "share_changed", "recall_change", "changed"))}
+    return {
+        p
+        for p in _key_paths(card)
+        if p == "/license"
+        or "/metrics/worst_cell" in p
+        or p.startswith("/compression_by_group")
+        or "/vs_student/worst_" in p
+        or (
+            p.startswith("/significance/")
+            and p.rsplit("/", 1)[-1]
+            in ("min_effect", "changed_classes", "share_changed", "recall_change", "changed")
+        )
+    }
 
 
 def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(tiny_build):
@@ -90,13 +105,28 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     # debias section's reweigh switch (off); issue 16 each model's per-epoch history, its
     # training augmentation (off), precision and label smoothing, what its weights started from,
     # the training-curves plot, and the support threshold with the cells under it; nothing else.
-    added = {f"/models/{name}/training/{key}" for name in ("teacher", "baseline", "student")
-             for key in ("selected_by", "best_val_cell_balanced_accuracy", "history", "augment",
-                         "augment/enabled", "precision", "label_smoothing")} \
-        | {f"/models/{name}/{key}" for name in ("teacher", "baseline", "student")
-           for key in ("weights", "weights/source")} \
-        | {"/debias/reweigh"} \
-        | {"/data/min_support", "/data/small_cells", "/data/small_groups"}  # issue 16, part 5
+    added = (
+        {
+            f"/models/{name}/training/{key}"
+            for name in ("teacher", "baseline", "student")
+            for key in (
+                "selected_by",
+                "best_val_cell_balanced_accuracy",
+                "history",
+                "augment",
+                "augment/enabled",
+                "precision",
+                "label_smoothing",
+            )
+        }
+        | {
+            f"/models/{name}/{key}"
+            for name in ("teacher", "baseline", "student")
+            for key in ("weights", "weights/source")
+        }
+        | {"/debias/reweigh"}
+        | {"/data/min_support", "/data/small_cells", "/data/small_groups"}
+    )  # issue 16, part 5
     # issue 25: the deployment target and the TensorRT checks of the files meant for it
     added |= {p for p in _key_paths(after) if p.startswith("/deployment")}
     assert {"/deployment/target/name", "/deployment/rules/model.onnx/passed"} <= added
@@ -116,11 +146,13 @@ def test_tiny_card_has_the_same_keys_and_provenance_as_before_the_restructuring(
     # the stage keys changed with issue 15's model keys (select_by, zero_head), not their names
     assert list(after["provenance"]["stage_keys"]) == list(before["provenance"]["stage_keys"])
     tensorrt = {"tensorrt_rules", "tensorrt_parse"}  # issue 25: gates of the TensorRT checks
-    assert [g["name"] for g in after["gates"] if g["name"] not in tensorrt | set(GATE_DEFAULTS)] == \
-        [g["name"] for g in before["gates"]]
+    assert [g["name"] for g in after["gates"] if g["name"] not in tensorrt | set(GATE_DEFAULTS)] == [
+        g["name"] for g in before["gates"]
+    ]
     # the worst-place gates, on by default since, on the exported file
-    assert [(g["name"], g["artifact"]) for g in after["gates"] if g["name"] in GATE_DEFAULTS] == \
-        [(name, "onnx") for name in GATE_DEFAULTS]
+    assert [(g["name"], g["artifact"]) for g in after["gates"] if g["name"] in GATE_DEFAULTS] == [
+        (name, "onnx") for name in GATE_DEFAULTS
+    ]
 
 
 def test_tiny_card_is_the_one_from_before_issue_26_key_by_key(tiny_build):
@@ -136,11 +168,14 @@ def test_tiny_card_is_the_one_from_before_issue_26_key_by_key(tiny_build):
     assert keys(after) - _newcomer_keys(after) == keys(before)
     assert "/models/onnx/metrics/worst_cell/recall" in _newcomer_keys(after)
     assert list(after["models"]) == list(before["models"])
-    assert [(g["name"], g["artifact"]) for g in after["gates"]
-            if g["name"] != "tensorrt_parse" and g["name"] not in GATE_DEFAULTS] == \
-        [(g["name"], g["artifact"]) for g in before["gates"] if g["name"] != "tensorrt_parse"]
+    assert [
+        (g["name"], g["artifact"])
+        for g in after["gates"]
+        if g["name"] != "tensorrt_parse" and g["name"] not in GATE_DEFAULTS
+    ] == [(g["name"], g["artifact"]) for g in before["gates"] if g["name"] != "tensorrt_parse"]
     for key in ("schema", "name", "version", "task", "distillation", "debias"):
         assert after[key] == before[key], key
-    assert {k: after["deployment"][k] for k in ("target", "rules", "onnx")} == \
-        {k: before["deployment"][k] for k in ("target", "rules", "onnx")}
+    assert {k: after["deployment"][k] for k in ("target", "rules", "onnx")} == {
+        k: before["deployment"][k] for k in ("target", "rules", "onnx")
+    }
     assert after["data"]["groups"] == before["data"]["groups"]

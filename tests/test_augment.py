@@ -45,8 +45,10 @@ def test_another_epoch_or_seed_gives_other_pixels():
     images = _images()
     cfg = AugmentConfig(enabled=True, policy="trivialaugment")
     base = Augmenter(cfg, seed=3)(images, np.arange(20), epoch=5)
-    for other in (Augmenter(cfg, seed=3)(images, np.arange(20), epoch=6),
-                  Augmenter(cfg, seed=4)(images, np.arange(20), epoch=5)):
+    for other in (
+        Augmenter(cfg, seed=3)(images, np.arange(20), epoch=6),
+        Augmenter(cfg, seed=4)(images, np.arange(20), epoch=5),
+    ):
         assert (other != base).any(axis=(1, 2, 3)).all()
 
 
@@ -64,11 +66,21 @@ def test_off_is_the_identity_and_each_transform_can_be_turned_off():
 def _setup(student: dict, *, fresh: bool = False):
     from edgekd.data import load_data
 
-    recipe = parse_recipe({"name": "aug", "seed": 0,
-                           "data": {**DATA, "fresh_train_each_epoch": fresh},
-                           "teacher": {"arch": "test_efficientnet", "epochs": 1},
-                           "student": {"arch": "test_efficientnet", "epochs": 2, "batch_size": 8,
-                                       "zero_head": False, **student}})
+    recipe = parse_recipe(
+        {
+            "name": "aug",
+            "seed": 0,
+            "data": {**DATA, "fresh_train_each_epoch": fresh},
+            "teacher": {"arch": "test_efficientnet", "epochs": 1},
+            "student": {
+                "arch": "test_efficientnet",
+                "epochs": 2,
+                "batch_size": 8,
+                "zero_head": False,
+                **student,
+            },
+        }
+    )
     return recipe, load_data(recipe.data, seed=0)
 
 
@@ -82,8 +94,9 @@ def _fit(tmp_path, name, recipe, data, objective=None, **kwargs):
     model = create_model(recipe.student, data.num_classes, key="student")
     stage = Stage(tmp_path, name, {})
     stage.start()
-    history = fit(model, objective or CrossEntropy(), data, recipe.student, stage, seed=0,
-                  log=lambda m: None, **kwargs)
+    history = fit(
+        model, objective or CrossEntropy(), data, recipe.student, stage, seed=0, log=lambda m: None, **kwargs
+    )
     return model, stage, history
 
 
@@ -98,8 +111,9 @@ def _recording_kd():
             self.seen = []
 
         def forward(self, logits, batch):
-            self.seen.append((batch.images.detach().clone(), batch.teacher_logits.clone(),
-                              batch.teacher_features.clone()))
+            self.seen.append(
+                (batch.images.detach().clone(), batch.teacher_logits.clone(), batch.teacher_features.clone())
+            )
             return super().forward(logits, batch)
 
     return RecordingKD()
@@ -119,8 +133,15 @@ def test_cached_teacher_outputs_are_the_teachers_on_the_augmented_batches(tmp_pa
     outputs = TeacherOutputs(teacher, data, cache_dir=tmp_path / "cache")
     cached, live = _recording_kd(), _recording_kd()
     _fit(tmp_path, "cached", recipe, data, cached, teacher_outputs=outputs, cache_teacher=True)
-    _fit(tmp_path, "live", recipe, data, live,
-         teacher_outputs=TeacherOutputs(teacher, data), cache_teacher=False)
+    _fit(
+        tmp_path,
+        "live",
+        recipe,
+        data,
+        live,
+        teacher_outputs=TeacherOutputs(teacher, data),
+        cache_teacher=False,
+    )
     assert outputs.computed == 2  # one teacher pass per epoch, over its augmented images
     assert len(list((tmp_path / "cache").glob("epoch-*-augmented-*.npz"))) == 2
     assert len(cached.seen) == len(live.seen) == 12  # 2 epochs x 48 images / batch 8
@@ -156,12 +177,11 @@ def test_validation_sees_the_images_as_they_are(tmp_path, monkeypatch):
     for name, augment in (("off", {}), ("on", ON)):
         recipe, data = _setup({"augment": augment, "epochs": 1})
         model, _, history = _fit(tmp_path, name, recipe, data)
-        (images, logits), = seen
+        ((images, logits),) = seen
         seen.clear()
         np.testing.assert_array_equal(images, data.val.images)
         # the recorded validation is an unaugmented evaluation of the kept weights
-        np.testing.assert_array_equal(logits, predict_logits(model, data.val.images, data.mean,
-                                                             data.std))
+        np.testing.assert_array_equal(logits, predict_logits(model, data.val.images, data.mean, data.std))
         assert history[0]["val_top1"] == float(np.mean(logits.argmax(1) == data.val.labels))
 
 
@@ -201,10 +221,13 @@ def test_augmentation_settings_are_in_the_teacher_cache_and_model_keys():
     from edgekd.train.teacher_outputs import TeacherOutputs
 
     def keys(student: dict, teacher: dict | None = None) -> tuple[str, str, dict]:
-        recipe = parse_recipe({"name": "k", "student": {"arch": "test_efficientnet", "epochs": 1,
-                                                        **student},
-                               "teacher": {"arch": "test_efficientnet", "epochs": 1,
-                                           **(teacher or {})}})
+        recipe = parse_recipe(
+            {
+                "name": "k",
+                "student": {"arch": "test_efficientnet", "epochs": 1, **student},
+                "teacher": {"arch": "test_efficientnet", "epochs": 1, **(teacher or {})},
+            }
+        )
         inputs = teacher_outputs_inputs({"data": {}, "seed": 0}, "teacher-key", recipe.student)
         return Stage("runs", "teacher_outputs", inputs).key, recipe.student, model_key(recipe.student)
 
@@ -216,34 +239,46 @@ def test_augmentation_settings_are_in_the_teacher_cache_and_model_keys():
     on, on_cfg, on_model = keys({"augment": ON})
     stronger, stronger_cfg, _ = keys({"augment": {**ON, "magnitude": 10}})
     assert len({off, on, stronger}) == 3
-    assert on_model["augment"] == {"enabled": True, "crop_scale": [0.08, 1.0],
-                                   "crop_ratio": [0.75, 4 / 3], "hflip": 0.5,
-                                   "policy": "randaugment", "num_ops": 2, "magnitude": 9}
+    assert on_model["augment"] == {
+        "enabled": True,
+        "crop_scale": [0.08, 1.0],
+        "crop_ratio": [0.75, 4 / 3],
+        "hflip": 0.5,
+        "policy": "randaugment",
+        "num_ops": 2,
+        "magnitude": 9,
+    }
     # the cache file's name too: other settings or another training seed never read it
     outputs = TeacherOutputs(None, type("D", (), {"description": {}})())
-    names = {outputs.epoch_key(3, Augmenter(on_cfg.augment, seed=0)),
-             outputs.epoch_key(3, Augmenter(on_cfg.augment, seed=1)),
-             outputs.epoch_key(3, Augmenter(stronger_cfg.augment, seed=0)),
-             outputs.epoch_key(4, Augmenter(on_cfg.augment, seed=0))}
+    names = {
+        outputs.epoch_key(3, Augmenter(on_cfg.augment, seed=0)),
+        outputs.epoch_key(3, Augmenter(on_cfg.augment, seed=1)),
+        outputs.epoch_key(3, Augmenter(stronger_cfg.augment, seed=0)),
+        outputs.epoch_key(4, Augmenter(on_cfg.augment, seed=0)),
+    }
     assert len(names) == 4
     assert outputs.epoch_key(3, Augmenter(off_cfg.augment, seed=0)) == "epoch-0"
 
 
 # -------------------------------------------------------------------------- bad values
-@pytest.mark.parametrize("augment, needles", [
-    ({"crop_scale": [0.9, 0.1]}, ["student.augment.crop_scale", "min 0.9 is larger than max 0.1"]),
-    ({"crop_scale": [0, 1]}, ["student.augment.crop_scale", "greater than 0"]),
-    ({"crop_ratio": [2, 0.5]}, ["student.augment.crop_ratio", "min 2.0 is larger than max 0.5"]),
-    ({"hflip": 1.5}, ["student.augment.hflip = 1.5", "less than or equal to 1"]),
-    ({"policy": "autoaugment"}, ["student.augment.policy = 'autoaugment'", "'randaugment'",
-                                 "'trivialaugment'"]),
-    ({"magnitude": 31}, ["student.augment.magnitude = 31", "less than or equal to 30"]),
-    ({"flip": 0.5}, ["student.augment.flip", "unknown key", "hflip"]),
-])
+@pytest.mark.parametrize(
+    "augment, needles",
+    [
+        ({"crop_scale": [0.9, 0.1]}, ["student.augment.crop_scale", "min 0.9 is larger than max 0.1"]),
+        ({"crop_scale": [0, 1]}, ["student.augment.crop_scale", "greater than 0"]),
+        ({"crop_ratio": [2, 0.5]}, ["student.augment.crop_ratio", "min 2.0 is larger than max 0.5"]),
+        ({"hflip": 1.5}, ["student.augment.hflip = 1.5", "less than or equal to 1"]),
+        (
+            {"policy": "autoaugment"},
+            ["student.augment.policy = 'autoaugment'", "'randaugment'", "'trivialaugment'"],
+        ),
+        ({"magnitude": 31}, ["student.augment.magnitude = 31", "less than or equal to 30"]),
+        ({"flip": 0.5}, ["student.augment.flip", "unknown key", "hflip"]),
+    ],
+)
 def test_bad_augmentation_values_are_one_line_errors(augment, needles):
     with pytest.raises(EdgeKDError) as caught:
-        parse_recipe({"name": "x", "student": {"arch": "test_efficientnet", "epochs": 1,
-                                               "augment": augment}})
+        parse_recipe({"name": "x", "student": {"arch": "test_efficientnet", "epochs": 1, "augment": augment}})
     message = str(caught.value)
     assert len(message.splitlines()) == 1, message
     for needle in needles:

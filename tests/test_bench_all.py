@@ -57,8 +57,16 @@ def trt_form_bundle(bundle):
     """The bundle with ``model.int8.trt.onnx``: symmetric int8 Q/DQ, float biases, as exported."""
     preprocess = json.loads((bundle / "preprocess.json").read_text())
     images = read_eval_set(bundle, preprocess).images[:32]
-    quantize_int8(bundle / "model.onnx", bundle / "model.int8.trt.onnx", images, preprocess["mean"],
-                  preprocess["std"], activations="int8", symmetric=True, quantize_bias=False)
+    quantize_int8(
+        bundle / "model.onnx",
+        bundle / "model.int8.trt.onnx",
+        images,
+        preprocess["mean"],
+        preprocess["std"],
+        activations="int8",
+        symmetric=True,
+        quantize_bias=False,
+    )
     manifest = json.loads((bundle / "manifest.json").read_text())
     write_manifest(bundle, name=manifest["name"], version=manifest["version"])
     return bundle
@@ -67,8 +75,9 @@ def trt_form_bundle(bundle):
 @pytest.mark.skipif(not CPU_ONLY, reason="onnxruntime has TensorRT or CUDA here: the form is timed")
 def test_bench_all_defaults_batch_1_and_8_with_spread_and_the_trt_form_skipped(trt_form_bundle, tmp_path):
     out = tmp_path / "all.json"
-    result = CliRunner().invoke(main, ["bench", str(trt_form_bundle), "--all", "--threads", "1",
-                                       "--json", str(out)])
+    result = CliRunner().invoke(
+        main, ["bench", str(trt_form_bundle), "--all", "--threads", "1", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     saved = json.loads(out.read_text())
     assert [r["artifact"]["file"] for r in saved["results"]] == ["model.onnx", "model.fp16.onnx"]
@@ -102,8 +111,9 @@ def test_bench_all_defaults_batch_1_and_8_with_spread_and_the_trt_form_skipped(t
     assert f"skipped model.int8.trt.onnx: {TRT_FORM_SKIPPED}" in lines
     assert "\n" not in TRT_FORM_SKIPPED and "--include-trt-form" in TRT_FORM_SKIPPED
 
-    merged = CliRunner().invoke(main, ["bench", str(trt_form_bundle), "--from-json", str(out),
-                                       "--update-card"])
+    merged = CliRunner().invoke(
+        main, ["bench", str(trt_form_bundle), "--from-json", str(out), "--update-card"]
+    )
     assert merged.exit_code == 0, merged.output
     entry = load_card(trt_form_bundle)["bench"][saved["device"]["id"]]["onnxruntime"]["model.onnx"]
     assert entry["results"][1]["repeat_p50_ms"] == saved["results"][0]["results"][1]["repeat_p50_ms"]
@@ -112,18 +122,36 @@ def test_bench_all_defaults_batch_1_and_8_with_spread_and_the_trt_form_skipped(t
 
 
 def test_the_trt_form_is_timed_and_labelled_when_asked(trt_form_bundle):
-    result = run_bench_all(trt_form_bundle, batch_sizes="1", iterations=4, warmup=0, repeats=2,
-                           include_trt_form=True)
+    result = run_bench_all(
+        trt_form_bundle, batch_sizes="1", iterations=4, warmup=0, repeats=2, include_trt_form=True
+    )
     assert [r["artifact"]["file"] for r in result["results"]] == [
-        "model.onnx", "model.fp16.onnx", "model.int8.trt.onnx"] and result["skipped"] == []
+        "model.onnx",
+        "model.fp16.onnx",
+        "model.int8.trt.onnx",
+    ] and result["skipped"] == []
     trt = all_rows(result)[-1]
     assert trt["artifact"] == "model.int8.trt.onnx" and trt["batch"] == 1 and trt["p50_ms"] > 0
     provider = onnxruntime.get_available_providers()[0].replace("ExecutionProvider", "")
-    assert trt["format"].startswith("ONNX int8 TensorRT form (") and provider in trt["format"] or \
-        trt["format"] == "ONNX int8 TensorRT form (CPU)"
+    assert (
+        trt["format"].startswith("ONNX int8 TensorRT form (")
+        and provider in trt["format"]
+        or trt["format"] == "ONNX int8 TensorRT form (CPU)"
+    )
     assert all_rows(result)[0]["format"] == "ONNX fp32 (CPU)" or not CPU_ONLY
-    alone = CliRunner().invoke(main, ["bench", str(trt_form_bundle / "model.int8.trt.onnx"),
-                                      "--batch-sizes", "1", "--iterations", "2", "--warmup", "0"])
+    alone = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(trt_form_bundle / "model.int8.trt.onnx"),
+            "--batch-sizes",
+            "1",
+            "--iterations",
+            "2",
+            "--warmup",
+            "0",
+        ],
+    )
     assert alone.exit_code == 0, alone.output
     if CPU_ONLY:  # one file named on its own is timed, with a word on what it is
         assert "model.int8.trt.onnx is the TensorRT form" in alone.stderr
@@ -131,9 +159,25 @@ def test_the_trt_form_is_timed_and_labelled_when_asked(trt_form_bundle):
 
 def test_bench_all_eval_lists_every_artifact_with_its_numbers(bundle, tmp_path):
     out = tmp_path / "all.json"
-    result = CliRunner().invoke(main, ["bench", str(bundle), "--all", "--eval", "--batch-sizes", "1,4",
-                                       "--iterations", "5", "--warmup", "1", "--threads", "1",
-                                       "--json", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(bundle),
+            "--all",
+            "--eval",
+            "--batch-sizes",
+            "1,4",
+            "--iterations",
+            "5",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     header = lines[0].split()
@@ -141,8 +185,12 @@ def test_bench_all_eval_lists_every_artifact_with_its_numbers(bundle, tmp_path):
     for label in ("p50", "p99", "images/s", "top-1", "agree"):
         assert label in header
     rows = [line.split() for line in lines[2:6]]  # artifact, format (3 words), backend, size, batch
-    assert [(r[0], r[6]) for r in rows] == [("model.onnx", "1"), ("model.onnx", "4"),
-                                            ("model.fp16.onnx", "1"), ("model.fp16.onnx", "4")]
+    assert [(r[0], r[6]) for r in rows] == [
+        ("model.onnx", "1"),
+        ("model.onnx", "4"),
+        ("model.fp16.onnx", "1"),
+        ("model.fp16.onnx", "4"),
+    ]
     saved = json.loads(out.read_text())
     assert saved["schema"] == "edgekd.bench-all/v1" and saved["skipped"] == []
     assert [r["artifact"]["file"] for r in saved["results"]] == ["model.onnx", "model.fp16.onnx"]
@@ -155,8 +203,10 @@ def test_bench_all_eval_lists_every_artifact_with_its_numbers(bundle, tmp_path):
     assert onnx["eval"]["agreement"]["prediction_agreement"] == 1.0
     assert onnx["eval"]["top1"] == card["models"]["onnx"]["metrics"]["top1"]  # as at build
     assert fp16["eval"]["agreement"]["prediction_agreement"] > 0.9
-    assert saved["reference"]["vs_student_at_build"] == card["models"]["onnx"]["vs_student"][
-        "prediction_agreement"]
+    assert (
+        saved["reference"]["vs_student_at_build"]
+        == card["models"]["onnx"]["vs_student"]["prediction_agreement"]
+    )
 
     table = all_rows(saved)
     assert len(table) == 4 and set(all_headers(table)) >= {m.key for m in METRICS.values()}
@@ -178,8 +228,9 @@ def test_bench_all_eval_lists_every_artifact_with_its_numbers(bundle, tmp_path):
 
 
 def test_bench_all_update_card_merges_every_artifact(bundle):
-    result = CliRunner().invoke(main, ["bench", str(bundle), "--all", "--iterations", "3", "--warmup",
-                                       "0", "--update-card"])
+    result = CliRunner().invoke(
+        main, ["bench", str(bundle), "--all", "--iterations", "3", "--warmup", "0", "--update-card"]
+    )
     assert result.exit_code == 0, result.output
     card = load_card(bundle)
     (by_backend,) = card["bench"].values()
@@ -193,18 +244,24 @@ def test_an_engine_that_cannot_run_here_is_listed_as_skipped(bundle):
     (bundle / "model.fp16.engine").write_bytes(b"stand-in")
     artifacts = bundle_artifacts(resolve_target(bundle))
     assert [(a["file"], a["backend"]) for a in artifacts] == [
-        ("model.onnx", "onnxruntime"), ("model.fp16.onnx", "onnxruntime"), ("model.fp16.engine", "tensorrt")]
+        ("model.onnx", "onnxruntime"),
+        ("model.fp16.onnx", "onnxruntime"),
+        ("model.fp16.engine", "tensorrt"),
+    ]
     assert artifacts[2]["skipped"].startswith("a TensorRT engine, but TensorRT's Python bindings")
     result = run_bench_all(bundle, iterations=2, warmup=0)
     assert [r["artifact"]["file"] for r in result["results"]] == ["model.onnx", "model.fp16.onnx"]
     assert result["skipped"][0]["file"] == "model.fp16.engine"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--backend", "onnxruntime"], "--all with --backend onnxruntime"),
-    (["--tegrastats"], "--all with --tegrastats"),
-    (["--repeats", "0"], "--repeats: 0; must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backend", "onnxruntime"], "--all with --backend onnxruntime"),
+        (["--tegrastats"], "--all with --tegrastats"),
+        (["--repeats", "0"], "--repeats: 0; must be a positive integer"),
+    ],
+)
 def test_bench_all_mistakes_are_one_line(bundle, args, message):
     result = CliRunner().invoke(main, ["bench", str(bundle), "--all", *args])
     assert result.exit_code == 2 and message in result.stderr

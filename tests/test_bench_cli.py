@@ -38,14 +38,18 @@ SIZE = 8
 def tiny_onnx(path, *, batch="batch"):
     """images (N, 3, 8, 8) -> GlobalAveragePool -> Flatten -> Gemm(identity) -> logits (N, 3)."""
     graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
-         helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-         helper.make_node("Gemm", ["flat", "W", "b"], ["logits"])],
+        [
+            helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("Gemm", ["flat", "W", "b"], ["logits"]),
+        ],
         "tiny",
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, SIZE, SIZE])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, 3])],
-        [helper.make_tensor("W", TensorProto.FLOAT, [3, 3], np.eye(3, dtype=np.float32).ravel()),
-         helper.make_tensor("b", TensorProto.FLOAT, [3], [0.0, 0.0, 0.0])],
+        [
+            helper.make_tensor("W", TensorProto.FLOAT, [3, 3], np.eye(3, dtype=np.float32).ravel()),
+            helper.make_tensor("b", TensorProto.FLOAT, [3], [0.0, 0.0, 0.0]),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -70,15 +74,28 @@ def minimal_card(metrics):
     entry = {"kind": "torch", "arch": "tiny", "size_bytes": 1000, "metrics": metrics}
     change = {"top1_change": 0.0, "mean_abs_disparity_change": 0.0}
     return {
-        "schema": "edgekd.card/v1", "name": "tiny", "version": "0.1.0",
+        "schema": "edgekd.card/v1",
+        "name": "tiny",
+        "version": "0.1.0",
         "task": {"type": "image-classification", "classes": CLASSES},
-        "data": {"source": "solid", "summary": "solid colours", "protected_attribute": "g",
-                 "groups": GROUPS, "splits": {"train": 0, "val": 0, "test": 12}, "synthetic": True},
+        "data": {
+            "source": "solid",
+            "summary": "solid colours",
+            "protected_attribute": "g",
+            "groups": GROUPS,
+            "splits": {"train": 0, "val": 0, "test": 12},
+            "synthetic": True,
+        },
         "distillation": {"method": "kd"},
-        "models": {"teacher": entry, "baseline": entry, "student": entry,
-                   "onnx": {**entry, "kind": "onnx", "file": "model.onnx"}},
+        "models": {
+            "teacher": entry,
+            "baseline": entry,
+            "student": entry,
+            "onnx": {**entry, "kind": "onnx", "file": "model.onnx"},
+        },
         "comparisons": {"teacher_to_student": change, "baseline_to_student": change},
-        "bench": {}, "gates": [],
+        "bench": {},
+        "gates": [],
         "provenance": {"recipe_sha256": "0" * 64, "seed": 0, "versions": {"python": "3"}},
     }
 
@@ -90,10 +107,20 @@ def bundle(tmp_path):
     tiny_onnx(b / "model.onnx")
     images, labels, groups, lit = eval_images()
     write_eval_set(b, images, labels, groups)
-    (b / "preprocess.json").write_text(json.dumps({
-        "input_size": [3, SIZE, SIZE], "layout": "NCHW", "pixel_scale": 1 / 255,
-        "mean": [0.5] * 3, "std": [0.25] * 3, "class_names": CLASSES,
-        "protected_attribute": "g", "protected_groups": GROUPS}))
+    (b / "preprocess.json").write_text(
+        json.dumps(
+            {
+                "input_size": [3, SIZE, SIZE],
+                "layout": "NCHW",
+                "pixel_scale": 1 / 255,
+                "mean": [0.5] * 3,
+                "std": [0.25] * 3,
+                "class_names": CLASSES,
+                "protected_attribute": "g",
+                "protected_groups": GROUPS,
+            }
+        )
+    )
     metrics = evaluate_predictions(labels, lit, groups, class_names=CLASSES, group_names=GROUPS)
     card = minimal_card(metrics)
     (b / "card.json").write_text(json.dumps(card))
@@ -125,8 +152,21 @@ def test_eval_set_round_trip_and_checks(tmp_path):
 
 def test_bench_a_bundle_on_cpu_writes_json_and_updates_the_card(bundle, tmp_path):
     out = tmp_path / "result.json"
-    res = invoke(bundle, "--batch-sizes", "1,4", "--iterations", "30", "--warmup", "2",
-                 "--threads", "1", "--eval", "--json", out, "--update-card")
+    res = invoke(
+        bundle,
+        "--batch-sizes",
+        "1,4",
+        "--iterations",
+        "30",
+        "--warmup",
+        "2",
+        "--threads",
+        "1",
+        "--eval",
+        "--json",
+        out,
+        "--update-card",
+    )
     assert res.exit_code == 0, res.output
     assert "images/s" in res.stdout and "eval on device (12 images): top-1 0.7500" in res.stdout
     result = json.loads(out.read_text())
@@ -161,8 +201,7 @@ def test_bench_a_bundle_on_cpu_writes_json_and_updates_the_card(bundle, tmp_path
 
 
 def test_duration_mode_and_a_model_file_inside_the_bundle(bundle):
-    result = run_bench(bundle / "model.onnx", batch_sizes=[2], duration=0.05, warmup=0,
-                       providers="cpu")
+    result = run_bench(bundle / "model.onnx", batch_sizes=[2], duration=0.05, warmup=0, providers="cpu")
     assert result["bundle"] == {"name": "tiny", "version": "0.1.0"}
     r = result["results"][0]
     assert r["iterations"] >= 1 and r["wall_s"] >= 0.05
@@ -209,8 +248,15 @@ def test_a_result_from_a_device_merges_into_the_bundle_it_measured(bundle, tmp_p
 def test_update_refuses_a_bundle_that_no_longer_verifies(bundle):
     (bundle / "preprocess.json").write_text("{}")
     with pytest.raises(EdgeKDError, match="does not match its manifest before the update"):
-        update_card(bundle, {"device": {"id": "x"}, "backend": "onnxruntime",
-                             "artifact": {"file": "model.onnx"}, "results": []})
+        update_card(
+            bundle,
+            {
+                "device": {"id": "x"},
+                "backend": "onnxruntime",
+                "artifact": {"file": "model.onnx"},
+                "results": [],
+            },
+        )
 
 
 def test_fixed_batch_model_runs_only_its_batch(tmp_path):
@@ -243,25 +289,28 @@ def test_a_card_with_a_result_from_before_repeats_still_updates_and_renders(bund
     assert manifest_problems(bundle) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (["{b}", "--backend", "openvino"], "--backend: unknown backend 'openvino'; choose from: auto, "),
-    (["{b}", "--batch-sizes", "1,x"], "--batch-sizes: '1,x' is not a comma-separated list"),
-    (["{b}", "--batch-sizes", "0"], "--batch-sizes: '0' is not a comma-separated list"),
-    (["{t}/missing.onnx"], "missing.onnx: no such file or directory"),
-    (["{t}"], "a directory but not an edgekd bundle"),
-    (["{t}/notes.txt"], "unsupported model file '.txt'"),
-    (["{t}/junk.onnx"], "junk.onnx: onnxruntime cannot load it as an ONNX model"),
-    (["{t}/model.fp16.engine"], "a TensorRT engine, but TensorRT's Python bindings cannot be imported"),
-    (["{b}", "--backend", "tensorrt"], "--backend tensorrt runs a TensorRT .engine, and there is none"),
-    (["{b}", "--backend", "torch"], "--backend torch runs a TorchScript .pt"),
-    (["{b}", "--providers", "cuda"], "--providers: 'cuda' is not available in this onnxruntime"),
-    (["{b}", "--iterations", "5", "--duration", "1"], "give one of them, not both"),
-    (["{b}", "--iterations", "0"], "--iterations: 0; must be a positive integer"),
-    (["{b}", "--repeats", "0"], "--repeats: 0; must be a positive integer"),
-    (["{t}/model.onnx", "--eval"], "model.onnx is not in a bundle; --eval reads the bundle's"),
-    (["{b}", "--update-card", "--json", "{b}/r.json"], "r.json is inside the bundle and would break"),
-    (["{t}/model.onnx", "--update-card"], "--update-card: {t}/model.onnx is not in a bundle"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{b}", "--backend", "openvino"], "--backend: unknown backend 'openvino'; choose from: auto, "),
+        (["{b}", "--batch-sizes", "1,x"], "--batch-sizes: '1,x' is not a comma-separated list"),
+        (["{b}", "--batch-sizes", "0"], "--batch-sizes: '0' is not a comma-separated list"),
+        (["{t}/missing.onnx"], "missing.onnx: no such file or directory"),
+        (["{t}"], "a directory but not an edgekd bundle"),
+        (["{t}/notes.txt"], "unsupported model file '.txt'"),
+        (["{t}/junk.onnx"], "junk.onnx: onnxruntime cannot load it as an ONNX model"),
+        (["{t}/model.fp16.engine"], "a TensorRT engine, but TensorRT's Python bindings cannot be imported"),
+        (["{b}", "--backend", "tensorrt"], "--backend tensorrt runs a TensorRT .engine, and there is none"),
+        (["{b}", "--backend", "torch"], "--backend torch runs a TorchScript .pt"),
+        (["{b}", "--providers", "cuda"], "--providers: 'cuda' is not available in this onnxruntime"),
+        (["{b}", "--iterations", "5", "--duration", "1"], "give one of them, not both"),
+        (["{b}", "--iterations", "0"], "--iterations: 0; must be a positive integer"),
+        (["{b}", "--repeats", "0"], "--repeats: 0; must be a positive integer"),
+        (["{t}/model.onnx", "--eval"], "model.onnx is not in a bundle; --eval reads the bundle's"),
+        (["{b}", "--update-card", "--json", "{b}/r.json"], "r.json is inside the bundle and would break"),
+        (["{t}/model.onnx", "--update-card"], "--update-card: {t}/model.onnx is not in a bundle"),
+    ],
+)
 def test_bad_inputs_get_one_line_and_exit_2(bundle, tmp_path, args, message):
     if "bindings" in message and importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here, so an engine is not an error")
@@ -283,8 +332,9 @@ def test_eval_needs_the_eval_set_in_the_bundle(bundle):
     write_manifest(bundle, name="tiny", version="0.1.0")
     res = invoke(bundle, "--eval", "--iterations", "2")
     assert res.exit_code == 2
-    assert res.stderr.strip() == (f"error: --eval: {bundle} has no eval_set.npz; build with "
-                                  f"bundle.include_eval_set: true")
+    assert res.stderr.strip() == (
+        f"error: --eval: {bundle} has no eval_set.npz; build with bundle.include_eval_set: true"
+    )
 
 
 def test_tegrastats_absent_is_one_line(bundle):
@@ -292,8 +342,10 @@ def test_tegrastats_absent_is_one_line(bundle):
         pytest.skip("tegrastats is present: this is a Jetson")
     res = invoke(bundle, "--tegrastats", "--iterations", "2")
     assert res.exit_code == 2
-    assert res.stderr.strip() == ("error: --tegrastats: tegrastats not found on PATH; it comes with "
-                                  "Jetson Linux (L4T), so power can only be sampled on a Jetson")
+    assert res.stderr.strip() == (
+        "error: --tegrastats: tegrastats not found on PATH; it comes with "
+        "Jetson Linux (L4T), so power can only be sampled on a Jetson"
+    )
 
 
 def fake_tool(directory, name, body):
@@ -308,8 +360,9 @@ def test_tegrastats_sampler_with_a_stand_in_tegrastats(bundle, tmp_path, monkeyp
     """The subprocess, reader thread and power summary, fed the Nano line every 20 ms."""
     tools = tmp_path / "tools"
     tools.mkdir()
-    fake_tool(tools, "tegrastats", f'echo "$@" > {tools}/args\n'
-                                   f'while true; do echo "{NANO}"; sleep 0.02; done\n')
+    fake_tool(
+        tools, "tegrastats", f'echo "$@" > {tools}/args\nwhile true; do echo "{NANO}"; sleep 0.02; done\n'
+    )
     monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     result = run_bench(bundle, duration=0.3, warmup=0, tegrastats=True, tegrastats_interval_ms=20)
     r = result["results"][0]
@@ -331,8 +384,13 @@ def test_trtexec_backend_with_a_stand_in_trtexec(bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
     result = run_bench(bundle, backend="trtexec", batch_sizes="1,4", iterations=50)
     calls = (tools / "args").read_text().splitlines()
-    assert calls[1].split() == [f"--onnx={bundle / 'model.onnx'}", "--shapes=images:4x3x8x8",
-                                "--warmUp=200", "--iterations=50", "--duration=0"]
+    assert calls[1].split() == [
+        f"--onnx={bundle / 'model.onnx'}",
+        "--shapes=images:4x3x8x8",
+        "--warmUp=200",
+        "--iterations=50",
+        "--duration=0",
+    ]
     assert result["runtime"] == {"name": "trtexec", "version": "10.3.0", "warmup_ms": 200}
     four = result["results"][1]
     assert four["throughput_ips"] == pytest.approx(318.007 * 4)
@@ -370,8 +428,17 @@ def test_tensorrt_backend_where_tensorrt_imports(bundle):
     except EdgeKDError:
         pytest.skip("no trtexec to build the test engine with")
     engine = bundle / "model.fp32.engine"
-    subprocess.run([trtexec, f"--onnx={bundle / 'model.onnx'}", f"--saveEngine={engine}",
-                    "--shapes=images:4x3x8x8", "--skipInference"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            trtexec,
+            f"--onnx={bundle / 'model.onnx'}",
+            f"--saveEngine={engine}",
+            "--shapes=images:4x3x8x8",
+            "--skipInference",
+        ],
+        check=True,
+        capture_output=True,
+    )
     result = run_bench(engine, backend="tensorrt", batch_sizes="4", iterations=20, evaluate=True)
     assert result["backend"] == "tensorrt" and result["results"][0]["throughput_ips"] > 0
     assert result["eval"]["top1"] == 0.75
@@ -384,12 +451,12 @@ def test_torch_backend_runs_a_torch_export_file_when_asked(bundle):
         def forward(self, x):
             return x.mean(dim=(2, 3))
 
-    program = torch.export.export(ChannelMeans(), (torch.zeros(2, 3, SIZE, SIZE),),
-                                  dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}})
+    program = torch.export.export(
+        ChannelMeans(), (torch.zeros(2, 3, SIZE, SIZE),), dynamic_shapes={"x": {0: torch.export.Dim.DYNAMIC}}
+    )
     torch.export.save(program, str(bundle / "model.pt2"))
     write_manifest(bundle, name="tiny", version="0.1.0")
-    result = run_bench(bundle, backend="torch", batch_sizes="1,3", iterations=5, threads=1,
-                       evaluate=True)
+    result = run_bench(bundle, backend="torch", batch_sizes="1,3", iterations=5, threads=1, evaluate=True)
     assert result["backend"] == "torch" and result["artifact"]["file"] == "model.pt2"
     assert result["runtime"]["threads"] == 1
     assert [r["batch"] for r in result["results"]] == [1, 3]
@@ -423,10 +490,12 @@ def test_bench_card_and_verify_run_without_torch(bundle, tmp_path):
 
 
 def test_device_side_modules_import_no_torch():
-    code = ("import sys, edgekd.bench, edgekd.bench.runner, edgekd.bench.backends, "
-            "edgekd.bench.trtexec, edgekd.bench.tegrastats, edgekd.bench.device, "
-            "edgekd.bench.evaluate, edgekd.bench.engine, edgekd.bench.all_artifacts, "
-            "edgekd.export.tensorrt, edgekd.bundle.eval_set, edgekd.card.bench, edgekd.cli; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, edgekd.bench, edgekd.bench.runner, edgekd.bench.backends, "
+        "edgekd.bench.trtexec, edgekd.bench.tegrastats, edgekd.bench.device, "
+        "edgekd.bench.evaluate, edgekd.bench.engine, edgekd.bench.all_artifacts, "
+        "edgekd.export.tensorrt, edgekd.bundle.eval_set, edgekd.card.bench, edgekd.cli; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -35,8 +35,11 @@ def test_nano_unitless_input_rail_off_cores_and_single_gpu_frequency():
     assert (s.swap_used_mb, s.swap_total_mb, s.swap_cached_mb) == (0, 1982, 0)
     assert s.cpu == [CpuCore(22, 518), CpuCore(67, 518), None, None]
     assert (s.gpu_load_pct, s.gpu_freq_mhz) == (0, [76])
-    assert s.rails == {"POM_5V_IN": Rail(2003, 2003), "POM_5V_GPU": Rail(0, 0),
-                       "POM_5V_CPU": Rail(320, 320)}  # RAM, SWAP and IRAM are not rails
+    assert s.rails == {
+        "POM_5V_IN": Rail(2003, 2003),
+        "POM_5V_GPU": Rail(0, 0),
+        "POM_5V_CPU": Rail(320, 320),
+    }  # RAM, SWAP and IRAM are not rails
     assert total_power_mw(s) == (2003, "POM_5V_IN")
     assert s.time is None
 
@@ -79,8 +82,10 @@ def test_agx_orin_has_no_input_rail_so_every_rail_is_summed_and_named():
 def test_agx_orin_unconnected_nc_channels_are_left_out():
     s = parse_line(AGX_ORIN_NC)
     assert "NC" not in s.rails
-    assert total_power_mw(s) == (2340 + 390 + 4025 + 301, "sum of VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+"
-                                                          "VDDQ_VDD2_1V8AO")
+    assert total_power_mw(s) == (
+        2340 + 390 + 4025 + 301,
+        "sum of VDD_GPU_SOC+VDD_CPU_CV+VIN_SYS_5V0+VDDQ_VDD2_1V8AO",
+    )
     assert s.gpu_freq_mhz == [0, 0]
 
 
@@ -121,8 +126,14 @@ def test_trtexec_8_summary_with_only_the_99th_percentile():
     assert out["tensorrt_version"] == "8.4.0"
     assert out["throughput_qps"] == 41087.7
     assert out["throughput_ips"] == pytest.approx(41087.7 * 16)
-    assert out["latency_ms"] == {"mean": 0.402238, "std": None, "min": 0.387207, "max": 0.447357,
-                                 "p50": 0.401947, "p99": 0.420288}
+    assert out["latency_ms"] == {
+        "mean": 0.402238,
+        "std": None,
+        "min": 0.387207,
+        "max": 0.447357,
+        "p50": 0.401947,
+        "p99": 0.420288,
+    }
     assert out["gpu_compute_ms"]["p50"] == 0.388443  # not confused with the Latency line
     assert out["h2d_ms"]["max"] == 0.0571899
     assert out["enqueue_ms"]["p99"] == 0.126099
@@ -143,9 +154,11 @@ def test_trtexec_10_summary_with_90_95_99_percentiles():
 
 
 def test_trtexec_failure_is_one_line():
-    failed = ("[E] Error[4]: [network.cpp::validate::2925] Error Code 4: Internal Error (images: "
-              "dynamic input is missing dimensions in profile 0.)\n&&&& FAILED TensorRT.trtexec "
-              "[TensorRT v8601] # trtexec --onnx=model.onnx\n")
+    failed = (
+        "[E] Error[4]: [network.cpp::validate::2925] Error Code 4: Internal Error (images: "
+        "dynamic input is missing dimensions in profile 0.)\n&&&& FAILED TensorRT.trtexec "
+        "[TensorRT v8601] # trtexec --onnx=model.onnx\n"
+    )
     with pytest.raises(EdgeKDError, match=r"^trtexec: no performance summary .*Error Code 4") as err:
         parse_trtexec_output(failed)
     assert "\n" not in str(err.value)
@@ -156,12 +169,20 @@ def test_trtexec_version_tags_and_command_line():
     assert decode_version(8400) == "8.4.0"
     assert decode_version(100001) == "10.0.1"
     assert decode_version(100300) == "10.3.0"
-    cmd = trtexec_command("b/model.onnx", batch=8, input_name="images", chw=(3, 64, 64),
-                          iterations=50, executable="trtexec")
-    assert cmd == ["trtexec", "--onnx=b/model.onnx", "--shapes=images:8x3x64x64", "--warmUp=200",
-                   "--iterations=50", "--duration=0"]
-    cmd = trtexec_command("b/model.fp16.engine", batch=1, input_name=None, chw=(3, 64, 64),
-                          duration_s=2.5, executable="trtexec")
+    cmd = trtexec_command(
+        "b/model.onnx", batch=8, input_name="images", chw=(3, 64, 64), iterations=50, executable="trtexec"
+    )
+    assert cmd == [
+        "trtexec",
+        "--onnx=b/model.onnx",
+        "--shapes=images:8x3x64x64",
+        "--warmUp=200",
+        "--iterations=50",
+        "--duration=0",
+    ]
+    cmd = trtexec_command(
+        "b/model.fp16.engine", batch=1, input_name=None, chw=(3, 64, 64), duration_s=2.5, executable="trtexec"
+    )
     assert cmd == ["trtexec", "--loadEngine=b/model.fp16.engine", "--warmUp=200", "--duration=2.5"]
 
 
@@ -183,14 +204,25 @@ def test_timed_calls_split_into_repeats():
     assert split_calls(200, 5) == [40] * 5
     assert split_calls(10, 3) == [4, 3, 3] and split_calls(2, 5) == [1, 1] and split_calls(7, 1) == [7]
     calls = []
-    r = time_batch(lambda x: calls.append(x.shape[0]), np.zeros((2, 1, 1, 1), np.float32), warmup=3,
-                   iterations=10, repeats=3)
+    r = time_batch(
+        lambda x: calls.append(x.shape[0]),
+        np.zeros((2, 1, 1, 1), np.float32),
+        warmup=3,
+        iterations=10,
+        repeats=3,
+    )
     assert len(calls) == 1 + 3 + 10 and r["iterations"] == 10 and r["repeats"] == 3
     chunks = (r["samples_ms"][:4], r["samples_ms"][4:7], r["samples_ms"][7:])
     assert r["repeat_p50_ms"] == [float(np.median(c)) for c in chunks]
     assert r["latency_ms"]["p50"] == pytest.approx(float(np.median(r["samples_ms"])))
-    timed = time_batch(lambda x: None, np.zeros((1, 1, 1, 1), np.float32), warmup=0, iterations=None,
-                       duration=0.002, repeats=4)  # each loop gets a share, and at least one call
+    timed = time_batch(
+        lambda x: None,
+        np.zeros((1, 1, 1, 1), np.float32),
+        warmup=0,
+        iterations=None,
+        duration=0.002,
+        repeats=4,
+    )  # each loop gets a share, and at least one call
     assert timed["repeats"] == 4 and timed["iterations"] >= 4
 
 
@@ -200,8 +232,10 @@ def test_latency_spread_cells():
     timing = {"latency_ms": {"p10": 1.0, "p50": 1.2, "p90": 2.0}, "repeat_p50_ms": [1.25, 1.18, 1.3]}
     assert latency_cells(timing) == {"p10_p90_ms": "1.00-2.00", "repeat_p50_ms": "1.18-1.30"}
     # a result from before repeats: no spread of the medians, p10 absent
-    assert latency_cells({"latency_ms": {"p50": 1.2, "p90": 2.0}}) == {"p10_p90_ms": None,
-                                                                       "repeat_p50_ms": None}
+    assert latency_cells({"latency_ms": {"p50": 1.2, "p90": 2.0}}) == {
+        "p10_p90_ms": None,
+        "repeat_p50_ms": None,
+    }
 
 
 def test_batch_size_lists():
@@ -218,7 +252,8 @@ def test_jetson_facts_from_a_fake_root(tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/nv_tegra_release").write_text(
         "# R36 (release), REVISION: 4.4, GCID: 41062509, BOARD: generic, EABI: aarch64, "
-        "DATE: Mon Jun 16 16:07:13 UTC 2025\n")
+        "DATE: Mon Jun 16 16:07:13 UTC 2025\n"
+    )
     for cpu in ("cpu0", "cpu1"):
         freq = tmp_path / "sys/devices/system/cpu" / cpu / "cpufreq"
         freq.mkdir(parents=True)
@@ -234,14 +269,19 @@ def test_jetson_facts_from_a_fake_root(tmp_path):
     assert (info["cpu_locked"], info["gpu_locked"], info["clocks_locked"]) == (True, False, False)
     (gpu / "min_freq").write_text("624750000\n")  # what jetson_clocks does
     assert jetson_info(tmp_path)["clocks_locked"] is True
-    assert device_id({"jetson": info, "cpu": {"model": "ARMv8", "usable_cores": 6}}) == \
-        "nvidia-jetson-orin-nano-developer-kit"
+    assert (
+        device_id({"jetson": info, "cpu": {"model": "ARMv8", "usable_cores": 6}})
+        == "nvidia-jetson-orin-nano-developer-kit"
+    )
 
 
 def test_not_a_jetson_and_device_ids(tmp_path):
     assert jetson_info(tmp_path) is None
     assert l4t_release("# R32 (release), REVISION: 7.1, GCID: 29818004") == "32.7.1"
     assert slug("Intel(R) Xeon(R) CPU @ 2.20GHz") == "intel-r-xeon-r-cpu-2-20ghz"
-    info = {"jetson": None, "cpu": {"model": "AMD EPYC", "usable_cores": 2},
-            "gpus": [{"name": "NVIDIA A100-SXM4-40GB"}]}
+    info = {
+        "jetson": None,
+        "cpu": {"model": "AMD EPYC", "usable_cores": 2},
+        "gpus": [{"name": "NVIDIA A100-SXM4-40GB"}],
+    }
     assert device_id(info) == "amd-epyc-2cpu+nvidia-a100-sxm4-40gb"

@@ -18,11 +18,26 @@ ROOT = Path(__file__).parents[1]
 def test_seeds_benchmark_on_the_tiny_recipe(tmp_path):
     plot = tmp_path / "seeds.png"
     run = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_quickstart_seeds.py"), "--recipe",
-         str(ROOT / "tests" / "tiny.yaml"), "--seeds", "0,1", "--set", "debias.method=adversarial",
-         "--out", str(tmp_path / "runs"), "--plot", str(plot)],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-        env={**os.environ, "EDGEKD_BENCH_RESULTS": str(tmp_path / "results")})  # not the repo's
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_quickstart_seeds.py"),
+            "--recipe",
+            str(ROOT / "tests" / "tiny.yaml"),
+            "--seeds",
+            "0,1",
+            "--set",
+            "debias.method=adversarial",
+            "--out",
+            str(tmp_path / "runs"),
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        env={**os.environ, "EDGEKD_BENCH_RESULTS": str(tmp_path / "results")},
+    )  # not the repo's
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stdout.splitlines()
     assert any(line.startswith("| 0 |") for line in lines) and any(line.startswith("| 1 |") for line in lines)

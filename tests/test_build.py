@@ -14,9 +14,18 @@ from edgekd.bundle import manifest_problems
 from edgekd.cli import main
 from edgekd.export.runtime import OnnxClassifier
 
-BUNDLE_FILES = {"card.html", "card.json", "card.md", "eval_set.npz", "plots", "manifest.json", "model.onnx",
-                "predictions.npz", "preprocess.json",
-                "recipe.yaml"}
+BUNDLE_FILES = {
+    "card.html",
+    "card.json",
+    "card.md",
+    "eval_set.npz",
+    "plots",
+    "manifest.json",
+    "model.onnx",
+    "predictions.npz",
+    "preprocess.json",
+    "recipe.yaml",
+}
 
 
 def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
@@ -24,8 +33,12 @@ def test_bundle_holds_every_file_and_the_manifest_checks_out(tiny_build):
     assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES
     assert manifest_problems(bundle) == []
     manifest = json.loads((bundle / "manifest.json").read_text())
-    files = BUNDLE_FILES - {"plots"} | {"plots/disparity_by_class.png", "plots/recall_by_group.png",
-                                        "plots/training_curves.png", "plots/compression_by_group.png"}
+    files = BUNDLE_FILES - {"plots"} | {
+        "plots/disparity_by_class.png",
+        "plots/recall_by_group.png",
+        "plots/training_curves.png",
+        "plots/compression_by_group.png",
+    }
     assert set(manifest["files"]) == files - {"manifest.json"}
     assert {"torch", "timm", "onnxruntime", "fairlearn"} <= set(manifest["versions"])
     tar = tiny_build.run_dir / "tiny-0.1.0.tar.gz"
@@ -50,8 +63,14 @@ def test_card_has_every_model_and_metric(tiny_build):
     assert list(card["models"]) == ["teacher", "baseline", "student", "onnx"]
     for name, entry in card["models"].items():
         m = entry["metrics"]
-        for key in ("top1", "macro_recall", "macro_precision", "macro_f1", "mean_abs_disparity",
-                    "max_abs_disparity"):
+        for key in (
+            "top1",
+            "macro_recall",
+            "macro_precision",
+            "macro_f1",
+            "mean_abs_disparity",
+            "max_abs_disparity",
+        ):
             assert isinstance(m[key], float) and 0.0 <= m[key] <= 1.0, (name, key)
         for key in ("dpd", "eod"):
             assert set(m[key]) == {"mean", "worst", "worst_class"}
@@ -97,12 +116,14 @@ def test_onnx_matches_torch_on_the_test_images(tiny_build):
     data = load_data(recipe.data, seed=recipe.seed)
     pre = json.loads((tiny_build.bundle_dir / "preprocess.json").read_text())
     onnx_logits = OnnxClassifier(tiny_build.bundle_dir / "model.onnx").predict_images(
-        data.test.images, pre["mean"], pre["std"])
+        data.test.images, pre["mean"], pre["std"]
+    )
     torch_logits = np.load(tiny_build.run_dir / "stages/student/test_predictions.npz")["logits"]
     assert np.abs(onnx_logits - torch_logits).max() < 1e-4
     for batch in (1, 7):  # the batch axis is dynamic
         assert OnnxClassifier(tiny_build.bundle_dir / "model.onnx").predict_images(
-            data.test.images[:batch], pre["mean"], pre["std"]).shape == (batch, 4)
+            data.test.images[:batch], pre["mean"], pre["std"]
+        ).shape == (batch, 4)
 
 
 def test_the_default_exporter_is_dynamo_and_matches_torch(tiny_build, tmp_path):
@@ -121,8 +142,9 @@ def test_the_default_exporter_is_dynamo_and_matches_torch(tiny_build, tmp_path):
     model = create_model(recipe.student, data.num_classes, key="student")
     weights = torch.load(tiny_build.run_dir / "stages/student/best.pt", weights_only=True)["model"]
     model.load_state_dict(weights)
-    path = export_onnx(model, tmp_path / "model.onnx", image_size=data.image_size, opset=cfg.opset,
-                       exporter=cfg.exporter)
+    path = export_onnx(
+        model, tmp_path / "model.onnx", image_size=data.image_size, opset=cfg.opset, exporter=cfg.exporter
+    )
     check = compare_with_torch(model, path, data.test.images, data.mean, data.std)
     assert check["argmax_agreement"] == 1.0 and check["max_abs_diff"] < 1e-4
     assert onnx.load(str(path)).opset_import[0].version == 18
@@ -144,9 +166,13 @@ def test_card_md_front_matter_is_yaml_with_model_index(tiny_build):
 
 def test_build_summary_rows(tiny_build):
     assert [r["model"] for r in tiny_build.rows] == ["teacher", "baseline", "student", "onnx"]
-    assert tiny_build.stage_status == {"teacher": "trained", "baseline": "trained",
-                                       "student": "trained", "export": "trained",
-                                       "tensorrt_check": "trained"}
+    assert tiny_build.stage_status == {
+        "teacher": "trained",
+        "baseline": "trained",
+        "student": "trained",
+        "export": "trained",
+        "tensorrt_check": "trained",
+    }
 
 
 def test_verify_names_a_flipped_byte_a_missing_and_an_extra_file(tiny_build, tmp_path):
@@ -183,9 +209,23 @@ def test_bench_eval_on_the_bundle_reproduces_the_card(tiny_build, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_build.bundle_dir, bundle)
     out = tmp_path / "bench.json"
-    result = CliRunner().invoke(main, ["bench", str(bundle), "--backend", "onnxruntime", "--eval",
-                                       "--iterations", "3", "--warmup", "1", "--json", str(out),
-                                       "--update-card"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            str(bundle),
+            "--backend",
+            "onnxruntime",
+            "--eval",
+            "--iterations",
+            "3",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+            "--update-card",
+        ],
+    )
     assert result.exit_code == 0, result.output
     measured = json.loads(out.read_text())
     expected = tiny_build.card["models"]["onnx"]["metrics"]

@@ -62,8 +62,9 @@ def test_share_of_classes_changed_is_exactly_k_of_n():
     for c in changed:  # the "after" model loses every image of these classes
         after[y == c] = (c + 1) % n_classes
         before[y == c] = c
-    result = classwise_mcnemar(y, before, after, groups, class_names=list("abcde"),
-                               group_names=["g0", "g1"], alpha=0.05)
+    result = classwise_mcnemar(
+        y, before, after, groups, class_names=list("abcde"), group_names=["g0", "g1"], alpha=0.05
+    )
     assert result["significant_classes"] == ["b", "d"]
     assert result["share_significant"] == pytest.approx(2 / 5)
     row = result["per_class"][1]
@@ -125,22 +126,41 @@ def test_bootstrap_is_seeded_and_brackets_the_estimate():
 # ------------------------------------------------------------------------------------- gates
 def _card(student_top1=0.8, onnx_agreement=0.99):
     def entry(kind, top1, disp):
-        return {"kind": kind, "metrics": {"top1": top1, "mean_abs_disparity": disp,
-                                          "dpd": {"mean": 0.1}, "eod": {"mean": 0.2}}}
+        return {
+            "kind": kind,
+            "metrics": {"top1": top1, "mean_abs_disparity": disp, "dpd": {"mean": 0.1}, "eod": {"mean": 0.2}},
+        }
+
     onnx = entry("onnx", student_top1 - 0.01, 0.30)
     onnx["vs_student"] = {"prediction_agreement": onnx_agreement, "top1_change": -0.01}
-    return {"models": {"teacher": entry("torch", 0.9, 0.10), "baseline": entry("torch", 0.7, 0.2),
-                       "student": entry("torch", student_top1, 0.25), "onnx": onnx}}
+    return {
+        "models": {
+            "teacher": entry("torch", 0.9, 0.10),
+            "baseline": entry("torch", 0.7, 0.2),
+            "student": entry("torch", student_top1, 0.25),
+            "onnx": onnx,
+        }
+    }
 
 
 def test_gates_pass_and_fail_per_shipped_artifact():
-    gates = evaluate_gates(_card(), {"min_top1": 0.75, "max_disparity_increase_vs_teacher": 0.18,
-                                     "min_agreement_vs_student": 0.995, "max_dpd": None})
+    gates = evaluate_gates(
+        _card(),
+        {
+            "min_top1": 0.75,
+            "max_disparity_increase_vs_teacher": 0.18,
+            "min_agreement_vs_student": 0.995,
+            "max_dpd": None,
+        },
+    )
     by = {(g["name"], g["artifact"]): g for g in gates}
-    assert set(by) == {("min_top1", "student"), ("min_top1", "onnx"),
-                       ("max_disparity_increase_vs_teacher", "student"),
-                       ("max_disparity_increase_vs_teacher", "onnx"),
-                       ("min_agreement_vs_student", "onnx")}  # teacher/baseline are not shipped
+    assert set(by) == {
+        ("min_top1", "student"),
+        ("min_top1", "onnx"),
+        ("max_disparity_increase_vs_teacher", "student"),
+        ("max_disparity_increase_vs_teacher", "onnx"),
+        ("min_agreement_vs_student", "onnx"),
+    }  # teacher/baseline are not shipped
     assert by[("min_top1", "student")]["passed"] and by[("min_top1", "onnx")]["passed"]
     assert by[("max_disparity_increase_vs_teacher", "student")]["value"] == pytest.approx(0.15)
     assert by[("max_disparity_increase_vs_teacher", "student")]["passed"]
@@ -150,9 +170,19 @@ def test_gates_pass_and_fail_per_shipped_artifact():
 
 def test_build_and_card_check_exit_1_and_name_the_failed_gate(tiny_recipe, tmp_path):
     runner = CliRunner()
-    built = runner.invoke(main, ["build", str(tiny_recipe), "--out", str(tmp_path),
-                                 "--set", "card.gates.min_top1=0.99",
-                                 "--set", "card.gates.max_eod=1.0"])
+    built = runner.invoke(
+        main,
+        [
+            "build",
+            str(tiny_recipe),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "card.gates.min_top1=0.99",
+            "--set",
+            "card.gates.max_eod=1.0",
+        ],
+    )
     assert built.exit_code == 1
     assert "gate failed: min_top1 on student: top-1 accuracy is" in built.output
     assert "needs >= 0.99" in built.output
@@ -164,8 +194,9 @@ def test_build_and_card_check_exit_1_and_name_the_failed_gate(tiny_recipe, tmp_p
     failed = [line for line in check.output.splitlines() if line.startswith("gate failed")]
     assert {line.split(" on ")[1].split(":")[0] for line in failed} == {"student", "onnx"}
 
-    passing = runner.invoke(main, ["build", str(tiny_recipe), "--out", str(tmp_path),
-                                   "--set", "card.gates.min_top1=0.0"])
+    passing = runner.invoke(
+        main, ["build", str(tiny_recipe), "--out", str(tmp_path), "--set", "card.gates.min_top1=0.0"]
+    )
     assert passing.exit_code == 0, passing.output
     assert runner.invoke(main, ["card", str(bundle), "--check"]).exit_code == 0
 
@@ -197,7 +228,7 @@ def test_card_has_significance_intervals_plots_and_html(tiny_build, tmp_path):
             assert image.format == "PNG" and image.size[0] > 200
     page = (bundle / "card.html").read_text()
     assert page.count("data:image/png;base64,") == len(card["plots"]) == 4
-    assert "<table>" in page and "src=\"http" not in page
+    assert "<table>" in page and 'src="http' not in page
     md = (bundle / "card.md").read_text()
     assert "confidence intervals" in md and "significantly changed" in md
     # trained from scratch: no base model named (issue 16), and the card says so
@@ -207,7 +238,7 @@ def test_card_has_significance_intervals_plots_and_html(tiny_build, tmp_path):
     shutil.copytree(bundle, copy)
     result = CliRunner().invoke(main, ["card", str(copy), "--format", "html,json"])
     assert result.exit_code == 0 and "<!doctype html>" in result.output
-    assert json.loads(result.output[result.output.index("\n{") + 1:])["schema"] == "edgekd.card/v1"
+    assert json.loads(result.output[result.output.index("\n{") + 1 :])["schema"] == "edgekd.card/v1"
     bad = CliRunner().invoke(main, ["card", str(copy), "--format", "pdf"])
     assert bad.exit_code == 2 and "choose from: md, json, html" in bad.output
 
@@ -231,22 +262,45 @@ def _constructed(groups_names=("a", "b"), *, gates=None, resamples=200, seed_met
     def noisy(p_right):
         return np.where(rng.random(n) < p_right, y, (y + 1) % 4)
 
-    preds = {"teacher": noisy(0.9), "baseline": noisy(0.8),
-             "student": np.where(groups == 1, noisy(0.5), noisy(0.85))}
+    preds = {
+        "teacher": noisy(0.9),
+        "baseline": noisy(0.8),
+        "student": np.where(groups == 1, noisy(0.5), noisy(0.85)),
+    }
     onnx_pred = preds["student"].copy()
     onnx_pred[:4] = (onnx_pred[:4] + 1) % 4  # 4 of 400 flipped by the export: agreement 0.99
-    recipe = parse_recipe({"name": "made", "export": {"onnx": {"min_agreement": 0.9}},
-                           "card": {"bootstrap_resamples": resamples, "gates": gates or {}}})
+    recipe = parse_recipe(
+        {
+            "name": "made",
+            "export": {"onnx": {"min_agreement": 0.9}},
+            "card": {"bootstrap_resamples": resamples, "gates": gates or {}},
+        }
+    )
     data = SimpleNamespace(
-        test=_Split(labels=y, groups=groups), train=[0] * 10, val=[0] * 5, num_classes=4,
-        class_names=CLASSES, group_names=list(groups_names), protected_attribute="colour",
-        description={"source": "handmade", "synthetic": True, "summary": "hand-made predictions"})
-    evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=2_000_000,
-                                  details={"arch": "net"}) for name, pred in preds.items()}
-    evaluations["onnx"] = evaluate("onnx", onnx_pred, data, kind="onnx", size_bytes=2_000_000,
-                                   file="model.onnx", precision="fp32",
-                                   details={"arch": "net", "export": {"argmax_agreement": 0.99}},
-                                   reference=evaluations["student"])
+        test=_Split(labels=y, groups=groups),
+        train=[0] * 10,
+        val=[0] * 5,
+        num_classes=4,
+        class_names=CLASSES,
+        group_names=list(groups_names),
+        protected_attribute="colour",
+        description={"source": "handmade", "synthetic": True, "summary": "hand-made predictions"},
+    )
+    evaluations = {
+        name: evaluate(name, pred, data, kind="torch", size_bytes=2_000_000, details={"arch": "net"})
+        for name, pred in preds.items()
+    }
+    evaluations["onnx"] = evaluate(
+        "onnx",
+        onnx_pred,
+        data,
+        kind="onnx",
+        size_bytes=2_000_000,
+        file="model.onnx",
+        precision="fp32",
+        details={"arch": "net", "export": {"argmax_agreement": 0.99}},
+        reference=evaluations["student"],
+    )
     return build_card(recipe, data, evaluations, seed_metrics=seed_metrics, seeds=[0, 1, 2])
 
 
@@ -269,10 +323,14 @@ def test_card_check_on_a_constructed_bundle_exit_codes_and_messages(tmp_path):
     assert result.exit_code == 1
     student_top1 = card["models"]["student"]["metrics"]["top1"]
     assert student_top1 < 0.8
-    assert (f"gate failed: min_top1 on student: top-1 accuracy is {student_top1:.4f}, needs >= 0.8"
-            in result.output)
-    assert ("gate failed: min_agreement_vs_student on onnx: prediction agreement with the torch "
-            "student is 0.9900, needs >= 0.995") in result.output
+    assert (
+        f"gate failed: min_top1 on student: top-1 accuracy is {student_top1:.4f}, needs >= 0.8"
+        in result.output
+    )
+    assert (
+        "gate failed: min_agreement_vs_student on onnx: prediction agreement with the torch "
+        "student is 0.9900, needs >= 0.995"
+    ) in result.output
     assert "max_eod" not in result.output and "on teacher" not in result.output
 
     card["gates"] = [g for g in card["gates"] if g["passed"]]
@@ -290,20 +348,21 @@ def test_evaluate_gates_rejects_unknown_names_and_fails_undefined_values():
     card["models"]["student"]["metrics"]["mean_abs_disparity"] = None
     with pytest.raises(EdgeKDError, match="card.gates.max_top5: unknown gate; allowed: min_top1"):
         evaluate_gates(card, {"max_top5": 0.1})
-    gate = [g for g in evaluate_gates(card, {"max_mean_abs_disparity": 0.9})
-            if g["artifact"] == "student"][0]
+    gate = [g for g in evaluate_gates(card, {"max_mean_abs_disparity": 0.9}) if g["artifact"] == "student"][0]
     assert gate["value"] is None and not gate["passed"]
 
 
 def test_constructed_card_keys_significance_and_gates():
     card = _constructed(gates={"max_disparity_increase_vs_teacher": 0.05})
     # the worst-place gates are on by default, on the exported artifact only
-    assert [g["name"] for g in card["gates"]] == ["onnx_matches_torch",
-                                                  "max_disparity_increase_vs_teacher",
-                                                  "max_disparity_increase_vs_teacher",
-                                                  "min_cell_agreement_vs_student",
-                                                  "min_group_agreement_vs_student",
-                                                  "max_group_recall_drop_vs_student"]
+    assert [g["name"] for g in card["gates"]] == [
+        "onnx_matches_torch",
+        "max_disparity_increase_vs_teacher",
+        "max_disparity_increase_vs_teacher",
+        "min_cell_agreement_vs_student",
+        "min_group_agreement_vs_student",
+        "max_group_recall_drop_vs_student",
+    ]
     by_artifact = {g["artifact"]: g for g in card["gates"][1:3]}
     teacher = card["models"]["teacher"]["metrics"]["mean_abs_disparity"]
     student = card["models"]["student"]["metrics"]["mean_abs_disparity"]
@@ -318,31 +377,63 @@ def test_constructed_card_keys_significance_and_gates():
 def test_card_md_front_matter_sections_and_valid_html(tmp_path):
     card = _constructed()
     card["distillation"]["learned"] = {"alpha_by_class": {"cat": 0.5, "dog": 0.9}}
-    card["debias"] = {"method": "adversarial", "lambda": 0.5, "criterion": "demographic_parity",
-                      "apply_to": ["student"],
-                      "epochs": {"student": [{"epoch": 3, "adversary_top1": 0.61,
-                                              "adversary_reference": 0.5}]}}
-    card["bench"] = {"jetson-orin": {"onnxruntime": {"model.onnx": {
-        "backend": "onnxruntime", "device": {"id": "jetson-orin"}, "artifact": {"file": "model.onnx"},
-        "results": [{"batch": 1, "latency_ms": {"p50": 4.25, "p90": 5.5}, "throughput_ips": 235.3,
-                     "peak_rss_mb": 310.0}]}}}}
+    card["debias"] = {
+        "method": "adversarial",
+        "lambda": 0.5,
+        "criterion": "demographic_parity",
+        "apply_to": ["student"],
+        "epochs": {"student": [{"epoch": 3, "adversary_top1": 0.61, "adversary_reference": 0.5}]},
+    }
+    card["bench"] = {
+        "jetson-orin": {
+            "onnxruntime": {
+                "model.onnx": {
+                    "backend": "onnxruntime",
+                    "device": {"id": "jetson-orin"},
+                    "artifact": {"file": "model.onnx"},
+                    "results": [
+                        {
+                            "batch": 1,
+                            "latency_ms": {"p50": 4.25, "p90": 5.5},
+                            "throughput_ips": 235.3,
+                            "peak_rss_mb": 310.0,
+                        }
+                    ],
+                }
+            }
+        }
+    }
     bundle = _bundle(tmp_path, card)
     md = (bundle / "card.md").read_text()
     front = yaml.safe_load(md.split("---\n")[1])
     assert front["library_name"] == "onnx" and "datasets" not in front  # handmade: no Hub dataset
     [result] = front["model-index"][0]["results"]  # the shipped model only
-    assert result["metrics"][0] == {"type": "accuracy", "name": "top-1 accuracy (model.onnx through onnx)",
-                                    "value": round(card["models"]["onnx"]["metrics"]["top1"], 6)}
-    for heading in ("## Model and intended use", "## Distillation", "## Data and protected attribute",
-                    "## Headline metrics", "## Per-class recall disparity, every model and artifact",
-                    "## Classes significantly changed by distillation", "## Release gates",
-                    "## Bench results", "## Plots", "## Limitations", "## Provenance"):
+    assert result["metrics"][0] == {
+        "type": "accuracy",
+        "name": "top-1 accuracy (model.onnx through onnx)",
+        "value": round(card["models"]["onnx"]["metrics"]["top1"], 6),
+    }
+    for heading in (
+        "## Model and intended use",
+        "## Distillation",
+        "## Data and protected attribute",
+        "## Headline metrics",
+        "## Per-class recall disparity, every model and artifact",
+        "## Classes significantly changed by distillation",
+        "## Release gates",
+        "## Bench results",
+        "## Plots",
+        "## Limitations",
+        "## Provenance",
+    ):
         assert heading in md, heading
     ci = card["models"]["student"]["ci"]["top1"]
     assert f"[{ci['low']:.3f}, {ci['high']:.3f}]" in md
     assert "learned alpha_by_class: cat 0.5, dog 0.9" in md
-    assert ("accuracy 0.610 after epoch 3, against 0.500 for an output that leaks nothing "
-            "demographic_parity forbids (the largest group's share)") in md
+    assert (
+        "accuracy 0.610 after epoch 3, against 0.500 for an output that leaks nothing "
+        "demographic_parity forbids (the largest group's share)"
+    ) in md
     assert "| jetson-orin | onnxruntime | model.onnx | 1 | 4.25 | 5.5 |" in md
     assert "power W" not in md  # no power measured: no empty column
     assert "The data is synthetic" in md
@@ -394,13 +485,19 @@ def test_multi_seed_welch_section():
             y = np.repeat(np.arange(4), 100)
             right = rng.random(400) < np.repeat(p_right_by_class, 100)
             pred = np.where(right, y, (y + 1) % 4)
-            out.append(evaluate_predictions(y, pred, np.tile([0, 1], 200), class_names=CLASSES,
-                                            group_names=["a", "b"]))
+            out.append(
+                evaluate_predictions(
+                    y, pred, np.tile([0, 1], 200), class_names=CLASSES, group_names=["a", "b"]
+                )
+            )
         return out
 
     # same overall accuracy, so recall/top-1 moves only where a class's recall moves: cat and dog
-    metrics = {"teacher": seeds([0.9, 0.7, 0.9, 0.7]), "baseline": seeds([0.8, 0.8, 0.8, 0.8]),
-               "student": seeds([0.7, 0.9, 0.9, 0.7])}
+    metrics = {
+        "teacher": seeds([0.9, 0.7, 0.9, 0.7]),
+        "baseline": seeds([0.8, 0.8, 0.8, 0.8]),
+        "student": seeds([0.7, 0.9, 0.9, 0.7]),
+    }
     study = seed_significance(metrics, class_names=CLASSES, seeds=[0, 1, 2])
     assert study["teacher_to_student"]["significant_classes"] == ["cat", "dog"]
     recall_t = np.array([[r["recall"] for r in m["per_class"]] for m in metrics["teacher"]])

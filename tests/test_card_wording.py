@@ -44,8 +44,9 @@ def test_worst_cell_is_the_lowest_measured_recall_hand_worked():
     y = np.array([0] * 8 + [1] * 6)
     groups = np.array([0] * 4 + [1] * 4 + [0] * 4 + [1] * 2)
     pred = np.array([0, 0, 0, 1] + [0] * 4 + [1, 1, 0, 0] + [0, 0])
-    metrics = evaluate_predictions(y, pred, groups, class_names=["cat", "dog"], group_names=["a", "b"],
-                                   min_support=3)
+    metrics = evaluate_predictions(
+        y, pred, groups, class_names=["cat", "dog"], group_names=["a", "b"], min_support=3
+    )
     assert metrics["worst_cell"] == {"class": "dog", "group": "a", "recall": 0.5, "images": 4}
     every = evaluate_predictions(y, pred, groups, class_names=["cat", "dog"], group_names=["a", "b"])
     assert every["worst_cell"] == {"class": "dog", "group": "b", "recall": 0.0, "images": 2}
@@ -64,21 +65,22 @@ def test_a_class_changes_when_significant_and_at_least_min_effect():
     groups = np.tile([0, 1], len(y) // 2)
     a = y.copy()
     a[:20] = 1  # A wrong on 20 cats
-    a[per:per + 100] = 0  # and on 100 dogs
+    a[per : per + 100] = 0  # and on 100 dogs
     b = y.copy()  # B right everywhere
     test = classwise_mcnemar(y, a, b, groups, class_names=["cat", "dog", "fox"], group_names=["x", "y"])
     assert test["min_effect"] == DEFAULT_MIN_EFFECT == 0.02
     assert [row["recall_change"] for row in test["per_class"]] == [0.01, 0.05, 0.0]
     assert test["significant_classes"] == ["cat", "dog"] and test["changed_classes"] == ["dog"]
     assert test["share_changed"] == pytest.approx(1 / 3)
-    assert test["per_class"][0]["p"] == pytest.approx(2 / 2 ** 20)
+    assert test["per_class"][0]["p"] == pytest.approx(2 / 2**20)
     # within a group: dog's 100 are 50 per group: +0.05 each, changed; cat's +0.01, not
     assert test["per_class"][1]["by_group"]["x"]["changed"]
     assert test["per_class"][0]["by_group"]["x"]["significant"]
     assert not test["per_class"][0]["by_group"]["x"]["changed"]
     # exactly min_effect counts (3 of 150 = 0.02 is not lost to rounding)
-    loose = classwise_mcnemar(y, a, b, groups, class_names=["cat", "dog", "fox"],
-                              group_names=["x", "y"], min_effect=0.01)
+    loose = classwise_mcnemar(
+        y, a, b, groups, class_names=["cat", "dog", "fox"], group_names=["x", "y"], min_effect=0.01
+    )
     assert loose["changed_classes"] == ["cat", "dog"]
 
 
@@ -109,24 +111,43 @@ def _card() -> dict:
     y = np.repeat(np.arange(4), per)
     groups = np.tile([0, 1], len(y) // 2)
     student = y.copy()
-    student[2 * per:2 * per + 60] = 0  # 60 foxes
+    student[2 * per : 2 * per + 60] = 0  # 60 foxes
     student[:3] = 1  # 3 cats
     student[(y == 3) & (groups == 1)] = 0  # every night owl
     recipe = parse_recipe({"name": "words", "card": {"bootstrap_resamples": 0}})
     data = SimpleNamespace(
-        test=_Split(labels=y, groups=groups), train=[0] * 10, val=[0] * 5, num_classes=4,
-        class_names=["cat", "dog", "fox", "owl"], group_names=["day", "night"],
+        test=_Split(labels=y, groups=groups),
+        train=[0] * 10,
+        val=[0] * 5,
+        num_classes=4,
+        class_names=["cat", "dog", "fox", "owl"],
+        group_names=["day", "night"],
         protected_attribute="background",
-        description={"source": "csv", "synthetic": False, "root": "/home/ana/private/shop",
-                     "summary": "Images from /home/ana/private/shop listed in train.csv",
-                     "skipped_bad_image_examples": ["/home/ana/private/shop/val.csv line 3: img/x.png: "
-                                                    "cannot identify image file"]})
-    evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=1_000_000)
-                   for name, pred in (("teacher", y), ("baseline", y), ("student", student))}
-    evaluations["onnx"] = evaluate("onnx", student, data, kind="onnx", size_bytes=1_000_000,
-                                   file="model.onnx", precision="fp32",
-                                   details={"export": {"argmax_agreement": 1.0}},
-                                   reference=evaluations["student"])
+        description={
+            "source": "csv",
+            "synthetic": False,
+            "root": "/home/ana/private/shop",
+            "summary": "Images from /home/ana/private/shop listed in train.csv",
+            "skipped_bad_image_examples": [
+                "/home/ana/private/shop/val.csv line 3: img/x.png: cannot identify image file"
+            ],
+        },
+    )
+    evaluations = {
+        name: evaluate(name, pred, data, kind="torch", size_bytes=1_000_000)
+        for name, pred in (("teacher", y), ("baseline", y), ("student", student))
+    }
+    evaluations["onnx"] = evaluate(
+        "onnx",
+        student,
+        data,
+        kind="onnx",
+        size_bytes=1_000_000,
+        file="model.onnx",
+        precision="fp32",
+        details={"export": {"argmax_agreement": 1.0}},
+        reference=evaluations["student"],
+    )
     return build_card(recipe, data, evaluations)
 
 
@@ -135,9 +156,13 @@ def test_headline_names_the_worst_cell_of_every_model():
     md = render_markdown(card)
     header = next(line for line in md.splitlines() if line.startswith("| model | kind |"))
     assert "worst recall (class, background)" in header
-    rows = {line.split(" | ")[0][2:]: line for line in md.splitlines()
-            if line.startswith(("| teacher | torch |", "| baseline | torch |", "| student | torch |",
-                                "| onnx | onnx |"))}
+    rows = {
+        line.split(" | ")[0][2:]: line
+        for line in md.splitlines()
+        if line.startswith(
+            ("| teacher | torch |", "| baseline | torch |", "| student | torch |", "| onnx | onnx |")
+        )
+    }
     assert len(rows) == 4
     assert "| 1.000 (cat, day) |" in rows["teacher"] and "| 1.000 (cat, day) |" in rows["baseline"]
     assert "| 0.000 (owl, night) |" in rows["student"] and "| 0.000 (owl, night) |" in rows["onnx"]
@@ -146,11 +171,15 @@ def test_headline_names_the_worst_cell_of_every_model():
 def test_changed_classes_sentence_gives_both_counts():
     md = render_markdown(_card())
     # fox -0.15 (p tiny) and owl -0.5 are changed; cat -0.0075 (3 discordant: p 0.25) is not
-    assert ("- teacher -> student: **2 of 4 classes changed significantly by at least 0.02** in "
-            "recall (McNemar exact, Benjamini-Hochberg, alpha 0.05): fox, owl; 2 of 4 significant "
-            "at any size") in md
-    assert "  - within one background group (teacher -> student, corrected over every class and " \
-           "group, by at least 0.02): day: fox; night: fox, owl" in md
+    assert (
+        "- teacher -> student: **2 of 4 classes changed significantly by at least 0.02** in "
+        "recall (McNemar exact, Benjamini-Hochberg, alpha 0.05): fox, owl; 2 of 4 significant "
+        "at any size"
+    ) in md
+    assert (
+        "  - within one background group (teacher -> student, corrected over every class and "
+        "group, by at least 0.02): day: fox; night: fox, owl" in md
+    )
     assert "| cat | -0.007 | 0.333 |" in md and "**changed**" in md
 
 
@@ -182,10 +211,12 @@ def test_local_paths_leave_the_data_description():
     assert card["data"]["root"] == "shop"
     assert card["data"]["summary"] == "Images from shop listed in train.csv"
     assert card["data"]["skipped_bad_image_examples"] == [
-        "shop/val.csv line 3: img/x.png: cannot identify image file"]
+        "shop/val.csv line 3: img/x.png: cannot identify image file"
+    ]
     assert card["provenance"]["data"] == "Images from shop listed in train.csv"
-    fashion = public_description({"source": "fashion_mnist_colored", "path": "/usr/share/datasets/fm",
-                                  "summary": "Fashion-MNIST"})
+    fashion = public_description(
+        {"source": "fashion_mnist_colored", "path": "/usr/share/datasets/fm", "summary": "Fashion-MNIST"}
+    )
     assert fashion == {"source": "fashion_mnist_colored", "path": "fm", "summary": "Fashion-MNIST"}
     assert public_description({"source": "csv", "root": "/"})["root"] == "csv"
 
@@ -195,8 +226,10 @@ def test_an_old_card_still_loads_and_renders():
     md = render_markdown(card)
     render_html(card)
     assert not NEGATIVE_ZERO.search(md)
-    assert "classes significantly changed** (McNemar exact, Benjamini-Hochberg, alpha 0.05; " \
-           "no effect-size threshold on this card)" in md
+    assert (
+        "classes significantly changed** (McNemar exact, Benjamini-Hochberg, alpha 0.05; "
+        "no effect-size threshold on this card)" in md
+    )
     assert "license: unknown" in md.split("---")[1]
 
 
@@ -221,7 +254,7 @@ name: shop
 threads: 1
 data: {{source: csv, root: private-folder/shop, image_size: 16, path_column: file,
         label_column: animal, group_column: background, max_bad_fraction: 1,
-        cache_dir: {tmp_path / 'cache'}}}
+        cache_dir: {tmp_path / "cache"}}}
 teacher: {{arch: test_efficientnet, epochs: 1, batch_size: 4}}
 student: {{arch: test_efficientnet, epochs: 1, batch_size: 4}}
 export: {{onnx: {{exporter: torchscript, opset: 17}}}}

@@ -29,13 +29,21 @@ def test_cells_by_hand():
     cells = {(r["class"], r["group"]): r for r in effect()["per_cell"]}
     assert set(cells) == {("a", "warm"), ("a", "cool"), ("b", "warm"), ("b", "cool"), ("c", "warm")}
     a_warm = cells["a", "warm"]
-    assert (a_warm["images"], a_warm["agreement"], a_warm["right_to_wrong"], a_warm["wrong_to_right"]) \
-        == (4, 0.5, 2, 0)
+    assert (a_warm["images"], a_warm["agreement"], a_warm["right_to_wrong"], a_warm["wrong_to_right"]) == (
+        4,
+        0.5,
+        2,
+        0,
+    )
     assert a_warm["accuracy_change"] == -0.5
     assert a_warm["p"] == pytest.approx(0.5)  # 2 * P(Binomial(2, 1/2) <= 0)
     a_cool = cells["a", "cool"]
-    assert (a_cool["agreement"], a_cool["right_to_wrong"], a_cool["wrong_to_right"], a_cool["p"]) \
-        == (pytest.approx(2 / 3), 0, 1, 1.0)
+    assert (a_cool["agreement"], a_cool["right_to_wrong"], a_cool["wrong_to_right"], a_cool["p"]) == (
+        pytest.approx(2 / 3),
+        0,
+        1,
+        1.0,
+    )
     assert a_cool["accuracy_change"] == pytest.approx(1 / 3)
     assert cells["b", "cool"]["agreement"] == 1.0 and cells["b", "cool"]["p"] == 1.0
     assert (cells["c", "warm"]["agreement"], cells["c", "warm"]["right_to_wrong"]) == (0.0, 1)
@@ -48,19 +56,31 @@ def test_groups_overall_and_worst_by_hand():
     result = effect()
     groups = {r["group"]: r for r in result["per_group"]}
     warm = groups["warm"]
-    assert (warm["images"], warm["agreement"], warm["right_to_wrong"], warm["wrong_to_right"]) \
-        == (7, pytest.approx(4 / 7), 3, 0)
+    assert (warm["images"], warm["agreement"], warm["right_to_wrong"], warm["wrong_to_right"]) == (
+        7,
+        pytest.approx(4 / 7),
+        3,
+        0,
+    )
     assert warm["p"] == pytest.approx(0.25)  # 2 * (1/2)^3
     assert groups["cool"]["agreement"] == pytest.approx(0.8)
     overall = result["overall"]
-    assert (overall["images"], overall["agreement"], overall["right_to_wrong"],
-            overall["wrong_to_right"]) == (12, pytest.approx(8 / 12), 3, 1)
+    assert (
+        overall["images"],
+        overall["agreement"],
+        overall["right_to_wrong"],
+        overall["wrong_to_right"],
+    ) == (12, pytest.approx(8 / 12), 3, 1)
     assert overall["p"] == pytest.approx(0.625)  # 2 * P(Binomial(4, 1/2) <= 1) = 2 * 5/16
     assert overall["accuracy_change"] == pytest.approx(-2 / 12)
     assert result["changed_images"] == 4
     assert result["worst_cell"] == {"class": "c", "group": "warm", "agreement": 0.0, "images": 1}
-    assert effect(min_support=2)["worst_cell"] == {"class": "a", "group": "warm", "agreement": 0.5,
-                                                   "images": 4}
+    assert effect(min_support=2)["worst_cell"] == {
+        "class": "a",
+        "group": "warm",
+        "agreement": 0.5,
+        "images": 4,
+    }
     assert result["worst_group"]["group"] == "warm"
 
 
@@ -72,7 +92,7 @@ def test_a_real_change_is_significant_and_named():
     after[:12] = 1
     result = compression_effect(y, before, after, g, class_names=["a", "b"], group_names=GROUPS)
     cells = {(r["class"], r["group"]): r for r in result["per_cell"]}
-    assert cells["a", "warm"]["p"] == pytest.approx(2 * 0.5 ** 12)
+    assert cells["a", "warm"]["p"] == pytest.approx(2 * 0.5**12)
     assert cells["a", "warm"]["significant"] and cells["a", "warm"]["changed"]
     assert not cells["a", "cool"]["significant"]
     assert result["changed_cells"] == ["a / warm"]
@@ -86,8 +106,7 @@ def test_matrix_worst_and_indices_agree_with_the_rows():
     for row in effect()["per_cell"]:
         c, g = CLASSES.index(row["class"]), GROUPS.index(row["group"])
         assert agreement[c, g] == pytest.approx(row["agreement"])
-    worst = worst_cell_agreement(Y, BEFORE, AFTER, G, class_names=CLASSES, group_names=GROUPS,
-                                 min_support=2)
+    worst = worst_cell_agreement(Y, BEFORE, AFTER, G, class_names=CLASSES, group_names=GROUPS, min_support=2)
     assert worst == {"class": "a", "group": "warm", "agreement": 0.5, "images": 4}
     assert changed_indices(BEFORE, AFTER).tolist() == [1, 2, 4, 11]
 

@@ -18,18 +18,33 @@ SETTINGS = dict(alpha=0.05, min_effect=0.02, min_support=2)
 
 
 def entry(after_name="onnx_int8", measured_on="build", after=AFTER):
-    return step_entry("student", after_name, Y, BEFORE, after, G, class_names=CLASSES,
-                      group_names=GROUPS, measured_on=measured_on, **SETTINGS)
+    return step_entry(
+        "student",
+        after_name,
+        Y,
+        BEFORE,
+        after,
+        G,
+        class_names=CLASSES,
+        group_names=GROUPS,
+        measured_on=measured_on,
+        **SETTINGS,
+    )
 
 
 def test_step_entry_is_the_effect_named_without_its_settings():
     step = entry()
-    assert (step["step"], step["before"], step["after"], step["measured_on"]) \
-        == ("student -> onnx_int8", "student", "onnx_int8", "build")
+    assert (step["step"], step["before"], step["after"], step["measured_on"]) == (
+        "student -> onnx_int8",
+        "student",
+        "onnx_int8",
+        "build",
+    )
     effect = compression_effect(Y, BEFORE, AFTER, G, class_names=CLASSES, group_names=GROUPS, **SETTINGS)
     assert not {"alpha", "min_effect", "min_support"} & set(step)
-    assert {k: v for k, v in step.items() if k not in ("step", "before", "after", "measured_on")} \
-        == {k: v for k, v in effect.items() if k not in ("alpha", "min_effect", "min_support")}
+    assert {k: v for k, v in step.items() if k not in ("step", "before", "after", "measured_on")} == {
+        k: v for k, v in effect.items() if k not in ("alpha", "min_effect", "min_support")
+    }
     # min_support 2 leaves out the one-image cell (c, warm): the worst is (a, warm) at 2 of 4
     assert step["worst_cell"] == {"class": "a", "group": "warm", "agreement": 0.5, "images": 4}
     assert step["changed_images"] == 4
@@ -42,14 +57,21 @@ def test_put_step_keeps_chain_order_and_replaces_the_same_step():
     put_step(card, entry("fp16.engine", measured_on="orin"), **SETTINGS)
     section = card["compression_by_group"]
     assert (section["alpha"], section["min_effect"], section["min_support"]) == (0.05, 0.02, 2)
-    assert [s["step"] for s in section["steps"]] == ["student -> onnx", "student -> onnx_int8",
-                                                     "student -> fp16.engine"]
+    assert [s["step"] for s in section["steps"]] == [
+        "student -> onnx",
+        "student -> onnx_int8",
+        "student -> fp16.engine",
+    ]
     # measured again on the same device: replaced in place; on another device: a new step
     put_step(card, entry("fp16.engine", measured_on="orin", after=BEFORE), **SETTINGS)
     put_step(card, entry("fp16.engine", measured_on="nano"), **SETTINGS)
     steps = section["steps"]
     assert [(s["after"], s["measured_on"]) for s in steps] == [
-        ("onnx", "build"), ("onnx_int8", "build"), ("fp16.engine", "orin"), ("fp16.engine", "nano")]
+        ("onnx", "build"),
+        ("onnx_int8", "build"),
+        ("fp16.engine", "orin"),
+        ("fp16.engine", "nano"),
+    ]
     assert steps[2]["overall"]["agreement"] == 1.0
     assert steps[3]["overall"]["agreement"] == pytest.approx(8 / 12)
 
@@ -92,19 +114,36 @@ def _device_bundle(tmp_path):
     images, labels, groups, lit = eval_images()
     write_eval_set(bundle, images, labels, groups)
     classes = ["red", "green", "blue"]
-    (bundle / "preprocess.json").write_text(json.dumps({
-        "input_size": [3, 8, 8], "layout": "NCHW", "pixel_scale": 1 / 255, "mean": [0.5] * 3,
-        "std": [0.25] * 3, "class_names": classes, "protected_attribute": "g",
-        "protected_groups": BENCH_GROUPS}))
+    (bundle / "preprocess.json").write_text(
+        json.dumps(
+            {
+                "input_size": [3, 8, 8],
+                "layout": "NCHW",
+                "pixel_scale": 1 / 255,
+                "mean": [0.5] * 3,
+                "std": [0.25] * 3,
+                "class_names": classes,
+                "protected_attribute": "g",
+                "protected_groups": BENCH_GROUPS,
+            }
+        )
+    )
     student = lit.copy()
     student[[2, 8]] = 0
     student[7] = 2
-    card = minimal_card(evaluate_predictions(labels, student, groups, class_names=classes,
-                                             group_names=BENCH_GROUPS))
+    card = minimal_card(
+        evaluate_predictions(labels, student, groups, class_names=classes, group_names=BENCH_GROUPS)
+    )
     (bundle / "card.json").write_text(json.dumps(card))
     (bundle / "card.md").write_text(render_markdown(card))
-    np.savez(bundle / "predictions.npz", y_true=labels, groups=groups, pred_student=student,
-             pred_onnx=lit, changed_onnx=np.flatnonzero(student != lit))
+    np.savez(
+        bundle / "predictions.npz",
+        y_true=labels,
+        groups=groups,
+        pred_student=student,
+        pred_onnx=lit,
+        changed_onnx=np.flatnonzero(student != lit),
+    )
     write_manifest(bundle, name="tiny", version="0.1.0")
     return bundle, labels, groups, student, lit, classes, BENCH_GROUPS
 
@@ -121,15 +160,42 @@ def test_bench_eval_files_the_same_step_the_build_computes(tmp_path, monkeypatch
     from edgekd.fairness import significance
 
     bundle, labels, groups, student, lit, classes, group_names = _device_bundle(tmp_path)
-    build = step_entry("student", "onnx", labels, student, lit, groups, class_names=classes,
-                       group_names=group_names, alpha=0.05, min_effect=0.02, min_support=1,
-                       measured_on="?")  # with scipy, as the build
+    build = step_entry(
+        "student",
+        "onnx",
+        labels,
+        student,
+        lit,
+        groups,
+        class_names=classes,
+        group_names=group_names,
+        alpha=0.05,
+        min_effect=0.02,
+        min_support=1,
+        measured_on="?",
+    )  # with scipy, as the build
     monkeypatch.setattr(significance, "_stats", lambda: None)  # the device has no scipy
     out = tmp_path / "result.json"
     for _ in range(2):  # measured twice on this device: one step, replaced
-        run = CliRunner().invoke(main, ["bench", str(bundle), "--batch-sizes", "4", "--iterations", "3",
-                                        "--warmup", "1", "--threads", "1", "--eval", "--json", str(out),
-                                        "--update-card"])
+        run = CliRunner().invoke(
+            main,
+            [
+                "bench",
+                str(bundle),
+                "--batch-sizes",
+                "4",
+                "--iterations",
+                "3",
+                "--warmup",
+                "1",
+                "--threads",
+                "1",
+                "--eval",
+                "--json",
+                str(out),
+                "--update-card",
+            ],
+        )
         assert run.exit_code == 0, run.output
     device = load_result(out)["device"]["id"]
     card = load_card(bundle)
@@ -140,22 +206,33 @@ def test_bench_eval_files_the_same_step_the_build_computes(tmp_path, monkeypatch
     assert (cells["red", "a"]["agreement"], cells["red", "a"]["right_to_wrong"]) == (0.75, 1)
     assert (cells["green", "b"]["agreement"], cells["green", "b"]["wrong_to_right"]) == (0.5, 1)
     assert step["worst_cell"] == {"class": "green", "group": "b", "agreement": 0.5, "images": 2}
-    assert (step["overall"]["right_to_wrong"], step["overall"]["wrong_to_right"], step["overall"]["p"]) \
-        == (2, 1, 1.0)  # McNemar exact: 2 * P(Binomial(3, 1/2) <= 1) = 1
+    assert (step["overall"]["right_to_wrong"], step["overall"]["wrong_to_right"], step["overall"]["p"]) == (
+        2,
+        1,
+        1.0,
+    )  # McNemar exact: 2 * P(Binomial(3, 1/2) <= 1) = 1
     assert step["changed_images"] == 3 and step["step"] == "student -> onnx"
     section = card["compression_by_group"]
     assert (section["alpha"], section["min_effect"], section["min_support"]) == (0.05, 0.02, 1)
     # the bench entry keeps its evaluation without the step
-    (entry,) = [r for by_backend in card["bench"].values() for by_file in by_backend.values()
-                for r in by_file.values()]
+    (entry,) = [
+        r
+        for by_backend in card["bench"].values()
+        for by_file in by_backend.values()
+        for r in by_file.values()
+    ]
     assert "compression_step" not in entry["eval"] and entry["eval"]["top1"] == 0.75
     assert manifest_problems(bundle) == []
     # an evaluation against a reference (bench --all: model.onnx) names its worst cell too
     preprocess = json.loads((bundle / "preprocess.json").read_text())
     scored = evaluate_artifact(None, bundle, preprocess, batch=4, reference=student, predictions=lit)
     assert scored["agreement"]["prediction_agreement"] == 0.75
-    assert scored["agreement"]["worst_cell_agreement"] == {"class": "green", "group": "b",
-                                                           "agreement": 0.5, "images": 2}
+    assert scored["agreement"]["worst_cell_agreement"] == {
+        "class": "green",
+        "group": "b",
+        "agreement": 0.5,
+        "images": 2,
+    }
 
 
 def test_an_engine_adds_its_step_beside_its_entry(tmp_path):
@@ -169,18 +246,49 @@ def test_an_engine_adds_its_step_beside_its_entry(tmp_path):
     preprocess = json.loads((bundle / "preprocess.json").read_text())
     engine_predictions = lit.copy()
     engine_predictions[0] = 1  # the engine also breaks image 0 (red, a)
-    step = student_step(bundle, engine_predictions, after="tensorrt_fp16", measured_on="orin",
-                        card=load_card(bundle), preprocess=preprocess)
+    step = student_step(
+        bundle,
+        engine_predictions,
+        after="tensorrt_fp16",
+        measured_on="orin",
+        card=load_card(bundle),
+        preprocess=preprocess,
+    )
     engine = tmp_path / "model.fp16.engine"
     engine.write_bytes(b"stand-in serialized engine")
-    entry = {"kind": "tensorrt", "precision": "fp16", "size_bytes": 26,
-             "metrics": load_card(bundle)["models"]["student"]["metrics"]}
-    add_engine(bundle, engine, name="tensorrt_fp16", entry=entry, info={"tensorrt": "10.3"}, step=step,
-               log=lambda line: None)
+    entry = {
+        "kind": "tensorrt",
+        "precision": "fp16",
+        "size_bytes": 26,
+        "metrics": load_card(bundle)["models"]["student"]["metrics"],
+    }
+    add_engine(
+        bundle,
+        engine,
+        name="tensorrt_fp16",
+        entry=entry,
+        info={"tensorrt": "10.3"},
+        step=step,
+        log=lambda line: None,
+    )
     (filed,) = load_card(bundle)["compression_by_group"]["steps"]
-    assert_close_tree(filed, step_entry("student", "tensorrt_fp16", labels, student, engine_predictions,
-                                        groups, class_names=classes, group_names=group_names, alpha=0.05,
-                                        min_effect=0.02, min_support=1, measured_on="orin"))
+    assert_close_tree(
+        filed,
+        step_entry(
+            "student",
+            "tensorrt_fp16",
+            labels,
+            student,
+            engine_predictions,
+            groups,
+            class_names=classes,
+            group_names=group_names,
+            alpha=0.05,
+            min_effect=0.02,
+            min_support=1,
+            measured_on="orin",
+        ),
+    )
     assert filed["changed_images"] == 4
 
 
@@ -204,8 +312,10 @@ def test_step_settings_come_from_the_section_then_the_significance_test_then_the
     from edgekd.card.compression import step_settings
 
     assert step_settings(None) == {"alpha": 0.05, "min_effect": 0.02, "min_support": 1}
-    card = {"significance": {"teacher_to_student": {"alpha": 0.1, "min_effect": 0.05}},
-            "data": {"min_support": 20}}
+    card = {
+        "significance": {"teacher_to_student": {"alpha": 0.1, "min_effect": 0.05}},
+        "data": {"min_support": 20},
+    }
     assert step_settings(card) == {"alpha": 0.1, "min_effect": 0.05, "min_support": 20}
     card["compression_by_group"] = {"alpha": 0.01, "min_effect": 0.03, "min_support": 5, "steps": []}
     assert step_settings(card) == {"alpha": 0.01, "min_effect": 0.03, "min_support": 5}

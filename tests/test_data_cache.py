@@ -38,15 +38,13 @@ def shop(tmp_path) -> Path:
         Image.fromarray(pixels).save(root / "img" / f"{c}.png")
     for split, count in (("train", 12), ("val", 6), ("test", -6)):  # test: in reverse order
         order = [i % 6 for i in range(count)] if count > 0 else list(range(5, -1, -1))
-        lines = ["path,label,group"] + [f"img/{c}.png,{['cat', 'dog'][c % 2]},{'xy'[c // 3]}"
-                                        for c in order]
+        lines = ["path,label,group"] + [f"img/{c}.png,{['cat', 'dog'][c % 2]},{'xy'[c // 3]}" for c in order]
         (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
     return root
 
 
 def _cfg(tmp_path: Path, **extra):
-    data = {"source": "csv", "root": "shop", "image_size": 16, "cache_dir": str(tmp_path / "cache"),
-            **extra}
+    data = {"source": "csv", "root": "shop", "image_size": 16, "cache_dir": str(tmp_path / "cache"), **extra}
     return parse_recipe({"name": "cache", "data": data}, base_dir=tmp_path).data
 
 
@@ -131,8 +129,12 @@ paths = [Path(sys.argv[1]) / f"{i}.png" for i in range(30)]
 loaded = images.load_images(paths, size=8, cache_dir=Path(sys.argv[1]) / "cache", workers=1)
 print(len(calls), int(loaded.images[29, 0, 0, 0]))
 """
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=REPO,
-                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0].split() for p in procs]
     assert sorted(int(o[0]) for o in outs) == [0, 30]  # one decoded, the other waited and read
     assert [int(o[1]) for o in outs] == [232, 232]
@@ -151,8 +153,11 @@ def test_bad_files_are_left_out_of_the_cache_itself(shop, tmp_path):
 
 def test_a_bad_cache_dir_is_one_line(shop, tmp_path):
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(EdgeKDError, match=r"^data.cache_dir: .*a_file is a file, not a folder; set "
-                                          r"data.cache_dir .* to a writable folder$"):
+    with pytest.raises(
+        EdgeKDError,
+        match=r"^data.cache_dir: .*a_file is a file, not a folder; set "
+        r"data.cache_dir .* to a writable folder$",
+    ):
         load_data(_cfg(tmp_path, cache_dir=str(tmp_path / "a_file")), seed=0)
     with pytest.raises(EdgeKDError, match=r"^data.cache_dir: .*a_file/cache cannot be created"):
         load_data(_cfg(tmp_path, cache_dir=str(tmp_path / "a_file" / "cache")), seed=0)
@@ -160,8 +165,9 @@ def test_a_bad_cache_dir_is_one_line(shop, tmp_path):
     locked.mkdir()
     locked.chmod(0o555)
     if os.access(locked, os.W_OK):  # root writes anyway: take a folder no one may write to
-        locked = next((Path(p) for p in ("/sys", "/proc/sys") if Path(p).is_dir()
-                       and not _can_create_in(Path(p))), None)
+        locked = next(
+            (Path(p) for p in ("/sys", "/proc/sys") if Path(p).is_dir() and not _can_create_in(Path(p))), None
+        )
         if locked is None:
             pytest.skip("no folder here refuses a new file to this user")
     with pytest.raises(EdgeKDError, match=rf"^data.cache_dir: {locked} is not writable \(.*\); set"):
@@ -213,8 +219,13 @@ read = rss()
 total += sum(int(images[i:i + 32].sum(dtype='int64')) for i in range(0, len(images), 32))
 print(total, read - base, rss() - read)
 """
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "big.npy")], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "big.npy")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     total, through_reader, through_map = int(out[0]), float(out[1]), float(out[2])
     assert total == 2 * 2048 * 128 * 128 * 3
     assert through_reader < 24  # MB: a few 1.5 MB batches and the allocator's slack, not 96 MB
@@ -228,10 +239,12 @@ def test_eval_set_written_from_a_mapped_split(tmp_path):
     array = np.random.default_rng(1).integers(0, 255, (300, 8, 8, 3), dtype=np.uint8)
     np.save(tmp_path / "test.npy", array)
     labels, groups = np.arange(300) % 3, np.arange(300) % 2
-    path = write_eval_set(tmp_path / "eval_set.npz", np.load(tmp_path / "test.npy", mmap_mode="c"),
-                          labels, groups)
-    loaded = read_eval_set(path, {"input_size": [3, 8, 8], "class_names": ["a", "b", "c"],
-                                  "protected_groups": ["x", "y"]})
+    path = write_eval_set(
+        tmp_path / "eval_set.npz", np.load(tmp_path / "test.npy", mmap_mode="c"), labels, groups
+    )
+    loaded = read_eval_set(
+        path, {"input_size": [3, 8, 8], "class_names": ["a", "b", "c"], "protected_groups": ["x", "y"]}
+    )
     assert np.array_equal(loaded.images, array) and loaded.labels.tolist() == labels.tolist()
     with np.load(path) as archive:  # what np.savez_compressed would hold
         assert archive["groups"].dtype == np.int64 and archive["images"].shape == (300, 8, 8, 3)
@@ -246,9 +259,19 @@ def test_cell_balanced_draw_reads_rows_of_a_mapped_split(tmp_path):
     same = Split(array, labels, groups).cell_balanced(8, seed=3)
     assert type(drawn.images) is np.ndarray and np.array_equal(drawn.images, same.images)
     assert sorted(zip(drawn.labels.tolist(), drawn.groups.tolist())) == [
-        (0, 0), (0, 0), (0, 1), (0, 1), (1, 0), (1, 0), (1, 1), (1, 1)]
-    assert drawn.images[:, 0, 0, 0].tolist() == np.flatnonzero(
-        np.isin(np.arange(40), drawn.images[:, 0, 0, 0])).tolist()  # rows in file order
+        (0, 0),
+        (0, 0),
+        (0, 1),
+        (0, 1),
+        (1, 0),
+        (1, 0),
+        (1, 1),
+        (1, 1),
+    ]
+    assert (
+        drawn.images[:, 0, 0, 0].tolist()
+        == np.flatnonzero(np.isin(np.arange(40), drawn.images[:, 0, 0, 0])).tolist()
+    )  # rows in file order
 
 
 def test_fashion_mnist_images_can_live_in_the_cache(tmp_path, monkeypatch):
@@ -260,10 +283,11 @@ def test_fashion_mnist_images_can_live_in_the_cache(tmp_path, monkeypatch):
     _idx(tmp_path / "train-labels-idx1-ubyte", np.arange(120) % 10, gz=False)
     _idx(tmp_path / "t10k-images-idx3-ubyte", rng.integers(0, 255, (20, 28, 28)), gz=False)
     _idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(20) % 10, gz=False)
-    data = {"source": "fashion_mnist_colored", "path": str(tmp_path), "val_size": 20,
-            "image_size": 20}
-    parse = lambda **extra: parse_recipe({"name": "f", "data": {**data, **extra}},  # noqa: E731
-                                         base_dir=tmp_path).data
+    data = {"source": "fashion_mnist_colored", "path": str(tmp_path), "val_size": 20, "image_size": 20}
+
+    def parse(**extra):
+        return parse_recipe({"name": "f", "data": {**data, **extra}}, base_dir=tmp_path).data
+
     in_memory = load_data(parse(), seed=0)
     cached = load_data(parse(cache_dir=str(tmp_path / "cache")), seed=0)
     calls = []
@@ -289,7 +313,7 @@ def test_a_mapped_build_gives_the_card_of_the_in_memory_path(shop, tmp_path, mon
     recipe.write_text(f"""
 name: shop
 threads: 1
-data: {{source: csv, root: shop, image_size: 16, cache_dir: {tmp_path / 'cache'}}}
+data: {{source: csv, root: shop, image_size: 16, cache_dir: {tmp_path / "cache"}}}
 teacher: {{arch: test_efficientnet, epochs: 1, batch_size: 4}}
 student: {{arch: test_efficientnet, epochs: 1, batch_size: 4}}
 export: {{onnx: {{exporter: torchscript, opset: 17}}}}

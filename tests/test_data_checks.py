@@ -37,8 +37,11 @@ def shirts(tmp_path):
     """11 train rows (t-shirt 4, trouser 4, and a typo tshirtt 3), 2 val, 2 test; the group
     alternates f, m by row."""
     root = tmp_path / "shirts"
-    labels = {"train": ["t-shirt"] * 4 + ["trouser"] * 4 + ["tshirtt"] * 3,
-              "val": ["t-shirt", "trouser"], "test": ["t-shirt", "trouser"]}
+    labels = {
+        "train": ["t-shirt"] * 4 + ["trouser"] * 4 + ["tshirtt"] * 3,
+        "val": ["t-shirt", "trouser"],
+        "test": ["t-shirt", "trouser"],
+    }
     for split, items in labels.items():
         lines = ["path,label,group"]
         for i, label in enumerate(items):
@@ -52,8 +55,9 @@ def test_a_typo_outside_the_declared_classes_is_one_line_with_counts(shirts, tmp
     cfg = _cfg(tmp_path, source="csv", root="shirts", classes=["t-shirt", "trouser"])
     with pytest.raises(EdgeKDError) as caught:
         load_data(cfg, seed=0)
-    assert str(caught.value) == (f"{shirts}/train.csv: 3 rows with labels not in data.classes: "
-                                 "tshirtt (3); allowed: t-shirt, trouser")
+    assert str(caught.value) == (
+        f"{shirts}/train.csv: 3 rows with labels not in data.classes: tshirtt (3); allowed: t-shirt, trouser"
+    )
     assert not (tmp_path / "cache").exists()  # refused before any image was decoded
 
 
@@ -65,9 +69,18 @@ def test_without_declared_classes_the_classes_found_are_one_warning_line(shirts,
         "train/val/test): t-shirt 4/1/1, trouser 4/1/1, tshirtt 3/0/0; set data.classes to make "
         "any other label an error",
         "data (csv): data.groups not given; 2 groups found in train.csv (images in "
-        "train/val/test): f 6/1/1, m 5/1/1; set data.groups to make any other group value an error"]
-    declared = load_data(_cfg(tmp_path, source="csv", root="shirts", groups=["f", "m"],
-                              classes=["t-shirt", "trouser", "tshirtt"]), seed=0)
+        "train/val/test): f 6/1/1, m 5/1/1; set data.groups to make any other group value an error",
+    ]
+    declared = load_data(
+        _cfg(
+            tmp_path,
+            source="csv",
+            root="shirts",
+            groups=["f", "m"],
+            classes=["t-shirt", "trouser", "tshirtt"],
+        ),
+        seed=0,
+    )
     assert "warnings" not in declared.description  # everything declared: nothing to say
 
 
@@ -76,13 +89,16 @@ def test_a_label_only_val_or_test_has_is_named_with_its_file(shirts, tmp_path):
         fh.write("img/test0.png,shirt,f\nimg/test1.png,shirt,m\nimg/test1.png,trouser,x\n")
     with pytest.raises(EdgeKDError) as caught:
         load_data(_cfg(tmp_path, source="csv", root="shirts"), seed=0)
-    assert str(caught.value) == (f"{shirts}/test.csv: 2 rows with labels not in the labels of "
-                                 "train.csv: shirt (2); allowed: t-shirt, trouser, tshirtt")
+    assert str(caught.value) == (
+        f"{shirts}/test.csv: 2 rows with labels not in the labels of "
+        "train.csv: shirt (2); allowed: t-shirt, trouser, tshirtt"
+    )
     (shirts / "test.csv").write_text("path,label,group\nimg/test0.png,trouser,x\n")
     with pytest.raises(EdgeKDError) as caught:
         load_data(_cfg(tmp_path, source="csv", root="shirts", groups=["f", "m"]), seed=0)
-    assert str(caught.value) == (f"{shirts}/test.csv: 1 rows with groups not in data.groups: "
-                                 "x (1); allowed: f, m")
+    assert str(caught.value) == (
+        f"{shirts}/test.csv: 1 rows with groups not in data.groups: x (1); allowed: f, m"
+    )
 
 
 # ----------------------------------------------------------- missing and corrupt image files
@@ -103,16 +119,21 @@ def leaky(tmp_path):
     return root
 
 
-TRAIN_LINE = ("data: train split (train.csv): 3 of 20 image files left out (15%; "
-              "data.max_bad_fraction 0.2): 2 missing (img/gone1.png, img/gone2.png), 1 unreadable "
-              "(img/broken.png)")
-VAL_LINE = ("data: val split (val.csv): 1 of 10 image files left out (10%; data.max_bad_fraction "
-            "0.2): 1 missing (img/gone3.png)")
+TRAIN_LINE = (
+    "data: train split (train.csv): 3 of 20 image files left out (15%; "
+    "data.max_bad_fraction 0.2): 2 missing (img/gone1.png, img/gone2.png), 1 unreadable "
+    "(img/broken.png)"
+)
+VAL_LINE = (
+    "data: val split (val.csv): 1 of 10 image files left out (10%; data.max_bad_fraction "
+    "0.2): 1 missing (img/gone3.png)"
+)
 
 
 def test_missing_and_corrupt_files_are_one_warning_line_per_split(leaky, tmp_path, monkeypatch):
-    cfg = _cfg(tmp_path, source="csv", root="leaky", classes=["a", "b"], groups=["x", "y"],
-               max_bad_fraction=0.2)
+    cfg = _cfg(
+        tmp_path, source="csv", root="leaky", classes=["a", "b"], groups=["x", "y"], max_bad_fraction=0.2
+    )
     data = load_data(cfg, seed=0)
     assert _warnings(data) == [TRAIN_LINE, VAL_LINE]  # test lost nothing: no line
     assert (len(data.train), len(data.val), len(data.test)) == (17, 9, 10)
@@ -129,7 +150,8 @@ def test_missing_and_corrupt_files_are_one_warning_line_per_split(leaky, tmp_pat
     assert str(caught.value) == (
         "data: train split (train.csv): 3 of 20 image files are missing or unreadable (15%), "
         "above data.max_bad_fraction 0.1: 2 missing (img/gone1.png, img/gone2.png), 1 unreadable "
-        "(img/broken.png); fix or remove them, or raise data.max_bad_fraction")
+        "(img/broken.png); fix or remove them, or raise data.max_bad_fraction"
+    )
 
 
 def test_the_default_bad_fraction_allows_one_file_in_a_hundred(leaky, tmp_path):
@@ -141,29 +163,50 @@ def test_the_default_bad_fraction_allows_one_file_in_a_hundred(leaky, tmp_path):
         (leaky / "train.csv").write_text("path,label,group\n" + "\n".join(rows) + "\n")
         cfg = _cfg(tmp_path, source="csv", root="leaky")  # max_bad_fraction left at its default
         if fails:
-            with pytest.raises(EdgeKDError, match=r"^data: train split \(train.csv\): 4 of 300 "
-                                                  r"image files are missing or unreadable \(1.33%\)"
-                                                  r", above data.max_bad_fraction 0.01: 4 missing "
-                                                  r"\(img/gone0.png, img/gone1.png, img/gone2.png "
-                                                  r"and 1 more\); fix"):
+            with pytest.raises(
+                EdgeKDError,
+                match=r"^data: train split \(train.csv\): 4 of 300 "
+                r"image files are missing or unreadable \(1.33%\)"
+                r", above data.max_bad_fraction 0.01: 4 missing "
+                r"\(img/gone0.png, img/gone1.png, img/gone2.png "
+                r"and 1 more\); fix",
+            ):
                 load_data(cfg, seed=0)
         else:
             data = load_data(cfg, seed=0)
             assert len(data.train) == 297
-            assert ("data: train split (train.csv): 3 of 300 image files left out (1%; "
-                    "data.max_bad_fraction 0.01): 3 missing (img/gone0.png, img/gone1.png, "
-                    "img/gone2.png)") in _warnings(data)
+            assert (
+                "data: train split (train.csv): 3 of 300 image files left out (1%; "
+                "data.max_bad_fraction 0.01): 3 missing (img/gone0.png, img/gone1.png, "
+                "img/gone2.png)"
+            ) in _warnings(data)
 
 
 # --------------------------------------------------------------------------- image_folder
-COLOURS = {"train/cat/1.png": (250, 0, 0), "train/cat/2.png": (0, 250, 0),
-           "train/cat/3.png": (0, 0, 250), "train/dog/1.png": (250, 250, 0),
-           "train/dog/2.png": (0, 250, 250), "train/dog/sub/3.png": (250, 0, 250),
-           "val/cat/1.png": (100, 0, 0), "val/dog/1.png": (0, 100, 0),
-           "test/cat/1.png": (0, 0, 100), "test/dog/1.png": (100, 100, 0)}
-SEX = {"train/cat/1.png": "f", "train/cat/2.png": "m", "train/cat/3.png": "f",
-       "train/dog/1.png": "m", "train/dog/2.png": "m", "train/dog/sub/3.png": "f",
-       "val/cat/1.png": "m", "val/dog/1.png": "f", "test/cat/1.png": "f", "test/dog/1.png": "m"}
+COLOURS = {
+    "train/cat/1.png": (250, 0, 0),
+    "train/cat/2.png": (0, 250, 0),
+    "train/cat/3.png": (0, 0, 250),
+    "train/dog/1.png": (250, 250, 0),
+    "train/dog/2.png": (0, 250, 250),
+    "train/dog/sub/3.png": (250, 0, 250),
+    "val/cat/1.png": (100, 0, 0),
+    "val/dog/1.png": (0, 100, 0),
+    "test/cat/1.png": (0, 0, 100),
+    "test/dog/1.png": (100, 100, 0),
+}
+SEX = {
+    "train/cat/1.png": "f",
+    "train/cat/2.png": "m",
+    "train/cat/3.png": "f",
+    "train/dog/1.png": "m",
+    "train/dog/2.png": "m",
+    "train/dog/sub/3.png": "f",
+    "val/cat/1.png": "m",
+    "val/dog/1.png": "f",
+    "test/cat/1.png": "f",
+    "test/dog/1.png": "m",
+}
 
 
 @pytest.fixture
@@ -196,12 +239,21 @@ def test_image_folder_reads_classes_from_folders_and_groups_from_the_csv(folders
         "(images in train/val/test): cat 3/1/1, dog 3/1/1; set data.classes to make any other "
         "label an error",
         "data (image_folder): data.groups not given; 2 groups found in groups.csv (images in "
-        "train/val/test): f 3/1/1, m 3/1/1; set data.groups to make any other group value an error"]
+        "train/val/test): f 3/1/1, m 3/1/1; set data.groups to make any other group value an error",
+    ]
 
 
 def test_image_folder_intersections_of_several_group_columns(folders, tmp_path):
-    data = load_data(_cfg(tmp_path, source="image_folder", root="pets", group_column=["sex", "age"],
-                          groups={"age": ["young", "old"]}), seed=0)
+    data = load_data(
+        _cfg(
+            tmp_path,
+            source="image_folder",
+            root="pets",
+            group_column=["sex", "age"],
+            groups={"age": ["young", "old"]},
+        ),
+        seed=0,
+    )
     assert data.group_names == ["sex=f,age=young", "sex=f,age=old", "sex=m,age=young", "sex=m,age=old"]
     # rows 0..5 of groups.csv are the train images: age old for rows 0 and 3, young otherwise
     assert data.train.groups.tolist() == [1, 2, 0, 3, 2, 0]
@@ -212,39 +264,50 @@ def test_image_folder_errors_name_the_folder_or_the_image(folders, tmp_path):
     with open(folders / "groups.csv", "a") as fh:
         fh.write("test/cta/1.png,f,old\n")
     with pytest.raises(EdgeKDError) as caught:
-        load_data(_cfg(tmp_path, source="image_folder", root="pets", group_column="sex",
-                       classes=["cat", "dog"]), seed=0)
-    assert str(caught.value) == (f"{folders}/test: 1 images in class folders not in data.classes: "
-                                 "cta (1); allowed: cat, dog")
+        load_data(
+            _cfg(tmp_path, source="image_folder", root="pets", group_column="sex", classes=["cat", "dog"]),
+            seed=0,
+        )
+    assert str(caught.value) == (
+        f"{folders}/test: 1 images in class folders not in data.classes: cta (1); allowed: cat, dog"
+    )
     with pytest.raises(EdgeKDError) as caught:  # undeclared: train's folders are the classes
         load_data(_cfg(tmp_path, source="image_folder", root="pets", group_column="sex"), seed=0)
-    assert str(caught.value) == (f"{folders}/test: 1 images in class folders not in the class "
-                                 "folders of train/: cta (1); allowed: cat, dog")
-    (folders / "groups.csv").write_text("path,sex\n" + "\n".join(
-        f"{p},{s}" for p, s in SEX.items() if p != "train/dog/2.png") + "\n")
+    assert str(caught.value) == (
+        f"{folders}/test: 1 images in class folders not in the class "
+        "folders of train/: cta (1); allowed: cat, dog"
+    )
+    (folders / "groups.csv").write_text(
+        "path,sex\n" + "\n".join(f"{p},{s}" for p, s in SEX.items() if p != "train/dog/2.png") + "\n"
+    )
     (folders / "test" / "cta" / "1.png").unlink()
     with pytest.raises(EdgeKDError) as caught:
         load_data(_cfg(tmp_path, source="image_folder", root="pets", group_column="sex"), seed=0)
-    assert str(caught.value) == (f"{folders}/groups.csv: no row for 1 of the 10 images: "
-                                 "train/dog/2.png; give every image a row (path relative to root, sex)")
+    assert str(caught.value) == (
+        f"{folders}/groups.csv: no row for 1 of the 10 images: "
+        "train/dog/2.png; give every image a row (path relative to root, sex)"
+    )
 
 
 def test_image_folder_without_val_carves_a_stratified_share_of_train(folders, tmp_path):
     import shutil
 
     shutil.rmtree(folders / "val")
-    data = load_data(_cfg(tmp_path, source="image_folder", root="pets", group_column="sex",
-                          val_size=2), seed=0)
+    data = load_data(
+        _cfg(tmp_path, source="image_folder", root="pets", group_column="sex", val_size=2), seed=0
+    )
     # train cells (class, sex): cat-f 2, cat-m 1, dog-f 1, dog-m 2; 2 of 6 gives each 2/3, 1/3,
     # 1/3, 2/3: none whole, the two largest remainders (cat-f, dog-m) one image each
     assert data.val.labels.tolist() == [0, 1] and data.val.groups.tolist() == [0, 1]
-    assert len(data.train) == 4 and sorted(zip(data.train.labels.tolist(),
-                                               data.train.groups.tolist())) == [(0, 0), (0, 1),
-                                                                                 (1, 0), (1, 1)]
+    assert len(data.train) == 4 and sorted(zip(data.train.labels.tolist(), data.train.groups.tolist())) == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    ]
     assert "val: 2 images carved from train/" in data.description["summary"]
     with pytest.raises(EdgeKDError, match="data.val_size = 6: train/ has 6 images"):
-        load_data(_cfg(tmp_path, source="image_folder", root="pets", group_column="sex",
-                       val_size=6), seed=0)
+        load_data(_cfg(tmp_path, source="image_folder", root="pets", group_column="sex", val_size=6), seed=0)
 
 
 def test_image_folder_bad_files_and_its_build_log(folders, tmp_path):
@@ -262,15 +325,17 @@ def test_image_folder_bad_files_and_its_build_log(folders, tmp_path):
 name: pets
 threads: 2
 data: {{source: image_folder, root: pets, image_size: 32, group_column: sex, classes: [cat, dog],
-        groups: [f, m], max_bad_fraction: 0.5, cache_dir: {tmp_path / 'cache'}}}
+        groups: [f, m], max_bad_fraction: 0.5, cache_dir: {tmp_path / "cache"}}}
 teacher: {{arch: test_efficientnet, epochs: 1, batch_size: 2}}
 student: {{arch: test_efficientnet, epochs: 1, batch_size: 2}}
 card: {{bootstrap_resamples: 20}}
 """)
     logs: list[str] = []
     result = build(recipe, out=tmp_path / "runs", log=logs.append)
-    line = ("data: train split (train/): 3 of 9 image files left out (33.3%; data.max_bad_fraction "
-            "0.5): 2 missing (train/dog/4.png, train/dog/5.png), 1 unreadable (train/cat/4.png)")
+    line = (
+        "data: train split (train/): 3 of 9 image files left out (33.3%; data.max_bad_fraction "
+        "0.5): 2 missing (train/dog/4.png, train/dog/5.png), 1 unreadable (train/cat/4.png)"
+    )
     assert f"warning: {line}" in logs
     assert f"- {line}" in (result.bundle_dir / "card.md").read_text()
     assert result.card["data"]["skipped_bad_images"] == {"train": 3, "val": 0, "test": 0}
@@ -319,9 +384,11 @@ def test_fashion_mnist_test_size_keeps_a_stratified_subset(tmp_path):
     assert "(a stratified 20 of 40)" in half.description["summary"]
     with pytest.raises(EdgeKDError) as caught:
         load_data(_cfg(tmp_path, **base, test_size=41), seed=0)
-    assert str(caught.value) == ("data.test_size = 41: the Fashion-MNIST test split has only 40 "
-                                 "images; choose at most 40, or leave data.test_size unset to keep "
-                                 "them all")
+    assert str(caught.value) == (
+        "data.test_size = 41: the Fashion-MNIST test split has only 40 "
+        "images; choose at most 40, or leave data.test_size unset to keep "
+        "them all"
+    )
 
 
 def test_an_unset_test_size_leaves_the_resolved_recipe_and_stage_keys_as_they_were(tmp_path):
@@ -329,8 +396,12 @@ def test_an_unset_test_size_leaves_the_resolved_recipe_and_stage_keys_as_they_we
 
     plain = _cfg(tmp_path, source="fashion_mnist_colored", path=str(tmp_path))
     assert "test_size" not in plain.model_dump(mode="json")
-    assert _cfg(tmp_path, source="fashion_mnist_colored", path=str(tmp_path),
-                test_size=9).model_dump(mode="json")["test_size"] == 9
+    assert (
+        _cfg(tmp_path, source="fashion_mnist_colored", path=str(tmp_path), test_size=9).model_dump(
+            mode="json"
+        )["test_size"]
+        == 9
+    )
     assert "max_bad_fraction" in PIXEL_NEUTRAL  # a threshold never changes the pixels
 
 
@@ -339,16 +410,21 @@ def test_test_size_on_the_csv_celeba_and_wider_sources(shirts, celeba_root, wide
     # test.csv: t-shirt f, trouser m: two cells of one, the first keeps the one image
     assert data.test.labels.tolist() == [0] and data.test.groups.tolist() == [0]
     # CelebA's test partition: files 7 (not Male) and 8 (Male), neither Smiling
-    celeba = load_data(_cfg(tmp_path, source="celeba", root="celeba", test_size=1,
-                            max_per_split=5), seed=0)
+    celeba = load_data(_cfg(tmp_path, source="celeba", root="celeba", test_size=1, max_per_split=5), seed=0)
     assert celeba.test.labels.tolist() == [0] and celeba.test.groups.tolist() == [0]
-    with pytest.raises(EdgeKDError, match=r"^data.test_size = 3: CelebA's test partition has only 2 "
-                                          r"images; choose at most 2"):
+    with pytest.raises(
+        EdgeKDError,
+        match=r"^data.test_size = 3: CelebA's test partition has only 2 "
+        r"images; choose at most 2",
+    ):
         load_data(_cfg(tmp_path, source="celeba", root="celeba", test_size=3), seed=0)
     wider = load_data(_cfg(tmp_path, source="wider_attribute", root="wider", test_size=1), seed=0)
     assert len(wider.test) == 1
-    with pytest.raises(EdgeKDError, match=r"^data.test_size = 2: the WIDER Attribute test split "
-                                          r"\(images\) has only 1 images"):
+    with pytest.raises(
+        EdgeKDError,
+        match=r"^data.test_size = 2: the WIDER Attribute test split "
+        r"\(images\) has only 1 images",
+    ):
         load_data(_cfg(tmp_path, source="wider_attribute", root="wider", test_size=2), seed=0)
 
 
@@ -357,8 +433,9 @@ def test_a_short_row_or_a_non_utf8_groups_csv_is_one_line(folders, tmp_path):
     (folders / "groups.csv").write_text("path,sex\ntrain/cat/1.png,f\ntrain/cat/2.png\n")
     with pytest.raises(EdgeKDError) as caught:
         load_data(cfg, seed=0)
-    assert str(caught.value) == (f"{folders}/groups.csv line 3: fewer cells than the header; "
-                                 "path, sex are needed")
+    assert str(caught.value) == (
+        f"{folders}/groups.csv line 3: fewer cells than the header; path, sex are needed"
+    )
     (folders / "groups.csv").write_bytes(b"path,sex\ntrain/cat/1.png,\xff\n")
     with pytest.raises(EdgeKDError, match=r"groups.csv: not a UTF-8 CSV file \(UnicodeDecodeError"):
         load_data(cfg, seed=0)

@@ -65,8 +65,9 @@ def test_adversary_itself_descends_its_loss():
     objective.build(num_classes=2, num_groups=2, feature_width=3)
     objective.start_epoch(0, epochs=1)
     logits = torch.randn(6, 2)
-    batch = Batch(images=logits, labels=torch.tensor([0, 1, 0, 1, 0, 1]),
-                  groups=torch.tensor([0, 0, 0, 1, 1, 1]))
+    batch = Batch(
+        images=logits, labels=torch.tensor([0, 1, 0, 1, 0, 1]), groups=torch.tensor([0, 0, 0, 1, 1, 1])
+    )
     objective(logits, batch).backward()
     reversed_grad = objective.adversary.net[0].weight.grad.clone()
     objective.zero_grad()
@@ -99,8 +100,11 @@ def test_adversary_reference_counts_the_epochs_images():
     objective = AdversarialDebiasing(CrossEntropy(), weight=1.0, criterion="equalized_odds")
     objective.build(num_classes=2, num_groups=2, feature_width=3)
     objective.start_epoch(0, epochs=1)
-    batch = Batch(images=torch.zeros(6, 2), labels=torch.tensor([0, 1, 0, 1, 0, 1]),
-                  groups=torch.tensor([0, 0, 0, 1, 1, 1]))
+    batch = Batch(
+        images=torch.zeros(6, 2),
+        labels=torch.tensor([0, 1, 0, 1, 0, 1]),
+        groups=torch.tensor([0, 0, 0, 1, 1, 1]),
+    )
     for half in (slice(0, 3), slice(3, 6)):
         part = Batch(images=batch.images[half], labels=batch.labels[half], groups=batch.groups[half])
         objective(torch.randn(3, 2), part)
@@ -117,21 +121,25 @@ def test_lambda_schedule_warmup_and_ramp():
 
 
 def test_debiasing_wraps_any_objective_and_keeps_its_needs():
-    recipe = parse_recipe({"name": "x", "debias": {"method": "adversarial", "lambda": 0.7,
-                                                   "criterion": "equalized_odds"}})
+    recipe = parse_recipe(
+        {"name": "x", "debias": {"method": "adversarial", "lambda": 0.7, "criterion": "equalized_odds"}}
+    )
     wrapped = with_debiasing(KDLoss(), recipe.debias)
     assert wrapped.uses_teacher and wrapped.weight == 0.7 and wrapped.criterion == "equalized_odds"
     assert with_debiasing(CrossEntropy(), parse_recipe({"name": "x"}).debias).__class__ is CrossEntropy
 
 
-@pytest.mark.parametrize("raw, needle", [
-    ({"method": "adversarial", "lambda": -1}, "debias.lambda = -1"),
-    ({"method": "adversary"}, "debias.method = 'adversary'"),
-    ({"method": "adversarial", "criterion": "parity"}, "debias.criterion = 'parity'"),
-    ({"method": "adversarial", "lamda": 1}, "debias.lamda: unknown key; allowed here: method, lambda"),
-    ({"method": "adversarial", "apply_to": ["teacher"]}, "debias.apply_to.0 = 'teacher'"),
-    ({"reweigh": "cells"}, "debias.reweigh = 'cells'"),
-])
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"method": "adversarial", "lambda": -1}, "debias.lambda = -1"),
+        ({"method": "adversary"}, "debias.method = 'adversary'"),
+        ({"method": "adversarial", "criterion": "parity"}, "debias.criterion = 'parity'"),
+        ({"method": "adversarial", "lamda": 1}, "debias.lamda: unknown key; allowed here: method, lambda"),
+        ({"method": "adversarial", "apply_to": ["teacher"]}, "debias.apply_to.0 = 'teacher'"),
+        ({"reweigh": "cells"}, "debias.reweigh = 'cells'"),
+    ],
+)
 def test_bad_debias_config_is_named(raw, needle):
     with pytest.raises(EdgeKDError) as err:
         parse_recipe({"name": "x", "debias": raw})
@@ -145,12 +153,21 @@ def test_adversary_lowers_group_information_and_disparity_on_a_shortcut_set(tmp_
     from edgekd.stages import Stage
     from edgekd.train import fit
 
-    recipe = parse_recipe({
-        "name": "shortcut", "seed": 0,
-        "data": {"image_size": 32, "num_classes": 2, "bias": 0.95, "train_size": 512,
-                 "val_size": 256, "test_size": 64},
-        "student": {"arch": "test_efficientnet", "epochs": 3, "batch_size": 32, "lr": 0.01},
-    })
+    recipe = parse_recipe(
+        {
+            "name": "shortcut",
+            "seed": 0,
+            "data": {
+                "image_size": 32,
+                "num_classes": 2,
+                "bias": 0.95,
+                "train_size": 512,
+                "val_size": 256,
+                "test_size": 64,
+            },
+            "student": {"arch": "test_efficientnet", "epochs": 3, "batch_size": 32, "lr": 0.01},
+        }
+    )
     data = load_data(recipe.data, seed=0)
     results = {}
     for weight in (0.0, 3.0):
@@ -192,11 +209,14 @@ def test_reweighed_epoch_draws_balanced_cells_and_splits_ranks():
     assert 0.44 < minority < 0.56  # 0.10 without reweighing
     again = rank_indices(1000, epoch=3, seed=7, dist=Dist(), batch_size=32, weights=weights)
     np.testing.assert_array_equal(order, again)
-    never = rank_indices(1000, epoch=0, seed=0, dist=Dist(), batch_size=32,
-                         weights=(groups == 0).astype(float))
+    never = rank_indices(
+        1000, epoch=0, seed=0, dist=Dist(), batch_size=32, weights=(groups == 0).astype(float)
+    )
     assert set(groups[never]) == {0}
-    shares = [rank_indices(1000, epoch=3, seed=7, dist=Dist(rank=r, world_size=2), batch_size=32,
-                           weights=weights) for r in (0, 1)]
+    shares = [
+        rank_indices(1000, epoch=3, seed=7, dist=Dist(rank=r, world_size=2), batch_size=32, weights=weights)
+        for r in (0, 1)
+    ]
     np.testing.assert_array_equal(np.sort(np.r_[shares[0], shares[1]]), np.sort(order))
 
 
@@ -207,13 +227,15 @@ def test_reweigh_recipe_wraps_the_objective_and_the_loop_draws_by_it(tmp_path):
     from edgekd.stages import Stage
     from edgekd.train import fit
 
-    both = with_debiasing(KDLoss(), parse_recipe(
-        {"name": "x", "debias": {"method": "adversarial", "reweigh": True}}).debias)
+    both = with_debiasing(
+        KDLoss(), parse_recipe({"name": "x", "debias": {"method": "adversarial", "reweigh": True}}).debias
+    )
     assert isinstance(both, Reweighing) and isinstance(both.task, AdversarialDebiasing)
     assert both.uses_teacher
     inside = AdversarialDebiasing(Reweighing(CrossEntropy()))  # the wrappers nest either way
-    np.testing.assert_allclose(inside.sample_weights(np.array([0, 0, 1]), np.array([0, 1, 1])),
-                               [2 / 3, 4 / 3, 2 / 3])  # P(c)P(g)/P(c,g), n = 3
+    np.testing.assert_allclose(
+        inside.sample_weights(np.array([0, 0, 1]), np.array([0, 1, 1])), [2 / 3, 4 / 3, 2 / 3]
+    )  # P(c)P(g)/P(c,g), n = 3
     alone = parse_recipe({"name": "x", "debias": {"reweigh": True}}).debias
     assert alone.active and isinstance(with_debiasing(CrossEntropy(), alone), Reweighing)
 
@@ -227,16 +249,25 @@ def test_reweigh_recipe_wraps_the_objective_and_the_loop_draws_by_it(tmp_path):
             self.seen.append(batch.groups.clone())
             return super().forward(logits, batch)
 
-    recipe = parse_recipe({
-        "name": "draws", "seed": 0,
-        "data": {"image_size": 32, "num_classes": 2, "train_size": 320, "val_size": 32,
-                 "test_size": 16},
-        "student": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 32},
-    })
+    recipe = parse_recipe(
+        {
+            "name": "draws",
+            "seed": 0,
+            "data": {"image_size": 32, "num_classes": 2, "train_size": 320, "val_size": 32, "test_size": 16},
+            "student": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 32},
+        }
+    )
     data = load_data(recipe.data, seed=0)
     objective = GroupZeroOnly(CrossEntropy())
     stage = Stage(tmp_path, "student", {})
     stage.start()
-    fit(create_model(recipe.student, 2, key="student"), objective, data, recipe.student, stage,
-        seed=0, log=lambda m: None)
+    fit(
+        create_model(recipe.student, 2, key="student"),
+        objective,
+        data,
+        recipe.student,
+        stage,
+        seed=0,
+        log=lambda m: None,
+    )
     assert len(objective.seen) == 10 and set(torch.cat(objective.seen).tolist()) == {0}

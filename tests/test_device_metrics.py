@@ -22,8 +22,10 @@ def test_count_metrics_equal_fairlearn_on_random_predictions(num_classes, num_gr
     groups = rng.integers(0, num_groups, n)
     pred = np.where(rng.random(n) < 0.6, y, rng.integers(0, num_classes, n))
     classes, group_names = [f"c{i}" for i in range(num_classes)], [f"g{i}" for i in range(num_groups)]
-    assert_close_tree(evaluate_predictions(y, pred, groups, class_names=classes, group_names=group_names),
-                      fairlearn_metrics(y, pred, groups, class_names=classes, group_names=group_names))
+    assert_close_tree(
+        evaluate_predictions(y, pred, groups, class_names=classes, group_names=group_names),
+        fairlearn_metrics(y, pred, groups, class_names=classes, group_names=group_names),
+    )
 
 
 def test_count_metrics_equal_fairlearn_with_empty_cells_and_a_never_predicted_class():
@@ -42,8 +44,9 @@ def test_count_metrics_equal_fairlearn_with_empty_cells_and_a_never_predicted_cl
 def test_one_group_only_has_undefined_gaps():
     y, pred, groups = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0]), np.zeros(4, int)
     counted = evaluate_predictions(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"])
-    assert_close_tree(counted, fairlearn_metrics(y, pred, groups, class_names=["x", "y"],
-                                                    group_names=["a", "b"]))
+    assert_close_tree(
+        counted, fairlearn_metrics(y, pred, groups, class_names=["x", "y"], group_names=["a", "b"])
+    )
     assert counted["mean_abs_disparity"] is None and counted["dpd"]["mean"] is None
 
 
@@ -57,8 +60,11 @@ def test_the_build_stops_in_one_line_when_the_engine_and_fairlearn_disagree():
     # hand-worked: P(pred=x | a) = 3/4, P(pred=x | b) = 1/4 -> DPD of each class 0.5
     assert metrics["dpd"]["mean"] == pytest.approx(0.5)
     broken = {**metrics, "dpd": {**metrics["dpd"], "mean": 0.25}}
-    with pytest.raises(EdgeKDError, match=r"^student: dpd mean is 0.25 from the count engine and "
-                                          r"0.5 from fairlearn; the two must agree"):
+    with pytest.raises(
+        EdgeKDError,
+        match=r"^student: dpd mean is 0.25 from the count engine and "
+        r"0.5 from fairlearn; the two must agree",
+    ):
         cross_check(broken, y, pred, groups, what="student", **names)
 
 
@@ -94,8 +100,12 @@ def test_device_commands_run_without_torch_fairlearn_scipy_or_matplotlib(tiny_bu
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "LEAN OK" in proc.stdout
     card = json.loads((bundle / "card.json").read_text())
-    (result,) = [r for by_backend in card["bench"].values() for by_file in by_backend.values()
-                 for r in by_file.values()]
+    (result,) = [
+        r
+        for by_backend in card["bench"].values()
+        for by_file in by_backend.values()
+        for r in by_file.values()
+    ]
     on_card = card["models"]["onnx"]["metrics"]  # the build's fairlearn numbers
     for key in ("top1", "mean_abs_disparity"):
         assert result["eval"][key] == pytest.approx(on_card[key])

@@ -37,8 +37,12 @@ def test_kd_loss_hand_worked_with_t_squared_scaling():
 
 def test_kd_objective_mixes_soft_and_hard_and_is_zero_soft_when_equal():
     logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 0.3]])
-    batch = Batch(images=torch.zeros(2), labels=torch.tensor([0, 2]), groups=torch.tensor([0, 1]),
-                  teacher_logits=logits.clone())
+    batch = Batch(
+        images=torch.zeros(2),
+        labels=torch.tensor([0, 2]),
+        groups=torch.tensor([0, 1]),
+        teacher_logits=logits.clone(),
+    )
     objective = OBJECTIVES.get("kd")(temperature=4.0, alpha=0.9)
     ce = torch.nn.functional.cross_entropy(logits, batch.labels)
     assert objective(logits, batch).item() == pytest.approx(0.1 * ce.item(), abs=1e-6)
@@ -95,8 +99,7 @@ def test_cosine_curriculum_rises_from_zero_to_one():
 
 def test_ctkd_reverses_the_temperature_gradient_only():
     torch.manual_seed(0)
-    objective = CTKDLoss(t_min=1.0, t_range=20.0, initial_temperature=4.0, alpha=0.9,
-                         curriculum_share=0.5)
+    objective = CTKDLoss(t_min=1.0, t_range=20.0, initial_temperature=4.0, alpha=0.9, curriculum_share=0.5)
     assert objective.temperature.item() == pytest.approx(4.0, rel=1e-6)
     objective.start_epoch(8, epochs=2)  # past the curriculum: full strength
     assert objective.strength == pytest.approx(1.0)
@@ -112,7 +115,8 @@ def test_ctkd_reverses_the_temperature_gradient_only():
     plain_student = student.detach().clone().requires_grad_(True)
     tau = 1.0 + 20.0 * torch.sigmoid(theta)
     plain = 0.9 * kd_loss(plain_student, teacher, tau) + 0.1 * torch.nn.functional.cross_entropy(
-        plain_student, labels)
+        plain_student, labels
+    )
     plain.backward()
     assert objective.theta.grad.item() == pytest.approx(-theta.grad.item(), rel=1e-5)
     assert torch.allclose(student.grad, plain_student.grad, atol=1e-7)
@@ -176,8 +180,11 @@ def test_old_count_keys_say_what_replaced_them():
     from edgekd.errors import EdgeKDError
     from edgekd.recipe import parse_recipe
 
-    base = {"name": "x", "teacher": {"arch": "test_efficientnet", "epochs": 1},
-            "student": {"arch": "test_efficientnet", "epochs": 1}}
+    base = {
+        "name": "x",
+        "teacher": {"arch": "test_efficientnet", "epochs": 1},
+        "student": {"arch": "test_efficientnet", "epochs": 1},
+    }
     with pytest.raises(EdgeKDError, match="warmup_epochs was replaced by warmup_share"):
         parse_recipe({**base, "distill": {"method": "kdpp", "warmup_epochs": 20}})
     with pytest.raises(EdgeKDError, match="curriculum_epochs was replaced by curriculum_share"):
@@ -194,9 +201,14 @@ def test_kdpp_projection_receives_gradients_and_kd_warms_up():
     objective.start_epoch(7, epochs=10)
     assert objective.kd_weight == 1.0
     features = torch.randn(5, 8, requires_grad=True)
-    batch = Batch(images=torch.zeros(5), labels=torch.tensor([0, 1, 2, 0, 1]), groups=torch.zeros(5),
-                  features=features, teacher_logits=torch.randn(5, 3),
-                  teacher_features=torch.randn(5, 12))
+    batch = Batch(
+        images=torch.zeros(5),
+        labels=torch.tensor([0, 1, 2, 0, 1]),
+        groups=torch.zeros(5),
+        features=features,
+        teacher_logits=torch.randn(5, 3),
+        teacher_features=torch.randn(5, 12),
+    )
     objective(torch.randn(5, 3, requires_grad=True), batch).backward()
     linear = objective.projection[1]
     assert linear.weight.grad is not None and linear.weight.grad.abs().sum() > 0
@@ -208,11 +220,9 @@ def test_subgroup_weights_follow_teacher_accuracy():
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     groups = np.array([0, 0, 1, 1, 0, 0, 1, 1])
     pred = np.array([0, 0, 0, 1, 1, 0, 0, 0])  # class 0: 3/4 right, class 1: 1/4
-    per_class = subgroup_weights(pred, labels, groups, alpha=0.8, num_classes=2, num_groups=2,
-                                 per="class")
+    per_class = subgroup_weights(pred, labels, groups, alpha=0.8, num_classes=2, num_groups=2, per="class")
     np.testing.assert_allclose(per_class, [[0.8, 0.8], [0.8 / 3, 0.8 / 3]])
-    per_cell = subgroup_weights(pred, labels, groups, alpha=0.8, num_classes=2, num_groups=2,
-                                per="cell")
+    per_cell = subgroup_weights(pred, labels, groups, alpha=0.8, num_classes=2, num_groups=2, per="cell")
     # cells: (0,0) 2/2, (0,1) 1/2, (1,0) 1/2, (1,1) 0/2; the best cell keeps alpha
     np.testing.assert_allclose(per_cell, [[0.8, 0.4], [0.4, 0.0]])
 
@@ -222,8 +232,12 @@ def test_adaptive_loss_weights_each_sample_by_its_cell():
     objective.weights = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
     logits = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     teacher = torch.tensor([[math.log(3.0), 0.0], [1.0, 0.0]])
-    batch = Batch(images=torch.zeros(2), labels=torch.tensor([0, 0]), groups=torch.tensor([0, 1]),
-                  teacher_logits=teacher)
+    batch = Batch(
+        images=torch.zeros(2),
+        labels=torch.tensor([0, 0]),
+        groups=torch.tensor([0, 1]),
+        teacher_logits=teacher,
+    )
     # sample 0: weight 1 -> pure KL((3/4, 1/4) || (1/2, 1/2)); sample 1: weight 0 -> pure CE
     ce_1 = -math.log(math.e / (math.e + 1))
     expected = (_kl([0.75, 0.25], [0.5, 0.5]) + ce_1) / 2
@@ -273,8 +287,7 @@ def test_teacher_outputs_are_computed_once_and_read_back(tmp_path):
     from edgekd.data.trifeature import TrifeatureConfig
     from edgekd.train.teacher_outputs import TeacherOutputs, teacher_forward
 
-    data = load_data(TrifeatureConfig(image_size=32, train_size=40, val_size=16, test_size=16),
-                     seed=0)
+    data = load_data(TrifeatureConfig(image_size=32, train_size=40, val_size=16, test_size=16), seed=0)
     torch.manual_seed(0)
     teacher = timm.create_model("test_efficientnet", num_classes=4).eval()
     first = TeacherOutputs(teacher, data, cache_dir=tmp_path)
@@ -283,8 +296,7 @@ def test_teacher_outputs_are_computed_once_and_read_back(tmp_path):
     again = TeacherOutputs(teacher, data, cache_dir=tmp_path)
     cached_logits, cached_features = again.for_epoch(1)
     assert again.computed == 0
-    live_logits, live_features = teacher_forward(teacher, data.train_for_epoch(1).images,
-                                                 data.mean, data.std)
+    live_logits, live_features = teacher_forward(teacher, data.train_for_epoch(1).images, data.mean, data.std)
     np.testing.assert_array_equal(cached_logits, live_logits)
     np.testing.assert_array_equal(cached_features, live_features)
     assert features.shape == (40, teacher.num_features) and logits.shape == (40, 4)

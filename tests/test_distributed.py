@@ -20,8 +20,10 @@ TESTS = Path(__file__).parent
 
 def test_ranks_see_disjoint_halves_of_each_epoch():
     for epoch in (0, 1):
-        parts = [rank_indices(101, epoch=epoch, seed=3, dist=Dist(rank=r, world_size=2), batch_size=8)
-                 for r in (0, 1)]
+        parts = [
+            rank_indices(101, epoch=epoch, seed=3, dist=Dist(rank=r, world_size=2), batch_size=8)
+            for r in (0, 1)
+        ]
         assert len(parts[0]) == len(parts[1]) == 50  # 101 rounded down to a multiple of 2 ranks
         assert not set(parts[0]) & set(parts[1])
         assert set(parts[0]) | set(parts[1]) <= set(range(101))
@@ -42,14 +44,12 @@ def test_global_batch_must_divide_over_the_ranks():
 
 def _torchrun(*args: str, timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               *args]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @pytest.mark.timeout(900)  # the torchrun build alone may take its 600 s under load
-def test_two_process_build_writes_one_bundle_and_matches_single_process(tmp_path, tiny_recipe,
-                                                                         tiny_build):
+def test_two_process_build_writes_one_bundle_and_matches_single_process(tmp_path, tiny_recipe, tiny_build):
     done = _torchrun("-m", "edgekd", "build", str(tiny_recipe), "--out", str(tmp_path), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     bundle = tmp_path / "tiny" / "bundle"
@@ -74,8 +74,7 @@ def test_two_process_build_writes_one_bundle_and_matches_single_process(tmp_path
 
 def test_a_failing_rank_ends_the_job_with_its_error(tmp_path, tiny_recipe):
     started = time.monotonic()
-    done = _torchrun(str(TESTS / "scripts" / "ddp_crash.py"), str(tiny_recipe), str(tmp_path),
-                     timeout=300)
+    done = _torchrun(str(TESTS / "scripts" / "ddp_crash.py"), str(tiny_recipe), str(tmp_path), timeout=300)
     elapsed = time.monotonic() - started
     assert done.returncode != 0
     assert "rank 1 fails on purpose in teacher epoch 1" in done.stderr

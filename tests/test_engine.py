@@ -43,9 +43,16 @@ from edgekd.fairness.metric_table import METRICS
 from edgekd.fairness.metrics import evaluate_predictions
 
 INFO = {"tensorrt": "10.3.0", "cuda": "12.6", "gpu": "Orin (nvgpu)"}
-JETSON = {"id": "nvidia-jetson-orin-nano-developer-kit", "gpus": [],
-          "jetson": {"model": "NVIDIA Jetson Orin Nano Developer Kit", "l4t": "36.4.0",
-                     "jetpack": "6.1+b123", "power_mode": "15W"}}
+JETSON = {
+    "id": "nvidia-jetson-orin-nano-developer-kit",
+    "gpus": [],
+    "jetson": {
+        "model": "NVIDIA Jetson Orin Nano Developer Kit",
+        "l4t": "36.4.0",
+        "jetpack": "6.1+b123",
+        "power_mode": "15W",
+    },
+}
 
 
 @pytest.fixture
@@ -66,17 +73,21 @@ def test_engine_names_sources_and_plan(bundle):
     assert engine_model_name("int8", 1) == "tensorrt_int8_dla1"
 
     assert choose_source(bundle, "fp16") == ("model.onnx", None, None)
-    with pytest.raises(EdgeKDError, match=f"{bundle}: --precision int8: there is neither "
-                                          "model.int8.trt.onnx nor calibration.cache"):
+    with pytest.raises(
+        EdgeKDError,
+        match=f"{bundle}: --precision int8: there is neither model.int8.trt.onnx nor calibration.cache",
+    ):
         choose_source(bundle, "int8")
     with pytest.raises(EdgeKDError, match="--precision: 'int4'; choose one of: fp16, int8, fp32"):
         choose_source(bundle, "int4")
     (bundle / "calibration.cache").write_bytes(b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
-    assert choose_source(bundle, "int8") == ("model.onnx", "calibration cache calibration.cache",
-                                             "calibration.cache")
+    assert choose_source(bundle, "int8") == (
+        "model.onnx",
+        "calibration cache calibration.cache",
+        "calibration.cache",
+    )
     shutil.copyfile(bundle / "model.onnx", bundle / "model.int8.trt.onnx")  # Q/DQ file wins
-    assert choose_source(bundle, "int8") == ("model.int8.trt.onnx", "Q/DQ nodes of model.int8.trt.onnx",
-                                             None)
+    assert choose_source(bundle, "int8") == ("model.int8.trt.onnx", "Q/DQ nodes of model.int8.trt.onnx", None)
 
     plan = plan_engine(bundle, precision="int8", dla_core=0, min_batch=1, opt_batch=4, max_batch=16)
     assert plan.flags == ("FP16", "INT8", "GPU_FALLBACK") and plan.device == "DLA"
@@ -117,22 +128,34 @@ def test_provider_options_per_file(tmp_path):
     assert file_precision("model.onnx") == "fp32" and file_precision("model.int8.trt.onnx") == "int8"
     assert file_precision("model.fp16.dla0.engine") == "fp16"
     providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    trt, cuda, cpu = provider_options(providers, model=tmp_path / "model.int8.onnx", sha256="ab" * 32,
-                                      trt_cache=tmp_path / "cache")
+    trt, cuda, cpu = provider_options(
+        providers, model=tmp_path / "model.int8.onnx", sha256="ab" * 32, trt_cache=tmp_path / "cache"
+    )
     assert trt[0] == "TensorrtExecutionProvider"
     assert trt[1]["trt_fp16_enable"] is True and trt[1]["trt_int8_enable"] is True
     assert trt[1]["trt_engine_cache_enable"] is True and trt[1]["trt_timing_cache_enable"] is True
     assert trt[1]["trt_engine_cache_path"] == str(tmp_path / "cache" / f"{'ab' * 8}-int8")
-    assert cuda == ("CUDAExecutionProvider", {"device_id": 0, "cudnn_conv_algo_search": "EXHAUSTIVE",
-                                              "arena_extend_strategy": "kSameAsRequested",
-                                              "do_copy_in_default_stream": True})
+    assert cuda == (
+        "CUDAExecutionProvider",
+        {
+            "device_id": 0,
+            "cudnn_conv_algo_search": "EXHAUSTIVE",
+            "arena_extend_strategy": "kSameAsRequested",
+            "do_copy_in_default_stream": True,
+        },
+    )
     assert cpu == "CPUExecutionProvider"
-    fp32 = provider_options(providers[:1], model=tmp_path / "model.onnx", sha256="cd" * 32,
-                            trt_cache=None)[0][1]
+    fp32 = provider_options(providers[:1], model=tmp_path / "model.onnx", sha256="cd" * 32, trt_cache=None)[
+        0
+    ][1]
     assert fp32["trt_fp16_enable"] is False and fp32["trt_int8_enable"] is False  # fp32, as shipped
     assert "trt_engine_cache_path" not in fp32
-    assert provider_options(providers[:1], model=tmp_path / "model.onnx", fp16=True,
-                            trt_cache=None)[0][1]["trt_fp16_enable"] is True
+    assert (
+        provider_options(providers[:1], model=tmp_path / "model.onnx", fp16=True, trt_cache=None)[0][1][
+            "trt_fp16_enable"
+        ]
+        is True
+    )
     assert provider_options(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
 
 
@@ -223,15 +246,28 @@ def _stand_in_engine(bundle, tmp_path, *, flip: int = 3, precision="fp16", dla_c
     predictions = reference.copy()
     predictions[:flip] = (predictions[:flip] + 1) % len(preprocess["class_names"])
     eval_set = read_eval_set(bundle)
-    metrics = evaluate_predictions(eval_set.labels, predictions, eval_set.groups,
-                                   class_names=preprocess["class_names"],
-                                   group_names=preprocess["protected_groups"])
+    metrics = evaluate_predictions(
+        eval_set.labels,
+        predictions,
+        eval_set.groups,
+        class_names=preprocess["class_names"],
+        group_names=preprocess["protected_groups"],
+    )
     plan = plan_engine(bundle, precision=precision, dla_core=dla_core)
     engine = tmp_path / plan.file
     engine.write_bytes(b"stand-in serialized engine")
-    name, entry = engine_entry(plan, metrics=metrics, predictions=predictions, eval_set=eval_set,
-                               card=load_card(bundle), reference=reference,
-                               size_bytes=engine.stat().st_size, info=INFO, device=JETSON, batch=8)
+    name, entry = engine_entry(
+        plan,
+        metrics=metrics,
+        predictions=predictions,
+        eval_set=eval_set,
+        card=load_card(bundle),
+        reference=reference,
+        size_bytes=engine.stat().st_size,
+        info=INFO,
+        device=JETSON,
+        batch=8,
+    )
     return plan, engine, name, entry, metrics, len(reference)
 
 
@@ -241,9 +277,16 @@ def test_engine_entry_compares_with_model_onnx_and_the_student(bundle, tmp_path)
     student = card["models"]["student"]["metrics"]
     assert name == "tensorrt_fp16" and entry["kind"] == "tensorrt" and entry["precision"] == "fp16"
     assert entry["file"] == "model.fp16.engine" and entry["built_on_device"] is True
-    assert entry["built_on"] == {"device": JETSON["id"], "gpu": "Orin (nvgpu)", "tensorrt": "10.3.0",
-                                 "cuda": "12.6", "board": "NVIDIA Jetson Orin Nano Developer Kit",
-                                 "jetpack": "6.1+b123", "l4t": "36.4.0", "power_mode": "15W"}
+    assert entry["built_on"] == {
+        "device": JETSON["id"],
+        "gpu": "Orin (nvgpu)",
+        "tensorrt": "10.3.0",
+        "cuda": "12.6",
+        "board": "NVIDIA Jetson Orin Nano Developer Kit",
+        "jetpack": "6.1+b123",
+        "l4t": "36.4.0",
+        "power_mode": "15W",
+    }
     assert entry["engine"] == INFO and entry["build"]["flags"] == ["FP16"]
     vs = entry["vs_student"]
     assert vs["prediction_agreement"] == pytest.approx((n - 3) / n)
@@ -260,8 +303,7 @@ def test_engine_entry_compares_with_model_onnx_and_the_student(bundle, tmp_path)
 def test_adding_an_engine_keeps_the_bundle_verifiable_and_renders_its_row(bundle, tmp_path):
     from edgekd.bench.card_update import add_engine
 
-    plan, engine, name, entry, metrics, _ = _stand_in_engine(bundle, tmp_path, precision="fp16",
-                                                               dla_core=0)
+    plan, engine, name, entry, metrics, _ = _stand_in_engine(bundle, tmp_path, precision="fp16", dla_core=0)
     add_engine(bundle, engine, name=name, entry=entry, info=INFO)
     assert (bundle / "model.fp16.dla0.engine").read_bytes() == b"stand-in serialized engine"
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -274,13 +316,16 @@ def test_adding_an_engine_keeps_the_bundle_verifiable_and_renders_its_row(bundle
     assert verify.exit_code == 0, verify.output
     shown = runner.invoke(main, ["card", str(bundle)])
     assert shown.exit_code == 0
-    row = next(line for line in shown.output.splitlines()
-               if line.startswith("| tensorrt_fp16_dla0 | tensorrt"))
+    row = next(
+        line for line in shown.output.splitlines() if line.startswith("| tensorrt_fp16_dla0 | tensorrt")
+    )
     assert f"{metrics['top1']:.3f}" in row
     assert "| tensorrt_fp16_dla0 | model.fp16.dla0.engine | " in shown.output  # the drift row
     assert "(with model.onnx; with the student" in shown.output
-    assert "tensorrt_fp16_dla0 was built and evaluated on the device: device " \
-           "nvidia-jetson-orin-nano-developer-kit, gpu Orin (nvgpu), tensorrt 10.3.0" in shown.output
+    assert (
+        "tensorrt_fp16_dla0 was built and evaluated on the device: device "
+        "nvidia-jetson-orin-nano-developer-kit, gpu Orin (nvgpu), tensorrt 10.3.0" in shown.output
+    )
     assert (bundle / "card.md").read_text() in shown.output + "\n"
     assert "tensorrt_fp16_dla0" in (bundle / "card.html").read_text()
     check = runner.invoke(main, ["card", str(bundle), "--check"])
@@ -300,13 +345,19 @@ def test_engine_gates_use_the_cards_thresholds():
     from edgekd.card.bench import add_engine_evaluation
 
     teacher = {"kind": "torch", "metrics": {"top1": 0.8, "mean_abs_disparity": 0.1}}
-    card = {"models": {"teacher": teacher, "onnx": {"kind": "onnx", "file": "model.onnx"}},
-            "gates": [{"name": "min_top1", "artifact": "onnx", "threshold": 0.5, "passed": True},
-                      {"name": "onnx_matches_torch", "artifact": "onnx", "threshold": 0.999,
-                       "passed": True}],
-            "skipped_artifacts": [{"name": "tensorrt_fp16", "skipped": "TensorRT is not installed"}]}
-    entry = {"kind": "tensorrt", "file": "model.fp16.engine",
-             "metrics": {"top1": 0.4, "mean_abs_disparity": 0.2}}
+    card = {
+        "models": {"teacher": teacher, "onnx": {"kind": "onnx", "file": "model.onnx"}},
+        "gates": [
+            {"name": "min_top1", "artifact": "onnx", "threshold": 0.5, "passed": True},
+            {"name": "onnx_matches_torch", "artifact": "onnx", "threshold": 0.999, "passed": True},
+        ],
+        "skipped_artifacts": [{"name": "tensorrt_fp16", "skipped": "TensorRT is not installed"}],
+    }
+    entry = {
+        "kind": "tensorrt",
+        "file": "model.fp16.engine",
+        "metrics": {"top1": 0.4, "mean_abs_disparity": 0.2},
+    }
     out = add_engine_evaluation(card, "tensorrt_fp16", entry)
     gate = [g for g in out["gates"] if g["artifact"] == "tensorrt_fp16"]
     assert [(g["name"], g["threshold"], g["passed"]) for g in gate] == [("min_top1", 0.5, False)]
@@ -315,12 +366,15 @@ def test_engine_gates_use_the_cards_thresholds():
 
 
 # ------------------------------------------------------------------ the command, without TensorRT
-@pytest.mark.parametrize("args, message", [
-    (["--precision", "int8"], "--precision int8: "),
-    (["--precision", "fp32", "--dla-core", "0"], "DLA runs fp16 or int8 only"),
-    (["--workspace-mb", "4"], "--workspace-mb: 4; must be at least 16"),
-    (["--min-batch", "8", "--opt-batch", "4"], "min_batch <= opt_batch"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--precision", "int8"], "--precision int8: "),
+        (["--precision", "fp32", "--dla-core", "0"], "DLA runs fp16 or int8 only"),
+        (["--workspace-mb", "4"], "--workspace-mb: 4; must be at least 16"),
+        (["--min-batch", "8", "--opt-batch", "4"], "min_batch <= opt_batch"),
+    ],
+)
 def test_engine_mistakes_are_one_line_and_touch_nothing(bundle, args, message):
     before = _files(bundle)
     result = CliRunner().invoke(main, ["engine", str(bundle), *args])
@@ -384,7 +438,7 @@ def test_engine_command_end_to_end_with_a_stand_in_tensorrt(bundle, tmp_path, mo
 
     result = CliRunner().invoke(main, ["engine", str(bundle), "--precision", "int8", "--max-batch", "16"])
     assert result.exit_code == 0, result.output
-    (name, options), = calls
+    ((name, options),) = calls
     assert name == "model.onnx" and options["precision"] == "int8" and not options["explicit_int8"]
     assert options["calibration_cache"] == bundle / "calibration.cache" and options["dla_core"] is None
     assert (options["min_batch"], options["opt_batch"], options["max_batch"]) == (1, 8, 16)

@@ -26,10 +26,19 @@ def artifact_build(tmp_path_factory, tiny_recipe):
     from edgekd.pipeline import build
 
     out = tmp_path_factory.mktemp("artifacts")
-    return build(tiny_recipe, out=out, log=lambda m: None,
-                 overrides=("export.int8.enabled=true", "export.int8.calibration_samples=64",
-                            "export.int8.qat=on", "export.int8.qat_steps=6",
-                            "export.fp16.enabled=true", "export.tensorrt.enabled=true"))
+    return build(
+        tiny_recipe,
+        out=out,
+        log=lambda m: None,
+        overrides=(
+            "export.int8.enabled=true",
+            "export.int8.calibration_samples=64",
+            "export.int8.qat=on",
+            "export.int8.qat_steps=6",
+            "export.fp16.enabled=true",
+            "export.tensorrt.enabled=true",
+        ),
+    )
 
 
 def test_int8_graph_is_qdq_with_per_channel_weights(artifact_build):
@@ -37,9 +46,14 @@ def test_int8_graph_is_qdq_with_per_channel_weights(artifact_build):
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     scales = {i.name: i for i in model.graph.initializer}
-    per_channel = [n for n in model.graph.node if n.op_type == "DequantizeLinear"
-                   and n.input[1] in scales and len(scales[n.input[1]].dims) == 1
-                   and scales[n.input[1]].dims[0] > 1]
+    per_channel = [
+        n
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[1] in scales
+        and len(scales[n.input[1]].dims) == 1
+        and scales[n.input[1]].dims[0] > 1
+    ]
     assert per_channel, "weights carry one scale per output channel"
     assert _input_zero_point_type(model) == onnx.TensorProto.UINT8  # U8S8, onnxruntime's fast CPU path
 
@@ -47,8 +61,11 @@ def test_int8_graph_is_qdq_with_per_channel_weights(artifact_build):
 def _input_zero_point_type(model) -> int:
     """The element type of the zero point that quantizes the graph's input."""
     inits = {i.name: i for i in model.graph.initializer}
-    first = next(n for n in model.graph.node if n.op_type == "QuantizeLinear"
-                 and n.input[0] == model.graph.input[0].name)
+    first = next(
+        n
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] == model.graph.input[0].name
+    )
     return inits[first.input[2]].data_type
 
 
@@ -57,12 +74,19 @@ def test_int8_with_signed_activations_for_tensorrt(artifact_build, tmp_path):
     from edgekd.recipe import load_recipe
 
     data = load_data(load_recipe(TESTS / "tiny.yaml").data, seed=0)
-    out = quantize_int8(artifact_build.bundle_dir / "model.onnx", tmp_path / "s8.onnx",
-                        data.train.images[:32], data.mean, data.std, activations="int8")
+    out = quantize_int8(
+        artifact_build.bundle_dir / "model.onnx",
+        tmp_path / "s8.onnx",
+        data.train.images[:32],
+        data.mean,
+        data.std,
+        activations="int8",
+    )
     assert _input_zero_point_type(onnx.load(str(out))) == onnx.TensorProto.INT8
     with pytest.raises(EdgeKDError, match="export.int8.activations: unknown type 'int4'"):
-        quantize_int8(out, tmp_path / "x.onnx", data.train.images[:4], data.mean, data.std,
-                      activations="int4")
+        quantize_int8(
+            out, tmp_path / "x.onnx", data.train.images[:4], data.mean, data.std, activations="int4"
+        )
 
 
 def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifact_build):
@@ -73,8 +97,11 @@ def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifac
     bundle = artifact_build.bundle_dir
     model = onnx.load(str(bundle / "model.int8.trt.onnx"))
     inits = {i.name: i for i in model.graph.initializer}
-    zero_points = [numpy_helper.to_array(inits[n.input[2]]) for n in model.graph.node
-                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    zero_points = [
+        numpy_helper.to_array(inits[n.input[2]])
+        for n in model.graph.node
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2
+    ]
     assert len(zero_points) > 20
     assert all((z == 0).all() for z in zero_points)  # symmetric everywhere
     assert {str(z.dtype) for z in zero_points} == {"int8"}  # biases float: no int32 DQ
@@ -96,8 +123,10 @@ def test_tensorrt_form_is_symmetric_int8_and_ships_its_calibration_cache(artifac
     assert entry["export"]["tries"][0]["kept_in_float"] == []
     md = (bundle / "card.md").read_text()
     agreement = entry["export"]["agreement_with_fp32_on_validation"]
-    assert (f"onnx_int8_trt: agreement with fp32 on the validation images (each (class, group) cell "
-            f"weighted as in a balanced split) {agreement:.4f} (bound 0.97)") in md
+    assert (
+        f"onnx_int8_trt: agreement with fp32 on the validation images (each (class, group) cell "
+        f"weighted as in a balanced split) {agreement:.4f} (bound 0.97)"
+    ) in md
     assert entry["export"]["calibration_draw"] == "cell_balanced"
 
 
@@ -124,8 +153,9 @@ def test_tensorrt_cache_hand_worked(tmp_path):
     from edgekd.export.calibration_cache import read_tensorrt_cache, write_tensorrt_cache
 
     # scale 0.02 (amax 2.54) = 0x3ca3d70a as a big-endian float32; 1.0 (amax 127) = 0x3f800000
-    path = write_tensorrt_cache({"images": 2.54 / 127, "logits": 1.0}, tmp_path / "c.cache",
-                                tensorrt_version="8.6.1")
+    path = write_tensorrt_cache(
+        {"images": 2.54 / 127, "logits": 1.0}, tmp_path / "c.cache", tensorrt_version="8.6.1"
+    )
     assert path.read_text() == "TRT-8601-EntropyCalibration2\nimages: 3ca3d70a\nlogits: 3f800000\n"
     header, scales = read_tensorrt_cache(path)
     assert scales["images"] == pytest.approx(0.02) and scales["logits"] == 1.0
@@ -138,8 +168,12 @@ def test_sensitive_groups_are_found_from_the_graph(artifact_build):
     from edgekd.export.int8 import sensitive_groups
 
     groups = dict(sensitive_groups(artifact_build.bundle_dir / "model.onnx"))
-    assert list(groups) == ["first and last layers", "squeeze-and-excitation blocks",
-                            "element-wise ops (SiLU, residual adds)", "depthwise convolutions"]
+    assert list(groups) == [
+        "first and last layers",
+        "squeeze-and-excitation blocks",
+        "element-wise ops (SiLU, residual adds)",
+        "depthwise convolutions",
+    ]
     assert groups["first and last layers"][0] == "/conv_stem/Conv"
     assert groups["first and last layers"][-1] == "/classifier/Gemm"
     assert all("/se/" in name for name in groups["squeeze-and-excitation blocks"])
@@ -154,8 +188,16 @@ def test_agreement_search_keeps_groups_in_float_until_the_bound(artifact_build, 
 
     data = load_data(load_recipe(TESTS / "tiny.yaml").data, seed=0)
     onnx_path = artifact_build.bundle_dir / "model.onnx"
-    result = quantize_to_agreement(onnx_path, tmp_path / "q.onnx", data.train.images[:32], data.val.images,
-                                   data.mean, data.std, form=FORMS["cpu"], min_agreement=1.01)
+    result = quantize_to_agreement(
+        onnx_path,
+        tmp_path / "q.onnx",
+        data.train.images[:32],
+        data.val.images,
+        data.mean,
+        data.std,
+        form=FORMS["cpu"],
+        min_agreement=1.01,
+    )
     groups = sensitive_groups(onnx_path)
     # the bound out of reach: every group is tried, whether or not the one before gained
     assert not result.reached and len(result.tries) == 1 + len(groups)
@@ -190,16 +232,28 @@ def test_every_artifact_is_on_the_card_with_its_drift(artifact_build):
     assert sizes["onnx_fp16"] < sizes["onnx"]
     if tensorrt_status() is not None:  # this machine: the engine is skipped in one line
         assert card["skipped_artifacts"][0]["name"] == "tensorrt_fp16"
-        assert "no engine built" in card["skipped_artifacts"][0]["skipped"] or \
-               "GPU" in card["skipped_artifacts"][0]["skipped"]
+        assert (
+            "no engine built" in card["skipped_artifacts"][0]["skipped"]
+            or "GPU" in card["skipped_artifacts"][0]["skipped"]
+        )
 
 
 def test_required_tensorrt_without_it_fails_in_one_line(tiny_recipe, tmp_path):
     if tensorrt_status() is None:
         pytest.skip("TensorRT and a GPU are present here")
-    result = CliRunner().invoke(main, ["build", str(tiny_recipe), "--out", str(tmp_path),
-                                       "--set", "export.tensorrt.enabled=true",
-                                       "--set", "export.tensorrt.required=true"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "build",
+            str(tiny_recipe),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "export.tensorrt.enabled=true",
+            "--set",
+            "export.tensorrt.required=true",
+        ],
+    )
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "export.tensorrt (required):" in lines[0]
@@ -209,12 +263,23 @@ def test_required_tensorrt_without_it_fails_in_one_line(tiny_recipe, tmp_path):
 def test_torch_tensorrt_missing_is_one_line(tiny_recipe, tmp_path):
     try:
         import torch_tensorrt  # noqa: F401
+
         pytest.skip("Torch-TensorRT is installed here")
     except ImportError:
         pass
-    result = CliRunner().invoke(main, ["build", str(tiny_recipe), "--out", str(tmp_path),
-                                       "--set", "export.tensorrt.enabled=true",
-                                       "--set", "export.tensorrt.via=torch_tensorrt"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "build",
+            str(tiny_recipe),
+            "--out",
+            str(tmp_path),
+            "--set",
+            "export.tensorrt.enabled=true",
+            "--set",
+            "export.tensorrt.via=torch_tensorrt",
+        ],
+    )
     assert result.exit_code == 2
     assert 'pip install "edgekd[tensorrt]"' in result.output
 
@@ -238,8 +303,7 @@ def test_bad_int8_method_and_batch_order_are_named():
     with pytest.raises(EdgeKDError, match="min_batch <= opt_batch <= max_batch"):
         parse_recipe({"name": "x", "export": {"tensorrt": {"opt_batch": 64, "max_batch": 8}}})
     with pytest.raises(EdgeKDError, match="unknown method 'kl'; choose one of: minmax, entropy"):
-        quantize_int8("x.onnx", "y.onnx", np.zeros((1, 8, 8, 3), np.uint8), (0, 0, 0), (1, 1, 1),
-                      method="kl")
+        quantize_int8("x.onnx", "y.onnx", np.zeros((1, 8, 8, 3), np.uint8), (0, 0, 0), (1, 1, 1), method="kl")
 
 
 def test_tensorrt_profile_flags_and_cache_header_without_tensorrt():
@@ -251,7 +315,10 @@ def test_tensorrt_profile_flags_and_cache_header_without_tensorrt():
     export = {"tensorrt": trt, "int8": {"enabled": True}}
     trt_cfg = parse_recipe({"name": "x", "export": export}).export.tensorrt
     assert profile_shapes(48, trt_cfg.min_batch, trt_cfg.opt_batch, trt_cfg.max_batch) == (
-        (2, 3, 48, 48), (4, 3, 48, 48), (16, 3, 48, 48))
+        (2, 3, 48, 48),
+        (4, 3, 48, 48),
+        (16, 3, 48, 48),
+    )
     assert precision_flags(trt_cfg.precision) == ["FP16", "INT8"]
     assert precision_flags("fp16") == ["FP16"] and precision_flags("fp32") == []
     with pytest.raises(EdgeKDError, match="unknown precision 'int4'"):
@@ -286,12 +353,15 @@ def _tar(tmp_path, members: list[tuple[str, str | None, str | None]]):
     return path
 
 
-@pytest.mark.parametrize("members, needle", [
-    ([("b-0.1/../../evil", "x", None)], "outside"),
-    ([("/etc/evil", "x", None)], "outside"),
-    ([("b-0.1/link", None, "../../etc/passwd")], "points outside"),
-    ([("b-0.1/abs", None, "/etc/passwd")], "points outside"),
-])
+@pytest.mark.parametrize(
+    "members, needle",
+    [
+        ([("b-0.1/../../evil", "x", None)], "outside"),
+        ([("/etc/evil", "x", None)], "outside"),
+        ([("b-0.1/link", None, "../../etc/passwd")], "points outside"),
+        ([("b-0.1/abs", None, "/etc/passwd")], "points outside"),
+    ],
+)
 def test_extraction_refuses_members_outside_the_target(tmp_path, members, needle):
     archive = _tar(tmp_path, members)
     target = tmp_path / "out"
@@ -337,9 +407,13 @@ def test_int8_aware_fine_tuning_is_tried_and_recorded(artifact_build):
         assert shipped == shipped_try(tries, export["min_agreement"])
         assert export["fine_tuned"] == ("note" in tries[shipped])
         assert export["agreement_with_fp32_on_validation"] == tries[shipped]["agreement"]
-        assert export["fine_tuning_decision"]["ran"] and export["fine_tuning_decision"]["by"] == \
-            "export.int8.qat: on"
+        assert (
+            export["fine_tuning_decision"]["ran"]
+            and export["fine_tuning_decision"]["by"] == "export.int8.qat: on"
+        )
         if export["fine_tuned"]:
             assert export["fine_tuning"] == {"steps": 6, "lr": 5e-4}
-            assert "after INT8-aware fine-tuning of a copy of the student (6 steps" in \
-                (artifact_build.bundle_dir / "card.md").read_text()
+            assert (
+                "after INT8-aware fine-tuning of a copy of the student (6 steps"
+                in (artifact_build.bundle_dir / "card.md").read_text()
+            )

@@ -36,20 +36,23 @@ def _killed_build(stage: str, sig: str, out: Path, wait_file: Path | None = None
     args = [sys.executable, str(SCRIPT), stage, sig, str(TESTS / "tiny.yaml"), str(out)]
     if wait_file is not None:
         args.append(str(wait_file))
-    return subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folder`` (size, mtime in ns), but the lock's own files."""
-    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".edgekd.lock")}
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".edgekd.lock")
+    }
 
 
 def _assert_resumes_to_the_same_card(out: Path, tiny_build) -> None:
     result = build(TESTS / "tiny.yaml", out=out, log=lambda m: None)
-    assert (result.bundle_dir / "card.json").read_bytes() == \
-        (tiny_build.bundle_dir / "card.json").read_bytes()
+    assert (result.bundle_dir / "card.json").read_bytes() == (
+        tiny_build.bundle_dir / "card.json"
+    ).read_bytes()
     assert not list(out.rglob("*.tmp")) and not (out / "tiny" / ".bundle.tmp").exists()
     ok = CliRunner().invoke(main, ["verify", str(out / "tiny" / "tiny-0.1.0.tar.gz")])
     assert ok.exit_code == 0, ok.output
@@ -80,12 +83,24 @@ def test_a_second_build_on_a_busy_folder_gets_one_line_and_a_kill_resumes(tiny_b
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # a killed build and its resumed build
-@pytest.mark.parametrize("stage, sig", [
-    ("teacher", "KILL"), ("baseline", "KILL"), ("teacher_outputs", "KILL"), ("student", "INT"),
-    ("student", "TERM"), ("export", "KILL"), ("bundle", "KILL"), ("tarball", "KILL"),
-    ("teacher", "TERM"), ("teacher_outputs", "INT"), ("export", "INT"), ("bundle", "TERM"),
-    ("tarball", "INT"),
-])
+@pytest.mark.parametrize(
+    "stage, sig",
+    [
+        ("teacher", "KILL"),
+        ("baseline", "KILL"),
+        ("teacher_outputs", "KILL"),
+        ("student", "INT"),
+        ("student", "TERM"),
+        ("export", "KILL"),
+        ("bundle", "KILL"),
+        ("tarball", "KILL"),
+        ("teacher", "TERM"),
+        ("teacher_outputs", "INT"),
+        ("export", "INT"),
+        ("bundle", "TERM"),
+        ("tarball", "INT"),
+    ],
+)
 def test_a_build_killed_inside_a_stage_resumes_to_the_same_card(tiny_build, tmp_path, stage, sig):
     out = tmp_path / "runs"
     killed = _killed_build(stage, sig, out)
@@ -101,18 +116,31 @@ def test_a_sweep_on_a_busy_base_run_gets_the_lock_line(tmp_path):
     use stops the sweep before anything is written."""
     out = tmp_path / "runs"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from edgekd.lock import run_lock\n"
-         "with run_lock(sys.argv[1], command='edgekd build tiny.yaml'):\n"
-         "    print('held', flush=True); sys.stdin.read()", str(out / "tiny")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_env())
+        [
+            sys.executable,
+            "-c",
+            "import sys; from edgekd.lock import run_lock\n"
+            "with run_lock(sys.argv[1], command='edgekd build tiny.yaml'):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+            str(out / "tiny"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = _snapshot(out)
-        result = CliRunner().invoke(main, ["sweep", str(TESTS / "tiny.yaml"), "--grid",
-                                           "distill.temperature=2,8", "--out", str(out)])
+        result = CliRunner().invoke(
+            main, ["sweep", str(TESTS / "tiny.yaml"), "--grid", "distill.temperature=2,8", "--out", str(out)]
+        )
         assert result.exit_code == 2
-        assert result.output.strip().splitlines()[-1].startswith(
-            f"error: {out / 'tiny'}: in use by pid {holder.pid} on ")
+        assert (
+            result.output.strip()
+            .splitlines()[-1]
+            .startswith(f"error: {out / 'tiny'}: in use by pid {holder.pid} on ")
+        )
         assert "`edgekd build tiny.yaml`" in result.output
         assert _snapshot(out) == before and not (out / "tiny" / "sweep").exists()
     finally:
@@ -131,18 +159,28 @@ def test_a_decode_killed_midway_leaves_an_orphan_the_next_load_removes(tmp_path)
         Image.new("RGB", (20, 10), (i * 50, 0, 0)).save(paths[-1])
     cache = tmp_path / "cache"
     killed = subprocess.Popen(
-        [sys.executable, "-c", "import os, signal, sys\n"
-         "from pathlib import Path\n"
-         "import edgekd.data._images as images\n"
-         "decode, calls = images._decode, []\n"
-         "def dying(*args):\n"
-         "    calls.append(1)\n"
-         "    if len(calls) == 3:\n"
-         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-         "    return decode(*args)\n"
-         "images._decode = dying\n"
-         "images.load_images([Path(p) for p in sys.argv[2:]], size=8, cache_dir=Path(sys.argv[1]),"
-         " workers=1)\n", str(cache), *map(str, paths)], env=_env(), stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys\n"
+            "from pathlib import Path\n"
+            "import edgekd.data._images as images\n"
+            "decode, calls = images._decode, []\n"
+            "def dying(*args):\n"
+            "    calls.append(1)\n"
+            "    if len(calls) == 3:\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    return decode(*args)\n"
+            "images._decode = dying\n"
+            "images.load_images([Path(p) for p in sys.argv[2:]], size=8, cache_dir=Path(sys.argv[1]),"
+            " workers=1)\n",
+            str(cache),
+            *map(str, paths),
+        ],
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, stderr = killed.communicate(timeout=120)
     assert killed.returncode == -signal.SIGKILL, stderr
     orphans = list(cache.glob(".images-*.npy.*.tmp"))

@@ -22,16 +22,16 @@ def _run(tmp_path, path: str, **env):
     for d in (home, tmp, cwd):
         d.mkdir(exist_ok=True)
     environment = {"PATH": path, "HOME": str(home), "TMPDIR": str(tmp), **env}
-    proc = subprocess.run(["bash", str(SCRIPT)], cwd=cwd, env=environment, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(SCRIPT)], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
+    )
     untouched = not any(any(p.iterdir()) for p in (home, tmp, cwd))
     return proc, untouched
 
 
 def _edgekd_env():
     root = str(Path(__file__).parents[1])
-    return {"PYTHON": sys.executable,
-            "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    return {"PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
 
 
 def test_without_edgekd_it_stops_in_one_line_and_touches_nothing(tmp_path):
@@ -51,7 +51,8 @@ def test_without_a_gpu_it_checks_the_files_by_rules_and_tensorrt_rtx(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines()[0] == (
         "gpu_check: no NVIDIA GPU here (nvidia-smi not found): no engine can be built here; checking "
-        "the files meant for TensorRT by the target's rules and TensorRT-RTX's parser instead")
+        "the files meant for TensorRT by the target's rules and TensorRT-RTX's parser instead"
+    )
     for file in ("model.onnx", "model.fp16.onnx", "model.int8.trt.onnx"):
         assert f"tensorrt: {file}: passes the TensorRT 8.6 rules" in proc.stdout
     assert "every file passes for orin-jetpack6.0" in proc.stdout

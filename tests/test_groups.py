@@ -28,18 +28,19 @@ from edgekd.fairness.reference import fairlearn_metrics
 from edgekd.recipe import parse_recipe
 
 # CelebA's 40 attributes in the order of list_attr_celeba.txt
-CELEBA = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
-          "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses "
-          "Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache "
-          "Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks "
-          "Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick "
-          "Wearing_Necklace Wearing_Necktie Young").split()
+CELEBA = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses "
+    "Goatee Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache "
+    "Narrow_Eyes No_Beard Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks "
+    "Sideburns Smiling Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick "
+    "Wearing_Necklace Wearing_Necktie Young"
+).split()
 GROUPS = ["Male=0,Young=0", "Male=0,Young=1", "Male=1,Young=0", "Male=1,Young=1"]
 
 # Test split, images per (class, group): class 0 is "not Smiling", class 1 "Smiling"; group index
 # = 2 * Male + Young. The (Smiling, Male=0,Young=0) cell has 2 images: under min_support 3.
-TEST_CELLS = {(0, 0): 4, (0, 1): 4, (0, 2): 4, (0, 3): 4,
-              (1, 0): 2, (1, 1): 4, (1, 2): 4, (1, 3): 4}
+TEST_CELLS = {(0, 0): 4, (0, 1): 4, (0, 2): 4, (0, 3): 4, (1, 0): 2, (1, 1): 4, (1, 2): 4, (1, 3): 4}
 # How many images of each cell the hand-made student gets right (recall = right / images):
 #   not Smiling: 3/4, 4/4, 2/4, 1/4 -> disparity max - min = 1 - 1/4 = 0.75
 #   Smiling:     0/2 (left out), 2/4, 4/4, 3/4 -> disparity over the three others: 1 - 1/2 = 0.5
@@ -80,16 +81,29 @@ def celeba(tmp_path):
 
 
 def _recipe(data: dict, base: Path, card: dict | None = None):
-    return parse_recipe({"name": "groups", "data": data, "card": card or {"bootstrap_resamples": 0},
-                         "export": {"onnx": {"min_agreement": 0.5}}}, base_dir=base)
+    return parse_recipe(
+        {
+            "name": "groups",
+            "data": data,
+            "card": card or {"bootstrap_resamples": 0},
+            "export": {"onnx": {"min_agreement": 0.5}},
+        },
+        base_dir=base,
+    )
 
 
 def _celeba_recipe(tmp_path, protected, **card):
-    return _recipe({"source": "celeba", "root": "celeba", "image_size": 16, "protected": protected,
-                    "cache_dir": str(tmp_path / "cache")}, tmp_path,
-                   {"bootstrap_resamples": 0, **card})
-
-
+    return _recipe(
+        {
+            "source": "celeba",
+            "root": "celeba",
+            "image_size": 16,
+            "protected": protected,
+            "cache_dir": str(tmp_path / "cache"),
+        },
+        tmp_path,
+        {"bootstrap_resamples": 0, **card},
+    )
 
 
 def _student(labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -118,8 +132,9 @@ def test_celeba_counts_per_intersection_equal_the_hand_counted(celeba, tmp_path)
     assert data.group_names == GROUPS and data.protected_attribute == "Male, Young"
     for split, cells in (("train", TRAIN_CELLS), ("test", TEST_CELLS)):
         got = getattr(data, split)
-        counted = {(c, g): int(((got.labels == c) & (got.groups == g)).sum())
-                   for c in (0, 1) for g in range(4)}
+        counted = {
+            (c, g): int(((got.labels == c) & (got.groups == g)).sum()) for c in (0, 1) for g in range(4)
+        }
         assert counted == cells, split
     assert data.val.groups.tolist() == [0, 3]
     # one attribute as a string or a one-element list: the groups it always had
@@ -134,8 +149,9 @@ def test_card_disparity_over_four_groups_with_the_small_cell_named_and_left_out(
     data = load_data(recipe.data, seed=0)
     labels, groups = data.test.labels, data.test.groups
     student = _student(labels, groups)
-    metrics = evaluate_predictions(labels, student, groups, class_names=data.class_names,
-                                   group_names=data.group_names, min_support=3)
+    metrics = evaluate_predictions(
+        labels, student, groups, class_names=data.class_names, group_names=data.group_names, min_support=3
+    )
     not_smiling, smiling = metrics["per_class"]
     assert not_smiling["recall_by_group"] == dict(zip(GROUPS, [0.75, 1.0, 0.5, 0.25]))
     assert smiling["recall_by_group"] == dict(zip(GROUPS, [0.0, 0.5, 1.0, 0.75]))  # still shown
@@ -146,17 +162,27 @@ def test_card_disparity_over_four_groups_with_the_small_cell_named_and_left_out(
     assert smiling["dpd"] == pytest.approx(0.75 - 1 / 6)
     # EOD(Smiling) over g1-g3 (g0 has 2 positives): TPR 1/2, 1, 3/4; FPR 0, 2/4, 3/4 -> 0.75
     assert smiling["eod"] == pytest.approx(0.75)
-    every = evaluate_predictions(labels, student, groups, class_names=data.class_names,
-                                 group_names=data.group_names)
+    every = evaluate_predictions(
+        labels, student, groups, class_names=data.class_names, group_names=data.group_names
+    )
     assert every["per_class"][1]["disparity"] == pytest.approx(1.0)  # min_support 1: counted
     assert every["mean_abs_disparity"] == pytest.approx((0.75 + 1.0) / 2)
 
-    evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=1000, min_support=3)
-                   for name, pred in (("teacher", labels.copy()), ("baseline", student),
-                                      ("student", student))}
-    evaluations["onnx"] = evaluate("onnx", student, data, kind="onnx", size_bytes=1000, file="model.onnx",
-                                   details={"export": {"argmax_agreement": 1.0}},
-                                   reference=evaluations["student"], min_support=3)
+    evaluations = {
+        name: evaluate(name, pred, data, kind="torch", size_bytes=1000, min_support=3)
+        for name, pred in (("teacher", labels.copy()), ("baseline", student), ("student", student))
+    }
+    evaluations["onnx"] = evaluate(
+        "onnx",
+        student,
+        data,
+        kind="onnx",
+        size_bytes=1000,
+        file="model.onnx",
+        details={"export": {"argmax_agreement": 1.0}},
+        reference=evaluations["student"],
+        min_support=3,
+    )
     card = check_card(json.loads(json.dumps(build_card(recipe, data, evaluations))))
     assert card["data"]["test_counts_by_group"] == dict(zip(GROUPS, [6, 8, 8, 8]))
     assert card["data"]["min_support"] == 3
@@ -186,9 +212,13 @@ def test_card_disparity_over_four_groups_with_the_small_cell_named_and_left_out(
     write_eval_set(bundle, data.test.images, labels, groups)
     preprocess = data.preprocess()
     on_device = evaluate_artifact(None, bundle, preprocess, batch=8, predictions=student)
-    assert_close_tree({k: on_device[k] for k in ("mean_abs_disparity", "dpd", "eod", "per_class")},
-           {k: card["models"]["student"]["metrics"][k] for k in ("mean_abs_disparity", "dpd", "eod",
-                                                                 "per_class")})
+    assert_close_tree(
+        {k: on_device[k] for k in ("mean_abs_disparity", "dpd", "eod", "per_class")},
+        {
+            k: card["models"]["student"]["metrics"][k]
+            for k in ("mean_abs_disparity", "dpd", "eod", "per_class")
+        },
+    )
     assert preprocess["protected_groups"] == GROUPS
 
     md = render_markdown(card)
@@ -208,18 +238,29 @@ def test_an_absent_intersection_is_named_with_0_images_and_the_card_does_not_cra
     data = load_data(recipe.data, seed=0)
     assert data.group_names == GROUPS and 2 not in data.test.groups
     pred = _student(data.test.labels, data.test.groups)
-    evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=1, min_support=3)
-                   for name in ("teacher", "baseline", "student")}
-    evaluations["onnx"] = evaluate("onnx", pred, data, kind="onnx", size_bytes=1, min_support=3,
-                                   details={"export": {"argmax_agreement": 1.0}})
+    evaluations = {
+        name: evaluate(name, pred, data, kind="torch", size_bytes=1, min_support=3)
+        for name in ("teacher", "baseline", "student")
+    }
+    evaluations["onnx"] = evaluate(
+        "onnx",
+        pred,
+        data,
+        kind="onnx",
+        size_bytes=1,
+        min_support=3,
+        details={"export": {"argmax_agreement": 1.0}},
+    )
     card = check_card(json.loads(json.dumps(build_card(recipe, data, evaluations))))
     assert card["data"]["test_counts_by_group"]["Male=1,Young=0"] == 0
     assert {"class": "not Smiling", "group": "Male=1,Young=0", "images": 0} in card["data"]["small_cells"]
     assert card["data"]["small_groups"] == [{"group": "Male=1,Young=0", "images": 0}]
     # not Smiling over g0, g1, g3: 3/4, 1, 1/4 -> 0.75; Smiling over g1, g3: 1/2, 3/4 -> 0.25
     assert card["models"]["student"]["metrics"]["mean_abs_disparity"] == pytest.approx(0.5)
-    assert "- groups with fewer than 3 test images in all, left out of DPD: Male=1,Young=0 (0 images)" \
+    assert (
+        "- groups with fewer than 3 test images in all, left out of DPD: Male=1,Young=0 (0 images)"
         in render_markdown(card)
+    )
 
 
 # ------------------------------------------------------------------- counts equal fairlearn
@@ -229,8 +270,10 @@ def test_count_metrics_equal_fairlearn_over_intersections_with_min_support(celeb
     labels, groups = data.test.labels, data.test.groups
     for pred in (_student(labels, groups), 1 - labels, np.zeros_like(labels)):
         names = dict(class_names=data.class_names, group_names=data.group_names, min_support=min_support)
-        assert_close_tree(evaluate_predictions(labels, pred, groups, **names),
-                          fairlearn_metrics(labels, pred, groups, **names))
+        assert_close_tree(
+            evaluate_predictions(labels, pred, groups, **names),
+            fairlearn_metrics(labels, pred, groups, **names),
+        )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -250,15 +293,25 @@ def test_count_metrics_equal_fairlearn_with_cells_either_side_of_min_support(see
 def test_csv_two_group_columns_make_intersections(tmp_path):
     root = tmp_path / "shop"
     (root / "img").mkdir(parents=True)
-    rows = [("a.png", "cat", "f", "old"), ("b.png", "dog", "m", "young"), ("c.png", "dog", "f", "young"),
-            ("d.png", "cat", "m", "old")]
+    rows = [
+        ("a.png", "cat", "f", "old"),
+        ("b.png", "dog", "m", "young"),
+        ("c.png", "dog", "f", "young"),
+        ("d.png", "cat", "m", "old"),
+    ]
     for i, (name, *_) in enumerate(rows):
         Image.new("RGB", (10, 10), (60 * i, 0, 0)).save(root / "img" / name)
     for split in ("train", "val", "test"):
-        (root / f"{split}.csv").write_text("path,label,sex,age\n" + "".join(
-            f"img/{p},{label},{sex},{age}\n" for p, label, sex, age in rows))
-    base = {"source": "csv", "root": "shop", "image_size": 16, "group_column": ["sex", "age"],
-            "cache_dir": str(tmp_path / "cache")}
+        (root / f"{split}.csv").write_text(
+            "path,label,sex,age\n" + "".join(f"img/{p},{label},{sex},{age}\n" for p, label, sex, age in rows)
+        )
+    base = {
+        "source": "csv",
+        "root": "shop",
+        "image_size": 16,
+        "group_column": ["sex", "age"],
+        "cache_dir": str(tmp_path / "cache"),
+    }
     data = load_data(_recipe(base, tmp_path).data, seed=0)
     assert data.group_names == ["sex=f,age=old", "sex=f,age=young", "sex=m,age=old", "sex=m,age=young"]
     assert data.test.groups.tolist() == [0, 3, 1, 2] and data.protected_attribute == "sex, age"
@@ -280,53 +333,80 @@ def test_wider_attribute_takes_several_attributes(tmp_path):
         values[0], values[1] = male, hair
         return {"bbox": [1, 1, 8, 8], "attribute": values}
 
-    trainval = [("train/0--Parade/a.jpg", [person(1, 1)]), ("train/0--Parade/b.jpg", [person(-1, -1)]),
-                ("train/0--Parade/c.jpg", [person(1, 0)]), ("val/0--Parade/d.jpg", [person(-1, 1)])]
+    trainval = [
+        ("train/0--Parade/a.jpg", [person(1, 1)]),
+        ("train/0--Parade/b.jpg", [person(-1, -1)]),
+        ("train/0--Parade/c.jpg", [person(1, 0)]),
+        ("val/0--Parade/d.jpg", [person(-1, 1)]),
+    ]
     test = [("test/0--Parade/e.jpg", [person(1, -1), person(1, -1)])]
     for name, _ in trainval + test:
         (root / "Image" / name).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (20, 20), (9, 9, 9)).save(root / "Image" / name)
     for filename, items in (("wider_attribute_trainval.json", trainval), ("wider_attribute_test.json", test)):
-        doc = {"images": [{"file_name": n, "scene_id": 0, "targets": t} for n, t in items],
-               "attribute_id_map": {"0": "Male", "1": "longHair"}, "scene_id_map": {"0": "Parade"}}
+        doc = {
+            "images": [{"file_name": n, "scene_id": 0, "targets": t} for n, t in items],
+            "attribute_id_map": {"0": "Male", "1": "longHair"},
+            "scene_id_map": {"0": "Parade"},
+        }
         (root / filename).write_text(json.dumps(doc))
     base = {"source": "wider_attribute", "root": "wider", "image_size": 16, "cache_dir": str(tmp_path / "c")}
     data = load_data(_recipe({**base, "protected": ["Male", "longHair"]}, tmp_path).data, seed=0)
-    assert data.group_names == ["Male=0,longHair=0", "Male=0,longHair=1", "Male=1,longHair=0",
-                                "Male=1,longHair=1"]
+    assert data.group_names == [
+        "Male=0,longHair=0",
+        "Male=0,longHair=1",
+        "Male=1,longHair=0",
+        "Male=1,longHair=1",
+    ]
     assert data.train.groups.tolist() == [3, 0] and data.val.groups.tolist() == [1]
     assert data.test.groups.tolist() == [2]
     assert data.description["excluded_unknown_attribute"] == {"train": 1, "val": 0, "test": 0}
-    kept = load_data(_recipe({**base, "protected": ["Male", "longHair"], "unknown": "as_group"},
-                             tmp_path).data, seed=0)
+    kept = load_data(
+        _recipe({**base, "protected": ["Male", "longHair"], "unknown": "as_group"}, tmp_path).data, seed=0
+    )
     assert len(kept.group_names) == 9 and kept.group_names[kept.train.groups[2]] == "Male=1,longHair=unknown"
     gender = load_data(_recipe(base, tmp_path).data, seed=0)  # the default: gender as always
     assert gender.group_names == ["female", "male"] and gender.protected_attribute == "gender"
-    with pytest.raises(EdgeKDError, match="data.protected: 'Hat' is not a WIDER Attribute attribute; "
-                                          "choose from the annotations' attribute_id_map: Male, longHair"):
+    with pytest.raises(
+        EdgeKDError,
+        match="data.protected: 'Hat' is not a WIDER Attribute attribute; "
+        "choose from the annotations' attribute_id_map: Male, longHair",
+    ):
         load_data(_recipe({**base, "protected": ["Male", "Hat"]}, tmp_path).data, seed=0)
 
 
 # ------------------------------------------------------------------------------ bad inputs
-@pytest.mark.parametrize("data, card, needle", [
-    ({"protected": ["Male", "Male"]}, {}, r"data.protected = \['Male', 'Male'\]: 'Male' is listed twice"),
-    ({"protected": []}, {}, r"data.protected = \[\]: an empty list; name at least one CelebA attribute"),
-    ({}, {"min_support": 0}, r"card.min_support = 0: Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "data, card, needle",
+    [
+        ({"protected": ["Male", "Male"]}, {}, r"data.protected = \['Male', 'Male'\]: 'Male' is listed twice"),
+        ({"protected": []}, {}, r"data.protected = \[\]: an empty list; name at least one CelebA attribute"),
+        ({}, {"min_support": 0}, r"card.min_support = 0: Input should be greater than or equal to 1"),
+    ],
+)
 def test_bad_recipe_values_are_one_line(celeba, tmp_path, data, card, needle):
     with pytest.raises(EdgeKDError, match=needle) as err:
         _recipe({"source": "celeba", "root": "celeba", **data}, tmp_path, card)
     assert "\n" not in str(err.value)
 
 
-@pytest.mark.parametrize("data, needle", [
-    ({"source": "celeba", "root": "celeba", "protected": ["Male", "Beard"]},
-     "data.protected: 'Beard' is not a CelebA attribute; choose one of: 5_o_Clock_Shadow"),
-    ({"source": "csv", "root": "celeba", "group_column": ["a", "b"], "groups": ["x", "y"]},
-     r"data.groups = \['x', 'y'\]: with several group columns, map each column to its value names"),
-    ({"source": "csv", "root": "celeba", "group_column": ["a", "b"], "groups": {"c": ["x"]}},
-     r"data.groups = \{'c': \['x'\]\}: 'c' is not a group column; the group columns are: a, b"),
-])
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        (
+            {"source": "celeba", "root": "celeba", "protected": ["Male", "Beard"]},
+            "data.protected: 'Beard' is not a CelebA attribute; choose one of: 5_o_Clock_Shadow",
+        ),
+        (
+            {"source": "csv", "root": "celeba", "group_column": ["a", "b"], "groups": ["x", "y"]},
+            r"data.groups = \['x', 'y'\]: with several group columns, map each column to its value names",
+        ),
+        (
+            {"source": "csv", "root": "celeba", "group_column": ["a", "b"], "groups": {"c": ["x"]}},
+            r"data.groups = \{'c': \['x'\]\}: 'c' is not a group column; the group columns are: a, b",
+        ),
+    ],
+)
 def test_bad_attributes_are_one_line(celeba, tmp_path, data, needle):
     with pytest.raises(EdgeKDError, match=needle) as err:
         load_data(_recipe({**data, "cache_dir": str(tmp_path / "c")}, tmp_path).data, seed=0)
@@ -365,8 +445,10 @@ def test_single_attribute_card_keeps_its_numbers_under_min_support_1_and_20():
     y = np.repeat(np.arange(4), 100)
     groups = np.tile([0, 1], 200)
     pred = np.where(rng.random(400) < 0.7, y, (y + 1) % 4)
-    data = SimpleNamespace(test=SimpleNamespace(labels=y, groups=groups), class_names=list("abcd"),
-                           group_names=["a", "b"])
-    one, twenty = (evaluate("m", pred, data, kind="torch", size_bytes=1, min_support=m).metrics
-                   for m in (1, 20))
+    data = SimpleNamespace(
+        test=SimpleNamespace(labels=y, groups=groups), class_names=list("abcd"), group_names=["a", "b"]
+    )
+    one, twenty = (
+        evaluate("m", pred, data, kind="torch", size_bytes=1, min_support=m).metrics for m in (1, 20)
+    )
     assert one == twenty

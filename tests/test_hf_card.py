@@ -40,27 +40,49 @@ def _card(card_settings: dict | None = None, *, source: str = "handmade") -> dic
     preds = {"teacher": noisy(0.95), "baseline": noisy(0.7), "student": noisy(0.8)}
     onnx_pred = preds["student"].copy()
     onnx_pred[:8] = (onnx_pred[:8] + 1) % 4
-    recipe = parse_recipe({"name": "made", "export": {"onnx": {"min_agreement": 0.9}},
-                           "card": {"bootstrap_resamples": 0, **(card_settings or {})}})
+    recipe = parse_recipe(
+        {
+            "name": "made",
+            "export": {"onnx": {"min_agreement": 0.9}},
+            "card": {"bootstrap_resamples": 0, **(card_settings or {})},
+        }
+    )
     data = SimpleNamespace(
-        test=_Split(labels=y, groups=groups), train=[0] * 10, val=[0] * 5, num_classes=4,
-        class_names=CLASSES, group_names=["day", "night"], protected_attribute="lighting",
-        description={"source": source, "synthetic": False, "summary": "hand-made predictions"})
-    evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=1_000_000)
-                   for name, pred in preds.items()}
-    evaluations["onnx"] = evaluate("onnx", onnx_pred, data, kind="onnx", size_bytes=1_000_000,
-                                   file="model.onnx", precision="fp32",
-                                   runtime="onnxruntime 1.20.0 (CPUExecutionProvider)",
-                                   details={"export": {"argmax_agreement": 0.98}},
-                                   reference=evaluations["student"])
+        test=_Split(labels=y, groups=groups),
+        train=[0] * 10,
+        val=[0] * 5,
+        num_classes=4,
+        class_names=CLASSES,
+        group_names=["day", "night"],
+        protected_attribute="lighting",
+        description={"source": source, "synthetic": False, "summary": "hand-made predictions"},
+    )
+    evaluations = {
+        name: evaluate(name, pred, data, kind="torch", size_bytes=1_000_000) for name, pred in preds.items()
+    }
+    evaluations["onnx"] = evaluate(
+        "onnx",
+        onnx_pred,
+        data,
+        kind="onnx",
+        size_bytes=1_000_000,
+        file="model.onnx",
+        precision="fp32",
+        runtime="onnxruntime 1.20.0 (CPUExecutionProvider)",
+        details={"export": {"argmax_agreement": 0.98}},
+        reference=evaluations["student"],
+    )
     return build_card(recipe, data, evaluations)
 
 
 def _expected(entry: dict) -> dict[str, float]:
     """The card.json numbers of one model, by Hub metric type."""
     metrics = entry["metrics"]
-    out = {m.hub_type or m.key: round(m.read(metrics), 6) for m in METRICS.values()
-           if m.read(metrics) is not None}
+    out = {
+        m.hub_type or m.key: round(m.read(metrics), 6)
+        for m in METRICS.values()
+        if m.read(metrics) is not None
+    }
     out["worst_class_group_recall"] = round(metrics["worst_cell"]["recall"], 6)
     return out
 
@@ -77,11 +99,15 @@ def test_the_hub_reads_one_result_the_shipped_onnx_and_its_own_numbers():
     expected = _expected(card["models"]["onnx"])
     assert len(results) == len(expected) == 5  # one EvalResult per metric
     assert {r.metric_type: r.metric_value for r in results} == expected
-    assert {r.unique_identifier for r in results} == {("image-classification", "handmade", None,
-                                                       "test", None)}  # one result after merging
+    assert {r.unique_identifier for r in results} == {
+        ("image-classification", "handmade", None, "test", None)
+    }  # one result after merging
     assert all("model.onnx through onnxruntime 1.20.0" in r.metric_name for r in results)
-    assert not any(word in r.metric_name + str(r.task_name) for r in results
-                   for word in ("teacher", "baseline", "student"))
+    assert not any(
+        word in r.metric_name + str(r.task_name)
+        for r in results
+        for word in ("teacher", "baseline", "student")
+    )
     # the Hub writes the model-index back from these results: still one result
     assert len(parsed.data.to_dict()["model-index"][0]["results"]) == 1
     name, again = model_index_to_eval_results(parsed.data.to_dict()["model-index"])
@@ -108,12 +134,17 @@ def test_license_defaults_to_unknown_and_takes_a_hub_id():
     assert other.data.license == "other" and other.data.license_name == "acme-eula"
 
 
-@pytest.mark.parametrize(("card", "needle"), [
-    ({"license": "apache2"}, "card.license = 'apache2': not a Hugging Face Hub license id; use one of "
-                             "apache-2.0, mit,"),
-    ({"license": "other"}, "card.license_name = None: card.license is other: name the license here"),
-    ({"dataset_id": "a b"}, "card.dataset_id = 'a b': not a Hugging Face Hub dataset id"),
-])
+@pytest.mark.parametrize(
+    ("card", "needle"),
+    [
+        (
+            {"license": "apache2"},
+            "card.license = 'apache2': not a Hugging Face Hub license id; use one of apache-2.0, mit,",
+        ),
+        ({"license": "other"}, "card.license_name = None: card.license is other: name the license here"),
+        ({"dataset_id": "a b"}, "card.dataset_id = 'a b': not a Hugging Face Hub dataset id"),
+    ],
+)
 def test_a_bad_license_or_dataset_id_is_one_line(card, needle):
     with pytest.raises(EdgeKDError) as err:
         parse_recipe({"name": "x", "card": card})
@@ -129,7 +160,8 @@ def test_datasets_only_for_a_real_hub_dataset():
     parsed, results = _parse(render_markdown(_card(source="fashion_mnist_colored")))
     assert parsed.data.datasets == ["zalando-datasets/fashion_mnist"]
     assert {(r.dataset_type, r.dataset_name) for r in results} == {
-        ("zalando-datasets/fashion_mnist", "fashion_mnist_colored (from zalando-datasets/fashion_mnist)")}
+        ("zalando-datasets/fashion_mnist", "fashion_mnist_colored (from zalando-datasets/fashion_mnist)")
+    }
 
 
 def test_a_real_build_card_md_parses_to_the_onnx_numbers(tiny_build):

@@ -19,10 +19,18 @@ ROOT = Path(__file__).parents[1]
 def test_the_collapsed_quickstart_student_keeps_its_predictions_in_int8(tmp_path):
     from edgekd.pipeline import build
 
-    result = build(ROOT / "recipes" / "quickstart.yaml", out=tmp_path, log=lambda m: None,
-                   overrides=("distill.alpha=0.2", "distill.temperature=1", "debias.method=none",
-                              "export.tensorrt.enabled=false",
-                              "export.onnx.exporter=torchscript"))
+    result = build(
+        ROOT / "recipes" / "quickstart.yaml",
+        out=tmp_path,
+        log=lambda m: None,
+        overrides=(
+            "distill.alpha=0.2",
+            "distill.temperature=1",
+            "debias.method=none",
+            "export.tensorrt.enabled=false",
+            "export.onnx.exporter=torchscript",
+        ),
+    )
     models = result.card["models"]
     for name in ("onnx_int8", "onnx_int8_trt"):
         assert models[name]["vs_student"]["prediction_agreement"] >= 0.97, name

@@ -57,15 +57,25 @@ class Canary:
 def files_of(folder: Path, *, tarball: bool = True) -> dict[str, bytes]:
     """Every file under ``folder`` (but the lock's own), with or without the tarball (whose
     gzip header holds the time it was written)."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".edgekd.lock")
-            and (tarball or not p.name.endswith(".tar.gz"))}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+        and not p.name.startswith(".edgekd.lock")
+        and (tarball or not p.name.endswith(".tar.gz"))
+    }
 
 
 def leftovers(run: Path) -> list[str]:
     """Anything a transaction leaves beside or inside the bundle when it is done."""
-    return sorted(p.name for p in run.rglob("*") if p.name.endswith((".tmp", "-txn.json"))
-                  or ".edgekd-next" in p.name or ".edgekd-old" in p.name or p.name == ".bundle.tmp")
+    return sorted(
+        p.name
+        for p in run.rglob("*")
+        if p.name.endswith((".tmp", "-txn.json"))
+        or ".edgekd-next" in p.name
+        or ".edgekd-old" in p.name
+        or p.name == ".bundle.tmp"
+    )
 
 
 def _env() -> dict:
@@ -135,10 +145,17 @@ def _edit_manifest(bundle: Path, change) -> None:
 
 
 # ------------------------------------------------------------------------ 1. containment
-@pytest.mark.parametrize("name, version", [
-    ("ABS/db", "backup"), ("../victimdir/backup", "1"), ("tiny", "../../escape"), ("..", "1"),
-    ("tiny", ""), (None, "1"),
-])
+@pytest.mark.parametrize(
+    "name, version",
+    [
+        ("ABS/db", "backup"),
+        ("../victimdir/backup", "1"),
+        ("tiny", "../../escape"),
+        ("..", "1"),
+        ("tiny", ""),
+        (None, "1"),
+    ],
+)
 def test_sign_makes_no_path_from_an_unchecked_manifest_name(bundle, keys, tmp_path, name, version):
     victim = tmp_path / "victimdir"
     victim.mkdir()
@@ -163,13 +180,17 @@ def test_tarball_member_names_are_relative_and_under_the_release_folder(signed_r
 def test_a_manifest_path_listed_twice_or_not_canonical_is_refused(bundle, keys, how):
     text = (bundle / "manifest.json").read_text()
     if how == "twice":
-        text = text.replace('"model.onnx": {', '"model.onnx": {"sha256": "0", "size": 1},\n'
-                                               '    "model.onnx": {', 1)
+        text = text.replace(
+            '"model.onnx": {', '"model.onnx": {"sha256": "0", "size": 1},\n    "model.onnx": {', 1
+        )
     else:
         manifest = json.loads(text)
         files = manifest["files"]
-        new = {"dot": "./model.onnx", "double slash": "plots//disparity_by_class.png",
-               "backslash": "plots\\disparity_by_class.png"}[how]
+        new = {
+            "dot": "./model.onnx",
+            "double slash": "plots//disparity_by_class.png",
+            "backslash": "plots\\disparity_by_class.png",
+        }[how]
         old = "model.onnx" if how == "dot" else "plots/disparity_by_class.png"
         files[new] = files.pop(old)
         text = json.dumps(manifest)
@@ -184,8 +205,11 @@ def test_manifest_json_symlinked_out_of_the_bundle_is_never_read(bundle, keys, t
     canary = Canary(tmp_path / "elsewhere" / "manifest.json", (bundle / "manifest.json").read_bytes())
     (bundle / "manifest.json").unlink()
     (bundle / "manifest.json").symlink_to(canary.path)
-    for args in (["verify", bundle], ["verify", bundle, "--key", keys[1]],
-                 ["sign", bundle, "--key", keys[0]]):
+    for args in (
+        ["verify", bundle],
+        ["verify", bundle, "--key", keys[1]],
+        ["sign", bundle, "--key", keys[0]],
+    ):
         result = invoke(*args)
         assert result.exit_code in (1, 2), result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -207,8 +231,9 @@ def test_bench_from_json_artifact_outside_the_bundle_is_refused_unread(bundle, r
     assert canary.untouched and files_of(bundle) == before
 
 
-@pytest.mark.parametrize("drop", ["device", "results", "artifact", "artifact.sha256", "latency_ms",
-                                  "everything"])
+@pytest.mark.parametrize(
+    "drop", ["device", "results", "artifact", "artifact.sha256", "latency_ms", "everything"]
+)
 def test_a_bench_result_missing_fields_is_one_line(bundle, result, tmp_path, drop):
     data = json.loads(result.read_text())
     if drop == "everything":
@@ -224,13 +249,15 @@ def test_a_bench_result_missing_fields_is_one_line(bundle, result, tmp_path, dro
     before = files_of(bundle)
     for extra in ([], ["--update-card"]):
         line = one_line(invoke("bench", bundle, "--from-json", path, *extra))
-        assert f"--from-json: {path}" in line and "not an edgekd bench result" in line or \
-            "artifact.sha256 is missing" in line, line
+        assert (
+            f"--from-json: {path}" in line
+            and "not an edgekd bench result" in line
+            or "artifact.sha256 is missing" in line
+        ), line
     assert files_of(bundle) == before
 
 
-def test_every_field_of_a_bench_result_removed_or_mistyped_is_shown_or_one_line(bundle, result,
-                                                                                 tmp_path):
+def test_every_field_of_a_bench_result_removed_or_mistyped_is_shown_or_one_line(bundle, result, tmp_path):
     """Each node of a real result (to depth 4) deleted or replaced by a string: ``bench
     --from-json`` shows it or refuses it in one line, and one that passes the check merges into
     a card that renders; never a traceback."""
@@ -286,13 +313,13 @@ def test_bench_json_never_replaces_a_special_file(bundle, result, tmp_path, kind
 def test_inputs_that_are_devices_or_huge_are_one_line_and_never_read(bundle, tmp_path):
     zero = tmp_path / "result.json"
     zero.symlink_to("/dev/zero")  # read whole, it would never end
-    assert "a character device, not a result file" in one_line(
-        invoke("bench", bundle, "--from-json", zero))
+    assert "a character device, not a result file" in one_line(invoke("bench", bundle, "--from-json", zero))
     recipe = tmp_path / "huge.yaml"
     with open(recipe, "wb") as fh:
         fh.truncate(10 << 30)  # sparse: 10 GB that nobody should read
     assert "10737418240 bytes, above the 1048576 a recipe may have" in one_line(
-        invoke("build", recipe, "--out", tmp_path / "runs"))
+        invoke("build", recipe, "--out", tmp_path / "runs")
+    )
     (tmp_path / "keydir").mkdir()
     assert "exists and is a directory" in one_line(invoke("keygen", tmp_path / "keydir"))
 
@@ -316,8 +343,9 @@ def test_out_under_a_regular_file_is_one_line(tmp_path):
     (tmp_path / "file").write_text("x")
     line = one_line(invoke("build", TESTS / "tiny.yaml", "--out", tmp_path / "file" / "runs"))
     assert f"--out: {tmp_path / 'file' / 'runs'}: {tmp_path / 'file'} is not a folder" in line
-    line = one_line(invoke("sweep", TESTS / "tiny.yaml", "--grid", "distill.temperature=2,4",
-                           "--out", tmp_path / "file"))
+    line = one_line(
+        invoke("sweep", TESTS / "tiny.yaml", "--grid", "distill.temperature=2,4", "--out", tmp_path / "file")
+    )
     assert "is not a folder" in line
 
 
@@ -345,18 +373,28 @@ def test_a_renamed_signed_release_fails(signed_run, keys, tmp_path):
         tar.add(unpacked / "othermodel-2.0.0", arcname="othermodel-2.0.0")
     result = invoke("verify", renamed, "--key", keys[1])
     assert result.exit_code == 1, result.output
-    assert "renamed release: the archive's top folder is 'othermodel-2.0.0' but its manifest is " \
-           "release 'tiny-0.1.0'" in result.output
+    assert (
+        "renamed release: the archive's top folder is 'othermodel-2.0.0' but its manifest is "
+        "release 'tiny-0.1.0'" in result.output
+    )
     assert "'othermodel-2.0.0.tar.gz' holds release 'tiny-0.1.0'" in result.output
     only_file = tmp_path / "othermodel-2.0.0-copy.tar.gz"
     shutil.copy(signed_run / "tiny-0.1.0.tar.gz", only_file)
     assert invoke("verify", only_file, "--key", keys[1]).exit_code == 1
 
 
-@pytest.mark.parametrize("content", [b"", b"{}", b"not json", b"null",
-                                     b'{"schema": "edgekd.signature/v1", "algorithm": "ed25519", '
-                                     b'"signature": "AAAA", "public_key": "AAAA", "key_id": "x", '
-                                     b'"manifest_sha256": "0"}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{}",
+        b"not json",
+        b"null",
+        b'{"schema": "edgekd.signature/v1", "algorithm": "ed25519", '
+        b'"signature": "AAAA", "public_key": "AAAA", "key_id": "x", '
+        b'"manifest_sha256": "0"}',
+    ],
+)
 def test_an_empty_or_malformed_signature_is_invalid_never_signed(signed_run, keys, content):
     bundle = signed_run / "bundle"
     (bundle / "manifest.sig").write_bytes(content)
@@ -391,8 +429,13 @@ class Interrupter:
         import edgekd.bundle.transaction as transaction
 
         self.at, self.error, self.count, self.names = at, error, 0, []
-        for module, name in ((os, "replace"), (os, "rename"), (os, "link"), (os, "mkdir"),
-                             (transaction, "_exchange")):
+        for module, name in (
+            (os, "replace"),
+            (os, "rename"),
+            (os, "link"),
+            (os, "mkdir"),
+            (transaction, "_exchange"),
+        ):
             monkeypatch.setattr(module, name, self._wrap(getattr(module, name), name))
 
     def _wrap(self, fn, name):
@@ -404,6 +447,7 @@ class Interrupter:
             if self.count == self.at:
                 raise self.error()
             return fn(*args, **kwargs)
+
         return counted
 
 
@@ -416,10 +460,13 @@ def _state(run: Path, pub: Path | None) -> tuple[tuple, tuple]:
         assert problems == [], (target, problems)
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
-        packed = tuple(tar.extractfile(f"tiny-0.1.0/{n}").read() if f"tiny-0.1.0/{n}" in names
-                       else None for n in ("card.json", "manifest.sig"))
-    here = tuple((bundle / n).read_bytes() if (bundle / n).exists() else None
-                 for n in ("card.json", "manifest.sig"))
+        packed = tuple(
+            tar.extractfile(f"tiny-0.1.0/{n}").read() if f"tiny-0.1.0/{n}" in names else None
+            for n in ("card.json", "manifest.sig")
+        )
+    here = tuple(
+        (bundle / n).read_bytes() if (bundle / n).exists() else None for n in ("card.json", "manifest.sig")
+    )
     return here, packed
 
 
@@ -435,11 +482,14 @@ def _sign(run: Path, result: Path, key: Path | None):
     return sign_release(run / "bundle", key)
 
 
-@pytest.mark.parametrize("command, signed, resign", [
-    ("update", True, True), ("update", True, False), ("sign", False, True)],
-    ids=["update-card --key", "update-card drops the signature", "sign"])
+@pytest.mark.parametrize(
+    "command, signed, resign",
+    [("update", True, True), ("update", True, False), ("sign", False, True)],
+    ids=["update-card --key", "update-card drops the signature", "sign"],
+)
 def test_a_kill_at_every_write_leaves_a_verifiable_bundle_the_next_command_finishes(
-        signed_template, template, result, keys, tmp_path, monkeypatch, command, signed, resign):
+    signed_template, template, result, keys, tmp_path, monkeypatch, command, signed, resign
+):
     source = signed_template if signed else template
     action = {"update": _update, "sign": _sign}[command]
     key = keys[0] if resign else None
@@ -465,8 +515,7 @@ def test_a_kill_at_every_write_leaves_a_verifiable_bundle_the_next_command_finis
             else:
                 break
         state = _state(run, mid)  # old or new bundle, old or new tarball: each verifies
-        assert state[0] in (before[0], after[0]) and state[1] in (before[1], after[1]), \
-            interrupter.names
+        assert state[0] in (before[0], after[0]) and state[1] in (before[1], after[1]), interrupter.names
         action(run, result, key)  # the next command finishes (or repeats) the change
         assert _state(run, pub) == after, interrupter.names
         assert files_of(run, tarball=False) == files_of(reference, tarball=False)
@@ -477,7 +526,8 @@ def test_a_kill_at_every_write_leaves_a_verifiable_bundle_the_next_command_finis
 
 
 def test_without_an_atomic_exchange_a_kill_between_the_renames_is_put_right_next_time(
-        signed_template, result, keys, tmp_path, monkeypatch):
+    signed_template, result, keys, tmp_path, monkeypatch
+):
     """Where renameat2's exchange is missing, the swap is two renames; a kill between them
     leaves no bundle folder for a moment, and the next command finishes the change."""
     import edgekd.bundle.transaction as transaction
@@ -503,10 +553,14 @@ def test_without_an_atomic_exchange_a_kill_between_the_renames_is_put_right_next
     assert _state(run, keys[1]) == _state(reference, keys[1]) and leftovers(run) == []
 
 
-@pytest.mark.parametrize("code, command", [(errno.ENOSPC, "update"), (errno.EROFS, "sign")],
-                         ids=["full disk in update-card", "read-only in sign"])
+@pytest.mark.parametrize(
+    "code, command",
+    [(errno.ENOSPC, "update"), (errno.EROFS, "sign")],
+    ids=["full disk in update-card", "read-only in sign"],
+)
 def test_a_failed_write_at_any_step_changes_nothing_and_is_one_line(
-        signed_template, template, result, keys, tmp_path, monkeypatch, code, command):
+    signed_template, template, result, keys, tmp_path, monkeypatch, code, command
+):
     """A full disk (or a file system turned read-only) at the k-th write of a change, for every
     k: one line, and bundle and tarball exactly as before; past the last write the change is
     whole."""
@@ -543,12 +597,16 @@ def test_a_failed_write_at_any_step_changes_nothing_and_is_one_line(
 
 
 @pytest.mark.parametrize("at", ["replace:card.json", "journal", "exchange", "replace:.tar.gz"])
-def test_a_real_sigkill_inside_update_card_is_finished_by_the_next_command(
-        signed_run, result, keys, at):
+def test_a_real_sigkill_inside_update_card_is_finished_by_the_next_command(signed_run, result, keys, at):
     bundle = signed_run / "bundle"
     args = ["bench", str(bundle), "--from-json", str(result), "--update-card", "--key", str(keys[0])]
-    killed = subprocess.run([sys.executable, str(KILL_SCRIPT), at, "--", *args], env=_env(),
-                            capture_output=True, text=True, timeout=120)
+    killed = subprocess.run(
+        [sys.executable, str(KILL_SCRIPT), at, "--", *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     ok = invoke("verify", bundle, "--key", keys[1])  # old or new: the bundle verifies
     assert ok.exit_code == 0, ok.output
@@ -565,12 +623,14 @@ def test_a_real_sigkill_inside_update_card_is_finished_by_the_next_command(
     assert card["bench"] and card == json.loads((bundle / "card.json").read_text())
 
 
-def test_bench_all_update_card_with_key_re_signs_and_refreshes_the_tarball(signed_run, result, keys,
-                                                                           tmp_path):
+def test_bench_all_update_card_with_key_re_signs_and_refreshes_the_tarball(
+    signed_run, result, keys, tmp_path
+):
     single = json.loads(result.read_text())
     merged = tmp_path / "all.json"
-    merged.write_text(json.dumps({"schema": "edgekd.bench-all/v1", "device": single["device"],
-                                  "results": [single]}))
+    merged.write_text(
+        json.dumps({"schema": "edgekd.bench-all/v1", "device": single["device"], "results": [single]})
+    )
     bundle = signed_run / "bundle"
     done = invoke("bench", bundle, "--from-json", merged, "--update-card", "--key", keys[0])
     assert done.exit_code == 0, done.output
@@ -597,31 +657,47 @@ def test_a_stray_temporary_of_an_older_writer_is_removed_by_the_next_update(bund
 def _limited(args: list[str], limit: int) -> subprocess.CompletedProcess:
     """``edgekd ARGS`` with every file write capped at ``limit`` bytes (RLIMIT_FSIZE): the
     write that passes it fails with EFBIG, as on a full disk."""
-    code = ("import resource, signal, sys\n"
-            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
-            "from edgekd.cli import main\nmain(sys.argv[1:])\n")
-    return subprocess.run([sys.executable, "-c", code, *args], env=_env(), capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "from edgekd.cli import main\nmain(sys.argv[1:])\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=_env(), capture_output=True, text=True, timeout=120
+    )
 
 
 def test_a_full_disk_during_sign_and_update_card_is_one_line_and_changes_nothing(
-        signed_run, run, result, keys):
-    for folder, args in ((run, ["sign", str(run / "bundle"), "--key", str(keys[0])]),
-                         (signed_run, ["bench", str(signed_run / "bundle"), "--from-json", str(result),
-                                       "--update-card", "--key", str(keys[0])])):
+    signed_run, run, result, keys
+):
+    for folder, args in (
+        (run, ["sign", str(run / "bundle"), "--key", str(keys[0])]),
+        (
+            signed_run,
+            [
+                "bench",
+                str(signed_run / "bundle"),
+                "--from-json",
+                str(result),
+                "--update-card",
+                "--key",
+                str(keys[0]),
+            ],
+        ),
+    ):
         before = files_of(folder)
         done = _limited(args, 64 << 10)  # the signature fits, the tarball (or card.html) does not
         assert done.returncode == 2, done.stdout + done.stderr
         lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "File too large" in lines[0], \
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "File too large" in lines[0], (
             done.stderr
+        )
         assert "Traceback" not in done.stderr
         assert files_of(folder) == before and leftovers(folder) == []
 
 
-def test_a_full_disk_while_a_build_writes_its_bundle_leaves_no_bundle_tmp(
-        tiny_build, tmp_path, monkeypatch):
+def test_a_full_disk_while_a_build_writes_its_bundle_leaves_no_bundle_tmp(tiny_build, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     import edgekd.bundle.write as write
@@ -629,8 +705,9 @@ def test_a_full_disk_while_a_build_writes_its_bundle_leaves_no_bundle_tmp(
 
     recipe = load_recipe(TESTS / "tiny.yaml")
     card = json.loads((tiny_build.bundle_dir / "card.json").read_text())
-    data = SimpleNamespace(preprocess=lambda: json.loads(
-        (tiny_build.bundle_dir / "preprocess.json").read_text()))
+    data = SimpleNamespace(
+        preprocess=lambda: json.loads((tiny_build.bundle_dir / "preprocess.json").read_text())
+    )
     artifacts = {"model.onnx": tiny_build.bundle_dir / "model.onnx"}
     copies = []
 
@@ -660,9 +737,11 @@ def test_a_read_only_file_system_is_one_line_for_update_card_sign_and_out(run, r
     _mount_read_only(run)
     try:
         bundle = run / "bundle"
-        for args in (["bench", bundle, "--from-json", result, "--update-card"],
-                     ["sign", bundle, "--key", keys[0]],
-                     ["build", TESTS / "tiny.yaml", "--out", run / "runs"]):
+        for args in (
+            ["bench", bundle, "--from-json", result, "--update-card"],
+            ["sign", bundle, "--key", keys[0]],
+            ["build", TESTS / "tiny.yaml", "--out", run / "runs"],
+        ):
             line = one_line(invoke(*args))
             assert "read-only file system" in line, line
     finally:
@@ -676,22 +755,29 @@ def test_an_eval_set_declaring_a_million_images_is_refused_before_allocating(bun
 
     with zipfile.ZipFile(bundle / "eval_set.npz", "w") as archive:
         with archive.open("images.npy", "w") as member:
-            np.lib.format.write_array_header_1_0(member, {
-                "descr": "|u1", "fortran_order": False, "shape": (1_000_000, 32, 32, 3)})
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "|u1", "fortran_order": False, "shape": (1_000_000, 32, 32, 3)}
+            )
             member.write(b"\0" * 30_000)
         for name in ("labels", "groups"):
             with archive.open(f"{name}.npy", "w") as member:
                 np.save(member, np.zeros(10, dtype=np.int64))
     line = one_line(invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
-    assert "images.npy declares (1000000, 32, 32, 3) uint8 (3072000000 bytes) but the archive holds " \
-           "30000 bytes" in line
+    assert (
+        "images.npy declares (1000000, 32, 32, 3) uint8 (3072000000 bytes) but the archive holds "
+        "30000 bytes" in line
+    )
 
 
 # ------------------------------------------------------------------ 6. non-finite numbers
-@pytest.mark.parametrize("setting, key", [
-    ("teacher.weight_decay=.inf", "teacher.weight_decay"), ("student.lr=.nan", "student.lr"),
-    ("card.gates={max_mean_abs_disparity: -.inf}", "card.gates.max_mean_abs_disparity"),
-])
+@pytest.mark.parametrize(
+    "setting, key",
+    [
+        ("teacher.weight_decay=.inf", "teacher.weight_decay"),
+        ("student.lr=.nan", "student.lr"),
+        ("card.gates={max_mean_abs_disparity: -.inf}", "card.gates.max_mean_abs_disparity"),
+    ],
+)
 def test_a_non_finite_recipe_number_is_one_line_naming_the_key(tmp_path, setting, key):
     line = one_line(invoke("build", TESTS / "tiny.yaml", "--out", tmp_path, "--set", setting))
     assert f"{key} = " in line and ("finite" in line), line
@@ -713,10 +799,13 @@ def _diverging():
     return Diverging()
 
 
-@pytest.mark.parametrize("how, term", [
-    ("own term", "the objective's own term (Diverging"),
-    ("weights", "the network's outputs (logits); its weights are no longer finite"),
-])
+@pytest.mark.parametrize(
+    "how, term",
+    [
+        ("own term", "the objective's own term (Diverging"),
+        ("weights", "the network's outputs (logits); its weights are no longer finite"),
+    ],
+)
 def test_a_non_finite_loss_stops_training_naming_stage_epoch_and_term(tmp_path, monkeypatch, how, term):
     import torch
 
@@ -727,9 +816,13 @@ def test_a_non_finite_loss_stops_training_naming_stage_epoch_and_term(tmp_path, 
     from edgekd.stages import Stage
     from edgekd.train import fit
 
-    recipe = parse_recipe({"name": "nan", "data": {"image_size": 32, "num_classes": 2, "train_size": 96,
-                                                   "val_size": 16, "test_size": 16},
-                           "student": {"arch": "test_efficientnet", "epochs": 2, "batch_size": 32}})
+    recipe = parse_recipe(
+        {
+            "name": "nan",
+            "data": {"image_size": 32, "num_classes": 2, "train_size": 96, "val_size": 16, "test_size": 16},
+            "student": {"arch": "test_efficientnet", "epochs": 2, "batch_size": 32},
+        }
+    )
     data = load_data(recipe.data, seed=0)
     torch.manual_seed(0)
     model = create_model(recipe.student, 2, key="student")
@@ -753,8 +846,9 @@ def test_a_non_finite_loss_stops_training_naming_stage_epoch_and_term(tmp_path, 
     with pytest.raises(EdgeKDError) as err:
         fit(model, objective, data, recipe.student, stage, seed=0, log=lambda m: None)
     line = str(err.value)
-    assert "\n" not in line and re.match(r"student: the training loss is (nan|inf) at epoch 1, step 2 of 3",
-                                          line), line
+    assert "\n" not in line and re.match(
+        r"student: the training loss is (nan|inf) at epoch 1, step 2 of 3", line
+    ), line
     assert term in line, line
     assert not stage.path("best.pt").exists()  # nothing of the diverged run is kept
 
@@ -764,8 +858,11 @@ def test_card_json_never_holds_nan_or_infinity(tmp_path, tiny_build):
 
     card = json.loads((tiny_build.bundle_dir / "card.json").read_text())
     card["models"]["student"]["metrics"]["top1"] = float("nan")
-    with pytest.raises(EdgeKDError, match=r"card.json: models.student.metrics.top1 is not a finite "
-                                          r"number \(NaN or infinity\)"):
+    with pytest.raises(
+        EdgeKDError,
+        match=r"card.json: models.student.metrics.top1 is not a finite "
+        r"number \(NaN or infinity\)",
+    ):
         write_card_json(tmp_path / "card.json", card)
     assert not (tmp_path / "card.json").exists()
     card["models"]["student"]["metrics"]["top1"] = 0.5
@@ -786,12 +883,15 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 """
 
 
-@pytest.mark.parametrize("text, needle", [
-    (BILLION_LAUGHS, "aliases expand to more than 100000 values"),
-    ("name: deep\nx: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 64 levels"),
-    ("name: x\n" + "".join(f"k{i}: &a{i} 1\nv{i}: *a{i}\n" for i in range(101)), "more than 100 aliases"),
-    ("name: big\n#" + "x" * (1 << 20) + "\n", "above the 1048576 a recipe may have"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        (BILLION_LAUGHS, "aliases expand to more than 100000 values"),
+        ("name: deep\nx: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 64 levels"),
+        ("name: x\n" + "".join(f"k{i}: &a{i} 1\nv{i}: *a{i}\n" for i in range(101)), "more than 100 aliases"),
+        ("name: big\n#" + "x" * (1 << 20) + "\n", "above the 1048576 a recipe may have"),
+    ],
+)
 def test_a_recipe_that_would_cost_the_machine_is_one_line(tmp_path, text, needle):
     recipe = tmp_path / "hostile.yaml"
     recipe.write_text(text)
@@ -802,13 +902,63 @@ def test_a_recipe_that_would_cost_the_machine_is_one_line(tmp_path, text, needle
 
 
 # --------------------------------------------------------------------------- 8. escaping
-_FRAGMENTS = ["<script>alert(1)</script>", "![x](http://evil.example/x.png)", "\n", "\r\n", "\u2028",
-              "\x85", "|", "`", "**", "$", "[a](https://evil.example)", "<img src=x onerror=y>",
-              "&lt;b&gt;", "www.evil.example", "http://evil.example/p.png", "\\", "# ", "- ", "> ",
-              "1. ", "---", "<http://evil.example>", "</td></tr>", "\"'", "_x_", "~~s~~", "\t", "é"]
-_ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "h4", "p", "table",
-                 "tr", "th", "td", "ul", "li", "strong", "code", "pre", "figure", "img", "figcaption",
-                 "details", "summary"}
+_FRAGMENTS = [
+    "<script>alert(1)</script>",
+    "![x](http://evil.example/x.png)",
+    "\n",
+    "\r\n",
+    "\u2028",
+    "\x85",
+    "|",
+    "`",
+    "**",
+    "$",
+    "[a](https://evil.example)",
+    "<img src=x onerror=y>",
+    "&lt;b&gt;",
+    "www.evil.example",
+    "http://evil.example/p.png",
+    "\\",
+    "# ",
+    "- ",
+    "> ",
+    "1. ",
+    "---",
+    "<http://evil.example>",
+    "</td></tr>",
+    "\"'",
+    "_x_",
+    "~~s~~",
+    "\t",
+    "é",
+]
+_ALLOWED_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "p",
+    "table",
+    "tr",
+    "th",
+    "td",
+    "ul",
+    "li",
+    "strong",
+    "code",
+    "pre",
+    "figure",
+    "img",
+    "figcaption",
+    "details",
+    "summary",
+}
 
 
 def _hostile(rng: random.Random) -> str:
@@ -820,8 +970,10 @@ def _assert_safe(md: str, page: str, plots: int) -> None:
     assert not re.search(r"(?<!\\)<", body), re.search(r".{0,40}(?<!\\)<.{0,40}", body).group()
     images = re.findall(r"(?<!\\)!\[", body)
     assert len(images) == plots and all(
-        re.match(r"^!\[[a-z ]+\]\(plots/[a-z_]+\.png\)$", line) for line in body.splitlines()
-        if re.search(r"(?<!\\)!\[", line))
+        re.match(r"^!\[[a-z ]+\]\(plots/[a-z_]+\.png\)$", line)
+        for line in body.splitlines()
+        if re.search(r"(?<!\\)!\[", line)
+    )
     assert not re.search(r"(?<!\\)\]\(", body.replace("](plots/", ""))
     for tag, attributes in re.findall(r"<\s*/?\s*([A-Za-z][A-Za-z0-9]*)([^>]*)>", page):
         assert tag.lower() in _ALLOWED_TAGS, tag
@@ -856,9 +1008,16 @@ def test_a_fuzz_of_card_strings_puts_no_raw_html_and_no_remote_url_in_card_md_or
         card["data"]["warnings"] = [_hostile(rng)]
         card["name"], card["version"] = _hostile(rng), _hostile(rng)
         card["data"]["test_counts_by_group"] = {g: 1 for g in groups}
-        result = json.loads(json.dumps({"backend": _hostile(rng), "device": {"id": _hostile(rng)},
-                                        "artifact": {"file": _hostile(rng)},
-                                        "results": [{"batch": 1, "latency_ms": {"p50": 1.0}}]}))
+        result = json.loads(
+            json.dumps(
+                {
+                    "backend": _hostile(rng),
+                    "device": {"id": _hostile(rng)},
+                    "artifact": {"file": _hostile(rng)},
+                    "results": [{"batch": 1, "latency_ms": {"p50": 1.0}}],
+                }
+            )
+        )
         card["bench"] = {result["device"]["id"]: {result["backend"]: {result["artifact"]["file"]: result}}}
         card["plots"] = card["plots"] + ["plots/a](javascript:alert(1)) ![b](x.png"]
         check_card(card)
@@ -887,6 +1046,7 @@ def test_three_routes_of_a_remote_image_into_the_card_are_closed(bundle, result,
     assert "&lt;b&gt;raw&lt;/b&gt;" in page
     _assert_safe((bundle / "card.md").read_text(), (bundle / "card.html").read_text(), plots=4)
     from edgekd.card.markdown import render_markdown  # a CSV class name reaches the card as-is
+
     card["task"]["classes"][0] = "<i>cat</i> ![x](http://evil.example/c.png)"
     for entry in card["models"].values():
         entry["metrics"]["per_class"][0]["class"] = card["task"]["classes"][0]
@@ -918,23 +1078,36 @@ def shop(tmp_path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("label, column, needle", [
-    ("c" * 1001, "label", "has 1001 characters; at most 200"),
-    ('"cat\n![x](http://e/x.png)"', "label", "contains the character '\\n'"),
-    ("g\x07", "group", "contains the character '\\x07'"),
-    ("  ", "group", "is empty"),
-])
+@pytest.mark.parametrize(
+    "label, column, needle",
+    [
+        ("c" * 1001, "label", "has 1001 characters; at most 200"),
+        ('"cat\n![x](http://e/x.png)"', "label", "contains the character '\\n'"),
+        ("g\x07", "group", "contains the character '\\x07'"),
+        ("  ", "group", "is empty"),
+    ],
+)
 def test_a_bad_label_is_one_line_before_any_image_is_decoded(shop, tmp_path, label, column, needle):
     rows = ["path,label,group", "img/a.png,dog,x"]
     rows.append(f"img/b.png,{label},y" if column == "label" else f"img/b.png,dog,{label}")
     for split in ("train", "val", "test"):
         (shop / f"{split}.csv").write_text("\n".join(rows) + "\n")
     recipe = tmp_path / "files.yaml"
-    recipe.write_text(json.dumps({
-        "name": "files", "data": {"source": "csv", "root": "shop", "image_size": 16,
-                                  "cache_dir": str(tmp_path / "cache")},
-        "teacher": {"arch": "test_efficientnet", "epochs": 1},
-        "student": {"arch": "test_efficientnet", "epochs": 1}}))
+    recipe.write_text(
+        json.dumps(
+            {
+                "name": "files",
+                "data": {
+                    "source": "csv",
+                    "root": "shop",
+                    "image_size": 16,
+                    "cache_dir": str(tmp_path / "cache"),
+                },
+                "teacher": {"arch": "test_efficientnet", "epochs": 1},
+                "student": {"arch": "test_efficientnet", "epochs": 1},
+            }
+        )
+    )
     line = one_line(invoke("build", recipe, "--out", tmp_path / "runs"))
     assert needle in line and "train.csv" in line
     assert not (tmp_path / "cache").exists() and not (tmp_path / "runs" / "files" / "stages").exists()

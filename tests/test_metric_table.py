@@ -32,10 +32,17 @@ def worst_cell_recall(counts: CellCounts) -> float | None:
 
 @pytest.fixture
 def worst_cell_metric():
-    metric = register_metric(Metric(
-        key="worst_cell_recall", label="worst cell", title="worst-cell recall",
-        description="recall of the worst (class, group) cell", higher_is_better=True,
-        from_counts=worst_cell_recall, gate="min_worst_cell_recall"))
+    metric = register_metric(
+        Metric(
+            key="worst_cell_recall",
+            label="worst cell",
+            title="worst-cell recall",
+            description="recall of the worst (class, group) cell",
+            higher_is_better=True,
+            from_counts=worst_cell_recall,
+            gate="min_worst_cell_recall",
+        )
+    )
     yield metric
     METRICS.remove(metric.key)
 
@@ -47,17 +54,34 @@ def _card(recipe):
     groups = np.array([0, 0, 1, 1, 0, 0, 1, 1])
     student = np.array([0, 0, 0, 0, 1, 1, 1, 0])
     data = SimpleNamespace(
-        test=_Split(y, groups), train=[0] * 4, val=[0] * 2, num_classes=2, class_names=CLASSES,
-        group_names=["a", "b"], protected_attribute="colour",
-        description={"source": "handmade", "synthetic": True, "summary": "hand-made"})
+        test=_Split(y, groups),
+        train=[0] * 4,
+        val=[0] * 2,
+        num_classes=2,
+        class_names=CLASSES,
+        group_names=["a", "b"],
+        protected_attribute="colour",
+        description={"source": "handmade", "synthetic": True, "summary": "hand-made"},
+    )
     support = recipe.card.min_support
-    evaluations = {name: evaluate(name, pred, data, kind="torch", size_bytes=1_000_000,
-                                  details={"arch": "net"}, min_support=support)
-                   for name, pred in (("teacher", y), ("baseline", y), ("student", student))}
-    evaluations["onnx"] = evaluate("onnx", student, data, kind="onnx", size_bytes=1_000_000,
-                                   file="model.onnx", precision="fp32",
-                                   details={"export": {"argmax_agreement": 1.0}},
-                                   reference=evaluations["student"], min_support=support)
+    evaluations = {
+        name: evaluate(
+            name, pred, data, kind="torch", size_bytes=1_000_000, details={"arch": "net"}, min_support=support
+        )
+        for name, pred in (("teacher", y), ("baseline", y), ("student", student))
+    }
+    evaluations["onnx"] = evaluate(
+        "onnx",
+        student,
+        data,
+        kind="onnx",
+        size_bytes=1_000_000,
+        file="model.onnx",
+        precision="fp32",
+        details={"export": {"argmax_agreement": 1.0}},
+        reference=evaluations["student"],
+        min_support=support,
+    )
     return build_card(recipe, data, evaluations)
 
 
@@ -96,7 +120,9 @@ def test_a_metric_added_through_the_table_reaches_card_markdown_table_gates(wors
 
     gates = evaluate_gates(card, {"min_worst_cell_recall": 0.75})
     assert [(g["artifact"], g["value"], g["passed"]) for g in gates] == [
-        ("student", 0.5, False), ("onnx", 0.5, False)]
+        ("student", 0.5, False),
+        ("onnx", 0.5, False),
+    ]
 
 
 def test_a_metric_added_through_the_table_reaches_the_sweep_csv(worst_cell_metric, tiny_recipe, tmp_path):
@@ -110,17 +136,37 @@ def test_a_metric_added_through_the_table_reaches_the_sweep_csv(worst_cell_metri
     result = run_sweep(tiny_recipe, ["distill.temperature=2"], out=tmp_path, log=lambda m: None)
     with open(result.csv_path) as fh:
         rows = list(csv.DictReader(fh))
-    intervals = [f"{m}_{end}" for m in ("top1", "mean_abs_disparity", "dpd", "eod", "worst_cell_recall")
-                 for end in ("low", "high")]
-    assert list(rows[0]) == ["distill.temperature", "top1", "mean_abs_disparity", "dpd", "eod",
-                             "worst_cell_recall", *intervals, "ci_level", "adversary_top1",
-                             "adversary_reference", "teacher_top1", "teacher_mean_abs_disparity",
-                             "baseline_top1", "baseline_mean_abs_disparity",
-                             *[f"{name}_{column}" for name in ("onnx", "onnx_int8", "onnx_int8_trt",
-                                                              "onnx_fp16")
-                               for column in ("agreement", "worst_cell_agreement", "worst_cell")],
-                             "bundle", "tarball"]
+    intervals = [
+        f"{m}_{end}"
+        for m in ("top1", "mean_abs_disparity", "dpd", "eod", "worst_cell_recall")
+        for end in ("low", "high")
+    ]
+    assert list(rows[0]) == [
+        "distill.temperature",
+        "top1",
+        "mean_abs_disparity",
+        "dpd",
+        "eod",
+        "worst_cell_recall",
+        *intervals,
+        "ci_level",
+        "adversary_top1",
+        "adversary_reference",
+        "teacher_top1",
+        "teacher_mean_abs_disparity",
+        "baseline_top1",
+        "baseline_mean_abs_disparity",
+        *[
+            f"{name}_{column}"
+            for name in ("onnx", "onnx_int8", "onnx_int8_trt", "onnx_fp16")
+            for column in ("agreement", "worst_cell_agreement", "worst_cell")
+        ],
+        "bundle",
+        "tarball",
+    ]
     assert float(rows[0]["worst_cell_recall"]) == pytest.approx(0.5)
     ci = card["models"]["student"]["ci"]["worst_cell_recall"]  # its interval rides along too
-    assert (float(rows[0]["worst_cell_recall_low"]), float(rows[0]["worst_cell_recall_high"])) == \
-        (ci["low"], ci["high"])
+    assert (float(rows[0]["worst_cell_recall_low"]), float(rows[0]["worst_cell_recall_high"])) == (
+        ci["low"],
+        ci["high"],
+    )

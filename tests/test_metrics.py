@@ -54,8 +54,7 @@ def test_equalized_odds_difference_one_vs_rest(metrics):
     assert pos["eod"] == pytest.approx(0.5)
     # neg: TPR 3/4 vs 1 (gap 0.25), FPR 0/2 vs 1/2 (gap 0.5) -> 0.5
     assert neg["eod"] == pytest.approx(0.5)
-    assert metrics["eod"] == {"mean": pytest.approx(0.5), "worst": pytest.approx(0.5),
-                              "worst_class": "neg"}
+    assert metrics["eod"] == {"mean": pytest.approx(0.5), "worst": pytest.approx(0.5), "worst_class": "neg"}
 
 
 def test_three_groups_use_max_minus_min():
@@ -76,8 +75,13 @@ def test_class_without_images_in_a_group_is_reported_not_divided_by_zero():
     x, yy = m["per_class"]
     assert x["recall_by_group"] == {"a": 1.0, "b": 0.0}
     assert yy["recall_by_group"]["b"] == 0.0
-    m2 = evaluate_predictions(np.array([0, 0, 1]), np.array([0, 0, 1]), np.array([0, 1, 0]),
-                              class_names=["x", "y"], group_names=["a", "b"])
+    m2 = evaluate_predictions(
+        np.array([0, 0, 1]),
+        np.array([0, 0, 1]),
+        np.array([0, 1, 0]),
+        class_names=["x", "y"],
+        group_names=["a", "b"],
+    )
     assert m2["per_class"][1]["recall_by_group"]["b"] is None
     assert m2["per_class"][1]["disparity"] is None
     assert m2["classes_without_support"] == ["y"]
@@ -98,8 +102,9 @@ def test_kd_loss_matches_hand_computation():
     t2 = 4 * (p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p)))
     assert kd_loss(student, teacher, 2.0).item() == pytest.approx(t2, rel=1e-5)
     # alpha mixes the soft term with cross-entropy on the label (CE of uniform logits = ln 2)
-    batch = Batch(images=torch.zeros(1), labels=torch.tensor([0]), groups=torch.tensor([0]),
-                  teacher_logits=teacher)
+    batch = Batch(
+        images=torch.zeros(1), labels=torch.tensor([0]), groups=torch.tensor([0]), teacher_logits=teacher
+    )
     loss = KDLoss(temperature=2.0, alpha=0.9)(student, batch)
     assert loss.item() == pytest.approx(0.9 * t2 + 0.1 * math.log(2), rel=1e-5)
 

@@ -24,8 +24,9 @@ def test_zero_head_starts_at_uniform_predictions():
 
 def test_zero_head_leaves_loaded_weights_alone(tmp_path):
     torch.manual_seed(1)
-    source = create_model(ModelConfig(arch="test_efficientnet", epochs=1, zero_head=False),
-                          num_classes=4, key="student")
+    source = create_model(
+        ModelConfig(arch="test_efficientnet", epochs=1, zero_head=False), num_classes=4, key="student"
+    )
     torch.save(source.state_dict(), tmp_path / "w.pt")
     cfg = ModelConfig(arch="test_efficientnet", epochs=1, checkpoint=tmp_path / "w.pt")
     loaded = create_model(cfg, num_classes=4, key="student")

@@ -71,14 +71,18 @@ def test_quantizers_sit_where_the_qdq_file_quantizes_and_observing_changes_nothi
     expected = model(x)
     simulated = copy.deepcopy(model)
     traced, quantizers = insert_quantizers(simulated, symmetric=False)  # shares its weights
-    inputs = {n.args[0].op if n.args[0].op == "placeholder" else n.args[0].name
-              for n in traced.graph.nodes if n.op == "call_module" and n.target.startswith("activation_")}
+    inputs = {
+        n.args[0].op if n.args[0].op == "placeholder" else n.args[0].name
+        for n in traced.graph.nodes
+        if n.op == "call_module" and n.target.startswith("activation_")
+    }
     assert "placeholder" in inputs  # the model input
     for node in traced.graph.nodes:
         if node.op == "call_module" and isinstance(traced.get_submodule(node.target), nn.Conv2d):
             quantized = any(u.op == "call_module" and u.target.startswith("activation_") for u in node.users)
-            feeds_bn = any(u.op == "call_function" and u.target is torch.nn.functional.batch_norm
-                           for u in node.users)
+            feeds_bn = any(
+                u.op == "call_function" and u.target is torch.nn.functional.batch_norm for u in node.users
+            )
             assert quantized != feeds_bn, node.name  # folded into its BatchNorm, or quantized itself
     assert len(quantizers) == len(inputs)
     with_int8_weights = simulated(x)  # the copy itself: rounded weights, float activations
@@ -104,9 +108,18 @@ def test_fine_tuning_moves_a_copy_and_keeps_the_students_predictions(tmp_path):
         return Split(images[half], labels[half], groups[half])
 
     messages: list[str] = []
-    tuned = quantization_aware_finetune(student, train_for_pass, images[:32], (0.5,) * 3, (0.25,) * 3,
-                                        symmetric=True, steps=5, batch_size=16, refresh_every=2,
-                                        log=messages.append)
+    tuned = quantization_aware_finetune(
+        student,
+        train_for_pass,
+        images[:32],
+        (0.5,) * 3,
+        (0.25,) * 3,
+        symmetric=True,
+        steps=5,
+        batch_size=16,
+        refresh_every=2,
+        log=messages.append,
+    )
     assert all(torch.equal(before[k], v) for k, v in student.state_dict().items())  # untouched
     assert set(tuned.state_dict()) == set(before)  # no parametrization left behind
     assert any(not torch.equal(before[k], v) for k, v in tuned.state_dict().items())
@@ -126,14 +139,27 @@ def test_fine_tuning_progress_lines_come_by_time_too_and_the_probe_times_the_par
     images = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
     split = Split(images, np.arange(32) % 2, (np.arange(32) // 2) % 2)
     messages: list[str] = []
-    quantization_aware_finetune(student, lambda k: split, images, (0.5,) * 3, (0.25,) * 3,
-                                symmetric=False, steps=3, batch_size=8, refresh_every=50,
-                                progress_seconds=0.0, label="model.int8.onnx", log=messages.append)
+    quantization_aware_finetune(
+        student,
+        lambda k: split,
+        images,
+        (0.5,) * 3,
+        (0.25,) * 3,
+        symmetric=False,
+        steps=3,
+        batch_size=8,
+        refresh_every=50,
+        progress_seconds=0.0,
+        label="model.int8.onnx",
+        log=messages.append,
+    )
     assert [m.split(": KL")[0] for m in messages] == [
-        f"export: INT8-aware fine-tuning (model.int8.onnx) step {k}/3" for k in (1, 2, 3)]
+        f"export: INT8-aware fine-tuning (model.int8.onnx) step {k}/3" for k in (1, 2, 3)
+    ]
     assert "about" in messages[0] and "left" in messages[0]
-    cost = probe_fine_tuning(student, lambda k: split, images, (0.5,) * 3, (0.25,) * 3,
-                             symmetric=True, probe_steps=2, batch_size=8)
+    cost = probe_fine_tuning(
+        student, lambda k: split, images, (0.5,) * 3, (0.25,) * 3, symmetric=True, probe_steps=2, batch_size=8
+    )
     assert cost.step_seconds > 0 and cost.refresh_seconds > 0 and cost.setup_seconds > 0
 
 
@@ -146,9 +172,20 @@ def test_a_non_finite_fine_tuning_loss_stops_in_one_line_naming_the_step():
     images = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
     split = Split(images, np.arange(16) % 2, (np.arange(16) // 2) % 2)
     with pytest.raises(EdgeKDError) as err:
-        quantization_aware_finetune(student, lambda k: split, images, (0.5,) * 3, (0.25,) * 3,
-                                    symmetric=True, steps=5, batch_size=8, label="model.int8.trt.onnx")
+        quantization_aware_finetune(
+            student,
+            lambda k: split,
+            images,
+            (0.5,) * 3,
+            (0.25,) * 3,
+            symmetric=True,
+            steps=5,
+            batch_size=8,
+            label="model.int8.trt.onnx",
+        )
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith("export.int8.qat: the INT8-aware fine-tuning loss is nan at step 1 of 5 "
-                              "(model.int8.trt.onnx); fine-tuning stopped")
+    assert message.startswith(
+        "export.int8.qat: the INT8-aware fine-tuning loss is nan at step 1 of 5 "
+        "(model.int8.trt.onnx); fine-tuning stopped"
+    )

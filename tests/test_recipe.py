@@ -40,24 +40,32 @@ BAD = {
     "wrong type": (_with(distill__temperature="hot"), ["distill.temperature", "'hot'", "number"]),
     "negative epochs": (_with(teacher__epochs=-3), ["teacher.epochs", "-3", "greater than or equal to 0"]),
     "bias 1.5": (_with(data__bias=1.5), ["data.bias", "1.5", "less than or equal to 1"]),
-    "missing checkpoint": (_with(teacher__checkpoint="nowhere/b3.pt"),
-                           ["teacher.checkpoint", "nowhere/b3.pt", "does not exist"]),
+    "missing checkpoint": (
+        _with(teacher__checkpoint="nowhere/b3.pt"),
+        ["teacher.checkpoint", "nowhere/b3.pt", "does not exist"],
+    ),
     "unknown arch": (_with(student__arch="efficientnet_b99"), ["student.arch", "efficientnet_b99", "timm"]),
     "unknown data source": (_with(data__source="imagenet"), ["data.source", "imagenet", "trifeature"]),
     "unknown method": (_with(distill__method="magic"), ["distill.method", "magic", "kd"]),
     "empty file": ("", ["empty", "name"]),
     "not yaml": ("name: [unclosed\n  teacher: {", ["not valid YAML", "line"]),
-    "python tag": ("name: x\nseed: !!python/object/apply:os.system ['echo hacked']\n",
-                   ["tag", "not allowed"]),
+    "python tag": (
+        "name: x\nseed: !!python/object/apply:os.system ['echo hacked']\n",
+        ["tag", "not allowed"],
+    ),
     "top level list": ("- a\n- b\n", ["mapping", "list"]),
     "missing name": ({"seed": 1}, ["name", "required"]),
     "zero epochs without weights": (_with(student__epochs=0), ["student", "checkpoint or pretrained"]),
     "one seed in seeds": (_with(seeds=[3]), ["seeds", "at least 2"]),
     "repeated seeds": (_with(seeds=[0, 1, 1]), ["seeds", "distinct", "[0, 1, 1]"]),
-    "bad image policy": (_with(data={"source": "csv", "root": ".", "on_bad_image": "ignore"}),
-                         ["data.on_bad_image", "'ignore'", "skip", "error"]),
-    "dynamo opset": (_with(export={"onnx": {"exporter": "dynamo", "opset": 17}}),
-                     ["export.onnx", "opset 18"]),
+    "bad image policy": (
+        _with(data={"source": "csv", "root": ".", "on_bad_image": "ignore"}),
+        ["data.on_bad_image", "'ignore'", "skip", "error"],
+    ),
+    "dynamo opset": (
+        _with(export={"onnx": {"exporter": "dynamo", "opset": 17}}),
+        ["export.onnx", "opset 18"],
+    ),
 }
 
 
@@ -100,9 +108,7 @@ def test_set_overrides_any_key_and_is_validated(tmp_path):
 def test_set_error_through_the_cli(tmp_path):
     result = CliRunner().invoke(main, ["build", str(TINY), "--out", str(tmp_path), "--set", "data.bias=2"])
     assert result.exit_code == 2
-    assert result.output.strip() == (
-        f"error: {TINY}: data.bias = 2: Input should be less than or equal to 1"
-    )
+    assert result.output.strip() == (f"error: {TINY}: data.bias = 2: Input should be less than or equal to 1")
 
 
 def test_relative_checkpoint_is_read_from_the_recipe_folder(tmp_path):

@@ -21,9 +21,15 @@ from edgekd.registry import Registry, tag_of
 from edgekd.train.objective import Batch
 from edgekd.train.selection import SELECTION_METRICS
 
-REGISTRIES = {"data source": DATA_SOURCES, "distillation method": OBJECTIVES, "metric": METRICS,
-              "checkpoint metric": SELECTION_METRICS, "export format": EXPORT_FORMATS,
-              "artifact": ARTIFACT_FILES, "bench backend": BACKENDS}
+REGISTRIES = {
+    "data source": DATA_SOURCES,
+    "distillation method": OBJECTIVES,
+    "metric": METRICS,
+    "checkpoint metric": SELECTION_METRICS,
+    "export format": EXPORT_FORMATS,
+    "artifact": ARTIFACT_FILES,
+    "bench backend": BACKENDS,
+}
 
 
 @pytest.mark.parametrize("kind", REGISTRIES)
@@ -31,8 +37,10 @@ def test_every_table_is_a_registry_that_names_what_it_has(kind):
     registry = REGISTRIES[kind]
     assert isinstance(registry, Registry) and registry.kind == kind and len(registry) > 0
     assert list(registry) == registry.names() == [name for name, _ in registry.items()]
-    with pytest.raises(EdgeKDError, match=rf"^x\.y: unknown {kind} 'nope'; choose one of: "
-                                          + ", ".join(sorted(registry.names()))):
+    with pytest.raises(
+        EdgeKDError,
+        match=rf"^x\.y: unknown {kind} 'nope'; choose one of: " + ", ".join(sorted(registry.names())),
+    ):
         registry.get("nope", key="x.y")
 
 
@@ -59,8 +67,10 @@ class _StandInTeacher:
 
     def for_split(self, split, key):
         rng = np.random.default_rng(len(split.labels))
-        return (rng.normal(size=(len(split.labels), 4)).astype(np.float32),
-                rng.normal(size=(len(split.labels), 16)).astype(np.float32))
+        return (
+            rng.normal(size=(len(split.labels), 4)).astype(np.float32),
+            rng.normal(size=(len(split.labels), 16)).astype(np.float32),
+        )
 
 
 def _tiny_data():
@@ -69,9 +79,16 @@ def _tiny_data():
     def split(n):
         return Split(np.zeros((n, 8, 8, 3), np.uint8), np.arange(n) % 4, np.arange(n) % 2)
 
-    return DataSplits(train=split(16), val=split(8), test=split(8), class_names=list("abcd"),
-                      group_names=["g", "h"], protected_attribute="colour", mean=(0.5,) * 3,
-                      std=(0.5,) * 3)
+    return DataSplits(
+        train=split(16),
+        val=split(8),
+        test=split(8),
+        class_names=list("abcd"),
+        group_names=["g", "h"],
+        protected_attribute="colour",
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+    )
 
 
 @pytest.mark.parametrize("name", OBJECTIVES.names())
@@ -82,9 +99,14 @@ def test_every_distillation_method_builds_and_gives_a_finite_loss(name):
     objective.prepare(teacher_outputs=_StandInTeacher(), student_features=16, data=_tiny_data())
     torch.manual_seed(0)
     logits = torch.randn(8, 4, requires_grad=True)
-    batch = Batch(images=torch.zeros(8, 3, 8, 8), labels=torch.arange(8) % 4, groups=torch.arange(8) % 2,
-                  teacher_logits=torch.randn(8, 4), features=torch.randn(8, 16),
-                  teacher_features=torch.randn(8, 16))
+    batch = Batch(
+        images=torch.zeros(8, 3, 8, 8),
+        labels=torch.arange(8) % 4,
+        groups=torch.arange(8) % 2,
+        teacher_logits=torch.randn(8, 4),
+        features=torch.randn(8, 16),
+        teacher_features=torch.randn(8, 16),
+    )
     objective.start_epoch(0, 2)
     loss = objective(logits, batch)
     assert loss.ndim == 0 and torch.isfinite(loss)
@@ -107,8 +129,9 @@ def test_every_card_metric_reads_counts_and_a_metrics_dict(key):
     value = metric.from_counts(_hand_counts())
     assert value is not None and 0.0 <= value <= 1.0
     counts = _hand_counts()
-    metrics = evaluate_predictions(counts.y_true, counts.y_pred, counts.groups, class_names=["a", "b"],
-                                   group_names=["g", "h"])
+    metrics = evaluate_predictions(
+        counts.y_true, counts.y_pred, counts.groups, class_names=["a", "b"], group_names=["g", "h"]
+    )
     assert metric.read(metrics) == pytest.approx(value)  # the card's entry holds the same number
     assert metric.comparison in (">=", "<=")
 

@@ -62,11 +62,17 @@ def _png_bytes(size=(40, 30), colour=(255, 0, 0)) -> bytes:
 
 def _bomb_png(width: int = 20000, height: int = 20000) -> bytes:
     """A PNG header claiming width x height pixels (400 million), with almost no data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def invoke(*args):
@@ -131,21 +137,24 @@ def test_card_json_symlinked_out_of_the_bundle_is_not_read(bundle, tmp_path):
 DEEP = "[" * 200_000 + "]" * 200_000
 
 
-@pytest.mark.parametrize("content, needle", [
-    ("{}", "(top): 'schema' is a required property"),
-    ("[]", "is not of type 'object'"),
-    ('"card"', "is not of type 'object'"),
-    ("null", "is not of type 'object'"),
-    ("{not json", "not valid JSON"),
-    (DEEP, "nested too deeply"),
-    ("MODELS_STRING", "models.student.metrics: 'x' is not of type 'object'"),
-    ("SHORT_PER_CLASS", "models.teacher.metrics.per_class has 3 rows for 4 classes"),
-    ("MISSING_GROUP", "models.student.metrics.per_class[0].recall_by_group has no 'warm'"),
-    ("MANY_CLASSES", "task.classes: "),
-    ("DEEP_LEARNED", "nested too deeply"),
-    ("HUGE", f"above the {MAX_CARD_BYTES} bytes a card may have"),
-    ("GATE_VALUE", "gates[0].value: 'high' is not of type 'number', 'null'"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("{}", "(top): 'schema' is a required property"),
+        ("[]", "is not of type 'object'"),
+        ('"card"', "is not of type 'object'"),
+        ("null", "is not of type 'object'"),
+        ("{not json", "not valid JSON"),
+        (DEEP, "nested too deeply"),
+        ("MODELS_STRING", "models.student.metrics: 'x' is not of type 'object'"),
+        ("SHORT_PER_CLASS", "models.teacher.metrics.per_class has 3 rows for 4 classes"),
+        ("MISSING_GROUP", "models.student.metrics.per_class[0].recall_by_group has no 'warm'"),
+        ("MANY_CLASSES", "task.classes: "),
+        ("DEEP_LEARNED", "nested too deeply"),
+        ("HUGE", f"above the {MAX_CARD_BYTES} bytes a card may have"),
+        ("GATE_VALUE", "gates[0].value: 'high' is not of type 'number', 'null'"),
+    ],
+)
 def test_malformed_card_json_isone_line(bundle, content, needle):
     path = bundle / "card.json"
     card = json.loads(path.read_text())
@@ -164,8 +173,14 @@ def test_malformed_card_json_isone_line(bundle, content, needle):
     if content == "HUGE":
         with open(path, "r+b") as fh:
             fh.truncate(MAX_CARD_BYTES + 1)  # sparse: no 32 MB written
-    elif content in ("MODELS_STRING", "SHORT_PER_CLASS", "MISSING_GROUP", "MANY_CLASSES",
-                     "DEEP_LEARNED", "GATE_VALUE"):
+    elif content in (
+        "MODELS_STRING",
+        "SHORT_PER_CLASS",
+        "MISSING_GROUP",
+        "MANY_CLASSES",
+        "DEEP_LEARNED",
+        "GATE_VALUE",
+    ):
         path.write_text(card if isinstance(card, str) else json.dumps(card))
     else:
         path.write_text(content)
@@ -204,7 +219,8 @@ def test_every_node_of_a_card_replaced_renders_or_isone_line(tiny_build):
 def test_the_published_schema_is_in_the_package_and_accepts_a_real_card(tiny_build):
     schema = json.loads(CARD_SCHEMA_FILE.read_text())
     assert schema["$schema"].endswith("2020-12/schema") and schema["properties"]["schema"] == {
-        "const": "edgekd.card/v1"}
+        "const": "edgekd.card/v1"
+    }
     check_card(json.loads((tiny_build.bundle_dir / "card.json").read_text()))
 
 
@@ -222,8 +238,7 @@ def shop(tmp_path) -> Path:
 
 
 def _csv_cfg(tmp_path, **extra):
-    data = {"source": "csv", "root": "shop", "image_size": 16, "cache_dir": str(tmp_path / "cache"),
-            **extra}
+    data = {"source": "csv", "root": "shop", "image_size": 16, "cache_dir": str(tmp_path / "cache"), **extra}
     return parse_recipe({"name": "files", "data": data}, base_dir=tmp_path).data
 
 
@@ -235,13 +250,25 @@ def _add_row(root: Path, path: str, split: str = "test") -> int:
 
 def _csv_recipe(tmp_path, **data) -> Path:
     recipe = tmp_path / "files.yaml"
-    settings = {"source": "csv", "root": "shop", "image_size": 16,
-                "cache_dir": str(tmp_path / "cache"), **data}
-    recipe.write_text(json.dumps({
-        "name": "files", "threads": 1, "data": settings,
-        "teacher": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 2},
-        "student": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 2},
-        "card": {"bootstrap_resamples": 20}}))
+    settings = {
+        "source": "csv",
+        "root": "shop",
+        "image_size": 16,
+        "cache_dir": str(tmp_path / "cache"),
+        **data,
+    }
+    recipe.write_text(
+        json.dumps(
+            {
+                "name": "files",
+                "threads": 1,
+                "data": settings,
+                "teacher": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 2},
+                "student": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 2},
+                "card": {"bootstrap_resamples": 20},
+            }
+        )
+    )
     return recipe
 
 
@@ -283,9 +310,20 @@ def test_a_celeba_file_name_climbing_out_is_refused(tmp_path):
             (root / "img_align_celeba" / name).write_bytes(_png_bytes())
     (root / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
     (root / "list_eval_partition.txt").write_text(
-        "\n".join(f"{f} {min(i // 2, 2)}" for i, f in enumerate(files)) + "\n")
-    cfg = parse_recipe({"name": "c", "data": {"source": "celeba", "root": "celeba", "image_size": 16,
-                                              "cache_dir": str(tmp_path / "c")}}, base_dir=tmp_path).data
+        "\n".join(f"{f} {min(i // 2, 2)}" for i, f in enumerate(files)) + "\n"
+    )
+    cfg = parse_recipe(
+        {
+            "name": "c",
+            "data": {
+                "source": "celeba",
+                "root": "celeba",
+                "image_size": 16,
+                "cache_dir": str(tmp_path / "c"),
+            },
+        },
+        base_dir=tmp_path,
+    ).data
     with pytest.raises(EdgeKDError, match=r"list_eval_partition.txt: path .*outside.jpg' is outside"):
         load_data(cfg, seed=0)
     assert canary.unread
@@ -300,17 +338,31 @@ def test_a_wider_annotation_file_name_climbing_out_is_refused(tmp_path):
     for name, _ in trainval:
         (root / "Image" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "Image" / name).write_bytes(_png_bytes())
-    for filename, items in (("wider_attribute_trainval.json", trainval),
-                            ("wider_attribute_test.json", test)):
-        doc = {"images": [{"file_name": n, "scene_id": s, "targets": [target]} for n, s in items],
-               "attribute_id_map": {"0": "Male"}, "scene_id_map": {"0": "Parade"}}
+    for filename, items in (("wider_attribute_trainval.json", trainval), ("wider_attribute_test.json", test)):
+        doc = {
+            "images": [{"file_name": n, "scene_id": s, "targets": [target]} for n, s in items],
+            "attribute_id_map": {"0": "Male"},
+            "scene_id_map": {"0": "Parade"},
+        }
         root.mkdir(exist_ok=True)
         (root / filename).write_text(json.dumps(doc))
-    cfg = parse_recipe({"name": "w", "data": {"source": "wider_attribute", "root": "wider",
-                                              "image_size": 16, "cache_dir": str(tmp_path / "c")}},
-                       base_dir=tmp_path).data
-    with pytest.raises(EdgeKDError, match=r"the WIDER Attribute annotations \(test file_name\): path "
-                                          r".*outside.jpg' is outside"):
+    cfg = parse_recipe(
+        {
+            "name": "w",
+            "data": {
+                "source": "wider_attribute",
+                "root": "wider",
+                "image_size": 16,
+                "cache_dir": str(tmp_path / "c"),
+            },
+        },
+        base_dir=tmp_path,
+    ).data
+    with pytest.raises(
+        EdgeKDError,
+        match=r"the WIDER Attribute annotations \(test file_name\): path "
+        r".*outside.jpg' is outside",
+    ):
         load_data(cfg, seed=0)
     assert canary.unread
 
@@ -350,11 +402,14 @@ def test_a_symlink_inside_the_bundle_is_reported_not_followed(bundle):
     assert result.exit_code == 1 and "symlink: plots/again.png" in result.output
 
 
-@pytest.mark.parametrize("files, needle", [
-    ([], "'files' must map each file"),
-    ({"card.json": "abc"}, "'files' must map each file"),
-    ({"manifest.sig": {"sha256": "0", "size": 1}}, "which a manifest cannot list"),
-])
+@pytest.mark.parametrize(
+    "files, needle",
+    [
+        ([], "'files' must map each file"),
+        ({"card.json": "abc"}, "'files' must map each file"),
+        ({"manifest.sig": {"sha256": "0", "size": 1}}, "which a manifest cannot list"),
+    ],
+)
 def test_a_manifest_of_the_wrong_shape_isone_line(bundle, files, needle):
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"] = files
@@ -363,15 +418,23 @@ def test_a_manifest_of_the_wrong_shape_isone_line(bundle, files, needle):
 
 
 # ------------------------------------------------------------------- 4. eval_set.npz ranges
-@pytest.mark.parametrize("change, needle", [
-    (lambda e: e["groups"].__setitem__(3, -5), "groups[3] is -5; preprocess.json protected_groups "
-                                               "allows 0 to 1"),
-    (lambda e: e["labels"].__setitem__(0, 99), "labels[0] is 99; preprocess.json class_names allows "
-                                               "0 to 3"),
-    (lambda e: e.__setitem__("images", e["images"][:, :16]), "images must be uint8 (N, 32, 32, 3)"),
-    (lambda e: e.__setitem__("labels", e["labels"][:-1]), "labels must be 128 integers"),
-    (lambda e: e.__setitem__("groups", e["groups"].astype(np.float32)), "groups must be 128 integers"),
-], ids=["group -5", "label 99", "image size", "labels count", "float groups"])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (
+            lambda e: e["groups"].__setitem__(3, -5),
+            "groups[3] is -5; preprocess.json protected_groups allows 0 to 1",
+        ),
+        (
+            lambda e: e["labels"].__setitem__(0, 99),
+            "labels[0] is 99; preprocess.json class_names allows 0 to 3",
+        ),
+        (lambda e: e.__setitem__("images", e["images"][:, :16]), "images must be uint8 (N, 32, 32, 3)"),
+        (lambda e: e.__setitem__("labels", e["labels"][:-1]), "labels must be 128 integers"),
+        (lambda e: e.__setitem__("groups", e["groups"].astype(np.float32)), "groups must be 128 integers"),
+    ],
+    ids=["group -5", "label 99", "image size", "labels count", "float groups"],
+)
 def test_a_bad_eval_set_is_one_line_in_bench_eval(bundle, change, needle):
     with np.load(bundle / "eval_set.npz") as stored:
         arrays = {k: stored[k].copy() for k in stored.files}
@@ -384,7 +447,8 @@ def test_a_bad_eval_set_is_one_line_in_bench_eval(bundle, change, needle):
 def test_an_eval_set_that_is_not_an_npz_isone_line(bundle):
     (bundle / "eval_set.npz").write_bytes(b"PK\x03\x04 not really a zip")
     assert "not an edgekd evaluation set" in one_line(
-        invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1"))
+        invoke("bench", bundle, "--eval", "--warmup", "0", "--iterations", "1")
+    )
 
 
 # ------------------------------------------------------------------------- 5. pixel limits
@@ -395,8 +459,7 @@ def test_a_decompression_bomb_is_skipped_and_counted_orone_line(shop, tmp_path):
     assert data.description["skipped_bad_images"] == {"train": 1, "val": 0, "test": 0}
     reason = data.description["skipped_bad_image_examples"][0]
     assert "bomb.png" in reason and "data.max_image_pixels 89478485" in reason
-    line = one_line(invoke("build", _csv_recipe(tmp_path, on_bad_image="error"), "--out",
-                            tmp_path / "runs"))
+    line = one_line(invoke("build", _csv_recipe(tmp_path, on_bad_image="error"), "--out", tmp_path / "runs"))
     assert "bomb.png" in line and "data.max_image_pixels" in line
     assert not (tmp_path / "runs" / "files" / "stages").exists()
 
@@ -405,8 +468,11 @@ def test_the_recipe_sets_the_pixel_limit(shop, tmp_path):
     (shop / "img" / "c.png").write_bytes(_png_bytes(size=(80, 60)))  # 4800 pixels, the others 1200
     small = load_data(_csv_cfg(tmp_path, max_image_pixels=2000, max_bad_fraction=1), seed=0)
     assert small.description["skipped_bad_images"] == {"train": 1, "val": 1, "test": 1}
-    with pytest.raises(EdgeKDError, match=r"c.png: 80 x 60 pixels, above data.max_image_pixels 2000; "
-                                          r"raise it in the recipe"):
+    with pytest.raises(
+        EdgeKDError,
+        match=r"c.png: 80 x 60 pixels, above data.max_image_pixels 2000; "
+        r"raise it in the recipe",
+    ):
         load_data(_csv_cfg(tmp_path, max_image_pixels=2000, on_bad_image="error"), seed=0)
     assert len(load_data(_csv_cfg(tmp_path, max_image_pixels=5000), seed=0).train) == 3
 
@@ -417,8 +483,9 @@ def test_orphans_of_dead_decoders_are_swept_and_live_ones_kept(tmp_path):
 
     cache = tmp_path / "cache"
     cache.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     host = socket.gethostname()
     orphan = cache / f".images-abc-16px.npy.{host}.{dead}.tmp"
     live = cache / f".images-def-16px.npy.{host}.{os.getpid()}.tmp"
@@ -445,12 +512,17 @@ def test_moving_the_cache_retrains_nothing_and_a_single_test_group_is_said(shop,
         warnings.simplefilter("always")
         first = build(_csv_recipe(tmp_path), out=tmp_path / "runs", log=logs.append)
     assert not [w for w in caught if "not writable" in str(w.message)]
-    line = ("data: the test split has images of only one group of group (x of x, y); every "
-            "disparity, DPD and EOD on the card is undefined (-)")
+    line = (
+        "data: the test split has images of only one group of group (x of x, y); every "
+        "disparity, DPD and EOD on the card is undefined (-)"
+    )
     assert f"warning: {line}" in logs
     assert f"- {line}" in (first.bundle_dir / "card.md").read_text()
-    moved = build(_csv_recipe(tmp_path, cache_dir=str(tmp_path / "moved"), workers=3,
-                              on_bad_image="error"), out=tmp_path / "runs", log=lambda m: None)
+    moved = build(
+        _csv_recipe(tmp_path, cache_dir=str(tmp_path / "moved"), workers=3, on_bad_image="error"),
+        out=tmp_path / "runs",
+        log=lambda m: None,
+    )
     assert set(moved.stage_status.values()) == {"reused"}
     assert (tmp_path / "moved").is_dir()
 
@@ -492,8 +564,11 @@ def test_extraction_caps_each_member_and_the_total(run, tmp_path):
 
 
 def test_a_tarball_without_a_manifest_is_refused(run, tmp_path):
-    archive = _rebuilt_tarball(run, tmp_path, lambda m, d: (
-        (tarfile.TarInfo("tiny-0.1.0/x"), b"") if m.name.endswith("manifest.json") else (m, d)))
+    archive = _rebuilt_tarball(
+        run,
+        tmp_path,
+        lambda m, d: (tarfile.TarInfo("tiny-0.1.0/x"), b"") if m.name.endswith("manifest.json") else (m, d),
+    )
     assert "found 0; not an edgekd bundle" in one_line(invoke("verify", archive))
 
 
@@ -591,8 +666,9 @@ def test_bench_update_card_never_re_signs_a_swapped_model(signed, keys):
     manifest["files"]["model.onnx"] = {"sha256": sha256_file(model), "size": model.stat().st_size}
     (signed / "manifest.json").write_text(json.dumps(manifest))
     before = {rel: (signed / rel).read_bytes() for rel in _files_of(signed)}
-    line = one_line(invoke("bench", signed, "--warmup", "0", "--iterations", "2", "--update-card",
-                            "--key", keys[0]))
+    line = one_line(
+        invoke("bench", signed, "--warmup", "0", "--iterations", "2", "--update-card", "--key", keys[0])
+    )
     assert "manifest.json changed after it was signed" in line
     assert {rel: (signed / rel).read_bytes() for rel in _files_of(signed)} == before
 
@@ -606,18 +682,27 @@ def test_signing_refuses_a_bundle_that_does_not_match_its_manifest(bundle, keys)
 # ------------------------------------------------------------------------------- 9. the lock
 def test_bench_update_card_on_a_folder_in_use_is_one_line_and_touches_nothing(bundle, tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from edgekd.lock import run_lock\n"
-         "with run_lock(sys.argv[1], command='edgekd build held'):\n"
-         "    print('held', flush=True); sys.stdin.read()", str(bundle.parent)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(TESTS.parent)})
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from edgekd.lock import run_lock\n"
+            "with run_lock(sys.argv[1], command='edgekd build held'):\n"
+            "    print('held', flush=True); sys.stdin.read()",
+            str(bundle.parent),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(TESTS.parent)},
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)}
         line = one_line(invoke("bench", bundle, "--warmup", "0", "--iterations", "2", "--update-card"))
-        assert line == (f"error: {bundle.resolve().parent}: in use by pid {holder.pid} on "
-                        f"{__import__('socket').gethostname()}, `edgekd build held`, since "
-                        + line.split(", since ")[1])
+        assert line == (
+            f"error: {bundle.resolve().parent}: in use by pid {holder.pid} on "
+            f"{__import__('socket').gethostname()}, `edgekd build held`, since " + line.split(", since ")[1]
+        )
         assert {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)} == before
     finally:
         holder.kill()
@@ -648,10 +733,13 @@ def test_a_malformed_bench_result_never_reaches_the_card(bundle, tmp_path):
     before = {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)}
     merged = invoke("bench", bundle, "--from-json", saved, "--update-card")
     line = one_line(merged)  # refused as it is read, before any table or write
-    assert line.startswith(f"error: --from-json: {saved}: results[0].batch: ") and \
-        "'many' is not of type 'integer'" in line
+    assert (
+        line.startswith(f"error: --from-json: {saved}: results[0].batch: ")
+        and "'many' is not of type 'integer'" in line
+    )
     assert {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)} == before
     from edgekd.bench.card_update import update_card  # the library refuses it too, by the schema
+
     with pytest.raises(EdgeKDError, match=r"bench result 1 of 1: results\[0\]\.batch"):
         update_card(bundle, result, log=None)
     assert {rel: (bundle / rel).read_bytes() for rel in _files_of(bundle)} == before

@@ -45,8 +45,7 @@ def _scores(pred: np.ndarray) -> dict:
 def test_scores_hand_worked():
     shortcut = _scores(SHORTCUT)
     # top-1 16/20; cells recall 1, 0, 0, 1 -> mean 0.5, worst 0
-    assert shortcut == {"val_top1": 0.8, "val_cell_balanced_accuracy": 0.5,
-                        "val_worst_cell_recall": 0.0}
+    assert shortcut == {"val_top1": 0.8, "val_cell_balanced_accuracy": 0.5, "val_worst_cell_recall": 0.0}
     shape = _scores(SHAPE)
     # top-1 14/20; cells recall 5/8, 1, 1, 5/8 -> mean 13/16, worst 5/8
     assert shape["val_top1"] == pytest.approx(0.7)
@@ -55,15 +54,19 @@ def test_scores_hand_worked():
 
 
 def test_empty_cells_are_left_out_not_counted_as_zero():
-    counts = CellCounts(np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([0, 0, 0]),
-                        num_classes=2, num_groups=2)  # group 1 has no image
+    counts = CellCounts(
+        np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([0, 0, 0]), num_classes=2, num_groups=2
+    )  # group 1 has no image
     assert cell_balanced_accuracy(counts) == pytest.approx((0.5 + 1.0) / 2)
     assert worst_cell_recall(counts) == 0.5
 
 
 def test_each_setting_picks_its_own_epoch():
-    history = [{"epoch": 1, **_scores(SHORTCUT)}, {"epoch": 2, **_scores(SHAPE)},
-               {"epoch": 3, **_scores(SHORTCUT)}]
+    history = [
+        {"epoch": 1, **_scores(SHORTCUT)},
+        {"epoch": 2, **_scores(SHAPE)},
+        {"epoch": 3, **_scores(SHORTCUT)},
+    ]
     assert best_epoch(history, "top1")["epoch"] == 1  # ties keep the first
     assert best_epoch(history, "cell_balanced_accuracy")["epoch"] == 2
     assert best_epoch(history, "worst_cell_recall")["epoch"] == 2

@@ -53,8 +53,12 @@ def test_seeds_train_each_seed_once_and_put_welch_on_the_card(tiny_recipe, tmp_p
     from scipy import stats
 
     out = tmp_path / "runs"
-    result = build(tiny_recipe, out=out, overrides=("seeds=[0, 1]", "teacher.epochs=1",
-                                                    "student.epochs=1"), log=lambda m: None)
+    result = build(
+        tiny_recipe,
+        out=out,
+        overrides=("seeds=[0, 1]", "teacher.epochs=1", "student.epochs=1"),
+        log=lambda m: None,
+    )
     run = out / "tiny"
     assert not (run / "seeds/2").exists()
     for seed in (1,):
@@ -84,6 +88,10 @@ def test_seeds_train_each_seed_once_and_put_welch_on_the_card(tiny_recipe, tmp_p
         assert test["per_class"][0]["p"] == (1.0 if np.isclose(np.mean(a), np.mean(b)) else 0.0)
     assert "### Across seeds (0, 1)" in (result.bundle_dir / "card.md").read_text()
 
-    again = build(tiny_recipe, out=out, overrides=("seeds=[0, 1]", "teacher.epochs=1",
-                                                   "student.epochs=1"), log=lambda m: None)
+    again = build(
+        tiny_recipe,
+        out=out,
+        overrides=("seeds=[0, 1]", "teacher.epochs=1", "student.epochs=1"),
+        log=lambda m: None,
+    )
     assert again.card["significance"]["across_seeds"] == welch  # every seed's stages reused

@@ -18,17 +18,22 @@ def test_parse_grid_and_points():
     grid = parse_grid(["debias.lambda=0,0.5", "distill.method=kd,rkd"])
     assert grid == {"debias.lambda": [0, 0.5], "distill.method": ["kd", "rkd"]}
     assert grid_points(grid) == [
-        {"debias.lambda": 0, "distill.method": "kd"}, {"debias.lambda": 0, "distill.method": "rkd"},
-        {"debias.lambda": 0.5, "distill.method": "kd"}, {"debias.lambda": 0.5, "distill.method": "rkd"},
+        {"debias.lambda": 0, "distill.method": "kd"},
+        {"debias.lambda": 0, "distill.method": "rkd"},
+        {"debias.lambda": 0.5, "distill.method": "kd"},
+        {"debias.lambda": 0.5, "distill.method": "rkd"},
     ]
 
 
-@pytest.mark.parametrize("items, needle", [
-    ([], "--grid: give at least one"),
-    (["debias.lambda"], "expected KEY=V1,V2"),
-    (["debias.lambda=0,,1"], "empty value"),
-    (["a=1", "a=2"], "given twice"),
-])
+@pytest.mark.parametrize(
+    "items, needle",
+    [
+        ([], "--grid: give at least one"),
+        (["debias.lambda"], "expected KEY=V1,V2"),
+        (["debias.lambda=0,,1"], "empty value"),
+        (["a=1", "a=2"], "given twice"),
+    ],
+)
 def test_parse_grid_errors(items, needle):
     with pytest.raises(EdgeKDError, match=needle):
         parse_grid(items)
@@ -36,8 +41,10 @@ def test_parse_grid_errors(items, needle):
 
 def test_point_names_are_release_names():
     assert point_name("tiny", {"distill.temperature": 8}) == "tiny-distill.temperature-8"
-    assert point_name("q", {"distill.method": "kd", "debias.lambda": 0.5}) == \
-        "q-distill.method-kd_debias.lambda-0.5"
+    assert (
+        point_name("q", {"distill.method": "kd", "debias.lambda": 0.5})
+        == "q-distill.method-kd_debias.lambda-0.5"
+    )
     assert point_name("q", {"data.crop": [1, 2]}) == "q-data.crop--1--2-"  # "[1, 2]": no brackets
     long = point_name("q" * 90, {"distill.temperature": 8})
     assert len(long) == 100 and long.startswith("q" * 87 + "-")
@@ -108,8 +115,9 @@ def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
     assert again.exit_code == 0 and again.output.count("finished earlier, skipped") == 2
 
     # a point is reproducible alone with build --set, reusing the same teacher
-    alone = runner.invoke(main, ["build", str(tiny_recipe), "--set", "distill.temperature=8",
-                                 "--out", str(tmp_path)])
+    alone = runner.invoke(
+        main, ["build", str(tiny_recipe), "--set", "distill.temperature=8", "--out", str(tmp_path)]
+    )
     assert alone.exit_code == 0, alone.output
     built = json.loads((tmp_path / "tiny" / "bundle" / "card.json").read_text())
     swept = json.loads(cards[1].read_text())
@@ -117,11 +125,14 @@ def test_two_point_sweep_writes_cards_csv_and_plots(tiny_recipe, tmp_path):
     assert "teacher reused" in alone.output
 
 
-@pytest.mark.parametrize("grid, needle", [
-    ("distill.temprature=2,8", "distill.temprature: unknown key"),
-    ("debias.lambda=0,abc", "debias.lambda = 'abc'"),
-    ("data.bias=0.5,1.5", "data.bias = 1.5"),
-])
+@pytest.mark.parametrize(
+    "grid, needle",
+    [
+        ("distill.temprature=2,8", "distill.temprature: unknown key"),
+        ("debias.lambda=0,abc", "debias.lambda = 'abc'"),
+        ("data.bias=0.5,1.5", "data.bias = 1.5"),
+    ],
+)
 def test_bad_grid_key_or_value_is_one_line_and_trains_nothing(tiny_recipe, tmp_path, grid, needle):
     result = CliRunner().invoke(main, ["sweep", str(tiny_recipe), "--grid", grid, "--out", str(tmp_path)])
     assert result.exit_code == 2
@@ -133,12 +144,23 @@ def test_bad_grid_key_or_value_is_one_line_and_trains_nothing(tiny_recipe, tmp_p
 def test_sweep_table_shows_adversary_against_its_reference_and_the_references(tmp_path):
     from edgekd.sweep import _error_bars, format_sweep_table, write_sweep_plots
 
-    rows = [{"debias.lambda": lam, "top1": acc, "mean_abs_disparity": disp, "adversary_top1": adv,
-             "adversary_reference": 0.5, "teacher_top1": 0.7, "teacher_mean_abs_disparity": 0.36,
-             "baseline_top1": 0.62, "baseline_mean_abs_disparity": 0.5}
-            for lam, acc, disp, adv in ((0, 0.6, 0.5, 0.97), (1, 0.7, 0.2, 0.55))]
-    rows[1].update(top1_low=0.65, top1_high=0.74, mean_abs_disparity_low=0.1,
-                   mean_abs_disparity_high=0.3, ci_level=0.95)  # the first point has no interval
+    rows = [
+        {
+            "debias.lambda": lam,
+            "top1": acc,
+            "mean_abs_disparity": disp,
+            "adversary_top1": adv,
+            "adversary_reference": 0.5,
+            "teacher_top1": 0.7,
+            "teacher_mean_abs_disparity": 0.36,
+            "baseline_top1": 0.62,
+            "baseline_mean_abs_disparity": 0.5,
+        }
+        for lam, acc, disp, adv in ((0, 0.6, 0.5, 0.97), (1, 0.7, 0.2, 0.55))
+    ]
+    rows[1].update(
+        top1_low=0.65, top1_high=0.74, mean_abs_disparity_low=0.1, mean_abs_disparity_high=0.3, ci_level=0.95
+    )  # the first point has no interval
     for row in rows:
         row.update({k: None for k in ("dpd", "eod") if k not in row})
     table = format_sweep_table(rows, ["debias.lambda"])
@@ -147,8 +169,9 @@ def test_sweep_table_shows_adversary_against_its_reference_and_the_references(tm
     assert "0.9700" in table and "0.5000" in table
     assert "top-1 [95% CI]" in header and "0.7000 [0.6500, 0.7400]" in table
     assert "0.2000 [0.1000, 0.3000]" in table and "0.6000 " in table.splitlines()[2]
-    assert table.splitlines()[-1] == ("teacher: top-1 0.7000, mean |disparity| 0.3600; "
-                                      "baseline: top-1 0.6200, mean |disparity| 0.5000")
+    assert table.splitlines()[-1] == (
+        "teacher: top-1 0.7000, mean |disparity| 0.3600; baseline: top-1 0.6200, mean |disparity| 0.5000"
+    )
     plots = write_sweep_plots(rows, ["debias.lambda"], tmp_path)
     with Image.open(plots[0]) as image:
         assert image.format == "PNG" and image.size == (605, 440)

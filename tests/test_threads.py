@@ -10,18 +10,21 @@ from edgekd.recipe import load_recipe
 from edgekd.threads import choose_threads, resolve_threads
 
 
-@pytest.mark.parametrize(("cores", "load", "machine", "expected"), [
-    (2, 0.0, None, 2),     # idle: every core
-    (2, 0.4, None, 2),     # 2 - 0.4 = 1.6 free, rounds to 2
-    (2, 1.3, None, 1),     # the machine: 0.7 free -> 1
-    (2, 1.0, None, 1),     # one other busy process: one core left
-    (2, 3.7, None, 1),     # more load than cores: still one thread
-    (8, 2.6, None, 5),     # 5.4 free -> 5
-    (8, 2.5, None, 6),     # 5.5 free rounds up, not to even
-    (2, 30.0, 64, 2),      # 2 allowed cores of a 64-core machine at load 30: 34 free, ours are 2
-    (4, 62.0, 64, 2),      # 2 free on the machine: 2 of our 4
-    (2, None, None, 2),    # no load average (Windows): every core
-])
+@pytest.mark.parametrize(
+    ("cores", "load", "machine", "expected"),
+    [
+        (2, 0.0, None, 2),  # idle: every core
+        (2, 0.4, None, 2),  # 2 - 0.4 = 1.6 free, rounds to 2
+        (2, 1.3, None, 1),  # the machine: 0.7 free -> 1
+        (2, 1.0, None, 1),  # one other busy process: one core left
+        (2, 3.7, None, 1),  # more load than cores: still one thread
+        (8, 2.6, None, 5),  # 5.4 free -> 5
+        (8, 2.5, None, 6),  # 5.5 free rounds up, not to even
+        (2, 30.0, 64, 2),  # 2 allowed cores of a 64-core machine at load 30: 34 free, ours are 2
+        (4, 62.0, 64, 2),  # 2 free on the machine: 2 of our 4
+        (2, None, None, 2),  # no load average (Windows): every core
+    ],
+)
 def test_choose_threads_hand_worked(cores, load, machine, expected):
     assert choose_threads(cores, load, machine_cores=machine) == expected
 
@@ -37,8 +40,9 @@ def test_auto_line_names_cores_load_count_and_the_override(monkeypatch):
     assert choice.count == 1
     assert choice.line() == "threads: 1 (2 cores, load 1.3 -> 1 thread; override with --set threads=N)"
     _machine(monkeypatch, 8, 0.2)
-    assert resolve_threads(None).line() == ("threads: 8 (8 cores, load 0.2 -> 8 threads; "
-                                            "override with --set threads=N)")
+    assert resolve_threads(None).line() == (
+        "threads: 8 (8 cores, load 0.2 -> 8 threads; override with --set threads=N)"
+    )
 
 
 def test_a_number_and_omp_num_threads_win_over_auto(monkeypatch):

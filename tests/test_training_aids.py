@@ -26,16 +26,28 @@ def _fit(tmp_path, objective=None, data=DATA, **student):
     from edgekd.stages import Stage
     from edgekd.train import fit
 
-    recipe = parse_recipe({"name": "aids", "seed": 0, "data": data,
-                           "student": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 32,
-                                       **student}})
+    recipe = parse_recipe(
+        {
+            "name": "aids",
+            "seed": 0,
+            "data": data,
+            "student": {"arch": "test_efficientnet", "epochs": 1, "batch_size": 32, **student},
+        }
+    )
     data = load_data(recipe.data, seed=0)
     torch.manual_seed(0)
     model = create_model(recipe.student, 2, key="student")
     stage = Stage(tmp_path, "student", {})
     stage.start()
-    fit(model, objective if objective is not None else CrossEntropy(), data, recipe.student, stage,
-        seed=0, log=lambda m: None)
+    fit(
+        model,
+        objective if objective is not None else CrossEntropy(),
+        data,
+        recipe.student,
+        stage,
+        seed=0,
+        log=lambda m: None,
+    )
     return model, stage
 
 
@@ -62,16 +74,22 @@ def test_with_ema_the_averaged_weights_are_validated_kept_and_shipped(tmp_path):
     shipped = model.state_dict()
     for key, value in last["ema"].items():
         assert torch.equal(best[key], value) and torch.equal(shipped[key], value), key
-    assert any(not torch.equal(last["model"][k], last["ema"][k])
-               for k in last["ema"] if last["ema"][k].is_floating_point())
+    assert any(
+        not torch.equal(last["model"][k], last["ema"][k])
+        for k in last["ema"]
+        if last["ema"][k].is_floating_point()
+    )
     _, plain = _fit(tmp_path / "plain")
     assert "ema" not in torch.load(plain.path("last.pt"), weights_only=True)
 
 
-@pytest.mark.parametrize("key, value, needle", [
-    ("ema_decay", 1.5, "student.ema_decay = 1.5"),
-    ("grad_clip_norm", -1, "student.grad_clip_norm = -1"),
-])
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("ema_decay", 1.5, "student.ema_decay = 1.5"),
+        ("grad_clip_norm", -1, "student.grad_clip_norm = -1"),
+    ],
+)
 def test_bad_training_aid_values_are_named(key, value, needle):
     with pytest.raises(EdgeKDError, match=needle):
         parse_recipe({"name": "x", "student": {"arch": "test_efficientnet", "epochs": 1, key: value}})
@@ -96,8 +114,10 @@ def _forward_dtypes(model) -> list[tuple[bool, torch.dtype]]:
     """(autocast on, classifier output dtype) of every training forward pass of ``model``."""
     seen = []
     model.get_classifier().register_forward_hook(
-        lambda module, args, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
-        if module.training else None)
+        lambda module, args, out: (
+            seen.append((torch.is_autocast_enabled("cpu"), out.dtype)) if module.training else None
+        )
+    )
     return seen
 
 
@@ -168,8 +188,9 @@ def test_fp16_unscales_every_gradient_before_clipping_and_trains_the_objective(t
     monkeypatch.setattr(torch.amp.GradScaler, "unscale_", unscale)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
     # fp16 kernels are slow on the CPU: 5 steps of 32
-    _, stage = _fit(tmp_path, objective, data={**DATA, "train_size": 160}, precision="fp16",
-                    grad_clip_norm=1.0)
+    _, stage = _fit(
+        tmp_path, objective, data={**DATA, "train_size": 160}, precision="fp16", grad_clip_norm=1.0
+    )
     assert events == ["unscale", "clip"] * 5
     finite = [(norm, grad, scale) for (norm, grad), scale in zip(grads, scales) if math.isfinite(norm)]
     assert len(finite) >= 3  # a step that overflowed is skipped (and the scale halved)
@@ -194,8 +215,11 @@ def test_auto_precision_on_gpus_and_bf16_where_a_gpu_has_none(monkeypatch):
         assert resolve_precision("auto", "cuda:0", key="student.precision").name == expected
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100-SXM2-16GB")
-    with pytest.raises(EdgeKDError, match=r"^teacher.precision: bf16 needs a GPU with bfloat16 .*"
-                                          r"Tesla V100-SXM2-16GB has none, so use fp16"):
+    with pytest.raises(
+        EdgeKDError,
+        match=r"^teacher.precision: bf16 needs a GPU with bfloat16 .*"
+        r"Tesla V100-SXM2-16GB has none, so use fp16",
+    ):
         resolve_precision("bf16", "cuda:0", key="teacher.precision")
     assert resolve_precision("fp16", "cuda:0", key="teacher.precision").name == "fp16"
     cpu = {name: resolve_precision(name, "cpu", key="teacher.precision") for name in ("bf16", "fp16")}
@@ -239,8 +263,9 @@ def test_the_label_term_of_kd_and_rkd_is_smoothed_hand_worked():
     assert kd(LOGITS, batch).item() == pytest.approx(0.5 * 0.5 * math.log(3.0) + 0.5 * SMOOTHED_CE, abs=1e-6)
     # RKD with its relational terms off is its label term alone
     rkd = OBJECTIVES.get("rkd")(distance_weight=0.0, angle_weight=0.0, label_smoothing=0.1)
-    assert rkd(LOGITS, _batch(features=torch.zeros(1, 4), teacher_features=torch.zeros(1, 4))).item() \
-        == pytest.approx(SMOOTHED_CE, abs=1e-6)
+    assert rkd(
+        LOGITS, _batch(features=torch.zeros(1, 4), teacher_features=torch.zeros(1, 4))
+    ).item() == pytest.approx(SMOOTHED_CE, abs=1e-6)
 
 
 class _Split:
@@ -283,15 +308,19 @@ def test_every_distillation_method_honours_label_smoothing(method):
     features = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
     distill = parse_recipe({"name": "x", "distill": {"method": method}}).distill
     logits = torch.randn(6, 3)
-    batch = _batch(features=torch.randn(6, 4), teacher_logits=torch.from_numpy(teacher),
-                   teacher_features=torch.from_numpy(features))
+    batch = _batch(
+        features=torch.randn(6, 4),
+        teacher_logits=torch.from_numpy(teacher),
+        teacher_features=torch.from_numpy(features),
+    )
     batch.labels, batch.groups = torch.from_numpy(labels), torch.from_numpy(groups)
     losses = {}
     for smoothing in (0.0, 0.1):
         torch.manual_seed(1)
         objective = build_objective(distill, label_smoothing=smoothing)
-        objective.prepare(teacher_outputs=_TeacherOutputs(teacher, features), student_features=4,
-                          data=_Data(labels, groups))
+        objective.prepare(
+            teacher_outputs=_TeacherOutputs(teacher, features), student_features=4, data=_Data(labels, groups)
+        )
         objective.start_epoch(9, 10)  # warm-ups and curricula done
         losses[smoothing] = objective.eval()(logits, batch).item()
     ce = {s: label_cross_entropy(logits, batch.labels, label_smoothing=s).item() for s in (0.0, 0.1)}
@@ -306,12 +335,16 @@ def test_the_build_routes_each_networks_label_smoothing_to_its_objectives(tmp_pa
     from edgekd.train import stage as train_stages
     from edgekd.train.distributed import SINGLE
 
-    recipe = parse_recipe({"name": "ls", "data": DATA,
-                           "teacher": {"arch": "test_efficientnet", "epochs": 1, "label_smoothing": 0.2},
-                           "student": {"arch": "test_efficientnet", "epochs": 1, "label_smoothing": 0.1},
-                           "distill": {"method": "ctkd"},
-                           "debias": {"method": "adversarial", "reweigh": True,
-                                      "apply_to": ["student", "baseline"]}})
+    recipe = parse_recipe(
+        {
+            "name": "ls",
+            "data": DATA,
+            "teacher": {"arch": "test_efficientnet", "epochs": 1, "label_smoothing": 0.2},
+            "student": {"arch": "test_efficientnet", "epochs": 1, "label_smoothing": 0.1},
+            "distill": {"method": "ctkd"},
+            "debias": {"method": "adversarial", "reweigh": True, "apply_to": ["student", "baseline"]},
+        }
+    )
     seen = {}
 
     def train_stage(stage, cfg, objective, data, **kwargs):
@@ -319,25 +352,34 @@ def test_the_build_routes_each_networks_label_smoothing_to_its_objectives(tmp_pa
         return train_stages.Trained(None, stage, cfg, "trained", np.zeros((0, 2)), [])
 
     monkeypatch.setattr(train_stages, "train_stage", train_stage)
-    train_stages.train_models(recipe, load_data(recipe.data, seed=0), run_dir=tmp_path, shared_dir=tmp_path,
-                              seed=0, ctx=BuildContext(log=lambda m: None, dist=SINGLE))
+    train_stages.train_models(
+        recipe,
+        load_data(recipe.data, seed=0),
+        run_dir=tmp_path,
+        shared_dir=tmp_path,
+        seed=0,
+        ctx=BuildContext(log=lambda m: None, dist=SINGLE),
+    )
 
     def innermost(objective):
         while hasattr(objective, "task"):
             objective = objective.task
         return objective
 
-    assert {name: (type(innermost(o)).__name__, innermost(o).label_smoothing) for name, o in seen.items()} \
-        == {"teacher": ("CrossEntropy", 0.2), "baseline": ("CrossEntropy", 0.1),
-            "student": ("CTKDLoss", 0.1)}
+    assert {
+        name: (type(innermost(o)).__name__, innermost(o).label_smoothing) for name, o in seen.items()
+    } == {"teacher": ("CrossEntropy", 0.2), "baseline": ("CrossEntropy", 0.1), "student": ("CTKDLoss", 0.1)}
     assert type(seen["student"]).__name__ == "Reweighing"  # the wrappers are still around it
 
 
-@pytest.mark.parametrize("key, value, needle", [
-    ("precision", "fp8", "student.precision"),
-    ("label_smoothing", 1.0, "student.label_smoothing = 1.0"),
-    ("label_smoothing", -0.1, "student.label_smoothing = -0.1"),
-])
+@pytest.mark.parametrize(
+    "key, value, needle",
+    [
+        ("precision", "fp8", "student.precision"),
+        ("label_smoothing", 1.0, "student.label_smoothing = 1.0"),
+        ("label_smoothing", -0.1, "student.label_smoothing = -0.1"),
+    ],
+)
 def test_bad_precision_and_label_smoothing_are_one_line(key, value, needle):
     with pytest.raises(EdgeKDError) as err:
         parse_recipe({"name": "x", "student": {"arch": "test_efficientnet", "epochs": 1, key: value}})

@@ -7,8 +7,7 @@ from edgekd.data.trifeature import GROUP_NAMES, SHAPES, generate_split
 
 
 def _split(split="train", n=120, seed=0, bias=0.9, epoch=0, size=32, classes=4):
-    return generate_split(split, n, seed=seed, num_classes=classes, image_size=size, bias=bias,
-                          epoch=epoch)
+    return generate_split(split, n, seed=seed, num_classes=classes, image_size=size, bias=bias, epoch=epoch)
 
 
 def test_same_seed_gives_identical_arrays():

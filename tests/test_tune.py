@@ -26,25 +26,37 @@ WORKTREE = Path(__file__).resolve().parents[1]
 
 
 def test_parse_space_ranges_and_lists():
-    dims = parse_space(["distill.alpha=0.1:0.9", "distill.temperature=1:8:log",
-                        "student.epochs=1:3", "debias.method=none,adversarial"])
-    assert dims == [Dimension("distill.alpha", 0.1, 0.9), Dimension("distill.temperature", 1, 8, log=True),
-                    Dimension("student.epochs", 1, 3),
-                    Dimension("debias.method", choices=("none", "adversarial"))]
+    dims = parse_space(
+        [
+            "distill.alpha=0.1:0.9",
+            "distill.temperature=1:8:log",
+            "student.epochs=1:3",
+            "debias.method=none,adversarial",
+        ]
+    )
+    assert dims == [
+        Dimension("distill.alpha", 0.1, 0.9),
+        Dimension("distill.temperature", 1, 8, log=True),
+        Dimension("student.epochs", 1, 3),
+        Dimension("debias.method", choices=("none", "adversarial")),
+    ]
     assert dims[1].spec() == "distill.temperature=1:8:log"
 
 
-@pytest.mark.parametrize("items, needle", [
-    ([], "--space: give at least one"),
-    (["distill.alpha"], "expected KEY=LOW:HIGH"),
-    (["distill.alpha=0.9:0.1"], "LOW 0.9 must be below HIGH 0.1"),
-    (["distill.alpha=0:1:log"], "a log range needs LOW above 0"),
-    (["distill.alpha=0:1:cube"], "expected KEY=LOW:HIGH, KEY=LOW:HIGH:log"),
-    (["distill.alpha=low:1"], "'low' is not a number"),
-    (["distill.method=kd,,rkd"], "empty value"),
-    (["distill.method=kd,kd"], "listed twice"),
-    (["a=1:2", "a=2:3"], "given twice"),
-])
+@pytest.mark.parametrize(
+    "items, needle",
+    [
+        ([], "--space: give at least one"),
+        (["distill.alpha"], "expected KEY=LOW:HIGH"),
+        (["distill.alpha=0.9:0.1"], "LOW 0.9 must be below HIGH 0.1"),
+        (["distill.alpha=0:1:log"], "a log range needs LOW above 0"),
+        (["distill.alpha=0:1:cube"], "expected KEY=LOW:HIGH, KEY=LOW:HIGH:log"),
+        (["distill.alpha=low:1"], "'low' is not a number"),
+        (["distill.method=kd,,rkd"], "empty value"),
+        (["distill.method=kd,kd"], "listed twice"),
+        (["a=1:2", "a=2:3"], "given twice"),
+    ],
+)
 def test_parse_space_errors_are_one_line(items, needle):
     with pytest.raises(EdgeKDError, match=needle) as err:
         parse_space(items)
@@ -53,28 +65,71 @@ def test_parse_space_errors_are_one_line(items, needle):
 
 def test_objectives_by_name_and_direction():
     chosen = parse_objectives(["top1:max", "mean_abs_disparity", "size_bytes:max"])
-    assert [(o.name, d) for o, d in chosen] == [("top1", "maximize"), ("mean_abs_disparity", "minimize"),
-                                                ("size_bytes", "maximize")]
-    assert [(o.name, d) for o, d in parse_objectives([])] == [("top1", "maximize"),
-                                                             ("mean_abs_disparity", "minimize")]
+    assert [(o.name, d) for o, d in chosen] == [
+        ("top1", "maximize"),
+        ("mean_abs_disparity", "minimize"),
+        ("size_bytes", "maximize"),
+    ]
+    assert [(o.name, d) for o, d in parse_objectives([])] == [
+        ("top1", "maximize"),
+        ("mean_abs_disparity", "minimize"),
+    ]
     with pytest.raises(EdgeKDError, match="unknown objective 'top5'; choose one of: .*int8_agreement"):
         parse_objectives(["top5:max"])
     with pytest.raises(EdgeKDError, match="the direction is max or min"):
         parse_objectives(["top1:up"])
-    card = {"models": {"student": {"metrics": {"top1": 0.75, "mean_abs_disparity": 0.125,
-                                               "worst_cell": {"recall": 0.5}}},
-                       "onnx": {"size_bytes": 1234},
-                       "onnx_int8": {"vs_student": {"prediction_agreement": 0.97,
-                                                    "worst_cell_agreement": {"agreement": 0.875},
-                                                    "worst_group_agreement": {"agreement": 0.9375}}}},
-            "bench": {"jetson": {"onnxruntime": {"model.onnx": {"results": [
-                {"batch": 8, "latency_ms": {"p50": 9.0}}, {"batch": 1, "latency_ms": {"p50": 2.5}}]}}}}}
-    read = {name: OBJECTIVES[name].read(card) for name in
-            ("top1", "mean_abs_disparity", "worst_cell_recall", "size_bytes", "int8_agreement",
-             "latency_ms", "int8_top1", "int8_worst_cell_agreement", "int8_worst_group_agreement")}
-    assert read == {"top1": 0.75, "mean_abs_disparity": 0.125, "worst_cell_recall": 0.5,
-                    "size_bytes": 1234, "int8_agreement": 0.97, "latency_ms": 2.5, "int8_top1": None,
-                    "int8_worst_cell_agreement": 0.875, "int8_worst_group_agreement": 0.9375}
+    card = {
+        "models": {
+            "student": {
+                "metrics": {"top1": 0.75, "mean_abs_disparity": 0.125, "worst_cell": {"recall": 0.5}}
+            },
+            "onnx": {"size_bytes": 1234},
+            "onnx_int8": {
+                "vs_student": {
+                    "prediction_agreement": 0.97,
+                    "worst_cell_agreement": {"agreement": 0.875},
+                    "worst_group_agreement": {"agreement": 0.9375},
+                }
+            },
+        },
+        "bench": {
+            "jetson": {
+                "onnxruntime": {
+                    "model.onnx": {
+                        "results": [
+                            {"batch": 8, "latency_ms": {"p50": 9.0}},
+                            {"batch": 1, "latency_ms": {"p50": 2.5}},
+                        ]
+                    }
+                }
+            }
+        },
+    }
+    read = {
+        name: OBJECTIVES[name].read(card)
+        for name in (
+            "top1",
+            "mean_abs_disparity",
+            "worst_cell_recall",
+            "size_bytes",
+            "int8_agreement",
+            "latency_ms",
+            "int8_top1",
+            "int8_worst_cell_agreement",
+            "int8_worst_group_agreement",
+        )
+    }
+    assert read == {
+        "top1": 0.75,
+        "mean_abs_disparity": 0.125,
+        "worst_cell_recall": 0.5,
+        "size_bytes": 1234,
+        "int8_agreement": 0.97,
+        "latency_ms": 2.5,
+        "int8_top1": None,
+        "int8_worst_cell_agreement": 0.875,
+        "int8_worst_group_agreement": 0.9375,
+    }
 
 
 def test_dominates_hand_worked():
@@ -87,20 +142,25 @@ def test_dominates_hand_worked():
 
 def test_worker_env_splits_cores_and_deals_gpus():
     assert worker_env(0, 2, cores=2, gpus=[]) == {"OMP_NUM_THREADS": "1"}
-    assert worker_env(3, 4, cores=16, gpus=["0", "1"]) == {"OMP_NUM_THREADS": "4",
-                                                           "CUDA_VISIBLE_DEVICES": "1"}
+    assert worker_env(3, 4, cores=16, gpus=["0", "1"]) == {
+        "OMP_NUM_THREADS": "4",
+        "CUDA_VISIBLE_DEVICES": "1",
+    }
     assert worker_env(0, 3, cores=2, gpus=[]) == {"OMP_NUM_THREADS": "1"}  # at least one
     assert worker_env(0, 2, cores=16, gpus=[], omp="2") == {"OMP_NUM_THREADS": "2"}
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--space", "distill.temprature=1:8"], "distill.temprature: unknown key; allowed here: "),
-    (["--space", "data.bias=0.5:1.5"], "data.bias = 1.5"),
-    (["--space", "distill.alpha=0:1", "--objective", "fairness:min"], "unknown objective 'fairness'"),
-    (["--space", "distill.alpha=0:1", "--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of"),
-    (["--space", "distill.alpha=0:1", "--trials", "0"], "--trials 0"),
-    (["--space", "teacher.epochs=1:2", "--jobs", "2"], "change the teacher or baseline they share"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--space", "distill.temprature=1:8"], "distill.temprature: unknown key; allowed here: "),
+        (["--space", "data.bias=0.5:1.5"], "data.bias = 1.5"),
+        (["--space", "distill.alpha=0:1", "--objective", "fairness:min"], "unknown objective 'fairness'"),
+        (["--space", "distill.alpha=0:1", "--sampler", "cmaes"], "unknown sampler 'cmaes'; choose one of"),
+        (["--space", "distill.alpha=0:1", "--trials", "0"], "--trials 0"),
+        (["--space", "teacher.epochs=1:2", "--jobs", "2"], "change the teacher or baseline they share"),
+    ],
+)
 def test_bad_space_or_objective_is_one_line_and_builds_nothing(tiny_recipe, tmp_path, args, needle):
     result = CliRunner().invoke(main, ["tune", str(tiny_recipe), *args, "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
@@ -112,8 +172,10 @@ def test_bad_space_or_objective_is_one_line_and_builds_nothing(tiny_recipe, tmp_
 
 
 def test_sweep_jobs_refuses_points_with_their_own_teacher(tiny_recipe, tmp_path):
-    result = CliRunner().invoke(main, ["sweep", str(tiny_recipe), "--grid", "teacher.epochs=1,2",
-                                       "--jobs", "2", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        main,
+        ["sweep", str(tiny_recipe), "--grid", "teacher.epochs=1,2", "--jobs", "2", "--out", str(tmp_path)],
+    )
     assert result.exit_code == 2
     assert result.output.startswith("error: --jobs 2: the --grid points change the teacher")
     assert not (tmp_path / "tiny").exists()
@@ -132,10 +194,24 @@ def _study(storage: str, name: str):
 @pytest.mark.timeout(1200)  # seven tiny builds
 def test_six_trial_study_front_is_not_dominated_and_rerun_builds_nothing(tiny_recipe, tmp_path):
     runner = CliRunner()
-    args = ["tune", str(tiny_recipe), "--space", "distill.alpha=0.05:0.95",
-            "--space", "distill.temperature=1:8:log", "--objective", "top1:max",
-            "--objective", "mean_abs_disparity:min", "--trials", "6", "--export-best",
-            "--out", str(tmp_path), *FAST]
+    args = [
+        "tune",
+        str(tiny_recipe),
+        "--space",
+        "distill.alpha=0.05:0.95",
+        "--space",
+        "distill.temperature=1:8:log",
+        "--objective",
+        "top1:max",
+        "--objective",
+        "mean_abs_disparity:min",
+        "--trials",
+        "6",
+        "--export-best",
+        "--out",
+        str(tmp_path),
+        *FAST,
+    ]
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     tune_dir = tmp_path / "tiny" / "tune" / "distill.alpha+distill.temperature"
@@ -177,8 +253,21 @@ ENV = {**os.environ, "PYTHONPATH": str(WORKTREE), "OMP_NUM_THREADS": "1"}
 
 
 def _tune_args(tiny_recipe, out: Path, trials: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "edgekd", "tune", str(tiny_recipe), "--space", "distill.alpha=0.05:0.95",
-            "--trials", str(trials), "--out", str(out), *FAST, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "edgekd",
+        "tune",
+        str(tiny_recipe),
+        "--space",
+        "distill.alpha=0.05:0.95",
+        "--trials",
+        str(trials),
+        "--out",
+        str(out),
+        *FAST,
+        *extra,
+    ]
 
 
 def _tune_process(tiny_recipe, out: Path, trials: int, *extra: str) -> subprocess.Popen:
@@ -186,8 +275,9 @@ def _tune_process(tiny_recipe, out: Path, trials: int, *extra: str) -> subproces
     and stop it)."""
     out.mkdir(parents=True, exist_ok=True)
     with open(f"{out}.log", "w") as log:
-        return subprocess.Popen(_tune_args(tiny_recipe, out, trials, *extra), env=ENV, stdout=log,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            _tune_args(tiny_recipe, out, trials, *extra), env=ENV, stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 @pytest.mark.slow
@@ -232,8 +322,7 @@ def test_two_workers_share_one_journal_study(tiny_recipe, tmp_path):
     import optuna
 
     storage = f"journal:{tmp_path / 'shared' / 'tune.log'}"
-    workers = [_tune_process(tiny_recipe, tmp_path / f"machine{n}", 4, "--storage", storage)
-               for n in (1, 2)]
+    workers = [_tune_process(tiny_recipe, tmp_path / f"machine{n}", 4, "--storage", storage) for n in (1, 2)]
     codes = [w.wait(timeout=900) for w in workers]
     assert codes == [0, 0], [Path(f"{tmp_path / f'machine{n}'}.log").read_text() for n in (1, 2)]
     trials = _study(storage, "distill.alpha").get_trials()
@@ -246,9 +335,12 @@ def test_two_workers_share_one_journal_study(tiny_recipe, tmp_path):
         bundle = Path(t.user_attrs["row"]["bundle"])
         assert bundle.is_dir()
         others = [p for p in tmp_path.glob("machine*/tiny/tune/*/trials/*") if p != bundle.parent]
-        assert all(json.loads((p / "bundle" / "card.json").read_text())["name"] !=
-                   json.loads((bundle / "card.json").read_text())["name"] for p in others
-                   if (p / "bundle" / "card.json").is_file())
+        assert all(
+            json.loads((p / "bundle" / "card.json").read_text())["name"]
+            != json.loads((bundle / "card.json").read_text())["name"]
+            for p in others
+            if (p / "bundle" / "card.json").is_file()
+        )
 
 
 @pytest.mark.slow
@@ -258,14 +350,28 @@ def test_sweep_jobs_2_gives_the_rows_of_jobs_1(tiny_recipe, tmp_path, capfd):
     rows = {}
     for jobs in (1, 2):
         out = tmp_path / f"jobs{jobs}"
-        result = runner.invoke(main, ["sweep", str(tiny_recipe), "--grid", "distill.temperature=2,8",
-                                      "--grid", "distill.alpha=0.5,0.9", "--jobs", str(jobs),
-                                      "--out", str(out), *FAST])
+        result = runner.invoke(
+            main,
+            [
+                "sweep",
+                str(tiny_recipe),
+                "--grid",
+                "distill.temperature=2,8",
+                "--grid",
+                "distill.alpha=0.5,0.9",
+                "--jobs",
+                str(jobs),
+                "--out",
+                str(out),
+                *FAST,
+            ],
+        )
         assert result.exit_code == 0, result.output
         report = out / "tiny" / "sweep" / "distill.temperature+distill.alpha" / "results.csv"
         with open(report) as fh:
-            rows[jobs] = [{k: v for k, v in r.items() if k not in ("bundle", "tarball")}
-                          for r in csv.DictReader(fh)]
+            rows[jobs] = [
+                {k: v for k, v in r.items() if k not in ("bundle", "tarball")} for r in csv.DictReader(fh)
+            ]
         if jobs == 2:
             assert "jobs: 2 builds at once" in result.output
             workers = capfd.readouterr().out  # the builds' own processes write to the terminal
@@ -282,11 +388,20 @@ def test_failed_gates_stopped_builds_and_missing_objectives_are_failed_trials_wi
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     objectives = parse_objectives(["top1:max", "mean_abs_disparity:min"])
-    gate = {"name": "min_top1", "artifact": "student", "metric": "top1", "value": 0.25,
-            "comparison": ">=", "threshold": 0.9, "passed": False}
+    gate = {
+        "name": "min_top1",
+        "artifact": "student",
+        "metric": "top1",
+        "value": 0.25,
+        "comparison": ">=",
+        "threshold": 0.9,
+        "passed": False,
+    }
     card = {"models": {"student": {"metrics": {"top1": 0.25, "mean_abs_disparity": 0.1}}}}
-    outcomes = [BuildOutcome(card=None, error="student: the loss is NaN at epoch 2"),
-                BuildOutcome(card={**card, "gates": [gate]})]
+    outcomes = [
+        BuildOutcome(card=None, error="student: the loss is NaN at epoch 2"),
+        BuildOutcome(card={**card, "gates": [gate]}),
+    ]
     for outcome in outcomes:
         trial = study.ask({"distill.alpha": optuna.distributions.FloatDistribution(0, 1)})
         _record(study, trial, outcome, objectives, tmp_path, log=lambda m: None)
@@ -297,8 +412,10 @@ def test_failed_gates_stopped_builds_and_missing_objectives_are_failed_trials_wi
     reasons = [t.user_attrs["failure"] for t in study.trials + lone.trials]
     assert [t.state.name for t in study.trials + lone.trials] == ["FAIL"] * 3
     assert all(t.values is None for t in study.trials + lone.trials)  # never a number
-    assert reasons == ["build stopped: student: the loss is NaN at epoch 2",
-                       "gate failed: min_top1 on student: top1 is 0.2500, needs >= 0.9",
-                       "int8_agreement: the card has no onnx_int8 model (export.int8.enabled)"]
+    assert reasons == [
+        "build stopped: student: the loss is NaN at epoch 2",
+        "gate failed: min_top1 on student: top1 is 0.2500, needs >= 0.9",
+        "int8_agreement: the card has no onnx_int8 model (export.int8.enabled)",
+    ]
     assert _counted(study) == (2, 0)  # failed trials count toward --trials
     assert study.best_trials == []  # and the front ignores them

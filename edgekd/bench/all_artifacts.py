@@ -41,11 +41,22 @@ from edgekd.errors import EdgeKDError
 from edgekd.export.files import INT8_ONNX, INT8_TRT_ONNX
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["bundle_artifacts", "run_bench_all", "all_rows", "all_headers", "describe_all", "worst_cell_text",
-           "artifact_format", "file_format", "TRT_FORM_SKIPPED"]
+__all__ = [
+    "bundle_artifacts",
+    "run_bench_all",
+    "all_rows",
+    "all_headers",
+    "describe_all",
+    "worst_cell_text",
+    "artifact_format",
+    "file_format",
+    "TRT_FORM_SKIPPED",
+]
 
-TRT_FORM_SKIPPED = (f"the TensorRT form (symmetric int8 Q/DQ for TensorRT), not timed on a CPU-only "
-                    f"onnxruntime, where {INT8_ONNX} is the int8 file; --include-trt-form times it")
+TRT_FORM_SKIPPED = (
+    f"the TensorRT form (symmetric int8 Q/DQ for TensorRT), not timed on a CPU-only "
+    f"onnxruntime, where {INT8_ONNX} is the int8 file; --include-trt-form times it"
+)
 """Why ``model.int8.trt.onnx`` is skipped where onnxruntime has no TensorRT or CUDA provider."""
 
 _KIND_ORDER = ("onnx", "engine", "torch")
@@ -67,14 +78,16 @@ def _onnxruntime_on_gpu(providers: str | Sequence[str] | None) -> bool:
     return bool(gpu_providers(resolve_providers(providers, available)))
 
 
-def bundle_artifacts(target: Target, *, include_trt_form: bool = False,
-                     providers: str | Sequence[str] | None = None) -> list[dict]:
+def bundle_artifacts(
+    target: Target, *, include_trt_form: bool = False, providers: str | Sequence[str] | None = None
+) -> list[dict]:
     """The bundle's model files in table order, each ``{"file", "path", "backend", "skipped"}``:
     ``skipped`` is None or the one-line reason it is not benched here (it cannot run, or it is
     the TensorRT form on a CPU-only onnxruntime and ``include_trt_form`` is off)."""
     if target.bundle is None or target.model is not None:
-        raise EdgeKDError(f"--all: {target.given} is not a bundle directory; --all benches every "
-                          f"artifact of a bundle")
+        raise EdgeKDError(
+            f"--all: {target.given} is not a bundle directory; --all benches every artifact of a bundle"
+        )
     files = [p for p in target.bundle.iterdir() if p.is_file() and p.suffix in MODEL_KINDS]
     files.sort(key=lambda p: (_KIND_ORDER.index(MODEL_KINDS[p.suffix]), p.name != "model.onnx", p.name))
     out = []
@@ -94,12 +107,22 @@ def bundle_artifacts(target: Target, *, include_trt_form: bool = False,
     return out
 
 
-def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] | None = None,
-                  providers: str | Sequence[str] | None = None, threads: int | None = None,
-                  warmup: int = 10, iterations: int | None = None, duration: float | None = None,
-                  repeats: int = DEFAULT_REPEATS, evaluate: bool = False,
-                  include_trt_form: bool = False, trt_cache: str | Path | None = DEFAULT_TRT_CACHE,
-                  progress: bool = False, log: Callable[[str], None] | None = None) -> dict:
+def run_bench_all(
+    target: str | Path,
+    *,
+    batch_sizes: str | Sequence[int] | None = None,
+    providers: str | Sequence[str] | None = None,
+    threads: int | None = None,
+    warmup: int = 10,
+    iterations: int | None = None,
+    duration: float | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    evaluate: bool = False,
+    include_trt_form: bool = False,
+    trt_cache: str | Path | None = DEFAULT_TRT_CACHE,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Bench every artifact of the bundle ``target``; see the module docstring.
 
     The options are :func:`edgekd.bench.runner.run_bench`'s, applied to every artifact;
@@ -119,8 +142,7 @@ def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] | None
     log = log or (lambda message: None)
     if batch_sizes is not None:
         parse_batch_sizes(batch_sizes)  # a bad option is one line before any artifact is timed
-    check_options(threads=threads, warmup=warmup, iterations=iterations, duration=duration,
-                  repeats=repeats)
+    check_options(threads=threads, warmup=warmup, iterations=iterations, duration=duration, repeats=repeats)
     resolved = resolve_target(target)
     artifacts = bundle_artifacts(resolved, include_trt_form=include_trt_form, providers=providers)
     reference, reference_info = None, None
@@ -129,15 +151,17 @@ def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] | None
         from edgekd.bundle.eval_set import EVAL_SET
 
         if not (resolved.bundle / EVAL_SET).is_file():
-            raise EdgeKDError(f"--eval: {resolved.bundle} has no {EVAL_SET}; build with "
-                              f"bundle.include_eval_set: true")
+            raise EdgeKDError(
+                f"--eval: {resolved.bundle} has no {EVAL_SET}; build with bundle.include_eval_set: true"
+            )
         reference = reference_predictions(resolved.bundle, resolved.preprocess, threads=threads)
-        onnx_entry = next((e for e in _card_models(resolved).values()
-                           if e.get("file") == REFERENCE_FILE), {})
-        reference_info = {"file": REFERENCE_FILE, "runtime": "onnxruntime (CPUExecutionProvider)",
-                          "images": int(len(reference)),
-                          "vs_student_at_build": (onnx_entry.get("vs_student") or {}).get(
-                              "prediction_agreement")}
+        onnx_entry = next((e for e in _card_models(resolved).values() if e.get("file") == REFERENCE_FILE), {})
+        reference_info = {
+            "file": REFERENCE_FILE,
+            "runtime": "onnxruntime (CPUExecutionProvider)",
+            "images": int(len(reference)),
+            "vs_student_at_build": (onnx_entry.get("vs_student") or {}).get("prediction_agreement"),
+        }
     results, skipped, resets = [], [], []
     for artifact in artifacts:
         if artifact["skipped"]:
@@ -147,12 +171,22 @@ def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] | None
         resets.append(reset_peak_rss())
         log(f"{artifact['file']}: {artifact['backend']}")
         try:
-            result = run_bench(artifact["path"], backend=artifact["backend"], providers=providers,
-                               batch_sizes=batch_sizes, threads=threads, warmup=warmup,
-                               iterations=iterations, duration=duration, repeats=repeats,
-                               evaluate=evaluate,
-                               progress=progress, trt_cache=trt_cache, reference=reference,
-                               log=lambda m, f=artifact["file"]: log(f"{f}: {m}"))
+            result = run_bench(
+                artifact["path"],
+                backend=artifact["backend"],
+                providers=providers,
+                batch_sizes=batch_sizes,
+                threads=threads,
+                warmup=warmup,
+                iterations=iterations,
+                duration=duration,
+                repeats=repeats,
+                evaluate=evaluate,
+                progress=progress,
+                trt_cache=trt_cache,
+                reference=reference,
+                log=lambda m, f=artifact["file"]: log(f"{f}: {m}"),
+            )
         except EdgeKDError as err:  # e.g. torch not installed for a torch program: that file only
             if artifact["file"] == "model.onnx":
                 raise
@@ -161,8 +195,10 @@ def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] | None
             continue
         results.append(result)
     if not results:
-        raise EdgeKDError(f"--all: no artifact of {resolved.bundle} can run here"
-                          + (f" ({skipped[0]['file']}: {skipped[0]['reason']})" if skipped else ""))
+        raise EdgeKDError(
+            f"--all: no artifact of {resolved.bundle} can run here"
+            + (f" ({skipped[0]['file']}: {skipped[0]['reason']})" if skipped else "")
+        )
     return {
         "schema": BENCH_ALL_SCHEMA,
         "edgekd": __version__,
@@ -177,9 +213,13 @@ def run_bench_all(target: str | Path, *, batch_sizes: str | Sequence[int] | None
 
 
 def _skipped(artifact: dict, reason: str) -> dict:
-    return {"file": artifact["file"], "backend": artifact["backend"], "reason": reason,
-            "format": file_format(artifact["file"], artifact["backend"]),
-            "size_bytes": artifact["path"].stat().st_size}
+    return {
+        "file": artifact["file"],
+        "backend": artifact["backend"],
+        "reason": reason,
+        "format": file_format(artifact["file"], artifact["backend"]),
+        "size_bytes": artifact["path"].stat().st_size,
+    }
 
 
 def _card_models(target: Target) -> dict:
@@ -194,13 +234,24 @@ def _card_models(target: Target) -> dict:
 def all_headers(rows: list[dict] | None = None) -> dict[str, str]:
     """Columns of :func:`all_rows`: artifact, timing, memory, the metric table, agreement; with
     ``rows``, only the columns some row has a value in (no GPU column on a CPU machine)."""
-    headers = {"artifact": "artifact", "format": "format", "backend": "backend", "size_mb": "size MB",
-            "batch": "batch", "p50_ms": "p50 ms", "p10_p90_ms": "p10-p90 ms",
-            "repeat_p50_ms": "p50 of repeats", "p99_ms": "p99 ms", "images_per_s": "images/s",
-            "peak_rss_mb": "peak RSS MB", "gpu_memory_mb": "GPU MB",
-            **{m.key: m.label for m in METRICS.values()},
-            "agreement": "agree onnx", "worst_cell": "worst cell vs onnx",
-            "agreement_student": "agree student"}
+    headers = {
+        "artifact": "artifact",
+        "format": "format",
+        "backend": "backend",
+        "size_mb": "size MB",
+        "batch": "batch",
+        "p50_ms": "p50 ms",
+        "p10_p90_ms": "p10-p90 ms",
+        "repeat_p50_ms": "p50 of repeats",
+        "p99_ms": "p99 ms",
+        "images_per_s": "images/s",
+        "peak_rss_mb": "peak RSS MB",
+        "gpu_memory_mb": "GPU MB",
+        **{m.key: m.label for m in METRICS.values()},
+        "agreement": "agree onnx",
+        "worst_cell": "worst cell vs onnx",
+        "agreement_student": "agree student",
+    }
     if rows is None:
         return headers
     return {k: v for k, v in headers.items() if any(r.get(k) is not None for r in rows)}
@@ -222,8 +273,9 @@ def file_format(file: str, backend: str | None, providers: Sequence[str] = ()) -
 
 def artifact_format(result: dict) -> str:
     """:func:`file_format` of a bench result: its file, backend and onnxruntime providers."""
-    return file_format(result["artifact"]["file"], result["backend"],
-                       (result.get("runtime") or {}).get("providers") or [])
+    return file_format(
+        result["artifact"]["file"], result["backend"], (result.get("runtime") or {}).get("providers") or []
+    )
 
 
 def all_rows(result: dict) -> list[dict]:
@@ -240,28 +292,48 @@ def all_rows(result: dict) -> list[dict]:
         bounds = student_agreement_bounds(agree, reference.get("vs_student_at_build"))
         for i, timing in enumerate(r["results"]):
             lat = timing["latency_ms"]
-            row = {"artifact": r["artifact"]["file"], "format": artifact_format(r), "backend": r["backend"],
-                   "size_mb": (r["artifact"]["size_bytes"] / 1e6
-                               if isinstance(r["artifact"].get("size_bytes"), (int, float)) else None),
-                   "batch": timing["batch"],
-                   "p50_ms": lat.get("p50"), **latency_cells(timing), "p99_ms": lat.get("p99"),
-                   "images_per_s": timing.get("throughput_ips"), "peak_rss_mb": timing.get("peak_rss_mb"),
-                   "gpu_memory_mb": timing.get("gpu_memory_mb")}
+            row = {
+                "artifact": r["artifact"]["file"],
+                "format": artifact_format(r),
+                "backend": r["backend"],
+                "size_mb": (
+                    r["artifact"]["size_bytes"] / 1e6
+                    if isinstance(r["artifact"].get("size_bytes"), (int, float))
+                    else None
+                ),
+                "batch": timing["batch"],
+                "p50_ms": lat.get("p50"),
+                **latency_cells(timing),
+                "p99_ms": lat.get("p99"),
+                "images_per_s": timing.get("throughput_ips"),
+                "peak_rss_mb": timing.get("peak_rss_mb"),
+                "gpu_memory_mb": timing.get("gpu_memory_mb"),
+            }
             first = i == 0
             row.update({m.key: m.read(ev) if first else None for m in METRICS.values()})
             row["agreement"] = agree if first else None
-            row["worst_cell"] = worst_cell_text((ev.get("agreement") or {}).get("worst_cell_agreement")) \
-                if first else None
-            row["agreement_student"] = (None if not first or bounds is None else
-                                        f"{bounds[0]:.4f}" if bounds[0] == bounds[1]
-                                        else f"{bounds[0]:.4f}-{bounds[1]:.4f}")
+            row["worst_cell"] = (
+                worst_cell_text((ev.get("agreement") or {}).get("worst_cell_agreement")) if first else None
+            )
+            row["agreement_student"] = (
+                None
+                if not first or bounds is None
+                else f"{bounds[0]:.4f}"
+                if bounds[0] == bounds[1]
+                else f"{bounds[0]:.4f}-{bounds[1]:.4f}"
+            )
             rows.append(row)
     for item in result.get("skipped") or []:
         size = item.get("size_bytes")
-        rows.append({"artifact": item.get("file"), "format": item.get("format"),
-                     "backend": item.get("backend"),
-                     "size_mb": size / 1e6 if isinstance(size, (int, float)) else None,
-                     "batch": "skipped"})
+        rows.append(
+            {
+                "artifact": item.get("file"),
+                "format": item.get("format"),
+                "backend": item.get("backend"),
+                "size_mb": size / 1e6 if isinstance(size, (int, float)) else None,
+                "batch": "skipped",
+            }
+        )
     return rows
 
 
@@ -285,12 +357,14 @@ def describe_all(result: dict) -> list[str]:
     reference = result.get("reference")
     if isinstance(reference, dict):
         build = reference.get("vs_student_at_build")
-        lines.append(f"agreement: with {reference.get('file')} through {reference.get('runtime')} on "
-                     f"the {reference.get('images')} eval images (the student's predictions are not "
-                     f"in the bundle; {reference.get('file')} agreed with the student on "
-                     f"{'-' if build is None else f'{build:.4f}'} of them at build, hence the "
-                     f"student column); worst cell: the (class, group) cell of at least the card's "
-                     f"min_support images where it agrees least")
+        lines.append(
+            f"agreement: with {reference.get('file')} through {reference.get('runtime')} on "
+            f"the {reference.get('images')} eval images (the student's predictions are not "
+            f"in the bundle; {reference.get('file')} agreed with the student on "
+            f"{'-' if build is None else f'{build:.4f}'} of them at build, hence the "
+            f"student column); worst cell: the (class, group) cell of at least the card's "
+            f"min_support images where it agrees least"
+        )
     if result.get("peak_rss") is not None:
         lines.append(f"peak RSS: process peak, {result['peak_rss']}")
     for item in result.get("skipped") or []:

@@ -26,13 +26,29 @@ import numpy as np
 from edgekd.errors import EdgeKDError
 from edgekd.registry import Registry
 
-__all__ = ["BACKENDS", "BenchBackend", "PREFERRED_PROVIDERS", "Backend", "resolve_providers",
-           "provider_options", "gpu_providers", "file_precision", "DEFAULT_TRT_CACHE",
-           "load_onnxruntime", "load_tensorrt", "load_torch", "tensorrt_available",
-           "engine_without_tensorrt"]
+__all__ = [
+    "BACKENDS",
+    "BenchBackend",
+    "PREFERRED_PROVIDERS",
+    "Backend",
+    "resolve_providers",
+    "provider_options",
+    "gpu_providers",
+    "file_precision",
+    "DEFAULT_TRT_CACHE",
+    "load_onnxruntime",
+    "load_tensorrt",
+    "load_torch",
+    "tensorrt_available",
+    "engine_without_tensorrt",
+]
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
-            "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+_ALIASES = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
 _ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 DEFAULT_TRT_CACHE = Path("~/.cache/edgekd/ort-trt")
 
@@ -80,8 +96,10 @@ def resolve_providers(requested: str | Sequence[str] | None, available: Sequence
     for name in names:
         full = _ALIASES.get(name.lower(), name)
         if full not in available:
-            raise EdgeKDError(f"--providers: {name!r} is not available in this onnxruntime "
-                              f"{_version('onnxruntime') or ''}; available: {', '.join(available)}")
+            raise EdgeKDError(
+                f"--providers: {name!r} is not available in this onnxruntime "
+                f"{_version('onnxruntime') or ''}; available: {', '.join(available)}"
+            )
         chosen.append(full)
     return chosen
 
@@ -104,9 +122,15 @@ def file_precision(name: str) -> str:
     return next((p for p in parts if p in ("int8", "fp16", "fp32")), "fp32")
 
 
-def provider_options(providers: Sequence[str], *, model: Path | None = None,
-                     sha256: str | None = None, trt_cache: str | Path | None = DEFAULT_TRT_CACHE,
-                     device_id: int = 0, fp16: bool | None = None) -> list:
+def provider_options(
+    providers: Sequence[str],
+    *,
+    model: Path | None = None,
+    sha256: str | None = None,
+    trt_cache: str | Path | None = DEFAULT_TRT_CACHE,
+    device_id: int = 0,
+    fp16: bool | None = None,
+) -> list:
     """onnxruntime's ``providers`` argument: each provider with its options.
 
     - ``TensorrtExecutionProvider``: ``trt_fp16_enable`` for fp16 and int8 files (an fp32
@@ -128,26 +152,46 @@ def provider_options(providers: Sequence[str], *, model: Path | None = None,
     out: list = []
     for name in providers:
         if name == "TensorrtExecutionProvider":
-            options = {"device_id": device_id,
-                       "trt_fp16_enable": bool(fp16) if fp16 is not None else precision != "fp32",
-                       "trt_int8_enable": precision == "int8"}
+            options = {
+                "device_id": device_id,
+                "trt_fp16_enable": bool(fp16) if fp16 is not None else precision != "fp32",
+                "trt_int8_enable": precision == "int8",
+            }
             if trt_cache is not None:
                 folder = Path(trt_cache).expanduser() / f"{(sha256 or 'unknown')[:16]}-{precision}"
-                options.update({"trt_engine_cache_enable": True, "trt_engine_cache_path": str(folder),
-                                "trt_timing_cache_enable": True, "trt_timing_cache_path": str(folder)})
+                options.update(
+                    {
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(folder),
+                        "trt_timing_cache_enable": True,
+                        "trt_timing_cache_path": str(folder),
+                    }
+                )
             out.append((name, options))
         elif name == "CUDAExecutionProvider":
-            out.append((name, {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE",
-                               "arena_extend_strategy": "kSameAsRequested",
-                               "do_copy_in_default_stream": True}))
+            out.append(
+                (
+                    name,
+                    {
+                        "device_id": device_id,
+                        "cudnn_conv_algo_search": "EXHAUSTIVE",
+                        "arena_extend_strategy": "kSameAsRequested",
+                        "do_copy_in_default_stream": True,
+                    },
+                )
+            )
         else:
             out.append(name)
     return out
 
 
-def load_onnxruntime(path: Path, *, providers: str | Sequence[str] | None = None,
-                     threads: int | None = None,
-                     trt_cache: str | Path | None = DEFAULT_TRT_CACHE) -> Backend:
+def load_onnxruntime(
+    path: Path,
+    *,
+    providers: str | Sequence[str] | None = None,
+    threads: int | None = None,
+    trt_cache: str | Path | None = DEFAULT_TRT_CACHE,
+) -> Backend:
     """An onnxruntime session over ``path`` (providers: :func:`resolve_providers`, their options:
     :func:`provider_options`)."""
     from edgekd.export.runtime import OnnxClassifier, import_onnxruntime
@@ -167,11 +211,19 @@ def load_onnxruntime(path: Path, *, providers: str | Sequence[str] | None = None
     dims = list(meta.shape)
     static = [d for d in dims[1:] if isinstance(d, int)]
     return Backend(
-        name="onnxruntime", model=Path(path), infer=clf.logits, session_s=session_s,
-        runtime={"name": "onnxruntime", "version": ort.__version__,
-                 "providers": clf.session.get_providers(), "threads": threads,
-                 "provider_options": {e[0]: e[1] for e in configured if isinstance(e, tuple)} or None},
-        input_name=meta.name, input_dtype=_ORT_DTYPES.get(meta.type, np.float32),
+        name="onnxruntime",
+        model=Path(path),
+        infer=clf.logits,
+        session_s=session_s,
+        runtime={
+            "name": "onnxruntime",
+            "version": ort.__version__,
+            "providers": clf.session.get_providers(),
+            "threads": threads,
+            "provider_options": {e[0]: e[1] for e in configured if isinstance(e, tuple)} or None,
+        },
+        input_name=meta.name,
+        input_dtype=_ORT_DTYPES.get(meta.type, np.float32),
         fixed_batch=dims[0] if isinstance(dims[0], int) else None,
         input_chw=tuple(dims[1:]) if len(dims) == 4 and len(static) == 3 else None,
     )
@@ -180,17 +232,21 @@ def load_onnxruntime(path: Path, *, providers: str | Sequence[str] | None = None
 def tensorrt_available() -> bool:
     """True when TensorRT's Python bindings and edgekd's engine runner can be imported."""
     try:
-        return (importlib.util.find_spec("tensorrt") is not None
-                and importlib.util.find_spec("edgekd.export.tensorrt") is not None)
+        return (
+            importlib.util.find_spec("tensorrt") is not None
+            and importlib.util.find_spec("edgekd.export.tensorrt") is not None
+        )
     except (ImportError, ValueError):
         return False
 
 
 def engine_without_tensorrt(path: Path) -> EdgeKDError:
     """The one-line error for an engine on a machine where TensorRT cannot be imported."""
-    return EdgeKDError(f"{path}: a TensorRT engine, but TensorRT's Python bindings cannot be imported "
-                       f"here; they come with JetPack on a Jetson; elsewhere bench model.onnx with "
-                       f"--backend onnxruntime")
+    return EdgeKDError(
+        f"{path}: a TensorRT engine, but TensorRT's Python bindings cannot be imported "
+        f"here; they come with JetPack on a Jetson; elsewhere bench model.onnx with "
+        f"--backend onnxruntime"
+    )
 
 
 def load_tensorrt(path: Path, *, providers=None, threads: int | None = None, trt_cache=None) -> Backend:
@@ -204,9 +260,15 @@ def load_tensorrt(path: Path, *, providers=None, threads: int | None = None, trt
     clf = TensorRTClassifier(path)
     session_s = time.perf_counter() - start
     low, high = clf.batch_range
-    return Backend(name="tensorrt", model=Path(path), infer=clf.logits, session_s=session_s,
-                   runtime={"name": "tensorrt", "version": _version("tensorrt")},
-                   fixed_batch=high if low == high else None, batch_range=(low, high))
+    return Backend(
+        name="tensorrt",
+        model=Path(path),
+        infer=clf.logits,
+        session_s=session_s,
+        runtime={"name": "tensorrt", "version": _version("tensorrt")},
+        fixed_batch=high if low == high else None,
+        batch_range=(low, high),
+    )
 
 
 def load_torch(path: Path, *, providers=None, threads: int | None = None, trt_cache=None) -> Backend:
@@ -215,8 +277,10 @@ def load_torch(path: Path, *, providers=None, threads: int | None = None, trt_ca
     try:
         import torch
     except ImportError:
-        raise EdgeKDError("--backend torch: torch is not installed; install edgekd[train], or bench "
-                          "the ONNX with --backend onnxruntime") from None
+        raise EdgeKDError(
+            "--backend torch: torch is not installed; install edgekd[train], or bench "
+            "the ONNX with --backend onnxruntime"
+        ) from None
     if threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -228,17 +292,22 @@ def load_torch(path: Path, *, providers=None, threads: int | None = None, trt_ca
             model.eval()
     except Exception as err:  # torch raises many types for a file it cannot read
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise EdgeKDError(f"{path}: torch cannot load it as TorchScript (.pt) or torch.export "
-                          f"(.pt2) ({first})") from None
+        raise EdgeKDError(
+            f"{path}: torch cannot load it as TorchScript (.pt) or torch.export (.pt2) ({first})"
+        ) from None
     session_s = time.perf_counter() - start
 
     def infer(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return model(torch.from_numpy(x)).numpy()
 
-    return Backend(name="torch", model=Path(path), infer=infer, session_s=session_s,
-                   runtime={"name": "torch", "version": torch.__version__,
-                            "threads": torch.get_num_threads()})
+    return Backend(
+        name="torch",
+        model=Path(path),
+        infer=infer,
+        session_s=session_s,
+        runtime={"name": "torch", "version": torch.__version__, "threads": torch.get_num_threads()},
+    )
 
 
 @dataclass(frozen=True)

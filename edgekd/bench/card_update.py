@@ -31,8 +31,7 @@ from edgekd.errors import EdgeKDError
 from edgekd.files import atomic_output, sha256_file, write_atomic, write_json
 from edgekd.paths import canonical_relpath, inside, special_file
 
-__all__ = ["load_result", "check_result", "update_card", "update_card_all", "add_engine",
-           "BENCH_ALL_SCHEMA"]
+__all__ = ["load_result", "check_result", "update_card", "update_card_all", "add_engine", "BENCH_ALL_SCHEMA"]
 
 BENCH_ALL_SCHEMA = "edgekd.bench-all/v1"
 MAX_RESULT_BYTES = 64 << 20
@@ -54,8 +53,9 @@ def load_result(path: str | Path) -> dict:
         raise EdgeKDError(f"--from-json: {path}: {kind}, not a result file")
     try:
         if path.stat().st_size > MAX_RESULT_BYTES:
-            raise EdgeKDError(f"--from-json: {path}: above the {MAX_RESULT_BYTES} bytes a bench "
-                              f"result may have")
+            raise EdgeKDError(
+                f"--from-json: {path}: above the {MAX_RESULT_BYTES} bytes a bench result may have"
+            )
         result = json.loads(path.read_text())
     except FileNotFoundError:
         raise EdgeKDError(f"--from-json: {path}: no such file") from None
@@ -64,14 +64,19 @@ def load_result(path: str | Path) -> dict:
     except OSError as err:
         raise EdgeKDError(f"--from-json: {path}: cannot be read ({err.strerror})") from None
     if not isinstance(result, dict) or result.get("schema") not in (BENCH_SCHEMA, BENCH_ALL_SCHEMA):
-        raise EdgeKDError(f"--from-json: {path}: not an edgekd bench result (schema {BENCH_SCHEMA} "
-                          f"or {BENCH_ALL_SCHEMA})")
+        raise EdgeKDError(
+            f"--from-json: {path}: not an edgekd bench result (schema {BENCH_SCHEMA} or {BENCH_ALL_SCHEMA})"
+        )
     if result["schema"] == BENCH_ALL_SCHEMA:
         results = result.get("results")
-        if not isinstance(results, list) or not isinstance(result.get("device"), dict) or \
-                not isinstance(result["device"].get("id"), str):
-            raise EdgeKDError(f"--from-json: {path}: an {BENCH_ALL_SCHEMA} result needs device.id and "
-                              f"a list of results")
+        if (
+            not isinstance(results, list)
+            or not isinstance(result.get("device"), dict)
+            or not isinstance(result["device"].get("id"), str)
+        ):
+            raise EdgeKDError(
+                f"--from-json: {path}: an {BENCH_ALL_SCHEMA} result needs device.id and a list of results"
+            )
         for i, one in enumerate(results):
             check_result(one, f"--from-json: {path}: results[{i}]")
     else:
@@ -85,32 +90,83 @@ _COUNT = {"type": ["integer", "null"]}
 _SHOWN = {  # what the bench table and its lines read beyond the card's bench_result (all optional)
     "type": "object",
     "properties": {
-        "device": {"type": "object", "properties": {
-            "cpu": {"type": "object", "properties": {
-                "model": _TEXT, "usable_cores": _COUNT, "logical_cores": _COUNT}},
-            "os": _TEXT,
-            "jetson": {"type": ["object", "null"], "properties": {
-                "model": _TEXT, "l4t": _TEXT, "jetpack": _TEXT, "power_mode": _TEXT,
-                "clocks_locked": {"type": ["boolean", "null"]}}},
-            "gpus": {"type": ["array", "null"], "maxItems": 64, "items": {"type": "object", "properties": {
-                "name": _TEXT, "memory_total_mb": _NUMBER, "driver": _TEXT}}}}},
-        "runtime": {"type": ["object", "null"], "properties": {
-            "name": _TEXT, "version": _TEXT, "threads": _COUNT,
-            "providers": {"type": ["array", "null"], "maxItems": 16, "items": {"type": "string"}}}},
+        "device": {
+            "type": "object",
+            "properties": {
+                "cpu": {
+                    "type": "object",
+                    "properties": {"model": _TEXT, "usable_cores": _COUNT, "logical_cores": _COUNT},
+                },
+                "os": _TEXT,
+                "jetson": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "model": _TEXT,
+                        "l4t": _TEXT,
+                        "jetpack": _TEXT,
+                        "power_mode": _TEXT,
+                        "clocks_locked": {"type": ["boolean", "null"]},
+                    },
+                },
+                "gpus": {
+                    "type": ["array", "null"],
+                    "maxItems": 64,
+                    "items": {
+                        "type": "object",
+                        "properties": {"name": _TEXT, "memory_total_mb": _NUMBER, "driver": _TEXT},
+                    },
+                },
+            },
+        },
+        "runtime": {
+            "type": ["object", "null"],
+            "properties": {
+                "name": _TEXT,
+                "version": _TEXT,
+                "threads": _COUNT,
+                "providers": {"type": ["array", "null"], "maxItems": 16, "items": {"type": "string"}},
+            },
+        },
         "session_s": _NUMBER,
         "artifact": {"type": "object", "properties": {"size_bytes": _COUNT, "sha256": _TEXT}},
-        "eval": {"type": ["object", "null"], "properties": {
-            "n": _COUNT, "build_top1": _NUMBER, "top1_change_vs_build": _NUMBER,
-            "agreement": {"type": ["object", "null"], "properties": {
-                "prediction_agreement": _NUMBER}},
-            "compression_step": {"type": "object", "required": ["step", "before", "after", "measured_on"],
-                                 "properties": {key: {"type": "string", "maxLength": 1000} for key in
-                                                ("step", "before", "after", "measured_on")}}}},
-        "results": {"type": "array", "items": {"type": "object", "properties": {
-            "power": {"type": ["object", "null"], "properties": {
-                "peak_w": _NUMBER, "samples": _COUNT, "measured": _TEXT, "note": _TEXT}},
-            "throughput_ips": _NUMBER, "first_inference_ms": _NUMBER, "peak_rss_mb": _NUMBER,
-            "gpu_memory_mb": _NUMBER}}},
+        "eval": {
+            "type": ["object", "null"],
+            "properties": {
+                "n": _COUNT,
+                "build_top1": _NUMBER,
+                "top1_change_vs_build": _NUMBER,
+                "agreement": {"type": ["object", "null"], "properties": {"prediction_agreement": _NUMBER}},
+                "compression_step": {
+                    "type": "object",
+                    "required": ["step", "before", "after", "measured_on"],
+                    "properties": {
+                        key: {"type": "string", "maxLength": 1000}
+                        for key in ("step", "before", "after", "measured_on")
+                    },
+                },
+            },
+        },
+        "results": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "power": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "peak_w": _NUMBER,
+                            "samples": _COUNT,
+                            "measured": _TEXT,
+                            "note": _TEXT,
+                        },
+                    },
+                    "throughput_ips": _NUMBER,
+                    "first_inference_ms": _NUMBER,
+                    "peak_rss_mb": _NUMBER,
+                    "gpu_memory_mb": _NUMBER,
+                },
+            },
+        },
     },
 }
 
@@ -128,11 +184,13 @@ def check_result(result: object, where: str) -> dict:
     error = best_match(Draft202012Validator(schema).iter_errors(result))
     if error is not None:
         key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        raise EdgeKDError(f"{where}: {key.lstrip('.') or '(top)'}: {shorten(error.message)} (not an "
-                          f"edgekd bench result)")
+        raise EdgeKDError(
+            f"{where}: {key.lstrip('.') or '(top)'}: {shorten(error.message)} (not an edgekd bench result)"
+        )
     if not isinstance(result["artifact"].get("sha256"), str):
-        raise EdgeKDError(f"{where}: artifact.sha256 is missing; a result names the sha256 of the file "
-                          f"it measured")
+        raise EdgeKDError(
+            f"{where}: artifact.sha256 is missing; a result names the sha256 of the file it measured"
+        )
     found = non_finite_path(result)
     if found:
         raise EdgeKDError(f"{where}: {found} is not a finite number")
@@ -149,8 +207,10 @@ def _check_artifact(bundle: Path, result: dict) -> None:
     if file not in read_manifest(bundle)["files"] or not path.is_file():
         raise EdgeKDError(f"{bundle}: has no {file}, the artifact this bench result measured")
     if digest != sha256_file(path):
-        raise EdgeKDError(f"{bundle / file}: differs from the {file} the bench result measured "
-                          f"(sha256 {str(digest)[:12]}...); bench this bundle's artifact")
+        raise EdgeKDError(
+            f"{bundle / file}: differs from the {file} the bench result measured "
+            f"(sha256 {str(digest)[:12]}...); bench this bundle's artifact"
+        )
 
 
 def _verified(bundle: Path) -> tuple[dict, dict]:
@@ -159,9 +219,11 @@ def _verified(bundle: Path) -> tuple[dict, dict]:
     manifest = read_manifest(bundle)  # shape, size and containment checked
     problems = manifest_problems(bundle)
     if problems:
-        raise EdgeKDError(f"{bundle}: does not match its manifest before the update ({problems[0]}"
-                          f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); run "
-                          f"`edgekd verify` and restore the bundle first")
+        raise EdgeKDError(
+            f"{bundle}: does not match its manifest before the update ({problems[0]}"
+            f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); run "
+            f"`edgekd verify` and restore the bundle first"
+        )
     return card, manifest
 
 
@@ -212,8 +274,9 @@ def _locked_change(bundle: Path, change, *, key: str | Path | None, log) -> dict
     return card
 
 
-def update_card_all(bundle: str | Path, results: list[dict], *, key: str | Path | None = None,
-                    log=_say) -> dict:
+def update_card_all(
+    bundle: str | Path, results: list[dict], *, key: str | Path | None = None, log=_say
+) -> dict:
     """Add every bench result of ``results`` to ``bundle``'s card (one verification, one
     transaction), under the folder's lock, re-signing with ``key`` or dropping the signature
     (``log`` gets the line saying which; default: stderr).
@@ -251,9 +314,18 @@ def update_card(bundle: str | Path, result: dict, *, key: str | Path | None = No
     return update_card_all(bundle, [result], key=key, log=log)
 
 
-def add_engine(bundle: str | Path, engine: Path, *, name: str, entry: dict, info: dict,
-               file: str | None = None, step: dict | None = None, key: str | Path | None = None,
-               log=_say) -> dict:
+def add_engine(
+    bundle: str | Path,
+    engine: Path,
+    *,
+    name: str,
+    entry: dict,
+    info: dict,
+    file: str | None = None,
+    step: dict | None = None,
+    key: str | Path | None = None,
+    log=_say,
+) -> dict:
     """Copy the engine file ``engine`` into ``bundle`` (as ``file``, default its name), add its
     model entry to the card (:func:`edgekd.card.bench.add_engine_evaluation`), its compression
     ``step`` (student -> engine, on this device) to ``compression_by_group``, and its

@@ -18,8 +18,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["describe_device", "device_id", "jetson_info", "l4t_release", "peak_rss_mb",
-           "reset_peak_rss", "gpu_memory_used_mb", "slug"]
+__all__ = [
+    "describe_device",
+    "device_id",
+    "jetson_info",
+    "l4t_release",
+    "peak_rss_mb",
+    "reset_peak_rss",
+    "gpu_memory_used_mb",
+    "slug",
+]
 
 _GPU_DEVFREQ = re.compile(r"(gpu|gv11b|ga10b|gp10b|gm20b)$")
 
@@ -99,8 +107,11 @@ def _clock_limits(root: Path) -> dict:
     cpu_locked = all(cpus) if cpus else None
     gpu_locked = all(gpus) if gpus else None
     known = [v for v in (cpu_locked, gpu_locked) if v is not None]
-    return {"cpu_locked": cpu_locked, "gpu_locked": gpu_locked,
-            "clocks_locked": all(known) if known else None}
+    return {
+        "cpu_locked": cpu_locked,
+        "gpu_locked": gpu_locked,
+        "clocks_locked": all(known) if known else None,
+    }
 
 
 def jetson_info(root: Path = Path("/")) -> dict | None:
@@ -110,8 +121,11 @@ def jetson_info(root: Path = Path("/")) -> dict | None:
     if release is None and not (model and "jetson" in model.lower()):
         return None
     mode, mode_id = _power_mode() if root == Path("/") else (None, None)
-    jetpack = _run(["dpkg-query", "--showformat=${Version}", "--show", "nvidia-jetpack"]) \
-        if root == Path("/") else None
+    jetpack = (
+        _run(["dpkg-query", "--showformat=${Version}", "--show", "nvidia-jetpack"])
+        if root == Path("/")
+        else None
+    )
     return {
         "model": model,
         "l4t": l4t_release(release or ""),
@@ -131,14 +145,19 @@ def _gpus() -> list[dict]:
         for i in range(pynvml.nvmlDeviceGetCount()):
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             name = pynvml.nvmlDeviceGetName(h)
-            out.append({"name": name.decode() if isinstance(name, bytes) else name,
-                        "memory_total_mb": pynvml.nvmlDeviceGetMemoryInfo(h).total // 2**20,
-                        "driver": str(pynvml.nvmlSystemGetDriverVersion())})
+            out.append(
+                {
+                    "name": name.decode() if isinstance(name, bytes) else name,
+                    "memory_total_mb": pynvml.nvmlDeviceGetMemoryInfo(h).total // 2**20,
+                    "driver": str(pynvml.nvmlSystemGetDriverVersion()),
+                }
+            )
         return out
     except Exception:  # absent, or no NVIDIA driver: fall back to nvidia-smi
         pass
-    out = _run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                "--format=csv,noheader,nounits"])
+    out = _run(
+        ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"]
+    )
     gpus = []
     for line in (out or "").splitlines():
         parts = [p.strip() for p in line.split(",")]

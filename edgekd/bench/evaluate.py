@@ -33,9 +33,18 @@ from edgekd.export.files import MODEL_ONNX
 from edgekd.export.runtime import batched_logits
 from edgekd.fairness.metrics import evaluate_predictions
 
-__all__ = ["evaluate_artifact", "eval_predictions", "logits_through", "reference_predictions",
-           "REFERENCE_FILE", "agreement", "student_agreement_bounds", "card_min_support", "model_name",
-           "student_step"]
+__all__ = [
+    "evaluate_artifact",
+    "eval_predictions",
+    "logits_through",
+    "reference_predictions",
+    "REFERENCE_FILE",
+    "agreement",
+    "student_agreement_bounds",
+    "card_min_support",
+    "model_name",
+    "student_step",
+]
 
 REFERENCE_FILE = MODEL_ONNX  # what device-side agreement is measured against
 
@@ -43,14 +52,22 @@ REFERENCE_FILE = MODEL_ONNX  # what device-side agreement is measured against
 def _preprocessing(bundle: Path, preprocess: dict, images: np.ndarray) -> tuple:
     _, h, w = preprocess["input_size"]
     if images.shape[1:3] != (h, w):
-        raise EdgeKDError(f"{bundle}/eval_set.npz: images are {images.shape[1]}x{images.shape[2]} but "
-                          f"preprocess.json input_size is {h}x{w}")
+        raise EdgeKDError(
+            f"{bundle}/eval_set.npz: images are {images.shape[1]}x{images.shape[2]} but "
+            f"preprocess.json input_size is {h}x{w}"
+        )
     try:
-        return (preprocess["class_names"], preprocess["protected_groups"], preprocess["mean"],
-                preprocess["std"])
+        return (
+            preprocess["class_names"],
+            preprocess["protected_groups"],
+            preprocess["mean"],
+            preprocess["std"],
+        )
     except KeyError as err:
-        raise EdgeKDError(f"{bundle}/preprocess.json: no {err.args[0]!r}; --eval needs mean, std, "
-                          f"class_names and protected_groups") from None
+        raise EdgeKDError(
+            f"{bundle}/preprocess.json: no {err.args[0]!r}; --eval needs mean, std, "
+            f"class_names and protected_groups"
+        ) from None
 
 
 def card_min_support(card: dict | None) -> int:
@@ -69,8 +86,9 @@ def _bundle_min_support(bundle: Path) -> int:
         return 1
 
 
-def eval_predictions(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
-                     batch: int, dtype=np.float32) -> np.ndarray:
+def eval_predictions(
+    infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *, batch: int, dtype=np.float32
+) -> np.ndarray:
     """The predicted class of every image of ``bundle``'s ``eval_set.npz`` through ``infer``."""
     images, _, _ = read_eval_set(bundle, preprocess)
     _, _, mean, std = _preprocessing(bundle, preprocess, images)
@@ -78,10 +96,18 @@ def eval_predictions(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, pr
     return logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
 
 
-def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, preprocess: dict, *,
-                      batch: int, dtype=np.float32, reference: np.ndarray | None = None,
-                      reference_name: str = REFERENCE_FILE,
-                      predictions: np.ndarray | None = None, min_support: int | None = None) -> dict:
+def evaluate_artifact(
+    infer: Callable[[np.ndarray], np.ndarray],
+    bundle: Path,
+    preprocess: dict,
+    *,
+    batch: int,
+    dtype=np.float32,
+    reference: np.ndarray | None = None,
+    reference_name: str = REFERENCE_FILE,
+    predictions: np.ndarray | None = None,
+    min_support: int | None = None,
+) -> dict:
     """Metrics of ``infer`` (logits of a normalised batch) on ``bundle``'s ``eval_set.npz``.
 
     Parameters
@@ -113,20 +139,33 @@ def evaluate_artifact(infer: Callable[[np.ndarray], np.ndarray], bundle: Path, p
     """
     images, labels, groups = read_eval_set(bundle, preprocess)
     class_names, group_names, _, _ = _preprocessing(bundle, preprocess, images)
-    pred = predictions if predictions is not None else eval_predictions(
-        infer, bundle, preprocess, batch=batch, dtype=dtype)
+    pred = (
+        predictions
+        if predictions is not None
+        else eval_predictions(infer, bundle, preprocess, batch=batch, dtype=dtype)
+    )
     if min_support is None:
         min_support = _bundle_min_support(bundle)
-    metrics = evaluate_predictions(labels, pred, groups, class_names=class_names, group_names=group_names,
-                              min_support=min_support)
+    metrics = evaluate_predictions(
+        labels, pred, groups, class_names=class_names, group_names=group_names, min_support=min_support
+    )
     out = {"batch": batch, **metrics}
     if reference is not None:
         from edgekd.fairness.compression import worst_cell_agreement
 
-        out["agreement"] = {"with": reference_name, "prediction_agreement": agreement(pred, reference),
-                            "worst_cell_agreement": worst_cell_agreement(
-                                labels, reference, pred, groups, class_names=class_names,
-                                group_names=group_names, min_support=min_support)}
+        out["agreement"] = {
+            "with": reference_name,
+            "prediction_agreement": agreement(pred, reference),
+            "worst_cell_agreement": worst_cell_agreement(
+                labels,
+                reference,
+                pred,
+                groups,
+                class_names=class_names,
+                group_names=group_names,
+                min_support=min_support,
+            ),
+        }
     return out
 
 
@@ -137,8 +176,15 @@ def model_name(card: dict | None, file: str) -> str:
     return next((name for name, entry in models.items() if entry.get("file") == file), file)
 
 
-def student_step(bundle: Path, predictions: np.ndarray, *, after: str, measured_on: str,
-                 card: dict | None, preprocess: dict) -> dict | None:
+def student_step(
+    bundle: Path,
+    predictions: np.ndarray,
+    *,
+    after: str,
+    measured_on: str,
+    card: dict | None,
+    preprocess: dict,
+) -> dict | None:
     """The card's compression step ``student -> after`` measured on the device: the student's
     test predictions from the bundle's ``predictions.npz`` against ``predictions`` (the eval
     set's, same images and order), with the card's settings (:func:`step_settings`). None when
@@ -151,13 +197,25 @@ def student_step(bundle: Path, predictions: np.ndarray, *, after: str, measured_
     shipped = read_predictions(bundle)
     y_true, groups = shipped["y_true"], shipped["groups"]
     _, labels, eval_groups = read_eval_set(bundle, preprocess)
-    if len(y_true) != len(labels) or not (np.array_equal(y_true, labels)
-                                          and np.array_equal(groups, eval_groups)):
-        raise EdgeKDError(f"{Path(bundle) / PREDICTIONS}: its y_true and groups are not those of "
-                          f"{Path(bundle) / 'eval_set.npz'}; both must hold the test split in one order")
-    return step_entry("student", after, y_true, shipped["pred_student"], predictions, groups,
-                      class_names=preprocess["class_names"], group_names=preprocess["protected_groups"],
-                      measured_on=measured_on, **step_settings(card))
+    if len(y_true) != len(labels) or not (
+        np.array_equal(y_true, labels) and np.array_equal(groups, eval_groups)
+    ):
+        raise EdgeKDError(
+            f"{Path(bundle) / PREDICTIONS}: its y_true and groups are not those of "
+            f"{Path(bundle) / 'eval_set.npz'}; both must hold the test split in one order"
+        )
+    return step_entry(
+        "student",
+        after,
+        y_true,
+        shipped["pred_student"],
+        predictions,
+        groups,
+        class_names=preprocess["class_names"],
+        group_names=preprocess["protected_groups"],
+        measured_on=measured_on,
+        **step_settings(card),
+    )
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -180,8 +238,9 @@ def reference_predictions(bundle: Path, preprocess: dict, *, threads: int | None
     return logits.argmax(1) if len(logits) else np.zeros(0, dtype=np.int64)
 
 
-def student_agreement_bounds(agreement_with_reference: float | None,
-                             reference_vs_student: float | None) -> list[float] | None:
+def student_agreement_bounds(
+    agreement_with_reference: float | None, reference_vs_student: float | None
+) -> list[float] | None:
     """Bounds on an artifact's agreement with the torch student, from its agreement with
     ``model.onnx`` (``a``) and model.onnx's agreement with the student at build time (``r``), on
     the same images: disagreements add at most, so the student agreement is within
@@ -192,8 +251,9 @@ def student_agreement_bounds(agreement_with_reference: float | None,
     return [max(0.0, agreement_with_reference - slack), min(1.0, agreement_with_reference + slack)]
 
 
-def logits_through(backend: str, path: Path, images: np.ndarray, mean, std, *,
-                   threads: int | None = None) -> np.ndarray:
+def logits_through(
+    backend: str, path: Path, images: np.ndarray, mean, std, *, threads: int | None = None
+) -> np.ndarray:
     """Logits of the model file ``path`` on uint8 images through ``backend`` of the backend table
     (onnxruntime on its CPU provider): how the build evaluates every exported artifact."""
     from edgekd.bench.backends import BACKENDS
@@ -203,5 +263,12 @@ def logits_through(backend: str, path: Path, images: np.ndarray, mean, std, *,
         raise EdgeKDError(f"{path}: no in-process backend {backend!r} to evaluate it")
     providers = ["CPUExecutionProvider"] if backend == "onnxruntime" else None
     loaded = runner.load(path, providers=providers, threads=threads)
-    return batched_logits(loaded.infer, images, mean, std, batch_size=loaded.fixed_batch,
-                          dtype=loaded.input_dtype, pad=loaded.fixed_batch is not None)
+    return batched_logits(
+        loaded.infer,
+        images,
+        mean,
+        std,
+        batch_size=loaded.fixed_batch,
+        dtype=loaded.input_dtype,
+        pad=loaded.fixed_batch is not None,
+    )

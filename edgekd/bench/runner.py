@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from edgekd import __version__
@@ -40,8 +41,17 @@ from edgekd.export.files import INT8_ONNX, INT8_TRT_ONNX
 from edgekd.files import sha256_file
 from edgekd.versions import library_versions
 
-__all__ = ["BENCH_SCHEMA", "DEFAULT_BATCH_SIZES", "DEFAULT_ITERATIONS", "parse_batch_sizes",
-           "default_batch_sizes", "check_options", "choose_backend", "run_bench", "bundle_info"]
+__all__ = [
+    "BENCH_SCHEMA",
+    "DEFAULT_BATCH_SIZES",
+    "DEFAULT_ITERATIONS",
+    "parse_batch_sizes",
+    "default_batch_sizes",
+    "check_options",
+    "choose_backend",
+    "run_bench",
+    "bundle_info",
+]
 
 BENCH_SCHEMA = "edgekd.bench/v1"
 DEFAULT_BATCH_SIZES = (1, 8)
@@ -59,8 +69,9 @@ def parse_batch_sizes(text: str | Sequence[int]) -> list[int]:
         except ValueError:
             value = 0
         if value < 1:
-            raise EdgeKDError(f"--batch-sizes: {text!r} is not a comma-separated list of positive "
-                              f"integers (e.g. 1,8,32)")
+            raise EdgeKDError(
+                f"--batch-sizes: {text!r} is not a comma-separated list of positive integers (e.g. 1,8,32)"
+            )
         if value not in sizes:
             sizes.append(value)
     return sizes
@@ -101,8 +112,15 @@ def _files(target: Target, kind: str) -> list[Path]:
     return sorted(target.files(kind), key=lambda p: p.name != "model.onnx")
 
 
-def check_options(*, threads: int | None, warmup: int, iterations: int | None, duration: float | None,
-                  repeats: int, tegrastats_interval_ms: int = 100) -> int | None:
+def check_options(
+    *,
+    threads: int | None,
+    warmup: int,
+    iterations: int | None,
+    duration: float | None,
+    repeats: int,
+    tegrastats_interval_ms: int = 100,
+) -> int | None:
     """One line for the first bad number; the timed calls per batch size (the default when
     neither ``iterations`` nor ``duration`` is given)."""
     if repeats < 1:
@@ -118,8 +136,9 @@ def check_options(*, threads: int | None, warmup: int, iterations: int | None, d
     if duration is not None and not duration > 0:
         raise EdgeKDError(f"--duration: {duration}; must be a positive number of seconds")
     if tegrastats_interval_ms < 1:
-        raise EdgeKDError(f"--tegrastats-interval: {tegrastats_interval_ms}; must be a positive "
-                          f"number of milliseconds")
+        raise EdgeKDError(
+            f"--tegrastats-interval: {tegrastats_interval_ms}; must be a positive number of milliseconds"
+        )
     return DEFAULT_ITERATIONS if iterations is None and duration is None else iterations
 
 
@@ -128,8 +147,10 @@ def _input_chw(target: Target, backend: Backend | None, model: Path) -> tuple[in
         return tuple(target.preprocess["input_size"])
     if backend is not None and backend.input_chw is not None:
         return backend.input_chw
-    raise EdgeKDError(f"{model}: input shape unknown; put a preprocess.json with input_size [C, H, W] "
-                      f"beside it, or bench the bundle directory")
+    raise EdgeKDError(
+        f"{model}: input shape unknown; put a preprocess.json with input_size [C, H, W] "
+        f"beside it, or bench the bundle directory"
+    )
 
 
 def bundle_info(target: Target) -> dict | None:
@@ -178,38 +199,68 @@ def default_batch_sizes(backend: Backend | None) -> list[int]:
     return sizes
 
 
-def _bench_in_process(backend: Backend, chw, sizes, *, warmup, iterations, duration, repeats,
-                      sampler_factory, progress, has_gpu, log) -> list[dict]:
+def _bench_in_process(
+    backend: Backend,
+    chw,
+    sizes,
+    *,
+    warmup,
+    iterations,
+    duration,
+    repeats,
+    sampler_factory,
+    progress,
+    has_gpu,
+    log,
+) -> list[dict]:
     if backend.fixed_batch is not None and any(b != backend.fixed_batch for b in sizes):
-        raise EdgeKDError(f"{backend.model}: built for batch size {backend.fixed_batch} only; use "
-                          f"--batch-sizes {backend.fixed_batch} (or export with a dynamic batch)")
+        raise EdgeKDError(
+            f"{backend.model}: built for batch size {backend.fixed_batch} only; use "
+            f"--batch-sizes {backend.fixed_batch} (or export with a dynamic batch)"
+        )
     if backend.batch_range is not None:
         low, high = backend.batch_range
         outside = [b for b in sizes if not low <= b <= high]
         if outside:
-            raise EdgeKDError(f"{backend.model}: its profile takes batch sizes {low} to {high}, not "
-                              f"{', '.join(map(str, outside))}; choose --batch-sizes within it (or "
-                              f"build the engine with other --min-batch/--max-batch)")
+            raise EdgeKDError(
+                f"{backend.model}: its profile takes batch sizes {low} to {high}, not "
+                f"{', '.join(map(str, outside))}; choose --batch-sizes within it (or "
+                f"build the engine with other --min-batch/--max-batch)"
+            )
     results = []
     for b in sizes:
         x = random_batch(b, chw, backend.input_dtype)
         sampler = sampler_factory() if sampler_factory else None
-        r = time_batch(backend.infer, x, warmup=warmup, iterations=iterations, duration=duration,
-                       repeats=repeats, progress=progress, desc=f"{backend.name} batch {b}",
-                       sampler=sampler)
+        r = time_batch(
+            backend.infer,
+            x,
+            warmup=warmup,
+            iterations=iterations,
+            duration=duration,
+            repeats=repeats,
+            progress=progress,
+            desc=f"{backend.name} batch {b}",
+            sampler=sampler,
+        )
         r["peak_rss_mb"] = peak_rss_mb()
         r["gpu_memory_mb"] = gpu_memory_used_mb() if has_gpu else None
-        r["power"] = (summarise_power(sampler.samples, images=b * r["iterations"], seconds=r["wall_s"])
-                      if sampler else None)
+        r["power"] = (
+            summarise_power(sampler.samples, images=b * r["iterations"], seconds=r["wall_s"])
+            if sampler
+            else None
+        )
         lat = r["latency_ms"]
-        log(f"batch {b}: p50 {lat['p50']:.3f} ms (p10-p90 {lat['p10']:.3f}-{lat['p90']:.3f}), "
-            f"{r['throughput_ips']:.1f} images/s ({r['iterations']} calls in {r['repeats']} repeats)")
+        log(
+            f"batch {b}: p50 {lat['p50']:.3f} ms (p10-p90 {lat['p10']:.3f}-{lat['p90']:.3f}), "
+            f"{r['throughput_ips']:.1f} images/s ({r['iterations']} calls in {r['repeats']} repeats)"
+        )
         results.append(r)
     return results
 
 
-def _bench_trtexec(model: Path, target: Target, sizes, *, iterations, duration, sampler_factory,
-                   log) -> tuple[list[dict], dict, tuple[int, int, int]]:
+def _bench_trtexec(
+    model: Path, target: Target, sizes, *, iterations, duration, sampler_factory, log
+) -> tuple[list[dict], dict, tuple[int, int, int]]:
     from edgekd.bench.trtexec import run_trtexec
 
     name, probe = None, None
@@ -222,8 +273,15 @@ def _bench_trtexec(model: Path, target: Target, sizes, *, iterations, duration, 
     for b in sizes:
         sampler = sampler_factory() if sampler_factory else None
         with sampler if sampler is not None else nullcontext():
-            out = run_trtexec(model, batch=b, input_name=name, chw=chw, warmup_ms=TRTEXEC_WARMUP_MS,
-                              iterations=iterations, duration_s=duration)
+            out = run_trtexec(
+                model,
+                batch=b,
+                input_name=name,
+                chw=chw,
+                warmup_ms=TRTEXEC_WARMUP_MS,
+                iterations=iterations,
+                duration_s=duration,
+            )
         version = out["tensorrt_version"]
         calls = out["queries"]
         seconds = out["total_host_walltime_s"]
@@ -231,33 +289,59 @@ def _bench_trtexec(model: Path, target: Target, sizes, *, iterations, duration, 
         if sampler is not None:  # the samples cover the whole trtexec run (load and warm-up too)
             power = summarise_power(sampler.samples, images=b * (calls or 0), seconds=seconds or 0.0)
             power["window"] = "whole trtexec run"
-        results.append({
-            "batch": b,
-            "iterations": calls,
-            "latency_ms": out["latency_ms"],
-            "repeats": None,  # trtexec times in one run of its own
-            "repeat_p50_ms": None,
-            "throughput_ips": out["throughput_ips"],
-            "first_inference_ms": None,
-            "wall_s": seconds,
-            "peak_rss_mb": peak_rss_mb(children=True),
-            "gpu_memory_mb": None,
-            "power": power,
-            "trtexec": {k: out[k] for k in ("enqueue_ms", "h2d_ms", "gpu_compute_ms", "d2h_ms",
-                                            "throughput_qps", "total_gpu_compute_s", "command")},
-        })
-        log(f"batch {b}: trtexec latency median {out['latency_ms'].get('p50')} ms, "
-            f"{out['throughput_ips']} images/s")
+        results.append(
+            {
+                "batch": b,
+                "iterations": calls,
+                "latency_ms": out["latency_ms"],
+                "repeats": None,  # trtexec times in one run of its own
+                "repeat_p50_ms": None,
+                "throughput_ips": out["throughput_ips"],
+                "first_inference_ms": None,
+                "wall_s": seconds,
+                "peak_rss_mb": peak_rss_mb(children=True),
+                "gpu_memory_mb": None,
+                "power": power,
+                "trtexec": {
+                    k: out[k]
+                    for k in (
+                        "enqueue_ms",
+                        "h2d_ms",
+                        "gpu_compute_ms",
+                        "d2h_ms",
+                        "throughput_qps",
+                        "total_gpu_compute_s",
+                        "command",
+                    )
+                },
+            }
+        )
+        log(
+            f"batch {b}: trtexec latency median {out['latency_ms'].get('p50')} ms, "
+            f"{out['throughput_ips']} images/s"
+        )
     return results, {"name": "trtexec", "version": version, "warmup_ms": TRTEXEC_WARMUP_MS}, chw
 
 
-def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Sequence[str] | None = None,
-              batch_sizes: str | Sequence[int] | None = None, threads: int | None = None,
-              warmup: int = 10, iterations: int | None = None, duration: float | None = None,
-              repeats: int = DEFAULT_REPEATS, tegrastats: bool = False,
-              tegrastats_interval_ms: int = 100, evaluate: bool = False, progress: bool = False,
-              trt_cache: str | Path | None = DEFAULT_TRT_CACHE, reference=None,
-              log: Callable[[str], None] | None = None) -> dict:
+def run_bench(
+    target: str | Path,
+    *,
+    backend: str = "auto",
+    providers: str | Sequence[str] | None = None,
+    batch_sizes: str | Sequence[int] | None = None,
+    threads: int | None = None,
+    warmup: int = 10,
+    iterations: int | None = None,
+    duration: float | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    tegrastats: bool = False,
+    tegrastats_interval_ms: int = 100,
+    evaluate: bool = False,
+    progress: bool = False,
+    trt_cache: str | Path | None = DEFAULT_TRT_CACHE,
+    reference=None,
+    log: Callable[[str], None] | None = None,
+) -> dict:
     """Bench a bundle or a model file; see the module docstring.
 
     Parameters
@@ -309,80 +393,130 @@ def run_bench(target: str | Path, *, backend: str = "auto", providers: str | Seq
     """
     log = log or (lambda message: None)
     sizes = parse_batch_sizes(batch_sizes) if batch_sizes is not None else None
-    iterations = check_options(threads=threads, warmup=warmup, iterations=iterations,
-                                duration=duration, repeats=repeats,
-                                tegrastats_interval_ms=tegrastats_interval_ms)
+    iterations = check_options(
+        threads=threads,
+        warmup=warmup,
+        iterations=iterations,
+        duration=duration,
+        repeats=repeats,
+        tegrastats_interval_ms=tegrastats_interval_ms,
+    )
     resolved = resolve_target(target)
     name, model = choose_backend(resolved, backend)
     if backend == "auto" and name == "onnxruntime" and resolved.files("engine"):
-        log(f"auto: TensorRT cannot be imported here, so {model.name} runs through onnxruntime "
-            f"instead of {resolved.files('engine')[0].name}")
+        log(
+            f"auto: TensorRT cannot be imported here, so {model.name} runs through onnxruntime "
+            f"instead of {resolved.files('engine')[0].name}"
+        )
     if evaluate:
         if name == "trtexec":
-            raise EdgeKDError("--eval: trtexec only times; evaluate with --backend tensorrt or "
-                              "onnxruntime")
+            raise EdgeKDError("--eval: trtexec only times; evaluate with --backend tensorrt or onnxruntime")
         if resolved.bundle is None or resolved.preprocess is None:
-            raise EdgeKDError(f"--eval: {resolved.given} is not in a bundle; --eval reads the "
-                              f"bundle's {EVAL_SET} and preprocess.json")
+            raise EdgeKDError(
+                f"--eval: {resolved.given} is not in a bundle; --eval reads the "
+                f"bundle's {EVAL_SET} and preprocess.json"
+            )
         if not (resolved.bundle / EVAL_SET).is_file():
-            raise EdgeKDError(f"--eval: {resolved.bundle} has no {EVAL_SET}; build with "
-                              f"bundle.include_eval_set: true")
+            raise EdgeKDError(
+                f"--eval: {resolved.bundle} has no {EVAL_SET}; build with bundle.include_eval_set: true"
+            )
         read_eval_set(resolved.bundle, resolved.preprocess)  # a bad set fails before any timing
     sampler_factory = None
     if tegrastats:
         executable = find_tegrastats()
-        sampler_factory = lambda: TegrastatsSampler(interval_ms=tegrastats_interval_ms,  # noqa: E731
-                                                    executable=executable)
+        sampler_factory = partial(
+            TegrastatsSampler, interval_ms=tegrastats_interval_ms, executable=executable
+        )
     device = describe_device()
     evaluation = None
     if name == "trtexec":
         sizes = sizes or default_batch_sizes(None)
-        results, runtime, chw = _bench_trtexec(model, resolved, sizes, iterations=iterations,
-                                          duration=duration, sampler_factory=sampler_factory, log=log)
+        results, runtime, chw = _bench_trtexec(
+            model,
+            resolved,
+            sizes,
+            iterations=iterations,
+            duration=duration,
+            sampler_factory=sampler_factory,
+            log=log,
+        )
         session_s = None
     else:
         loaded = BACKENDS[name].load(model, providers=providers, threads=threads, trt_cache=trt_cache)
         chw = _input_chw(resolved, loaded, model)
         sizes = sizes or default_batch_sizes(loaded)
         if model.name == INT8_TRT_ONNX and not gpu_providers(loaded.runtime.get("providers") or []):
-            log(f"{model.name} is the TensorRT form (symmetric int8 Q/DQ meant for TensorRT); on "
-                f"onnxruntime's CPU provider it is not the fast form ({INT8_ONNX} is)")
-        results = _bench_in_process(loaded, chw, sizes, warmup=warmup, iterations=iterations,
-                                    duration=duration, repeats=repeats, sampler_factory=sampler_factory,
-                                    progress=progress, has_gpu=bool(device["gpus"]), log=log)
+            log(
+                f"{model.name} is the TensorRT form (symmetric int8 Q/DQ meant for TensorRT); on "
+                f"onnxruntime's CPU provider it is not the fast form ({INT8_ONNX} is)"
+            )
+        results = _bench_in_process(
+            loaded,
+            chw,
+            sizes,
+            warmup=warmup,
+            iterations=iterations,
+            duration=duration,
+            repeats=repeats,
+            sampler_factory=sampler_factory,
+            progress=progress,
+            has_gpu=bool(device["gpus"]),
+            log=log,
+        )
         runtime, session_s = loaded.runtime, loaded.session_s
         if evaluate:
             from edgekd.bench.evaluate import eval_predictions, evaluate_artifact, model_name, student_step
 
             batch = loaded.fixed_batch or max(sizes)
-            predictions = eval_predictions(loaded.infer, resolved.bundle, resolved.preprocess, batch=batch,
-                                           dtype=loaded.input_dtype)
-            evaluation = evaluate_artifact(loaded.infer, resolved.bundle, resolved.preprocess, batch=batch,
-                                           dtype=loaded.input_dtype, reference=reference,
-                                           predictions=predictions)
+            predictions = eval_predictions(
+                loaded.infer, resolved.bundle, resolved.preprocess, batch=batch, dtype=loaded.input_dtype
+            )
+            evaluation = evaluate_artifact(
+                loaded.infer,
+                resolved.bundle,
+                resolved.preprocess,
+                batch=batch,
+                dtype=loaded.input_dtype,
+                reference=reference,
+                predictions=predictions,
+            )
             card = _card(resolved)
-            step = student_step(resolved.bundle, predictions, after=model_name(card, model.name),
-                                measured_on=device["id"], card=card, preprocess=resolved.preprocess)
+            step = student_step(
+                resolved.bundle,
+                predictions,
+                after=model_name(card, model.name),
+                measured_on=device["id"],
+                card=card,
+                preprocess=resolved.preprocess,
+            )
             if step is not None:  # the card's compression step, filed by add_bench_result
                 evaluation["compression_step"] = step
             build_top1 = _build_top1(resolved, model.name)
             evaluation["build_top1"] = build_top1
-            evaluation["top1_change_vs_build"] = (None if build_top1 is None or evaluation["top1"] is None
-                                                  else evaluation["top1"] - build_top1)
+            evaluation["top1_change_vs_build"] = (
+                None if build_top1 is None or evaluation["top1"] is None else evaluation["top1"] - build_top1
+            )
             log(f"eval: top-1 {evaluation['top1']:.4f} on {evaluation['n']} images")
     return {
         "schema": BENCH_SCHEMA,
         "edgekd": __version__,
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "artifact": {"file": model.name, "path": str(model.resolve()), "sha256": sha256_file(model),
-                     "size_bytes": model.stat().st_size},
+        "artifact": {
+            "file": model.name,
+            "path": str(model.resolve()),
+            "sha256": sha256_file(model),
+            "size_bytes": model.stat().st_size,
+        },
         "bundle": bundle_info(resolved),
         "backend": name,
         "runtime": runtime,
         "device": device,
         "versions": library_versions(),
         "settings": {
-            "batch_sizes": sizes, "warmup": warmup, "iterations": iterations, "duration_s": duration,
+            "batch_sizes": sizes,
+            "warmup": warmup,
+            "iterations": iterations,
+            "duration_s": duration,
             "repeats": repeats if name != "trtexec" else None,
             "input_shape": list(chw),
             "input": "random standard normal (seed 0)",

@@ -44,8 +44,11 @@ def latency_stats(samples_ms: Sequence[float]) -> dict[str, float]:
     x = np.asarray(samples_ms, dtype=np.float64)
     if x.ndim != 1 or len(x) == 0:
         raise ValueError("latency_stats needs a non-empty 1-D sequence of latencies")
-    stats = {"mean": float(x.mean()), "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-             "min": float(x.min())}
+    stats = {
+        "mean": float(x.mean()),
+        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+        "min": float(x.min()),
+    }
     for q, value in zip(PERCENTILES, np.percentile(x, PERCENTILES)):
         stats[f"p{q}"] = float(value)
     stats["max"] = float(x.max())

@@ -18,8 +18,15 @@ from edgekd.paths import inside
 
 __all__ = ["MODEL_KINDS", "Target", "resolve_target", "is_bundle", "read_preprocess"]
 
-MODEL_KINDS = {".onnx": "onnx", ".engine": "engine", ".plan": "engine", ".pt": "torch",
-               ".pt2": "torch", ".ep": "torch", ".ts": "torch"}
+MODEL_KINDS = {
+    ".onnx": "onnx",
+    ".engine": "engine",
+    ".plan": "engine",
+    ".pt": "torch",
+    ".pt2": "torch",
+    ".ep": "torch",
+    ".ts": "torch",
+}
 
 
 @dataclass
@@ -73,15 +80,21 @@ def resolve_target(path: str | Path) -> Target:
     """Check that ``path`` is a bundle directory or a model file and find what belongs with it."""
     path = Path(path)
     if not path.exists():
-        raise EdgeKDError(f"{path}: no such file or directory; give a bundle directory or a model "
-                          f"file ({', '.join(MODEL_KINDS)})")
+        raise EdgeKDError(
+            f"{path}: no such file or directory; give a bundle directory or a model "
+            f"file ({', '.join(MODEL_KINDS)})"
+        )
     if path.is_dir():
         if not is_bundle(path):
-            raise EdgeKDError(f"{path}: a directory but not an edgekd bundle (no manifest.json or "
-                              f"card.json); give a bundle directory or a model file")
+            raise EdgeKDError(
+                f"{path}: a directory but not an edgekd bundle (no manifest.json or "
+                f"card.json); give a bundle directory or a model file"
+            )
         return Target(path, None, path, read_preprocess(path / "preprocess.json"))
     if path.suffix not in MODEL_KINDS:
-        raise EdgeKDError(f"{path}: unsupported model file {path.suffix or '(no extension)'!r}; "
-                          f"give a bundle directory or one of: {', '.join(MODEL_KINDS)}")
+        raise EdgeKDError(
+            f"{path}: unsupported model file {path.suffix or '(no extension)'!r}; "
+            f"give a bundle directory or one of: {', '.join(MODEL_KINDS)}"
+        )
     bundle = path.parent if is_bundle(path.parent) else None
     return Target(path, path, bundle, read_preprocess(path.parent / "preprocess.json"))

@@ -53,7 +53,8 @@ __all__ = [
 INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 _NUM = r"(\d+(?:\.\d+)?)"
 _RAIL = re.compile(  # NAME now/avg[/max], each with or without "mW"; "1766/3964MB" is not a rail
-    rf"(?<![\w/])([A-Za-z][A-Za-z0-9_]*) {_NUM}(?:mW)?/{_NUM}(?:mW)?(?:/{_NUM}(?:mW)?)?(?=\s|$)")
+    rf"(?<![\w/])([A-Za-z][A-Za-z0-9_]*) {_NUM}(?:mW)?/{_NUM}(?:mW)?(?:/{_NUM}(?:mW)?)?(?=\s|$)"
+)
 _TIME = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB")
 _SWAP = re.compile(r"\bSWAP (\d+)/(\d+)MB(?: \(cached (\d+)MB\))?")
@@ -180,9 +181,12 @@ def summarise_power(samples: list[TegraSample], *, images: int, seconds: float) 
         "ram_used_mb_peak": max(ram) if ram else None,
     }
     if not readings:
-        out["note"] = ("tegrastats printed no power rails" if samples else
-                       "no tegrastats line arrived during the run; lengthen it (--duration) "
-                       "or shorten --tegrastats-interval")
+        out["note"] = (
+            "tegrastats printed no power rails"
+            if samples
+            else "no tegrastats line arrived during the run; lengthen it (--duration) "
+            "or shorten --tegrastats-interval"
+        )
         return out
     mw = np.array([r[0] for r in readings])
     out["measured"] = readings[-1][1]
@@ -190,8 +194,9 @@ def summarise_power(samples: list[TegraSample], *, images: int, seconds: float) 
     out["peak_w"] = float(mw.max() / 1000)
     out["energy_per_image_mj"] = out["avg_w"] * seconds / images * 1000 if images else None
     names = sorted({n for s in samples for n in s.rails})
-    out["rails_avg_mw"] = {n: float(np.mean([s.rails[n].now_mw for s in samples if n in s.rails]))
-                           for n in names}
+    out["rails_avg_mw"] = {
+        n: float(np.mean([s.rails[n].now_mw for s in samples if n in s.rails])) for n in names
+    }
     return out
 
 
@@ -200,8 +205,10 @@ def find_tegrastats() -> str:
     for candidate in (shutil.which("tegrastats"), "/usr/bin/tegrastats"):
         if candidate and Path(candidate).is_file():
             return candidate
-    raise EdgeKDError("--tegrastats: tegrastats not found on PATH; it comes with Jetson Linux "
-                      "(L4T), so power can only be sampled on a Jetson")
+    raise EdgeKDError(
+        "--tegrastats: tegrastats not found on PATH; it comes with Jetson Linux "
+        "(L4T), so power can only be sampled on a Jetson"
+    )
 
 
 class TegrastatsSampler:
@@ -232,9 +239,13 @@ class TegrastatsSampler:
 
     def __enter__(self) -> TegrastatsSampler:
         self.samples = []
-        self._proc = subprocess.Popen([self.executable, "--interval", str(self.interval_ms)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                      bufsize=1)
+        self._proc = subprocess.Popen(
+            [self.executable, "--interval", str(self.interval_ms)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         return self

@@ -44,10 +44,18 @@ def split_calls(iterations: int, repeats: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(loops)]
 
 
-def time_batch(infer: Callable[[np.ndarray], object], x: np.ndarray, *, warmup: int = 10,
-               iterations: int | None = 100, duration: float | None = None,
-               repeats: int = DEFAULT_REPEATS, progress: bool = False, desc: str = "",
-               sampler=None) -> dict:
+def time_batch(
+    infer: Callable[[np.ndarray], object],
+    x: np.ndarray,
+    *,
+    warmup: int = 10,
+    iterations: int | None = 100,
+    duration: float | None = None,
+    repeats: int = DEFAULT_REPEATS,
+    progress: bool = False,
+    desc: str = "",
+    sampler=None,
+) -> dict:
     """Time ``infer(x)``.
 
     Parameters
@@ -92,9 +100,16 @@ def time_batch(infer: Callable[[np.ndarray], object], x: np.ndarray, *, warmup: 
     samples: list[float] = []
     medians: list[float] = []
     wall_ns = 0
-    bar = tqdm(total=iterations, desc=desc, unit="it", leave=False, disable=not progress,
-               file=sys.stderr, mininterval=0.5)
-    with bar, (sampler if sampler is not None else nullcontext()):
+    bar = tqdm(
+        total=iterations,
+        desc=desc,
+        unit="it",
+        leave=False,
+        disable=not progress,
+        file=sys.stderr,
+        mininterval=0.5,
+    )
+    with bar, sampler if sampler is not None else nullcontext():
         for count in counts:
             loop: list[float] = []
             loop_start = time.perf_counter_ns()

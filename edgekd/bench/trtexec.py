@@ -53,8 +53,10 @@ def find_trtexec() -> str:
     for candidate in (shutil.which("trtexec"), *_FIXED_PLACES):
         if candidate and Path(candidate).is_file():
             return candidate
-    raise EdgeKDError("--backend trtexec: trtexec not found on PATH or in /usr/src/tensorrt/bin; "
-                      "it comes with TensorRT (JetPack on a Jetson)")
+    raise EdgeKDError(
+        "--backend trtexec: trtexec not found on PATH or in /usr/src/tensorrt/bin; "
+        "it comes with TensorRT (JetPack on a Jetson)"
+    )
 
 
 def decode_version(tag: int) -> str:
@@ -130,10 +132,18 @@ def parse_trtexec_output(text: str, *, batch: int = 1) -> dict:
     return out
 
 
-def trtexec_command(model: Path, *, batch: int, input_name: str | None, chw: tuple[int, int, int],
-                    warmup_ms: int = 200, iterations: int | None = None,
-                    duration_s: float | None = None, executable: str = "trtexec",
-                    extra: tuple[str, ...] = ()) -> list[str]:
+def trtexec_command(
+    model: Path,
+    *,
+    batch: int,
+    input_name: str | None,
+    chw: tuple[int, int, int],
+    warmup_ms: int = 200,
+    iterations: int | None = None,
+    duration_s: float | None = None,
+    executable: str = "trtexec",
+    extra: tuple[str, ...] = (),
+) -> list[str]:
     """The trtexec command line that times ``model`` at one batch size.
 
     An ``.engine`` is loaded with ``--loadEngine``, anything else is built from ONNX with
@@ -154,13 +164,29 @@ def trtexec_command(model: Path, *, batch: int, input_name: str | None, chw: tup
     return cmd + list(extra)
 
 
-def run_trtexec(model: Path, *, batch: int, input_name: str | None, chw: tuple[int, int, int],
-                warmup_ms: int = 200, iterations: int | None = None, duration_s: float | None = None,
-                extra: tuple[str, ...] = ()) -> dict:
+def run_trtexec(
+    model: Path,
+    *,
+    batch: int,
+    input_name: str | None,
+    chw: tuple[int, int, int],
+    warmup_ms: int = 200,
+    iterations: int | None = None,
+    duration_s: float | None = None,
+    extra: tuple[str, ...] = (),
+) -> dict:
     """Run trtexec at one batch size and parse its summary (see :func:`parse_trtexec_output`)."""
-    cmd = trtexec_command(model, batch=batch, input_name=input_name, chw=chw, warmup_ms=warmup_ms,
-                          iterations=iterations, duration_s=duration_s, executable=find_trtexec(),
-                          extra=extra)
+    cmd = trtexec_command(
+        model,
+        batch=batch,
+        input_name=input_name,
+        chw=chw,
+        warmup_ms=warmup_ms,
+        iterations=iterations,
+        duration_s=duration_s,
+        executable=find_trtexec(),
+        extra=extra,
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     result = parse_trtexec_output(proc.stdout + "\n" + proc.stderr, batch=batch)
     result["command"] = cmd

@@ -21,8 +21,9 @@ from edgekd.bundle.write import write_bundle
 __all__ = ["verify", "verify_report", "manifest_problems", "write_manifest", "write_bundle", "tarball_path"]
 
 
-def verify_report(bundle: str | Path, key: str | Path | None = None, *, name: str | None = None,
-                  version: str | None = None) -> tuple[list[str], str]:
+def verify_report(
+    bundle: str | Path, key: str | Path | None = None, *, name: str | None = None, version: str | None = None
+) -> tuple[list[str], str]:
     """Check every file of a bundle (its directory, or its ``.tar.gz``, unpacked safely into a
     temporary folder) against its manifest, with the public ``key`` the manifest against its
     signature, and the release's name and version against ``name`` / ``version`` (and a
@@ -33,13 +34,13 @@ def verify_report(bundle: str | Path, key: str | Path | None = None, *, name: st
     bundle = Path(bundle)
     if bundle.is_file():
         with tempfile.TemporaryDirectory() as tmp:
-            return verify_signed(extract_bundle(bundle, tmp), key, name=name, version=version,
-                                 archive=bundle)
+            return verify_signed(extract_bundle(bundle, tmp), key, name=name, version=version, archive=bundle)
     return verify_signed(bundle, key, name=name, version=version)
 
 
-def verify(bundle: str | Path, *, key: str | Path | None = None, name: str | None = None,
-           version: str | None = None) -> list[str]:
+def verify(
+    bundle: str | Path, *, key: str | Path | None = None, name: str | None = None, version: str | None = None
+) -> list[str]:
     """The problems of :func:`verify_report`: empty when every file matches (and the signature
     holds, with ``key``; and the release is the one expected)."""
     return verify_report(bundle, key, name=name, version=version)[0]

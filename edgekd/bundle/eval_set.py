@@ -41,12 +41,15 @@ def _file(path: str | Path) -> Path:
 
 def _check(images: np.ndarray, labels: np.ndarray, groups: np.ndarray, where: str) -> None:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise EdgeKDError(f"{where}: images must be uint8 of shape (N, H, W, 3); got {images.dtype} "
-                          f"{tuple(images.shape)}")
+        raise EdgeKDError(
+            f"{where}: images must be uint8 of shape (N, H, W, 3); got {images.dtype} {tuple(images.shape)}"
+        )
     for name, arr in (("labels", labels), ("groups", groups)):
         if arr.ndim != 1 or len(arr) != len(images) or not np.issubdtype(arr.dtype, np.integer):
-            raise EdgeKDError(f"{where}: {name} must be {len(images)} integers, one per image; got "
-                              f"{arr.dtype} {tuple(arr.shape)}")
+            raise EdgeKDError(
+                f"{where}: {name} must be {len(images)} integers, one per image; got "
+                f"{arr.dtype} {tuple(arr.shape)}"
+            )
 
 
 def write_eval_set(path: str | Path, images: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> Path:
@@ -65,14 +68,24 @@ def write_eval_set(path: str | Path, images: np.ndarray, labels: np.ndarray, gro
     images = images if isinstance(images, np.ndarray) else np.asarray(images)
     labels, groups = np.asarray(labels), np.asarray(groups)
     _check(images, labels, groups, str(target))
-    with atomic_output(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED,
-                                                       allowZip64=True) as archive:
-        for name, array in (("images", images), ("labels", labels.astype(np.int64)),
-                            ("groups", groups.astype(np.int64))):
+    with (
+        atomic_output(target) as tmp,
+        zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive,
+    ):
+        for name, array in (
+            ("images", images),
+            ("labels", labels.astype(np.int64)),
+            ("groups", groups.astype(np.int64)),
+        ):
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array_header_1_0(member, {
-                    "descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
-                    "shape": array.shape})  # rows are written in C order
+                np.lib.format.write_array_header_1_0(
+                    member,
+                    {
+                        "descr": np.lib.format.dtype_to_descr(array.dtype),
+                        "fortran_order": False,
+                        "shape": array.shape,
+                    },
+                )  # rows are written in C order
                 for chunk in batches(array, 256):
                     member.write(chunk.data.cast("B"))
     return target
@@ -93,15 +106,20 @@ def _headers(source: Path) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
             name = info.filename.removesuffix(".npy")
             with archive.open(info) as fh:
                 version = np.lib.format.read_magic(fh)
-                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
                 shape, _, dtype = read(fh)
                 header = fh.tell()
             dtype, shape = np.dtype(dtype), tuple(shape)
             declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
             if header + declared != info.file_size:
-                raise ValueError(f"{info.filename} declares {shape} {dtype} ({declared} bytes) but the "
-                                 f"archive holds {info.file_size - header} bytes for it")
+                raise ValueError(
+                    f"{info.filename} declares {shape} {dtype} ({declared} bytes) but the "
+                    f"archive holds {info.file_size - header} bytes for it"
+                )
             out[name] = (dtype, shape)
     return out
 
@@ -117,37 +135,48 @@ def _check_headers(source: Path, preprocess: dict | None) -> None:
     try:
         headers = _headers(source)
     except (ValueError, OSError, zipfile.BadZipFile, KeyError, SyntaxError) as err:
-        raise EdgeKDError(f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
-                          f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
+        raise EdgeKDError(
+            f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
+            f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}"
+        ) from None
     dtype, shape = headers.get("images", (None, ()))
     if preprocess is None:  # sizes as the file holds them (checked in _headers), any input size
         _, h, w = (3, *shape[1:3]) if len(shape) == 4 else (3, 0, 0)
     else:
         _, h, w = preprocess["input_size"]
     if dtype != np.uint8 or len(shape) != 4 or shape[1:] != (h, w, 3) or shape[0] > MAX_EVAL_IMAGES:
-        raise EdgeKDError(f"{source}: images must be uint8 (N, {h}, {w}, 3) with N <= {MAX_EVAL_IMAGES} "
-                          f"as preprocess.json input_size says; the header says {dtype} {shape}")
+        raise EdgeKDError(
+            f"{source}: images must be uint8 (N, {h}, {w}, 3) with N <= {MAX_EVAL_IMAGES} "
+            f"as preprocess.json input_size says; the header says {dtype} {shape}"
+        )
     n = shape[0]
     memory = _memory_bytes()
     if memory is not None and n * h * w * 3 > memory // 2:
-        raise EdgeKDError(f"{source}: {n} images of {h}x{w} need {n * h * w * 3} bytes, more than half "
-                          f"of this machine's memory ({memory} bytes); evaluate on a smaller set")
+        raise EdgeKDError(
+            f"{source}: {n} images of {h}x{w} need {n * h * w * 3} bytes, more than half "
+            f"of this machine's memory ({memory} bytes); evaluate on a smaller set"
+        )
     for name in ("labels", "groups"):
         dtype, shape = headers.get(name, (None, ()))
         if dtype is None or dtype.kind not in "iu" or shape != (n,):
-            raise EdgeKDError(f"{source}: {name} must be {n} integers, one per image; the header "
-                              f"says {dtype} {shape}")
+            raise EdgeKDError(
+                f"{source}: {name} must be {n} integers, one per image; the header says {dtype} {shape}"
+            )
 
 
 def _check_ranges(eval_set: EvalSet, preprocess: dict, source: Path) -> None:
-    for name, values, names_key in (("labels", eval_set.labels, "class_names"),
-                                    ("groups", eval_set.groups, "protected_groups")):
+    for name, values, names_key in (
+        ("labels", eval_set.labels, "class_names"),
+        ("groups", eval_set.groups, "protected_groups"),
+    ):
         count = len(preprocess.get(names_key) or [])
         bad = np.flatnonzero((values < 0) | (values >= count))
         if len(bad):
-            raise EdgeKDError(f"{source}: {name}[{bad[0]}] is {values[bad[0]]}; preprocess.json "
-                              f"{names_key} allows 0 to {count - 1}"
-                              + (f" ({len(bad)} values out of range)" if len(bad) > 1 else ""))
+            raise EdgeKDError(
+                f"{source}: {name}[{bad[0]}] is {values[bad[0]]}; preprocess.json "
+                f"{names_key} allows 0 to {count - 1}"
+                + (f" ({len(bad)} values out of range)" if len(bad) > 1 else "")
+            )
 
 
 def read_eval_set(path: str | Path, preprocess: dict | None = None) -> EvalSet:
@@ -159,16 +188,19 @@ def read_eval_set(path: str | Path, preprocess: dict | None = None) -> EvalSet:
     """
     source = _file(path)
     if not source.is_file():
-        raise EdgeKDError(f"{source}: no evaluation set; build with bundle.include_eval_set: true "
-                          f"to put one in the bundle")
+        raise EdgeKDError(
+            f"{source}: no evaluation set; build with bundle.include_eval_set: true to put one in the bundle"
+        )
     inside(source.name, source.parent, listed_in=source.parent)  # not a symlink out of the bundle
     _check_headers(source, preprocess)
     try:
         with np.load(source, allow_pickle=False) as archive:
             images, labels, groups = archive["images"], archive["labels"], archive["groups"]
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise EdgeKDError(f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
-                          f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
+        raise EdgeKDError(
+            f"{source}: not an edgekd evaluation set (npz with images, labels, groups): "
+            f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}"
+        ) from None
     except MemoryError:
         raise EdgeKDError(f"{source}: too large to load into this machine's memory") from None
     _check(images, labels, groups, str(source))

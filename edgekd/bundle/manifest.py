@@ -21,8 +21,17 @@ from edgekd.files import sha256_file, write_json
 from edgekd.paths import canonical_relpath, inside, is_inside, release_name, special_file
 from edgekd.versions import library_versions
 
-__all__ = ["MANIFEST", "MANIFEST_SCHEMA", "MAX_MANIFEST_BYTES", "write_manifest", "manifest_problems",
-           "read_manifest", "manifest_bytes", "parse_manifest", "bundle_files"]
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_SCHEMA",
+    "MAX_MANIFEST_BYTES",
+    "write_manifest",
+    "manifest_problems",
+    "read_manifest",
+    "manifest_bytes",
+    "parse_manifest",
+    "bundle_files",
+]
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "edgekd.manifest/v1"
@@ -59,8 +68,10 @@ def write_manifest(bundle: Path, *, name: str, version: str, extra: dict | None 
         "version": version,
         "versions": library_versions(),
         **(extra or {}),
-        "files": {rel: {"sha256": sha256_file(bundle / rel), "size": (bundle / rel).stat().st_size}
-                  for rel in _files(bundle)},
+        "files": {
+            rel: {"sha256": sha256_file(bundle / rel), "size": (bundle / rel).stat().st_size}
+            for rel in _files(bundle)
+        },
     }
     write_json(bundle / MANIFEST, manifest)
     return manifest
@@ -72,8 +83,10 @@ def manifest_bytes(bundle: Path) -> bytes:
     path = Path(bundle) / MANIFEST
     kind = special_file(path)
     if kind == "a symlink":
-        raise EdgeKDError(f"{path}: a symlink (to {os.path.realpath(path)}); a bundle's manifest is a "
-                          f"regular file of the bundle and is never followed out of it")
+        raise EdgeKDError(
+            f"{path}: a symlink (to {os.path.realpath(path)}); a bundle's manifest is a "
+            f"regular file of the bundle and is never followed out of it"
+        )
     if kind is not None or not path.exists():
         raise EdgeKDError(f"{bundle}: no {MANIFEST}; not an edgekd bundle")
     size = path.stat().st_size
@@ -108,9 +121,12 @@ def parse_manifest(data: bytes, bundle: Path) -> dict:
         raise EdgeKDError(f"{path}: not a valid edgekd manifest (JSON with 'files')") from None
     release_name(manifest.get("name"), manifest.get("version"), listed_in=path)
     if not isinstance(listed, dict) or not all(
-            isinstance(v, dict) and isinstance(v.get("sha256"), str)
-            and isinstance(v.get("size"), int) and not isinstance(v.get("size"), bool)
-            for v in listed.values()):
+        isinstance(v, dict)
+        and isinstance(v.get("sha256"), str)
+        and isinstance(v.get("size"), int)
+        and not isinstance(v.get("size"), bool)
+        for v in listed.values()
+    ):
         raise EdgeKDError(f"{path}: 'files' must map each file to {{sha256: string, size: integer}}")
     for rel in listed:
         inside(rel, bundle, listed_in=path)
@@ -138,8 +154,10 @@ def manifest_problems(bundle: str | Path) -> list[str]:
     files, links = bundle_files(bundle)
     for rel in links:
         if not is_inside(rel, bundle):
-            raise EdgeKDError(f"{bundle}: {rel} is a symlink to {os.path.realpath(bundle / rel)}, "
-                              f"outside the bundle; a bundle holds regular files only")
+            raise EdgeKDError(
+                f"{bundle}: {rel} is a symlink to {os.path.realpath(bundle / rel)}, "
+                f"outside the bundle; a bundle holds regular files only"
+            )
     problems = [f"symlink: {rel} (a bundle holds regular files only; not followed)" for rel in links]
     linked = set(links)
     for rel, expected in sorted(listed.items()):
@@ -150,8 +168,9 @@ def manifest_problems(bundle: str | Path) -> list[str]:
         elif not path.is_file():
             problems.append(f"missing: {rel}")
         elif path.stat().st_size != expected["size"]:
-            problems.append(f"size mismatch: {rel} is {path.stat().st_size} bytes, "
-                            f"manifest says {expected['size']}")
+            problems.append(
+                f"size mismatch: {rel} is {path.stat().st_size} bytes, manifest says {expected['size']}"
+            )
         elif sha256_file(path) != expected["sha256"]:
             problems.append(f"checksum mismatch: {rel} (sha256 differs from the manifest)")
     for rel in files:

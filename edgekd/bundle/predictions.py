@@ -37,8 +37,14 @@ PREDICTIONS = "predictions.npz"
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")  # a model's name as an npz key
 
 
-def write_predictions(path: str | Path, *, y_true: np.ndarray, groups: np.ndarray,
-                      predictions: dict[str, np.ndarray], artifacts: list[str]) -> Path:
+def write_predictions(
+    path: str | Path,
+    *,
+    y_true: np.ndarray,
+    groups: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    artifacts: list[str],
+) -> Path:
     """Write ``predictions.npz`` atomically at ``path``; returns it.
 
     Parameters
@@ -57,8 +63,9 @@ def write_predictions(path: str | Path, *, y_true: np.ndarray, groups: np.ndarra
             raise ValueError(f"model name {name!r} cannot be an npz key")
         pred = np.asarray(pred, dtype=np.int64)
         if pred.shape != y_true.shape:
-            raise ValueError(f"{name}: {pred.shape[0] if pred.ndim else 0} predictions for "
-                             f"{len(y_true)} test images")
+            raise ValueError(
+                f"{name}: {pred.shape[0] if pred.ndim else 0} predictions for {len(y_true)} test images"
+            )
         arrays[f"pred_{name}"] = pred
     for name in artifacts:
         arrays[f"changed_{name}"] = changed_indices(predictions["student"], predictions[name])
@@ -75,26 +82,31 @@ def read_predictions(path: str | Path) -> dict[str, np.ndarray]:
     source = Path(path)
     source = source / PREDICTIONS if source.is_dir() else source
     if not source.is_file():
-        raise EdgeKDError(f"{source}: no test predictions; a bundle built by edgekd 0.x before "
-                          f"predictions.npz has none (rebuild it)")
+        raise EdgeKDError(
+            f"{source}: no test predictions; a bundle built by edgekd 0.x before "
+            f"predictions.npz has none (rebuild it)"
+        )
     inside(source.name, source.parent, listed_in=source.parent)  # not a symlink out of the bundle
     try:
         with np.load(source, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise EdgeKDError(f"{source}: not an edgekd predictions file (npz of int arrays): "
-                          f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}") from None
+        raise EdgeKDError(
+            f"{source}: not an edgekd predictions file (npz of int arrays): "
+            f"{str(err).splitlines()[0][:120] if str(err) else type(err).__name__}"
+        ) from None
     missing = [key for key in ("y_true", "groups", "pred_student") if key not in arrays]
     if missing:
-        raise EdgeKDError(f"{source}: lacks {', '.join(missing)}; it needs y_true, groups and "
-                          f"pred_student")
+        raise EdgeKDError(f"{source}: lacks {', '.join(missing)}; it needs y_true, groups and pred_student")
     n = len(arrays["y_true"]) if arrays["y_true"].ndim == 1 else -1
     for name, array in arrays.items():
         per_image = not name.startswith("changed_")
         if array.ndim != 1 or array.dtype.kind not in "iu" or (per_image and len(array) != n):
-            raise EdgeKDError(f"{source}: {name} must be " + ("one integer per test image" if per_image
-                                                                 else "integer indices")
-                              + f"; it is {array.dtype} {tuple(array.shape)}")
+            raise EdgeKDError(
+                f"{source}: {name} must be "
+                + ("one integer per test image" if per_image else "integer indices")
+                + f"; it is {array.dtype} {tuple(array.shape)}"
+            )
         if not per_image and len(array) and (array.min() < 0 or array.max() >= n):
             raise EdgeKDError(f"{source}: {name} holds indices outside the {n} test images")
     return arrays

@@ -39,10 +39,22 @@ from edgekd.errors import EdgeKDError
 from edgekd.files import write_atomic, write_json
 from edgekd.paths import special_file
 
-__all__ = ["SIGNATURE", "SIGNATURE_SCHEMA", "generate_keypair", "sign_bundle", "check_signature",
-           "check_before_resign", "signature_after_change", "key_id", "load_private_key",
-           "load_public_key", "verify_signed", "read_signature", "identity_problems",
-           "release_identity"]
+__all__ = [
+    "SIGNATURE",
+    "SIGNATURE_SCHEMA",
+    "generate_keypair",
+    "sign_bundle",
+    "check_signature",
+    "check_before_resign",
+    "signature_after_change",
+    "key_id",
+    "load_private_key",
+    "load_public_key",
+    "verify_signed",
+    "read_signature",
+    "identity_problems",
+    "release_identity",
+]
 
 SIGNATURE_SCHEMA = "edgekd.signature/v1"
 PASSWORD_ENV = "EDGEKD_KEY_PASSWORD"
@@ -74,8 +86,10 @@ def _check_private_mode(path: Path) -> None:
     does: whoever could read it can sign releases; whoever could write it can swap it."""
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
-        raise EdgeKDError(f"--key: {path}: private key with mode {mode:04o}, open to the file's group "
-                          f"or others; refused: make it private with `chmod 600 {path}`")
+        raise EdgeKDError(
+            f"--key: {path}: private key with mode {mode:04o}, open to the file's group "
+            f"or others; refused: make it private with `chmod 600 {path}`"
+        )
 
 
 def load_private_key(path: str | Path):
@@ -91,11 +105,14 @@ def load_private_key(path: str | Path):
     except TypeError:
         raise EdgeKDError(f"--key: {path}: the key is encrypted; set {PASSWORD_ENV}") from None
     except ValueError as err:
-        raise EdgeKDError(f"--key: {path}: not a PEM private key ({str(err).splitlines()[0][:100]}); "
-                          f"make one with `edgekd keygen KEY`") from None
+        raise EdgeKDError(
+            f"--key: {path}: not a PEM private key ({str(err).splitlines()[0][:100]}); "
+            f"make one with `edgekd keygen KEY`"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise EdgeKDError(f"--key: {path}: a {type(key).__name__.removeprefix('_')} key; edgekd "
-                          f"signs with Ed25519 only")
+        raise EdgeKDError(
+            f"--key: {path}: a {type(key).__name__.removeprefix('_')} key; edgekd signs with Ed25519 only"
+        )
     return key
 
 
@@ -106,14 +123,15 @@ def load_public_key(path: str | Path):
 
     data = _read_key_file(Path(path), "public key")
     try:
-        key = (load_ssh_public_key(data) if data.lstrip().startswith(b"ssh-")
-               else load_pem_public_key(data))
+        key = load_ssh_public_key(data) if data.lstrip().startswith(b"ssh-") else load_pem_public_key(data)
     except (ValueError, TypeError):
         hint = " (that is the private key; give the .pub file)" if b"PRIVATE KEY" in data else ""
         raise EdgeKDError(f"--key: {path}: not a PEM or OpenSSH public key{hint}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise EdgeKDError(f"--key: {path}: a {type(key).__name__.removeprefix('_')} key; edgekd "
-                          f"checks Ed25519 signatures only")
+        raise EdgeKDError(
+            f"--key: {path}: a {type(key).__name__.removeprefix('_')} key; edgekd "
+            f"checks Ed25519 signatures only"
+        )
     return key
 
 
@@ -151,9 +169,11 @@ def sign_bundle(bundle: str | Path, key_path: str | Path) -> dict:
     key = load_private_key(key_path)
     problems = manifest_problems(bundle)
     if problems:
-        raise EdgeKDError(f"{bundle}: does not match its manifest ({problems[0]}"
-                          f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); "
-                          f"a bundle is signed only as it was built")
+        raise EdgeKDError(
+            f"{bundle}: does not match its manifest ({problems[0]}"
+            f"{f' and {len(problems) - 1} more' if len(problems) > 1 else ''}); "
+            f"a bundle is signed only as it was built"
+        )
     manifest = manifest_bytes(bundle)
     record = {
         "schema": SIGNATURE_SCHEMA,
@@ -208,8 +228,10 @@ def read_signature(bundle: Path) -> tuple[dict | None, str | None]:
         if not _HEX64.match(record["manifest_sha256"]) or not isinstance(record["key_id"], str):
             raise ValueError
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return None, (f"invalid signature: {SIGNATURE} is not an {SIGNATURE_SCHEMA} ed25519 record "
-                      f"(JSON with a 64-byte signature and a 32-byte public key, base64)")
+        return None, (
+            f"invalid signature: {SIGNATURE} is not an {SIGNATURE_SCHEMA} ed25519 record "
+            f"(JSON with a 64-byte signature and a 32-byte public key, base64)"
+        )
     return record, None
 
 
@@ -223,18 +245,18 @@ def _check(bundle: Path, public) -> list[str]:
     signed_digest, signer = record["manifest_sha256"], record["key_id"]
     manifest = manifest_bytes(bundle)
     if signer != key_id(public):
-        return [f"wrong signer: {SIGNATURE} was made by key {signer}, not by the given key "
-                f"{key_id(public)}"]
+        return [f"wrong signer: {SIGNATURE} was made by key {signer}, not by the given key {key_id(public)}"]
     try:
         public.verify(signature, manifest)
     except InvalidSignature:
         if hashlib.sha256(manifest).hexdigest() != signed_digest:
             return [f"signature mismatch: {MANIFEST} changed after it was signed"]
-        return [f"signature mismatch: {SIGNATURE} does not verify {MANIFEST} under key "
-                f"{key_id(public)}"]
+        return [f"signature mismatch: {SIGNATURE} does not verify {MANIFEST} under key {key_id(public)}"]
     if hashlib.sha256(manifest).hexdigest() != signed_digest:
-        return [f"invalid signature: {SIGNATURE} records another manifest_sha256 than the manifest it "
-                f"signs (the record was edited)"]
+        return [
+            f"invalid signature: {SIGNATURE} records another manifest_sha256 than the manifest it "
+            f"signs (the record was edited)"
+        ]
     return []
 
 
@@ -244,12 +266,15 @@ def check_before_resign(bundle: str | Path, key_path: str | Path) -> None:
     bundle = Path(bundle)
     problems = _check(bundle, load_private_key(key_path).public_key())
     if problems:
-        raise EdgeKDError(f"{bundle}: {problems[0]}; --key re-signs only a bundle whose signature "
-                          f"holds under that key (check it with `edgekd verify {bundle} --key PUB`)")
+        raise EdgeKDError(
+            f"{bundle}: {problems[0]}; --key re-signs only a bundle whose signature "
+            f"holds under that key (check it with `edgekd verify {bundle} --key PUB`)"
+        )
 
 
-def signature_after_change(bundle: str | Path, key_path: str | Path | None, *,
-                           shown_as: str | Path | None = None) -> str | None:
+def signature_after_change(
+    bundle: str | Path, key_path: str | Path | None, *, shown_as: str | Path | None = None
+) -> str | None:
     """After the manifest of ``bundle`` (a staged copy, :mod:`edgekd.bundle.transaction`)
     changed: re-sign with ``key_path``, or remove the now-invalid ``manifest.sig``. Returns one
     line saying which (naming ``shown_as``, the bundle as the user knows it), or None when the
@@ -262,8 +287,10 @@ def signature_after_change(bundle: str | Path, key_path: str | Path | None, *,
         return f"signature: {shown / SIGNATURE} re-signed (key {record['key_id']})"
     if sig_path.exists() or sig_path.is_symlink():
         sig_path.unlink()
-        return (f"signature: the manifest changed, so {shown / SIGNATURE} no longer held and was "
-                f"removed; sign again with `edgekd sign {shown} --key KEY`")
+        return (
+            f"signature: the manifest changed, so {shown / SIGNATURE} no longer held and was "
+            f"removed; sign again with `edgekd sign {shown} --key KEY`"
+        )
     return None
 
 
@@ -273,8 +300,9 @@ def release_identity(bundle: Path) -> tuple[str, str]:
     return manifest["name"], manifest["version"]
 
 
-def identity_problems(bundle: Path, *, name: str | None = None, version: str | None = None,
-                      archive: Path | None = None) -> list[str]:
+def identity_problems(
+    bundle: Path, *, name: str | None = None, version: str | None = None, archive: Path | None = None
+) -> list[str]:
     """The release's name and version (from its manifest, which the signature covers) against
     what the user expects (``name``, ``version``) and, for a tarball, against its file name and
     top folder: a renamed release is a problem, one line each."""
@@ -284,21 +312,31 @@ def identity_problems(bundle: Path, *, name: str | None = None, version: str | N
     if name is not None and name != real_name:
         problems.append(f"wrong release: the manifest names {real_name!r}, not the expected {name!r}")
     if version is not None and version != real_version:
-        problems.append(f"wrong release: the manifest says version {real_version!r}, not the expected "
-                        f"{version!r}")
+        problems.append(
+            f"wrong release: the manifest says version {real_version!r}, not the expected {version!r}"
+        )
     if archive is not None:
         if bundle.name != release:
-            problems.append(f"renamed release: the archive's top folder is {bundle.name!r} but its "
-                            f"manifest is release {release!r}")
+            problems.append(
+                f"renamed release: the archive's top folder is {bundle.name!r} but its "
+                f"manifest is release {release!r}"
+            )
         if archive.name != f"{release}.tar.gz":
-            problems.append(f"renamed release: {archive.name!r} holds release {release!r} (its "
-                            f"manifest); a release tarball is named {release}.tar.gz")
+            problems.append(
+                f"renamed release: {archive.name!r} holds release {release!r} (its "
+                f"manifest); a release tarball is named {release}.tar.gz"
+            )
     return problems
 
 
-def verify_signed(bundle: str | Path, public_key_path: str | Path | None, *,
-                  name: str | None = None, version: str | None = None,
-                  archive: Path | None = None) -> tuple[list[str], str]:
+def verify_signed(
+    bundle: str | Path,
+    public_key_path: str | Path | None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    archive: Path | None = None,
+) -> tuple[list[str], str]:
     """:func:`~edgekd.bundle.manifest.manifest_problems`, with a public key the signature first, and
     the release's identity (:func:`identity_problems`).
 
@@ -315,8 +353,12 @@ def verify_signed(bundle: str | Path, public_key_path: str | Path | None, *,
         signature = [] if record is not None or problem.startswith("unsigned") else [problem]
         note = "signed, signature not checked (give --key PUB)" if record is not None else ""
     else:
-        if bundle.is_symlink() or not bundle.is_dir() or special_file(bundle / MANIFEST) is not None \
-                or not (bundle / MANIFEST).exists():
+        if (
+            bundle.is_symlink()
+            or not bundle.is_dir()
+            or special_file(bundle / MANIFEST) is not None
+            or not (bundle / MANIFEST).exists()
+        ):
             return manifest_problems(bundle), ""  # its one line: not a bundle
         signature = _check(bundle, public)
         try:

@@ -43,8 +43,9 @@ def refresh_tarball(bundle: Path) -> Path | None:
     path = release_tarball(bundle)
     if path is not None:
         manifest = read_manifest(bundle)
-        write_tarball(bundle, path, release_name(manifest["name"], manifest["version"],
-                                                 listed_in=bundle / MANIFEST))
+        write_tarball(
+            bundle, path, release_name(manifest["name"], manifest["version"], listed_in=bundle / MANIFEST)
+        )
     return path
 
 
@@ -56,8 +57,10 @@ def write_tarball(bundle: Path, path: Path, root: str) -> None:
     ``..``; symlinks in the bundle are not archived (verify reports them)."""
     if "/" in canonical_relpath(root, listed_in=path):
         raise EdgeKDError(f"{path}: top folder {root!r} must be one folder name")
-    files = [*bundle_files(bundle)[0], *(n for n in (MANIFEST, SIGNATURE)
-                                          if (bundle / n).is_file() and not (bundle / n).is_symlink())]
+    files = [
+        *bundle_files(bundle)[0],
+        *(n for n in (MANIFEST, SIGNATURE) if (bundle / n).is_file() and not (bundle / n).is_symlink()),
+    ]
     with atomic_output(path) as tmp, tarfile.open(tmp, "w:gz") as tar:
         for rel in sorted(files):
             name = f"{root}/{canonical_relpath(rel, listed_in=bundle)}"

@@ -60,8 +60,17 @@ from edgekd.bundle.tarball import refresh_tarball, release_tarball
 from edgekd.errors import EdgeKDError
 from edgekd.files import read_json, write_json
 
-__all__ = ["bundle_change", "recover", "recover_missing", "pending", "staged_dir", "journal_path",
-           "old_dir", "fault_line", "sign_release"]
+__all__ = [
+    "bundle_change",
+    "recover",
+    "recover_missing",
+    "pending",
+    "staged_dir",
+    "journal_path",
+    "old_dir",
+    "fault_line",
+    "sign_release",
+]
 
 _STRAY_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_output's mkstemp names
 
@@ -168,8 +177,7 @@ def recover(bundle: str | Path, *, log: Callable[[str], None] | None = None) -> 
             wanted = record["manifest_sha256"]
         except (OSError, ValueError, KeyError, TypeError):
             wanted = None
-        if wanted is not None and _manifest_sha(bundle) != wanted and \
-                _manifest_sha(staged) == wanted:
+        if wanted is not None and _manifest_sha(bundle) != wanted and _manifest_sha(staged) == wanted:
             _swap(bundle, staged)
         if wanted is not None and _manifest_sha(bundle) == wanted:
             _refresh_tarball(bundle)
@@ -212,8 +220,11 @@ def _stage(bundle: Path, staged: Path) -> None:
     _discard(staged)
     staged.mkdir()
     files, _ = bundle_files(bundle)
-    extra = [name for name in (MANIFEST, SIGNATURE) if (bundle / name).is_file()
-             and not (bundle / name).is_symlink()]
+    extra = [
+        name
+        for name in (MANIFEST, SIGNATURE)
+        if (bundle / name).is_file() and not (bundle / name).is_symlink()
+    ]
     for rel in [*files, *extra]:
         source, target = bundle / rel, staged / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -234,15 +245,21 @@ def fault_line(err: OSError, bundle: Path, *, swapped: bool = False) -> str:
     """One line for a write that failed (full disk, read-only file system, ...)."""
     what = err.strerror or type(err).__name__
     where = f" ({err.filename})" if err.filename else ""
-    return (f"{bundle}: could not write the change: {what}{where}; "
-            + ("the bundle was put back as it was" if swapped else "the bundle is unchanged")
-            + " (free space or make the folder writable, then run the command again)")
+    return (
+        f"{bundle}: could not write the change: {what}{where}; "
+        + ("the bundle was put back as it was" if swapped else "the bundle is unchanged")
+        + " (free space or make the folder writable, then run the command again)"
+    )
 
 
 @contextmanager
-def bundle_change(bundle: str | Path, *, key: str | Path | None = None,
-                  log: Callable[[str], None] | None = None,
-                  rewrite_manifest: bool = True) -> Iterator[Path]:
+def bundle_change(
+    bundle: str | Path,
+    *,
+    key: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+    rewrite_manifest: bool = True,
+) -> Iterator[Path]:
     """Stage ``bundle``, let the ``with`` block change the staged copy, then commit it whole.
 
     On leaving the block the staged manifest is rewritten (``rewrite_manifest``, keeping its
@@ -271,10 +288,18 @@ def bundle_change(bundle: str | Path, *, key: str | Path | None = None,
         _step("signed")
         problems = manifest_problems(staged)
         if problems:
-            raise EdgeKDError(f"{bundle}: the changed bundle would not match its manifest "
-                              f"({problems[0]}); nothing was changed")
-        write_json(journal, {"schema": "edgekd.bundle-change/v1", "bundle": bundle.name,
-                             "manifest_sha256": _manifest_sha(staged)})
+            raise EdgeKDError(
+                f"{bundle}: the changed bundle would not match its manifest "
+                f"({problems[0]}); nothing was changed"
+            )
+        write_json(
+            journal,
+            {
+                "schema": "edgekd.bundle-change/v1",
+                "bundle": bundle.name,
+                "manifest_sha256": _manifest_sha(staged),
+            },
+        )
         _step("journal")
         _swap(bundle, staged)
         swapped = True
@@ -321,8 +346,7 @@ def _rewrite_manifest(staged: Path) -> None:
     write_manifest(staged, name=manifest["name"], version=manifest["version"], extra=keep)
 
 
-def sign_release(bundle: str | Path, key_path: str | Path, *,
-                 log=None) -> tuple[dict, Path | None]:
+def sign_release(bundle: str | Path, key_path: str | Path, *, log=None) -> tuple[dict, Path | None]:
     """Sign ``bundle`` (:func:`edgekd.bundle.signing.sign_bundle`) and rewrite the tarball beside
     it, as one change (:func:`bundle_change`) under the run folder's lock: a kill or a full disk
     leaves the bundle and its tarball either unsigned or signed, never a mix that the next command
@@ -333,8 +357,9 @@ def sign_release(bundle: str | Path, key_path: str | Path, *,
     load_private_key(key_path)  # a bad key is one line before anything is locked or staged
     recover_missing(bundle, log=log)  # a bundle an interrupted swap left missing comes back
     if bundle.is_symlink() or not bundle.is_dir():
-        raise EdgeKDError(f"{bundle}: not a bundle directory (sign the bundle folder; its tarball "
-                          f"is re-written)")
+        raise EdgeKDError(
+            f"{bundle}: not a bundle directory (sign the bundle folder; its tarball is re-written)"
+        )
     with run_lock(bundle.resolve().parent):
         with bundle_change(bundle, rewrite_manifest=False, log=log) as staged:
             record = sign_bundle(staged, key_path)

@@ -30,11 +30,21 @@ class BundleConfig(Section):
     """``bundle``: what goes into the release bundle besides the models and the card."""
 
     include_eval_set: bool = Field(
-        False, description="ship the test split as eval_set.npz for edgekd bench --eval")
+        False, description="ship the test split as eval_set.npz for edgekd bench --eval"
+    )
 
 
-def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str, Path],
-                 manifest_extra: dict | None = None, log: Log = _silent, images=None) -> Path:
+def write_bundle(
+    run_dir: Path,
+    recipe,
+    data,
+    card: dict,
+    *,
+    artifacts: dict[str, Path],
+    manifest_extra: dict | None = None,
+    log: Log = _silent,
+    images=None,
+) -> Path:
     """Write ``run_dir/bundle`` whole or not at all, then the tarball beside it.
 
     ``card`` is written as it is (its ``plots`` name the files drawn here). The bundle is
@@ -74,8 +84,9 @@ def write_bundle(run_dir: Path, recipe, data, card: dict, *, artifacts: dict[str
             write_tarball(final, run_dir / f"{root}.tar.gz", root)
     except OSError as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise EdgeKDError(fault_line(err, final).replace("could not write the change",
-                                                          "could not write the bundle")) from None
+        raise EdgeKDError(
+            fault_line(err, final).replace("could not write the change", "could not write the bundle")
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -22,28 +22,39 @@ __all__ = ["cell_counts", "small_cells", "small_groups", "by_attribute", "BY_ATT
 BY_ATTRIBUTE_KEYS = ("mean_abs_disparity", "max_abs_disparity", "max_abs_disparity_class", "dpd", "eod")
 
 
-def cell_counts(labels: np.ndarray, groups: np.ndarray, *, num_classes: int,
-                num_groups: int) -> np.ndarray:
+def cell_counts(labels: np.ndarray, groups: np.ndarray, *, num_classes: int, num_groups: int) -> np.ndarray:
     """Test images per (class, group) cell, shape ``(num_classes, num_groups)``."""
     labels, groups = np.asarray(labels, np.int64), np.asarray(groups, np.int64)
-    return np.bincount(labels * num_groups + groups,
-                       minlength=num_classes * num_groups).reshape(num_classes, num_groups)
+    return np.bincount(labels * num_groups + groups, minlength=num_classes * num_groups).reshape(
+        num_classes, num_groups
+    )
 
 
-def small_cells(labels: np.ndarray, groups: np.ndarray, *, class_names: list[str],
-                group_names: list[str], min_support: int) -> list[dict]:
+def small_cells(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    min_support: int,
+) -> list[dict]:
     """``{"class", "group", "images"}`` of every cell under ``min_support`` test images, by class
     then group index."""
     counts = cell_counts(labels, groups, num_classes=len(class_names), num_groups=len(group_names))
-    return [{"class": class_names[c], "group": group_names[g], "images": int(counts[c, g])}
-            for c, g in zip(*np.nonzero(counts < min_support))]
+    return [
+        {"class": class_names[c], "group": group_names[g], "images": int(counts[c, g])}
+        for c, g in zip(*np.nonzero(counts < min_support))
+    ]
 
 
 def small_groups(groups: np.ndarray, *, group_names: list[str], min_support: int) -> list[dict]:
     """``{"group", "images"}`` of every group under ``min_support`` test images (left out of DPD)."""
     sizes = np.bincount(np.asarray(groups, np.int64), minlength=len(group_names))
-    return [{"group": name, "images": int(sizes[g])} for g, name in enumerate(group_names)
-            if sizes[g] < min_support]
+    return [
+        {"group": name, "images": int(sizes[g])}
+        for g, name in enumerate(group_names)
+        if sizes[g] < min_support
+    ]
 
 
 def by_attribute(data, evaluations: dict, *, min_support: int) -> dict:
@@ -77,17 +88,24 @@ def by_attribute(data, evaluations: dict, *, min_support: int) -> dict:
         marginal = value_of[groups]
         models = {}
         for name, evaluation in evaluations.items():
-            metrics = evaluate_predictions(labels, evaluation.predictions, marginal,
-                                           class_names=data.class_names, group_names=names,
-                                           min_support=min_support)
+            metrics = evaluate_predictions(
+                labels,
+                evaluation.predictions,
+                marginal,
+                class_names=data.class_names,
+                group_names=names,
+                min_support=min_support,
+            )
             models[name] = {key: metrics[key] for key in BY_ATTRIBUTE_KEYS}
-            models[name]["disparity_by_class"] = {row["class"]: row["disparity"]
-                                                  for row in metrics["per_class"]}
+            models[name]["disparity_by_class"] = {
+                row["class"]: row["disparity"] for row in metrics["per_class"]
+            }
         out[attribute] = {
             "groups": names,
             "test_counts_by_group": {g: int((marginal == v).sum()) for v, g in enumerate(names)},
-            "small_cells": small_cells(labels, marginal, class_names=data.class_names,
-                                       group_names=names, min_support=min_support),
+            "small_cells": small_cells(
+                labels, marginal, class_names=data.class_names, group_names=names, min_support=min_support
+            ),
             "small_groups": small_groups(marginal, group_names=names, min_support=min_support),
             "models": models,
         }

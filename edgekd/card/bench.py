@@ -20,16 +20,35 @@ import math
 
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["BENCH_HEADERS", "bench_headers", "card_entry", "add_bench_result", "add_engine_evaluation",
-           "with_step",
-           "result_rows", "bench_rows", "latency_cells", "ms_range"]
+__all__ = [
+    "BENCH_HEADERS",
+    "bench_headers",
+    "card_entry",
+    "add_bench_result",
+    "add_engine_evaluation",
+    "with_step",
+    "result_rows",
+    "bench_rows",
+    "latency_cells",
+    "ms_range",
+]
 
 BENCH_HEADERS = {
-    "device": "device", "backend": "backend", "artifact": "artifact", "batch": "batch",
-    "p50_ms": "p50 ms", "p10_p90_ms": "p10-p90 ms", "repeat_p50_ms": "p50 of repeats",
-    "p90_ms": "p90 ms", "p99_ms": "p99 ms", "mean_ms": "mean ms",
-    "images_per_s": "images/s", "first_ms": "first ms", "peak_rss_mb": "peak RSS MB",
-    "power_w": "power W", "mj_per_image": "mJ/image",
+    "device": "device",
+    "backend": "backend",
+    "artifact": "artifact",
+    "batch": "batch",
+    "p50_ms": "p50 ms",
+    "p10_p90_ms": "p10-p90 ms",
+    "repeat_p50_ms": "p50 of repeats",
+    "p90_ms": "p90 ms",
+    "p99_ms": "p99 ms",
+    "mean_ms": "mean ms",
+    "images_per_s": "images/s",
+    "first_ms": "first ms",
+    "peak_rss_mb": "peak RSS MB",
+    "power_w": "power W",
+    "mj_per_image": "mJ/image",
 }
 """Timing columns; :func:`bench_headers` adds the metric table's and agreement."""
 
@@ -59,8 +78,10 @@ def latency_cells(timing: dict) -> dict[str, str | None]:
     lat = timing.get("latency_ms") or {}
     medians = timing.get("repeat_p50_ms")
     medians = [m for m in medians if isinstance(m, (int, float))] if isinstance(medians, list) else []
-    return {"p10_p90_ms": ms_range(lat.get("p10"), lat.get("p90")),
-            "repeat_p50_ms": ms_range(min(medians), max(medians)) if medians else None}
+    return {
+        "p10_p90_ms": ms_range(lat.get("p10"), lat.get("p90")),
+        "repeat_p50_ms": ms_range(min(medians), max(medians)) if medians else None,
+    }
 
 
 def bench_headers() -> dict[str, str]:
@@ -78,8 +99,10 @@ def result_rows(result: dict, *, device: bool = False) -> list[dict]:
             "backend": result["backend"],
             "artifact": result["artifact"]["file"],
             "batch": r["batch"],
-            "p50_ms": lat.get("p50"), **latency_cells(r),
-            "p90_ms": lat.get("p90"), "p99_ms": lat.get("p99"),
+            "p50_ms": lat.get("p50"),
+            **latency_cells(r),
+            "p90_ms": lat.get("p90"),
+            "p99_ms": lat.get("p99"),
             "mean_ms": lat.get("mean"),
             "images_per_s": r.get("throughput_ips"),
             "first_ms": r.get("first_inference_ms"),
@@ -152,8 +175,11 @@ def add_engine_evaluation(card: dict, name: str, entry: dict) -> dict:
     """
     from edgekd.card.gates import evaluate_gates, gate_table
 
-    models = {k: v for k, v in card["models"].items()
-              if k != name and not (entry.get("file") and v.get("file") == entry["file"])}
+    models = {
+        k: v
+        for k, v in card["models"].items()
+        if k != name and not (entry.get("file") and v.get("file") == entry["file"])
+    }
     removed = set(card["models"]) - set(models)
     models[name] = copy.deepcopy(entry)
     thresholds = {}

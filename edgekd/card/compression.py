@@ -22,10 +22,21 @@ SECTION = "compression_by_group"
 _SETTINGS = ("alpha", "min_effect", "min_support")
 
 
-def step_entry(before_name: str, after_name: str, y_true: np.ndarray, before: np.ndarray,
-               after: np.ndarray, groups: np.ndarray, *, class_names: list[str],
-               group_names: list[str], alpha: float, min_effect: float, min_support: int,
-               measured_on: str) -> dict:
+def step_entry(
+    before_name: str,
+    after_name: str,
+    y_true: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    alpha: float,
+    min_effect: float,
+    min_support: int,
+    measured_on: str,
+) -> dict:
     """One step of ``card["compression_by_group"]["steps"]``.
 
     Parameters
@@ -54,20 +65,33 @@ def step_entry(before_name: str, after_name: str, y_true: np.ndarray, before: np
     >>> entry["step"], entry["overall"]["agreement"], entry["worst_cell"]["class"]
     ('student -> onnx_int8', 0.5, 'b')
     """
-    effect = compression_effect(y_true, before, after, groups, class_names=list(class_names),
-                                group_names=list(group_names), alpha=alpha, min_effect=min_effect,
-                                min_support=min_support)
-    return {"step": f"{before_name} -> {after_name}", "before": before_name, "after": after_name,
-            "measured_on": measured_on,
-            **{key: value for key, value in effect.items() if key not in _SETTINGS}}
+    effect = compression_effect(
+        y_true,
+        before,
+        after,
+        groups,
+        class_names=list(class_names),
+        group_names=list(group_names),
+        alpha=alpha,
+        min_effect=min_effect,
+        min_support=min_support,
+    )
+    return {
+        "step": f"{before_name} -> {after_name}",
+        "before": before_name,
+        "after": after_name,
+        "measured_on": measured_on,
+        **{key: value for key, value in effect.items() if key not in _SETTINGS},
+    }
 
 
 def put_step(card: dict, step: dict, *, alpha: float, min_effect: float, min_support: int) -> None:
     """Add ``step`` to ``card["compression_by_group"]`` (made with the settings if missing),
     replacing a step with the same ``before``, ``after`` and ``measured_on``; a new step goes last
     (the device's steps follow the build's chain)."""
-    section = card.setdefault(SECTION, {"alpha": alpha, "min_effect": min_effect,
-                                        "min_support": int(min_support), "steps": []})
+    section = card.setdefault(
+        SECTION, {"alpha": alpha, "min_effect": min_effect, "min_support": int(min_support), "steps": []}
+    )
     steps = section.setdefault("steps", [])
     same = (step["before"], step["after"], step["measured_on"])
     for i, old in enumerate(steps):
@@ -101,5 +125,8 @@ def step_settings(card: dict | None) -> dict:
                 return value
         return 1
 
-    return {"alpha": number("alpha", 0.05), "min_effect": number("min_effect", DEFAULT_MIN_EFFECT),
-            "min_support": support()}
+    return {
+        "alpha": number("alpha", 0.05),
+        "min_effect": number("min_effect", DEFAULT_MIN_EFFECT),
+        "min_support": support(),
+    }

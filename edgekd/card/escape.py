@@ -75,5 +75,5 @@ def plot_label(text: object, limit: int = 60) -> str:
     so that mathtext never parses it (``price $_$ band`` is drawn as written)."""
     text = plain_text(str(text))
     if len(text) > limit:
-        text = text[:limit - 1] + "\u2026"
+        text = text[: limit - 1] + "\u2026"
     return text.replace("$", r"\$")

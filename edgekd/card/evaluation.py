@@ -22,13 +22,28 @@ import numpy as np
 
 from edgekd.fairness.metric_table import difference
 
-__all__ = ["Evaluation", "evaluate", "evaluate_trained", "drift", "worst_agreement", "DEFAULT_MIN_SUPPORT",
-           "CURVE_KEYS"]
+__all__ = [
+    "Evaluation",
+    "evaluate",
+    "evaluate_trained",
+    "drift",
+    "worst_agreement",
+    "DEFAULT_MIN_SUPPORT",
+    "CURVE_KEYS",
+]
 
 # What the card keeps of every training epoch (its training-curves plot draws them).
-CURVE_KEYS = ("epoch", "train_loss", "train_top1", "val_top1", "val_mean_abs_disparity",
-              "val_cell_balanced_accuracy", "val_worst_cell_recall", "adversary_top1",
-              "adversary_reference")
+CURVE_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_top1",
+    "val_top1",
+    "val_mean_abs_disparity",
+    "val_cell_balanced_accuracy",
+    "val_worst_cell_recall",
+    "adversary_top1",
+    "adversary_reference",
+)
 
 # The card's default ``card.min_support``: a recall or rate resting on fewer test images is too
 # noisy to compare (one image moves a recall of 20 by 0.05) and is left out of the gaps.
@@ -61,8 +76,13 @@ class Evaluation:
     def card_entry(self) -> dict:
         """The entry under ``card["models"][name]`` (without the bootstrap intervals)."""
         entry = {"kind": self.kind}
-        entry.update({k: v for k, v in (("file", self.file), ("runtime", self.runtime),
-                                        ("precision", self.precision)) if v is not None})
+        entry.update(
+            {
+                k: v
+                for k, v in (("file", self.file), ("runtime", self.runtime), ("precision", self.precision))
+                if v is not None
+            }
+        )
         entry["size_bytes"] = self.size_bytes
         entry.update(self.details)
         entry["metrics"] = self.metrics
@@ -71,27 +91,51 @@ class Evaluation:
         return entry
 
 
-def drift(reference: Evaluation, artifact: Evaluation, y_true: np.ndarray | None = None,
-          groups: np.ndarray | None = None, *, class_names: list[str] | None = None,
-          group_names: list[str] | None = None, min_support: int = 1) -> dict:
+def drift(
+    reference: Evaluation,
+    artifact: Evaluation,
+    y_true: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    *,
+    class_names: list[str] | None = None,
+    group_names: list[str] | None = None,
+    min_support: int = 1,
+) -> dict:
     """How an exported artifact's behaviour differs from the torch model it came from: overall,
     and (given the test labels, groups and names) where it differs most
     (:func:`worst_agreement`)."""
     out = {
         "prediction_agreement": float(np.mean(reference.predictions == artifact.predictions)),
         "top1_change": difference(artifact.metrics["top1"], reference.metrics["top1"]),
-        "mean_abs_disparity_change": difference(artifact.metrics["mean_abs_disparity"],
-                                                reference.metrics["mean_abs_disparity"]),
+        "mean_abs_disparity_change": difference(
+            artifact.metrics["mean_abs_disparity"], reference.metrics["mean_abs_disparity"]
+        ),
     }
     if y_true is not None and groups is not None and class_names and group_names:
-        out.update(worst_agreement(y_true, reference.predictions, artifact.predictions, groups,
-                                   class_names=class_names, group_names=group_names,
-                                   min_support=min_support))
+        out.update(
+            worst_agreement(
+                y_true,
+                reference.predictions,
+                artifact.predictions,
+                groups,
+                class_names=class_names,
+                group_names=group_names,
+                min_support=min_support,
+            )
+        )
     return out
 
 
-def worst_agreement(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, *,
-                    class_names: list[str], group_names: list[str], min_support: int = 1) -> dict:
+def worst_agreement(
+    y_true: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    min_support: int = 1,
+) -> dict:
     """Where ``after`` departs most from ``before`` on the test split, among the cells and groups
     with at least ``min_support`` images (the card's ``min_support``): the summary beside an
     artifact's overall agreement that the gates ``min_group_agreement_vs_student`` and
@@ -111,32 +155,51 @@ def worst_agreement(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, g
 
     y_true, before, after, groups = (np.asarray(a, dtype=np.int64) for a in (y_true, before, after, groups))
     support = max(int(min_support), 1)
-    cell = worst_cell_agreement(y_true, before, after, groups, class_names=class_names,
-                                group_names=group_names, min_support=support)
+    cell = worst_cell_agreement(
+        y_true, before, after, groups, class_names=class_names, group_names=group_names, min_support=support
+    )
     rows = []
     for g, name in enumerate(group_names):
         mask = groups == g
         n = int(mask.sum())
         if n >= support:  # changes counted in images, as compression_effect counts them
             gained = int(np.sum(after[mask] == y_true[mask])) - int(np.sum(before[mask] == y_true[mask]))
-            rows.append({"group": name, "agreement": int(np.sum(before[mask] == after[mask])) / n,
-                         "images": n, "accuracy_change": gained / n})
+            rows.append(
+                {
+                    "group": name,
+                    "agreement": int(np.sum(before[mask] == after[mask])) / n,
+                    "images": n,
+                    "accuracy_change": gained / n,
+                }
+            )
     worst_group = min(rows, key=lambda r: r["agreement"]) if rows else None
     most_lost = min(rows, key=lambda r: r["accuracy_change"]) if rows else None
     return {
         "worst_cell_agreement": cell,
-        "worst_group_agreement": None if worst_group is None else {
-            k: worst_group[k] for k in ("group", "agreement", "images")},
-        "worst_group_accuracy_change": None if most_lost is None else {
-            "group": most_lost["group"], "accuracy_change": most_lost["accuracy_change"]},
+        "worst_group_agreement": None
+        if worst_group is None
+        else {k: worst_group[k] for k in ("group", "agreement", "images")},
+        "worst_group_accuracy_change": None
+        if most_lost is None
+        else {"group": most_lost["group"], "accuracy_change": most_lost["accuracy_change"]},
     }
 
 
-def evaluate(name: str, predictions: np.ndarray, data, *, kind: str, size_bytes: int,
-             precision: str | None = None, runtime: str | None = None, file: str | None = None,
-             path: Path | None = None, details: dict | None = None,
-             reference: Evaluation | None = None,
-             min_support: int = DEFAULT_MIN_SUPPORT) -> Evaluation:
+def evaluate(
+    name: str,
+    predictions: np.ndarray,
+    data,
+    *,
+    kind: str,
+    size_bytes: int,
+    precision: str | None = None,
+    runtime: str | None = None,
+    file: str | None = None,
+    path: Path | None = None,
+    details: dict | None = None,
+    reference: Evaluation | None = None,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+) -> Evaluation:
     """Score ``predictions`` on ``data``'s test split and describe what made them.
 
     Parameters
@@ -163,13 +226,29 @@ def evaluate(name: str, predictions: np.ndarray, data, *, kind: str, size_bytes:
     names = dict(class_names=data.class_names, group_names=data.group_names, min_support=min_support)
     metrics = evaluate_predictions(data.test.labels, predictions, data.test.groups, **names)
     cross_check(metrics, data.test.labels, predictions, data.test.groups, what=name, **names)
-    evaluation = Evaluation(name=name, kind=kind, predictions=predictions, metrics=metrics,
-                            size_bytes=int(size_bytes), precision=precision, runtime=runtime, file=file,
-                            path=path, details=dict(details or {}), min_support=min_support)
+    evaluation = Evaluation(
+        name=name,
+        kind=kind,
+        predictions=predictions,
+        metrics=metrics,
+        size_bytes=int(size_bytes),
+        precision=precision,
+        runtime=runtime,
+        file=file,
+        path=path,
+        details=dict(details or {}),
+        min_support=min_support,
+    )
     if reference is not None:
-        evaluation.vs_student = drift(reference, evaluation, data.test.labels, data.test.groups,
-                                      class_names=data.class_names, group_names=data.group_names,
-                                      min_support=min_support)
+        evaluation.vs_student = drift(
+            reference,
+            evaluation,
+            data.test.labels,
+            data.test.groups,
+            class_names=data.class_names,
+            group_names=data.group_names,
+            min_support=min_support,
+        )
     return evaluation
 
 
@@ -183,20 +262,33 @@ def evaluate_trained(name: str, trained, data, *, min_support: int) -> Evaluatio
     cfg = trained.config
     select_by = resolve_select_by(cfg.select_by, len(data.group_names))
     best = best_epoch(trained.history, select_by)
-    training = {"epochs": cfg.epochs, "selected_by": select_by,
-                "best_epoch": best["epoch"] if best else 0,
-                "best_val_top1": best["val_top1"] if best else None,
-                "label_smoothing": cfg.label_smoothing}
+    training = {
+        "epochs": cfg.epochs,
+        "selected_by": select_by,
+        "best_epoch": best["epoch"] if best else 0,
+        "best_val_top1": best["val_top1"] if best else None,
+        "label_smoothing": cfg.label_smoothing,
+    }
     if trained.history and trained.history[-1].get("precision"):
         training["precision"] = trained.history[-1]["precision"]
     if best and select_by != "top1":
         training[f"best_val_{select_by}"] = best.get(f"val_{select_by}")
     training["augment"] = cfg.augment.effective()
-    training["history"] = [{key: record[key] for key in CURVE_KEYS if record.get(key) is not None}
-                           for record in trained.history]
-    return evaluate(name, trained.test_logits.argmax(1), data, kind="torch",
-                    size_bytes=state_dict_bytes(trained.model),
-                    details={"arch": cfg.arch, "parameters": count_parameters(trained.model),
-                             "weights": weights_record(cfg), "stage_key": trained.stage.key,
-                             "training": training},
-                    min_support=min_support)
+    training["history"] = [
+        {key: record[key] for key in CURVE_KEYS if record.get(key) is not None} for record in trained.history
+    ]
+    return evaluate(
+        name,
+        trained.test_logits.argmax(1),
+        data,
+        kind="torch",
+        size_bytes=state_dict_bytes(trained.model),
+        details={
+            "arch": cfg.arch,
+            "parameters": count_parameters(trained.model),
+            "weights": weights_record(cfg),
+            "stage_key": trained.stage.key,
+            "training": training,
+        },
+        min_support=min_support,
+    )

@@ -23,8 +23,18 @@ import numpy as np
 
 from edgekd.files import atomic_output
 
-__all__ = ["PER_CELL", "CELLS", "THUMBNAIL", "GUTTER", "flipped_examples", "flipped_plot_name",
-           "thumbnail", "tile_size", "draw_flipped_grid", "cell_order"]
+__all__ = [
+    "PER_CELL",
+    "CELLS",
+    "THUMBNAIL",
+    "GUTTER",
+    "flipped_examples",
+    "flipped_plot_name",
+    "thumbnail",
+    "tile_size",
+    "draw_flipped_grid",
+    "cell_order",
+]
 
 PER_CELL = 4  # thumbnails per cell
 CELLS = 8  # cells per artifact
@@ -41,14 +51,26 @@ def cell_order(row: dict) -> tuple:
     """Sort key of a step's cell rows: changed cells first, then significant ones, then the
     lowest agreement, then the most flips; Python's sort keeps (class, group) order on ties."""
     agreement = row.get("agreement")
-    return (not row.get("changed"), not row.get("significant"),
-            agreement if agreement is not None else 1.0,
-            -(row.get("right_to_wrong", 0) + row.get("wrong_to_right", 0)))
+    return (
+        not row.get("changed"),
+        not row.get("significant"),
+        agreement if agreement is not None else 1.0,
+        -(row.get("right_to_wrong", 0) + row.get("wrong_to_right", 0)),
+    )
 
 
-def flipped_examples(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray,
-                     per_cell_rows: list[dict], *, class_names: list[str], group_names: list[str],
-                     cells: int = CELLS, per_cell: int = PER_CELL) -> list[dict]:
+def flipped_examples(
+    y_true: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    groups: np.ndarray,
+    per_cell_rows: list[dict],
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    cells: int = CELLS,
+    per_cell: int = PER_CELL,
+) -> list[dict]:
     """Up to ``cells`` cells of one step with at least one changed prediction, each with up to
     ``per_cell`` indices of its changed images: ``[{"class", "group", "changed", "indices"}]``.
 
@@ -62,13 +84,18 @@ def flipped_examples(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, 
     broken = (before == y_true) & (after != y_true)
     out = []
     for row in sorted(per_cell_rows, key=cell_order):
-        mask = ((y_true == classes[row["class"]]) & (groups == group_index[row["group"]])
-                & (before != after))
+        mask = (y_true == classes[row["class"]]) & (groups == group_index[row["group"]]) & (before != after)
         if not mask.any():
             continue
         first = np.concatenate([np.flatnonzero(mask & broken), np.flatnonzero(mask & ~broken)])
-        out.append({"class": row["class"], "group": row["group"], "changed": int(mask.sum()),
-                    "indices": [int(i) for i in first[:per_cell]]})
+        out.append(
+            {
+                "class": row["class"],
+                "group": row["group"],
+                "changed": int(mask.sum()),
+                "indices": [int(i) for i in first[:per_cell]],
+            }
+        )
         if len(out) == cells:
             break
     return out
@@ -92,8 +119,7 @@ def tile_size(images: np.ndarray, size: int = THUMBNAIL) -> int:
     return min(int(max(images.shape[1:3])), size)
 
 
-def draw_flipped_grid(images: np.ndarray, examples: list[dict], path: Path,
-                      size: int = THUMBNAIL) -> Path:
+def draw_flipped_grid(images: np.ndarray, examples: list[dict], path: Path, size: int = THUMBNAIL) -> Path:
     """Write the PNG grid of ``examples`` (:func:`flipped_examples`), cut from ``images`` (the
     test split, uint8 (N, H, W, 3)), atomically at ``path``; the layout is the module's."""
     from PIL import Image
@@ -106,7 +132,7 @@ def draw_flipped_grid(images: np.ndarray, examples: list[dict], path: Path,
         for k, index in enumerate(cell["indices"]):
             small = thumbnail(images[index], size)
             y, x = GUTTER + r * step, GUTTER + k * step
-            grid[y:y + small.shape[0], x:x + small.shape[1]] = small
+            grid[y : y + small.shape[0], x : x + small.shape[1]] = small
     with atomic_output(Path(path)) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")
     return Path(path)

@@ -31,8 +31,19 @@ from edgekd.config import Section
 from edgekd.errors import EdgeKDError
 from edgekd.fairness.metric_table import difference, gated_metrics
 
-__all__ = ["Gate", "gate_table", "GatesConfig", "evaluate_gates", "int8_gates", "failed_gates",
-           "warned_gates", "describe_gate", "INT8_GATE", "INT8_CELL_GATE", "GATE_DEFAULTS"]
+__all__ = [
+    "Gate",
+    "gate_table",
+    "GatesConfig",
+    "evaluate_gates",
+    "int8_gates",
+    "failed_gates",
+    "warned_gates",
+    "describe_gate",
+    "INT8_GATE",
+    "INT8_CELL_GATE",
+    "GATE_DEFAULTS",
+]
 
 INT8_GATE = "int8_min_agreement"
 INT8_CELL_GATE = "int8_min_cell_agreement"
@@ -61,44 +72,70 @@ class Gate:
 
 
 def _metric_gate(metric) -> Gate:
-    return Gate(metric.gate, metric.description, metric.comparison,
-                lambda entry, card: metric.read(entry["metrics"]))
+    return Gate(
+        metric.gate, metric.description, metric.comparison, lambda entry, card: metric.read(entry["metrics"])
+    )
 
 
 _REFERENCE_GATES = (
-    Gate("max_disparity_increase_vs_teacher", "mean |disparity| minus the teacher's", "<=",
-         lambda entry, card: difference(
-             entry["metrics"]["mean_abs_disparity"],
-             card["models"]["teacher"]["metrics"]["mean_abs_disparity"])),
-    Gate("min_agreement_vs_student", "prediction agreement with the torch student", ">=",
-         lambda entry, card: entry["vs_student"]["prediction_agreement"], artifacts_only=True),
-    Gate("max_top1_drop_vs_student", "top-1 drop against the torch student", "<=",
-         lambda entry, card: difference(0.0, entry["vs_student"]["top1_change"]), artifacts_only=True),
-    Gate("min_cell_agreement_vs_student",
-         "prediction agreement with the torch student in its worst (class, group) cell", ">=",
-         lambda entry, card: _worst(entry, "worst_cell_agreement", "agreement"), artifacts_only=True),
-    Gate("min_group_agreement_vs_student", "prediction agreement with the torch student in its worst group",
-         ">=", lambda entry, card: _worst(entry, "worst_group_agreement", "agreement"),
-         artifacts_only=True),
-    Gate("max_group_recall_drop_vs_student",
-         "accuracy lost against the torch student in the group that lost most", "<=",
-         lambda entry, card: difference(0.0, _worst(entry, "worst_group_accuracy_change",
-                                                    "accuracy_change")), artifacts_only=True),
+    Gate(
+        "max_disparity_increase_vs_teacher",
+        "mean |disparity| minus the teacher's",
+        "<=",
+        lambda entry, card: difference(
+            entry["metrics"]["mean_abs_disparity"], card["models"]["teacher"]["metrics"]["mean_abs_disparity"]
+        ),
+    ),
+    Gate(
+        "min_agreement_vs_student",
+        "prediction agreement with the torch student",
+        ">=",
+        lambda entry, card: entry["vs_student"]["prediction_agreement"],
+        artifacts_only=True,
+    ),
+    Gate(
+        "max_top1_drop_vs_student",
+        "top-1 drop against the torch student",
+        "<=",
+        lambda entry, card: difference(0.0, entry["vs_student"]["top1_change"]),
+        artifacts_only=True,
+    ),
+    Gate(
+        "min_cell_agreement_vs_student",
+        "prediction agreement with the torch student in its worst (class, group) cell",
+        ">=",
+        lambda entry, card: _worst(entry, "worst_cell_agreement", "agreement"),
+        artifacts_only=True,
+    ),
+    Gate(
+        "min_group_agreement_vs_student",
+        "prediction agreement with the torch student in its worst group",
+        ">=",
+        lambda entry, card: _worst(entry, "worst_group_agreement", "agreement"),
+        artifacts_only=True,
+    ),
+    Gate(
+        "max_group_recall_drop_vs_student",
+        "accuracy lost against the torch student in the group that lost most",
+        "<=",
+        lambda entry, card: difference(0.0, _worst(entry, "worst_group_accuracy_change", "accuracy_change")),
+        artifacts_only=True,
+    ),
 )
 _DESCRIPTIONS = {
     "min_agreement_vs_student": "exported artifacts: argmax agreement with the torch student",
     "max_top1_drop_vs_student": "exported artifacts: top-1 lost against the torch student",
     "min_cell_agreement_vs_student": "exported artifacts: argmax agreement with the torch student in "
-                                     "the (class, group) cell of at least card.min_support test images "
-                                     "where it is lowest (default 0.85; quickstart: 0.94 INT8 CPU, "
-                                     "0.96 INT8 TensorRT form, 1.0 fp16)",
+    "the (class, group) cell of at least card.min_support test images "
+    "where it is lowest (default 0.85; quickstart: 0.94 INT8 CPU, "
+    "0.96 INT8 TensorRT form, 1.0 fp16)",
     "min_group_agreement_vs_student": "exported artifacts: argmax agreement with the torch student in "
-                                      "the group where it is lowest (default 0.95; quickstart: "
-                                      "0.9775 INT8 CPU, 0.9875 INT8 TensorRT form, 1.0 fp16)",
+    "the group where it is lowest (default 0.95; quickstart: "
+    "0.9775 INT8 CPU, 0.9875 INT8 TensorRT form, 1.0 fp16)",
     "max_group_recall_drop_vs_student": "exported artifacts: accuracy (the recall of all its classes) "
-                                        "lost against the torch student in the group that lost most "
-                                        "(default 0.03; quickstart: 0.0125 INT8 CPU, 0.0075 INT8 "
-                                        "TensorRT form, 0 fp16)",
+    "lost against the torch student in the group that lost most "
+    "(default 0.03; quickstart: 0.0125 INT8 CPU, 0.0075 INT8 "
+    "TensorRT form, 0 fp16)",
 }
 
 
@@ -111,19 +148,26 @@ def _worst(entry: dict, key: str, field: str) -> float | None:
 
 def gate_table() -> dict[str, Gate]:
     """Every gate by name: one per gated metric of the table, then the reference gates."""
-    return {**{m.gate: _metric_gate(m) for m in gated_metrics()},
-            **{g.name: g for g in _REFERENCE_GATES}}
+    return {**{m.gate: _metric_gate(m) for m in gated_metrics()}, **{g.name: g for g in _REFERENCE_GATES}}
 
 
 GatesConfig = create_model(
     "GatesConfig",
     __base__=Section,
     __doc__="``card.gates``: release thresholds on the student and every exported artifact (off "
-            "when unset). A failed gate makes ``edgekd build`` and ``edgekd card --check`` exit 1.",
-    **{name: (float | None, Field(GATE_DEFAULTS.get(name),
-                                  ge=-1.0 if name == "max_disparity_increase_vs_teacher" else 0.0,
-                                  le=1.0, description=_DESCRIPTIONS.get(name)))
-       for name in gate_table()},
+    "when unset). A failed gate makes ``edgekd build`` and ``edgekd card --check`` exit 1.",
+    **{
+        name: (
+            float | None,
+            Field(
+                GATE_DEFAULTS.get(name),
+                ge=-1.0 if name == "max_disparity_increase_vs_teacher" else 0.0,
+                le=1.0,
+                description=_DESCRIPTIONS.get(name),
+            ),
+        )
+        for name in gate_table()
+    },
 )
 
 
@@ -149,8 +193,9 @@ def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
         if name not in gates:
             raise EdgeKDError(f"card.gates.{name}: unknown gate; allowed: {', '.join(gates)}")
     results = []
-    releasable = [name for name, entry in card["models"].items()
-                  if name == "student" or entry.get("kind") != "torch"]
+    releasable = [
+        name for name, entry in card["models"].items() if name == "student" or entry.get("kind") != "torch"
+    ]
     for name in releasable:
         entry = card["models"][name]
         for gate in gates.values():
@@ -158,11 +203,20 @@ def evaluate_gates(card: dict, gates_cfg: dict) -> list[dict]:
             if threshold is None or (gate.artifacts_only and entry.get("kind") == "torch"):
                 continue
             value = gate.read(entry, card)
-            passed = value is not None and (value >= threshold if gate.comparison == ">="
-                                            else value <= threshold)
-            results.append({"name": gate.name, "artifact": name, "metric": gate.metric,
-                            "threshold": threshold, "comparison": gate.comparison, "value": value,
-                            "passed": bool(passed)})
+            passed = value is not None and (
+                value >= threshold if gate.comparison == ">=" else value <= threshold
+            )
+            results.append(
+                {
+                    "name": gate.name,
+                    "artifact": name,
+                    "metric": gate.metric,
+                    "threshold": threshold,
+                    "comparison": gate.comparison,
+                    "value": value,
+                    "passed": bool(passed),
+                }
+            )
     return results + int8_gates({**card, "models": {n: card["models"][n] for n in releasable}})
 
 
@@ -178,23 +232,47 @@ def int8_gates(card: dict) -> list[dict]:
     gates = []
     for name, entry in card["models"].items():
         export = entry.get("export")
-        if not isinstance(export, dict) or "min_agreement" not in export \
-                or "agreement_with_fp32_on_validation" not in export:
+        if (
+            not isinstance(export, dict)
+            or "min_agreement" not in export
+            or "agreement_with_fp32_on_validation" not in export
+        ):
             continue
         reason = (export.get("shipped") or {}).get("reason")
-        checks = [(INT8_GATE, "INT8 argmax agreement with fp32 on the validation images (cell-weighted)",
-                   export["agreement_with_fp32_on_validation"], export["min_agreement"])]
+        checks = [
+            (
+                INT8_GATE,
+                "INT8 argmax agreement with fp32 on the validation images (cell-weighted)",
+                export["agreement_with_fp32_on_validation"],
+                export["min_agreement"],
+            )
+        ]
         worst = export.get("worst_cell_on_validation")
         if "min_cell_agreement" in export and isinstance(worst, dict):
-            checks.append((INT8_CELL_GATE, "INT8 argmax agreement with fp32 in the worst (class, group) "
-                                           "cell of the validation images", worst.get("agreement"),
-                           export["min_cell_agreement"]))
+            checks.append(
+                (
+                    INT8_CELL_GATE,
+                    "INT8 argmax agreement with fp32 in the worst (class, group) "
+                    "cell of the validation images",
+                    worst.get("agreement"),
+                    export["min_cell_agreement"],
+                )
+            )
         for gate, metric, value, threshold in checks:
             passed = value is not None and value >= threshold
-            gates.append({"name": gate, "artifact": name, "metric": metric, "threshold": threshold,
-                          "comparison": ">=", "value": value, "passed": bool(passed),
-                          **({"on_miss": "warn"} if export.get("on_miss") == "warn" else {}),
-                          **({"detail": f"shipped: {reason}"} if reason and not passed else {})})
+            gates.append(
+                {
+                    "name": gate,
+                    "artifact": name,
+                    "metric": metric,
+                    "threshold": threshold,
+                    "comparison": ">=",
+                    "value": value,
+                    "passed": bool(passed),
+                    **({"on_miss": "warn"} if export.get("on_miss") == "warn" else {}),
+                    **({"detail": f"shipped: {reason}"} if reason and not passed else {}),
+                }
+            )
     return gates
 
 
@@ -211,8 +289,13 @@ def warned_gates(card: dict) -> list[dict]:
 def describe_gate(gate: dict) -> str:
     """One line for a failed (or warning) gate: name, artifact, value and threshold."""
     value = "undefined" if gate["value"] is None else f"{gate['value']:.4f}"
-    head = ("gate warning (on_miss: warn)" if gate.get("on_miss") == "warn" and not gate["passed"]
-            else "gate failed")
-    return (f"{head}: {gate['name']} on {gate['artifact']}: {gate['metric']} is {value}, "
-            f"needs {gate['comparison']} {gate['threshold']}"
-            + (f" ({gate['detail']})" if gate.get("detail") else ""))
+    head = (
+        "gate warning (on_miss: warn)"
+        if gate.get("on_miss") == "warn" and not gate["passed"]
+        else "gate failed"
+    )
+    return (
+        f"{head}: {gate['name']} on {gate['artifact']}: {gate['metric']} is {value}, "
+        f"needs {gate['comparison']} {gate['threshold']}"
+        + (f" ({gate['detail']})" if gate.get("detail") else "")
+    )

@@ -63,7 +63,7 @@ def markdown_to_html(markdown: str, images: dict[str, str] | None = None) -> str
     lines = markdown.splitlines()
     if lines and lines[0] == "---":  # front matter: for the Hub, not for readers
         end = lines.index("---", 1)
-        lines = lines[end + 1:]
+        lines = lines[end + 1 :]
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -90,14 +90,20 @@ def markdown_to_html(markdown: str, images: dict[str, str] | None = None) -> str
                 i += 1
             i -= 1
             body = [r for r in rows[1:] if not all(set(c) <= set("-: ") for c in r)]
-            out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in rows[0]) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                                 for r in body) + "</table>")
+            out.append(
+                "<table><tr>"
+                + "".join(f"<th>{_inline(c)}</th>" for c in rows[0])
+                + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+                + "</table>"
+            )
         elif _IMAGE.match(line):
             alt, src = _IMAGE.match(line).groups()
             src = images.get(src.rsplit("/", 1)[-1], src)
-            out.append(f'<figure><img alt="{html.escape(alt)}" src="{html.escape(src)}">'
-                       f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+            out.append(
+                f'<figure><img alt="{html.escape(alt)}" src="{html.escape(src)}">'
+                f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+            )
         elif line.startswith("- "):
             items: list[str] = []
             while i < len(lines) and (lines[i].startswith("- ") or lines[i].startswith("  - ")):
@@ -124,8 +130,10 @@ def bundle_plots(bundle: Path, card: dict) -> list[Path]:
     for rel in card.get("plots", []):
         path = inside(rel, bundle, listed_in=where) if isinstance(rel, str) else None
         if path is None or path.suffix != ".png" or not is_inside(path, bundle / "plots"):
-            raise EdgeKDError(f"{where}: plot {rel!r} is not a PNG inside {bundle / 'plots'}; a card "
-                              f"embeds only its bundle's own plots")
+            raise EdgeKDError(
+                f"{where}: plot {rel!r} is not a PNG inside {bundle / 'plots'}; a card "
+                f"embeds only its bundle's own plots"
+            )
         if path.is_file():
             plots.append(path)
     return plots
@@ -137,13 +145,21 @@ def render_html(card: dict, plots: list[Path] | None = None) -> str:
     ``plots`` are the PNG files (usually ``bundle/plots/*.png``); those the card does not
     reference in its Plots section are appended at the end.
     """
-    sources = {Path(p).name: "data:image/png;base64," + base64.b64encode(Path(p).read_bytes()).decode("ascii")
-               for p in plots or []}
+    sources = {
+        Path(p).name: "data:image/png;base64," + base64.b64encode(Path(p).read_bytes()).decode("ascii")
+        for p in plots or []
+    }
     referenced = {p.rsplit("/", 1)[-1] for p in card.get("plots", [])}
-    extra = [f'<figure><img alt="{html.escape(Path(name).stem)}" src="{src}"></figure>'
-             for name, src in sources.items() if name not in referenced]
+    extra = [
+        f'<figure><img alt="{html.escape(Path(name).stem)}" src="{src}"></figure>'
+        for name, src in sources.items()
+        if name not in referenced
+    ]
     title = html.escape(f"{card['name']} {card['version']}: fairness card")
-    return (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{_STYLE}</style></head><body>\n"
-            f"{markdown_to_html(render_markdown(card, fold_rest=True), sources)}\n"
-            + ("<h2>More plots</h2>\n" + "\n".join(extra) if extra else "") + "\n</body></html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_STYLE}</style></head><body>\n"
+        f"{markdown_to_html(render_markdown(card, fold_rest=True), sources)}\n"
+        + ("<h2>More plots</h2>\n" + "\n".join(extra) if extra else "")
+        + "\n</body></html>\n"
+    )

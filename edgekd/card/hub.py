@@ -18,21 +18,85 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["HUB_LICENSES", "DEFAULT_LICENSE", "SOURCE_DATASETS", "check_license", "check_dataset_id",
-           "dataset_id"]
+__all__ = [
+    "HUB_LICENSES",
+    "DEFAULT_LICENSE",
+    "SOURCE_DATASETS",
+    "check_license",
+    "check_dataset_id",
+    "dataset_id",
+]
 
 HUB_LICENSES = (
-    "apache-2.0", "mit", "openrail", "bigscience-openrail-m", "creativeml-openrail-m",
-    "bigscience-bloom-rail-1.0", "bigcode-openrail-m", "afl-3.0", "artistic-2.0", "bsl-1.0", "bsd",
-    "bsd-2-clause", "bsd-3-clause", "bsd-3-clause-clear", "c-uda", "cc", "cc0-1.0", "cc-by-2.0",
-    "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0",
-    "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0",
-    "cc-by-nc-sa-2.0", "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "cdla-sharing-1.0",
-    "cdla-permissive-1.0", "cdla-permissive-2.0", "wtfpl", "ecl-2.0", "epl-1.0", "epl-2.0",
-    "etalab-2.0", "eupl-1.1", "agpl-3.0", "gfdl", "gpl", "gpl-2.0", "gpl-3.0", "lgpl", "lgpl-2.1",
-    "lgpl-3.0", "isc", "lppl-1.3c", "ms-pl", "mpl-2.0", "odc-by", "odbl", "openrail++", "osl-3.0",
-    "postgresql", "ofl-1.1", "ncsa", "unlicense", "zlib", "pddl", "lgpl-lr", "deepfloyd-if-license",
-    "llama2", "gemma", "unknown", "other",
+    "apache-2.0",
+    "mit",
+    "openrail",
+    "bigscience-openrail-m",
+    "creativeml-openrail-m",
+    "bigscience-bloom-rail-1.0",
+    "bigcode-openrail-m",
+    "afl-3.0",
+    "artistic-2.0",
+    "bsl-1.0",
+    "bsd",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "bsd-3-clause-clear",
+    "c-uda",
+    "cc",
+    "cc0-1.0",
+    "cc-by-2.0",
+    "cc-by-2.5",
+    "cc-by-3.0",
+    "cc-by-4.0",
+    "cc-by-sa-3.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-2.0",
+    "cc-by-nc-3.0",
+    "cc-by-nc-4.0",
+    "cc-by-nd-4.0",
+    "cc-by-nc-nd-3.0",
+    "cc-by-nc-nd-4.0",
+    "cc-by-nc-sa-2.0",
+    "cc-by-nc-sa-3.0",
+    "cc-by-nc-sa-4.0",
+    "cdla-sharing-1.0",
+    "cdla-permissive-1.0",
+    "cdla-permissive-2.0",
+    "wtfpl",
+    "ecl-2.0",
+    "epl-1.0",
+    "epl-2.0",
+    "etalab-2.0",
+    "eupl-1.1",
+    "agpl-3.0",
+    "gfdl",
+    "gpl",
+    "gpl-2.0",
+    "gpl-3.0",
+    "lgpl",
+    "lgpl-2.1",
+    "lgpl-3.0",
+    "isc",
+    "lppl-1.3c",
+    "ms-pl",
+    "mpl-2.0",
+    "odc-by",
+    "odbl",
+    "openrail++",
+    "osl-3.0",
+    "postgresql",
+    "ofl-1.1",
+    "ncsa",
+    "unlicense",
+    "zlib",
+    "pddl",
+    "lgpl-lr",
+    "deepfloyd-if-license",
+    "llama2",
+    "gemma",
+    "unknown",
+    "other",
 )
 DEFAULT_LICENSE = "unknown"
 
@@ -45,16 +109,20 @@ _DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0
 def check_license(value: str) -> str:
     """``value`` if the Hub knows it as a license id, else a ValueError naming what is allowed."""
     if value not in HUB_LICENSES:
-        raise ValueError(f"not a Hugging Face Hub license id; use one of {', '.join(HUB_LICENSES)} "
-                         "(https://huggingface.co/docs/hub/repositories-licenses)")
+        raise ValueError(
+            f"not a Hugging Face Hub license id; use one of {', '.join(HUB_LICENSES)} "
+            "(https://huggingface.co/docs/hub/repositories-licenses)"
+        )
     return value
 
 
 def check_dataset_id(value: str | None) -> str | None:
     """``value`` if it has the form of a Hub dataset id (``name`` or ``owner/name``)."""
     if value is not None and not _DATASET_ID.match(value):
-        raise ValueError("not a Hugging Face Hub dataset id; write owner/name as in "
-                         "https://huggingface.co/datasets/owner/name, or leave it out")
+        raise ValueError(
+            "not a Hugging Face Hub dataset id; write owner/name as in "
+            "https://huggingface.co/datasets/owner/name, or leave it out"
+        )
     return value
 
 

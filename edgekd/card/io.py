@@ -75,9 +75,11 @@ def card_text(card: dict, where: str | Path = CARD_JSON) -> str:
         return json.dumps(card, indent=2, allow_nan=False, default=_json_default) + "\n"
     except ValueError:
         key = non_finite_path(json.loads(json.dumps(card, default=_json_default)))
-        raise EdgeKDError(f"{where}: {key or 'a number'} is not a finite number (NaN or infinity); a "
-                          f"card holds finite numbers only, so a model or metric that diverged is not "
-                          f"shipped") from None
+        raise EdgeKDError(
+            f"{where}: {key or 'a number'} is not a finite number (NaN or infinity); a "
+            f"card holds finite numbers only, so a model or metric that diverged is not "
+            f"shipped"
+        ) from None
 
 
 def write_card_json(path: Path, card: dict) -> None:

@@ -13,8 +13,14 @@ import numpy as np
 from edgekd.card.escape import plot_label
 from edgekd.files import atomic_output
 
-__all__ = ["PLOT_NAMES", "COMPRESSION_PLOT", "write_plots", "plot_training_curves",
-           "plot_compression_by_group", "save_figure"]
+__all__ = [
+    "PLOT_NAMES",
+    "COMPRESSION_PLOT",
+    "write_plots",
+    "plot_training_curves",
+    "plot_compression_by_group",
+    "save_figure",
+]
 
 # under plots/ in a bundle
 PLOT_NAMES = ("disparity_by_class.png", "recall_by_group.png", "training_curves.png")
@@ -57,8 +63,10 @@ def write_plots(card: dict, out_dir: Path, images=None) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(classes) + 2), 3.6))
     width = 0.8 / len(models)
     for i, name in enumerate(models):
-        values = [row["disparity"] if row["disparity"] is not None else np.nan
-                  for row in card["models"][name]["metrics"]["per_class"]]
+        values = [
+            row["disparity"] if row["disparity"] is not None else np.nan
+            for row in card["models"][name]["metrics"]["per_class"]
+        ]
         ax.bar(x + (i - (len(models) - 1) / 2) * width, values, width, label=plot_label(name))
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xticks(x, classes, rotation=30, ha="right")
@@ -72,25 +80,33 @@ def write_plots(card: dict, out_dir: Path, images=None) -> list[Path]:
 
     ncols = min(3, len(models))
     nrows = -(-len(models) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.9 * nrows), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.9 * nrows), sharey=True, squeeze=False)
     width = 0.8 / len(groups)
     for ax, name in zip(axes.flat, models):
         rows = card["models"][name]["metrics"]["per_class"]
         for j, group in enumerate(group_keys):
-            values = [r["recall_by_group"][group] if r["recall_by_group"][group] is not None else np.nan
-                      for r in rows]
+            values = [
+                r["recall_by_group"][group] if r["recall_by_group"][group] is not None else np.nan
+                for r in rows
+            ]
             ax.bar(x + (j - (len(groups) - 1) / 2) * width, values, width, label=groups[j])
         ax.set_xticks(x, classes, rotation=30, ha="right", fontsize=7)
         ax.set_ylim(0, 1)
         ax.set_title(plot_label(name), fontsize=9)
-    for ax in axes.flat[len(models):]:
+    for ax in axes.flat[len(models) :]:
         ax.axis("off")
     for row in axes:
         row[0].set_ylabel("recall")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", ncol=len(groups), fontsize=7,
-               title=plot_label(card["data"]["protected_attribute"]), title_fontsize=7)
+    fig.legend(
+        handles,
+        labels,
+        loc="upper right",
+        ncol=len(groups),
+        fontsize=7,
+        title=plot_label(card["data"]["protected_attribute"]),
+        title_fontsize=7,
+    )
     fig.suptitle("Recall per group and class", x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     paths.append(save_figure(fig, out_dir / PLOT_NAMES[1]))
@@ -105,8 +121,9 @@ def write_plots(card: dict, out_dir: Path, images=None) -> list[Path]:
             for step in section["steps"]:
                 examples = step.get("examples") or {}
                 if examples.get("plot") and examples.get("cells"):
-                    paths.append(draw_flipped_grid(images, examples["cells"],
-                                                   out_dir / Path(examples["plot"]).name))
+                    paths.append(
+                        draw_flipped_grid(images, examples["cells"], out_dir / Path(examples["plot"]).name)
+                    )
     return paths
 
 
@@ -121,8 +138,10 @@ def _heatmap_rows(steps: list[dict]) -> tuple[list[tuple[str, str]], int]:
     for step in steps:
         for r in step["per_cell"]:
             changed, flips = weight[r["class"], r["group"]]
-            weight[r["class"], r["group"]] = (changed + bool(r.get("changed")),
-                                              flips + r["right_to_wrong"] + r["wrong_to_right"])
+            weight[r["class"], r["group"]] = (
+                changed + bool(r.get("changed")),
+                flips + r["right_to_wrong"] + r["wrong_to_right"],
+            )
     chosen = set(sorted(present, key=lambda cell: (-weight[cell][0], -weight[cell][1]))[:MAX_HEATMAP_ROWS])
     return [cell for cell in present if cell in chosen], len(present)
 
@@ -159,18 +178,40 @@ def plot_compression_by_group(card: dict, path: Path) -> Path:
     image = ax.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     for j, i, text, changed in notes:
         dark = abs(values[i, j]) > 0.6 * limit  # white on the deep colours
-        ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                color="white" if dark else "#999999" if text == "0/0" else "black",
-                fontweight="bold" if changed else "normal")
+        ax.text(
+            j,
+            i,
+            text,
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if dark else "#999999" if text == "0/0" else "black",
+            fontweight="bold" if changed else "normal",
+        )
         if changed:
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
-    ax.set_xticks(np.arange(len(steps)),
-                  [plot_label(f"{s['step']}" + ("" if s.get("measured_on") in (None, "build")
-                                                else f" ({s['measured_on']})"), 40) for s in steps],
-                  rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(
+        np.arange(len(steps)),
+        [
+            plot_label(
+                f"{s['step']}"
+                + ("" if s.get("measured_on") in (None, "build") else f" ({s['measured_on']})"),
+                40,
+            )
+            for s in steps
+        ],
+        rotation=30,
+        ha="right",
+        fontsize=7,
+    )
     ax.set_yticks(np.arange(len(cells)), [plot_label(f"{c} / {g}", 40) for c, g in cells], fontsize=7)
-    fig.colorbar(image, ax=ax, label="recall change (after - before)", shrink=0.8,
-                 extend="both" if largest > limit else "neither")
+    fig.colorbar(
+        image,
+        ax=ax,
+        label="recall change (after - before)",
+        shrink=0.8,
+        extend="both" if largest > limit else "neither",
+    )
     shown = f"; {len(cells)} of {total} cells (changed and most flipped)" if len(cells) < total else ""
     ax.set_title(f"Compression by group: flips right->wrong/wrong->right, * changed{shown}", fontsize=8)
     fig.tight_layout()
@@ -188,8 +229,11 @@ def plot_training_curves(card: dict, path: Path) -> Path:
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    curves = {name: entry["training"]["history"] for name, entry in card["models"].items()
-              if (entry.get("training") or {}).get("history")}
+    curves = {
+        name: entry["training"]["history"]
+        for name, entry in card["models"].items()
+        if (entry.get("training") or {}).get("history")
+    }
     adversary = {n: h for n, h in curves.items() if any("adversary_top1" in r for r in h)}
     panels = 3 + bool(adversary)
     fig, axes = plt.subplots(1, panels, figsize=(3.3 * panels, 3.0), squeeze=False)
@@ -210,8 +254,12 @@ def plot_training_curves(card: dict, path: Path) -> Path:
         if name in adversary:
             draw(axes[3], history, "adversary_top1", colour, label=f"{label}: adversary")
             draw(axes[3], history, "adversary_reference", colour, ":", label=f"{label}: no-leak reference")
-    titles = ["training loss (each its own objective)", "validation top-1 (- -: cell-balanced)",
-              "validation mean |disparity|", "adversary accuracy"]
+    titles = [
+        "training loss (each its own objective)",
+        "validation top-1 (- -: cell-balanced)",
+        "validation mean |disparity|",
+        "adversary accuracy",
+    ]
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)

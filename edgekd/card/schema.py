@@ -40,7 +40,7 @@ def _validator():
 
 def shorten(text: str, limit: int = 160) -> str:
     text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _key_path(parts) -> str:
@@ -61,18 +61,23 @@ def check_card(card: object, where: str | Path = "card.json") -> dict:
 
     error = best_match(_validator().iter_errors(card))
     if error is not None:
-        raise EdgeKDError(f"{where}: {_key_path(error.absolute_path)}: {shorten(error.message)} "
-                          f"(not an edgekd.card/v1 card; see edgekd/card/card.schema.json)")
+        raise EdgeKDError(
+            f"{where}: {_key_path(error.absolute_path)}: {shorten(error.message)} "
+            f"(not an edgekd.card/v1 card; see edgekd/card/card.schema.json)"
+        )
     classes, groups = card["task"]["classes"], card["data"]["groups"]
     for name, entry in card["models"].items():
         rows = entry["metrics"]["per_class"]
         if len(rows) != len(classes):
-            raise EdgeKDError(f"{where}: models.{name}.metrics.per_class has {len(rows)} rows for "
-                              f"{len(classes)} classes in task.classes; they must match")
+            raise EdgeKDError(
+                f"{where}: models.{name}.metrics.per_class has {len(rows)} rows for "
+                f"{len(classes)} classes in task.classes; they must match"
+            )
     for k, row in enumerate(card["models"]["student"]["metrics"]["per_class"]):
         missing = [g for g in groups if g not in row["recall_by_group"]]
         if missing:
-            raise EdgeKDError(f"{where}: models.student.metrics.per_class[{k}].recall_by_group has no "
-                              f"{missing[0]!r}; it needs every group of data.groups")
+            raise EdgeKDError(
+                f"{where}: models.student.metrics.per_class[{k}].recall_by_group has no "
+                f"{missing[0]!r}; it needs every group of data.groups"
+            )
     return card
-

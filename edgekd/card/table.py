@@ -17,25 +17,41 @@ from pathlib import Path
 
 from edgekd.fairness.metric_table import METRICS
 
-__all__ = ["summary_rows", "summary_headers", "format_table", "format_stages", "format_gate",
-           "format_summary"]
+__all__ = [
+    "summary_rows",
+    "summary_headers",
+    "format_table",
+    "format_stages",
+    "format_gate",
+    "format_summary",
+]
 
 
 def summary_rows(card: dict) -> list[dict]:
     """Model, kind, every metric of the metric table, agreement with the torch student (exported
     artifacts; ``None`` for the torch models), and size, from a card."""
-    return [{"model": name, "kind": entry["kind"],
-             **{m.key: m.read(entry["metrics"]) for m in METRICS.values()},
-             "agreement": (entry.get("vs_student") or {}).get("prediction_agreement"),
-             "size_mb": entry["size_bytes"] / 1e6}
-            for name, entry in card["models"].items()]
+    return [
+        {
+            "model": name,
+            "kind": entry["kind"],
+            **{m.key: m.read(entry["metrics"]) for m in METRICS.values()},
+            "agreement": (entry.get("vs_student") or {}).get("prediction_agreement"),
+            "size_mb": entry["size_bytes"] / 1e6,
+        }
+        for name, entry in card["models"].items()
+    ]
 
 
 def summary_headers() -> dict[str, str]:
     """Column headers of :func:`summary_rows` (``agreement``: the share of test images on which
     the artifact predicts what the torch student predicts)."""
-    return {"model": "model", "kind": "kind", **{m.key: m.label for m in METRICS.values()},
-            "agreement": "agreement", "size_mb": "size MB"}
+    return {
+        "model": "model",
+        "kind": "kind",
+        **{m.key: m.label for m in METRICS.values()},
+        "agreement": "agreement",
+        "size_mb": "size MB",
+    }
 
 
 # What a stage's status (edgekd.stages.Stage.run, the training stages' "resumed") says to a user.
@@ -61,9 +77,11 @@ def format_gate(gate: dict) -> str:
     """One line for a gate of the card: pass or FAIL, name, artifact, value and threshold."""
     value = "undefined" if gate["value"] is None else _cell(gate["value"])
     verdict = "pass" if gate["passed"] else "warn" if gate.get("on_miss") == "warn" else "FAIL"
-    return (f"{verdict}  {gate['name']} on {gate['artifact']} = {value} "
-            f"(needs {gate['comparison']} {gate['threshold']}): {gate['metric']}"
-            + (f"; {gate['detail']}" if gate.get("detail") and not gate["passed"] else ""))
+    return (
+        f"{verdict}  {gate['name']} on {gate['artifact']} = {value} "
+        f"(needs {gate['comparison']} {gate['threshold']}): {gate['metric']}"
+        + (f"; {gate['detail']}" if gate.get("detail") and not gate["passed"] else "")
+    )
 
 
 def format_summary(card: dict, stage_status: dict[str, str], bundle_dir: str | Path) -> str:
@@ -72,8 +90,12 @@ def format_summary(card: dict, stage_status: dict[str, str], bundle_dir: str | P
     passed = sum(gate["passed"] for gate in gates)
     warned = sum(not gate["passed"] and gate.get("on_miss") == "warn" for gate in gates)
     counted = f"gates: {passed} of {len(gates)} pass" + (f", {warned} only warn" if warned else "")
-    lines = [format_table(summary_rows(card)), "", format_stages(stage_status),
-             counted if gates else "gates: none set (card.gates)"]
+    lines = [
+        format_table(summary_rows(card)),
+        "",
+        format_stages(stage_status),
+        counted if gates else "gates: none set (card.gates)",
+    ]
     lines += [f"  {format_gate(gate)}" for gate in gates]
     lines.append(f"bundle: {bundle_dir}")
     return "\n".join(lines)
@@ -99,8 +121,10 @@ def format_table(rows: list[dict], headers: dict[str, str] | None = None) -> str
     text = [all(isinstance(r.get(k), str) for r in rows if r.get(k) is not None) for k in keys]
     lines = []
     for n, row in enumerate(cells):
-        parts = [c.ljust(w) if i == 0 or n == 0 or text[i] else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
+        parts = [
+            c.ljust(w) if i == 0 or n == 0 or text[i] else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths))
+        ]
         lines.append("  ".join(parts).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -15,12 +15,21 @@ from edgekd.data.labels import check_data_labels
 from edgekd.data.registry import DATA_SOURCES, DataSource, register_source
 from edgekd.data.splits import DataSplits, Split
 
-__all__ = ["DATA_SOURCES", "DataSource", "DataSplits", "Split", "load_data", "register_source",
-           "PIXEL_NEUTRAL", "data_warnings"]
+__all__ = [
+    "DATA_SOURCES",
+    "DataSource",
+    "DataSplits",
+    "Split",
+    "load_data",
+    "register_source",
+    "PIXEL_NEUTRAL",
+    "data_warnings",
+]
 
 # Data settings that do not change the pixels a build trains on, left out of stage keys: moving
 # the cache, decoding with more threads or making bad files fatal must not force a retrain.
 PIXEL_NEUTRAL = {"cache_dir", "workers", "on_bad_image", "max_bad_fraction"}
+
 
 def load_data(cfg, *, seed: int) -> DataSplits:
     """The splits for a recipe's ``data`` section. ``description["warnings"]`` holds the lines the
@@ -41,6 +50,8 @@ def data_warnings(data: DataSplits) -> list[str]:
     if len(present) >= 2:
         return []
     names = [data.group_names[g] if 0 <= g < len(data.group_names) else str(g) for g in present]
-    return [f"data: the test split has images of only one group of {data.protected_attribute} "
-            f"({', '.join(names) or 'none'} of {', '.join(data.group_names)}); every disparity, DPD "
-            "and EOD on the card is undefined (-)"]
+    return [
+        f"data: the test split has images of only one group of {data.protected_attribute} "
+        f"({', '.join(names) or 'none'} of {', '.join(data.group_names)}); every disparity, DPD "
+        "and EOD on the card is undefined (-)"
+    ]

@@ -33,9 +33,21 @@ from edgekd.data.splits import Split
 from edgekd.errors import EdgeKDError
 from edgekd.paths import inside
 
-__all__ = ["FileSourceConfig", "LoadedImages", "load_images", "default_cache_dir", "IMAGENET_MEAN",
-           "IMAGENET_STD", "normalisation", "read_split", "BadFiles", "describe_bad", "fingerprint",
-           "remove_orphans", "DEFAULT_MAX_BAD_FRACTION"]
+__all__ = [
+    "FileSourceConfig",
+    "LoadedImages",
+    "load_images",
+    "default_cache_dir",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "normalisation",
+    "read_split",
+    "BadFiles",
+    "describe_bad",
+    "fingerprint",
+    "remove_orphans",
+    "DEFAULT_MAX_BAD_FRACTION",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,7 +57,6 @@ Box = tuple[float, float, float, float]  # x, y, w, h in pixels
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
-
 
 
 # A split may lose at most this share of its files to missing or undecodable images. The few
@@ -61,20 +72,28 @@ class FileSourceConfig(SizedTestConfig):
     root: Path = Field(description="dataset folder, relative to the recipe's folder")
     image_size: int = Field(224, ge=16, le=1024, description="images are resized to this height and width")
     cache_dir: Path | None = Field(
-        None, description="folder of the decoded-image cache, memory-mapped while training "
-                          "(default $EDGEKD_CACHE or ~/.cache/edgekd)")
+        None,
+        description="folder of the decoded-image cache, memory-mapped while training "
+        "(default $EDGEKD_CACHE or ~/.cache/edgekd)",
+    )
     workers: int = Field(0, ge=0, le=64, description="image-decoding threads (0: one per core, max 8)")
     on_bad_image: Literal["skip", "error"] = Field(
-        "skip", description="a missing or corrupt image: left out and counted on the card, or fatal")
+        "skip", description="a missing or corrupt image: left out and counted on the card, or fatal"
+    )
     max_bad_fraction: float = Field(
-        DEFAULT_MAX_BAD_FRACTION, ge=0.0, le=1.0,
+        DEFAULT_MAX_BAD_FRACTION,
+        ge=0.0,
+        le=1.0,
         description="largest share of a split's files that may be missing or corrupt (left out, "
-                    "with a warning); more stops the build")
+        "with a warning); more stops the build",
+    )
     max_image_pixels: int = Field(
-        89_478_485, ge=1, description="an image with more pixels is a bad image (decompression bombs)")
+        89_478_485, ge=1, description="an image with more pixels is a bad image (decompression bombs)"
+    )
     mean: tuple[float, float, float] | None = Field(None, description="per-channel mean (ImageNet's)")
     std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = Field(
-        None, description="per-channel std (ImageNet's)")
+        None, description="per-channel std (ImageNet's)"
+    )
 
     @field_validator("root")
     @classmethod
@@ -102,9 +121,11 @@ def _decode(path: Path, size: int, box: Box | None, max_pixels: int = DEFAULT_MA
     try:
         with Image.open(path) as image:  # reads the header only: the size is known before decoding
             if image.width * image.height > max_pixels:
-                raise EdgeKDError(f"{path}: {image.width} x {image.height} pixels, above "
-                                  f"data.max_image_pixels {max_pixels}; raise it in the recipe to "
-                                  "read images this large")
+                raise EdgeKDError(
+                    f"{path}: {image.width} x {image.height} pixels, above "
+                    f"data.max_image_pixels {max_pixels}; raise it in the recipe to "
+                    "read images this large"
+                )
             image = image.convert("RGB")
             if box is not None:
                 x, y, w, h = box
@@ -114,8 +135,10 @@ def _decode(path: Path, size: int, box: Box | None, max_pixels: int = DEFAULT_MA
     except FileNotFoundError:
         raise EdgeKDError(f"{path}: image file not found") from None
     except Image.DecompressionBombError:  # Pillow's own check, at twice its limit, fired first
-        raise EdgeKDError(f"{path}: more pixels than data.max_image_pixels {max_pixels} (a "
-                          "decompression bomb?); raise it in the recipe to read images this large") from None
+        raise EdgeKDError(
+            f"{path}: more pixels than data.max_image_pixels {max_pixels} (a "
+            "decompression bomb?); raise it in the recipe to read images this large"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise EdgeKDError(f"{path}: cannot decode this image ({err.__class__.__name__})") from None
 
@@ -137,21 +160,27 @@ class LoadedImages(NamedTuple):
     bad: list[str]  # one line per file that did not decode
 
 
-def _decode_or_reason(path: Path, size: int, box: Box | None,
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray | str:
+def _decode_or_reason(
+    path: Path, size: int, box: Box | None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray | str:
     try:
         return _decode(path, size, box, max_pixels)
     except EdgeKDError as err:
         return str(err)
 
 
-def _decode_all(paths: list[Path], boxes: list[Box | None], size: int, out: np.ndarray,
-                pool: ThreadPoolExecutor, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[tuple[int, str]]:
+def _decode_all(
+    paths: list[Path],
+    boxes: list[Box | None],
+    size: int,
+    out: np.ndarray,
+    pool: ThreadPoolExecutor,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[tuple[int, str]]:
     """Decode into ``out`` on ``pool``'s threads (Pillow releases the GIL while decoding, so
     threads scale); return the (index, reason) of every file that failed."""
     bad = []
-    results = pool.map(_decode_or_reason, paths, [size] * len(paths), boxes,
-                       [max_pixels] * len(paths))
+    results = pool.map(_decode_or_reason, paths, [size] * len(paths), boxes, [max_pixels] * len(paths))
     for i, result in enumerate(results):
         if isinstance(result, str):
             bad.append((i, result))
@@ -170,8 +199,17 @@ def fingerprint(paths: list[Path], boxes: list[Box | None], size: int, max_pixel
     import PIL
 
     digest = hashlib.sha256()
-    digest.update(json.dumps({"size": size, "max_pixels": max_pixels, "pillow": PIL.__version__,
-                              "mode": "RGB", "resample": "bilinear"}).encode())
+    digest.update(
+        json.dumps(
+            {
+                "size": size,
+                "max_pixels": max_pixels,
+                "pillow": PIL.__version__,
+                "mode": "RGB",
+                "resample": "bilinear",
+            }
+        ).encode()
+    )
     for path, box in zip(paths, boxes):
         try:
             stat = path.stat()
@@ -182,10 +220,17 @@ def fingerprint(paths: list[Path], boxes: list[Box | None], size: int, max_pixel
     return digest.hexdigest()
 
 
-def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
-                boxes: list[Box | None] | None = None, workers: int = 0,
-                on_bad_image: str = "skip", split: str = "",
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImages:
+def load_images(
+    paths: list[Path],
+    *,
+    size: int,
+    cache_dir: Path | None,
+    boxes: list[Box | None] | None = None,
+    workers: int = 0,
+    on_bad_image: str = "skip",
+    split: str = "",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LoadedImages:
     """The images of ``paths`` (cropped to ``boxes``), from the cache when it holds them, else
     decoded by ``workers`` threads (0: one per core, at most 8), chunk by chunk, and cached
     (:mod:`edgekd.data.cache`): the images come back memory-mapped. ``cache_dir=None`` decodes
@@ -198,6 +243,7 @@ def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
     boxes = boxes or [None] * len(paths)
     _allow_pixels(max_pixels)
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+
         def fill(start: int, stop: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
             out = np.empty((stop - start, size, size, 3), np.uint8)
             bad = _decode_all(paths[start:stop], boxes[start:stop], size, out, pool, max_pixels)
@@ -208,13 +254,19 @@ def load_images(paths: list[Path], *, size: int, cache_dir: Path | None,
             if bad:
                 images = images[np.setdiff1d(np.arange(len(paths)), [i for i, _ in bad])]
         else:
-            images, bad = cached_images(Path(cache_dir), fingerprint(paths, boxes, size, max_pixels),
-                                        count=len(paths), size=size, fill=fill)
+            images, bad = cached_images(
+                Path(cache_dir),
+                fingerprint(paths, boxes, size, max_pixels),
+                count=len(paths),
+                size=size,
+                fill=fill,
+            )
     return _select(images, len(paths), bad, on_bad_image, split)
 
 
-def _select(images: np.ndarray, count: int, bad: list[tuple[int, str]], on_bad_image: str,
-            split: str) -> LoadedImages:
+def _select(
+    images: np.ndarray, count: int, bad: list[tuple[int, str]], on_bad_image: str, split: str
+) -> LoadedImages:
     """``images`` hold the good files' rows only; ``keep`` says which of the ``count`` files."""
     if bad and on_bad_image == "error":
         more = f" (and {len(bad) - 1} more bad files in {split or 'this split'})" if len(bad) > 1 else ""
@@ -251,22 +303,29 @@ class BadFiles:
         def named(kind: str, names: list[str]) -> str:
             unique = list(dict.fromkeys(names))  # person crops of one file: named once
             more = f" and {len(unique) - self.SHOWN} more" if len(unique) > self.SHOWN else ""
-            return f"{len(names)} {kind} ({', '.join(unique[:self.SHOWN])}{more})"
+            return f"{len(names)} {kind} ({', '.join(unique[: self.SHOWN])}{more})"
 
-        return ", ".join(named(kind, names) for kind, names in
-                         (("missing", self.missing), ("unreadable", self.unreadable)) if names)
+        return ", ".join(
+            named(kind, names)
+            for kind, names in (("missing", self.missing), ("unreadable", self.unreadable))
+            if names
+        )
 
     def warning(self, max_fraction: float) -> str:
         """The build log's line for a split that lost files, within ``max_fraction``."""
-        return (f"{self._where()}: {len(self)} of {self.total} image files left out "
-                f"({100 * self.fraction:.3g}%; data.max_bad_fraction {max_fraction:g}): "
-                f"{self._kinds()}")
+        return (
+            f"{self._where()}: {len(self)} of {self.total} image files left out "
+            f"({100 * self.fraction:.3g}%; data.max_bad_fraction {max_fraction:g}): "
+            f"{self._kinds()}"
+        )
 
     def error(self, max_fraction: float) -> str:
-        return (f"{self._where()}: {len(self)} of {self.total} image files are missing or "
-                f"unreadable ({100 * self.fraction:.3g}%), above data.max_bad_fraction "
-                f"{max_fraction:g}: {self._kinds()}; fix or remove them, or raise "
-                "data.max_bad_fraction")
+        return (
+            f"{self._where()}: {len(self)} of {self.total} image files are missing or "
+            f"unreadable ({100 * self.fraction:.3g}%), above data.max_bad_fraction "
+            f"{max_fraction:g}: {self._kinds()}; fix or remove them, or raise "
+            "data.max_bad_fraction"
+        )
 
 
 def _shown_name(path: Path, root: Path) -> str:
@@ -274,10 +333,16 @@ def _shown_name(path: Path, root: Path) -> str:
     return os.path.relpath(path, root) if path.is_absolute() else str(path)
 
 
-def read_split(cfg, split: str, paths: list[Path], labels: np.ndarray, groups: np.ndarray,
-               boxes: list[Box | None] | None = None,
-               listed_in: str | list[str] | None = None,
-               named_in: str = "") -> tuple[Split, BadFiles]:
+def read_split(
+    cfg,
+    split: str,
+    paths: list[Path],
+    labels: np.ndarray,
+    groups: np.ndarray,
+    boxes: list[Box | None] | None = None,
+    listed_in: str | list[str] | None = None,
+    named_in: str = "",
+) -> tuple[Split, BadFiles]:
     """A :class:`Split` of a file-based source under the recipe's image settings (size, cache,
     workers, ``on_bad_image``, ``max_image_pixels``, ``max_bad_fraction``), with the samples
     whose file is missing or did not decode left out; also those files (:class:`BadFiles`,
@@ -291,24 +356,42 @@ def read_split(cfg, split: str, paths: list[Path], labels: np.ndarray, groups: n
     """
     where = listed_in if listed_in is not None else f"data ({split} split)"
     given = list(paths)
-    paths = [inside(path, cfg.root, listed_in=where if isinstance(where, str) else where[i])
-             for i, path in enumerate(paths)]
-    loaded = load_images(paths, size=cfg.image_size, cache_dir=cfg.cache_dir, boxes=boxes,
-                         workers=cfg.workers, on_bad_image=cfg.on_bad_image, split=split,
-                         max_pixels=getattr(cfg, "max_image_pixels", DEFAULT_MAX_PIXELS))
+    paths = [
+        inside(path, cfg.root, listed_in=where if isinstance(where, str) else where[i])
+        for i, path in enumerate(paths)
+    ]
+    loaded = load_images(
+        paths,
+        size=cfg.image_size,
+        cache_dir=cfg.cache_dir,
+        boxes=boxes,
+        workers=cfg.workers,
+        on_bad_image=cfg.on_bad_image,
+        split=split,
+        max_pixels=getattr(cfg, "max_image_pixels", DEFAULT_MAX_PIXELS),
+    )
     failed = np.setdiff1d(np.arange(len(paths)), loaded.keep)  # in index order, as loaded.bad
     missing = [i for i in failed.tolist() if not paths[i].exists()]
     unreadable = [i for i in failed.tolist() if paths[i].exists()]
-    bad = BadFiles(split, len(paths), [_shown_name(given[i], cfg.root) for i in missing],
-                   [_shown_name(given[i], cfg.root) for i in unreadable], list(loaded.bad), named_in)
+    bad = BadFiles(
+        split,
+        len(paths),
+        [_shown_name(given[i], cfg.root) for i in missing],
+        [_shown_name(given[i], cfg.root) for i in unreadable],
+        list(loaded.bad),
+        named_in,
+    )
     max_fraction = getattr(cfg, "max_bad_fraction", DEFAULT_MAX_BAD_FRACTION)
     if bad.fraction > max_fraction:
         raise EdgeKDError(bad.error(max_fraction))
     if len(loaded.keep) == 0:
         raise EdgeKDError(f"data: no image of the {split} split could be read; first: {loaded.bad[0]}")
     keep = loaded.keep
-    split_data = Split(images=loaded.images, labels=np.asarray(labels, np.int64)[keep],
-                       groups=np.asarray(groups, np.int64)[keep])
+    split_data = Split(
+        images=loaded.images,
+        labels=np.asarray(labels, np.int64)[keep],
+        groups=np.asarray(groups, np.int64)[keep],
+    )
     return split_data, bad
 
 
@@ -317,6 +400,8 @@ def describe_bad(bad: dict[str, BadFiles], cfg) -> dict:
     the build log's ``warnings``: one line per split that lost files."""
     reasons = [reason for split in bad.values() for reason in split.reasons]
     max_fraction = getattr(cfg, "max_bad_fraction", DEFAULT_MAX_BAD_FRACTION)
-    return {"skipped_bad_images": {split: len(items) for split, items in bad.items()},
-            "skipped_bad_image_examples": reasons[:5],
-            "warnings": [items.warning(max_fraction) for items in bad.values() if len(items)]}
+    return {
+        "skipped_bad_images": {split: len(items) for split, items in bad.items()},
+        "skipped_bad_image_examples": reasons[:5],
+        "warnings": [items.warning(max_fraction) for items in bad.values() if len(items)],
+    }

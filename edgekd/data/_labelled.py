@@ -21,8 +21,19 @@ from edgekd.data.groups import MAX_GROUPS, ProtectedAttributes, attribute_list, 
 from edgekd.data.labels import check_label, check_labels
 from edgekd.errors import EdgeKDError
 
-__all__ = ["LabelledConfig", "Row", "read_rows", "value_names", "protected_attributes",
-           "index_values", "group_codes", "check_names", "census_line", "census_lines", "listing"]
+__all__ = [
+    "LabelledConfig",
+    "Row",
+    "read_rows",
+    "value_names",
+    "protected_attributes",
+    "index_values",
+    "group_codes",
+    "check_names",
+    "census_line",
+    "census_lines",
+    "listing",
+]
 
 Row = tuple[str, str, tuple[str, ...]]  # path, label ("" when the file has none), group values
 
@@ -35,14 +46,19 @@ class LabelledConfig(FileSourceConfig):
 
     path_column: str = Field("path", description="column of the image path, relative to root")
     group_column: str | list[str] = Field(
-        "group", description="group column, or a list: the groups are their intersections")
+        "group", description="group column, or a list: the groups are their intersections"
+    )
     classes: list[str] | None = Field(
-        None, description="class names in index order; any other label is an error")
+        None, description="class names in index order; any other label is an error"
+    )
     groups: list[str] | dict[str, list[str]] | None = Field(
-        None, description="group names in index order (several columns: column -> value names)")
+        None, description="group names in index order (several columns: column -> value names)"
+    )
     protected_attribute: str | None = Field(
-        None, description="the card's name for the attribute (default: the group column's name; "
-                          "several columns: their names)")
+        None,
+        description="the card's name for the attribute (default: the group column's name; "
+        "several columns: their names)",
+    )
 
     @field_validator("group_column")
     @classmethod
@@ -54,13 +70,16 @@ class LabelledConfig(FileSourceConfig):
     def _groups_per_column(cls, groups, info: ValidationInfo):
         columns = attribute_list(info.data.get("group_column") or "group")
         if isinstance(groups, list) and len(columns) > 1:
-            raise ValueError("with several group columns, map each column to its value names, e.g. "
-                             f"{{{columns[0]}: [...]}}")
+            raise ValueError(
+                "with several group columns, map each column to its value names, e.g. "
+                f"{{{columns[0]}: [...]}}"
+            )
         if isinstance(groups, dict):
             unknown = [c for c in groups if c not in columns]
             if unknown:
-                raise ValueError(f"{unknown[0]!r} is not a group column; the group columns are: "
-                                 f"{', '.join(columns)}")
+                raise ValueError(
+                    f"{unknown[0]!r} is not a group column; the group columns are: {', '.join(columns)}"
+                )
         return groups
 
     def groups_declared(self) -> bool:
@@ -76,8 +95,9 @@ def listing(names: list[str], limit: int = SHOWN_NAMES) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def read_rows(path: Path, *, path_column: str, label_column: str | None,
-              group_columns: list[str]) -> list[Row]:
+def read_rows(
+    path: Path, *, path_column: str, label_column: str | None, group_columns: list[str]
+) -> list[Row]:
     """The rows of a CSV with a header: path, label (``""`` without ``label_column``) and one
     value per group column, each stripped of surrounding spaces but the path."""
     if not path.is_file():
@@ -89,15 +109,24 @@ def read_rows(path: Path, *, path_column: str, label_column: str | None,
             reader = csv.DictReader(fh)
             missing = [c for c in columns if c not in (reader.fieldnames or [])]
             if missing:
-                raise EdgeKDError(f"{path}: no column {missing[0]!r}; columns are: "
-                                  f"{', '.join(reader.fieldnames or [])} (set {keys})")
+                raise EdgeKDError(
+                    f"{path}: no column {missing[0]!r}; columns are: "
+                    f"{', '.join(reader.fieldnames or [])} (set {keys})"
+                )
             rows = []
             for r in reader:
                 if any(r[c] is None for c in columns):  # a row shorter than the header
-                    raise EdgeKDError(f"{path} line {reader.line_num}: fewer cells than the header; "
-                                      f"{', '.join(columns)} are needed")
-                rows.append((r[path_column], r[label_column].strip() if label_column else "",
-                             tuple(r[c].strip() for c in group_columns)))
+                    raise EdgeKDError(
+                        f"{path} line {reader.line_num}: fewer cells than the header; "
+                        f"{', '.join(columns)} are needed"
+                    )
+                rows.append(
+                    (
+                        r[path_column],
+                        r[label_column].strip() if label_column else "",
+                        tuple(r[c].strip() for c in group_columns),
+                    )
+                )
     except (UnicodeDecodeError, csv.Error) as err:
         raise EdgeKDError(f"{path}: not a UTF-8 CSV file ({err.__class__.__name__}: {err})") from None
     if not rows:
@@ -125,19 +154,29 @@ def protected_attributes(cfg: LabelledConfig, train: list[tuple[str, ...]]) -> P
     """The protected attributes of the group columns: each column's value names from the recipe
     (``data.groups``) or from its values in the training split (``train``: one tuple per image)."""
     columns = attribute_list(cfg.group_column)
-    values = tuple(tuple(value_names([r[k] for r in train], _given(cfg, c)))
-                   for k, c in enumerate(columns))
+    values = tuple(tuple(value_names([r[k] for r in train], _given(cfg, c))) for k, c in enumerate(columns))
     total = int(np.prod([len(v) for v in values]))
     if total > MAX_GROUPS:
-        raise EdgeKDError(f"data.group_column: the columns {', '.join(columns)} make {total} groups "
-                          f"(intersections of their values); at most {MAX_GROUPS} are allowed")
+        raise EdgeKDError(
+            f"data.group_column: the columns {', '.join(columns)} make {total} groups "
+            f"(intersections of their values); at most {MAX_GROUPS} are allowed"
+        )
     if len(columns) == 1:
         return ProtectedAttributes((cfg.protected_attribute or columns[0],), values)
     return ProtectedAttributes(tuple(columns), values)
 
 
-def index_values(values: list[str], names: list[str], *, what: str, among: str, source: str | Path,
-                 unit: str = "rows", joiner: str = "with", by_index: bool = True) -> np.ndarray:
+def index_values(
+    values: list[str],
+    names: list[str],
+    *,
+    what: str,
+    among: str,
+    source: str | Path,
+    unit: str = "rows",
+    joiner: str = "with",
+    by_index: bool = True,
+) -> np.ndarray:
     """The index in ``names`` of every value (``by_index``: an integer in range is an index too).
 
     Values outside ``names`` are one error line: ``source``, how many ``unit`` hold them, each
@@ -155,26 +194,43 @@ def index_values(values: list[str], names: list[str], *, what: str, among: str, 
         else:
             unknown[value] += 1
     if unknown:
-        found = [f"{value!r} ({count})" if not value.strip() else f"{value} ({count})"
-                 for value, count in unknown.most_common()]
-        raise EdgeKDError(f"{source}: {sum(unknown.values())} {unit} {joiner} {what} not in {among}: "
-                          f"{listing(found, 10)}; allowed: {listing(names)}")
+        found = [
+            f"{value!r} ({count})" if not value.strip() else f"{value} ({count})"
+            for value, count in unknown.most_common()
+        ]
+        raise EdgeKDError(
+            f"{source}: {sum(unknown.values())} {unit} {joiner} {what} not in {among}: "
+            f"{listing(found, 10)}; allowed: {listing(names)}"
+        )
     return out
 
 
-def group_codes(cfg: LabelledConfig, attributes: ProtectedAttributes, values: list[tuple[str, ...]],
-                *, source: str | Path, found_in: str, unit: str = "rows") -> np.ndarray:
+def group_codes(
+    cfg: LabelledConfig,
+    attributes: ProtectedAttributes,
+    values: list[tuple[str, ...]],
+    *,
+    source: str | Path,
+    found_in: str,
+    unit: str = "rows",
+) -> np.ndarray:
     """The group index of every image from its group-column ``values``: each column's value
     checked against its names (declared, or those of the training split, ``found_in``)."""
     columns = attribute_list(cfg.group_column)
     codes = []
     for k, (column, names) in enumerate(zip(columns, attributes.values)):
-        given = (cfg.groups.get(column) if isinstance(cfg.groups, dict) else cfg.groups)
-        declared = ("data.groups" if not isinstance(cfg.groups, dict) else f"data.groups.{column}")
-        codes.append(index_values(
-            [v[k] for v in values], list(names), source=source, unit=unit,
-            what="groups" if len(columns) == 1 else f"{column} values",
-            among=declared if given else f"the {column} values of {found_in}"))
+        given = cfg.groups.get(column) if isinstance(cfg.groups, dict) else cfg.groups
+        declared = "data.groups" if not isinstance(cfg.groups, dict) else f"data.groups.{column}"
+        codes.append(
+            index_values(
+                [v[k] for v in values],
+                list(names),
+                source=source,
+                unit=unit,
+                what="groups" if len(columns) == 1 else f"{column} values",
+                among=declared if given else f"the {column} values of {found_in}",
+            )
+        )
     return attributes.combine(np.stack(codes, axis=1))
 
 
@@ -186,22 +242,47 @@ def check_names(cfg: LabelledConfig, class_names: list[str], group_names: list[s
         check_label(cfg.protected_attribute, "protected attribute (data.protected_attribute)", "recipe")
 
 
-def census_lines(cfg: LabelledConfig, source: str, *, class_names: list[str], group_names: list[str],
-                  splits: dict, classes_found_in: str, groups_found_in: str) -> list[str]:
+def census_lines(
+    cfg: LabelledConfig,
+    source: str,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    splits: dict,
+    classes_found_in: str,
+    groups_found_in: str,
+) -> list[str]:
     """The :func:`census_line` of the classes and of the groups, for each the recipe does not
     declare (``splits``: split -> its loaded data, with ``labels`` and ``groups``)."""
     lines = []
     if not cfg.classes:
-        lines.append(census_line(source, kind="classes", key="data.classes", found_in=classes_found_in,
-                                 names=class_names, splits={k: d.labels for k, d in splits.items()}))
+        lines.append(
+            census_line(
+                source,
+                kind="classes",
+                key="data.classes",
+                found_in=classes_found_in,
+                names=class_names,
+                splits={k: d.labels for k, d in splits.items()},
+            )
+        )
     if not cfg.groups_declared():
-        lines.append(census_line(source, kind="groups", key="data.groups", found_in=groups_found_in,
-                                 names=group_names, splits={k: d.groups for k, d in splits.items()}))
+        lines.append(
+            census_line(
+                source,
+                kind="groups",
+                key="data.groups",
+                found_in=groups_found_in,
+                names=group_names,
+                splits={k: d.groups for k, d in splits.items()},
+            )
+        )
     return lines
 
 
-def census_line(source: str, *, kind: str, key: str, found_in: str, names: list[str],
-                splits: dict[str, np.ndarray]) -> str:
+def census_line(
+    source: str, *, kind: str, key: str, found_in: str, names: list[str], splits: dict[str, np.ndarray]
+) -> str:
     """One line listing ``names`` with their image counts per split (``splits``: split -> the
     name index of each of its images), for a recipe that does not declare them (``key``): a typo'd class
     is then a visible name of a handful of images.
@@ -210,8 +291,10 @@ def census_line(source: str, *, kind: str, key: str, found_in: str, names: list[
     train/val/test): cat 10/2/3, dog 12/3/3, tshirtt 3/0/0; set data.classes to make any other
     label an error``
     """
-    counts = np.stack([np.bincount(np.asarray(v, np.int64), minlength=len(names))[:len(names)]
-                       for v in splits.values()], axis=1)
+    counts = np.stack(
+        [np.bincount(np.asarray(v, np.int64), minlength=len(names))[: len(names)] for v in splits.values()],
+        axis=1,
+    )
     order = list(range(len(names)))
     what = f"{len(names)} {kind}"
     if len(names) > CENSUS_NAMES:  # a typo is rare: show the rarest in training
@@ -219,5 +302,7 @@ def census_line(source: str, *, kind: str, key: str, found_in: str, names: list[
         what = f"the {CENSUS_NAMES} rarest of {len(names)} {kind}"
     shown = ", ".join(f"{names[k]} {'/'.join(str(int(c)) for c in counts[k])}" for k in order)
     single = {"classes": "label", "groups": "group value"}.get(kind, kind)
-    return (f"data ({source}): {key} not given; {what} found in {found_in} (images in "
-            f"{'/'.join(splits)}): {shown}; set {key} to make any other {single} an error")
+    return (
+        f"data ({source}): {key} not given; {what} found in {found_in} (images in "
+        f"{'/'.join(splits)}): {shown}; set {key} to make any other {single} an error"
+    )

@@ -30,8 +30,10 @@ class SizedTestConfig(Section):
     """``test_size``, shared by the sources that read a fixed test split."""
 
     test_size: int | None = Field(
-        None, ge=1, description="test images kept: a seeded subset stratified over (class, group) "
-                                "cells; all when unset")
+        None,
+        ge=1,
+        description="test images kept: a seeded subset stratified over (class, group) cells; all when unset",
+    )
 
     @model_serializer(mode="wrap")
     def _unset_test_size(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo):
@@ -43,8 +45,9 @@ class SizedTestConfig(Section):
         return out
 
 
-def stratified_subset(labels: np.ndarray, groups: np.ndarray, n: int, *, seed: int,
-                      stream: int = TEST_STREAM) -> np.ndarray:
+def stratified_subset(
+    labels: np.ndarray, groups: np.ndarray, n: int, *, seed: int, stream: int = TEST_STREAM
+) -> np.ndarray:
     """Sorted indices of ``n`` of the images, stratified over their (class, group) cells.
 
     Parameters
@@ -73,14 +76,17 @@ def stratified_subset(labels: np.ndarray, groups: np.ndarray, n: int, *, seed: i
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)
 
 
-def kept_test_indices(test_size: int | None, labels: np.ndarray, groups: np.ndarray, *, seed: int,
-                what: str) -> np.ndarray:
+def kept_test_indices(
+    test_size: int | None, labels: np.ndarray, groups: np.ndarray, *, seed: int, what: str
+) -> np.ndarray:
     """Indices of the test images a recipe keeps: all of them when ``test_size`` is unset, else
     a stratified ``test_size`` of them; more than there are is one line naming ``what``."""
     if test_size is None:
         return np.arange(len(labels))
     if test_size > len(labels):
-        raise EdgeKDError(f"data.test_size = {test_size}: {what} has only {len(labels)} images; "
-                          f"choose at most {len(labels)}, or leave data.test_size unset to keep "
-                          "them all")
+        raise EdgeKDError(
+            f"data.test_size = {test_size}: {what} has only {len(labels)} images; "
+            f"choose at most {len(labels)}, or leave data.test_size unset to keep "
+            "them all"
+        )
     return stratified_subset(labels, groups, test_size, seed=seed)

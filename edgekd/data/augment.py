@@ -54,18 +54,23 @@ class AugmentConfig(Section):
 
     Off by default: the quickstart's numbers were measured without it."""
 
-    enabled: bool = Field(False, description="augment the training images (validation, test, "
-                                             "export and bench never are)")
+    enabled: bool = Field(
+        False, description="augment the training images (validation, test, export and bench never are)"
+    )
     crop_scale: tuple[Fraction, Fraction] | None = Field(
-        (0.08, 1.0), description="random resized crop: [min, max] share of the image's area "
-                                 "(torchvision's and timm's default); null: no crop")
+        (0.08, 1.0),
+        description="random resized crop: [min, max] share of the image's area "
+        "(torchvision's and timm's default); null: no crop",
+    )
     crop_ratio: tuple[Ratio, Ratio] = Field(
-        (3 / 4, 4 / 3), description="random resized crop: [min, max] aspect ratio of the crop")
-    hflip: float = Field(0.5, ge=0.0, le=1.0,
-                         description="probability of a horizontal flip; 0: never")
+        (3 / 4, 4 / 3), description="random resized crop: [min, max] aspect ratio of the crop"
+    )
+    hflip: float = Field(0.5, ge=0.0, le=1.0, description="probability of a horizontal flip; 0: never")
     policy: Literal["none", "randaugment", "trivialaugment"] = Field(
-        "none", description="automatic augmentation policy after crop and flip: RandAugment "
-                            "(Cubuk et al. 2020) or TrivialAugment (Mueller & Hutter 2021)")
+        "none",
+        description="automatic augmentation policy after crop and flip: RandAugment "
+        "(Cubuk et al. 2020) or TrivialAugment (Mueller & Hutter 2021)",
+    )
     num_ops: int = Field(2, ge=1, le=14, description="RandAugment: operations per image")
     magnitude: int = Field(9, ge=0, le=30, description="RandAugment: strength, 0-30")
 
@@ -81,8 +86,7 @@ class AugmentConfig(Section):
         ``enabled: false``)."""
         if not self.enabled:
             return {"enabled": False}
-        out: dict = {"enabled": True,
-                     "crop_scale": list(self.crop_scale) if self.crop_scale else None}
+        out: dict = {"enabled": True, "crop_scale": list(self.crop_scale) if self.crop_scale else None}
         if self.crop_scale is not None:
             out["crop_ratio"] = list(self.crop_ratio)
         out.update(hflip=self.hflip, policy=self.policy)
@@ -156,8 +160,9 @@ class Augmenter:
             cfg = self.config
             steps = []
             if cfg.crop_scale is not None:
-                steps.append(v2.RandomResizedCrop(size, scale=cfg.crop_scale, ratio=cfg.crop_ratio,
-                                                  antialias=True))
+                steps.append(
+                    v2.RandomResizedCrop(size, scale=cfg.crop_scale, ratio=cfg.crop_ratio, antialias=True)
+                )
             if cfg.hflip > 0:
                 steps.append(v2.RandomHorizontalFlip(cfg.hflip))
             if cfg.policy == "randaugment":

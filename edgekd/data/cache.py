@@ -93,8 +93,7 @@ def check_cache_dir(cache_dir: Path, *, writable: bool) -> None:
                 pass
     except OSError as err:
         what = "cannot be created" if not cache_dir.is_dir() else "is not writable"
-        raise EdgeKDError(f"data.cache_dir: {cache_dir} {what} ({err.strerror or err}); "
-                          f"{way_out}") from None
+        raise EdgeKDError(f"data.cache_dir: {cache_dir} {what} ({err.strerror or err}); {way_out}") from None
 
 
 def _paths(cache_dir: Path, fingerprint: str, size: int) -> tuple[Path, Path]:
@@ -102,13 +101,17 @@ def _paths(cache_dir: Path, fingerprint: str, size: int) -> tuple[Path, Path]:
     return target, target.with_suffix(".json")
 
 
-def _read(target: Path, index_path: Path, fingerprint: str, count: int,
-          size: int) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
+def _read(
+    target: Path, index_path: Path, fingerprint: str, count: int, size: int
+) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
     """The cache when its index, header and size agree with what is asked, else ``None``."""
     try:
         index = json.loads(index_path.read_text())
-        if index.get("format") != FORMAT or index.get("fingerprint") != fingerprint \
-                or index.get("files") != count:
+        if (
+            index.get("format") != FORMAT
+            or index.get("fingerprint") != fingerprint
+            or index.get("files") != count
+        ):
             return None
         bad = [(int(i), str(reason)) for i, reason in index["bad"]]
         shape = (count - len(bad), size, size, 3)
@@ -122,8 +125,9 @@ def _read(target: Path, index_path: Path, fingerprint: str, count: int,
     return images, bad
 
 
-def cached_images(cache_dir: Path, fingerprint: str, *, count: int, size: int, fill: Fill,
-                  chunk_bytes: int = CHUNK_BYTES) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def cached_images(
+    cache_dir: Path, fingerprint: str, *, count: int, size: int, fill: Fill, chunk_bytes: int = CHUNK_BYTES
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """The ``count`` images that ``fill`` makes, from the cache under ``fingerprint`` when it
     holds them, else made chunk by chunk and cached; also the ``(index, reason)`` of every image
     ``fill`` could not make, whose rows the returned memory-mapped array leaves out.
@@ -155,13 +159,15 @@ def cached_images(cache_dir: Path, fingerprint: str, *, count: int, size: int, f
             _write(target, index_path, fingerprint, count, size, fill, chunk_bytes)
             found = _read(target, index_path, fingerprint, count, size)
     if found is None:
-        raise EdgeKDError(f"data.cache_dir: {target} was written but does not read back; "
-                          "delete it and build again")
+        raise EdgeKDError(
+            f"data.cache_dir: {target} was written but does not read back; delete it and build again"
+        )
     return found
 
 
-def _write(target: Path, index_path: Path, fingerprint: str, count: int, size: int, fill: Fill,
-           chunk_bytes: int) -> None:
+def _write(
+    target: Path, index_path: Path, fingerprint: str, count: int, size: int, fill: Fill, chunk_bytes: int
+) -> None:
     tmp = _tmp_name(target)
     compact = _tmp_name(target.with_name(target.name + ".kept"))
     row_bytes = size * size * 3
@@ -183,17 +189,29 @@ def _write(target: Path, index_path: Path, fingerprint: str, count: int, size: i
             full = np.load(tmp, mmap_mode="r")
             with _npy_file(compact, len(keep), size) as out:
                 for start in range(0, len(keep), step):
-                    out.write(take(full, keep[start:start + step]).data.cast("B"))
+                    out.write(take(full, keep[start : start + step]).data.cast("B"))
             del full
             os.replace(compact, tmp)
         os.replace(tmp, target)
-        write_atomic(index_path, json.dumps({
-            "format": FORMAT, "fingerprint": fingerprint, "files": count,
-            "shape": [count - len(bad), size, size, 3], "dtype": "uint8",
-            "bytes": target.stat().st_size, "bad": bad}))
+        write_atomic(
+            index_path,
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "fingerprint": fingerprint,
+                    "files": count,
+                    "shape": [count - len(bad), size, size, 3],
+                    "dtype": "uint8",
+                    "bytes": target.stat().st_size,
+                    "bad": bad,
+                }
+            ),
+        )
     except OSError as err:
-        raise EdgeKDError(f"data.cache_dir: writing {target} failed ({err.strerror or err}); free "
-                          "space there or set data.cache_dir to another folder") from None
+        raise EdgeKDError(
+            f"data.cache_dir: writing {target} failed ({err.strerror or err}); free "
+            "space there or set data.cache_dir to another folder"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
         compact.unlink(missing_ok=True)
@@ -202,8 +220,11 @@ def _write(target: Path, index_path: Path, fingerprint: str, count: int, size: i
 @contextmanager
 def _npy_file(path: Path, count: int, size: int) -> Iterator[BinaryIO]:
     """A ``.npy`` of uint8 (count, size, size, 3), open after its header: rows are appended."""
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-              "shape": (count, size, size, 3)}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": (count, size, size, 3),
+    }
     with open(path, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, header)
         yield fh

@@ -44,8 +44,9 @@ def read_attributes(path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
         if not parts:
             continue
         if len(parts) != len(names) + 1 or any(v not in ("1", "-1") for v in parts[1:]):
-            raise EdgeKDError(f"{path} line {number}: expected a file name and {len(names)} values "
-                              "of 1 or -1")
+            raise EdgeKDError(
+                f"{path} line {number}: expected a file name and {len(names)} values of 1 or -1"
+            )
         rows[parts[0]] = np.array(parts[1:], dtype=np.int8)
     return names, rows
 
@@ -64,14 +65,14 @@ def read_partition(path: Path) -> dict[str, int]:
     return out
 
 
-
 class CelebAConfig(FileSourceConfig):
     """``data.source: celeba``: CelebA's aligned images and attribute files."""
 
     source: Literal["celeba"] = "celeba"
     target: str = Field("Smiling", description="the attribute predicted (one of list_attr_celeba.txt's 40)")
     protected: str | list[str] = Field(
-        "Male", description="protected attribute, or a list: the groups are their intersections")
+        "Male", description="protected attribute, or a list: the groups are their intersections"
+    )
     undersample: bool = Field(False, description="balance the target in the training split")
     max_per_split: int | None = Field(None, ge=1, description="seeded subset per split")
 
@@ -84,11 +85,12 @@ class CelebAConfig(FileSourceConfig):
 def _protected(protected: str | list[str]) -> ProtectedAttributes:
     attributes = attribute_list(protected)
     if 2 ** len(attributes) > MAX_GROUPS:
-        raise EdgeKDError(f"data.protected: {len(attributes)} attributes make {2 ** len(attributes)} "
-                          f"groups; at most {MAX_GROUPS} are allowed (up to 9 CelebA attributes)")
+        raise EdgeKDError(
+            f"data.protected: {len(attributes)} attributes make {2 ** len(attributes)} "
+            f"groups; at most {MAX_GROUPS} are allowed (up to 9 CelebA attributes)"
+        )
     single = (f"not {attributes[0]}", attributes[0])
-    return ProtectedAttributes(tuple(attributes), (("0", "1"),) * len(attributes),
-                               single_names=single)
+    return ProtectedAttributes(tuple(attributes), (("0", "1"),) * len(attributes), single_names=single)
 
 
 @register_source(CelebAConfig)
@@ -96,8 +98,9 @@ def load_celeba(cfg, *, seed: int) -> DataSplits:
     names, attributes = read_attributes(cfg.root / "list_attr_celeba.txt")
     for key, value in [("target", cfg.target)] + [("protected", a) for a in attribute_list(cfg.protected)]:
         if value not in names:
-            raise EdgeKDError(f"data.{key}: {value!r} is not a CelebA attribute; "
-                              f"choose one of: {', '.join(names)}")
+            raise EdgeKDError(
+                f"data.{key}: {value!r} is not a CelebA attribute; choose one of: {', '.join(names)}"
+            )
     protected = _protected(cfg.protected)
     partition = read_partition(cfg.root / "list_eval_partition.txt")
     t, p = names.index(cfg.target), [names.index(a) for a in protected.names]
@@ -109,33 +112,54 @@ def load_celeba(cfg, *, seed: int) -> DataSplits:
         groups = protected.combine(np.array([attributes[f][p] == 1 for f in files], dtype=np.int64))
         keep = np.arange(len(files))
         if split == "test" and cfg.test_size is not None:  # instead of max_per_split
-            keep = kept_test_indices(cfg.test_size, labels, groups, seed=seed,
-                                     what="CelebA's test partition")
+            keep = kept_test_indices(cfg.test_size, labels, groups, seed=seed, what="CelebA's test partition")
         if split == "train" and cfg.undersample and len(files):
             counts = np.bincount(labels, minlength=2)
-            keep = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == k), counts.min(),
-                                                      replace=False) for k in (0, 1)]))
-        if cfg.max_per_split and len(keep) > cfg.max_per_split and not (
-                split == "test" and cfg.test_size is not None):
+            keep = np.sort(
+                np.concatenate(
+                    [rng.choice(np.flatnonzero(labels == k), counts.min(), replace=False) for k in (0, 1)]
+                )
+            )
+        if (
+            cfg.max_per_split
+            and len(keep) > cfg.max_per_split
+            and not (split == "test" and cfg.test_size is not None)
+        ):
             keep = np.sort(rng.choice(keep, cfg.max_per_split, replace=False))
         if len(keep) == 0:
-            raise EdgeKDError(f"data: the CelebA {split} split is empty (list_eval_partition.txt "
-                              f"code {code})")
+            raise EdgeKDError(
+                f"data: the CelebA {split} split is empty (list_eval_partition.txt code {code})"
+            )
         splits[split], bad[split] = read_split(
-            cfg, split, [cfg.root / "img_align_celeba" / files[i] for i in keep],
-            labels[keep], groups[keep], listed_in=str(cfg.root / "list_eval_partition.txt"),
-            named_in=f"list_eval_partition.txt code {code}")
+            cfg,
+            split,
+            [cfg.root / "img_align_celeba" / files[i] for i in keep],
+            labels[keep],
+            groups[keep],
+            listed_in=str(cfg.root / "list_eval_partition.txt"),
+            named_in=f"list_eval_partition.txt code {code}",
+        )
     mean, std = normalisation(cfg)
     return DataSplits(
-        train=splits["train"], val=splits["val"], test=splits["test"],
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
         class_names=[f"not {cfg.target}", cfg.target],
-        group_names=protected.group_names(), attributes=protected,
-        protected_attribute=protected.label, mean=mean, std=std,
-        description={"source": "celeba", "synthetic": False, "root": str(cfg.root), **describe_bad(bad, cfg),
-                     "summary": f"CelebA, target {cfg.target}, protected {protected.label}"
-                                + (" (groups: their intersections)" if protected.several else "")
-                                + ", "
-                                f"{cfg.image_size}px" + (", train undersampled to balance the "
-                                                         "target" if cfg.undersample else "")
-                                + (f", test: a stratified {cfg.test_size}" if cfg.test_size else "")},
+        group_names=protected.group_names(),
+        attributes=protected,
+        protected_attribute=protected.label,
+        mean=mean,
+        std=std,
+        description={
+            "source": "celeba",
+            "synthetic": False,
+            "root": str(cfg.root),
+            **describe_bad(bad, cfg),
+            "summary": f"CelebA, target {cfg.target}, protected {protected.label}"
+            + (" (groups: their intersections)" if protected.several else "")
+            + ", "
+            f"{cfg.image_size}px"
+            + (", train undersampled to balance the target" if cfg.undersample else "")
+            + (f", test: a stratified {cfg.test_size}" if cfg.test_size else ""),
+        },
     )

@@ -56,9 +56,12 @@ class CsvConfig(LabelledConfig):
 def load_csv(cfg, *, seed: int) -> DataSplits:
     columns = attribute_list(cfg.group_column)
     files = {"train": cfg.train_csv, "val": cfg.val_csv, "test": cfg.test_csv}
-    rows = {split: read_rows(cfg.root / name, path_column=cfg.path_column,
-                             label_column=cfg.label_column, group_columns=columns)
-            for split, name in files.items()}
+    rows = {
+        split: read_rows(
+            cfg.root / name, path_column=cfg.path_column, label_column=cfg.label_column, group_columns=columns
+        )
+        for split, name in files.items()
+    }
     class_names = value_names([r[1] for r in rows["train"]], cfg.classes)
     attributes = protected_attributes(cfg, [r[2] for r in rows["train"]])
     group_names = attributes.group_names()
@@ -70,10 +73,14 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     coded = {}  # every label and group of every split checked before any image is decoded
     for split, items in rows.items():
         source = cfg.root / files[split]
-        labels = index_values([r[1] for r in items], class_names, what="labels", source=source,
-                              among="data.classes" if cfg.classes else f"the labels of {files['train']}")
-        groups = group_codes(cfg, attributes, [r[2] for r in items], source=source,
-                             found_in=files["train"])
+        labels = index_values(
+            [r[1] for r in items],
+            class_names,
+            what="labels",
+            source=source,
+            among="data.classes" if cfg.classes else f"the labels of {files['train']}",
+        )
+        groups = group_codes(cfg, attributes, [r[2] for r in items], source=source, found_in=files["train"])
         coded[split] = labels, groups
     keep = kept_test_indices(cfg.test_size, *coded["test"], seed=seed, what=files["test"])
     total_test = len(rows["test"])
@@ -84,22 +91,43 @@ def load_csv(cfg, *, seed: int) -> DataSplits:
     for split, items in rows.items():
         source = cfg.root / files[split]
         splits[split], bad[split] = read_split(
-            cfg, split, [Path(r[0]) for r in items], *coded[split],
-            listed_in=[f"{source} line {n}" for n in lines[split]], named_in=files[split])
+            cfg,
+            split,
+            [Path(r[0]) for r in items],
+            *coded[split],
+            listed_in=[f"{source} line {n}" for n in lines[split]],
+            named_in=files[split],
+        )
     described = describe_bad(bad, cfg)
-    described["warnings"] += census_lines(cfg, "csv", class_names=class_names, group_names=group_names,
-                                          splits=splits, classes_found_in=files["train"],
-                                          groups_found_in=files["train"])
+    described["warnings"] += census_lines(
+        cfg,
+        "csv",
+        class_names=class_names,
+        group_names=group_names,
+        splits=splits,
+        classes_found_in=files["train"],
+        groups_found_in=files["train"],
+    )
     mean, std = normalisation(cfg)
-    subset = (f", test: a stratified {len(keep)} of {total_test}" if cfg.test_size is not None else "")
+    subset = f", test: a stratified {len(keep)} of {total_test}" if cfg.test_size is not None else ""
     return DataSplits(
-        train=splits["train"], val=splits["val"], test=splits["test"],
-        class_names=class_names, group_names=group_names, attributes=attributes,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        class_names=class_names,
+        group_names=group_names,
+        attributes=attributes,
         protected_attribute=cfg.protected_attribute or attributes.label,
-        mean=mean, std=std,
-        description={"source": "csv", "synthetic": False, "root": str(cfg.root), **described,
-                     "summary": f"Images from {cfg.root} listed in {', '.join(files.values())} "
-                                f"({len(class_names)} classes, {len(group_names)} groups"
-                                + (f": the intersections of {attributes.label}" if attributes.several else "")
-                                + f", {cfg.image_size}px{subset})"},
+        mean=mean,
+        std=std,
+        description={
+            "source": "csv",
+            "synthetic": False,
+            "root": str(cfg.root),
+            **described,
+            "summary": f"Images from {cfg.root} listed in {', '.join(files.values())} "
+            f"({len(class_names)} classes, {len(group_names)} groups"
+            + (f": the intersections of {attributes.label}" if attributes.several else "")
+            + f", {cfg.image_size}px{subset})",
+        },
     )

@@ -60,10 +60,14 @@ class ImageFolderConfig(LabelledConfig):
 
     source: Literal["image_folder"] = "image_folder"
     groups_csv: str = Field(
-        "groups.csv", description="CSV under root: each image's path (relative to root) and group")
+        "groups.csv", description="CSV under root: each image's path (relative to root) and group"
+    )
     val_size: int | None = Field(
-        None, ge=1, description="without a val/ folder: training images carved out as the "
-                                "validation split (stratified, seeded); default a tenth")
+        None,
+        ge=1,
+        description="without a val/ folder: training images carved out as the "
+        "validation split (stratified, seeded); default a tenth",
+    )
 
 
 def _listing(root: Path, split: str) -> tuple[list[tuple[str, str]], list[str]]:
@@ -91,12 +95,14 @@ def _group_rows(path: Path, cfg, columns: list[str]) -> dict[str, tuple[str, ...
     """The group values of each path of ``groups_csv`` (normalised, relative to root)."""
     table: dict[str, tuple[str, ...]] = {}
     for line, (name, _, values) in enumerate(
-            read_rows(path, path_column=cfg.path_column, label_column=None, group_columns=columns),
-            start=2):
+        read_rows(path, path_column=cfg.path_column, label_column=None, group_columns=columns), start=2
+    ):
         key = Path(os.path.normpath(name.strip())).as_posix()
         if table.get(key, values) != values:
-            raise EdgeKDError(f"{path} line {line}: {key!r} is listed again with other group "
-                              f"values ({', '.join(values)} after {', '.join(table[key])})")
+            raise EdgeKDError(
+                f"{path} line {line}: {key!r} is listed again with other group "
+                f"values ({', '.join(values)} after {', '.join(table[key])})"
+            )
         table[key] = values
     return table
 
@@ -106,27 +112,35 @@ def load_image_folder(cfg, *, seed: int) -> DataSplits:
     present = [split for split in SPLITS if (cfg.root / split).is_dir()]
     for split in ("train", "test"):
         if split not in present:
-            raise EdgeKDError(f"data.root: {cfg.root} has no {split}/ folder; the image_folder "
-                              "layout is root/train/<class>/<image>, root/test/<class>/<image> "
-                              "(root/val/ optional) and a groups CSV")
+            raise EdgeKDError(
+                f"data.root: {cfg.root} has no {split}/ folder; the image_folder "
+                "layout is root/train/<class>/<image>, root/test/<class>/<image> "
+                "(root/val/ optional) and a groups CSV"
+            )
     if "val" in present and cfg.val_size is not None:
-        raise EdgeKDError(f"data.val_size: {cfg.root} has a val/ folder, which is the validation "
-                          "split; remove data.val_size or the folder")
+        raise EdgeKDError(
+            f"data.val_size: {cfg.root} has a val/ folder, which is the validation "
+            "split; remove data.val_size or the folder"
+        )
     listed, others = {}, []
     for split in present:
         listed[split], found = _listing(cfg.root, split)
         others += found
         if not listed[split]:
-            raise EdgeKDError(f"{cfg.root / split}: no images in class folders "
-                              f"({split}/<class>/<image>, {' '.join(IMAGE_SUFFIXES)})")
+            raise EdgeKDError(
+                f"{cfg.root / split}: no images in class folders "
+                f"({split}/<class>/<image>, {' '.join(IMAGE_SUFFIXES)})"
+            )
     columns = attribute_list(cfg.group_column)
     table = _group_rows(cfg.root / cfg.groups_csv, cfg, columns)
     unlisted = [path for split in present for path, _ in listed[split] if path not in table]
     if unlisted:
         total = sum(len(items) for items in listed.values())
-        raise EdgeKDError(f"{cfg.root / cfg.groups_csv}: no row for {len(unlisted)} of the {total} "
-                          f"images: {listing(unlisted, 5)}; give every image a row "
-                          f"({cfg.path_column} relative to root, {', '.join(columns)})")
+        raise EdgeKDError(
+            f"{cfg.root / cfg.groups_csv}: no row for {len(unlisted)} of the {total} "
+            f"images: {listing(unlisted, 5)}; give every image a row "
+            f"({cfg.path_column} relative to root, {', '.join(columns)})"
+        )
     images = {path for items in listed.values() for path, _ in items}
     orphans = [path for path in table if path not in images]
 
@@ -136,12 +150,24 @@ def load_image_folder(cfg, *, seed: int) -> DataSplits:
     check_names(cfg, class_names, group_names, str(cfg.root / "train"))
     coded = {}  # every class folder and group checked before any image is decoded
     for split in present:
-        labels = index_values([c for _, c in listed[split]], class_names, source=cfg.root / split,
-                              what="class folders", unit="images", joiner="in", by_index=False,
-                              among="data.classes" if cfg.classes else "the class folders of train/")
-        groups = group_codes(cfg, attributes, [table[path] for path, _ in listed[split]],
-                             source=cfg.root / cfg.groups_csv, found_in="train/'s images",
-                             unit="images")
+        labels = index_values(
+            [c for _, c in listed[split]],
+            class_names,
+            source=cfg.root / split,
+            what="class folders",
+            unit="images",
+            joiner="in",
+            by_index=False,
+            among="data.classes" if cfg.classes else "the class folders of train/",
+        )
+        groups = group_codes(
+            cfg,
+            attributes,
+            [table[path] for path, _ in listed[split]],
+            source=cfg.root / cfg.groups_csv,
+            found_in="train/'s images",
+            unit="images",
+        )
         coded[split] = [path for path, _ in listed[split]], labels, groups
 
     notes, named = [], {split: f"{split}/" for split in present}
@@ -150,8 +176,9 @@ def load_image_folder(cfg, *, seed: int) -> DataSplits:
         paths, labels, groups = coded["train"]
         size = cfg.val_size if cfg.val_size is not None else max(1, len(paths) // 10)
         if size >= len(paths):
-            raise EdgeKDError(f"data.val_size = {size}: train/ has {len(paths)} images; carve "
-                              f"fewer, or add a val/ folder")
+            raise EdgeKDError(
+                f"data.val_size = {size}: train/ has {len(paths)} images; carve fewer, or add a val/ folder"
+            )
         val = stratified_subset(labels, groups, size, seed=seed, stream=VAL_STREAM)
         rest = np.setdiff1d(np.arange(len(paths)), val)
         coded["val"] = [paths[i] for i in val], labels[val], groups[val]
@@ -168,29 +195,57 @@ def load_image_folder(cfg, *, seed: int) -> DataSplits:
     for split in SPLITS:
         paths, labels, groups = coded[split]
         splits[split], bad[split] = read_split(
-            cfg, split, [Path(p) for p in paths], labels, groups,
-            listed_in=str(cfg.root / folder[split]), named_in=named[split])
+            cfg,
+            split,
+            [Path(p) for p in paths],
+            labels,
+            groups,
+            listed_in=str(cfg.root / folder[split]),
+            named_in=named[split],
+        )
     described = describe_bad(bad, cfg)
     warnings = described["warnings"]
     if others:
-        warnings.append(f"data (image_folder): {len(others)} files not read (not an image in a class "
-                        f"folder; images are {' '.join(IMAGE_SUFFIXES)}): {listing(others, 5)}")
+        warnings.append(
+            f"data (image_folder): {len(others)} files not read (not an image in a class "
+            f"folder; images are {' '.join(IMAGE_SUFFIXES)}): {listing(others, 5)}"
+        )
     if orphans:
-        warnings.append(f"data (image_folder): {len(orphans)} rows of {cfg.groups_csv} name no image "
-                        f"under {cfg.root}: {listing(orphans, 5)}")
-    warnings += census_lines(cfg, "image_folder", class_names=class_names, group_names=group_names,
-                             splits=splits, classes_found_in="train/'s class folders",
-                             groups_found_in=cfg.groups_csv)
+        warnings.append(
+            f"data (image_folder): {len(orphans)} rows of {cfg.groups_csv} name no image "
+            f"under {cfg.root}: {listing(orphans, 5)}"
+        )
+    warnings += census_lines(
+        cfg,
+        "image_folder",
+        class_names=class_names,
+        group_names=group_names,
+        splits=splits,
+        classes_found_in="train/'s class folders",
+        groups_found_in=cfg.groups_csv,
+    )
     mean, std = normalisation(cfg)
     return DataSplits(
-        train=splits["train"], val=splits["val"], test=splits["test"],
-        class_names=class_names, group_names=group_names, attributes=attributes,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        class_names=class_names,
+        group_names=group_names,
+        attributes=attributes,
         protected_attribute=cfg.protected_attribute or attributes.label,
-        mean=mean, std=std,
-        description={"source": "image_folder", "synthetic": False, "root": str(cfg.root), **described,
-                     "summary": f"Images from {cfg.root}/<split>/<class>/ with groups from "
-                                f"{cfg.groups_csv} ({len(class_names)} classes, {len(group_names)} "
-                                "groups" + (f": the intersections of {attributes.label}"
-                                            if attributes.several else "")
-                                + f", {cfg.image_size}px" + "".join(f", {n}" for n in notes) + ")"},
+        mean=mean,
+        std=std,
+        description={
+            "source": "image_folder",
+            "synthetic": False,
+            "root": str(cfg.root),
+            **described,
+            "summary": f"Images from {cfg.root}/<split>/<class>/ with groups from "
+            f"{cfg.groups_csv} ({len(class_names)} classes, {len(group_names)} "
+            "groups"
+            + (f": the intersections of {attributes.label}" if attributes.several else "")
+            + f", {cfg.image_size}px"
+            + "".join(f", {n}" for n in notes)
+            + ")",
+        },
     )

@@ -27,12 +27,14 @@ def check_label(name: object, what: str, source: str) -> str:
     if not name.strip():
         raise EdgeKDError(f"{source}: {what} {shown} is empty; give it a name")
     if len(name) > MAX_LABEL:
-        raise EdgeKDError(f"{source}: {what} {shown} has {len(name)} characters; at most {MAX_LABEL} "
-                          f"are allowed")
+        raise EdgeKDError(
+            f"{source}: {what} {shown} has {len(name)} characters; at most {MAX_LABEL} are allowed"
+        )
     bad = next((c for c in name if not c.isprintable()), None)
     if bad is not None:
-        raise EdgeKDError(f"{source}: {what} {shown} contains the character {bad!r}; labels are one "
-                          f"line of printable text")
+        raise EdgeKDError(
+            f"{source}: {what} {shown} contains the character {bad!r}; labels are one line of printable text"
+        )
     return name
 
 

@@ -42,8 +42,13 @@ def mapped_file(images: np.ndarray) -> tuple[str, int] | None:
     root = images
     while isinstance(root, np.ndarray) and isinstance(root.base, np.ndarray):
         root = root.base
-    if not (isinstance(root, np.memmap) and isinstance(root.base, mmap.mmap) and root.filename
-            and images.ndim >= 1 and images.flags.c_contiguous):
+    if not (
+        isinstance(root, np.memmap)
+        and isinstance(root.base, mmap.mmap)
+        and root.filename
+        and images.ndim >= 1
+        and images.flags.c_contiguous
+    ):
         return None
     start = images.__array_interface__["data"][0] - root.__array_interface__["data"][0]
     return root.filename, root.offset + start
@@ -78,8 +83,9 @@ def take(images: np.ndarray, index: Index) -> np.ndarray:
     filename, offset = where
     with open(filename, "rb", buffering=0) as fh:
         for a, b in zip(starts.tolist(), ends.tolist()):
-            _read_exactly(fh, view[a * row_bytes:b * row_bytes], offset + int(rows[a]) * row_bytes,
-                          filename)
+            _read_exactly(
+                fh, view[a * row_bytes : b * row_bytes], offset + int(rows[a]) * row_bytes, filename
+            )
     return out
 
 
@@ -89,8 +95,10 @@ def _read_exactly(fh, buffer: memoryview, position: int, filename: str) -> None:
         fh.seek(position + done)
         got = fh.readinto(buffer[done:])
         if not got:
-            raise EdgeKDError(f"{filename}: the image cache ended early (changed while this build "
-                              "read it?); run the build again to rebuild it")
+            raise EdgeKDError(
+                f"{filename}: the image cache ended early (changed while this build "
+                "read it?); run the build again to rebuild it"
+            )
         done += got
 
 

@@ -95,8 +95,7 @@ class DataSplits:
         if self.train_for_epoch is None:
             self.train_for_epoch = lambda epoch: self.train
         if self.attributes is None:  # one attribute: its groups are its values
-            self.attributes = ProtectedAttributes((self.protected_attribute,),
-                                                  (tuple(self.group_names),))
+            self.attributes = ProtectedAttributes((self.protected_attribute,), (tuple(self.group_names),))
 
     @property
     def image_size(self) -> int:

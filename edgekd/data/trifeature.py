@@ -33,8 +33,10 @@ Polygon = list[tuple[float, float]]
 
 def _regular(n: int, radius: float, phase_deg: float = 90.0) -> Polygon:
     return [
-        (radius * math.cos(math.radians(phase_deg + 360.0 * k / n)),
-         radius * math.sin(math.radians(phase_deg + 360.0 * k / n)))
+        (
+            radius * math.cos(math.radians(phase_deg + 360.0 * k / n)),
+            radius * math.sin(math.radians(phase_deg + 360.0 * k / n)),
+        )
         for k in range(n)
     ]
 
@@ -56,16 +58,42 @@ def _star(points: int, outer: float, inner: float) -> Polygon:
 SHAPES: dict[str, list[Polygon]] = {
     "triangle": [_regular(3, 1.0)],
     "square": [_rect(-0.75, -0.75, 0.75, 0.75)],
-    "plus": [[(-0.3, -1.0), (0.3, -1.0), (0.3, -0.3), (1.0, -0.3), (1.0, 0.3), (0.3, 0.3),
-              (0.3, 1.0), (-0.3, 1.0), (-0.3, 0.3), (-1.0, 0.3), (-1.0, -0.3), (-0.3, -0.3)]],
+    "plus": [
+        [
+            (-0.3, -1.0),
+            (0.3, -1.0),
+            (0.3, -0.3),
+            (1.0, -0.3),
+            (1.0, 0.3),
+            (0.3, 0.3),
+            (0.3, 1.0),
+            (-0.3, 1.0),
+            (-0.3, 0.3),
+            (-1.0, 0.3),
+            (-1.0, -0.3),
+            (-0.3, -0.3),
+        ]
+    ],
     "circle": [_regular(48, 0.85)],
-    "tee": [[(-0.9, 0.95), (-0.9, 0.45), (-0.28, 0.45), (-0.28, -0.95), (0.28, -0.95),
-             (0.28, 0.45), (0.9, 0.45), (0.9, 0.95)]],
+    "tee": [
+        [
+            (-0.9, 0.95),
+            (-0.9, 0.45),
+            (-0.28, 0.45),
+            (-0.28, -0.95),
+            (0.28, -0.95),
+            (0.28, 0.45),
+            (0.9, 0.45),
+            (0.9, 0.95),
+        ]
+    ],
     "rhombus": [[(0.0, 1.0), (0.6, 0.0), (0.0, -1.0), (-0.6, 0.0)]],
     "pentagon": [_regular(5, 0.95)],
     "star": [_star(5, 1.0, 0.42)],
-    "fivesquare": [_rect(cx - 0.24, cy - 0.24, cx + 0.24, cy + 0.24)
-                   for cx, cy in ((-0.62, -0.62), (0.62, -0.62), (0.0, 0.0), (-0.62, 0.62), (0.62, 0.62))],
+    "fivesquare": [
+        _rect(cx - 0.24, cy - 0.24, cx + 0.24, cy + 0.24)
+        for cx, cy in ((-0.62, -0.62), (0.62, -0.62), (0.0, 0.0), (-0.62, 0.62), (0.62, 0.62))
+    ],
     "trapezoid": [[(-0.95, -0.6), (0.95, -0.6), (0.5, 0.6), (-0.5, 0.6)]],
 }
 
@@ -117,9 +145,17 @@ def _texture(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown texture {name!r}")
 
 
-def _render(labels: np.ndarray, colours: np.ndarray, textures: np.ndarray, scales: np.ndarray,
-            angles: np.ndarray, offsets: np.ndarray, noise: np.ndarray, shape_names: list[str],
-            size: int) -> np.ndarray:
+def _render(
+    labels: np.ndarray,
+    colours: np.ndarray,
+    textures: np.ndarray,
+    scales: np.ndarray,
+    angles: np.ndarray,
+    offsets: np.ndarray,
+    noise: np.ndarray,
+    shape_names: list[str],
+    size: int,
+) -> np.ndarray:
     n = len(labels)
     centre = (np.arange(size, dtype=np.float64) + 0.5) * (2.0 / size) - 1.0
     py, px = np.meshgrid(-centre, centre, indexing="ij")  # y up, x right
@@ -148,8 +184,17 @@ def _render(labels: np.ndarray, colours: np.ndarray, textures: np.ndarray, scale
     return np.clip(images + noise, 0, 255).astype(np.uint8)
 
 
-def generate_split(split: str, n: int, *, seed: int, num_classes: int, image_size: int,
-                   bias: float, epoch: int = 0, max_rotation: float = 180.0) -> Split:
+def generate_split(
+    split: str,
+    n: int,
+    *,
+    seed: int,
+    num_classes: int,
+    image_size: int,
+    bias: float,
+    epoch: int = 0,
+    max_rotation: float = 180.0,
+) -> Split:
     """Generate one split.
 
     Parameters
@@ -194,10 +239,8 @@ def generate_split(split: str, n: int, *, seed: int, num_classes: int, image_siz
     offsets = (rng.random((m, 2)) * 2.0 - 1.0) * room[:, None]
     noise = rng.integers(-_NOISE, _NOISE + 1, size=(m, image_size, image_size, 3), dtype=np.int32)
     shape_names = list(SHAPES)[:num_classes]
-    images = _render(labels, colours, textures, scales, angles, offsets, noise, shape_names,
-                     image_size)
+    images = _render(labels, colours, textures, scales, angles, offsets, noise, shape_names, image_size)
     return Split(images=images, labels=labels.astype(np.int64), groups=groups.astype(np.int64))
-
 
 
 class TrifeatureConfig(Section):
@@ -219,8 +262,9 @@ class TrifeatureConfig(Section):
 @register_source(TrifeatureConfig)
 def load_trifeature(cfg, *, seed: int) -> DataSplits:
     """Build the three splits of a recipe's ``data`` section (``source: trifeature``)."""
-    common = dict(seed=seed, num_classes=cfg.num_classes, image_size=cfg.image_size,
-                  max_rotation=cfg.max_rotation)
+    common = dict(
+        seed=seed, num_classes=cfg.num_classes, image_size=cfg.image_size, max_rotation=cfg.max_rotation
+    )
 
     # Teacher, baseline and student see the same epochs: keep drawn epochs while they fit the
     # budget, so each epoch is rendered once per build rather than once per stage.

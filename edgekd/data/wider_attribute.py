@@ -54,8 +54,13 @@ CLUSTERS16: dict[str, list[str]] = {
     "Cheering": ["Cheering", "Sports_Fan"],
     "Individual Sports": ["Running", "Ice_Skating", "Aerobics"],
     "Water Activities": ["Row_Boat", "Angler"],
-    "Parade": ["Parade"], "Picnic": ["Picnic"], "Spa": ["Spa"], "Surgeons": ["Surgeons"],
-    "Waiter": ["Waiter"], "Dresses": ["Dresses"], "Rescue": ["Rescue"],
+    "Parade": ["Parade"],
+    "Picnic": ["Picnic"],
+    "Spa": ["Spa"],
+    "Surgeons": ["Surgeons"],
+    "Waiter": ["Waiter"],
+    "Dresses": ["Dresses"],
+    "Rescue": ["Rescue"],
 }
 
 
@@ -64,13 +69,17 @@ def _norm(name: str) -> str:
 
 
 def _find(root: Path, folder: Path | None, name: str) -> Path:
-    candidates = [folder / name] if folder is not None else [root / name, root / "Anno" / name,
-                                                             root / "Annotations" / name]
+    candidates = (
+        [folder / name]
+        if folder is not None
+        else [root / name, root / "Anno" / name, root / "Annotations" / name]
+    )
     for path in candidates:
         if path.is_file():
             return path
-    raise EdgeKDError(f"data.annotations: {name} not found in "
-                      + ", ".join(str(p.parent) for p in candidates))
+    raise EdgeKDError(
+        f"data.annotations: {name} not found in " + ", ".join(str(p.parent) for p in candidates)
+    )
 
 
 def read_annotations(path: Path) -> dict:
@@ -81,10 +90,15 @@ def read_annotations(path: Path) -> dict:
             image["file_name"], image["scene_id"], image["targets"]  # noqa: B018
         attribute_names = {str(k): v for k, v in (data.get("attribute_id_map") or {}).items()}
     except (ValueError, KeyError, TypeError, AttributeError):
-        raise EdgeKDError(f"{path}: not WIDER Attribute annotations (JSON with images[] of "
-                          "file_name, scene_id, targets and a scene_id_map)") from None
-    return {"images": images, "scene_id_map": {str(k): v for k, v in scenes.items()},
-            "attribute_id_map": attribute_names}
+        raise EdgeKDError(
+            f"{path}: not WIDER Attribute annotations (JSON with images[] of "
+            "file_name, scene_id, targets and a scene_id_map)"
+        ) from None
+    return {
+        "images": images,
+        "scene_id_map": {str(k): v for k, v in scenes.items()},
+        "attribute_id_map": attribute_names,
+    }
 
 
 def _marked(targets: list[dict], index: int) -> tuple[int, int]:
@@ -103,11 +117,12 @@ def _attribute_indices(protected: list[str], id_map: dict[str, str]) -> list[int
     for name in protected:
         if name not in by_name:
             choices = ", ".join(id_map[k] for k in sorted(id_map, key=int)) or "none listed"
-            raise EdgeKDError(f"data.protected: {name!r} is not a WIDER Attribute attribute; "
-                              f"choose from the annotations' attribute_id_map: {choices}")
+            raise EdgeKDError(
+                f"data.protected: {name!r} is not a WIDER Attribute attribute; "
+                f"choose from the annotations' attribute_id_map: {choices}"
+            )
         indices.append(by_name[name])
     return indices
-
 
 
 class WiderAttributeConfig(FileSourceConfig):
@@ -116,14 +131,18 @@ class WiderAttributeConfig(FileSourceConfig):
     source: Literal["wider_attribute"] = "wider_attribute"
     annotations: Path | None = Field(None, description="folder of the two JSON files")
     label_map: Literal["events30", "clusters16"] = Field(
-        "events30", description="classes: the 30 events, or the study's 16 event clusters")
+        "events30", description="classes: the 30 events, or the study's 16 event clusters"
+    )
     threshold: float = Field(0.5, ge=0.0, lt=1.0, description="male share above which: male")
     unknown: Literal["exclude", "as_group"] = Field(
-        "exclude", description="people of unspecified attribute: left out (counted on the card) or a group")
+        "exclude", description="people of unspecified attribute: left out (counted on the card) or a group"
+    )
     crop: Literal["none", "person"] = Field(
-        "none", description="none: one sample per image; person: each annotated person's box a sample")
+        "none", description="none: one sample per image; person: each annotated person's box a sample"
+    )
     protected: str | list[str] = Field(
-        "Male", description="attribute of attribute_id_map, or a list: groups are intersections")
+        "Male", description="attribute of attribute_id_map, or a list: groups are intersections"
+    )
 
     @field_validator("protected")
     @classmethod
@@ -140,12 +159,13 @@ def _attributes(protected: list[str], *, as_group: bool) -> ProtectedAttributes:
     unknown = ("unknown",) if as_group else ()
     if len(protected) == 1:
         single = ("female", "male") if protected == ["Male"] else (f"not {protected[0]}", protected[0])
-        return ProtectedAttributes(tuple(protected), (("0", "1") + unknown,),
-                                   single_names=single + unknown)
+        return ProtectedAttributes(tuple(protected), (("0", "1") + unknown,), single_names=single + unknown)
     total = (2 + len(unknown)) ** len(protected)
     if total > MAX_GROUPS:
-        raise EdgeKDError(f"data.protected: {len(protected)} attributes make {total} groups; at most "
-                          f"{MAX_GROUPS} are allowed")
+        raise EdgeKDError(
+            f"data.protected: {len(protected)} attributes make {total} groups; at most "
+            f"{MAX_GROUPS} are allowed"
+        )
     return ProtectedAttributes(tuple(protected), (("0", "1") + unknown,) * len(protected))
 
 
@@ -208,38 +228,62 @@ def load_wider_attribute(cfg, *, seed: int) -> DataSplits:
                 box = tuple(group_of[0]["bbox"]) if cfg.crop == "person" else None
                 samples[split].append((cfg.root / "Image" / name, box, label, group))
     unknown_of = "gender" if gender else attributes.label
-    what = (f"gender (male share > {cfg.threshold}) as protected attribute" if gender else
-            f"{attributes.label} (share marked present > {cfg.threshold}) as protected attribute"
-            + ("s, groups their intersections" if attributes.several else ""))
+    what = (
+        f"gender (male share > {cfg.threshold}) as protected attribute"
+        if gender
+        else f"{attributes.label} (share marked present > {cfg.threshold}) as protected attribute"
+        + ("s, groups their intersections" if attributes.several else "")
+    )
     unit = "person crops" if cfg.crop == "person" else "images"
     if samples["test"]:
-        keep = kept_test_indices(cfg.test_size, np.array([i[2] for i in samples["test"]]),
-                                 np.array([i[3] for i in samples["test"]]), seed=seed,
-                                 what=f"the WIDER Attribute test split ({unit})")
+        keep = kept_test_indices(
+            cfg.test_size,
+            np.array([i[2] for i in samples["test"]]),
+            np.array([i[3] for i in samples["test"]]),
+            seed=seed,
+            what=f"the WIDER Attribute test split ({unit})",
+        )
         samples["test"] = [samples["test"][i] for i in keep]
     splits, bad = {}, {}
     for split, items in samples.items():
         if not items:
-            raise EdgeKDError(f"data: the WIDER Attribute {split} split is empty after excluding "
-                              f"{excluded[split]} samples with unknown {unknown_of}")
+            raise EdgeKDError(
+                f"data: the WIDER Attribute {split} split is empty after excluding "
+                f"{excluded[split]} samples with unknown {unknown_of}"
+            )
         splits[split], bad[split] = read_split(
-            cfg, split, [i[0] for i in items], np.array([i[2] for i in items]),
-            np.array([i[3] for i in items]), boxes=[i[1] for i in items],
+            cfg,
+            split,
+            [i[0] for i in items],
+            np.array([i[2] for i in items]),
+            np.array([i[3] for i in items]),
+            boxes=[i[1] for i in items],
             listed_in=f"the WIDER Attribute annotations ({split} file_name)",
-            named_in=f"{split}/ of the annotations")
+            named_in=f"{split}/ of the annotations",
+        )
     mean, std = normalisation(cfg)
     return DataSplits(
-        train=splits["train"], val=splits["val"], test=splits["test"],
-        class_names=class_names, group_names=attributes.group_names(), attributes=attributes,
-        protected_attribute="gender" if gender else attributes.label, mean=mean, std=std,
-        description={"source": "wider_attribute", "synthetic": False, "root": str(cfg.root),
-                     "label_map": cfg.label_map, "crop": cfg.crop,
-                     ("excluded_unknown_gender" if gender else "excluded_unknown_attribute"): excluded,
-                     **describe_bad(bad, cfg),
-                     "summary": f"WIDER Attribute {unit}, {len(class_names)} "
-                                f"{'clusters' if cfg.label_map == 'clusters16' else 'events'}, "
-                                f"{what}, {sum(excluded.values())} {unit} of unknown {unknown_of} "
-                                f"{'excluded' if cfg.unknown == 'exclude' else 'kept as a group'}, "
-                                f"{cfg.image_size}px"
-                                + (f", test: a stratified {cfg.test_size}" if cfg.test_size else "")},
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        class_names=class_names,
+        group_names=attributes.group_names(),
+        attributes=attributes,
+        protected_attribute="gender" if gender else attributes.label,
+        mean=mean,
+        std=std,
+        description={
+            "source": "wider_attribute",
+            "synthetic": False,
+            "root": str(cfg.root),
+            "label_map": cfg.label_map,
+            "crop": cfg.crop,
+            ("excluded_unknown_gender" if gender else "excluded_unknown_attribute"): excluded,
+            **describe_bad(bad, cfg),
+            "summary": f"WIDER Attribute {unit}, {len(class_names)} "
+            f"{'clusters' if cfg.label_map == 'clusters16' else 'events'}, "
+            f"{what}, {sum(excluded.values())} {unit} of unknown {unknown_of} "
+            f"{'excluded' if cfg.unknown == 'exclude' else 'kept as a group'}, "
+            f"{cfg.image_size}px" + (f", test: a stratified {cfg.test_size}" if cfg.test_size else ""),
+        },
     )

@@ -24,12 +24,23 @@ if TYPE_CHECKING:
     from edgekd.debias.reweighing import Reweighing
     from edgekd.train.objective import Objective
 
-__all__ = ["AdversarialDebiasing", "Adversary", "DebiasConfig", "Reweighing", "cell_weights",
-           "lambda_at", "with_debiasing"]
+__all__ = [
+    "AdversarialDebiasing",
+    "Adversary",
+    "DebiasConfig",
+    "Reweighing",
+    "cell_weights",
+    "lambda_at",
+    "with_debiasing",
+]
 
 # The training side, loaded on first use: the recipe reads DebiasConfig without importing torch.
-_LAZY = {"AdversarialDebiasing": "edgekd.debias.adversarial", "Adversary": "edgekd.debias.adversarial",
-         "lambda_at": "edgekd.debias.adversarial", "Reweighing": "edgekd.debias.reweighing"}
+_LAZY = {
+    "AdversarialDebiasing": "edgekd.debias.adversarial",
+    "Adversary": "edgekd.debias.adversarial",
+    "lambda_at": "edgekd.debias.adversarial",
+    "Reweighing": "edgekd.debias.reweighing",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -45,23 +56,31 @@ class DebiasConfig(Section):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
     method: Literal["none", "adversarial"] = Field("none", description="the adversary")
-    lambda_: float = Field(0.5, alias="lambda", ge=0.0, le=100.0,
-                           description="weight of the reversed adversary loss")
+    lambda_: float = Field(
+        0.5, alias="lambda", ge=0.0, le=100.0, description="weight of the reversed adversary loss"
+    )
     criterion: Literal["demographic_parity", "equalized_odds"] = Field(
-        "demographic_parity", description="equalized_odds also gives the adversary the true label")
+        "demographic_parity", description="equalized_odds also gives the adversary the true label"
+    )
     input: Literal["probabilities", "features"] = Field(
-        "probabilities", description="what the adversary sees: softmax outputs or pooled features")
+        "probabilities", description="what the adversary sees: softmax outputs or pooled features"
+    )
     hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
-        default_factory=lambda: [64], max_length=4, description="adversary MLP hidden widths")
+        default_factory=lambda: [64], max_length=4, description="adversary MLP hidden widths"
+    )
     warmup_epochs: int = Field(0, ge=0, description="epochs that train the adversary alone")
     schedule: Literal["constant", "linear"] = Field(
-        "constant", description="lambda after the warm-up: constant, or linear from 0 over ramp_epochs")
+        "constant", description="lambda after the warm-up: constant, or linear from 0 over ramp_epochs"
+    )
     ramp_epochs: int = Field(0, ge=0, description="linear: epochs to ramp lambda from 0")
-    reweigh: bool = Field(False, description="draw each epoch so that label and group are "
-                          "independent: weight P(c)P(g)/P(c,g) per image")
+    reweigh: bool = Field(
+        False,
+        description="draw each epoch so that label and group are "
+        "independent: weight P(c)P(g)/P(c,g) per image",
+    )
     apply_to: list[Literal["student", "baseline"]] = Field(
-        default_factory=lambda: ["student"], min_length=1,
-        description="stages trained with the debiasing")
+        default_factory=lambda: ["student"], min_length=1, description="stages trained with the debiasing"
+    )
 
     @property
     def active(self) -> bool:
@@ -76,8 +95,14 @@ def with_debiasing(objective: Objective, cfg) -> Objective:
     if cfg is None:
         return objective
     if cfg.method == "adversarial":
-        objective = AdversarialDebiasing(objective, weight=cfg.lambda_, criterion=cfg.criterion,
-                                         source=cfg.input, hidden=tuple(cfg.hidden),
-                                         warmup_epochs=cfg.warmup_epochs, schedule=cfg.schedule,
-                                         ramp_epochs=cfg.ramp_epochs)
+        objective = AdversarialDebiasing(
+            objective,
+            weight=cfg.lambda_,
+            criterion=cfg.criterion,
+            source=cfg.input,
+            hidden=tuple(cfg.hidden),
+            warmup_epochs=cfg.warmup_epochs,
+            schedule=cfg.schedule,
+            ramp_epochs=cfg.ramp_epochs,
+        )
     return Reweighing(objective) if cfg.reweigh else objective

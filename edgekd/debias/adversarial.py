@@ -83,8 +83,7 @@ class Adversary(nn.Module):
         return self.net(x)
 
 
-def lambda_at(epoch: int, *, weight: float, warmup_epochs: int, schedule: str,
-              ramp_epochs: int) -> float:
+def lambda_at(epoch: int, *, weight: float, warmup_epochs: int, schedule: str, ramp_epochs: int) -> float:
     """The reversal strength of 0-based ``epoch``: 0 during warm-up, then constant or a linear
     ramp ``weight * min(1, (epoch - warmup + 1) / ramp_epochs)``."""
     if epoch < warmup_epochs:
@@ -97,9 +96,18 @@ def lambda_at(epoch: int, *, weight: float, warmup_epochs: int, schedule: str,
 class AdversarialDebiasing(ObjectiveWrapper):
     """Wraps any objective (CE, KD, RKD, ...) with an adversary on the protected group."""
 
-    def __init__(self, task: Objective, *, weight: float = 0.5, criterion: str = "demographic_parity",
-                 source: str = "probabilities", hidden: tuple[int, ...] = (64,),
-                 warmup_epochs: int = 0, schedule: str = "constant", ramp_epochs: int = 0) -> None:
+    def __init__(
+        self,
+        task: Objective,
+        *,
+        weight: float = 0.5,
+        criterion: str = "demographic_parity",
+        source: str = "probabilities",
+        hidden: tuple[int, ...] = (64,),
+        warmup_epochs: int = 0,
+        schedule: str = "constant",
+        ramp_epochs: int = 0,
+    ) -> None:
         super().__init__(task)
         self.weight = weight
         self.criterion = criterion
@@ -121,21 +129,25 @@ class AdversarialDebiasing(ObjectiveWrapper):
         self.adversary = Adversary(width, num_groups, self.hidden)
 
     def prepare(self, *, teacher_outputs, student_features: int, data) -> None:
-        super().prepare(teacher_outputs=teacher_outputs, student_features=student_features,
-                        data=data)
-        self.build(num_classes=data.num_classes, num_groups=len(data.group_names),
-                   feature_width=student_features)
+        super().prepare(teacher_outputs=teacher_outputs, student_features=student_features, data=data)
+        self.build(
+            num_classes=data.num_classes, num_groups=len(data.group_names), feature_width=student_features
+        )
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         super().start_epoch(epoch, epochs)
-        self.strength = lambda_at(epoch, weight=self.weight, warmup_epochs=self.warmup_epochs,
-                                  schedule=self.schedule, ramp_epochs=self.ramp_epochs)
+        self.strength = lambda_at(
+            epoch,
+            weight=self.weight,
+            warmup_epochs=self.warmup_epochs,
+            schedule=self.schedule,
+            ramp_epochs=self.ramp_epochs,
+        )
         self._reset_counts()
 
     def _reset_counts(self) -> None:
         self._correct = 0
-        self._cells = torch.zeros(max(self.num_classes, 1) * max(self.num_groups, 1),
-                                  dtype=torch.int64)
+        self._cells = torch.zeros(max(self.num_classes, 1) * max(self.num_groups, 1), dtype=torch.int64)
 
     def adversary_input(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         z = F.softmax(logits, dim=1) if self.source == "probabilities" else batch.features
@@ -176,5 +188,12 @@ class AdversarialDebiasing(ObjectiveWrapper):
         }
 
     def summary(self) -> dict:
-        return {**self.task.summary(), "debias": {"method": "adversarial", "lambda": self.weight,
-                                                  "criterion": self.criterion, "input": self.source}}
+        return {
+            **self.task.summary(),
+            "debias": {
+                "method": "adversarial",
+                "lambda": self.weight,
+                "criterion": self.criterion,
+                "input": self.source,
+            },
+        }

@@ -31,16 +31,33 @@ if TYPE_CHECKING:
     from edgekd.train.objective import Batch, CrossEntropy, Objective
     from edgekd.train.teacher_outputs import TeacherOutputs
 
-__all__ = ["METHOD_CONFIGS", "OBJECTIVES", "Batch", "CrossEntropy", "DistillMethodConfig", "KDLoss",
-           "Objective", "TeacherOutputs", "build_objective", "kd_loss", "load_methods",
-           "register_method"]
+__all__ = [
+    "METHOD_CONFIGS",
+    "OBJECTIVES",
+    "Batch",
+    "CrossEntropy",
+    "DistillMethodConfig",
+    "KDLoss",
+    "Objective",
+    "TeacherOutputs",
+    "build_objective",
+    "kd_loss",
+    "load_methods",
+    "register_method",
+]
 
 _METHODS = ("adaptive", "ctkd", "kd", "kdpp", "rkd")
 # The losses (torch), loaded on first use: the recipe reads the sections without importing torch.
-_LAZY = {"OBJECTIVES": "edgekd.distill.registry", "build_objective": "edgekd.distill.registry",
-         "KDLoss": "edgekd.distill.kd", "kd_loss": "edgekd.distill.kd",
-         "Batch": "edgekd.train.objective", "CrossEntropy": "edgekd.train.objective",
-         "Objective": "edgekd.train.objective", "TeacherOutputs": "edgekd.train.teacher_outputs"}
+_LAZY = {
+    "OBJECTIVES": "edgekd.distill.registry",
+    "build_objective": "edgekd.distill.registry",
+    "KDLoss": "edgekd.distill.kd",
+    "kd_loss": "edgekd.distill.kd",
+    "Batch": "edgekd.train.objective",
+    "CrossEntropy": "edgekd.train.objective",
+    "Objective": "edgekd.train.objective",
+    "TeacherOutputs": "edgekd.train.teacher_outputs",
+}
 
 
 def load_methods() -> None:

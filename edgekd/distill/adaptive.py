@@ -28,15 +28,24 @@ from edgekd.train.objective import Batch, Objective, label_cross_entropy
 __all__ = ["AdaptiveKDLoss", "subgroup_weights"]
 
 
-def subgroup_weights(pred: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, alpha: float,
-                     num_classes: int, num_groups: int, per: str) -> np.ndarray:
+def subgroup_weights(
+    pred: np.ndarray,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    *,
+    alpha: float,
+    num_classes: int,
+    num_groups: int,
+    per: str,
+) -> np.ndarray:
     """Mixing weights ``(num_classes, num_groups)``: ``alpha * acc / max acc`` (module doc).
 
     With ``per="class"`` every group of a class shares the class's weight.
     """
     correct = pred == labels
-    class_acc = np.array([correct[labels == c].mean() if (labels == c).any() else np.nan
-                          for c in range(num_classes)])
+    class_acc = np.array(
+        [correct[labels == c].mean() if (labels == c).any() else np.nan for c in range(num_classes)]
+    )
     acc = np.repeat(class_acc[:, None], num_groups, axis=1)
     if per == "cell":
         for c in range(num_classes):
@@ -56,8 +65,9 @@ class AdaptiveKDLoss(Objective):
 
     uses_teacher = True
 
-    def __init__(self, *, temperature: float = 4.0, alpha: float = 0.5, per: str = "cell",
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, *, temperature: float = 4.0, alpha: float = 0.5, per: str = "cell", label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         self.temperature = temperature
         self.alpha = alpha
@@ -69,9 +79,15 @@ class AdaptiveKDLoss(Objective):
 
     def prepare(self, *, teacher_outputs, student_features: int, data) -> None:
         logits, _ = teacher_outputs.for_split(data.val, key="val")
-        weights = subgroup_weights(logits.argmax(1), data.val.labels, data.val.groups,
-                                   alpha=self.alpha, num_classes=data.num_classes,
-                                   num_groups=len(data.group_names), per=self.per)
+        weights = subgroup_weights(
+            logits.argmax(1),
+            data.val.labels,
+            data.val.groups,
+            alpha=self.alpha,
+            num_classes=data.num_classes,
+            num_groups=len(data.group_names),
+            per=self.per,
+        )
         self.weights = torch.from_numpy(weights).float()
         self.class_names, self.group_names = list(data.class_names), list(data.group_names)
 
@@ -79,12 +95,17 @@ class AdaptiveKDLoss(Objective):
         w = self.weights.numpy()
         if self.per == "class":
             return {"per": "class", "alpha_by_class": dict(zip(self.class_names, w[:, 0].tolist()))}
-        return {"per": "cell", "alpha_by_cell": {
-            c: dict(zip(self.group_names, w[i].tolist())) for i, c in enumerate(self.class_names)}}
+        return {
+            "per": "cell",
+            "alpha_by_cell": {
+                c: dict(zip(self.group_names, w[i].tolist())) for i, c in enumerate(self.class_names)
+            },
+        }
 
     def forward(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         alpha = self.weights[batch.labels, batch.groups]
         soft = kd_loss_per_sample(logits, batch.teacher_logits, self.temperature)
-        hard = label_cross_entropy(logits, batch.labels, label_smoothing=self.label_smoothing,
-                                   reduction="none")
+        hard = label_cross_entropy(
+            logits, batch.labels, label_smoothing=self.label_smoothing, reduction="none"
+        )
         return (alpha * soft + (1.0 - alpha) * hard).mean()

@@ -46,17 +46,21 @@ class CTKDConfig(DistillMethodConfig):
     t_range: float = Field(20.0, gt=0.0, description="temperature = t_min + t_range * sigmoid(theta)")
     initial_temperature: float = Field(4.0, gt=0.0, description="inside (t_min, t_min + t_range)")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="as kd's alpha")
-    curriculum_share: float = Field(0.5, ge=0.0, le=1.0,
-                                    description="share of the epochs over which lambda ramps 0 -> 1")
-    renamed_keys = {"curriculum_epochs": "curriculum_share, a share of the student's epochs in "
-                                         "[0, 1] (e.g. 0.5)"}
+    curriculum_share: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of the epochs over which lambda ramps 0 -> 1"
+    )
+    renamed_keys = {
+        "curriculum_epochs": "curriculum_share, a share of the student's epochs in [0, 1] (e.g. 0.5)"
+    }
 
     @model_validator(mode="after")
     def _initial_inside(self) -> CTKDConfig:
         if not self.t_min < self.initial_temperature < self.t_min + self.t_range:
-            raise ValueError(f"initial_temperature {self.initial_temperature:g} must lie strictly "
-                             f"between t_min {self.t_min:g} and t_min + t_range "
-                             f"{self.t_min + self.t_range:g}")
+            raise ValueError(
+                f"initial_temperature {self.initial_temperature:g} must lie strictly "
+                f"between t_min {self.t_min:g} and t_min + t_range "
+                f"{self.t_min + self.t_range:g}"
+            )
         return self
 
 
@@ -65,11 +69,11 @@ class KDPPConfig(DistillMethodConfig):
 
     method: Literal["kdpp"] = "kdpp"
     temperature: float = Field(4.0, gt=0.0, le=100.0, description="T of the KD term")
-    warmup_share: float = Field(0.3, ge=0.0, le=1.0,
-                                description="KD weight = min(1, epoch / (share x epochs))")
+    warmup_share: float = Field(
+        0.3, ge=0.0, le=1.0, description="KD weight = min(1, epoch / (share x epochs))"
+    )
     nd_weight: float = Field(2.0, ge=0.0, description="weight of the norm-and-direction loss")
-    renamed_keys = {"warmup_epochs": "warmup_share, a share of the student's epochs in [0, 1] "
-                                     "(e.g. 0.3)"}
+    renamed_keys = {"warmup_epochs": "warmup_share, a share of the student's epochs in [0, 1] (e.g. 0.3)"}
 
 
 class AdaptiveConfig(DistillMethodConfig):
@@ -79,6 +83,7 @@ class AdaptiveConfig(DistillMethodConfig):
     temperature: float = Field(4.0, gt=0.0, le=100.0, description="T of the KD term")
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight where the teacher is best")
     per: Literal["class", "cell"] = Field("cell", description="(class, group) cell, or class")
+
 
 for _config in (KDConfig, RKDConfig, CTKDConfig, KDPPConfig, AdaptiveConfig):
     METHOD_CONFIGS.add(tag_of(_config, "method"), _config)

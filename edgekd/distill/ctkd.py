@@ -47,9 +47,16 @@ class CTKDLoss(Objective):
 
     uses_teacher = True
 
-    def __init__(self, *, t_min: float = 1.0, t_range: float = 20.0,
-                 initial_temperature: float = 4.0, alpha: float = 0.5,
-                 curriculum_share: float = 0.5, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        t_min: float = 1.0,
+        t_range: float = 20.0,
+        initial_temperature: float = 4.0,
+        alpha: float = 0.5,
+        curriculum_share: float = 0.5,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         if not t_min < initial_temperature < t_min + t_range:
             raise ValueError("initial_temperature must lie strictly inside (t_min, t_min + t_range)")

@@ -21,8 +21,9 @@ from edgekd.train.objective import Batch, Objective, label_cross_entropy
 __all__ = ["KDConfig", "KDLoss", "kd_loss", "kd_loss_per_sample"]
 
 
-def kd_loss_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                       temperature: float | torch.Tensor) -> torch.Tensor:
+def kd_loss_per_sample(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float | torch.Tensor
+) -> torch.Tensor:
     """``T^2 * KL(softmax(t / T) || softmax(s / T))`` for each sample, shape ``(B,)``, in
     float32 whatever the logits' precision."""
     t = temperature
@@ -32,8 +33,9 @@ def kd_loss_per_sample(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     return kl * (t * t)
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-            temperature: float | torch.Tensor) -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float | torch.Tensor
+) -> torch.Tensor:
     """Soft-target term of Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
     Network" (2015): ``T^2 * KL(softmax(t / T) || softmax(s / T))``, averaged over the batch.
 
@@ -55,8 +57,7 @@ class KDLoss(Objective):
 
     uses_teacher = True
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.5, *,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(self, temperature: float = 4.0, alpha: float = 0.5, *, label_smoothing: float = 0.0) -> None:
         super().__init__()
         self.temperature = temperature
         self.alpha = alpha

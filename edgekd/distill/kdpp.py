@@ -48,8 +48,9 @@ def class_means(features: np.ndarray, labels: np.ndarray, num_classes: int) -> n
     return means.astype(np.float32)
 
 
-def nd_loss(projected: torch.Tensor, teacher_features: torch.Tensor, labels: torch.Tensor,
-            centres: torch.Tensor) -> torch.Tensor:
+def nd_loss(
+    projected: torch.Tensor, teacher_features: torch.Tensor, labels: torch.Tensor, centres: torch.Tensor
+) -> torch.Tensor:
     """``mean_i [1 - <p_i, c_{y_i}/||c_{y_i}||> / max(||p_i||, ||t_i||)]`` (see module doc)."""
     direction = F.normalize(centres[labels], p=2, dim=1)
     along = (projected * direction).sum(dim=1)
@@ -64,8 +65,14 @@ class KDPPLoss(Objective):
     uses_teacher = True
     uses_teacher_features = True
 
-    def __init__(self, *, temperature: float = 4.0, warmup_share: float = 0.3,
-                 nd_weight: float = 2.0, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float = 4.0,
+        warmup_share: float = 0.3,
+        nd_weight: float = 2.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         self.temperature = temperature
         self.warmup_share = warmup_share
@@ -77,8 +84,9 @@ class KDPPLoss(Objective):
 
     def build(self, student_features: int, teacher_features: int) -> None:
         """Create the projection ``student_features -> teacher_features``."""
-        self.projection = nn.Sequential(nn.BatchNorm1d(student_features),
-                                        nn.Linear(student_features, teacher_features))
+        self.projection = nn.Sequential(
+            nn.BatchNorm1d(student_features), nn.Linear(student_features, teacher_features)
+        )
 
     def prepare(self, *, teacher_outputs, student_features: int, data) -> None:
         split = data.train_for_epoch(0)
@@ -98,5 +106,4 @@ class KDPPLoss(Objective):
         if self.kd_weight:
             loss = loss + self.kd_weight * kd_loss(logits, batch.teacher_logits, self.temperature)
         projected = self.projection(batch.features)
-        return loss + self.nd_weight * nd_loss(projected, batch.teacher_features, batch.labels,
-                                               self.centres)
+        return loss + self.nd_weight * nd_loss(projected, batch.teacher_features, batch.labels, self.centres)

@@ -53,8 +53,10 @@ def register_method(config: type[DistillMethodConfig]) -> Callable[[type[Objecti
 
     name = tag_of(config, "method")
     if METHOD_CONFIGS.get(name, config) is not config:
-        raise ValueError(f"distillation method {name!r}: its section is {METHOD_CONFIGS[name].__name__}, "
-                         f"not {config.__name__}")
+        raise ValueError(
+            f"distillation method {name!r}: its section is {METHOD_CONFIGS[name].__name__}, "
+            f"not {config.__name__}"
+        )
 
     def add(cls: type[Objective]) -> type[Objective]:
         cls.config = config
@@ -73,5 +75,7 @@ def build_objective(cfg: DistillMethodConfig, *, label_smoothing: float = 0.0) -
 
     load_methods()
     cls = OBJECTIVES.get(cfg.method, key="distill.method")
-    return cls(**cfg.model_dump(exclude={"method", *DistillMethodConfig.model_fields}),
-               label_smoothing=label_smoothing)
+    return cls(
+        **cfg.model_dump(exclude={"method", *DistillMethodConfig.model_fields}),
+        label_smoothing=label_smoothing,
+    )

@@ -71,7 +71,7 @@ def rkd_angle_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor
             target = _angles(teacher.float(), anchors)
         pred = _angles(student.float(), anchors)
         total = total + F.smooth_l1_loss(pred, target, reduction="sum")
-    return total / (b ** 3)
+    return total / (b**3)
 
 
 @register_method(RKDConfig)
@@ -81,9 +81,15 @@ class RKDLoss(Objective):
     uses_teacher = True
     uses_teacher_features = True
 
-    def __init__(self, distance_weight: float = 25.0, angle_weight: float = 50.0,
-                 kd_weight: float = 0.0, temperature: float = 4.0, *,
-                 label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        distance_weight: float = 25.0,
+        angle_weight: float = 50.0,
+        kd_weight: float = 0.0,
+        temperature: float = 4.0,
+        *,
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
         self.distance_weight = distance_weight
         self.angle_weight = angle_weight

@@ -16,14 +16,23 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["CALIBRATORS", "tensorrt_version_number", "parse_header", "write_tensorrt_cache",
-           "read_tensorrt_cache", "calibration_algorithm", "for_tensorrt_version"]
+__all__ = [
+    "CALIBRATORS",
+    "tensorrt_version_number",
+    "parse_header",
+    "write_tensorrt_cache",
+    "read_tensorrt_cache",
+    "calibration_algorithm",
+    "for_tensorrt_version",
+]
 
 # the algorithm a header names -> the trt calibrator class that reads its cache
-CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2",
-               "EntropyCalibration": "IInt8EntropyCalibrator",
-               "MinMaxCalibration": "IInt8MinMaxCalibrator",
-               "LegacyCalibration": "IInt8LegacyCalibrator"}
+CALIBRATORS = {
+    "EntropyCalibration2": "IInt8EntropyCalibrator2",
+    "EntropyCalibration": "IInt8EntropyCalibrator",
+    "MinMaxCalibration": "IInt8MinMaxCalibrator",
+    "LegacyCalibration": "IInt8LegacyCalibrator",
+}
 
 
 def tensorrt_version_number(version: str) -> int:
@@ -40,8 +49,7 @@ def parse_header(line: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def write_tensorrt_cache(scales: dict[str, float], path: Path, *,
-                         tensorrt_version: str = "10.3.0") -> Path:
+def write_tensorrt_cache(scales: dict[str, float], path: Path, *, tensorrt_version: str = "10.3.0") -> Path:
     """Write ``scales`` (tensor -> scale, as :func:`edgekd.export.int8.qdq_activation_scales`
     reads them from the shipped Q/DQ file) as an ``EntropyCalibration2`` cache."""
     from edgekd.files import write_atomic
@@ -72,9 +80,11 @@ def calibration_algorithm(cache: bytes, *, where: str = "calibration.cache") -> 
     header = cache.split(b"\n", 1)[0].decode("ascii", "replace").strip()
     parsed = parse_header(header)
     if parsed is None or parsed[1] not in CALIBRATORS:
-        raise EdgeKDError(f"{where}: not a TensorRT calibration cache (first line {header[:60]!r}; "
-                          f"expected TRT-<version>-<algorithm>, algorithm one of "
-                          f"{', '.join(CALIBRATORS)})")
+        raise EdgeKDError(
+            f"{where}: not a TensorRT calibration cache (first line {header[:60]!r}; "
+            f"expected TRT-<version>-<algorithm>, algorithm one of "
+            f"{', '.join(CALIBRATORS)})"
+        )
     return CALIBRATORS[parsed[1]]
 
 

@@ -20,8 +20,18 @@ from dataclasses import dataclass
 
 from edgekd.registry import Registry
 
-__all__ = ["ArtifactFile", "ARTIFACT_FILES", "MODEL_ONNX", "INT8_ONNX", "INT8_TRT_ONNX", "FP16_ONNX",
-           "CALIBRATION_CACHE", "engine_file_name", "engine_model_name", "tensorrt_files"]
+__all__ = [
+    "ArtifactFile",
+    "ARTIFACT_FILES",
+    "MODEL_ONNX",
+    "INT8_ONNX",
+    "INT8_TRT_ONNX",
+    "FP16_ONNX",
+    "CALIBRATION_CACHE",
+    "engine_file_name",
+    "engine_model_name",
+    "tensorrt_files",
+]
 
 
 @dataclass(frozen=True)
@@ -39,11 +49,14 @@ class ArtifactFile:
 
 
 ARTIFACT_FILES: Registry[ArtifactFile] = Registry("artifact")
-for _row in (ArtifactFile("onnx", "model.onnx", "fp32", for_tensorrt=True),
-             ArtifactFile("onnx_int8", "model.int8.onnx", "int8"),
-             ArtifactFile("onnx_int8_trt", "model.int8.trt.onnx", "int8", companions=("calibration.cache",),
-                          for_tensorrt=True),
-             ArtifactFile("onnx_fp16", "model.fp16.onnx", "fp16", for_tensorrt=True)):
+for _row in (
+    ArtifactFile("onnx", "model.onnx", "fp32", for_tensorrt=True),
+    ArtifactFile("onnx_int8", "model.int8.onnx", "int8"),
+    ArtifactFile(
+        "onnx_int8_trt", "model.int8.trt.onnx", "int8", companions=("calibration.cache",), for_tensorrt=True
+    ),
+    ArtifactFile("onnx_fp16", "model.fp16.onnx", "fp16", for_tensorrt=True),
+):
     ARTIFACT_FILES.add(_row.name, _row)
 
 MODEL_ONNX = ARTIFACT_FILES["onnx"].file

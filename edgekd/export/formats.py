@@ -45,8 +45,15 @@ from edgekd.export.targets import DEFAULT_TARGET, TARGETS
 from edgekd.export.tensorrt import TensorRTConfig, build_tensorrt_artifact
 from edgekd.registry import Registry
 
-__all__ = ["ExportFormat", "ExportContext", "Artifact", "EXPORT_FORMATS", "ExportConfig", "build_artifacts",
-           "built_from_onnx"]
+__all__ = [
+    "ExportFormat",
+    "ExportContext",
+    "Artifact",
+    "EXPORT_FORMATS",
+    "ExportConfig",
+    "build_artifacts",
+    "built_from_onnx",
+]
 
 
 @dataclass(frozen=True)
@@ -66,11 +73,17 @@ class ExportFormat:
 EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format")
 for _row in (
     ExportFormat("onnx", OnnxConfig, ("onnx",), None, "torch's ONNX exporter (dynamo or TorchScript)"),
-    ExportFormat("int8", Int8Config, ("onnx_int8", "onnx_int8_trt"), export_int8,
-                 "onnxruntime's quantization tool"),
+    ExportFormat(
+        "int8", Int8Config, ("onnx_int8", "onnx_int8_trt"), export_int8, "onnxruntime's quantization tool"
+    ),
     ExportFormat("fp16", Fp16Config, ("onnx_fp16",), export_fp16, "onnxruntime's float16 converter"),
-    ExportFormat("tensorrt", TensorRTConfig, (), build_tensorrt_artifact,
-                 "TensorRT, cuda-python and an NVIDIA GPU (or Torch-TensorRT)"),
+    ExportFormat(
+        "tensorrt",
+        TensorRTConfig,
+        (),
+        build_tensorrt_artifact,
+        "TensorRT, cuda-python and an NVIDIA GPU (or Torch-TensorRT)",
+    ),
 ):
     EXPORT_FORMATS.add(_row.key, _row)
 
@@ -87,8 +100,9 @@ def _resolve_target(export):
     from edgekd.export.targets import get_target, resolve_onnx_export
 
     try:
-        opset, exporter = resolve_onnx_export(get_target(export.target), opset=export.onnx.opset,
-                                              exporter=export.onnx.exporter)
+        opset, exporter = resolve_onnx_export(
+            get_target(export.target), opset=export.onnx.opset, exporter=export.onnx.exporter
+        )
     except EdgeKDError as error:
         raise ValueError(str(error)) from None
     if (export.onnx.opset, export.onnx.exporter) != (opset, exporter):
@@ -98,22 +112,36 @@ def _resolve_target(export):
 
 def _int8_engine_needs_its_qdq_file(export):
     trt, int8 = export.tensorrt, export.int8
-    if trt.enabled and trt.via == "onnx" and trt.precision == "int8" \
-            and not (int8.enabled and "tensorrt" in int8.forms):
-        raise ValueError("tensorrt.precision: int8 builds the engine from model.int8.trt.onnx (explicit "
-                         "quantization); set int8.enabled: true with tensorrt in int8.forms")
+    if (
+        trt.enabled
+        and trt.via == "onnx"
+        and trt.precision == "int8"
+        and not (int8.enabled and "tensorrt" in int8.forms)
+    ):
+        raise ValueError(
+            "tensorrt.precision: int8 builds the engine from model.int8.trt.onnx (explicit "
+            "quantization); set int8.enabled: true with tensorrt in int8.forms"
+        )
     return export
 
 
 ExportConfig = create_model(
-    "ExportConfig", __base__=Section,
+    "ExportConfig",
+    __base__=Section,
     __doc__="``export``: the deployment target and one section per row of the format table.",
-    __validators__={"int8_engine_qdq": model_validator(mode="after")(_int8_engine_needs_its_qdq_file),
-                    "resolve_target": model_validator(mode="after")(_resolve_target)},
-    target=(Literal[tuple(TARGETS)], Field(
-        DEFAULT_TARGET, description="what the bundle is for (edgekd.export.targets): fixes the ONNX "
-                                    "opset and the TensorRT rules every file meant for TensorRT "
-                                    "must pass; one of " + ", ".join(TARGETS))),
+    __validators__={
+        "int8_engine_qdq": model_validator(mode="after")(_int8_engine_needs_its_qdq_file),
+        "resolve_target": model_validator(mode="after")(_resolve_target),
+    },
+    target=(
+        Literal[tuple(TARGETS)],
+        Field(
+            DEFAULT_TARGET,
+            description="what the bundle is for (edgekd.export.targets): fixes the ONNX "
+            "opset and the TensorRT rules every file meant for TensorRT "
+            "must pass; one of " + ", ".join(TARGETS),
+        ),
+    ),
     **{key: (fmt.config, Field(default_factory=fmt.config)) for key, fmt in EXPORT_FORMATS.items()},
 )
 

@@ -39,5 +39,11 @@ def export_fp16(cfg: Fp16Config, ctx: ExportContext) -> Artifact:
     """The ``export.fp16`` row of :mod:`edgekd.export.formats`."""
     path = convert_fp16(ctx.onnx_path, ctx.out_dir / FP16_ONNX)
     ctx.log(f"export: {path.name} (FP16, fp32 inputs and outputs)")
-    return Artifact(name="onnx_fp16", file=path.name, path=path, precision="fp16", runtime=cpu_runtime_name(),
-                    export={"io": "float32"})
+    return Artifact(
+        name="onnx_fp16",
+        file=path.name,
+        path=path,
+        precision="fp16",
+        runtime=cpu_runtime_name(),
+        export={"io": "float32"},
+    )

@@ -25,18 +25,22 @@ class OnnxConfig(Section):
     default to what ``export.target`` parses (:func:`edgekd.export.targets.resolve_onnx_export`)."""
 
     exporter: Literal["torchscript", "dynamo"] | None = Field(
-        None, description="dynamo (torch.export; the exporter torch keeps; opset 18 or newer) or "
-                          "torchscript (deprecated by torch; opset 17 and lower, what TensorRT 8.5/8.6 "
-                          "on JetPack 5 and 6.0 parse); default: from export.target")
-    opset: int | None = Field(None, ge=13, le=23, description="default: 18 where export.target "
-                                                              "parses it, else the target's ceiling")
+        None,
+        description="dynamo (torch.export; the exporter torch keeps; opset 18 or newer) or "
+        "torchscript (deprecated by torch; opset 17 and lower, what TensorRT 8.5/8.6 "
+        "on JetPack 5 and 6.0 parse); default: from export.target",
+    )
+    opset: int | None = Field(
+        None, ge=13, le=23, description="default: 18 where export.target parses it, else the target's ceiling"
+    )
     min_agreement: float = Field(
         0.999, ge=0.0, le=1.0, description="argmax agreement with torch below which the build fails"
     )
 
 
-def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: int,
-                exporter: str = "torchscript") -> Path:
+def export_onnx(
+    model: torch.nn.Module, path: Path, *, image_size: int, opset: int, exporter: str = "torchscript"
+) -> Path:
     """Write ``model`` (eval mode) to ``path`` as one self-contained ONNX file, batch axis dynamic.
 
     ``exporter="dynamo"`` (the default) uses ``torch.export``, the exporter torch keeps, and writes
@@ -56,14 +60,26 @@ def export_onnx(model: torch.nn.Module, path: Path, *, image_size: int, opset: i
         with _quiet_exporter():
             if exporter == "dynamo":
                 batch = torch.export.Dim("batch", min=1, max=4096)
-                program = torch.onnx.export(model, (example,), dynamo=True, external_data=False,
-                                            dynamic_shapes=({0: batch},), verbose=False, **names)
+                program = torch.onnx.export(
+                    model,
+                    (example,),
+                    dynamo=True,
+                    external_data=False,
+                    dynamic_shapes=({0: batch},),
+                    verbose=False,
+                    **names,
+                )
                 assert program is not None  # dynamo=True always returns the program
                 program.save(str(tmp), external_data=False)
             elif exporter == "torchscript":
-                torch.onnx.export(model, (example,), str(tmp), dynamo=False,
-                                  dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                                  **names)
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(tmp),
+                    dynamo=False,
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    **names,
+                )
             else:
                 raise ValueError(f"unknown exporter {exporter!r}")
         tmp.replace(path)
@@ -84,8 +100,9 @@ class _quiet_exporter:
         self.logger.setLevel(self.level)
 
 
-def compare_with_torch(model: torch.nn.Module, onnx_path: Path, images: np.ndarray, mean, std,
-                       *, threads: int | None = None) -> dict:
+def compare_with_torch(
+    model: torch.nn.Module, onnx_path: Path, images: np.ndarray, mean, std, *, threads: int | None = None
+) -> dict:
     """Run the same real images through torch and onnxruntime; report how closely they agree."""
     from edgekd.models.tensors import predict_logits
 

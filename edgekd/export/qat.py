@@ -53,16 +53,56 @@ from edgekd.data.splits import Split, cell_weights
 from edgekd.errors import EdgeKDError
 from edgekd.models.tensors import to_input
 
-__all__ = ["ActivationQuantizer", "WeightQuantizer", "insert_quantizers", "quantization_aware_finetune",
-           "FineTuningCost", "probe_fine_tuning", "format_minutes"]
+__all__ = [
+    "ActivationQuantizer",
+    "WeightQuantizer",
+    "insert_quantizers",
+    "quantization_aware_finetune",
+    "FineTuningCost",
+    "probe_fine_tuning",
+    "format_minutes",
+]
 
-_QUANTIZED_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.SiLU, nn.ReLU, nn.ReLU6,
-                      nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.Tanh, nn.AdaptiveAvgPool2d,
-                      nn.AvgPool2d, nn.MaxPool2d)
-_QUANTIZED_FUNCTIONS = {operator.add, operator.mul, operator.iadd, operator.imul, torch.add, torch.mul,
-                        torch.cat, torch.sigmoid, torch.mean, F.batch_norm, F.silu, F.relu, F.relu6,
-                        F.hardswish, F.hardsigmoid, F.gelu, F.adaptive_avg_pool2d, F.avg_pool2d,
-                        F.max_pool2d, F.linear, F.conv2d}
+_QUANTIZED_MODULES = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Linear,
+    nn.BatchNorm2d,
+    nn.SiLU,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Sigmoid,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.GELU,
+    nn.Tanh,
+    nn.AdaptiveAvgPool2d,
+    nn.AvgPool2d,
+    nn.MaxPool2d,
+)
+_QUANTIZED_FUNCTIONS = {
+    operator.add,
+    operator.mul,
+    operator.iadd,
+    operator.imul,
+    torch.add,
+    torch.mul,
+    torch.cat,
+    torch.sigmoid,
+    torch.mean,
+    F.batch_norm,
+    F.silu,
+    F.relu,
+    F.relu6,
+    F.hardswish,
+    F.hardsigmoid,
+    F.gelu,
+    F.adaptive_avg_pool2d,
+    F.avg_pool2d,
+    F.max_pool2d,
+    F.linear,
+    F.conv2d,
+}
 _QUANTIZED_METHODS = {"add", "mul", "mean", "sigmoid", "add_", "mul_"}
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -132,8 +172,9 @@ def _quantized_output(node: torch.fx.Node, modules: dict[str, nn.Module]) -> boo
 
 def _inspects_only(node: torch.fx.Node) -> bool:
     """A use that reads a tensor's shape, not its values (timm's ``_assert(x.ndim == 4)``)."""
-    return (node.op == "call_function" and node.target is getattr) \
-        or (node.op == "call_method" and node.target in ("size", "dim"))
+    return (node.op == "call_function" and node.target is getattr) or (
+        node.op == "call_method" and node.target in ("size", "dim")
+    )
 
 
 def _feeds_only_batch_norm(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
@@ -141,24 +182,30 @@ def _feeds_only_batch_norm(node: torch.fx.Node, modules: dict[str, nn.Module]) -
     users = [u for u in node.users if not _inspects_only(u)]
     return bool(users) and all(
         (u.op == "call_function" and u.target is F.batch_norm)
-        or (u.op == "call_module" and isinstance(modules.get(u.target), _BATCH_NORMS)) for u in users)
+        or (u.op == "call_module" and isinstance(modules.get(u.target), _BATCH_NORMS))
+        for u in users
+    )
 
 
-def insert_quantizers(model: nn.Module, *,
-                      symmetric: bool) -> tuple[torch.fx.GraphModule, list[ActivationQuantizer]]:
+def insert_quantizers(
+    model: nn.Module, *, symmetric: bool
+) -> tuple[torch.fx.GraphModule, list[ActivationQuantizer]]:
     """``model`` (eval mode) traced by ``torch.fx`` with an :class:`ActivationQuantizer` after the
     input and every op output the QDQ file quantizes, and a :class:`WeightQuantizer` on every
     convolution and linear weight. The traced module shares its parameters with ``model``."""
     for module in model.modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) \
-                and not parametrize.is_parametrized(module, "weight"):
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)) and not parametrize.is_parametrized(
+            module, "weight"
+        ):
             parametrize.register_parametrization(module, "weight", WeightQuantizer())
     try:
         traced = torch.fx.symbolic_trace(model.eval())
     except Exception as err:  # torch.fx raises many kinds for untraceable Python
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise EdgeKDError(f"export.int8.qat: {type(model).__name__} cannot be traced by torch.fx "
-                          f"({first}); set export.int8.qat: off") from None
+        raise EdgeKDError(
+            f"export.int8.qat: {type(model).__name__} cannot be traced by torch.fx "
+            f"({first}); set export.int8.qat: off"
+        ) from None
     modules = dict(traced.named_modules())
     quantizers: list[ActivationQuantizer] = []
     for node in list(traced.graph.nodes):
@@ -181,8 +228,16 @@ def matching_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _observe(traced: nn.Module, quantizers: list[ActivationQuantizer], images: np.ndarray, mean, std, *,
-             batch_size: int, device=None) -> None:
+def _observe(
+    traced: nn.Module,
+    quantizers: list[ActivationQuantizer],
+    images: np.ndarray,
+    mean,
+    std,
+    *,
+    batch_size: int,
+    device=None,
+) -> None:
     """Re-measure every activation range on ``images`` (float forward, no rounding)."""
     for q in quantizers:
         q.reset()
@@ -217,13 +272,24 @@ class FineTuningCost:
     def minutes(self, *, steps: int, refresh_every: int = 50) -> float:
         """Estimated minutes of one run of ``steps`` steps: ``(setup + steps * step +
         ceil(steps / refresh_every) * refresh) / 60``."""
-        return (self.setup_seconds + steps * self.step_seconds
-                + math.ceil(steps / refresh_every) * self.refresh_seconds) / 60.0
+        return (
+            self.setup_seconds
+            + steps * self.step_seconds
+            + math.ceil(steps / refresh_every) * self.refresh_seconds
+        ) / 60.0
 
 
-def probe_fine_tuning(student: nn.Module, train_for_pass: Callable[[int], Split],
-                      calibration_images: np.ndarray, mean, std, *, symmetric: bool,
-                      probe_steps: int = 5, batch_size: int = 32) -> FineTuningCost:
+def probe_fine_tuning(
+    student: nn.Module,
+    train_for_pass: Callable[[int], Split],
+    calibration_images: np.ndarray,
+    mean,
+    std,
+    *,
+    symmetric: bool,
+    probe_steps: int = 5,
+    batch_size: int = 32,
+) -> FineTuningCost:
     """Time :func:`quantization_aware_finetune` on ``probe_steps`` steps after one warm-up step
     (the first step allocates; its time is left out) and return the cost of each part; the copy
     it tunes is thrown away and ``student`` is untouched. A step costs the median of the timed
@@ -231,20 +297,43 @@ def probe_fine_tuning(student: nn.Module, train_for_pass: Callable[[int], Split]
     many times over. The estimate is a
     snapshot of the machine's load, not a promise."""
     clock: dict = {}
-    quantization_aware_finetune(student, train_for_pass, calibration_images, mean, std,
-                                symmetric=symmetric, steps=probe_steps + 1, batch_size=batch_size,
-                                clock=clock)
+    quantization_aware_finetune(
+        student,
+        train_for_pass,
+        calibration_images,
+        mean,
+        std,
+        symmetric=symmetric,
+        steps=probe_steps + 1,
+        batch_size=batch_size,
+        clock=clock,
+    )
     steps = clock["steps"][1:] or clock["steps"]
-    return FineTuningCost(setup_seconds=clock["setup"], refresh_seconds=clock["refresh"][0],
-                          step_seconds=float(np.median(steps)))
+    return FineTuningCost(
+        setup_seconds=clock["setup"],
+        refresh_seconds=clock["refresh"][0],
+        step_seconds=float(np.median(steps)),
+    )
 
 
-def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[int], Split],
-                                calibration_images: np.ndarray, mean, std, *, symmetric: bool,
-                                steps: int = 1200, lr: float = 5e-4, batch_size: int = 32,
-                                refresh_every: int = 50, seed: int = 0, label: str = "",
-                                progress_seconds: float = 10.0, clock: dict | None = None,
-                                log: Callable[[str], None] = lambda message: None) -> nn.Module:
+def quantization_aware_finetune(
+    student: nn.Module,
+    train_for_pass: Callable[[int], Split],
+    calibration_images: np.ndarray,
+    mean,
+    std,
+    *,
+    symmetric: bool,
+    steps: int = 1200,
+    lr: float = 5e-4,
+    batch_size: int = 32,
+    refresh_every: int = 50,
+    seed: int = 0,
+    label: str = "",
+    progress_seconds: float = 10.0,
+    clock: dict | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> nn.Module:
     """A copy of ``student`` fine-tuned for ``steps`` steps under simulated INT8 (see the module
     docstring) to keep ``student``'s own predictions on training images; activation ranges are
     measured on ``calibration_images``, the images the INT8 file is then calibrated on.
@@ -303,7 +392,8 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
             raise EdgeKDError(
                 f"export.int8.qat: the INT8-aware fine-tuning loss is {value} at step {step + 1} of "
                 f"{steps}{label and f' ({label})'}; fine-tuning stopped and nothing is shipped (lower "
-                f"export.int8.qat_lr, check the student's outputs, or set export.int8.qat: off)")
+                f"export.int8.qat_lr, check the student's outputs, or set export.int8.qat: off)"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -315,9 +405,11 @@ def quantization_aware_finetune(student: nn.Module, train_for_pass: Callable[[in
             agree = float((logits.argmax(1) == target.argmax(1)).float().mean())
             elapsed = now - started
             left = (now - loop_started) / (step + 1) * (steps - step - 1)
-            log(f"export: INT8-aware fine-tuning{label and f' ({label})'} step {step + 1}/{steps}: "
+            log(
+                f"export: INT8-aware fine-tuning{label and f' ({label})'} step {step + 1}/{steps}: "
                 f"KL {value:.4f}, batch agreement {agree:.3f}; {format_minutes(elapsed)} elapsed"
-                + (f", about {format_minutes(left)} left" if step + 1 < steps else ""))
+                + (f", about {format_minutes(left)} left" if step + 1 < steps else "")
+            )
     for module in model.modules():
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)

@@ -26,8 +26,10 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError:
-        raise EdgeKDError("onnxruntime is not installed: pip install 'edgekd[cpu]' for the CPU wheel, "
-                          "or on a Jetson NVIDIA's onnxruntime-gpu wheel (deploy/jetson/README.md)") from None
+        raise EdgeKDError(
+            "onnxruntime is not installed: pip install 'edgekd[cpu]' for the CPU wheel, "
+            "or on a Jetson NVIDIA's onnxruntime-gpu wheel (deploy/jetson/README.md)"
+        ) from None
     return onnxruntime
 
 
@@ -36,8 +38,16 @@ def cpu_runtime_name() -> str:
     return f"onnxruntime {import_onnxruntime().__version__} (CPUExecutionProvider)"
 
 
-def batched_logits(infer: Callable[[np.ndarray], np.ndarray], images: np.ndarray, mean, std, *,
-                   batch_size: int | None = None, dtype=np.float32, pad: bool = False) -> np.ndarray:
+def batched_logits(
+    infer: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    mean,
+    std,
+    *,
+    batch_size: int | None = None,
+    dtype=np.float32,
+    pad: bool = False,
+) -> np.ndarray:
     """Logits of ``infer`` (a runtime's call on a normalised batch) for uint8 images (N, H, W, 3).
 
     The one batched inference loop of exported models: the build's evaluation of every artifact
@@ -53,7 +63,7 @@ def batched_logits(infer: Callable[[np.ndarray], np.ndarray], images: np.ndarray
         x = normalise(chunk, mean, std).astype(dtype, copy=False)
         if pad and len(chunk) < batch_size:
             x = np.concatenate([x, np.zeros((batch_size - len(chunk), *x.shape[1:]), dtype=x.dtype)])
-        out.append(np.asarray(infer(x))[:len(chunk)])
+        out.append(np.asarray(infer(x))[: len(chunk)])
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -68,8 +78,9 @@ class OnnxClassifier:
     threads : intra-op threads (default: onnxruntime's choice)
     """
 
-    def __init__(self, path: str | Path, *, providers: list | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, providers: list | None = None, threads: int | None = None
+    ) -> None:
         ort = import_onnxruntime()
         path = Path(path)
         if not path.is_file():

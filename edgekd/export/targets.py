@@ -23,8 +23,16 @@ from dataclasses import asdict, dataclass
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["DeploymentTarget", "TARGETS", "DEFAULT_TARGET", "get_target", "tensorrt_line",
-           "resolve_onnx_export", "DYNAMO_MIN_OPSET", "DEFAULT_OPSET"]
+__all__ = [
+    "DeploymentTarget",
+    "TARGETS",
+    "DEFAULT_TARGET",
+    "get_target",
+    "tensorrt_line",
+    "resolve_onnx_export",
+    "DYNAMO_MIN_OPSET",
+    "DEFAULT_OPSET",
+]
 
 DYNAMO_MIN_OPSET = 18  # torch.export's ONNX exporter writes opset 18 or newer
 DEFAULT_OPSET = 18  # what an export gets when the target parses it
@@ -54,23 +62,84 @@ class DeploymentTarget:
 
 
 _JETSON_PRECISIONS = ("fp32", "fp16", "int8")
-TARGETS: dict[str, DeploymentTarget] = {t.name: t for t in (
-    DeploymentTarget("orin-jetpack5.1", "Jetson AGX Orin / Orin NX / Orin Nano on JetPack 5.1.x",
-                     "8.5.2", "8.5", 17, ("8.7",), 2, _JETSON_PRECISIONS, True, False),
-    DeploymentTarget("orin-jetpack6.0", "Jetson AGX Orin / Orin NX / Orin Nano on JetPack 6.0",
-                     "8.6.2", "8.6", 17, ("8.7",), 2, _JETSON_PRECISIONS, True, False),
-    DeploymentTarget("orin-jetpack6.1", "Jetson AGX Orin / Orin NX / Orin Nano on JetPack 6.1 or 6.2",
-                     "10.3", "10", 20, ("8.7",), 2, _JETSON_PRECISIONS, True, False),
-    DeploymentTarget("xavier-jetpack5.1", "Jetson AGX Xavier / Xavier NX on JetPack 5.1.x",
-                     "8.5.2", "8.5", 17, ("7.2",), 2, _JETSON_PRECISIONS, True, False),
-    DeploymentTarget("x86-tensorrt10", "an x86-64 machine with an NVIDIA GPU and TensorRT 10.x",
-                     "10.x", "10", 20, ("7.5", "8.0", "8.6", "8.9", "9.0"), 0, _JETSON_PRECISIONS,
-                     True, False),
-    DeploymentTarget("x86-tensorrt11", "an x86-64 machine with an NVIDIA GPU and TensorRT 11.x "
-                     "(strongly typed: fp16 from model.fp16.onnx, INT8 from model.int8.trt.onnx)",
-                     "11.x", "11", 20, ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"), 0,
-                     _JETSON_PRECISIONS, False, True),
-)}
+TARGETS: dict[str, DeploymentTarget] = {
+    t.name: t
+    for t in (
+        DeploymentTarget(
+            "orin-jetpack5.1",
+            "Jetson AGX Orin / Orin NX / Orin Nano on JetPack 5.1.x",
+            "8.5.2",
+            "8.5",
+            17,
+            ("8.7",),
+            2,
+            _JETSON_PRECISIONS,
+            True,
+            False,
+        ),
+        DeploymentTarget(
+            "orin-jetpack6.0",
+            "Jetson AGX Orin / Orin NX / Orin Nano on JetPack 6.0",
+            "8.6.2",
+            "8.6",
+            17,
+            ("8.7",),
+            2,
+            _JETSON_PRECISIONS,
+            True,
+            False,
+        ),
+        DeploymentTarget(
+            "orin-jetpack6.1",
+            "Jetson AGX Orin / Orin NX / Orin Nano on JetPack 6.1 or 6.2",
+            "10.3",
+            "10",
+            20,
+            ("8.7",),
+            2,
+            _JETSON_PRECISIONS,
+            True,
+            False,
+        ),
+        DeploymentTarget(
+            "xavier-jetpack5.1",
+            "Jetson AGX Xavier / Xavier NX on JetPack 5.1.x",
+            "8.5.2",
+            "8.5",
+            17,
+            ("7.2",),
+            2,
+            _JETSON_PRECISIONS,
+            True,
+            False,
+        ),
+        DeploymentTarget(
+            "x86-tensorrt10",
+            "an x86-64 machine with an NVIDIA GPU and TensorRT 10.x",
+            "10.x",
+            "10",
+            20,
+            ("7.5", "8.0", "8.6", "8.9", "9.0"),
+            0,
+            _JETSON_PRECISIONS,
+            True,
+            False,
+        ),
+        DeploymentTarget(
+            "x86-tensorrt11",
+            "an x86-64 machine with an NVIDIA GPU and TensorRT 11.x "
+            "(strongly typed: fp16 from model.fp16.onnx, INT8 from model.int8.trt.onnx)",
+            "11.x",
+            "11",
+            20,
+            ("7.5", "8.0", "8.6", "8.9", "9.0", "10.0", "12.0"),
+            0,
+            _JETSON_PRECISIONS,
+            False,
+            True,
+        ),
+    )
+}
 DEFAULT_TARGET = "orin-jetpack6.1"
 
 
@@ -79,8 +148,9 @@ def get_target(name: str) -> DeploymentTarget:
     try:
         return TARGETS[name]
     except KeyError:
-        raise EdgeKDError(f"export.target: unknown target {name!r}; choose one of: "
-                          f"{', '.join(TARGETS)}") from None
+        raise EdgeKDError(
+            f"export.target: unknown target {name!r}; choose one of: {', '.join(TARGETS)}"
+        ) from None
 
 
 def tensorrt_line(version: str) -> str:
@@ -93,15 +163,17 @@ def tensorrt_line(version: str) -> str:
     except ValueError:
         raise EdgeKDError(f"TensorRT version {version!r}: expected <major>.<minor>[.<patch>]") from None
     if major < 8 or (major == 8 and minor < 5):
-        raise EdgeKDError(f"TensorRT {version}: edgekd's engines need TensorRT 8.5 or newer "
-                          f"(JetPack 5.1 or newer)")
+        raise EdgeKDError(
+            f"TensorRT {version}: edgekd's engines need TensorRT 8.5 or newer (JetPack 5.1 or newer)"
+        )
     if major == 8:
         return "8.5" if minor == 5 else "8.6"
     return "10" if major < 11 else "11"
 
 
-def resolve_onnx_export(target: DeploymentTarget, *, opset: int | None,
-                        exporter: str | None) -> tuple[int, str]:
+def resolve_onnx_export(
+    target: DeploymentTarget, *, opset: int | None, exporter: str | None
+) -> tuple[int, str]:
     """The opset and exporter of ``model.onnx`` for ``target``: the recipe's where it set them
     (checked against the target), else opset 18 where the target parses it (torch.export's
     exporter) and otherwise the target's ceiling with the TorchScript exporter (which writes
@@ -109,17 +181,26 @@ def resolve_onnx_export(target: DeploymentTarget, *, opset: int | None,
     if opset is not None and opset > target.max_opset:
         raise EdgeKDError(
             f"export.onnx.opset = {opset}: the target {target.name} (TensorRT {target.tensorrt}) parses "
-            f"opset {target.max_opset} at most; use opset <= {target.max_opset} or another export.target")
+            f"opset {target.max_opset} at most; use opset <= {target.max_opset} or another export.target"
+        )
     if opset is None:
-        opset = DEFAULT_OPSET if exporter != "torchscript" and target.max_opset >= DEFAULT_OPSET \
+        opset = (
+            DEFAULT_OPSET
+            if exporter != "torchscript" and target.max_opset >= DEFAULT_OPSET
             else min(target.max_opset, 17)
+        )
     if exporter is None:
         exporter = "dynamo" if opset >= DYNAMO_MIN_OPSET else "torchscript"
     if exporter == "dynamo" and opset < DYNAMO_MIN_OPSET:
         raise EdgeKDError(
             f"export.onnx.exporter = 'dynamo' writes opset {DYNAMO_MIN_OPSET} or newer"
-            + (f", and the target {target.name} (TensorRT {target.tensorrt}) parses opset "
-               f"{target.max_opset} at most" if target.max_opset < DYNAMO_MIN_OPSET else "")
-            + "; use exporter: torchscript" + ("" if target.max_opset < DYNAMO_MIN_OPSET
-                                               else f" or opset >= {DYNAMO_MIN_OPSET}"))
+            + (
+                f", and the target {target.name} (TensorRT {target.tensorrt}) parses opset "
+                f"{target.max_opset} at most"
+                if target.max_opset < DYNAMO_MIN_OPSET
+                else ""
+            )
+            + "; use exporter: torchscript"
+            + ("" if target.max_opset < DYNAMO_MIN_OPSET else f" or opset >= {DYNAMO_MIN_OPSET}")
+        )
     return opset, exporter

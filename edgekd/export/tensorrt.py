@@ -45,9 +45,24 @@ from edgekd.export.targets import tensorrt_line
 
 PRECISIONS = ("fp16", "int8", "fp32")
 
-__all__ = ["TensorRTConfig", "build_tensorrt_artifact", "tensorrt_status", "engine_info", "build_engine",
-           "TensorRTClassifier", "DeviceBuffers", "profile_shapes", "precision_flags", "device_settings",
-           "CacheReader", "cache_calibrator", "TensorRTApi", "tensorrt_api", "engine_source", "PRECISIONS"]
+__all__ = [
+    "TensorRTConfig",
+    "build_tensorrt_artifact",
+    "tensorrt_status",
+    "engine_info",
+    "build_engine",
+    "TensorRTClassifier",
+    "DeviceBuffers",
+    "profile_shapes",
+    "precision_flags",
+    "device_settings",
+    "CacheReader",
+    "cache_calibrator",
+    "TensorRTApi",
+    "tensorrt_api",
+    "engine_source",
+    "PRECISIONS",
+]
 
 
 class TensorRTConfig(Section):
@@ -56,7 +71,8 @@ class TensorRTConfig(Section):
     enabled: bool = False
     required: bool = Field(False, description="fail the build when TensorRT or a GPU is missing")
     via: Literal["onnx", "torch_tensorrt"] = Field(
-        "onnx", description="build from model.onnx, or through Torch-TensorRT")
+        "onnx", description="build from model.onnx, or through Torch-TensorRT"
+    )
     precision: Literal["fp32", "fp16", "int8"] = Field("fp16", description="the engine's precision")
     workspace_mb: int = Field(1024, ge=16, description="builder workspace limit")
     min_batch: int = Field(1, ge=1, description="smallest batch of the optimisation profile")
@@ -66,8 +82,10 @@ class TensorRTConfig(Section):
     @model_validator(mode="after")
     def _batch_order(self) -> TensorRTConfig:
         if not self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(f"needs min_batch <= opt_batch <= max_batch, got {self.min_batch}, "
-                             f"{self.opt_batch}, {self.max_batch}")
+            raise ValueError(
+                f"needs min_batch <= opt_batch <= max_batch, got {self.min_batch}, "
+                f"{self.opt_batch}, {self.max_batch}"
+            )
         return self
 
 
@@ -92,8 +110,10 @@ def tensorrt_status() -> str | None:
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        return ("TensorRT is not installed (the tensorrt Python package; on a Jetson it comes "
-                "with JetPack): no engine built")
+        return (
+            "TensorRT is not installed (the tensorrt Python package; on a Jetson it comes "
+            "with JetPack): no engine built"
+        )
     try:
         cudart = _cudart()
     except ImportError:
@@ -115,16 +135,22 @@ def engine_info() -> dict:
     version = int(_check(cudart.cudaRuntimeGetVersion()))
     props = _check(cudart.cudaGetDeviceProperties(0))
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-    return {"tensorrt": trt.__version__, "cuda": f"{version // 1000}.{version % 1000 // 10}",
-            "gpu": name.strip("\x00 ")}
+    return {
+        "tensorrt": trt.__version__,
+        "cuda": f"{version // 1000}.{version % 1000 // 10}",
+        "gpu": name.strip("\x00 "),
+    }
 
 
-def profile_shapes(image_size: int, min_batch: int, opt_batch: int,
-                   max_batch: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+def profile_shapes(
+    image_size: int, min_batch: int, opt_batch: int, max_batch: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
     """The optimisation profile's (min, opt, max) input shapes, NCHW."""
     if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise EdgeKDError(f"export.tensorrt: batches must satisfy 1 <= min_batch <= opt_batch <= "
-                          f"max_batch, got {min_batch}, {opt_batch}, {max_batch}")
+        raise EdgeKDError(
+            f"export.tensorrt: batches must satisfy 1 <= min_batch <= opt_batch <= "
+            f"max_batch, got {min_batch}, {opt_batch}, {max_batch}"
+        )
     shape = (3, image_size, image_size)
     return (min_batch, *shape), (opt_batch, *shape), (max_batch, *shape)
 
@@ -134,8 +160,9 @@ def precision_flags(precision: str) -> list[str]:
     INT8 cannot run fall back to FP16 rather than FP32."""
     flags = {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}
     if precision not in flags:
-        raise EdgeKDError(f"export.tensorrt.precision: unknown precision {precision!r}; choose one "
-                          f"of: {', '.join(flags)}")
+        raise EdgeKDError(
+            f"export.tensorrt.precision: unknown precision {precision!r}; choose one of: {', '.join(flags)}"
+        )
     return flags[precision]
 
 
@@ -149,11 +176,14 @@ def device_settings(precision: str, dla_core: int | None) -> dict:
     if dla_core is None:
         return {"device": "GPU", "dla_core": None, "flags": []}
     if isinstance(dla_core, bool) or not isinstance(dla_core, int) or dla_core < 0:
-        raise EdgeKDError(f"--dla-core: {dla_core!r}; must be a DLA core number (0 or 1 on Jetson "
-                          f"AGX/NX Orin)")
+        raise EdgeKDError(
+            f"--dla-core: {dla_core!r}; must be a DLA core number (0 or 1 on Jetson AGX/NX Orin)"
+        )
     if precision not in ("fp16", "int8"):
-        raise EdgeKDError(f"--dla-core {dla_core} with --precision {precision}: DLA runs fp16 or int8 "
-                          f"only; choose --precision fp16 or int8")
+        raise EdgeKDError(
+            f"--dla-core {dla_core} with --precision {precision}: DLA runs fp16 or int8 "
+            f"only; choose --precision fp16 or int8"
+        )
     return {"device": "DLA", "dla_core": dla_core, "flags": ["GPU_FALLBACK"]}
 
 
@@ -248,8 +278,9 @@ def tensorrt_api(trt=None) -> TensorRTApi:
     return TensorRTApi(module=trt, version=version, line="11" if rtx else tensorrt_line(version), rtx=rtx)
 
 
-def engine_source(precision: str, files: Mapping[str, Path | None], *, strongly_typed: bool,
-                  calibrator: bool = True) -> tuple[str, str | None, str | None]:
+def engine_source(
+    precision: str, files: Mapping[str, Path | None], *, strongly_typed: bool, calibrator: bool = True
+) -> tuple[str, str | None, str | None]:
     """The ONNX file an engine of ``precision`` is built from, where its INT8 scales come from,
     and the calibration cache it reads: ``(file, int8_scales, cache)``, file names of ``files``
     (name -> path, ``None`` or missing where absent).
@@ -263,6 +294,7 @@ def engine_source(precision: str, files: Mapping[str, Path | None], *, strongly_
                 model.onnx + calibration.cache
     ==========  =================================  ==============================================
     """
+
     def has(name: str) -> bool:
         return files.get(name) is not None
 
@@ -277,19 +309,25 @@ def engine_source(precision: str, files: Mapping[str, Path | None], *, strongly_
             return MODEL_ONNX, None, None
         if has(FP16_ONNX):
             return FP16_ONNX, None, None
-        raise EdgeKDError(f"--precision fp16: this TensorRT builds strongly typed networks, fp16 "
-                          f"from an fp16-typed file, and there is no {FP16_ONNX}; build with "
-                          f"export.fp16.enabled: true, or choose --precision fp32 or int8")
+        raise EdgeKDError(
+            f"--precision fp16: this TensorRT builds strongly typed networks, fp16 "
+            f"from an fp16-typed file, and there is no {FP16_ONNX}; build with "
+            f"export.fp16.enabled: true, or choose --precision fp32 or int8"
+        )
     if has(INT8_TRT_ONNX):
         return INT8_TRT_ONNX, f"Q/DQ nodes of {INT8_TRT_ONNX}", None
     if strongly_typed or not calibrator:
-        raise EdgeKDError(f"--precision int8: this TensorRT takes INT8 only from Q/DQ nodes, and there "
-                          f"is no {INT8_TRT_ONNX}; build with export.int8 for TensorRT, or choose "
-                          f"--precision fp16")
+        raise EdgeKDError(
+            f"--precision int8: this TensorRT takes INT8 only from Q/DQ nodes, and there "
+            f"is no {INT8_TRT_ONNX}; build with export.int8 for TensorRT, or choose "
+            f"--precision fp16"
+        )
     if has(CALIBRATION_CACHE):
         return MODEL_ONNX, f"calibration cache {CALIBRATION_CACHE}", CALIBRATION_CACHE
-    raise EdgeKDError(f"--precision int8: there is neither {INT8_TRT_ONNX} nor {CALIBRATION_CACHE}; "
-                      f"build with export.int8 for TensorRT, or choose --precision fp16")
+    raise EdgeKDError(
+        f"--precision int8: there is neither {INT8_TRT_ONNX} nor {CALIBRATION_CACHE}; "
+        f"build with export.int8 for TensorRT, or choose --precision fp16"
+    )
 
 
 def _collecting_logger(trt):
@@ -308,11 +346,23 @@ def _collecting_logger(trt):
     return Collecting()
 
 
-def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size: int,
-                 min_batch: int = 1, opt_batch: int = 8, max_batch: int = 32, workspace_mb: int = 1024,
-                 calibration_cache: Path | None = None, explicit_int8: bool = False,
-                 dla_core: int | None = None, trt=None, compute_capability: str | None = None,
-                 quiet: bool = False) -> Path:
+def build_engine(
+    onnx_path: Path,
+    out_path: Path,
+    *,
+    precision: str,
+    image_size: int,
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 32,
+    workspace_mb: int = 1024,
+    calibration_cache: Path | None = None,
+    explicit_int8: bool = False,
+    dla_core: int | None = None,
+    trt=None,
+    compute_capability: str | None = None,
+    quiet: bool = False,
+) -> Path:
     """Serialise a TensorRT engine for ``onnx_path`` at ``precision`` (fp32, fp16 or int8).
 
     One builder for every TensorRT line (:class:`TensorRTApi`): on 8.x and 10.x the precision is
@@ -334,8 +384,7 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgeKDError(f"{api.name} cannot parse {Path(onnx_path).name}: "
-                          f"{' '.join(errors.split())[:300]}")
+        raise EdgeKDError(f"{api.name} cannot parse {Path(onnx_path).name}: {' '.join(errors.split())[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
     if compute_capability is not None:
@@ -351,26 +400,33 @@ def build_engine(onnx_path: Path, out_path: Path, *, precision: str, image_size:
     if device["device"] == "DLA":
         cores = int(builder.num_DLA_cores)
         if device["dla_core"] >= cores:
-            raise EdgeKDError(f"--dla-core {device['dla_core']}: this device has {cores} DLA "
-                              f"core{'s' if cores != 1 else ''}"
-                              + (f" (0 to {cores - 1})" if cores else "; omit --dla-core"))
+            raise EdgeKDError(
+                f"--dla-core {device['dla_core']}: this device has {cores} DLA "
+                f"core{'s' if cores != 1 else ''}"
+                + (f" (0 to {cores - 1})" if cores else "; omit --dla-core")
+            )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = device["dla_core"]
     if precision == "int8" and not explicit_int8:
         if not api.has_calibrator:
-            raise EdgeKDError(f"{api.name} has no INT8 calibrator: build int8 from the Q/DQ file "
-                              f"({INT8_TRT_ONNX})")
+            raise EdgeKDError(
+                f"{api.name} has no INT8 calibrator: build int8 from the Q/DQ file ({INT8_TRT_ONNX})"
+            )
         if calibration_cache is None:
-            raise EdgeKDError(f"{Path(onnx_path).name}: int8 needs its Q/DQ scales ({INT8_TRT_ONNX}) "
-                              f"or a calibration cache ({CALIBRATION_CACHE})")
+            raise EdgeKDError(
+                f"{Path(onnx_path).name}: int8 needs its Q/DQ scales ({INT8_TRT_ONNX}) "
+                f"or a calibration cache ({CALIBRATION_CACHE})"
+            )
         config.int8_calibrator = cache_calibrator(calibration_cache, trt=trt)
         config.set_calibration_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         detail = "; ".join(getattr(logger, "messages", [])[-2:])
-        raise EdgeKDError(f"{api.name} could not build a {precision} engine from "
-                          f"{Path(onnx_path).name}" + (f": {' '.join(detail.split())[:300]}" if detail
-                                                       else " (see its log above)"))
+        raise EdgeKDError(
+            f"{api.name} could not build a {precision} engine from "
+            f"{Path(onnx_path).name}"
+            + (f": {' '.join(detail.split())[:300]}" if detail else " (see its log above)")
+        )
     from edgekd.files import write_atomic
 
     write_atomic(Path(out_path), bytes(serialized))
@@ -431,8 +487,10 @@ class TensorRTClassifier:
         self._runtime = trt.Runtime(self._logger)
         self.engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
         if self.engine is None:
-            raise EdgeKDError(f"{path}: TensorRT cannot load this engine (built with another "
-                              "TensorRT version or for another GPU?)")
+            raise EdgeKDError(
+                f"{path}: TensorRT cannot load this engine (built with another "
+                "TensorRT version or for another GPU?)"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         mode = trt.TensorIOMode.INPUT
@@ -497,8 +555,10 @@ def build_tensorrt_artifact(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact
         try:
             import torch_tensorrt  # noqa: F401
         except ImportError:
-            raise EdgeKDError('export.tensorrt.via: torch_tensorrt needs Torch-TensorRT; install it '
-                              'with: pip install "edgekd[tensorrt]"') from None
+            raise EdgeKDError(
+                "export.tensorrt.via: torch_tensorrt needs Torch-TensorRT; install it "
+                'with: pip install "edgekd[tensorrt]"'
+            ) from None
     status = tensorrt_status()
     name = f"tensorrt_{cfg.precision}"
     if status is not None:
@@ -509,20 +569,37 @@ def build_tensorrt_artifact(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact
     if cfg.via == "torch_tensorrt":
         return _torch_tensorrt(cfg, ctx)
     api = tensorrt_api()
-    files = {MODEL_ONNX: ctx.onnx_path,
-             **{file: ctx.out_dir / file for file in (FP16_ONNX, INT8_TRT_ONNX)
-                if (ctx.out_dir / file).is_file()}}
-    source, _, _ = engine_source(cfg.precision, files, strongly_typed=api.strongly_typed,
-                                 calibrator=False)  # at build time: INT8 from the Q/DQ file
-    path = build_engine(files[source], ctx.out_dir / engine_file_name(cfg.precision),
-                        precision=cfg.precision, image_size=ctx.image_size, min_batch=cfg.min_batch,
-                        opt_batch=cfg.opt_batch, max_batch=cfg.max_batch, workspace_mb=cfg.workspace_mb,
-                        explicit_int8=source == INT8_TRT_ONNX)
+    files = {
+        MODEL_ONNX: ctx.onnx_path,
+        **{file: ctx.out_dir / file for file in (FP16_ONNX, INT8_TRT_ONNX) if (ctx.out_dir / file).is_file()},
+    }
+    source, _, _ = engine_source(
+        cfg.precision, files, strongly_typed=api.strongly_typed, calibrator=False
+    )  # at build time: INT8 from the Q/DQ file
+    path = build_engine(
+        files[source],
+        ctx.out_dir / engine_file_name(cfg.precision),
+        precision=cfg.precision,
+        image_size=ctx.image_size,
+        min_batch=cfg.min_batch,
+        opt_batch=cfg.opt_batch,
+        max_batch=cfg.max_batch,
+        workspace_mb=cfg.workspace_mb,
+        explicit_int8=source == INT8_TRT_ONNX,
+    )
     info = engine_info()
     ctx.log(f"export: {path.name} (TensorRT {info['tensorrt']}, {info['gpu']})")
-    return Artifact(name=name, file=path.name, path=path, kind="tensorrt", precision=cfg.precision,
-                    runtime=f"TensorRT {info['tensorrt']} on {info['gpu']}", backend="tensorrt",
-                    export={**info, "batch": [cfg.min_batch, cfg.opt_batch, cfg.max_batch]}, engine=info)
+    return Artifact(
+        name=name,
+        file=path.name,
+        path=path,
+        kind="tensorrt",
+        precision=cfg.precision,
+        runtime=f"TensorRT {info['tensorrt']} on {info['gpu']}",
+        backend="tensorrt",
+        export={**info, "batch": [cfg.min_batch, cfg.opt_batch, cfg.max_batch]},
+        engine=info,
+    )
 
 
 def _torch_tensorrt(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact:
@@ -531,26 +608,49 @@ def _torch_tensorrt(cfg: TensorRTConfig, ctx: ExportContext) -> Artifact:
     import torch
     import torch_tensorrt
 
-    precisions = {"fp32": {torch.float32}, "fp16": {torch.float16, torch.float32},
-                  "int8": {torch.int8, torch.float16, torch.float32}}
+    precisions = {
+        "fp32": {torch.float32},
+        "fp16": {torch.float16, torch.float32},
+        "int8": {torch.int8, torch.float16, torch.float32},
+    }
     shape = (3, ctx.image_size, ctx.image_size)
     model = ctx.student.eval().cuda()
     compiled = torch_tensorrt.compile(
-        model, ir="dynamo",
-        inputs=[torch_tensorrt.Input(min_shape=(cfg.min_batch, *shape), opt_shape=(cfg.opt_batch, *shape),
-                                     max_shape=(cfg.max_batch, *shape), dtype=torch.float32)],
-        enabled_precisions=precisions[cfg.precision], workspace_size=cfg.workspace_mb << 20)
+        model,
+        ir="dynamo",
+        inputs=[
+            torch_tensorrt.Input(
+                min_shape=(cfg.min_batch, *shape),
+                opt_shape=(cfg.opt_batch, *shape),
+                max_shape=(cfg.max_batch, *shape),
+                dtype=torch.float32,
+            )
+        ],
+        enabled_precisions=precisions[cfg.precision],
+        workspace_size=cfg.workspace_mb << 20,
+    )
     path = ctx.out_dir / f"model.{cfg.precision}.ep"
     example = torch.zeros((cfg.opt_batch, *shape), device="cuda")
     torch_tensorrt.save(compiled, str(path), output_format="exported_program", inputs=[example])
 
     def infer(x: np.ndarray) -> np.ndarray:  # at most max_batch images per call
         with torch.no_grad():
-            return np.concatenate([
-                compiled(torch.from_numpy(x[i:i + cfg.max_batch]).cuda()).float().cpu().numpy()
-                for i in range(0, len(x), cfg.max_batch)])
+            return np.concatenate(
+                [
+                    compiled(torch.from_numpy(x[i : i + cfg.max_batch]).cuda()).float().cpu().numpy()
+                    for i in range(0, len(x), cfg.max_batch)
+                ]
+            )
 
     ctx.log(f"export: {path.name} (Torch-TensorRT {torch_tensorrt.__version__})")
-    return Artifact(name=f"torch_tensorrt_{cfg.precision}", file=path.name, path=path, kind="torch_tensorrt",
-                    precision=cfg.precision, runtime=f"Torch-TensorRT {torch_tensorrt.__version__}",
-                    backend="torch", export={"via": "torch_tensorrt"}, infer=infer)
+    return Artifact(
+        name=f"torch_tensorrt_{cfg.precision}",
+        file=path.name,
+        path=path,
+        kind="torch_tensorrt",
+        precision=cfg.precision,
+        runtime=f"Torch-TensorRT {torch_tensorrt.__version__}",
+        backend="torch",
+        export={"via": "torch_tensorrt"},
+        infer=infer,
+    )

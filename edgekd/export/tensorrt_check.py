@@ -23,8 +23,13 @@ from edgekd.export.targets import DeploymentTarget
 from edgekd.export.tensorrt import build_engine, tensorrt_api
 from edgekd.export.tensorrt_rules import check_file, describe, line_label
 
-__all__ = ["TENSORRT_FILES", "PROXY_COMPUTE_CAPABILITY", "proxy_module", "check_for_tensorrt",
-           "tensorrt_gates"]
+__all__ = [
+    "TENSORRT_FILES",
+    "PROXY_COMPUTE_CAPABILITY",
+    "proxy_module",
+    "check_for_tensorrt",
+    "tensorrt_gates",
+]
 
 # file meant for TensorRT -> the precision an engine built from it runs at
 TENSORRT_FILES = {file: row.precision for file, row in tensorrt_files().items()}
@@ -41,8 +46,9 @@ def proxy_module():
     return tensorrt_rtx
 
 
-def check_for_tensorrt(files: dict[str, Path], target: DeploymentTarget, *, image_size: int,
-                       proxy=None, log=lambda message: None) -> dict:
+def check_for_tensorrt(
+    files: dict[str, Path], target: DeploymentTarget, *, image_size: int, proxy=None, log=lambda message: None
+) -> dict:
     """The card's ``deployment`` block: the target, the rules check of each of ``files``
     (bundle file name -> path; only those of :data:`TENSORRT_FILES` are checked) and, with
     ``proxy`` (TensorRT-RTX's module, :func:`proxy_module`), its parse and build of each.
@@ -54,14 +60,20 @@ def check_for_tensorrt(files: dict[str, Path], target: DeploymentTarget, *, imag
     rules = {}
     for name, path in checked.items():
         problems = check_file(path, target.rules)
-        rules[name] = {"line": target.rules, "passed": not problems, "count": len(problems),
-                       "problems": [p.record() for p in problems[:MAX_PROBLEMS_KEPT]],
-                       "summary": describe(problems, file=name, line=target.rules)}
+        rules[name] = {
+            "line": target.rules,
+            "passed": not problems,
+            "count": len(problems),
+            "problems": [p.record() for p in problems[:MAX_PROBLEMS_KEPT]],
+            "summary": describe(problems, file=name, line=target.rules),
+        }
         log(f"tensorrt: {rules[name]['summary']}")
     out = {"target": target.record(), "rules": rules}
     if proxy is None:
-        out["parser"] = {"skipped": "TensorRT-RTX is not installed (pip install \"edgekd[trt-check]\"): "
-                                    "the files were checked by rules only"}
+        out["parser"] = {
+            "skipped": 'TensorRT-RTX is not installed (pip install "edgekd[trt-check]"): '
+            "the files were checked by rules only"
+        }
         return out
     api = tensorrt_api(proxy)
     parsed = {}
@@ -69,25 +81,49 @@ def check_for_tensorrt(files: dict[str, Path], target: DeploymentTarget, *, imag
         for name, path in checked.items():
             precision = TENSORRT_FILES[name]
             try:
-                engine = build_engine(path, Path(tmp) / f"{name}.engine", precision=precision,
-                                      image_size=image_size, min_batch=1, opt_batch=8, max_batch=32,
-                                      workspace_mb=256, explicit_int8=precision == "int8", trt=proxy,
-                                      compute_capability=PROXY_COMPUTE_CAPABILITY, quiet=True)
+                engine = build_engine(
+                    path,
+                    Path(tmp) / f"{name}.engine",
+                    precision=precision,
+                    image_size=image_size,
+                    min_batch=1,
+                    opt_batch=8,
+                    max_batch=32,
+                    workspace_mb=256,
+                    explicit_int8=precision == "int8",
+                    trt=proxy,
+                    compute_capability=PROXY_COMPUTE_CAPABILITY,
+                    quiet=True,
+                )
             except EdgeKDError as error:
-                parsed[name] = {"parsed": "cannot parse" not in str(error), "built": False,
-                                "precision": precision, "error": str(error)[:400]}
+                parsed[name] = {
+                    "parsed": "cannot parse" not in str(error),
+                    "built": False,
+                    "precision": precision,
+                    "error": str(error)[:400],
+                }
             else:
-                parsed[name] = {"parsed": True, "built": True, "precision": precision,
-                                "engine_bytes": engine.stat().st_size}
+                parsed[name] = {
+                    "parsed": True,
+                    "built": True,
+                    "precision": precision,
+                    "engine_bytes": engine.stat().st_size,
+                }
             state = "parsed and built" if parsed[name]["built"] else parsed[name]["error"]
-            log(f"tensorrt: {name}: {state} by {api.name} for {PROXY_COMPUTE_CAPABILITY} "
-                f"(a proxy for {target.name})")
-    out["parser"] = {"name": api.name, "version": api.version, "proxy_for": target.name,
-                     "compute_capability": PROXY_COMPUTE_CAPABILITY,
-                     "note": f"Parsed and built by {api.name} (a proxy for {target.name}: the same ONNX "
-                             f"importer, strongly typed as TensorRT 11; not the device's TensorRT "
-                             f"{target.tensorrt})",
-                     "files": parsed}
+            log(
+                f"tensorrt: {name}: {state} by {api.name} for {PROXY_COMPUTE_CAPABILITY} "
+                f"(a proxy for {target.name})"
+            )
+    out["parser"] = {
+        "name": api.name,
+        "version": api.version,
+        "proxy_for": target.name,
+        "compute_capability": PROXY_COMPUTE_CAPABILITY,
+        "note": f"Parsed and built by {api.name} (a proxy for {target.name}: the same ONNX "
+        f"importer, strongly typed as TensorRT 11; not the device's TensorRT "
+        f"{target.tensorrt})",
+        "files": parsed,
+    }
     return out
 
 
@@ -98,17 +134,37 @@ def tensorrt_gates(deployment: dict, artifacts: dict[str, str]) -> list[dict]:
     gates = []
     for name, result in deployment.get("rules", {}).items():
         first = result["problems"][0] if result["problems"] else None
-        gates.append({"name": "tensorrt_rules", "artifact": artifacts.get(name, name),
-                      "metric": f"rules of {line_label(result['line'])} broken",
-                      "threshold": 0, "comparison": "<=", "value": result["count"],
-                      "passed": result["passed"],
-                      **({"detail": f"{name}: node {first['node']} ({first['op']}): {first['rule']}: "
-                                    f"{first['detail']}"} if first else {})})
+        gates.append(
+            {
+                "name": "tensorrt_rules",
+                "artifact": artifacts.get(name, name),
+                "metric": f"rules of {line_label(result['line'])} broken",
+                "threshold": 0,
+                "comparison": "<=",
+                "value": result["count"],
+                "passed": result["passed"],
+                **(
+                    {
+                        "detail": f"{name}: node {first['node']} ({first['op']}): {first['rule']}: "
+                        f"{first['detail']}"
+                    }
+                    if first
+                    else {}
+                ),
+            }
+        )
     parser = deployment.get("parser", {})
     for name, result in parser.get("files", {}).items():
-        gates.append({"name": "tensorrt_parse", "artifact": artifacts.get(name, name),
-                      "metric": f"parsed and built by {parser['name']} (a proxy for {parser['proxy_for']})",
-                      "threshold": 1, "comparison": ">=", "value": 1 if result["built"] else 0,
-                      "passed": bool(result["built"]),
-                      **({"detail": f"{name}: {result['error']}"} if not result["built"] else {})})
+        gates.append(
+            {
+                "name": "tensorrt_parse",
+                "artifact": artifacts.get(name, name),
+                "metric": f"parsed and built by {parser['name']} (a proxy for {parser['proxy_for']})",
+                "threshold": 1,
+                "comparison": ">=",
+                "value": 1 if result["built"] else 0,
+                "passed": bool(result["built"]),
+                **({"detail": f"{name}: {result['error']}"} if not result["built"] else {}),
+            }
+        )
     return gates

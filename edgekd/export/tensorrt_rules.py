@@ -39,13 +39,30 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["RULES_LINES", "RuleProblem", "check_file", "check_model", "operator_table", "describe",
-           "line_label"]
+__all__ = [
+    "RULES_LINES",
+    "RuleProblem",
+    "check_file",
+    "check_model",
+    "operator_table",
+    "describe",
+    "line_label",
+]
 
 RULES_LINES = ("8.5", "8.6", "10", "11")
 _TABLE_OF = {"8.5": "8.5", "8.6": "8.6", "10": "10", "11": "10"}
-_REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
-               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
+_REDUCTIONS = {
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+}
 _TYPE_NAMES = {"INT8": "INT8", "FP8": "FLOAT8E4M3FN", "INT4": "INT4", "UINT8": "UINT8"}
 
 
@@ -89,8 +106,9 @@ def check_file(path: str | Path, line: str) -> list[RuleProblem]:
     try:
         import onnx
     except ImportError:
-        raise EdgeKDError("the TensorRT rules check reads ONNX files with the onnx package: "
-                          "pip install onnx") from None
+        raise EdgeKDError(
+            "the TensorRT rules check reads ONNX files with the onnx package: pip install onnx"
+        ) from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # a truncated or foreign file: the user's to fix, one line
@@ -107,8 +125,11 @@ def check_model(model, line: str) -> list[RuleProblem]:
     problems: list[RuleProblem] = []
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is not None and opset > table["max_opset"]:
-        problems.append(RuleProblem("model", "-", "opset", f"opset {opset}; {label} parses opset "
-                                                           f"{table['max_opset']} at most"))
+        problems.append(
+            RuleProblem(
+                "model", "-", "opset", f"opset {opset}; {label} parses opset {table['max_opset']} at most"
+            )
+        )
     graph = model.graph
     initializers = {t.name: t for t in graph.initializer}
     constants = set(initializers)
@@ -117,36 +138,63 @@ def check_model(model, line: str) -> list[RuleProblem]:
             constants.update(node.output)
     types = _tensor_types(model, initializers)
     supported = set(table["supported"])
-    dq_types = {getattr(onnx.TensorProto, _TYPE_NAMES[t]) for t in table["types"]["DequantizeLinear"]
-                if t in _TYPE_NAMES and hasattr(onnx.TensorProto, _TYPE_NAMES[t])}
+    dq_types = {
+        getattr(onnx.TensorProto, _TYPE_NAMES[t])
+        for t in table["types"]["DequantizeLinear"]
+        if t in _TYPE_NAMES and hasattr(onnx.TensorProto, _TYPE_NAMES[t])
+    }
     dq_names = "/".join(t.lower() for t in table["types"]["DequantizeLinear"])
     for node in graph.node:
         name, op = node.name or (node.output[0] if node.output else "?"), node.op_type
         if node.domain not in ("", "ai.onnx"):
-            problems.append(RuleProblem(name, op, "operator", f"operator of domain {node.domain!r}; "
-                                                              f"{label} parses ONNX operators only"))
+            problems.append(
+                RuleProblem(
+                    name,
+                    op,
+                    "operator",
+                    f"operator of domain {node.domain!r}; {label} parses ONNX operators only",
+                )
+            )
             continue
         if op not in supported:
-            problems.append(RuleProblem(name, op, "operator", f"{op} is not in {label}'s "
-                                                              f"supported-operator table"))
+            problems.append(
+                RuleProblem(name, op, "operator", f"{op} is not in {label}'s supported-operator table")
+            )
         if op == "DequantizeLinear":
             dtype = types.get(node.input[0])
             if dtype is not None and dtype not in dq_types:
-                problems.append(RuleProblem(name, op, "dequantize-input",
-                                            f"reads {_type_name(dtype)}; {label} takes {dq_names} "
-                                            f"(keep biases float: QuantizeBias off)"))
+                problems.append(
+                    RuleProblem(
+                        name,
+                        op,
+                        "dequantize-input",
+                        f"reads {_type_name(dtype)}; {label} takes {dq_names} "
+                        f"(keep biases float: QuantizeBias off)",
+                    )
+                )
         if op in ("QuantizeLinear", "DequantizeLinear"):
             problems += _qdq_problems(node, name, initializers)
         if op in _REDUCTIONS and len(node.input) > 1 and node.input[1]:
             if line in ("8.5", "8.6"):
-                problems.append(RuleProblem(name, op, "reduce-axes",
-                                            f"axes given as an input (opset 18); {label} reads "
-                                            f"axes only as an attribute and would reduce over "
-                                            f"every axis: export at opset 17"))
+                problems.append(
+                    RuleProblem(
+                        name,
+                        op,
+                        "reduce-axes",
+                        f"axes given as an input (opset 18); {label} reads "
+                        f"axes only as an attribute and would reduce over "
+                        f"every axis: export at opset 17",
+                    )
+                )
             elif node.input[1] not in constants:
-                problems.append(RuleProblem(name, op, "reduce-axes",
-                                            f"axes input {node.input[1]!r} is not a constant; "
-                                            f"{label} needs it as an initializer"))
+                problems.append(
+                    RuleProblem(
+                        name,
+                        op,
+                        "reduce-axes",
+                        f"axes input {node.input[1]!r} is not a constant; {label} needs it as an initializer",
+                    )
+                )
     return problems
 
 
@@ -157,15 +205,25 @@ def _qdq_problems(node, name: str, initializers: dict) -> list[RuleProblem]:
     if len(node.input) > 2 and node.input[2]:
         zero = initializers.get(node.input[2])
         if zero is not None and numpy_helper.to_array(zero).any():
-            problems.append(RuleProblem(name, node.op_type, "zero-point",
-                                        "a non-zero zero point; TensorRT quantization is symmetric "
-                                        "(zero point 0)"))
+            problems.append(
+                RuleProblem(
+                    name,
+                    node.op_type,
+                    "zero-point",
+                    "a non-zero zero point; TensorRT quantization is symmetric (zero point 0)",
+                )
+            )
     scale = initializers.get(node.input[1]) if len(node.input) > 1 else None
     per_axis = scale is not None and numpy_helper.to_array(scale).size > 1
     if per_axis and node.input[0] not in initializers:
-        problems.append(RuleProblem(name, node.op_type, "per-axis",
-                                    "per-axis scales on an activation; TensorRT takes per-axis "
-                                    "scales on weights only"))
+        problems.append(
+            RuleProblem(
+                name,
+                node.op_type,
+                "per-axis",
+                "per-axis scales on an activation; TensorRT takes per-axis scales on weights only",
+            )
+        )
     return problems
 
 

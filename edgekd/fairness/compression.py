@@ -40,8 +40,15 @@ def _as_int(*arrays) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(a, dtype=np.int64) for a in arrays)
 
 
-def cell_agreement(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, *,
-                   num_classes: int, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def cell_agreement(
+    y_true: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    groups: np.ndarray,
+    *,
+    num_classes: int,
+    num_groups: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """Agreement of ``after`` with ``before`` per (class, group) cell, and the cells' sizes.
 
     Returns ``(agreement, images)``, both shaped ``(num_classes, num_groups)``; an empty cell's
@@ -62,20 +69,32 @@ def cell_agreement(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, gr
     return agreement, images
 
 
-def worst_cell_agreement(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray,
-                         *, class_names: list[str], group_names: list[str],
-                         min_support: int = 1) -> dict | None:
+def worst_cell_agreement(
+    y_true: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    min_support: int = 1,
+) -> dict | None:
     """The (class, group) cell where ``after`` agrees least with ``before``, among cells with at
     least ``min_support`` images: ``{"class", "group", "agreement", "images"}`` (the first cell in
     (class, group) order on a tie), ``None`` when no cell has that many images."""
-    agreement, images = cell_agreement(y_true, before, after, groups, num_classes=len(class_names),
-                                       num_groups=len(group_names))
+    agreement, images = cell_agreement(
+        y_true, before, after, groups, num_classes=len(class_names), num_groups=len(group_names)
+    )
     measured = np.where(images >= max(int(min_support), 1), agreement, np.inf)
     if not np.isfinite(measured).any():
         return None
     c, g = np.unravel_index(int(np.argmin(measured)), measured.shape)
-    return {"class": class_names[c], "group": group_names[g], "agreement": float(agreement[c, g]),
-            "images": int(images[c, g])}
+    return {
+        "class": class_names[c],
+        "group": group_names[g],
+        "agreement": float(agreement[c, g]),
+        "images": int(images[c, g]),
+    }
 
 
 def changed_indices(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -90,11 +109,14 @@ def _paired(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, mask: np.
     n = int(mask.sum())
     b = int((right_before & ~right_after & mask).sum())
     c = int((~right_before & right_after & mask).sum())
-    return {"images": n,
-            "agreement": float((before == after)[mask].mean()) if n else None,
-            "right_to_wrong": b, "wrong_to_right": c,
-            "accuracy_change": (c - b) / n if n else None,
-            "p": mcnemar_exact(b, c)}
+    return {
+        "images": n,
+        "agreement": float((before == after)[mask].mean()) if n else None,
+        "right_to_wrong": b,
+        "wrong_to_right": c,
+        "accuracy_change": (c - b) / n if n else None,
+        "p": mcnemar_exact(b, c),
+    }
 
 
 def _correct(rows: list[dict], *, alpha: float, min_effect: float) -> None:
@@ -106,9 +128,18 @@ def _correct(rows: list[dict], *, alpha: float, min_effect: float) -> None:
         row["changed"] = bool(significant) and change is not None and abs(change) >= min_effect - 1e-12
 
 
-def compression_effect(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, groups: np.ndarray, *,
-                       class_names: list[str], group_names: list[str], alpha: float = 0.05,
-                       min_effect: float = DEFAULT_MIN_EFFECT, min_support: int = 1) -> dict:
+def compression_effect(
+    y_true: np.ndarray,
+    before: np.ndarray,
+    after: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    alpha: float = 0.05,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    min_support: int = 1,
+) -> dict:
     """The per-cell, per-group and overall effect of one step (module docstring).
 
     Parameters
@@ -144,8 +175,11 @@ def compression_effect(y_true: np.ndarray, before: np.ndarray, after: np.ndarray
             mask = (y_true == k) & (groups == g)
             if mask.any():
                 cells.append({"class": name, "group": group, **_paired(y_true, before, after, mask)})
-    per_group = [{"group": group, **_paired(y_true, before, after, groups == g)}
-                 for g, group in enumerate(group_names) if (groups == g).any()]
+    per_group = [
+        {"group": group, **_paired(y_true, before, after, groups == g)}
+        for g, group in enumerate(group_names)
+        if (groups == g).any()
+    ]
     _correct(cells, alpha=alpha, min_effect=min_effect)
     _correct(per_group, alpha=alpha, min_effect=min_effect)
     support = max(int(min_support), 1)
@@ -164,10 +198,12 @@ def compression_effect(y_true: np.ndarray, before: np.ndarray, after: np.ndarray
         "overall": _paired(y_true, before, after, np.ones_like(y_true, dtype=bool)),
         "per_group": per_group,
         "per_cell": cells,
-        "worst_cell": None if worst is None else {k: worst[k] for k in ("class", "group", "agreement",
-                                                                        "images")},
-        "worst_group": None if worst_group is None else {k: worst_group[k]
-                                                         for k in ("group", "agreement", "images")},
+        "worst_cell": None
+        if worst is None
+        else {k: worst[k] for k in ("class", "group", "agreement", "images")},
+        "worst_group": None
+        if worst_group is None
+        else {k: worst_group[k] for k in ("group", "agreement", "images")},
         "changed_cells": [f"{r['class']} / {r['group']}" for r in cells if r["changed"]],
         "changed_images": int((before != after).sum()),
     }

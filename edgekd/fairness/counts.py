@@ -44,9 +44,17 @@ class CellCounts:
         still left out.
     """
 
-    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                 num_classes: int, num_groups: int, min_support: int = 1,
-                 reference: CellCounts | None = None) -> None:
+    def __init__(
+        self,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        groups: np.ndarray,
+        *,
+        num_classes: int,
+        num_groups: int,
+        min_support: int = 1,
+        reference: CellCounts | None = None,
+    ) -> None:
         y_true, y_pred, groups = (np.asarray(a, dtype=np.int64) for a in (y_true, y_pred, groups))
         self.y_true, self.y_pred, self.groups = y_true, y_pred, groups
         self.num_classes, self.num_groups = num_classes, num_groups
@@ -54,10 +62,10 @@ class CellCounts:
         cells = num_classes * num_groups
         true_cell = y_true * num_groups + groups
         self.positives = np.bincount(true_cell, minlength=cells).reshape(num_classes, num_groups)
-        self.hits = np.bincount(true_cell[y_true == y_pred], minlength=cells).reshape(num_classes,
-                                                                                     num_groups)
-        self.predicted = np.bincount(y_pred * num_groups + groups,
-                                     minlength=cells).reshape(num_classes, num_groups)
+        self.hits = np.bincount(true_cell[y_true == y_pred], minlength=cells).reshape(num_classes, num_groups)
+        self.predicted = np.bincount(y_pred * num_groups + groups, minlength=cells).reshape(
+            num_classes, num_groups
+        )
         self.per_group = np.bincount(groups, minlength=num_groups)[None, :]
         self.present = self.per_group[0] > 0
         ref, m = reference or self, self.min_support
@@ -145,4 +153,3 @@ def mean_dpd(counts: CellCounts) -> float | None:
 def mean_eod(counts: CellCounts) -> float | None:
     """Mean over classes of the one-vs-rest equalized odds difference."""
     return _nanmean(counts.per_class_eod())
-

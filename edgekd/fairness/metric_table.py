@@ -90,22 +90,58 @@ def gated_metrics() -> list[Metric]:
     return [m for m in METRICS.values() if m.gate]
 
 
-register_metric(Metric(
-    key="top1", label="top-1", title="top-1", description="top-1 accuracy", higher_is_better=True,
-    from_counts=top1, path=("top1",), gate="min_top1", hub_type="accuracy"))
-register_metric(Metric(
-    key="mean_abs_disparity", label="mean |disp|", title="mean |disparity|",
-    description="mean |per-class recall disparity|", higher_is_better=False,
-    from_counts=mean_abs_disparity, path=("mean_abs_disparity",), gate="max_mean_abs_disparity",
-    hub_type="mean_abs_recall_disparity"))
-register_metric(Metric(
-    key="dpd", label="DPD", title="mean DPD", description="mean demographic parity difference",
-    higher_is_better=False, from_counts=mean_dpd, path=("dpd", "mean"), gate="max_dpd",
-    hub_type="mean_dpd"))
-register_metric(Metric(
-    key="eod", label="EOD", title="mean EOD", description="mean equalized odds difference",
-    higher_is_better=False, from_counts=mean_eod, path=("eod", "mean"), gate="max_eod",
-    hub_type="mean_eod"))
+register_metric(
+    Metric(
+        key="top1",
+        label="top-1",
+        title="top-1",
+        description="top-1 accuracy",
+        higher_is_better=True,
+        from_counts=top1,
+        path=("top1",),
+        gate="min_top1",
+        hub_type="accuracy",
+    )
+)
+register_metric(
+    Metric(
+        key="mean_abs_disparity",
+        label="mean |disp|",
+        title="mean |disparity|",
+        description="mean |per-class recall disparity|",
+        higher_is_better=False,
+        from_counts=mean_abs_disparity,
+        path=("mean_abs_disparity",),
+        gate="max_mean_abs_disparity",
+        hub_type="mean_abs_recall_disparity",
+    )
+)
+register_metric(
+    Metric(
+        key="dpd",
+        label="DPD",
+        title="mean DPD",
+        description="mean demographic parity difference",
+        higher_is_better=False,
+        from_counts=mean_dpd,
+        path=("dpd", "mean"),
+        gate="max_dpd",
+        hub_type="mean_dpd",
+    )
+)
+register_metric(
+    Metric(
+        key="eod",
+        label="EOD",
+        title="mean EOD",
+        description="mean equalized odds difference",
+        higher_is_better=False,
+        from_counts=mean_eod,
+        path=("eod", "mean"),
+        gate="max_eod",
+        hub_type="mean_eod",
+    )
+)
 
 
 def headline(metrics: dict) -> dict[str, float | None]:

@@ -35,8 +35,11 @@ def _summary(values: np.ndarray, class_names: list[str]) -> dict:
     if np.all(np.isnan(values)):
         return {"mean": None, "worst": None, "worst_class": None}
     worst = int(np.nanargmax(values))
-    return {"mean": float(np.nanmean(values)), "worst": float(values[worst]),
-            "worst_class": class_names[worst]}
+    return {
+        "mean": float(np.nanmean(values)),
+        "worst": float(values[worst]),
+        "worst_class": class_names[worst],
+    }
 
 
 def worst_cell(counts: CellCounts, class_names: list[str], group_names: list[str]) -> dict | None:
@@ -51,12 +54,23 @@ def worst_cell(counts: CellCounts, class_names: list[str], group_names: list[str
     if not np.isfinite(recall).any():
         return None
     c, g = np.unravel_index(int(np.argmin(recall)), recall.shape)
-    return {"class": class_names[c], "group": group_names[g], "recall": float(recall[c, g]),
-            "images": int(counts.positives[c, g])}
+    return {
+        "class": class_names[c],
+        "group": group_names[g],
+        "recall": float(recall[c, g]),
+        "images": int(counts.positives[c, g]),
+    }
 
 
-def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                         class_names: list[str], group_names: list[str], min_support: int = 1) -> dict:
+def evaluate_predictions(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    min_support: int = 1,
+) -> dict:
     """The card's metric set for one model or artifact.
 
     Parameters
@@ -79,8 +93,9 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
         :mod:`edgekd.fairness.metric_table` that has no ``path``.
     """
     num_classes, num_groups = len(class_names), len(group_names)
-    counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups,
-                        min_support=min_support)
+    counts = CellCounts(
+        y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups, min_support=min_support
+    )
     positives, hits = counts.positives.sum(1), counts.hits.sum(1)
     predicted = counts.predicted.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -90,15 +105,18 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
     tpr = counts.tpr
     disparity = counts.per_class_disparity(signed=True)
     dpd, eod = counts.per_class_dpd(), counts.per_class_eod()
-    per_class = [{
-        "class": name,
-        "recall": _none(hits[c] / positives[c]) if positives[c] else None,
-        "recall_by_group": {g: _none(tpr[c, k]) for k, g in enumerate(group_names)},
-        "support_by_group": {g: int(counts.positives[c, k]) for k, g in enumerate(group_names)},
-        "disparity": _none(disparity[c]),
-        "dpd": _none(dpd[c]),
-        "eod": _none(eod[c]),
-    } for c, name in enumerate(class_names)]
+    per_class = [
+        {
+            "class": name,
+            "recall": _none(hits[c] / positives[c]) if positives[c] else None,
+            "recall_by_group": {g: _none(tpr[c, k]) for k, g in enumerate(group_names)},
+            "support_by_group": {g: int(counts.positives[c, k]) for k, g in enumerate(group_names)},
+            "disparity": _none(disparity[c]),
+            "dpd": _none(dpd[c]),
+            "eod": _none(eod[c]),
+        }
+        for c, name in enumerate(class_names)
+    ]
     abs_disp = _summary(np.abs(disparity), class_names)
     metrics = {
         "n": int(len(counts.y_true)),
@@ -112,8 +130,9 @@ def evaluate_predictions(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndar
         "dpd": _summary(dpd, class_names),
         "eod": _summary(eod, class_names),
         "worst_cell": worst_cell(counts, class_names, group_names),
-        "classes_without_support": [class_names[c] for c in range(num_classes)
-                                    if (counts.positives[c] == 0).any()],
+        "classes_without_support": [
+            class_names[c] for c in range(num_classes) if (counts.positives[c] == 0).any()
+        ],
         "per_class": per_class,
     }
     metrics.update({m.key: m.from_counts(counts) for m in METRICS.values() if m.path is None})

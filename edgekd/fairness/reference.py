@@ -64,8 +64,9 @@ def _named(groups: np.ndarray):
     return pd.Series(np.asarray(groups), name="group")
 
 
-def group_recalls(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                  num_classes: int, num_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def group_recalls(
+    y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *, num_classes: int, num_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Recall and support of every (class, group) cell, shape ``(num_classes, num_groups)``.
 
     Cells without test images hold ``nan`` recall and zero support.
@@ -86,8 +87,9 @@ def group_recalls(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
     return recall, support
 
 
-def per_class_disparity(recall: np.ndarray, support: np.ndarray | None = None, *,
-                        min_support: int = 1) -> np.ndarray:
+def per_class_disparity(
+    recall: np.ndarray, support: np.ndarray | None = None, *, min_support: int = 1
+) -> np.ndarray:
     """``R_a - R_b`` for two groups, ``max - min`` over the measured groups for more.
 
     A cell is measured when it has a recall and (given ``support``) at least ``min_support``
@@ -106,8 +108,9 @@ def per_class_disparity(recall: np.ndarray, support: np.ndarray | None = None, *
     return out
 
 
-def _one_vs_rest_gaps(y_true, y_pred, groups, num_classes, *,
-                      min_support: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def _one_vs_rest_gaps(
+    y_true, y_pred, groups, num_classes, *, min_support: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Per class, DPD over the groups with ``min_support`` images and EOD over the groups whose
     cell has ``min_support`` positives and negatives (fairlearn on those groups' images)."""
     present, sizes = np.unique(groups, return_counts=True)
@@ -119,11 +122,11 @@ def _one_vs_rest_gaps(y_true, y_pred, groups, num_classes, *,
     in_measured = np.isin(groups, measured)
     for c in range(num_classes):
         t, p = (y_true == c).astype(int), (y_pred == c).astype(int)
-        dpd[c] = demographic_parity_difference(t[in_measured], p[in_measured],
-                                               sensitive_features=_named(groups[in_measured]))
+        dpd[c] = demographic_parity_difference(
+            t[in_measured], p[in_measured], sensitive_features=_named(groups[in_measured])
+        )
         # TPR and FPR need positives and negatives: the groups with enough of both
-        rated = [g for g in measured
-                 if min(t[groups == g].sum(), (1 - t[groups == g]).sum()) >= min_support]
+        rated = [g for g in measured if min(t[groups == g].sum(), (1 - t[groups == g]).sum()) >= min_support]
         if len(rated) >= 2:
             keep = np.isin(groups, rated)
             eod[c] = equalized_odds_difference(t[keep], p[keep], sensitive_features=_named(groups[keep]))
@@ -146,8 +149,15 @@ def _summary(values: np.ndarray, class_names: list[str], *, absolute: bool = Fal
     }
 
 
-def fairlearn_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                      class_names: list[str], group_names: list[str], min_support: int = 1) -> dict:
+def fairlearn_metrics(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    min_support: int = 1,
+) -> dict:
     """The card's metric set for one model or artifact, through fairlearn: the same parameters,
     keys and (a test holds them equal) values as :func:`edgekd.fairness.metrics.evaluate_predictions`."""
     y_true, y_pred, groups = (np.asarray(a).astype(np.int64) for a in (y_true, y_pred, groups))
@@ -163,15 +173,17 @@ def fairlearn_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
     per_class = []
     for c, name in enumerate(class_names):
         positives = y_true == c
-        per_class.append({
-            "class": name,
-            "recall": _nan_to_none(float((y_pred[positives] == c).mean()) if positives.any() else np.nan),
-            "recall_by_group": {g: _nan_to_none(cell_recall[c, k]) for k, g in enumerate(group_names)},
-            "support_by_group": {g: int(support[c, k]) for k, g in enumerate(group_names)},
-            "disparity": _nan_to_none(disparity[c]),
-            "dpd": _nan_to_none(dpd[c]),
-            "eod": _nan_to_none(eod[c]),
-        })
+        per_class.append(
+            {
+                "class": name,
+                "recall": _nan_to_none(float((y_pred[positives] == c).mean()) if positives.any() else np.nan),
+                "recall_by_group": {g: _nan_to_none(cell_recall[c, k]) for k, g in enumerate(group_names)},
+                "support_by_group": {g: int(support[c, k]) for k, g in enumerate(group_names)},
+                "disparity": _nan_to_none(disparity[c]),
+                "dpd": _nan_to_none(dpd[c]),
+                "eod": _nan_to_none(eod[c]),
+            }
+        )
     abs_disp = _summary(disparity, class_names, absolute=True)
     metrics = {
         "n": int(len(y_true)),
@@ -185,47 +197,69 @@ def fairlearn_metrics(y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray
         "dpd": _summary(dpd, class_names),
         "eod": _summary(eod, class_names),
         "worst_cell": _worst_cell(cell_recall, support, class_names, group_names, min_support),
-        "classes_without_support": [
-            class_names[c] for c in range(num_classes) if (support[c] == 0).any()
-        ],
+        "classes_without_support": [class_names[c] for c in range(num_classes) if (support[c] == 0).any()],
         "per_class": per_class,
     }
     counted = [m for m in METRICS.values() if m.path is None]  # metrics of the table computed from counts
     if counted:
-        counts = CellCounts(y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups,
-                            min_support=min_support)
+        counts = CellCounts(
+            y_true, y_pred, groups, num_classes=num_classes, num_groups=num_groups, min_support=min_support
+        )
         metrics.update({m.key: m.from_counts(counts) for m in counted})
     return metrics
 
 
-
-def _worst_cell(cell_recall: np.ndarray, support: np.ndarray, class_names: list[str],
-                group_names: list[str], min_support: int) -> dict | None:
+def _worst_cell(
+    cell_recall: np.ndarray,
+    support: np.ndarray,
+    class_names: list[str],
+    group_names: list[str],
+    min_support: int,
+) -> dict | None:
     """The lowest recall over the cells with ``max(min_support, 1)`` images, first in (class,
     group) order on a tie."""
-    cells = [(cell_recall[c, g], c, g) for c in range(len(class_names)) for g in range(len(group_names))
-             if support[c, g] >= max(min_support, 1)]
+    cells = [
+        (cell_recall[c, g], c, g)
+        for c in range(len(class_names))
+        for g in range(len(group_names))
+        if support[c, g] >= max(min_support, 1)
+    ]
     if not cells:
         return None
     recall, c, g = min(cells, key=lambda cell: cell[0])  # min keeps the first of equal recalls
-    return {"class": class_names[c], "group": group_names[g], "recall": float(recall),
-            "images": int(support[c, g])}
+    return {
+        "class": class_names[c],
+        "group": group_names[g],
+        "recall": float(recall),
+        "images": int(support[c, g]),
+    }
 
 
 CROSS_CHECKED = (("dpd", "mean"), ("dpd", "worst"), ("eod", "mean"), ("eod", "worst"))
 
 
-def cross_check(metrics: dict, y_true: np.ndarray, y_pred: np.ndarray, groups: np.ndarray, *,
-                class_names: list[str], group_names: list[str], min_support: int = 1,
-                what: str = "a model", tolerance: float = 1e-9) -> None:
+def cross_check(
+    metrics: dict,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    min_support: int = 1,
+    what: str = "a model",
+    tolerance: float = 1e-9,
+) -> None:
     """Stop with one line when ``metrics`` (from the count engine) and fairlearn disagree on the
     headline DPD or EOD (mean and worst class) of the same predictions: the two implement one
     definition, so a difference beyond ``tolerance`` is a bug, not a result to ship."""
-    reference = fairlearn_metrics(y_true, y_pred, groups, class_names=class_names,
-                                  group_names=group_names, min_support=min_support)
+    reference = fairlearn_metrics(
+        y_true, y_pred, groups, class_names=class_names, group_names=group_names, min_support=min_support
+    )
     for metric, summary in CROSS_CHECKED:
         ours, theirs = metrics[metric][summary], reference[metric][summary]
-        if (ours is None) != (theirs is None) or (
-                ours is not None and abs(ours - theirs) > tolerance):
-            raise EdgeKDError(f"{what}: {metric} {summary} is {ours} from the count engine and {theirs} "
-                              f"from fairlearn; the two must agree (a bug in edgekd: please report it)")
+        if (ours is None) != (theirs is None) or (ours is not None and abs(ours - theirs) > tolerance):
+            raise EdgeKDError(
+                f"{what}: {metric} {summary} is {ours} from the count engine and {theirs} "
+                f"from fairlearn; the two must agree (a bug in edgekd: please report it)"
+            )

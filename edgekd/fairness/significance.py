@@ -35,8 +35,14 @@ import numpy as np
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["DEFAULT_MIN_EFFECT", "mcnemar_exact", "benjamini_hochberg", "classwise_mcnemar",
-           "welch_classwise", "welch_from_metrics"]
+__all__ = [
+    "DEFAULT_MIN_EFFECT",
+    "mcnemar_exact",
+    "benjamini_hochberg",
+    "classwise_mcnemar",
+    "welch_classwise",
+    "welch_from_metrics",
+]
 
 # A class changed by distillation: significant and recall moved by at least this much.
 # Two points of recall. On the 800-image test split of the default synthetic recipe (200 images a
@@ -69,7 +75,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     if stats is not None:
         return float(stats.binomtest(int(min(b, c)), n, 0.5, alternative="two-sided").pvalue)
     tail = sum(math.comb(n, i) for i in range(int(min(b, c)) + 1))
-    return min(1.0, 2 * tail / 2 ** n)
+    return min(1.0, 2 * tail / 2**n)
 
 
 def benjamini_hochberg(pvalues, *, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
@@ -92,9 +98,17 @@ def benjamini_hochberg(pvalues, *, alpha: float = 0.05) -> tuple[np.ndarray, np.
     return adjusted, adjusted <= alpha
 
 
-def classwise_mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups: np.ndarray,
-                      *, class_names: list[str], group_names: list[str], alpha: float = 0.05,
-                      min_effect: float = DEFAULT_MIN_EFFECT) -> dict:
+def classwise_mcnemar(
+    y_true: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    groups: np.ndarray,
+    *,
+    class_names: list[str],
+    group_names: list[str],
+    alpha: float = 0.05,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+) -> dict:
     """Which classes changed from model A to model B, each class overall and within each group.
 
     Parameters
@@ -123,8 +137,12 @@ def classwise_mcnemar(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray
     def cell(mask: np.ndarray) -> dict:
         b, c = int((right_a & ~right_b & mask).sum()), int((~right_a & right_b & mask).sum())
         n = int(mask.sum())
-        return {"a_right_b_wrong": b, "a_wrong_b_right": c, "p": mcnemar_exact(b, c),
-                "recall_change": (c - b) / n if n else None}
+        return {
+            "a_right_b_wrong": b,
+            "a_wrong_b_right": c,
+            "p": mcnemar_exact(b, c),
+            "recall_change": (c - b) / n if n else None,
+        }
 
     rows, by_group_p = [], []
     for k, name in enumerate(class_names):
@@ -161,8 +179,15 @@ def _decide(row: dict, p_adjusted: float, significant: bool, min_effect: float) 
     row["changed"] = bool(significant) and change is not None and abs(change) >= min_effect - 1e-12
 
 
-def welch_classwise(recall_a: np.ndarray, top1_a: np.ndarray, recall_b: np.ndarray,
-                    top1_b: np.ndarray, *, class_names: list[str], alpha: float = 0.05) -> dict:
+def welch_classwise(
+    recall_a: np.ndarray,
+    top1_a: np.ndarray,
+    recall_b: np.ndarray,
+    top1_b: np.ndarray,
+    *,
+    class_names: list[str],
+    alpha: float = 0.05,
+) -> dict:
     """The study's multi-seed test: Welch's t-test per class on ``recall / top1`` across seeds.
 
     Parameters
@@ -189,15 +214,23 @@ def welch_classwise(recall_a: np.ndarray, top1_a: np.ndarray, recall_b: np.ndarr
     """
     recall_a, recall_b = np.asarray(recall_a, float), np.asarray(recall_b, float)
     top1_a, top1_b = np.asarray(top1_a, float), np.asarray(top1_b, float)
-    if recall_a.ndim != 2 or recall_b.ndim != 2 or recall_a.shape[1] != recall_b.shape[1] \
-            or recall_a.shape[1] != len(class_names):
-        raise EdgeKDError(f"welch_classwise: recalls must have shape (seeds, {len(class_names)}), got "
-                          f"{recall_a.shape} and {recall_b.shape}")
+    if (
+        recall_a.ndim != 2
+        or recall_b.ndim != 2
+        or recall_a.shape[1] != recall_b.shape[1]
+        or recall_a.shape[1] != len(class_names)
+    ):
+        raise EdgeKDError(
+            f"welch_classwise: recalls must have shape (seeds, {len(class_names)}), got "
+            f"{recall_a.shape} and {recall_b.shape}"
+        )
     if len(top1_a) != len(recall_a) or len(top1_b) != len(recall_b):
         raise EdgeKDError("welch_classwise: one top-1 per seed is needed for each model")
     if len(recall_a) < 2 or len(recall_b) < 2:
-        raise EdgeKDError(f"welch_classwise: needs at least 2 seeds per model, got {len(recall_a)} "
-                          f"and {len(recall_b)}; list several in the recipe's seeds")
+        raise EdgeKDError(
+            f"welch_classwise: needs at least 2 seeds per model, got {len(recall_a)} "
+            f"and {len(recall_b)}; list several in the recipe's seeds"
+        )
     from scipy import stats  # several seeds: a build-side study, never the device
 
     norm_a = recall_a / top1_a[:, None]
@@ -212,27 +245,42 @@ def welch_classwise(recall_a: np.ndarray, top1_a: np.ndarray, recall_b: np.ndarr
         else:
             p.append(float(stats.ttest_ind(a, b, equal_var=False).pvalue))
     adjusted, rejected = benjamini_hochberg(p, alpha=alpha)
-    rows = [{"class": name, "mean_normalised_a": _mean_or_none(norm_a[:, k]),
-             "mean_normalised_b": _mean_or_none(norm_b[:, k]), "p": p[k],
-             "p_adjusted": float(adjusted[k]), "significant": bool(rejected[k])}
-            for k, name in enumerate(class_names)]
+    rows = [
+        {
+            "class": name,
+            "mean_normalised_a": _mean_or_none(norm_a[:, k]),
+            "mean_normalised_b": _mean_or_none(norm_b[:, k]),
+            "p": p[k],
+            "p_adjusted": float(adjusted[k]),
+            "significant": bool(rejected[k]),
+        }
+        for k, name in enumerate(class_names)
+    ]
     significant = [r["class"] for r in rows if r["significant"]]
-    return {"test": "Welch t on recall/top-1 across seeds, Benjamini-Hochberg", "alpha": alpha,
-            "seeds": [len(norm_a), len(norm_b)], "per_class": rows,
-            "significant_classes": significant, "share_significant": len(significant) / len(rows)}
+    return {
+        "test": "Welch t on recall/top-1 across seeds, Benjamini-Hochberg",
+        "alpha": alpha,
+        "seeds": [len(norm_a), len(norm_b)],
+        "per_class": rows,
+        "significant_classes": significant,
+        "share_significant": len(significant) / len(rows),
+    }
 
 
 def _mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if np.isfinite(values).all() else None
 
 
-def welch_from_metrics(metrics_a: list[dict], metrics_b: list[dict], *, class_names: list[str],
-                       alpha: float = 0.05) -> dict:
+def welch_from_metrics(
+    metrics_a: list[dict], metrics_b: list[dict], *, class_names: list[str], alpha: float = 0.05
+) -> dict:
     """:func:`welch_classwise` on per-seed outputs of
     :func:`edgekd.fairness.metrics.evaluate_predictions` (one dict per seed and model)."""
+
     def arrays(runs: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        recall = [[np.nan if row["recall"] is None else row["recall"] for row in m["per_class"]]
-                  for m in runs]
+        recall = [
+            [np.nan if row["recall"] is None else row["recall"] for row in m["per_class"]] for m in runs
+        ]
         return np.asarray(recall, float).reshape(len(runs), -1), np.asarray([m["top1"] for m in runs], float)
 
     (recall_a, top1_a), (recall_b, top1_b) = arrays(metrics_a), arrays(metrics_b)

@@ -17,22 +17,37 @@ from edgekd.config import Section, resolve_path
 from edgekd.data.augment import AugmentConfig
 from edgekd.models.weights import hub_unreachable, load_weights, pretrained_source, weights_record
 
-__all__ = ["ModelConfig", "is_known_arch", "create_model", "load_weights", "weights_record",
-           "pooled_features_and_logits", "feature_width", "count_parameters", "state_dict_bytes"]
+__all__ = [
+    "ModelConfig",
+    "is_known_arch",
+    "create_model",
+    "load_weights",
+    "weights_record",
+    "pooled_features_and_logits",
+    "feature_width",
+    "count_parameters",
+    "state_dict_bytes",
+]
 
 
 class ModelConfig(Section):
     """A network and how it is trained (``teacher`` and ``student``)."""
 
-    arch: str = Field(description="a timm model, optionally with the tag of its pretrained "
-                                  "weights: efficientnet_b3 or efficientnet_b3.ra2_in1k")
+    arch: str = Field(
+        description="a timm model, optionally with the tag of its pretrained "
+        "weights: efficientnet_b3 or efficientnet_b3.ra2_in1k"
+    )
     pretrained: bool = Field(
-        False, description="start from timm's ImageNet weights (the tag in arch, else timm's "
-                           "default), from the Hugging Face hub or its local cache")
+        False,
+        description="start from timm's ImageNet weights (the tag in arch, else timm's "
+        "default), from the Hugging Face hub or its local cache",
+    )
     checkpoint: Path | None = Field(
-        None, description="start from local weights: a .safetensors file, or a torch file "
-                          "holding a state dict (bare or under 'model' / 'state_dict'), read "
-                          "with weights_only; a classifier for another class count is replaced")
+        None,
+        description="start from local weights: a .safetensors file, or a torch file "
+        "holding a state dict (bare or under 'model' / 'state_dict'), read "
+        "with weights_only; a classifier for another class count is replaced",
+    )
     epochs: int = Field(ge=0, description="training epochs")
     batch_size: int = Field(64, ge=1, description="global batch (under torchrun split over the processes)")
     lr: float = Field(2e-3, gt=0.0, le=10.0, description="peak AdamW learning rate (OneCycle schedule)")
@@ -40,35 +55,52 @@ class ModelConfig(Section):
     warmup_fraction: float = Field(0.25, gt=0.0, lt=1.0, description="OneCycle pct_start")
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier (timm's)")
     zero_head: bool = Field(
-        True, description="start a new classifier (from scratch, or replacing the one of loaded "
-                          "weights) at zero: timm's init of a few-class head gives logits of "
-                          "+-20 and a first epoch spent undoing them")
+        True,
+        description="start a new classifier (from scratch, or replacing the one of loaded "
+        "weights) at zero: timm's init of a few-class head gives logits of "
+        "+-20 and a first epoch spent undoing them",
+    )
     sync_batchnorm: bool = Field(
-        False, description="under torchrun on GPUs: BatchNorm statistics over the global batch")
+        False, description="under torchrun on GPUs: BatchNorm statistics over the global batch"
+    )
     # The names of edgekd.train.selection.SELECTION_METRICS (a test keeps them equal); spelled
     # out here so reading a recipe does not import the training code.
     select_by: Literal["auto", "top1", "cell_balanced_accuracy", "worst_cell_recall"] = Field(
-        "auto", description="validation score that picks best.pt; auto: cell_balanced_accuracy "
-                            "when the data have protected groups, else top1")
+        "auto",
+        description="validation score that picks best.pt; auto: cell_balanced_accuracy "
+        "when the data have protected groups, else top1",
+    )
     grad_clip_norm: float | None = Field(
-        None, gt=0.0, description="clip the global gradient norm of each step to this; none: off")
+        None, gt=0.0, description="clip the global gradient norm of each step to this; none: off"
+    )
     ema_decay: float | None = Field(
-        None, gt=0.0, lt=1.0, description="keep an exponential moving average of the weights "
-                                          "(timm's ModelEmaV3) and validate, select and ship it; "
-                                          "none: off")
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="keep an exponential moving average of the weights "
+        "(timm's ModelEmaV3) and validate, select and ship it; "
+        "none: off",
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="autocast of the training steps; auto: bf16 on CUDA GPUs that have "
-                            "it (Ampere and newer), fp16 with a gradient scaler on older ones, "
-                            "fp32 on the CPU (where bf16 autocast is slower)")
+        "auto",
+        description="autocast of the training steps; auto: bf16 on CUDA GPUs that have "
+        "it (Ampere and newer), fp16 with a gradient scaler on older ones, "
+        "fp32 on the CPU (where bf16 autocast is slower)",
+    )
     label_smoothing: float = Field(
-        0.0, ge=0.0, lt=1.0, description="smoothing of the cross-entropy on the labels, in "
-                                         "every objective of this network (teacher; baseline "
-                                         "and every distillation method for student); 0.1 is "
-                                         "the usual value")
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="smoothing of the cross-entropy on the labels, in "
+        "every objective of this network (teacher; baseline "
+        "and every distillation method for student); 0.1 is "
+        "the usual value",
+    )
     augment: AugmentConfig = Field(
         default_factory=AugmentConfig,
         description="augmentation of the training images (edgekd.data.augment); off by default. "
-                    "The baseline and the distilled student share student.augment")
+        "The baseline and the distilled student share student.augment",
+    )
 
     @field_validator("arch")
     @classmethod
@@ -76,9 +108,7 @@ class ModelConfig(Section):
         if not _asks_timm(info):
             return arch
         if not is_known_arch(arch):
-            raise ValueError(
-                f"{arch!r} is not a timm model (see timm.list_models(), e.g. efficientnet_b0)"
-            )
+            raise ValueError(f"{arch!r} is not a timm model (see timm.list_models(), e.g. efficientnet_b0)")
         if "." in arch:
             import timm
             from timm.models import is_model_pretrained
@@ -86,8 +116,10 @@ class ModelConfig(Section):
             if not is_model_pretrained(arch):
                 base = arch.split(".", 1)[0]
                 tags = timm.list_pretrained(f"{base}.*")
-                raise ValueError(f"{arch!r}: timm has no weights tagged {arch.split('.', 1)[1]!r} "
-                                 f"for {base} (it has: {', '.join(tags) or 'none'})")
+                raise ValueError(
+                    f"{arch!r}: timm has no weights tagged {arch.split('.', 1)[1]!r} "
+                    f"for {base} (it has: {', '.join(tags) or 'none'})"
+                )
         return arch
 
     @field_validator("checkpoint")
@@ -100,14 +132,15 @@ class ModelConfig(Section):
         if self.epochs == 0 and self.checkpoint is None and not self.pretrained:
             raise ValueError("epochs: 0 needs a checkpoint or pretrained: true")
         if self.pretrained and self.checkpoint is not None:
-            raise ValueError("pretrained: true and a checkpoint both give the first weights; "
-                             "keep one")
+            raise ValueError("pretrained: true and a checkpoint both give the first weights; keep one")
         if self.pretrained and _asks_timm(info):
             from timm.models import is_model_pretrained
 
             if not is_model_pretrained(self.arch):
-                raise ValueError(f"pretrained: true, but timm has no pretrained weights for "
-                                 f"{self.arch}; train from scratch or set a checkpoint")
+                raise ValueError(
+                    f"pretrained: true, but timm has no pretrained weights for "
+                    f"{self.arch}; train from scratch or set a checkpoint"
+                )
         # a tag with pretrained: false names the architecture only (the card says "scratch"),
         # so `--set student.pretrained=false` tries a recipe without the hub
         return self
@@ -127,8 +160,9 @@ def is_known_arch(arch: str) -> bool:
     return timm.is_model(arch)
 
 
-def create_model(cfg, num_classes: int, *, key: str, load: bool = True,
-                 log: Callable[[str], None] | None = print):
+def create_model(
+    cfg, num_classes: int, *, key: str, load: bool = True, log: Callable[[str], None] | None = print
+):
     """Build the network of a recipe's ``teacher`` or ``student`` section.
 
     ``key`` is the recipe section, named in errors (``teacher.checkpoint: ...``). With

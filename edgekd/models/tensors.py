@@ -25,8 +25,15 @@ def to_input(images: np.ndarray, mean, std, device: torch.device | str | None = 
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, images: np.ndarray, mean, std, *, batch_size: int | None = None,
-            features: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    mean,
+    std,
+    *,
+    batch_size: int | None = None,
+    features: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Logits of ``model`` in eval mode for uint8 images, as float32 ``(N, classes)``; with
     ``features=True`` also the pooled penultimate features ``(N, D)`` (the classifier's input).
 
@@ -54,7 +61,8 @@ def predict(model: torch.nn.Module, images: np.ndarray, mean, std, *, batch_size
     return out, np.concatenate(pooled) if pooled else np.zeros((0, 0), dtype=np.float32)
 
 
-def predict_logits(model: torch.nn.Module, images: np.ndarray, mean, std,
-                   batch_size: int | None = None) -> np.ndarray:
+def predict_logits(
+    model: torch.nn.Module, images: np.ndarray, mean, std, batch_size: int | None = None
+) -> np.ndarray:
     """Logits of ``model`` in eval mode for uint8 images (see :func:`predict`)."""
     return predict(model, images, mean, std, batch_size=batch_size)

@@ -21,8 +21,15 @@ from pathlib import Path
 
 from edgekd.errors import EdgeKDError
 
-__all__ = ["load_weights", "read_state_dict", "pretrained_source", "fetch_pretrained",
-           "hub_unreachable", "weights_record", "classifier_keys"]
+__all__ = [
+    "load_weights",
+    "read_state_dict",
+    "pretrained_source",
+    "fetch_pretrained",
+    "hub_unreachable",
+    "weights_record",
+    "classifier_keys",
+]
 
 # The hub's cache keeps a repo's files under models--<owner>--<name>/{snapshots,blobs}/...
 _HUB_CACHE_PATH = re.compile(r"models--([^/]+?)--([^/]+)/(?:snapshots|blobs)/")
@@ -51,7 +58,8 @@ def hub_unreachable(arch: str, key: str) -> EdgeKDError:
         f"{key}: timm's weights {hub_id} (for {arch}) are not in the Hugging Face cache "
         f"{constants.HF_HUB_CACHE} and the hub is not reachable{why}; on a connected machine run "
         f"`hf download {hub_id}` and copy its hub cache (~/.cache/huggingface/hub) to that "
-        f"folder, or set {key.rsplit('.', 1)[0]}.checkpoint to the model.safetensors file")
+        f"folder, or set {key.rsplit('.', 1)[0]}.checkpoint to the model.safetensors file"
+    )
 
 
 def fetch_pretrained(arch: str, *, key: str) -> None:
@@ -76,8 +84,11 @@ def weights_record(cfg) -> dict:
     if cfg.checkpoint is not None:
         from edgekd.files import sha256_file
 
-        record = {"source": "checkpoint", "file": Path(cfg.checkpoint).name,
-                  "sha256": sha256_file(cfg.checkpoint)}
+        record = {
+            "source": "checkpoint",
+            "file": Path(cfg.checkpoint).name,
+            "sha256": sha256_file(cfg.checkpoint),
+        }
         match = _HUB_CACHE_PATH.search(Path(cfg.checkpoint).as_posix())
         if match:
             record["hub_id"] = f"{match.group(1)}/{match.group(2)}"
@@ -96,8 +107,7 @@ def _is_safetensors(path: Path) -> bool:
         return True
     with open(path, "rb") as fh:
         head = fh.read(9)
-    return (len(head) == 9 and head[8:9] == b"{"
-            and int.from_bytes(head[:8], "little") < path.stat().st_size)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def read_state_dict(path: Path, *, key: str) -> dict:
@@ -114,24 +124,29 @@ def read_state_dict(path: Path, *, key: str) -> dict:
         try:
             state = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            raise EdgeKDError(f"{key}: {path} is not a readable safetensors file "
-                              f"({_first_line(err)})") from None
+            raise EdgeKDError(
+                f"{key}: {path} is not a readable safetensors file ({_first_line(err)})"
+            ) from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
-            raise EdgeKDError(f"{key}: {path} is neither a safetensors nor a loadable torch "
-                              f"weights file ({_first_line(err)})") from None
+            raise EdgeKDError(
+                f"{key}: {path} is neither a safetensors nor a loadable torch "
+                f"weights file ({_first_line(err)})"
+            ) from None
         for wrapper in ("model", "state_dict"):
             if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
                 state = state[wrapper]
                 break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         kind = type(state).__name__ if not isinstance(state, dict) else "dict of other things"
-        raise EdgeKDError(f"{key}: {path} holds a {kind}, not a state dict (tensors by name, bare "
-                          "or under 'model' / 'state_dict')")
+        raise EdgeKDError(
+            f"{key}: {path} holds a {kind}, not a state dict (tensors by name, bare "
+            "or under 'model' / 'state_dict')"
+        )
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -164,7 +179,9 @@ def load_weights(model, path: Path, *, key: str, log: Callable[[str], None] | No
         detail = (
             f"shape of {wrong[0]} is {tuple(state[wrong[0]].shape)}, model has {tuple(own[wrong[0]].shape)}"
             if wrong
-            else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
+            else f"missing {missing[0]}"
+            if missing
+            else f"unexpected {unexpected[0]}"
         )
         raise EdgeKDError(
             f"{key}: weights in {path} do not fit {type(model).__name__} with "
@@ -175,7 +192,9 @@ def load_weights(model, path: Path, *, key: str, log: Callable[[str], None] | No
         held = f"a classifier for {weight.shape[0]} classes" if weight is not None else "no classifier"
         state = {k: v for k, v in state.items() if k not in head}
         if log is not None:
-            log(f"{key}: {Path(path).name} holds {held}; the recipe has {model.num_classes}: "
-                "loaded everything else, the classifier starts new")
+            log(
+                f"{key}: {Path(path).name} holds {held}; the recipe has {model.num_classes}: "
+                "loaded everything else, the classifier starts new"
+            )
     model.load_state_dict(state, strict=not new_head)
     return new_head

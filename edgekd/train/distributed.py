@@ -70,8 +70,9 @@ class Dist:
         """Element-wise sum over ranks (identity in a single process)."""
         if not self.enabled:
             return list(values)
-        tensor = torch.tensor(values, dtype=torch.float64,
-                              device=self.device if torch_dist.get_backend() == "nccl" else "cpu")
+        tensor = torch.tensor(
+            values, dtype=torch.float64, device=self.device if torch_dist.get_backend() == "nccl" else "cpu"
+        )
         torch_dist.all_reduce(tensor)
         return tensor.cpu().tolist()
 
@@ -93,8 +94,9 @@ def init_distributed() -> Dist:
     if world_size <= 1:
         return SINGLE
     if torch_dist.is_initialized():
-        return Dist(torch_dist.get_rank(), torch_dist.get_world_size(),
-                    int(os.environ.get("LOCAL_RANK", "0")))
+        return Dist(
+            torch_dist.get_rank(), torch_dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+        )
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
@@ -103,8 +105,9 @@ def init_distributed() -> Dist:
     return Dist(torch_dist.get_rank(), torch_dist.get_world_size(), local_rank)
 
 
-def rank_indices(n: int, *, epoch: int, seed: int, dist: Dist, batch_size: int,
-                 weights: np.ndarray | None = None) -> np.ndarray:
+def rank_indices(
+    n: int, *, epoch: int, seed: int, dist: Dist, batch_size: int, weights: np.ndarray | None = None
+) -> np.ndarray:
     """The order in which this rank visits an epoch's ``n`` training images.
 
     One process: a permutation seeded from ``(seed, epoch)``. Under torchrun: this rank's share of
@@ -124,12 +127,13 @@ def rank_indices(n: int, *, epoch: int, seed: int, dist: Dist, batch_size: int,
         weights = np.asarray(weights, dtype=np.float64)
         drawn = np.random.default_rng([seed, epoch, 1]).choice(n, size=n, p=weights / weights.sum())
         usable = n - n % dist.world_size
-        return drawn[dist.rank:usable:dist.world_size] if dist.enabled else drawn
+        return drawn[dist.rank : usable : dist.world_size] if dist.enabled else drawn
     if not dist.enabled:
         return np.random.default_rng([seed, epoch]).permutation(n)
     from torch.utils.data import DistributedSampler
 
-    sampler = DistributedSampler(range(n), num_replicas=dist.world_size, rank=dist.rank,
-                                 shuffle=True, seed=seed, drop_last=True)
+    sampler = DistributedSampler(
+        range(n), num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=seed, drop_last=True
+    )
     sampler.set_epoch(epoch)
     return np.fromiter(iter(sampler), dtype=np.int64)

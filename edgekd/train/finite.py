@@ -32,14 +32,15 @@ def _objective_name(objective: Objective) -> str:
     return " around ".join(names)
 
 
-def nonfinite_term(objective: Objective, logits: torch.Tensor, batch: Batch,
-                   model: torch.nn.Module) -> str:
+def nonfinite_term(objective: Objective, logits: torch.Tensor, batch: Batch, model: torch.nn.Module) -> str:
     """Which part of a step's loss is not finite, in words."""
     if not _finite(logits):
         broken = not all(_finite(p) for p in model.parameters())
-        return ("the network's outputs (logits)"
-                + ("; its weights are no longer finite (too large a learning rate or weight decay?)"
-                   if broken else ""))
+        return "the network's outputs (logits)" + (
+            "; its weights are no longer finite (too large a learning rate or weight decay?)"
+            if broken
+            else ""
+        )
     if not _finite(batch.features):
         return "the network's pooled features"
     if not _finite(batch.teacher_logits) or not _finite(batch.teacher_features):
@@ -52,22 +53,27 @@ def nonfinite_term(objective: Objective, logits: torch.Tensor, batch: Batch,
     return f"the objective's own term ({_objective_name(objective)}: distillation or debiasing)"
 
 
-def check_loss(value: float, *, stage: str, epoch: int, step: int, steps: int,
-               term: str | None = None) -> None:
+def check_loss(
+    value: float, *, stage: str, epoch: int, step: int, steps: int, term: str | None = None
+) -> None:
     """One line when ``value`` (a step's or an epoch's loss) is NaN or infinite."""
     if math.isfinite(value):
         return
     where = f"epoch {epoch}" + (f", step {step} of {steps}" if step else "")
-    raise EdgeKDError(f"{stage}: the training loss is {value} at {where}"
-                      + (f"; not finite: {term}" if term else "")
-                      + "; training stopped and nothing is shipped (lower the learning rate or "
-                        "weight decay, or check the data)")
+    raise EdgeKDError(
+        f"{stage}: the training loss is {value} at {where}"
+        + (f"; not finite: {term}" if term else "")
+        + "; training stopped and nothing is shipped (lower the learning rate or "
+        "weight decay, or check the data)"
+    )
 
 
 def check_record(record: dict, *, stage: str, epoch: int) -> None:
     """One line when a number of an epoch's record (losses, validation metrics) is not finite."""
     for key, value in record.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise EdgeKDError(f"{stage}: {key} is {value} after epoch {epoch}; training stopped and "
-                              f"nothing is shipped (lower the learning rate or weight decay, or check "
-                              f"the data)")
+            raise EdgeKDError(
+                f"{stage}: {key} is {value} after epoch {epoch}; training stopped and "
+                f"nothing is shipped (lower the learning rate or weight decay, or check "
+                f"the data)"
+            )

@@ -57,8 +57,13 @@ def _save(obj, path) -> None:
 
 def _validate(model, split: Split, data: DataSplits) -> dict:
     logits = predict_logits(model, split.images, data.mean, data.std)
-    counts = CellCounts(split.labels, logits.argmax(1), split.groups, num_classes=data.num_classes,
-                        num_groups=len(data.group_names))
+    counts = CellCounts(
+        split.labels,
+        logits.argmax(1),
+        split.groups,
+        num_classes=data.num_classes,
+        num_groups=len(data.group_names),
+    )
     return {**validation_scores(counts), "val_mean_abs_disparity": mean_abs_disparity(counts)}
 
 
@@ -100,10 +105,21 @@ def _schedule_step(schedule) -> None:
         schedule.step()
 
 
-def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, stage: Stage, *,
-        seed: int, teacher_outputs: TeacherOutputs | None = None, cache_teacher: bool = True,
-        resume: bool = True, on_epoch_end: EpochHook | None = None,
-        log: Callable[[str], None] = print, dist: Dist = SINGLE) -> list[dict]:
+def fit(
+    model: torch.nn.Module,
+    objective: Objective,
+    data: DataSplits,
+    cfg,
+    stage: Stage,
+    *,
+    seed: int,
+    teacher_outputs: TeacherOutputs | None = None,
+    cache_teacher: bool = True,
+    resume: bool = True,
+    on_epoch_end: EpochHook | None = None,
+    log: Callable[[str], None] = print,
+    dist: Dist = SINGLE,
+) -> list[dict]:
     """Train ``model`` on ``objective`` for ``cfg.epochs``; leave the best epoch's weights in it.
 
     Parameters
@@ -147,10 +163,11 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     section = "teacher" if stage.name == "teacher" else "student"
     precision = resolve_precision(getattr(cfg, "precision", "auto"), device, key=f"{section}.precision")
     if precision.name != "fp32":
-        log(f"{stage.name}: {precision.name} autocast"
-            + (" with a gradient scaler" if precision.name == "fp16" else ""))
-    objective.prepare(teacher_outputs=teacher_outputs, student_features=feature_width(model),
-                      data=data)
+        log(
+            f"{stage.name}: {precision.name} autocast"
+            + (" with a gradient scaler" if precision.name == "fp16" else "")
+        )
+    objective.prepare(teacher_outputs=teacher_outputs, student_features=feature_width(model), data=data)
     net = model  # what trains; with SyncBatchNorm a converted copy, so ``model`` stays exportable
     if dist.enabled and getattr(cfg, "sync_batchnorm", False):
         net = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
@@ -160,11 +177,13 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         from torch.nn.parallel import DistributedDataParallel
 
         runner = DistributedDataParallel(
-            step_module, device_ids=[device.index] if device.type == "cuda" else None)
+            step_module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     steps_per_epoch = max(1, len(data.train) // cfg.batch_size)
     per_rank = max(1, cfg.batch_size // dist.world_size)
-    optimizer = torch.optim.AdamW(_param_groups(net, objective, cfg.weight_decay), lr=cfg.lr,
-                                  fused=device.type in ("cpu", "cuda"))
+    optimizer = torch.optim.AdamW(
+        _param_groups(net, objective, cfg.weight_decay), lr=cfg.lr, fused=device.type in ("cpu", "cuda")
+    )
     ema = None
     if getattr(cfg, "ema_decay", None):
         from timm.utils import ModelEmaV3
@@ -178,8 +197,9 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
     warmup = cfg.warmup_fraction
     if abs(warmup * total_steps - 1.0) < 1e-9:
         warmup = min(0.99, 1.5 / total_steps)  # OneCycleLR divides by (warm-up steps - 1)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps,
-                                                   pct_start=warmup)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=warmup
+    )
     history: list[dict] = []
     select_by = resolve_select_by(cfg.select_by, len(data.group_names))
     best_score = -1.0
@@ -206,23 +226,36 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
         split = data.train_for_epoch(epoch)
         runner.train()
         objective.start_epoch(epoch, cfg.epochs)
-        order = rank_indices(len(split), epoch=epoch, seed=seed, dist=dist,
-                             batch_size=cfg.batch_size,
-                             weights=objective.sample_weights(split.labels, split.groups))
-        cached = (teacher_outputs.for_epoch(epoch, split=split, augment=augment)
-                  if objective.uses_teacher and cache_teacher else None)
+        order = rank_indices(
+            len(split),
+            epoch=epoch,
+            seed=seed,
+            dist=dist,
+            batch_size=cfg.batch_size,
+            weights=objective.sample_weights(split.labels, split.groups),
+        )
+        cached = (
+            teacher_outputs.for_epoch(epoch, split=split, augment=augment)
+            if objective.uses_teacher and cache_teacher
+            else None
+        )
         total_loss, correct, seen = 0.0, 0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{stage.name} {epoch + 1}/{cfg.epochs}",
-                   leave=False, unit="batch", disable=None if dist.is_main else True)
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{stage.name} {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            unit="batch",
+            disable=None if dist.is_main else True,
+        )
         # the next batch's pixels are read while this one trains (a memory-mapped split is
         # read batch by batch: edgekd.data.rows)
-        pixels = prefetch(split.images, (order[s * per_rank:(s + 1) * per_rank]
-                                         for s in range(steps_per_epoch)))
+        pixels = prefetch(
+            split.images, (order[s * per_rank : (s + 1) * per_rank] for s in range(steps_per_epoch))
+        )
         for step, step_pixels in zip(bar, pixels):
-            idx = order[step * per_rank:(step + 1) * per_rank]
+            idx = order[step * per_rank : (step + 1) * per_rank]
             batch = Batch(
-                images=to_input(augment(step_pixels, idx, epoch=epoch), data.mean, data.std,
-                                device=device),
+                images=to_input(augment(step_pixels, idx, epoch=epoch), data.mean, data.std, device=device),
                 labels=torch.from_numpy(split.labels[idx]).to(device),
                 groups=torch.from_numpy(split.groups[idx]).to(device),
             )
@@ -236,8 +269,14 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             loss, logits = runner(batch)
             loss_value = float(loss.detach())
             if not dist.enabled and not math.isfinite(loss_value):  # DDP: at the epoch's end, together
-                check_loss(loss_value, stage=stage.name, epoch=epoch + 1, step=step + 1,
-                           steps=steps_per_epoch, term=nonfinite_term(objective, logits, batch, net))
+                check_loss(
+                    loss_value,
+                    stage=stage.name,
+                    epoch=epoch + 1,
+                    step=step + 1,
+                    steps=steps_per_epoch,
+                    term=nonfinite_term(objective, logits, batch, net),
+                )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if clip:
@@ -282,20 +321,33 @@ def fit(model: torch.nn.Module, objective: Objective, data: DataSplits, cfg, sta
             write_atomic(stage.path("metrics.jsonl"), "".join(_json_line(r) for r in history))
         best_score = max(best_score, score)
         if dist.is_main:
-            _save({"model": net.state_dict(), "objective": objective.state_dict(),
-                   "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                   "history": history, "best_score": best_score,
-                   **({"ema": ema.module.state_dict()} if ema is not None else {}),
-                   **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})}, last_path)
-            log(f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
+            _save(
+                {
+                    "model": net.state_dict(),
+                    "objective": objective.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "history": history,
+                    "best_score": best_score,
+                    **({"ema": ema.module.state_dict()} if ema is not None else {}),
+                    **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
+                },
+                last_path,
+            )
+            log(
+                f"{stage.name} epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.3f} "
                 f"train {record['train_top1']:.3f} val {record['val_top1']:.3f} "
                 f"val |disp| {record['val_mean_abs_disparity'] or 0:.3f} "
                 + (f"{select_by} {record[f'val_{select_by}'] or 0:.3f} " if select_by != "top1" else "")
-                + (f"adversary {record['adversary_top1']:.3f} (no-leak reference "
-                   f"{record['adversary_reference']:.3f}) "
-                   if record.get("adversary_top1") is not None
-                   and record.get("adversary_reference") is not None else "")
-                + f"({record['seconds']:.0f}s)")
+                + (
+                    f"adversary {record['adversary_top1']:.3f} (no-leak reference "
+                    f"{record['adversary_reference']:.3f}) "
+                    if record.get("adversary_top1") is not None
+                    and record.get("adversary_reference") is not None
+                    else ""
+                )
+                + f"({record['seconds']:.0f}s)"
+            )
         if on_epoch_end is not None:
             on_epoch_end(stage.name, epoch + 1, record)
 

@@ -54,8 +54,7 @@ class Objective(nn.Module):
     uses_teacher: bool = False
     uses_teacher_features: bool = False
 
-    def prepare(self, *, teacher_outputs: TeacherOutputs | None, student_features: int,
-                data) -> None:
+    def prepare(self, *, teacher_outputs: TeacherOutputs | None, student_features: int, data) -> None:
         """Called once before training (and again before a resume restores the state)."""
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
@@ -95,10 +94,8 @@ class ObjectiveWrapper(Objective):
     def uses_teacher_features(self) -> bool:  # type: ignore[override]
         return self.task.uses_teacher_features
 
-    def prepare(self, *, teacher_outputs: TeacherOutputs | None, student_features: int,
-                data) -> None:
-        self.task.prepare(teacher_outputs=teacher_outputs, student_features=student_features,
-                          data=data)
+    def prepare(self, *, teacher_outputs: TeacherOutputs | None, student_features: int, data) -> None:
+        self.task.prepare(teacher_outputs=teacher_outputs, student_features=student_features, data=data)
 
     def start_epoch(self, epoch: int, epochs: int) -> None:
         self.task.start_epoch(epoch, epochs)
@@ -116,8 +113,9 @@ class ObjectiveWrapper(Objective):
         return self.task(logits, batch)
 
 
-def label_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0,
-                        reduction: str = "mean") -> torch.Tensor:
+def label_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, *, label_smoothing: float = 0.0, reduction: str = "mean"
+) -> torch.Tensor:
     """The cross-entropy on the labels that every objective uses, in float32.
 
     With label smoothing ``eps`` (Szegedy et al., "Rethinking the Inception Architecture",
@@ -129,8 +127,7 @@ def label_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, *, label_smo
     cross-entropy of teacher and baseline and in the label term of every distillation method,
     so baseline and distilled student are compared on the same targets.
     """
-    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing,
-                           reduction=reduction)
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing, reduction=reduction)
 
 
 class CrossEntropy(Objective):

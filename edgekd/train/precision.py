@@ -73,10 +73,13 @@ def resolve_precision(setting: str, device: torch.device | str, *, key: str) -> 
     if setting not in _DTYPES:
         raise EdgeKDError(f"{key}: {setting!r} is not a precision (auto, fp32, bf16, fp16)")
     if setting != "fp32" and kind not in ("cpu", "cuda"):
-        raise EdgeKDError(f"{key}: {setting} autocast runs on CUDA GPUs and the CPU, not on "
-                          f"{kind}; use fp32 or auto")
+        raise EdgeKDError(
+            f"{key}: {setting} autocast runs on CUDA GPUs and the CPU, not on {kind}; use fp32 or auto"
+        )
     if setting == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
         name = torch.cuda.get_device_name(device)
-        raise EdgeKDError(f"{key}: bf16 needs a GPU with bfloat16 (compute capability 8.0 and "
-                          f"up); {name} has none, so use fp16 (with a gradient scaler) or auto")
+        raise EdgeKDError(
+            f"{key}: bf16 needs a GPU with bfloat16 (compute capability 8.0 and "
+            f"up); {name} has none, so use fp16 (with a gradient scaler) or auto"
+        )
     return Precision(setting, kind)

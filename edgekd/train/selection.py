@@ -26,8 +26,14 @@ import numpy as np
 from edgekd.fairness.counts import CellCounts, top1
 from edgekd.registry import Registry
 
-__all__ = ["SELECTION_METRICS", "cell_balanced_accuracy", "worst_cell_recall",
-           "resolve_select_by", "validation_scores", "best_epoch"]
+__all__ = [
+    "SELECTION_METRICS",
+    "cell_balanced_accuracy",
+    "worst_cell_recall",
+    "resolve_select_by",
+    "validation_scores",
+    "best_epoch",
+]
 
 SELECTION_METRICS: Registry[Callable[[CellCounts], float | None]] = Registry("checkpoint metric")
 

@@ -39,9 +39,15 @@ __all__ = ["TeacherOutputs", "teacher_forward"]
 Transform = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def teacher_forward(teacher: torch.nn.Module, images: np.ndarray, mean, std, *,
-                    batch_size: int | None = None, transform: Transform | None = None,
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def teacher_forward(
+    teacher: torch.nn.Module,
+    images: np.ndarray,
+    mean,
+    std,
+    *,
+    batch_size: int | None = None,
+    transform: Transform | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits ``(N, C)`` and pooled features ``(N, D)`` of ``teacher`` in eval mode.
 
     ``transform(batch, indices)``, when given, turns each uint8 batch (and the images' indices in
@@ -51,9 +57,17 @@ def teacher_forward(teacher: torch.nn.Module, images: np.ndarray, mean, std, *,
     if transform is None:
         return predict(teacher, images, mean, std, batch_size=batch_size, features=True)
     batch_size = batch_size or eval_batch_size(images)
-    parts = [predict(teacher, transform(pixels, np.arange(i, i + len(pixels))),
-                     mean, std, batch_size=batch_size, features=True)
-             for i, pixels in zip(range(0, len(images), batch_size), batches(images, batch_size))]
+    parts = [
+        predict(
+            teacher,
+            transform(pixels, np.arange(i, i + len(pixels))),
+            mean,
+            std,
+            batch_size=batch_size,
+            features=True,
+        )
+        for i, pixels in zip(range(0, len(images), batch_size), batches(images, batch_size))
+    ]
     if not parts:
         return predict(teacher, images, mean, std, batch_size=batch_size, features=True)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -72,8 +86,14 @@ class TeacherOutputs:
         Directory for ``<key>.npz`` files; ``None`` keeps outputs in memory only.
     """
 
-    def __init__(self, teacher: torch.nn.Module, data: DataSplits, *,
-                 cache_dir: Path | None = None, dist: Dist = SINGLE) -> None:
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        data: DataSplits,
+        *,
+        cache_dir: Path | None = None,
+        dist: Dist = SINGLE,
+    ) -> None:
         self.teacher = teacher
         self.data = data
         self.dist = dist
@@ -90,17 +110,22 @@ class TeacherOutputs:
         fresh = self.data.description.get("fresh_train_each_epoch", False)
         return f"epoch-{epoch}" if fresh else "epoch-0"
 
-    def for_epoch(self, epoch: int, *, split: Split | None = None,
-                  augment: Augmenter | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def for_epoch(
+        self, epoch: int, *, split: Split | None = None, augment: Augmenter | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Logits and features of epoch ``epoch``'s training images (``split``, default
         ``data.train_for_epoch(epoch)``) as ``augment`` makes them for the student."""
         split = split if split is not None else self.data.train_for_epoch(epoch)
-        transform = (partial(augment, epoch=epoch) if augment is not None and augment.enabled
-                     else None)
+        transform = partial(augment, epoch=epoch) if augment is not None and augment.enabled else None
         return self.for_split(split, key=self.epoch_key(epoch, augment), transform=transform)
 
-    def for_split(self, split: Split, *, key: str, transform: Transform | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    def for_split(
+        self,
+        split: Split,
+        *,
+        key: str,
+        transform: Transform | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Logits and features of ``split`` (each batch through ``transform``, see
         :func:`teacher_forward`), stored under ``key``."""
         if key in self._memory:
@@ -112,8 +137,12 @@ class TeacherOutputs:
         self._memory = {key: outputs}
         return outputs
 
-    def _compute_or_read(self, split: Split, key: str, transform: Transform | None,
-                         ) -> tuple[np.ndarray, np.ndarray]:
+    def _compute_or_read(
+        self,
+        split: Split,
+        key: str,
+        transform: Transform | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         path = self.cache_dir / f"{key}.npz" if self.cache_dir is not None else None
         outputs = None
         if path is not None and path.exists():
@@ -121,8 +150,9 @@ class TeacherOutputs:
                 if len(stored["logits"]) == len(split):
                     outputs = stored["logits"], stored["features"]
         if outputs is None:
-            outputs = teacher_forward(self.teacher, split.images, self.data.mean, self.data.std,
-                                      transform=transform)
+            outputs = teacher_forward(
+                self.teacher, split.images, self.data.mean, self.data.std, transform=transform
+            )
             self.computed += 1
             if path is not None:  # straight to the file: no copy of the outputs in memory
                 with atomic_output(path) as tmp, open(tmp, "wb") as fh:

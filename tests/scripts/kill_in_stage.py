@@ -63,11 +63,13 @@ elif stage == "export":
 
     onnx_export.export_onnx = killing_export
 elif stage == "bundle":
+
     def killing_manifest(*args, **kwargs):
         die()
 
     bundle_write.write_manifest = killing_manifest
 elif stage == "tarball":
+
     def killing_tarball(bundle: Path, path: Path, root: str) -> None:
         path.with_name(f".{path.name}.tmp").write_bytes(b"\x1f\x8b half a tarball")
         die()

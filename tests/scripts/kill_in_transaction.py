@@ -28,8 +28,11 @@ if at.startswith("replace:"):
     suffix, replace = at.split(":", 1)[1], os.replace
 
     def killing_replace(src, dst, *a, **k):
-        if str(dst).endswith(suffix) and ".edgekd-next" in str(dst) + str(src) or \
-                (suffix.endswith(".tar.gz") and str(dst).endswith(suffix)):
+        if (
+            str(dst).endswith(suffix)
+            and ".edgekd-next" in str(dst) + str(src)
+            or (suffix.endswith(".tar.gz") and str(dst).endswith(suffix))
+        ):
             die()
         return replace(src, dst, *a, **k)
 
