@@ -440,7 +440,15 @@ def test_card_md_front_matter_sections_and_valid_html(tmp_path):
     assert "![disparity by class](plots/disparity_by_class.png)" in md
 
     page = (bundle / "card.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 3 and 'src="plots/' not in page
+    # every plot inlined: the three of the models and the compression-by-group heatmap
+    assert card["plots"] == [
+        "plots/disparity_by_class.png",
+        "plots/recall_by_group.png",
+        "plots/training_curves.png",
+        "plots/compression_by_group.png",
+    ]
+    assert page.count('src="data:image/png;base64,') == len(card["plots"]) == 4
+    assert 'src="plots/' not in page
 
     class Balanced(HTMLParser):
         void = {"meta", "img", "br", "hr", "link"}
