@@ -155,7 +155,7 @@ def test_min_support_keeps_small_cells_out_of_the_worst_cell():
 
 
 def test_sweep_rows_and_table_carry_the_worst_cell_beside_the_agreement(tmp_path):
-    from edgekd.sweep import _row, format_sweep_table
+    from edgekd.sweep import format_sweep_table, result_row
 
     card = json.loads((Path(__file__).parent / "fixtures" / "tiny_card_v0.2.0.json").read_text())
     card["models"]["onnx_int8"] = {
@@ -165,7 +165,7 @@ def test_sweep_rows_and_table_carry_the_worst_cell_beside_the_agreement(tmp_path
             "worst_cell_agreement": {"class": "square", "group": "warm", "agreement": 0.94, "images": 100},
         },
     }
-    row = _row({"distill.temperature": 4}, card, tmp_path)
+    row = result_row({"distill.temperature": 4}, card, tmp_path)
     assert row["onnx_agreement"] == 1.0 and row["onnx_worst_cell_agreement"] is None  # an old card
     assert (
         row["onnx_int8_agreement"],
