@@ -486,6 +486,19 @@ class TuneResult:
     ran: int = 0  # trials this command built or finished
 
 
+def _as_recipe_types(dim: Dimension, recipe) -> Dimension:
+    """A range written with whole ends (``debias.lambda=0:1``) over a key the recipe holds as a
+    float is a float range, not the integers 0 and 1."""
+    if dim.choices or not (isinstance(dim.low, int) and isinstance(dim.high, int)):
+        return dim
+    value = recipe
+    for part in dim.key.split("."):
+        value = getattr(value, part, None)
+    if isinstance(value, float):
+        return Dimension(dim.key, low=float(dim.low), high=float(dim.high), log=dim.log)
+    return dim
+
+
 def run_tune(
     recipe_path: str | Path,
     space_items: list[str] | tuple[str, ...],
@@ -515,8 +528,8 @@ def run_tune(
         raise EdgeKDError(f"--trials {trials!r}: give a whole number of trials, at least 1")
     make_sampler = SAMPLERS.get(sampler, key="--sampler")
     objectives = parse_objectives(objective_items)
-    dims = parse_space(space_items)
     base = load_recipe(recipe_path, overrides)
+    dims = [_as_recipe_types(d, base) for d in parse_space(space_items)]
     # every key and both ends of every range must make a valid recipe before anything is built
     ends = [
         point_recipe(recipe_path, overrides, {d.key: value}, base.name, option="--space")

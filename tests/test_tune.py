@@ -419,3 +419,15 @@ def test_failed_gates_stopped_builds_and_missing_objectives_are_failed_trials_wi
     ]
     assert _counted(study) == (2, 0)  # failed trials count toward --trials
     assert study.best_trials == []  # and the front ignores them
+
+
+def test_whole_number_ends_over_a_float_key_make_a_float_range():
+    from edgekd.recipe import load_recipe
+    from edgekd.tune import _as_recipe_types
+
+    recipe = load_recipe(Path(__file__).parent / "tiny.yaml")
+    alpha, epochs = parse_space(["distill.alpha=0:1", "student.epochs=1:3"])
+    assert isinstance(recipe.distill.alpha, float) and isinstance(recipe.student.epochs, int)
+    as_float = _as_recipe_types(alpha, recipe)
+    assert (as_float.low, as_float.high) == (0.0, 1.0) and isinstance(as_float.low, float)
+    assert _as_recipe_types(epochs, recipe) == epochs  # an int key keeps its integers
