@@ -151,34 +151,17 @@ def worst_agreement(
     ...                 class_names=["a", "b"], group_names=["x", "y"])["worst_group_accuracy_change"]
     {'group': 'x', 'accuracy_change': -0.5}
     """
-    from edgekd.fairness.compression import worst_cell_agreement
+    from edgekd.fairness.compression import compression_effect
 
-    y_true, before, after, groups = (np.asarray(a, dtype=np.int64) for a in (y_true, before, after, groups))
     support = max(int(min_support), 1)
-    cell = worst_cell_agreement(
+    effect = compression_effect(
         y_true, before, after, groups, class_names=class_names, group_names=group_names, min_support=support
     )
-    rows = []
-    for g, name in enumerate(group_names):
-        mask = groups == g
-        n = int(mask.sum())
-        if n >= support:  # changes counted in images, as compression_effect counts them
-            gained = int(np.sum(after[mask] == y_true[mask])) - int(np.sum(before[mask] == y_true[mask]))
-            rows.append(
-                {
-                    "group": name,
-                    "agreement": int(np.sum(before[mask] == after[mask])) / n,
-                    "images": n,
-                    "accuracy_change": gained / n,
-                }
-            )
-    worst_group = min(rows, key=lambda r: r["agreement"]) if rows else None
+    rows = [r for r in effect["per_group"] if r["images"] >= support]
     most_lost = min(rows, key=lambda r: r["accuracy_change"]) if rows else None
     return {
-        "worst_cell_agreement": cell,
-        "worst_group_agreement": None
-        if worst_group is None
-        else {k: worst_group[k] for k in ("group", "agreement", "images")},
+        "worst_cell_agreement": effect["worst_cell"],
+        "worst_group_agreement": effect["worst_group"],
         "worst_group_accuracy_change": None
         if most_lost is None
         else {"group": most_lost["group"], "accuracy_change": most_lost["accuracy_change"]},

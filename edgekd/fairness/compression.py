@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekd.fairness.significance import DEFAULT_MIN_EFFECT, benjamini_hochberg, mcnemar_exact
+from edgekd.fairness.significance import DEFAULT_MIN_EFFECT, benjamini_hochberg, mark_change, mcnemar_exact
 
 __all__ = ["cell_agreement", "worst_cell_agreement", "compression_effect", "changed_indices"]
 
@@ -122,10 +122,7 @@ def _paired(y_true: np.ndarray, before: np.ndarray, after: np.ndarray, mask: np.
 def _correct(rows: list[dict], *, alpha: float, min_effect: float) -> None:
     adjusted, rejected = benjamini_hochberg([r["p"] for r in rows], alpha=alpha)
     for row, p_adjusted, significant in zip(rows, adjusted, rejected):
-        change = row["accuracy_change"]
-        row["p_adjusted"], row["significant"] = float(p_adjusted), bool(significant)
-        # the tolerance keeps a change of exactly min_effect (3/150 = 0.02) from missing by a rounding
-        row["changed"] = bool(significant) and change is not None and abs(change) >= min_effect - 1e-12
+        mark_change(row, p_adjusted, significant, min_effect, change_key="accuracy_change")
 
 
 def compression_effect(

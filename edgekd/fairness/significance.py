@@ -39,6 +39,7 @@ __all__ = [
     "DEFAULT_MIN_EFFECT",
     "mcnemar_exact",
     "benjamini_hochberg",
+    "mark_change",
     "classwise_mcnemar",
     "welch_classwise",
     "welch_from_metrics",
@@ -153,11 +154,11 @@ def classwise_mcnemar(
         rows.append(row)
     adjusted, rejected = benjamini_hochberg([r["p"] for r in rows], alpha=alpha)
     for row, p_adj, sig in zip(rows, adjusted, rejected):
-        _decide(row, p_adj, sig, min_effect)
+        mark_change(row, p_adj, sig, min_effect)
     group_p = [rows[k]["by_group"][g]["p"] for k, g in by_group_p]
     g_adjusted, g_rejected = benjamini_hochberg(group_p, alpha=alpha)
     for (k, g), p_adj, sig in zip(by_group_p, g_adjusted, g_rejected):
-        _decide(rows[k]["by_group"][g], p_adj, sig, min_effect)
+        mark_change(rows[k]["by_group"][g], p_adj, sig, min_effect)
     significant = [r["class"] for r in rows if r["significant"]]
     changed = [r["class"] for r in rows if r["changed"]]
     return {
@@ -172,8 +173,12 @@ def classwise_mcnemar(
     }
 
 
-def _decide(row: dict, p_adjusted: float, significant: bool, min_effect: float) -> None:
-    change = row.get("recall_change")
+def mark_change(
+    row: dict, p_adjusted: float, significant: bool, min_effect: float, *, change_key: str = "recall_change"
+) -> None:
+    """Write ``p_adjusted``, ``significant`` and ``changed`` (significant and ``|row[change_key]|
+    >= min_effect``) into a row of a paired test."""
+    change = row.get(change_key)
     row["p_adjusted"], row["significant"] = float(p_adjusted), bool(significant)
     # the tolerance keeps a change of exactly min_effect (3/150 = 0.02) from missing by a rounding
     row["changed"] = bool(significant) and change is not None and abs(change) >= min_effect - 1e-12
